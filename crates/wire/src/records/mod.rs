@@ -1,0 +1,1 @@
+//! Record batch v2: encoder, zero-copy decoder, compression (being written).
