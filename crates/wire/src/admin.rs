@@ -1,0 +1,321 @@
+//! Cluster administration: create and delete topics, list offsets, describe the cluster.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, ListOffsetsRequest,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+
+use crate::cluster::{BrokerInfo, Cluster};
+use crate::error::{Error, KafkaCode, Result};
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// The topic name.
+    pub name: String,
+    /// Number of partitions; `-1` takes the broker's `num.partitions`.
+    pub partitions: i32,
+    /// Replication factor; `-1` takes the broker's `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Topic configs (`cleanup.policy`, `retention.ms`, ...).
+    pub configs: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions and the broker's default replication factor.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the replication factor.
+    pub fn replication_factor(mut self, factor: i16) -> Self {
+        self.replication_factor = factor;
+        self
+    }
+
+    /// Adds a topic config.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Which offset [`Admin::list_offsets`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (the high watermark: the offset the next record gets).
+    Latest,
+    /// The first offset whose timestamp is at or after this many ms since the epoch.
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(ts) => ts,
+        }
+    }
+}
+
+/// One partition's answer to [`Admin::list_offsets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The offset, or `-1` when no record has a timestamp at or after the one asked for.
+    pub offset: i64,
+    /// The timestamp of that record, `-1` for earliest and latest.
+    pub timestamp: i64,
+    /// The leader epoch of that record, `-1` when unknown.
+    pub leader_epoch: i32,
+}
+
+/// What [`Admin::describe_cluster`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The cluster id.
+    pub cluster_id: String,
+    /// The controller's node id, when known.
+    pub controller_id: Option<i32>,
+    /// The brokers.
+    pub brokers: Vec<BrokerInfo>,
+}
+
+/// Administrative operations on a cluster.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Cluster,
+}
+
+impl Admin {
+    /// Administers `cluster`.
+    pub fn new(cluster: Cluster) -> Self {
+        Admin { cluster }
+    }
+
+    /// The cluster this admin works on.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Creates topics and waits, up to `timeout`, until the metadata shows a leader for
+    /// every partition, so the topics can be produced to when this returns.
+    ///
+    /// Fails on the first topic the broker refuses, with its Kafka code
+    /// (`TOPIC_ALREADY_EXISTS`, `INVALID_REPLICATION_FACTOR`, ...) and message.
+    pub async fn create_topics(&self, topics: &[NewTopic], timeout: Duration) -> Result<()> {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(millis(timeout))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(topic_name(&t.name))
+                            .with_num_partitions(t.partitions)
+                            .with_replication_factor(t.replication_factor)
+                            .with_configs(
+                                t.configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(StrBytes::from_string(k.clone()))
+                                            .with_value(Some(StrBytes::from_string(v.clone())))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let response = self.controller().await?.send(&request).await?;
+        for result in &response.topics {
+            Error::check_code(result.error_code, || {
+                format!(
+                    "creating topic {}: {}",
+                    result.name.0.as_str(),
+                    result.error_message.as_ref().map(|m| m.as_str()).unwrap_or("")
+                )
+            })?;
+        }
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        self.wait_for_leaders(&names, timeout).await
+    }
+
+    /// Waits until the metadata lists every topic in `names` with a leader for each
+    /// partition.
+    async fn wait_for_leaders(&self, names: &[&str], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let md = self.cluster.refresh(names, false).await?;
+            let ready = names.iter().all(|name| {
+                md.topic(name).is_some_and(|t| {
+                    t.error.is_none()
+                        && !t.partitions.is_empty()
+                        && t.partitions.iter().all(|p| p.leader.is_some())
+                })
+            });
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    format!("waiting for leaders of {names:?}"),
+                    timeout,
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Deletes topics. A topic that does not exist fails with
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub async fn delete_topics(&self, names: &[&str], timeout: Duration) -> Result<()> {
+        let request = DeleteTopicsRequest::default()
+            .with_timeout_ms(millis(timeout))
+            .with_topic_names(names.iter().map(|n| topic_name(n)).collect());
+        let response = self.controller().await?.send(&request).await?;
+        for result in &response.responses {
+            let name = result.name.as_ref().map(|n| n.0.as_str()).unwrap_or("?");
+            Error::check_code(result.error_code, || format!("deleting topic {name}"))?;
+        }
+        self.cluster.refresh_all().await?;
+        Ok(())
+    }
+
+    /// Looks up an offset of each partition in `partitions` of `topic`, asking each
+    /// partition's leader.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<i32, ListedOffset>> {
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        let mut md = self.cluster.metadata();
+        if partitions.iter().any(|p| md.partition(topic, *p).is_none()) {
+            md = self.cluster.refresh(&[topic], false).await?;
+        }
+        for &p in partitions {
+            let info = md.partition(topic, p).ok_or_else(|| {
+                Error::unknown_topic(format!("partition {topic}-{p} is not in the metadata"))
+            })?;
+            let leader = info
+                .leader
+                .ok_or_else(|| Error::no_broker(format!("partition {topic}-{p} has no leader")))?;
+            by_leader.entry(leader).or_default().push(p);
+        }
+        let mut out = BTreeMap::new();
+        for (leader, parts) in by_leader {
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|&p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(p)
+                                    .with_current_leader_epoch(-1)
+                                    .with_timestamp(spec.wire())
+                            })
+                            .collect(),
+                    )]);
+            let response = self.cluster.broker(leader).await?.send(&request).await?;
+            for t in response.topics {
+                for p in t.partitions {
+                    Error::check_code(p.error_code, || {
+                        format!("listing offsets of {topic}-{}", p.partition_index)
+                    })?;
+                    out.insert(
+                        p.partition_index,
+                        ListedOffset {
+                            offset: p.offset,
+                            timestamp: p.timestamp,
+                            leader_epoch: p.leader_epoch,
+                        },
+                    );
+                }
+            }
+        }
+        for p in partitions {
+            if !out.contains_key(p) {
+                return Err(Error::protocol(format!(
+                    "ListOffsets response has no entry for {topic}-{p}"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Describes the cluster: id, controller and brokers.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let response = self
+            .cluster
+            .any_broker()
+            .await?
+            .send(&DescribeClusterRequest::default())
+            .await?;
+        Error::check_code(response.error_code, || {
+            format!(
+                "describing the cluster: {}",
+                response.error_message.as_ref().map(|m| m.as_str()).unwrap_or("")
+            )
+        })?;
+        Ok(ClusterDescription {
+            cluster_id: response.cluster_id.to_string(),
+            controller_id: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
+            brokers: response
+                .brokers
+                .into_iter()
+                .filter_map(|b| {
+                    Some(BrokerInfo {
+                        node_id: b.broker_id.0,
+                        host: b.host.to_string(),
+                        port: u16::try_from(b.port).ok()?,
+                        rack: b.rack.map(|r| r.to_string()),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// Where topic changes go. In KRaft clusters any broker forwards them to the
+    /// controller; we ask the one the metadata names, else any.
+    async fn controller(&self) -> Result<crate::net::BrokerConnection> {
+        match self.cluster.metadata().controller_id {
+            Some(id) => match self.cluster.broker(id).await {
+                Ok(conn) => Ok(conn),
+                Err(_) => self.cluster.any_broker().await,
+            },
+            None => self.cluster.any_broker().await,
+        }
+    }
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// True when `err` is the broker saying the topic already exists.
+pub fn is_topic_already_exists(err: &Error) -> bool {
+    err.kafka_code() == Some(KafkaCode::TopicAlreadyExists)
+}

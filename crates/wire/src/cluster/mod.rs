@@ -1,0 +1,279 @@
+//! The cluster: bootstrap, a metadata cache refreshed on demand and on a timer, and a
+//! pool of one connection per broker.
+//!
+//! [`Cluster`] is a cheap handle (clones share everything). Metadata snapshots are
+//! immutable [`Metadata`] values behind an `Arc`; readers never wait for a refresh.
+
+mod metadata;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Mutex as AsyncMutex;
+use tracing::{debug, warn};
+
+pub use metadata::{BrokerInfo, Metadata, PartitionInfo, TopicInfo};
+
+use crate::error::{Error, Result};
+use crate::net::{BrokerConnection, ConnectionConfig};
+
+/// How to reach and watch a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `host:port` addresses to bootstrap from; the first that answers wins.
+    pub bootstrap: Vec<String>,
+    /// Settings of every broker connection.
+    pub connection: ConnectionConfig,
+    /// Metadata older than this is refreshed in the background. Default 5 minutes
+    /// (Java: `metadata.max.age.ms`).
+    pub metadata_max_age: Duration,
+}
+
+impl ClusterConfig {
+    /// A config for the comma-separated bootstrap list `bootstrap`
+    /// (`"host1:9092,host2:9092"`), with defaults for everything else.
+    pub fn new(bootstrap: &str) -> Self {
+        ClusterConfig {
+            bootstrap: bootstrap
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            connection: ConnectionConfig::default(),
+            metadata_max_age: Duration::from_secs(300),
+        }
+    }
+
+    /// Sets the client id sent to brokers.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.connection.client_id = id.into();
+        self
+    }
+
+    /// Sets the request timeout of every connection.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.connection.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout of every connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connection.connect_timeout = timeout;
+        self
+    }
+}
+
+/// A handle to a Kafka cluster. Clones share the metadata cache and connections.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClusterConfig,
+    metadata: RwLock<Arc<Metadata>>,
+    /// Connections by node id. Bootstrap connections are kept apart: a bootstrap address
+    /// may not be any broker's advertised address.
+    brokers: Mutex<HashMap<i32, BrokerConnection>>,
+    bootstrap: Mutex<Option<BrokerConnection>>,
+    /// Serialises connects to one broker, so concurrent callers share one connection.
+    connecting: AsyncMutex<()>,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("bootstrap", &self.inner.config.bootstrap)
+            .field("brokers", &self.metadata().brokers.len())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Connects to the first bootstrap address that answers, fetches the cluster's
+    /// brokers, and starts the background metadata refresh.
+    ///
+    /// Fails with the last address's error when none answers, so a wrong port or a
+    /// server that is not Kafka gives a typed error within the connect timeout.
+    pub async fn connect(config: ClusterConfig) -> Result<Cluster> {
+        if config.bootstrap.is_empty() {
+            return Err(Error::config("no bootstrap address given"));
+        }
+        let cluster = Cluster {
+            inner: Arc::new(Inner {
+                config,
+                metadata: RwLock::new(Arc::new(Metadata::default())),
+                brokers: Mutex::new(HashMap::new()),
+                bootstrap: Mutex::new(None),
+                connecting: AsyncMutex::new(()),
+            }),
+        };
+        cluster.refresh_all().await?;
+        let weak = Arc::downgrade(&cluster.inner);
+        let every = cluster.inner.config.metadata_max_age;
+        tokio::spawn(refresh_periodically(weak, every));
+        Ok(cluster)
+    }
+
+    /// The current metadata snapshot.
+    pub fn metadata(&self) -> Arc<Metadata> {
+        match self.inner.metadata.read() {
+            Ok(m) => Arc::clone(&m),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// The configuration this cluster was connected with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// Refreshes metadata for every topic in the cluster.
+    pub async fn refresh_all(&self) -> Result<Arc<Metadata>> {
+        self.refresh_with(None, false).await
+    }
+
+    /// Refreshes metadata for `topics` (keeping what is cached for others). When
+    /// `auto_create` is true and the brokers allow it, unknown topics are created.
+    pub async fn refresh(&self, topics: &[&str], auto_create: bool) -> Result<Arc<Metadata>> {
+        self.refresh_with(Some(topics), auto_create).await
+    }
+
+    async fn refresh_with(&self, topics: Option<&[&str]>, auto_create: bool) -> Result<Arc<Metadata>> {
+        let request = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string((*t).to_string()))))
+                    })
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(auto_create);
+        let conn = self.any_broker().await?;
+        let response = match conn.send(&request).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(broker = conn.addr(), error = %e, "metadata request failed, trying another broker");
+                self.any_broker().await?.send(&request).await?
+            }
+        };
+        let mut guard = match self.inner.metadata.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let next = Arc::new(Metadata::merge(&guard, response, topics.is_none()));
+        *guard = Arc::clone(&next);
+        Ok(next)
+    }
+
+    /// A live connection to broker `node_id`, opened if needed.
+    pub async fn broker(&self, node_id: i32) -> Result<BrokerConnection> {
+        if let Some(conn) = self.pooled(node_id) {
+            return Ok(conn);
+        }
+        let _one_at_a_time = self.inner.connecting.lock().await;
+        if let Some(conn) = self.pooled(node_id) {
+            return Ok(conn);
+        }
+        let addr = self
+            .metadata()
+            .brokers
+            .get(&node_id)
+            .map(BrokerInfo::addr)
+            .ok_or_else(|| Error::no_broker(format!("broker {node_id} is not in the metadata")))?;
+        let conn = BrokerConnection::connect(&addr, self.inner.config.connection.clone()).await?;
+        lock(&self.inner.brokers).insert(node_id, conn.clone());
+        Ok(conn)
+    }
+
+    fn pooled(&self, node_id: i32) -> Option<BrokerConnection> {
+        let pool = lock(&self.inner.brokers);
+        pool.get(&node_id).filter(|c| !c.is_dead()).cloned()
+    }
+
+    /// The connection to the leader of `topic`/`partition`, refreshing the topic's
+    /// metadata once when the cache has no leader for it.
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<BrokerConnection> {
+        let leader = match self.metadata().partition(topic, partition).and_then(|p| p.leader) {
+            Some(id) => id,
+            None => {
+                let md = self.refresh(&[topic], false).await?;
+                let t = md
+                    .topic(topic)
+                    .ok_or_else(|| Error::unknown_topic(format!("topic {topic} is unknown")))?;
+                if let Some(code) = t.error {
+                    return Err(Error::kafka(code, format!("metadata for topic {topic}")));
+                }
+                let p = md.partition(topic, partition).ok_or_else(|| {
+                    Error::unknown_topic(format!(
+                        "topic {topic} has {} partitions, no partition {partition}",
+                        t.partitions.len()
+                    ))
+                })?;
+                p.leader.ok_or_else(|| {
+                    Error::no_broker(format!("partition {topic}-{partition} has no leader"))
+                })?
+            }
+        };
+        self.broker(leader).await
+    }
+
+    /// A live connection to some broker: a pooled one, else a known broker, else a
+    /// bootstrap address.
+    pub async fn any_broker(&self) -> Result<BrokerConnection> {
+        if let Some(conn) = lock(&self.inner.brokers).values().find(|c| !c.is_dead()) {
+            return Ok(conn.clone());
+        }
+        let known: Vec<i32> = self.metadata().brokers.keys().copied().collect();
+        let mut last_error = None;
+        for id in known {
+            match self.broker(id).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if let Some(conn) = lock(&self.inner.bootstrap).as_ref().filter(|c| !c.is_dead()) {
+            return Ok(conn.clone());
+        }
+        for addr in &self.inner.config.bootstrap {
+            match BrokerConnection::connect(addr, self.inner.config.connection.clone()).await {
+                Ok(conn) => {
+                    *lock(&self.inner.bootstrap) = Some(conn.clone());
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    warn!(addr = addr.as_str(), error = %e, "bootstrap address failed");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::no_broker("no broker is reachable")))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Refreshes all metadata every `every` until the cluster is dropped.
+async fn refresh_periodically(cluster: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        let Some(inner) = cluster.upgrade() else { return };
+        let cluster = Cluster { inner };
+        if let Err(e) = cluster.refresh_all().await {
+            warn!(error = %e, "periodic metadata refresh failed");
+        }
+    }
+}

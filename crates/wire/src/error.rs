@@ -1,0 +1,258 @@
+//! The one error type of the client.
+//!
+//! Callers branch on [`Error::kind`], [`Error::kafka_code`] and [`Error::is_retriable`],
+//! never on message strings. The error is cheap to clone: when a connection dies, every
+//! request waiting on it is failed with the same cause.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use kafka_protocol::error::ResponseError as KafkaCode;
+
+use crate::records::RecordsError;
+
+/// A convenient alias for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in the terms a caller branches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The broker answered with a Kafka error code ([`Error::kafka_code`] says which).
+    Kafka,
+    /// A socket operation failed (connect refused, reset, broken pipe).
+    Io,
+    /// The peer sent bytes that are not a valid Kafka response: wrong framing, a
+    /// correlation id out of order, a message that does not decode. Usually the peer is
+    /// not a Kafka broker, or the connection is corrupt.
+    Protocol,
+    /// A record batch could not be encoded or decoded (CRC, format, compression).
+    Records,
+    /// A deadline passed (connect, request or metadata timeout).
+    Timeout,
+    /// The connection was closed, by the peer or because an earlier error killed it.
+    ConnectionClosed,
+    /// The broker supports no version of an API in the range this client implements.
+    UnsupportedVersion,
+    /// A configuration value is missing or invalid.
+    Config,
+    /// The cluster has no broker we could reach, or no leader for a partition.
+    NoBroker,
+    /// A topic or partition the caller named is not in the cluster metadata.
+    UnknownTopicOrPartition,
+}
+
+/// An error from the Sluice Kafka client.
+#[derive(Clone)]
+pub struct Error {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    code: Option<KafkaCode>,
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            inner: Arc::new(Inner {
+                kind,
+                code: None,
+                message: message.into(),
+                source: None,
+            }),
+        }
+    }
+
+    fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error {
+            inner: Arc::new(Inner {
+                kind,
+                code: None,
+                message: message.into(),
+                source: Some(Arc::new(source)),
+            }),
+        }
+    }
+
+    /// A Kafka error code returned by the broker, with what it was about.
+    pub(crate) fn kafka(code: KafkaCode, context: impl Into<String>) -> Self {
+        Error {
+            inner: Arc::new(Inner {
+                kind: ErrorKind::Kafka,
+                code: Some(code),
+                message: context.into(),
+                source: None,
+            }),
+        }
+    }
+
+    /// Returns `Err` for a non-zero Kafka error code.
+    pub(crate) fn check_code(code: i16, context: impl FnOnce() -> String) -> Result<()> {
+        match KafkaCode::try_from_code(code) {
+            None => Ok(()),
+            Some(code) => Err(Error::kafka(code, context())),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Self {
+        Error::with_source(ErrorKind::Io, context, err)
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Protocol, message)
+    }
+
+    /// A message that `kafka-protocol` could not encode or decode.
+    pub(crate) fn codec(what: impl Into<String>, err: impl fmt::Display) -> Self {
+        Error::with_source(ErrorKind::Protocol, what, Detail(format!("{err:#}")))
+    }
+
+    pub(crate) fn timeout(what: impl fmt::Display, after: Duration) -> Self {
+        Error::new(ErrorKind::Timeout, format!("{what} timed out after {after:?}"))
+    }
+
+    pub(crate) fn closed(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::ConnectionClosed, message)
+    }
+
+    pub(crate) fn unsupported_version(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::UnsupportedVersion, message)
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config, message)
+    }
+
+    pub(crate) fn no_broker(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::NoBroker, message)
+    }
+
+    pub(crate) fn unknown_topic(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::UnknownTopicOrPartition, message)
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The Kafka error the broker returned, when [`kind`](Self::kind) is
+    /// [`ErrorKind::Kafka`].
+    pub fn kafka_code(&self) -> Option<KafkaCode> {
+        self.inner.code
+    }
+
+    /// Whether trying again (after a metadata refresh and a backoff) may succeed.
+    ///
+    /// Network failures, timeouts and closed connections are retriable, as are the
+    /// Kafka codes the Java client marks as `RetriableException` (NOT_LEADER_OR_FOLLOWER,
+    /// LEADER_NOT_AVAILABLE, NOT_ENOUGH_REPLICAS, ...). Protocol violations, bad
+    /// configuration and authorization failures are not.
+    pub fn is_retriable(&self) -> bool {
+        match self.inner.kind {
+            ErrorKind::Kafka => self.inner.code.is_some_and(|c| c.is_retriable()),
+            ErrorKind::Io | ErrorKind::Timeout | ErrorKind::ConnectionClosed => true,
+            ErrorKind::NoBroker => true,
+            ErrorKind::UnknownTopicOrPartition => true,
+            ErrorKind::Protocol
+            | ErrorKind::Records
+            | ErrorKind::UnsupportedVersion
+            | ErrorKind::Config => false,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(code) = self.inner.code {
+            d.field("code", &code);
+        }
+        d.field("message", &self.inner.message);
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.inner.code {
+            Some(code) => write!(
+                f,
+                "Kafka error {} ({code:?}): {}",
+                code.code(),
+                self.inner.message
+            )?,
+            None => f.write_str(&self.inner.message)?,
+        }
+        if let Some(source) = &self.inner.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<RecordsError> for Error {
+    fn from(err: RecordsError) -> Self {
+        Error::with_source(ErrorKind::Records, "record batch", err)
+    }
+}
+
+/// The text of a failure reported by a dependency as `anyhow::Error` (as
+/// `kafka-protocol` does), kept as a source without making `anyhow` part of our API.
+#[derive(Debug)]
+struct Detail(String);
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Detail {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_codes_classify_as_the_java_client_does() {
+        // NOT_LEADER_OR_FOLLOWER (6) is retriable, TOPIC_AUTHORIZATION_FAILED (29) is not.
+        let e = Error::check_code(6, || "produce".into()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Kafka);
+        assert_eq!(e.kafka_code().map(|c| c.code()), Some(6));
+        assert!(e.is_retriable());
+        let e = Error::check_code(29, || "produce".into()).unwrap_err();
+        assert!(!e.is_retriable());
+        assert!(Error::check_code(0, || unreachable!()).is_ok());
+    }
+
+    #[test]
+    fn display_names_code_and_context() {
+        let e = Error::check_code(3, || "metadata for topic t".into()).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("Kafka error 3"), "{text}");
+        assert!(text.contains("metadata for topic t"), "{text}");
+    }
+}

@@ -1,0 +1,468 @@
+//! One broker connection: a socket owned by two background tasks (a writer and a
+//! reader), and a cheap handle that sends requests to them.
+//!
+//! Kafka answers requests on one connection in the order they were sent, so the
+//! connection keeps a FIFO of requests in flight and checks each response's correlation
+//! id against the head of the FIFO. Any mismatch, I/O error or undecodable frame poisons
+//! the connection: every waiter fails with the same cause and the handle reports itself
+//! dead, so the pool opens a new one.
+//!
+//! # Cancellation
+//! [`BrokerConnection::send`] is cancel-safe. The request travels to the writer task as
+//! one message; a caller that is dropped before or after it was written leaves the FIFO
+//! intact, and its response, when it comes, is read and discarded. Dropping a caller
+//! never corrupts the stream for others.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::protocol::{Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{debug, trace};
+
+use super::frame;
+use super::versions::{ApiVersions, API_VERSIONS_MAX};
+use crate::error::{Error, Result};
+
+/// How to open and use a broker connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Sent in every request header; brokers log it and quotas key on it.
+    /// Default `"sluice"`.
+    pub client_id: String,
+    /// How long a TCP connect (plus the ApiVersions handshake) may take. Default 10 s
+    /// (Java: `socket.connection.setup.timeout.ms`).
+    pub connect_timeout: Duration,
+    /// How long to wait for a response before the connection is deemed dead. Default
+    /// 30 s (Java: `request.timeout.ms`). As in the Java client, a request that times out
+    /// closes its connection: later responses on it can no longer be trusted to arrive.
+    pub request_timeout: Duration,
+    /// Requests written but not yet answered, at most. Default 5
+    /// (Java: `max.in.flight.requests.per.connection`).
+    pub max_in_flight: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            client_id: "sluice".to_string(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 5,
+        }
+    }
+}
+
+/// A request on its way to the writer task.
+struct Outgoing {
+    correlation_id: i32,
+    api_key: i16,
+    frame: Bytes,
+    /// `None` for requests the broker does not answer (produce with acks=0).
+    reply: Option<oneshot::Sender<Result<Bytes>>>,
+}
+
+/// A request written and awaiting its response.
+struct InFlight {
+    correlation_id: i32,
+    api_key: i16,
+    reply: oneshot::Sender<Result<Bytes>>,
+}
+
+/// State shared by the handle and both tasks.
+struct Shared {
+    addr: String,
+    in_flight: Mutex<InFlightQueue>,
+    dead: AtomicBool,
+    /// Wakes the tasks when the connection is poisoned.
+    shutdown: Notify,
+    /// Wakes the writer when a response frees an in-flight slot.
+    slot_freed: Notify,
+    next_correlation_id: AtomicI32,
+}
+
+#[derive(Default)]
+struct InFlightQueue {
+    queue: VecDeque<InFlight>,
+    /// Set once: the reason the connection died.
+    closed: Option<Error>,
+}
+
+impl Shared {
+    /// Fails every waiter with `err` and marks the connection dead. Idempotent: the
+    /// first cause wins.
+    fn poison(&self, err: Error) {
+        let drained = {
+            let mut guard = match self.in_flight.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if guard.closed.is_none() {
+                guard.closed = Some(err.clone());
+            }
+            std::mem::take(&mut guard.queue)
+        };
+        if !self.dead.swap(true, Ordering::SeqCst) {
+            debug!(broker = %self.addr, error = %err, "connection closed");
+        }
+        for waiter in drained {
+            let _ = waiter.reply.send(Err(err.clone()));
+        }
+        self.shutdown.notify_waiters();
+    }
+
+    fn closed_error(&self) -> Error {
+        let guard = match self.in_flight.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        guard
+            .closed
+            .clone()
+            .unwrap_or_else(|| Error::closed(format!("connection to {} is closed", self.addr)))
+    }
+}
+
+/// A handle to one broker connection. Clones share the connection.
+///
+/// Dropping every handle half-closes the socket; the broker answers what is in flight
+/// and closes its side.
+#[derive(Clone)]
+pub struct BrokerConnection {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Outgoing>,
+    versions: Arc<ApiVersions>,
+    config: Arc<ConnectionConfig>,
+}
+
+impl fmt::Debug for BrokerConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerConnection")
+            .field("addr", &self.shared.addr)
+            .field("dead", &self.is_dead())
+            .finish()
+    }
+}
+
+impl BrokerConnection {
+    /// Connects to `addr` (`host:port`) and negotiates API versions.
+    ///
+    /// Fails with [`ErrorKind::Io`] when nothing listens there, [`ErrorKind::Timeout`]
+    /// when the connect or the handshake takes longer than `connect_timeout`, and
+    /// [`ErrorKind::Protocol`] when the peer answers with something that is not Kafka.
+    pub async fn connect(addr: &str, config: ConnectionConfig) -> Result<Self> {
+        let timeout = config.connect_timeout;
+        match tokio::time::timeout(timeout, Self::connect_inner(addr, config)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout(format!("connecting to {addr}"), timeout)),
+        }
+    }
+
+    async fn connect_inner(addr: &str, config: ConnectionConfig) -> Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| Error::io(format!("connecting to {addr}"), e))?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let shared = Arc::new(Shared {
+            addr: addr.to_string(),
+            in_flight: Mutex::new(InFlightQueue::default()),
+            dead: AtomicBool::new(false),
+            shutdown: Notify::new(),
+            slot_freed: Notify::new(),
+            next_correlation_id: AtomicI32::new(0),
+        });
+        let max_in_flight = config.max_in_flight.max(1);
+        let (tx, rx) = mpsc::channel(max_in_flight);
+        tokio::spawn(write_loop(Arc::clone(&shared), write, rx, max_in_flight));
+        tokio::spawn(read_loop(Arc::clone(&shared), read));
+        let mut conn = BrokerConnection {
+            shared,
+            tx,
+            versions: Arc::new(ApiVersions::default()),
+            config: Arc::new(config),
+        };
+        let versions = conn.handshake().await;
+        match versions {
+            Ok(v) => {
+                conn.versions = Arc::new(v);
+                Ok(conn)
+            }
+            Err(e) => {
+                conn.shared.poison(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// ApiVersions: ask at our highest version; a broker that does not know it answers
+    /// UNSUPPORTED_VERSION in v0 format with its own range, and we ask again at the
+    /// highest version of that range.
+    async fn handshake(&self) -> Result<ApiVersions> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sluice"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut version = API_VERSIONS_MAX;
+        for _ in 0..2 {
+            let response = self.send_versioned(&request, version).await?;
+            if response.error_code == 35 {
+                let theirs = response
+                    .api_keys
+                    .iter()
+                    .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+                    .map(|k| k.max_version)
+                    .unwrap_or(0);
+                version = theirs.min(API_VERSIONS_MAX);
+                continue;
+            }
+            Error::check_code(response.error_code, || {
+                format!("ApiVersions from {}", self.shared.addr)
+            })?;
+            return Ok(ApiVersions::negotiate(&response));
+        }
+        Err(Error::unsupported_version(format!(
+            "{} rejected every ApiVersions version we offered",
+            self.shared.addr
+        )))
+    }
+
+    /// The broker address this connection was opened to.
+    pub fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+
+    /// The versions negotiated with this broker.
+    pub fn api_versions(&self) -> &ApiVersions {
+        &self.versions
+    }
+
+    /// True once the connection has failed or closed; a dead connection fails every
+    /// request at once, with the cause that killed it.
+    pub fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::SeqCst)
+    }
+
+    /// Sends `request` at the highest version both sides implement and waits for the
+    /// response, at most `request_timeout`. Cancel-safe.
+    pub async fn send<R: Request>(&self, request: &R) -> Result<R::Response> {
+        let key = ApiKey::try_from(R::KEY)
+            .map_err(|()| Error::protocol(format!("unknown api key {}", R::KEY)))?;
+        let version = self.versions.version_for(key)?;
+        self.send_versioned(request, version).await
+    }
+
+    /// Sends `request` at an explicit `version`. Cancel-safe.
+    pub async fn send_versioned<R: Request>(&self, request: &R, version: i16) -> Result<R::Response> {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(request, version, Some(reply)).await?;
+        let timeout = self.config.request_timeout;
+        let payload = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(self.shared.closed_error()),
+            Err(_) => {
+                let err = Error::timeout(
+                    format!("request (api key {}) to {}", R::KEY, self.shared.addr),
+                    timeout,
+                );
+                self.shared.poison(err.clone());
+                return Err(err);
+            }
+        };
+        frame::decode_response::<R>(payload, version)
+    }
+
+    /// Sends a request that the broker does not answer (produce with `acks=0`). Returns
+    /// once the request is queued for writing.
+    pub async fn send_no_response<R: Request>(&self, request: &R) -> Result<()> {
+        let key = ApiKey::try_from(R::KEY)
+            .map_err(|()| Error::protocol(format!("unknown api key {}", R::KEY)))?;
+        let version = self.versions.version_for(key)?;
+        self.enqueue(request, version, None).await
+    }
+
+    async fn enqueue<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        reply: Option<oneshot::Sender<Result<Bytes>>>,
+    ) -> Result<()> {
+        if self.is_dead() {
+            return Err(self.shared.closed_error());
+        }
+        let correlation_id = self
+            .shared
+            .next_correlation_id
+            .fetch_add(1, Ordering::Relaxed)
+            & i32::MAX;
+        let frame = frame::encode_request(correlation_id, &self.config.client_id, version, request)?;
+        let outgoing = Outgoing {
+            correlation_id,
+            api_key: R::KEY,
+            frame,
+            reply,
+        };
+        self.tx
+            .send(outgoing)
+            .await
+            .map_err(|_| self.shared.closed_error())
+    }
+}
+
+/// Writes frames in the order they were queued, keeping at most `max_in_flight`
+/// answered requests outstanding. The in-flight entry is registered before the write so
+/// that a fast response always finds its waiter. Ends when every handle is dropped (then
+/// half-closes the socket, so the broker finishes answering and closes its side) or when
+/// the connection is poisoned.
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut socket: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
+    max_in_flight: usize,
+) {
+    loop {
+        let next = tokio::select! {
+            next = rx.recv() => next,
+            () = shared.shutdown.notified() => None,
+        };
+        let Some(outgoing) = next else { break };
+        if let Some(reply) = outgoing.reply {
+            if !wait_for_slot(&shared, max_in_flight).await {
+                let _ = reply.send(Err(shared.closed_error()));
+                break;
+            }
+            let mut guard = match shared.in_flight.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if let Some(err) = &guard.closed {
+                let _ = reply.send(Err(err.clone()));
+                break;
+            }
+            guard.queue.push_back(InFlight {
+                correlation_id: outgoing.correlation_id,
+                api_key: outgoing.api_key,
+                reply,
+            });
+        } else if shared.dead.load(Ordering::SeqCst) {
+            break;
+        }
+        trace!(broker = %shared.addr, correlation_id = outgoing.correlation_id, api_key = outgoing.api_key, "write");
+        if let Err(e) = socket.write_all(&outgoing.frame).await {
+            shared.poison(Error::io(format!("writing to {}", shared.addr), e));
+            break;
+        }
+    }
+    // Fail whatever is still queued behind us with the connection's cause.
+    rx.close();
+    while let Ok(outgoing) = rx.try_recv() {
+        if let Some(reply) = outgoing.reply {
+            let _ = reply.send(Err(shared.closed_error()));
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+/// Waits until fewer than `max` requests are in flight. False if the connection died.
+async fn wait_for_slot(shared: &Shared, max: usize) -> bool {
+    loop {
+        {
+            let guard = match shared.in_flight.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if guard.closed.is_some() {
+                return false;
+            }
+            if guard.queue.len() < max {
+                return true;
+            }
+        }
+        tokio::select! {
+            () = shared.slot_freed.notified() => {}
+            () = shared.shutdown.notified() => {}
+        }
+    }
+}
+
+/// Reads response frames and hands each to the waiter at the head of the FIFO.
+async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        if shared.dead.load(Ordering::SeqCst) {
+            return;
+        }
+        match frame::split_frame(&mut buf) {
+            Ok(Some(payload)) => {
+                if let Err(e) = deliver(&shared, payload) {
+                    shared.poison(e);
+                    return;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                shared.poison(e);
+                return;
+            }
+        }
+        let read = tokio::select! {
+            read = socket.read_buf(&mut buf) => read,
+            () = shared.shutdown.notified() => return,
+        };
+        match read {
+            Ok(0) => {
+                let pending = !buf.is_empty();
+                let msg = if pending {
+                    format!("{} closed the connection in the middle of a response", shared.addr)
+                } else {
+                    format!("{} closed the connection", shared.addr)
+                };
+                shared.poison(Error::closed(msg));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                shared.poison(Error::io(format!("reading from {}", shared.addr), e));
+                return;
+            }
+        }
+    }
+}
+
+fn deliver(shared: &Shared, payload: Bytes) -> Result<()> {
+    let correlation_id = frame::correlation_id(&payload)?;
+    let head = {
+        let mut guard = match shared.in_flight.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        guard.queue.pop_front()
+    };
+    shared.slot_freed.notify_one();
+    let Some(head) = head else {
+        return Err(Error::protocol(format!(
+            "{} sent a response (correlation id {correlation_id}) to no request",
+            shared.addr
+        )));
+    };
+    if head.correlation_id != correlation_id {
+        let err = Error::protocol(format!(
+            "{} answered correlation id {correlation_id}, expected {} (api key {})",
+            shared.addr, head.correlation_id, head.api_key
+        ));
+        let _ = head.reply.send(Err(err.clone()));
+        return Err(err);
+    }
+    if head.reply.send(Ok(payload)).is_err() {
+        trace!(broker = %shared.addr, correlation_id, "response for a cancelled request dropped");
+    }
+    Ok(())
+}

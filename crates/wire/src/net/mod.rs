@@ -1,0 +1,9 @@
+//! The network layer: framing (no I/O), API version negotiation, and one broker
+//! connection that pipelines requests.
+
+pub mod connection;
+pub(crate) mod frame;
+pub mod versions;
+
+pub use connection::{BrokerConnection, ConnectionConfig};
+pub use versions::ApiVersions;

@@ -1,0 +1,132 @@
+//! Which versions of each Kafka API this client implements, and the negotiation that
+//! picks, per connection, the highest version both sides implement.
+//!
+//! This table is the one place that says what we speak. Raising a maximum means the code
+//! that builds and reads that request handles every field the new version adds.
+
+use std::collections::HashMap;
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::ApiVersionsResponse;
+
+use crate::error::{Error, Result};
+
+/// The versions we implement per API, inclusive.
+///
+/// Caps worth knowing: Produce stops at 12 and Fetch at 12 because later versions name
+/// topics by id instead of by name (KIP-516); Metadata stops at 12 for the same reason.
+pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 1, 4),
+];
+
+/// The highest ApiVersions version we send first.
+pub(crate) const API_VERSIONS_MAX: i16 = 3;
+
+/// The versions negotiated with one broker.
+#[derive(Debug, Clone, Default)]
+pub struct ApiVersions {
+    /// Per API key: the highest version both sides implement.
+    chosen: HashMap<i16, i16>,
+    /// Per API key: the range the broker advertised (for error messages).
+    broker: HashMap<i16, (i16, i16)>,
+}
+
+impl ApiVersions {
+    /// Intersects the broker's advertised ranges with [`IMPLEMENTED`].
+    pub(crate) fn negotiate(response: &ApiVersionsResponse) -> Self {
+        let broker: HashMap<i16, (i16, i16)> = response
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        let chosen = IMPLEMENTED
+            .iter()
+            .filter_map(|&(key, ours_min, ours_max)| {
+                let &(theirs_min, theirs_max) = broker.get(&(key as i16))?;
+                let max = ours_max.min(theirs_max);
+                (max >= ours_min.max(theirs_min)).then_some((key as i16, max))
+            })
+            .collect();
+        ApiVersions { chosen, broker }
+    }
+
+    /// The version to use for `key`, or an [`ErrorKind::UnsupportedVersion`] error that
+    /// names both ranges.
+    ///
+    /// [`ErrorKind::UnsupportedVersion`]: crate::ErrorKind::UnsupportedVersion
+    pub fn version_for(&self, key: ApiKey) -> Result<i16> {
+        if let Some(&v) = self.chosen.get(&(key as i16)) {
+            return Ok(v);
+        }
+        let ours = IMPLEMENTED
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|&(_, min, max)| format!("{min}..={max}"))
+            .unwrap_or_else(|| "none".to_string());
+        let theirs = self
+            .broker
+            .get(&(key as i16))
+            .map(|&(min, max)| format!("{min}..={max}"))
+            .unwrap_or_else(|| "none".to_string());
+        Err(Error::unsupported_version(format!(
+            "{key:?}: this client implements versions {ours}, the broker {theirs}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+
+    fn advertised(keys: &[(ApiKey, i16, i16)]) -> ApiVersionsResponse {
+        let mut r = ApiVersionsResponse::default();
+        r.api_keys = keys
+            .iter()
+            .map(|&(k, min, max)| {
+                ApiVersion::default()
+                    .with_api_key(k as i16)
+                    .with_min_version(min)
+                    .with_max_version(max)
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn picks_the_highest_common_version() {
+        let v = ApiVersions::negotiate(&advertised(&[
+            (ApiKey::Metadata, 0, 13),
+            (ApiKey::Produce, 3, 8),
+        ]));
+        assert_eq!(v.version_for(ApiKey::Metadata).unwrap(), 12);
+        assert_eq!(v.version_for(ApiKey::Produce).unwrap(), 8);
+    }
+
+    #[test]
+    fn disjoint_ranges_are_an_unsupported_version_error() {
+        let v = ApiVersions::negotiate(&advertised(&[(ApiKey::Fetch, 13, 18)]));
+        let err = v.version_for(ApiKey::Fetch).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::UnsupportedVersion);
+        assert!(err.to_string().contains("13..=18"), "{err}");
+        let err = v.version_for(ApiKey::Metadata).unwrap_err();
+        assert!(err.to_string().contains("broker none"), "{err}");
+    }
+
+    #[test]
+    fn every_implemented_range_is_within_what_kafka_protocol_encodes() {
+        for &(key, min, max) in IMPLEMENTED {
+            let lib = key.valid_versions();
+            assert!(min <= max, "{key:?}");
+            assert!(lib.min <= min && max <= lib.max, "{key:?} {min}..={max} vs {lib}");
+        }
+    }
+}
