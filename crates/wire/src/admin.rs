@@ -147,7 +147,11 @@ impl Admin {
                 format!(
                     "creating topic {}: {}",
                     result.name.0.as_str(),
-                    result.error_message.as_ref().map(|m| m.as_str()).unwrap_or("")
+                    result
+                        .error_message
+                        .as_ref()
+                        .map(|m| m.as_str())
+                        .unwrap_or("")
                 )
             })?;
         }
@@ -273,7 +277,11 @@ impl Admin {
         Error::check_code(response.error_code, || {
             format!(
                 "describing the cluster: {}",
-                response.error_message.as_ref().map(|m| m.as_str()).unwrap_or("")
+                response
+                    .error_message
+                    .as_ref()
+                    .map(|m| m.as_str())
+                    .unwrap_or("")
             )
         })?;
         Ok(ClusterDescription {

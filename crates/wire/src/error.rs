@@ -117,7 +117,10 @@ impl Error {
     }
 
     pub(crate) fn timeout(what: impl fmt::Display, after: Duration) -> Self {
-        Error::new(ErrorKind::Timeout, format!("{what} timed out after {after:?}"))
+        Error::new(
+            ErrorKind::Timeout,
+            format!("{what} timed out after {after:?}"),
+        )
     }
 
     pub(crate) fn closed(message: impl Into<String>) -> Self {

@@ -169,7 +169,11 @@ impl PartitionClient {
                     Error::protocol(format!("Produce response has no entry for {}", self.name()))
                 })?;
             match Error::check_code(part.error_code, || {
-                let detail = part.error_message.as_ref().map(|m| m.as_str()).unwrap_or("");
+                let detail = part
+                    .error_message
+                    .as_ref()
+                    .map(|m| m.as_str())
+                    .unwrap_or("");
                 format!("producing to {}: {detail}", self.name())
             }) {
                 Ok(()) => {

@@ -97,7 +97,11 @@ impl Metadata {
     /// Builds a snapshot from a Metadata response. After a refresh of some topics
     /// (`all_topics` false), topics the response does not mention are kept from
     /// `previous`; after a refresh of all topics, only what the response lists remains.
-    pub(crate) fn merge(previous: &Metadata, response: MetadataResponse, all_topics: bool) -> Metadata {
+    pub(crate) fn merge(
+        previous: &Metadata,
+        response: MetadataResponse,
+        all_topics: bool,
+    ) -> Metadata {
         let brokers = response
             .brokers
             .into_iter()

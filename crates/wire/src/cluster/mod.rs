@@ -145,7 +145,11 @@ impl Cluster {
         self.refresh_with(Some(topics), auto_create).await
     }
 
-    async fn refresh_with(&self, topics: Option<&[&str]>, auto_create: bool) -> Result<Arc<Metadata>> {
+    async fn refresh_with(
+        &self,
+        topics: Option<&[&str]>,
+        auto_create: bool,
+    ) -> Result<Arc<Metadata>> {
         let request = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
@@ -201,7 +205,11 @@ impl Cluster {
     /// The connection to the leader of `topic`/`partition`, refreshing the topic's
     /// metadata once when the cache has no leader for it.
     pub async fn leader(&self, topic: &str, partition: i32) -> Result<BrokerConnection> {
-        let leader = match self.metadata().partition(topic, partition).and_then(|p| p.leader) {
+        let leader = match self
+            .metadata()
+            .partition(topic, partition)
+            .and_then(|p| p.leader)
+        {
             Some(id) => id,
             None => {
                 let md = self.refresh(&[topic], false).await?;
@@ -239,7 +247,10 @@ impl Cluster {
                 Err(e) => last_error = Some(e),
             }
         }
-        if let Some(conn) = lock(&self.inner.bootstrap).as_ref().filter(|c| !c.is_dead()) {
+        if let Some(conn) = lock(&self.inner.bootstrap)
+            .as_ref()
+            .filter(|c| !c.is_dead())
+        {
             return Ok(conn.clone());
         }
         for addr in &self.inner.config.bootstrap {
@@ -270,7 +281,9 @@ async fn refresh_periodically(cluster: Weak<Inner>, every: Duration) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tick.tick().await;
-        let Some(inner) = cluster.upgrade() else { return };
+        let Some(inner) = cluster.upgrade() else {
+            return;
+        };
         let cluster = Cluster { inner };
         if let Err(e) = cluster.refresh_all().await {
             warn!(error = %e, "periodic metadata refresh failed");

@@ -260,7 +260,11 @@ impl BrokerConnection {
     }
 
     /// Sends `request` at an explicit `version`. Cancel-safe.
-    pub async fn send_versioned<R: Request>(&self, request: &R, version: i16) -> Result<R::Response> {
+    pub async fn send_versioned<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response> {
         let (reply, rx) = oneshot::channel();
         self.enqueue(request, version, Some(reply)).await?;
         let timeout = self.config.request_timeout;
@@ -302,7 +306,8 @@ impl BrokerConnection {
             .next_correlation_id
             .fetch_add(1, Ordering::Relaxed)
             & i32::MAX;
-        let frame = frame::encode_request(correlation_id, &self.config.client_id, version, request)?;
+        let frame =
+            frame::encode_request(correlation_id, &self.config.client_id, version, request)?;
         let outgoing = Outgoing {
             correlation_id,
             api_key: R::KEY,
@@ -421,7 +426,10 @@ async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
             Ok(0) => {
                 let pending = !buf.is_empty();
                 let msg = if pending {
-                    format!("{} closed the connection in the middle of a response", shared.addr)
+                    format!(
+                        "{} closed the connection in the middle of a response",
+                        shared.addr
+                    )
                 } else {
                     format!("{} closed the connection", shared.addr)
                 };

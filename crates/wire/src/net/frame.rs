@@ -92,7 +92,12 @@ pub(crate) fn decode_response<R: Request>(mut payload: Bytes, version: i16) -> R
     let header_version = <R::Response as HeaderVersion>::header_version(version);
     kafka_protocol::messages::ResponseHeader::decode(&mut payload, header_version)
         .and_then(|_| <R::Response as Decodable>::decode(&mut payload, version))
-        .map_err(|e| Error::codec(format!("decoding api key {} v{version} response", R::KEY), e))
+        .map_err(|e| {
+            Error::codec(
+                format!("decoding api key {} v{version} response", R::KEY),
+                e,
+            )
+        })
 }
 
 #[cfg(test)]
@@ -105,7 +110,10 @@ mod tests {
         let frame = encode_request(7, "sluice", 12, &MetadataRequest::default()).unwrap();
         let len = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 4);
-        assert_eq!(i16::from_be_bytes([frame[4], frame[5]]), ApiKey::Metadata as i16);
+        assert_eq!(
+            i16::from_be_bytes([frame[4], frame[5]]),
+            ApiKey::Metadata as i16
+        );
         assert_eq!(i16::from_be_bytes([frame[6], frame[7]]), 12);
         assert_eq!(i32::from_be_bytes(frame[8..12].try_into().unwrap()), 7);
     }
@@ -117,7 +125,10 @@ mod tests {
         buf.put_slice(b"ab");
         assert!(split_frame(&mut buf).unwrap().is_none());
         buf.put_slice(b"cXY");
-        assert_eq!(split_frame(&mut buf).unwrap().unwrap(), Bytes::from_static(b"abc"));
+        assert_eq!(
+            split_frame(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(b"abc")
+        );
         assert_eq!(&buf[..], b"XY");
     }
 
@@ -132,7 +143,10 @@ mod tests {
     #[test]
     fn negative_length_is_a_protocol_error() {
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xfe, 0][..]);
-        assert_eq!(split_frame(&mut buf).unwrap_err().kind(), crate::ErrorKind::Protocol);
+        assert_eq!(
+            split_frame(&mut buf).unwrap_err().kind(),
+            crate::ErrorKind::Protocol
+        );
     }
 
     #[test]

@@ -126,7 +126,10 @@ mod tests {
         for &(key, min, max) in IMPLEMENTED {
             let lib = key.valid_versions();
             assert!(min <= max, "{key:?}");
-            assert!(lib.min <= min && max <= lib.max, "{key:?} {min}..={max} vs {lib}");
+            assert!(
+                lib.min <= min && max <= lib.max,
+                "{key:?} {min}..={max} vs {lib}"
+            );
         }
     }
 }
