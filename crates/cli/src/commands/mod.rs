@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub(crate) mod consume;
+pub(crate) mod metadata;
+pub(crate) mod produce;
+pub(crate) mod topic;
