@@ -1,0 +1,234 @@
+//! Hot-key spreading on top of murmur2 placement.
+//!
+//! With skewed keys (a few users, tenants or devices produce most records) murmur2 puts
+//! each heavy key's whole traffic on one partition, and that partition's consumer falls
+//! behind while the others idle. [`HotKeyPartitioner`] finds heavy keys online and spreads
+//! only those over a few neighbouring partitions.
+//!
+//! # What it gives up
+//! **Per-key order, for hot keys only.** Records of a hot key land on several partitions,
+//! and consumers see them in no particular relative order. Cold keys keep exact murmur2
+//! placement (the partition the Java client would choose) and full order. A key also moves
+//! when it turns hot or cold, so records sent around that moment may be reordered. If the
+//! consumers need order per key, do not spread: use [`Murmur2Partitioner`]. If they need
+//! order per (key, something finer), use [`SpreadStrategy::SubKey`].
+//!
+//! # How it works
+//! - A Space-Saving sketch per topic counts recent records per key (bounded memory: the
+//!   sketch capacity), with counts halved every `decay_interval` records.
+//! - A key is hot when the lower bound of its share reaches the enter share, and cold again
+//!   below the exit share (hysteresis).
+//! - A hot key with normal partition `base` goes to `(base + i) % n` for `i` in `0..k`,
+//!   with `i` from the [`SpreadStrategy`]. With a load cap, `k` grows with the key's share.
+//!
+//! # Choosing a strategy
+//! | strategy | spread | order kept |
+//! |---|---|---|
+//! | [`RoundRobin`](SpreadStrategy::RoundRobin) (default) | exactly even | none for hot keys |
+//! | [`Random`](SpreadStrategy::Random) | even on average, no lock-step between producers | none for hot keys |
+//! | [`SubKey`](SpreadStrategy::SubKey) | as even as the sub-keys are | per (key, sub-key) |
+
+mod config;
+mod sketch;
+
+pub use config::{HotKeyConfig, SpreadStrategy};
+
+use crate::murmur2::{murmur2, to_positive, Murmur2Partitioner};
+use crate::partitioner::{PartitionLoad, Partitioner};
+use crate::rng::Rng;
+use crate::sticky::UniformStickyPartitioner;
+use crate::topics::TopicMap;
+use sketch::SpaceSaving;
+
+/// Murmur2 placement that spreads hot keys over a bounded sub-range of partitions.
+///
+/// Keyless records are placed by uniform sticky partitioning, as in [`Murmur2Partitioner`].
+/// See the [module docs](self) for what spreading gives up and how to choose a strategy.
+///
+/// ```
+/// use sluice_partition::{HotKeyConfig, HotKeyPartitioner, Partitioner, partition_for_key};
+///
+/// let mut p = HotKeyPartitioner::new(HotKeyConfig::new().hot_share(0.2, 0.1).spread(3).seed(1));
+/// for i in 0..10_000u32 {
+///     let key = if i % 2 == 0 { b"celebrity".to_vec() } else { i.to_be_bytes().to_vec() };
+///     let partition = p.partition("posts", Some(&key), 100, 12);
+///     let base = partition_for_key(&key, 12);
+///     // Every key stays within `k = 3` partitions of its murmur2 partition.
+///     assert!((partition + 12 - base) % 12 < 3);
+/// }
+/// let hot = p.hot_keys("posts");
+/// assert_eq!(hot.len(), 1);
+/// assert_eq!(hot[0].key, b"celebrity");
+/// assert!(hot[0].share > 0.45);
+/// ```
+#[derive(Debug)]
+pub struct HotKeyPartitioner {
+    config: HotKeyConfig,
+    keyless: Murmur2Partitioner,
+    topics: TopicMap<SpaceSaving>,
+    rng: Rng,
+}
+
+/// A key the partitioner currently spreads, for metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotKey {
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// Estimated share of the topic's recent records (a lower bound, off by at most
+    /// [`HotKeyConfig::error_bound`]).
+    pub share: f64,
+}
+
+impl HotKeyPartitioner {
+    /// A hot-key partitioner with these settings.
+    pub fn new(config: HotKeyConfig) -> Self {
+        let (rng, keyless) = match config.seed {
+            Some(seed) => (
+                Rng::seeded(seed),
+                UniformStickyPartitioner::default().with_seed(seed ^ 0x5bd1_e995),
+            ),
+            None => (Rng::from_entropy(), UniformStickyPartitioner::default()),
+        };
+        Self {
+            config,
+            keyless: Murmur2Partitioner::with_keyless(keyless),
+            topics: TopicMap::default(),
+            rng,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HotKeyConfig {
+        &self.config
+    }
+
+    /// Like [`Partitioner::partition`] for a keyed record, with a sub-key for
+    /// [`SpreadStrategy::SubKey`]: records of a hot key with equal sub-keys go to the same
+    /// partition. With other strategies the sub-key is ignored.
+    pub fn partition_with_sub_key(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        sub_key: &[u8],
+        partitions: u32,
+    ) -> u32 {
+        self.place(topic, key, Some(sub_key), partitions)
+    }
+
+    /// The keys of `topic` that are hot now, with their estimated shares, largest first.
+    pub fn hot_keys(&self, topic: &str) -> Vec<HotKey> {
+        let Some(sketch) = self.topics.get(topic) else {
+            return Vec::new();
+        };
+        let total = sketch.total();
+        if total == 0 || total < self.config.warmup {
+            return Vec::new();
+        }
+        let mut hot: Vec<HotKey> = sketch
+            .entries()
+            .iter()
+            .filter(|e| e.hot)
+            .map(|e| HotKey {
+                key: e.key.clone(),
+                share: e.guaranteed() as f64 / total as f64,
+            })
+            // A key flagged hot that was not seen since decay may have cooled already.
+            .filter(|h| h.share >= self.config.exit_share)
+            .collect();
+        hot.sort_by(|a, b| b.share.total_cmp(&a.share));
+        hot
+    }
+
+    fn place(&mut self, topic: &str, key: &[u8], sub_key: Option<&[u8]>, partitions: u32) -> u32 {
+        if partitions == 0 {
+            return 0;
+        }
+        let hash = murmur2(key);
+        let base = to_positive(hash) % partitions;
+        let config = &self.config;
+        let sketch = self.topics.get_or_insert_with(topic, || {
+            SpaceSaving::new(config.capacity, config.decay_interval)
+        });
+        let i = sketch.observe(key, hash as u32);
+        let total = sketch.total();
+        let Some(entry) = sketch.entry_mut(i) else {
+            return base;
+        };
+
+        let share = if total >= config.warmup && total > 0 {
+            entry.guaranteed() as f64 / total as f64
+        } else {
+            0.0
+        };
+        entry.hot = if entry.hot {
+            share >= config.exit_share
+        } else {
+            share >= config.enter_share
+        };
+        if !entry.hot || partitions == 1 {
+            return base;
+        }
+
+        let mut width = config.spread.min(partitions);
+        if let Some(cap) = config.load_cap {
+            // `as` saturates; the result is capped at `partitions` anyway.
+            let needed = (share / cap).ceil() as u32;
+            width = width.max(needed.min(partitions));
+        }
+        let offset = match config.strategy {
+            SpreadStrategy::RoundRobin => {
+                let turn = entry.turn;
+                entry.turn = turn.wrapping_add(1);
+                turn % width
+            }
+            SpreadStrategy::Random => self.rng.below(width),
+            SpreadStrategy::SubKey => sub_key.map_or(0, |s| to_positive(murmur2(s)) % width),
+        };
+        ((u64::from(base) + u64::from(offset)) % u64::from(partitions)) as u32
+    }
+}
+
+impl Partitioner for HotKeyPartitioner {
+    #[inline]
+    fn partition(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value_len: usize,
+        partitions: u32,
+    ) -> u32 {
+        match key {
+            Some(key) => self.place(topic, key, None, partitions),
+            None => self.keyless.partition(topic, None, value_len, partitions),
+        }
+    }
+
+    fn on_batch_complete(&mut self, topic: &str, partition: u32) {
+        self.keyless.on_batch_complete(topic, partition);
+    }
+
+    fn update_load(&mut self, topic: &str, loads: &[PartitionLoad]) {
+        self.keyless.update_load(topic, loads);
+    }
+}
+
+/// A sub-key for [`SpreadStrategy::SubKey`] that groups records by time: the index of the
+/// `bucket_ms`-wide window holding `timestamp_ms`, as 8 big-endian bytes.
+///
+/// With it a hot key's records stay in order within each time bucket (all of a bucket goes
+/// to one partition) while successive buckets spread over the sub-range. A `bucket_ms` of 0
+/// is treated as 1.
+///
+/// ```
+/// use sluice_partition::{time_bucket, HotKeyConfig, HotKeyPartitioner, SpreadStrategy};
+///
+/// let mut p = HotKeyPartitioner::new(HotKeyConfig::new().strategy(SpreadStrategy::SubKey));
+/// let ts = 1_764_000_000_123;
+/// let partition = p.partition_with_sub_key("clicks", b"user-1", &time_bucket(ts, 60_000), 12);
+/// assert!(partition < 12);
+/// assert_eq!(time_bucket(ts, 60_000), time_bucket(ts + 1_000, 60_000));
+/// ```
+pub fn time_bucket(timestamp_ms: i64, bucket_ms: u64) -> [u8; 8] {
+    let bucket_ms = i64::try_from(bucket_ms.max(1)).unwrap_or(i64::MAX);
+    timestamp_ms.div_euclid(bucket_ms).to_be_bytes()
+}
