@@ -78,8 +78,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     println!(
                         "consumed partition {p} offset {} key {:?} value {:?}",
                         record.offset(),
-                        record.key().map(|k| String::from_utf8_lossy(&k).into_owned()),
-                        record.value().map(|v| String::from_utf8_lossy(&v).into_owned()),
+                        record.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        record.value().map(|v| String::from_utf8_lossy(v).into_owned()),
                     );
                 }
             }

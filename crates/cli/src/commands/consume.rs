@@ -102,15 +102,15 @@ pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
                             "partition:{} offset:{} key:{} headers:",
                             client.partition(),
                             record.offset(),
-                            text(record.key().as_ref())
+                            text(record.key())
                         );
                         let headers: Vec<String> = record
                             .headers()
-                            .map(|h| h.map(|h| format!("{}={}", h.key(), text(h.value().as_ref()))))
-                            .collect::<Result<_, _>>()?;
+                            .map(|h| format!("{}={}", text(Some(&h.key)), text(h.value.as_ref())))
+                            .collect();
                         line.push_str(&headers.join(","));
                         line.push_str(" value:");
-                        line.push_str(&text(record.value().as_ref()));
+                        line.push_str(&text(record.value()));
                         let mut lock = out.lock();
                         writeln!(lock, "{line}")?;
                     }
