@@ -155,16 +155,17 @@ impl HotKeyPartitioner {
             return base;
         };
 
-        let share = if total >= config.warmup && total > 0 {
-            entry.guaranteed() as f64 / total as f64
+        // Divisions cost more than the rest of this function together, so shares are
+        // compared by multiplying and the round-robin turn is kept below the width.
+        let guaranteed = entry.guaranteed() as f64;
+        let total = total as f64;
+        let warm = total >= config.warmup as f64 && total > 0.0;
+        let threshold = if entry.hot {
+            config.exit_share
         } else {
-            0.0
+            config.enter_share
         };
-        entry.hot = if entry.hot {
-            share >= config.exit_share
-        } else {
-            share >= config.enter_share
-        };
+        entry.hot = warm && guaranteed >= threshold * total;
         if !entry.hot || partitions == 1 {
             return base;
         }
@@ -172,19 +173,25 @@ impl HotKeyPartitioner {
         let mut width = config.spread.min(partitions);
         if let Some(cap) = config.load_cap {
             // `as` saturates; the result is capped at `partitions` anyway.
-            let needed = (share / cap).ceil() as u32;
+            let needed = (guaranteed / (cap * total)).ceil() as u32;
             width = width.max(needed.min(partitions));
         }
         let offset = match config.strategy {
             SpreadStrategy::RoundRobin => {
-                let turn = entry.turn;
-                entry.turn = turn.wrapping_add(1);
-                turn % width
+                let turn = if entry.turn >= width { 0 } else { entry.turn };
+                entry.turn = turn + 1;
+                turn
             }
             SpreadStrategy::Random => self.rng.below(width),
             SpreadStrategy::SubKey => sub_key.map_or(0, |s| to_positive(murmur2(s)) % width),
         };
-        ((u64::from(base) + u64::from(offset)) % u64::from(partitions)) as u32
+        // base < partitions and offset < width <= partitions: one subtraction wraps.
+        let (sum, overflow) = base.overflowing_add(offset);
+        if overflow || sum >= partitions {
+            sum.wrapping_sub(partitions)
+        } else {
+            sum
+        }
     }
 }
 
