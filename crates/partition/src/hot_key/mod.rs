@@ -127,10 +127,11 @@ impl HotKeyPartitioner {
         let mut hot: Vec<HotKey> = sketch
             .entries()
             .iter()
-            .filter(|e| e.hot)
-            .map(|e| HotKey {
+            .enumerate()
+            .filter(|(_, e)| e.hot)
+            .map(|(i, e)| HotKey {
                 key: e.key.clone(),
-                share: e.guaranteed() as f64 / total as f64,
+                share: sketch.guaranteed(i) as f64 / total as f64,
             })
             // A key flagged hot that was not seen since decay may have cooled already.
             .filter(|h| h.share >= self.config.exit_share)
@@ -151,13 +152,14 @@ impl HotKeyPartitioner {
         });
         let i = sketch.observe(key, hash as u32);
         let total = sketch.total();
+        let guaranteed = sketch.guaranteed(i);
         let Some(entry) = sketch.entry_mut(i) else {
             return base;
         };
 
         // Divisions cost more than the rest of this function together, so shares are
         // compared by multiplying and the round-robin turn is kept below the width.
-        let guaranteed = entry.guaranteed() as f64;
+        let guaranteed = guaranteed as f64;
         let total = total as f64;
         let warm = total >= config.warmup as f64 && total > 0.0;
         let threshold = if entry.hot {
@@ -172,8 +174,10 @@ impl HotKeyPartitioner {
 
         let mut width = config.spread.min(partitions);
         if let Some(cap) = config.load_cap {
-            // `as` saturates; the result is capped at `partitions` anyway.
-            let needed = (guaranteed / (cap * total)).ceil() as u32;
+            // ceil without a libm call; `as` saturates and the result is capped anyway.
+            let ratio = guaranteed / (cap * total);
+            let floor = ratio as u32;
+            let needed = floor.saturating_add(u32::from(f64::from(floor) < ratio));
             width = width.max(needed.min(partitions));
         }
         let offset = match config.strategy {
