@@ -1,32 +1,6 @@
-//! Hot-key spreading on top of murmur2 placement.
-//!
-//! With skewed keys (a few users, tenants or devices produce most records) murmur2 puts
-//! each heavy key's whole traffic on one partition, and that partition's consumer falls
-//! behind while the others idle. [`HotKeyPartitioner`] finds heavy keys online and spreads
-//! only those over a few neighbouring partitions.
-//!
-//! # What it gives up
-//! **Per-key order, for hot keys only.** Records of a hot key land on several partitions,
-//! and consumers see them in no particular relative order. Cold keys keep exact murmur2
-//! placement (the partition the Java client would choose) and full order. A key also moves
-//! when it turns hot or cold, so records sent around that moment may be reordered. If the
-//! consumers need order per key, do not spread: use [`Murmur2Partitioner`]. If they need
-//! order per (key, something finer), use [`SpreadStrategy::SubKey`].
-//!
-//! # How it works
-//! - A Space-Saving sketch per topic counts recent records per key (bounded memory: the
-//!   sketch capacity), with counts halved every `decay_interval` records.
-//! - A key is hot when the lower bound of its share reaches the enter share, and cold again
-//!   below the exit share (hysteresis).
-//! - A hot key with normal partition `base` goes to `(base + i) % n` for `i` in `0..k`,
-//!   with `i` from the [`SpreadStrategy`]. With a load cap, `k` grows with the key's share.
-//!
-//! # Choosing a strategy
-//! | strategy | spread | order kept |
-//! |---|---|---|
-//! | [`RoundRobin`](SpreadStrategy::RoundRobin) (default) | exactly even | none for hot keys |
-//! | [`Random`](SpreadStrategy::Random) | even on average, no lock-step between producers | none for hot keys |
-//! | [`SubKey`](SpreadStrategy::SubKey) | as even as the sub-keys are | per (key, sub-key) |
+//! Hot-key spreading on top of murmur2 placement. The user-facing explanation (what it
+//! gives up, how it works, which strategy to choose) is on [`HotKeyPartitioner`], since
+//! this module is private.
 
 mod config;
 mod sketch;
@@ -42,9 +16,37 @@ use sketch::SpaceSaving;
 
 /// Murmur2 placement that spreads hot keys over a bounded sub-range of partitions.
 ///
-/// Keyless records are placed by uniform sticky partitioning, as in [`Murmur2Partitioner`].
-/// See the [module docs](self) for what spreading gives up and how to choose a strategy.
+/// With skewed keys (a few users, tenants or devices produce most records) murmur2 puts
+/// each heavy key's whole traffic on one partition, and that partition's consumer falls
+/// behind while the others idle. [`HotKeyPartitioner`] finds heavy keys online and spreads
+/// only those over a few neighbouring partitions.
 ///
+/// # What it gives up
+/// **Per-key order, for hot keys only.** Records of a hot key land on several partitions,
+/// and consumers see them in no particular relative order. Cold keys keep exact murmur2
+/// placement (the partition the Java client would choose) and full order. A key also moves
+/// when it turns hot or cold, so records sent around that moment may be reordered. If the
+/// consumers need order per key, do not spread: use [`Murmur2Partitioner`]. If they need
+/// order per (key, something finer), use [`SpreadStrategy::SubKey`].
+///
+/// # How it works
+/// - A Space-Saving sketch per topic counts recent records per key (bounded memory: the
+///   sketch capacity), with counts halved every `decay_interval` records.
+/// - A key is hot when the lower bound of its share reaches the enter share, and cold again
+///   below the exit share (hysteresis).
+/// - A hot key with normal partition `base` goes to `(base + i) % n` for `i` in `0..k`,
+///   with `i` from the [`SpreadStrategy`]. With a load cap, `k` grows with the key's share.
+///
+/// # Choosing a strategy
+/// | strategy | spread | order kept |
+/// |---|---|---|
+/// | [`RoundRobin`](SpreadStrategy::RoundRobin) (default) | exactly even | none for hot keys |
+/// | [`Random`](SpreadStrategy::Random) | even on average, no lock-step between producers | none for hot keys |
+/// | [`SubKey`](SpreadStrategy::SubKey) | as even as the sub-keys are | per (key, sub-key) |
+///
+/// Keyless records are placed by uniform sticky partitioning, as in [`Murmur2Partitioner`].
+///
+/// # Example
 /// ```
 /// use sluice_partition::{HotKeyConfig, HotKeyPartitioner, Partitioner, partition_for_key};
 ///
@@ -95,6 +97,14 @@ impl HotKeyPartitioner {
             topics: TopicMap::default(),
             rng,
         }
+    }
+
+    /// Use `keyless` for records without a key (by default a
+    /// [`UniformStickyPartitioner`] with Java's default `batch.size`, seeded from the
+    /// config's seed if it has one).
+    pub fn with_keyless(mut self, keyless: UniformStickyPartitioner) -> Self {
+        self.keyless = Murmur2Partitioner::with_keyless(keyless);
+        self
     }
 
     /// The settings.
