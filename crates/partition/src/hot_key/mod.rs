@@ -73,6 +73,7 @@ pub struct HotKeyPartitioner {
 
 /// A key the partitioner currently spreads, for metrics.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct HotKey {
     /// The key's bytes.
     pub key: Vec<u8>,
