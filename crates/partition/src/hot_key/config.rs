@@ -131,7 +131,8 @@ impl HotKeyConfig {
     }
 
     /// No key is hot until the sketch has counted `records` (decayed) records, so the first
-    /// few records do not all look hot. Default: 1,000.
+    /// few records do not all look hot. Capped at half the decay interval, since decay keeps
+    /// the decayed total between half the interval and twice it. Default: 1,000.
     pub fn warmup(mut self, records: u64) -> Self {
         self.warmup = records;
         self
@@ -142,6 +143,15 @@ impl HotKeyConfig {
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
+    }
+
+    /// The warm-up actually applied: see [`warmup`](Self::warmup).
+    pub(crate) fn effective_warmup(&self) -> u64 {
+        if self.decay_interval > 0 {
+            self.warmup.min(self.decay_interval / 2)
+        } else {
+            self.warmup
+        }
     }
 
     /// The sketch's worst-case underestimate of a key's share: `1 / capacity`. A key whose

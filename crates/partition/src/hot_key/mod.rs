@@ -132,7 +132,7 @@ impl HotKeyPartitioner {
             return Vec::new();
         };
         let total = sketch.total();
-        if total == 0 || total < self.config.warmup {
+        if total == 0 || total < self.config.effective_warmup() {
             return Vec::new();
         }
         let mut hot: Vec<HotKey> = sketch
@@ -168,11 +168,11 @@ impl HotKeyPartitioner {
             return base;
         };
 
-        // Divisions cost more than the rest of this function together, so shares are
-        // compared by multiplying and the round-robin turn is kept below the width.
+        // Divisions are a large part of the per-record cost, so shares are compared by
+        // multiplying and the round-robin turn is kept below the width.
         let guaranteed = guaranteed as f64;
         let total = total as f64;
-        let warm = total >= config.warmup as f64 && total > 0.0;
+        let warm = total >= config.effective_warmup() as f64 && total > 0.0;
         let threshold = if entry.hot {
             config.exit_share
         } else {
