@@ -1,14 +1,5 @@
-//! Uniform sticky partitioning for keyless records (KIP-794).
-//!
-//! Sending each keyless record to a random partition makes many tiny batches. Sticking to
-//! one partition until about `batch.size` bytes went there fills batches and then moves on,
-//! so over time every partition gets the same number of bytes. KIP-480's older rule
-//! (switch when a batch completes) sent *more* data to slow partitions, whose batches fill
-//! before they are sent; switching on bytes produced does not.
-//!
-//! With [`Partitioner::update_load`] the next partition is drawn with weights
-//! `max_queue + 1 - queue` (less queued data, more likely), and unavailable partitions are
-//! skipped, as `BuiltInPartitioner` does for adaptive partitioning.
+//! Uniform sticky partitioning for keyless records (KIP-794); the user-facing explanation
+//! is on [`UniformStickyPartitioner`].
 
 use crate::partitioner::{PartitionLoad, Partitioner};
 use crate::rng::Rng;
@@ -19,6 +10,19 @@ const DEFAULT_BATCH_SIZE: usize = 16 * 1024;
 
 /// Keyless placement: stay on one partition until about `batch_size` bytes went there, then
 /// switch (KIP-794).
+///
+/// Sending each keyless record to a random partition makes many tiny batches. Sticking to
+/// one partition until about `batch.size` bytes went there fills batches and then moves on,
+/// so over time every partition gets the same number of bytes. KIP-480's older rule
+/// (switch when a batch completes) sent *more* data to slow partitions, whose batches fill
+/// before they are sent; switching on bytes produced does not.
+///
+/// With [`Partitioner::update_load`] (optional) the next partition is drawn with weights
+/// `max_queue + 1 - queue`, so partitions with less queued data are more likely, and
+/// unavailable partitions (no leader, or a leader slower than
+/// `partitioner.availability.timeout.ms`) are skipped, as the Java client's adaptive
+/// partitioning does. Load figures given for another partition count than the current one
+/// are ignored.
 ///
 /// Keys are ignored: every record counts towards the current partition. Wrap it in
 /// [`Murmur2Partitioner`](crate::Murmur2Partitioner) to place keyed records by murmur2.

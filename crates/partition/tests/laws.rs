@@ -306,3 +306,18 @@ fn sub_key_strategy_keeps_order_per_sub_key() {
     }
     assert!(used.len() > 1);
 }
+
+#[test]
+fn short_decay_interval_does_not_block_warm_up() {
+    // Decay every 500 records keeps the decayed total below 1,000: the warm-up is capped.
+    let config = HotKeyConfig::new()
+        .decay_interval(500)
+        .warmup(1_000)
+        .hot_share(0.2, 0.1);
+    let mut p = HotKeyPartitioner::new(config);
+    for i in 0..5_000u32 {
+        p.partition(TOPIC, Some(b"hot"), 1, 12);
+        p.partition(TOPIC, Some(&(i % 100).to_be_bytes()), 1, 12);
+    }
+    assert_eq!(p.hot_keys(TOPIC).len(), 1);
+}

@@ -71,7 +71,7 @@ impl HotKeyConfig {
     /// A key becomes hot when its share of recent records reaches `enter` and cold again
     /// when it falls below `exit`. The gap is hysteresis, so a key near the threshold does
     /// not flap between spread and normal placement. `enter` is clamped to `(0, 1]` and
-    /// `exit` to `[0, enter]`.
+    /// `exit` to `[0, enter]`. Default: 0.01 and 0.008.
     pub fn hot_share(mut self, enter: f64, exit: f64) -> Self {
         let enter = if enter.is_nan() {
             1.0
@@ -90,13 +90,13 @@ impl HotKeyConfig {
 
     /// A hot key is spread over `k` partitions: `(base + i) % n` for `i` in `0..k`, where
     /// `base` is its murmur2 partition and `n` the partition count (`k` is capped at `n`).
-    /// Clamped to at least 1 (1 means no spreading unless a load cap widens it).
+    /// Clamped to at least 1 (1 means no spreading unless a load cap widens it). Default: 4.
     pub fn spread(mut self, k: u32) -> Self {
         self.spread = k.max(1);
         self
     }
 
-    /// How records are spread within the sub-range.
+    /// How records are spread within the sub-range. Default: [`SpreadStrategy::RoundRobin`].
     pub fn strategy(mut self, strategy: SpreadStrategy) -> Self {
         self.strategy = strategy;
         self
@@ -108,7 +108,7 @@ impl HotKeyConfig {
     /// well below the fair share `1 / n`: sub-ranges of different hot keys overlap and their
     /// loads add up. With Zipf(1.2) keys on 12 partitions, `0.25 / n` gave a max/mean
     /// partition load of 1.33 (`0.5 / n`: 1.61; murmur2 alone: 3.0). Values that are not
-    /// positive turn the cap off.
+    /// positive turn the cap off. Default: off.
     pub fn load_cap(mut self, share: f64) -> Self {
         self.load_cap = (share > 0.0).then_some(share);
         self
@@ -117,31 +117,41 @@ impl HotKeyConfig {
     /// Counters in the heavy-hitter sketch, per topic (memory: this many keys). The sketch
     /// underestimates a share by at most `1 / capacity`, see
     /// [`error_bound`](Self::error_bound); keep that well below the enter share. Clamped to
-    /// `1..=16384`.
+    /// `1..=16384`. Default: 256.
     pub fn sketch_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.clamp(1, super::sketch::MAX_CAPACITY);
         self
     }
 
     /// Every `records` records all counts are halved, so shares describe recent traffic and
-    /// a key that cools down returns to normal placement. 0 never decays.
+    /// a key that cools down returns to normal placement. 0 never decays. Default: 100,000.
     pub fn decay_interval(mut self, records: u64) -> Self {
         self.decay_interval = records;
         self
     }
 
     /// No key is hot until the sketch has counted `records` (decayed) records, so the first
-    /// few records do not all look hot.
+    /// few records do not all look hot. Capped at half the decay interval, since decay keeps
+    /// the decayed total between half the interval and twice it. Default: 1,000.
     pub fn warmup(mut self, records: u64) -> Self {
         self.warmup = records;
         self
     }
 
     /// Seed for [`SpreadStrategy::Random`] and keyless sticky placement, for reproducible
-    /// placements. Without it the seed is random per partitioner.
+    /// placements. Default: a random seed per partitioner.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
+    }
+
+    /// The warm-up actually applied: see [`warmup`](Self::warmup).
+    pub(crate) fn effective_warmup(&self) -> u64 {
+        if self.decay_interval > 0 {
+            self.warmup.min(self.decay_interval / 2)
+        } else {
+            self.warmup
+        }
     }
 
     /// The sketch's worst-case underestimate of a key's share: `1 / capacity`. A key whose

@@ -1,32 +1,6 @@
-//! Hot-key spreading on top of murmur2 placement.
-//!
-//! With skewed keys (a few users, tenants or devices produce most records) murmur2 puts
-//! each heavy key's whole traffic on one partition, and that partition's consumer falls
-//! behind while the others idle. [`HotKeyPartitioner`] finds heavy keys online and spreads
-//! only those over a few neighbouring partitions.
-//!
-//! # What it gives up
-//! **Per-key order, for hot keys only.** Records of a hot key land on several partitions,
-//! and consumers see them in no particular relative order. Cold keys keep exact murmur2
-//! placement (the partition the Java client would choose) and full order. A key also moves
-//! when it turns hot or cold, so records sent around that moment may be reordered. If the
-//! consumers need order per key, do not spread: use [`Murmur2Partitioner`]. If they need
-//! order per (key, something finer), use [`SpreadStrategy::SubKey`].
-//!
-//! # How it works
-//! - A Space-Saving sketch per topic counts recent records per key (bounded memory: the
-//!   sketch capacity), with counts halved every `decay_interval` records.
-//! - A key is hot when the lower bound of its share reaches the enter share, and cold again
-//!   below the exit share (hysteresis).
-//! - A hot key with normal partition `base` goes to `(base + i) % n` for `i` in `0..k`,
-//!   with `i` from the [`SpreadStrategy`]. With a load cap, `k` grows with the key's share.
-//!
-//! # Choosing a strategy
-//! | strategy | spread | order kept |
-//! |---|---|---|
-//! | [`RoundRobin`](SpreadStrategy::RoundRobin) (default) | exactly even | none for hot keys |
-//! | [`Random`](SpreadStrategy::Random) | even on average, no lock-step between producers | none for hot keys |
-//! | [`SubKey`](SpreadStrategy::SubKey) | as even as the sub-keys are | per (key, sub-key) |
+//! Hot-key spreading on top of murmur2 placement. The user-facing explanation (what it
+//! gives up, how it works, which strategy to choose) is on [`HotKeyPartitioner`], since
+//! this module is private.
 
 mod config;
 mod sketch;
@@ -42,9 +16,37 @@ use sketch::SpaceSaving;
 
 /// Murmur2 placement that spreads hot keys over a bounded sub-range of partitions.
 ///
-/// Keyless records are placed by uniform sticky partitioning, as in [`Murmur2Partitioner`].
-/// See the [module docs](self) for what spreading gives up and how to choose a strategy.
+/// With skewed keys (a few users, tenants or devices produce most records) murmur2 puts
+/// each heavy key's whole traffic on one partition, and that partition's consumer falls
+/// behind while the others idle. [`HotKeyPartitioner`] finds heavy keys online and spreads
+/// only those over a few neighbouring partitions.
 ///
+/// # What it gives up
+/// **Per-key order, for hot keys only.** Records of a hot key land on several partitions,
+/// and consumers see them in no particular relative order. Cold keys keep exact murmur2
+/// placement (the partition the Java client would choose) and full order. A key also moves
+/// when it turns hot or cold, so records sent around that moment may be reordered. If the
+/// consumers need order per key, do not spread: use [`Murmur2Partitioner`]. If they need
+/// order per (key, something finer), use [`SpreadStrategy::SubKey`].
+///
+/// # How it works
+/// - A Space-Saving sketch per topic counts recent records per key (bounded memory: the
+///   sketch capacity), with counts halved every `decay_interval` records.
+/// - A key is hot when the lower bound of its share reaches the enter share, and cold again
+///   below the exit share (hysteresis).
+/// - A hot key with normal partition `base` goes to `(base + i) % n` for `i` in `0..k`,
+///   with `i` from the [`SpreadStrategy`]. With a load cap, `k` grows with the key's share.
+///
+/// # Choosing a strategy
+/// | strategy | spread | order kept |
+/// |---|---|---|
+/// | [`RoundRobin`](SpreadStrategy::RoundRobin) (default) | exactly even | none for hot keys |
+/// | [`Random`](SpreadStrategy::Random) | even on average, no lock-step between producers | none for hot keys |
+/// | [`SubKey`](SpreadStrategy::SubKey) | as even as the sub-keys are | per (key, sub-key) |
+///
+/// Keyless records are placed by uniform sticky partitioning, as in [`Murmur2Partitioner`].
+///
+/// # Example
 /// ```
 /// use sluice_partition::{HotKeyConfig, HotKeyPartitioner, Partitioner, partition_for_key};
 ///
@@ -71,6 +73,7 @@ pub struct HotKeyPartitioner {
 
 /// A key the partitioner currently spreads, for metrics.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct HotKey {
     /// The key's bytes.
     pub key: Vec<u8>,
@@ -97,6 +100,14 @@ impl HotKeyPartitioner {
         }
     }
 
+    /// Use `keyless` for records without a key (by default a
+    /// [`UniformStickyPartitioner`] with Java's default `batch.size`, seeded from the
+    /// config's seed if it has one).
+    pub fn with_keyless(mut self, keyless: UniformStickyPartitioner) -> Self {
+        self.keyless = Murmur2Partitioner::with_keyless(keyless);
+        self
+    }
+
     /// The settings.
     pub fn config(&self) -> &HotKeyConfig {
         &self.config
@@ -121,16 +132,17 @@ impl HotKeyPartitioner {
             return Vec::new();
         };
         let total = sketch.total();
-        if total == 0 || total < self.config.warmup {
+        if total == 0 || total < self.config.effective_warmup() {
             return Vec::new();
         }
         let mut hot: Vec<HotKey> = sketch
             .entries()
             .iter()
-            .filter(|e| e.hot)
-            .map(|e| HotKey {
+            .enumerate()
+            .filter(|(_, e)| e.hot)
+            .map(|(i, e)| HotKey {
                 key: e.key.clone(),
-                share: e.guaranteed() as f64 / total as f64,
+                share: sketch.guaranteed(i) as f64 / total as f64,
             })
             // A key flagged hot that was not seen since decay may have cooled already.
             .filter(|h| h.share >= self.config.exit_share)
@@ -151,40 +163,50 @@ impl HotKeyPartitioner {
         });
         let i = sketch.observe(key, hash as u32);
         let total = sketch.total();
+        let guaranteed = sketch.guaranteed(i);
         let Some(entry) = sketch.entry_mut(i) else {
             return base;
         };
 
-        let share = if total >= config.warmup && total > 0 {
-            entry.guaranteed() as f64 / total as f64
+        // Divisions are a large part of the per-record cost, so shares are compared by
+        // multiplying and the round-robin turn is kept below the width.
+        let guaranteed = guaranteed as f64;
+        let total = total as f64;
+        let warm = total >= config.effective_warmup() as f64 && total > 0.0;
+        let threshold = if entry.hot {
+            config.exit_share
         } else {
-            0.0
+            config.enter_share
         };
-        entry.hot = if entry.hot {
-            share >= config.exit_share
-        } else {
-            share >= config.enter_share
-        };
+        entry.hot = warm && guaranteed >= threshold * total;
         if !entry.hot || partitions == 1 {
             return base;
         }
 
         let mut width = config.spread.min(partitions);
         if let Some(cap) = config.load_cap {
-            // `as` saturates; the result is capped at `partitions` anyway.
-            let needed = (share / cap).ceil() as u32;
+            // ceil without a libm call; `as` saturates and the result is capped anyway.
+            let ratio = guaranteed / (cap * total);
+            let floor = ratio as u32;
+            let needed = floor.saturating_add(u32::from(f64::from(floor) < ratio));
             width = width.max(needed.min(partitions));
         }
         let offset = match config.strategy {
             SpreadStrategy::RoundRobin => {
-                let turn = entry.turn;
-                entry.turn = turn.wrapping_add(1);
-                turn % width
+                let turn = if entry.turn >= width { 0 } else { entry.turn };
+                entry.turn = turn + 1;
+                turn
             }
             SpreadStrategy::Random => self.rng.below(width),
             SpreadStrategy::SubKey => sub_key.map_or(0, |s| to_positive(murmur2(s)) % width),
         };
-        ((u64::from(base) + u64::from(offset)) % u64::from(partitions)) as u32
+        // base < partitions and offset < width <= partitions: one subtraction wraps.
+        let (sum, overflow) = base.overflowing_add(offset);
+        if overflow || sum >= partitions {
+            sum.wrapping_sub(partitions)
+        } else {
+            sum
+        }
     }
 }
 

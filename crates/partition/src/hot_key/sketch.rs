@@ -9,7 +9,8 @@
 //!
 //! Per record: one probe of an open-addressing index keyed by the murmur2 hash the
 //! partitioner computes anyway, and a sift in a min-heap of counters (usually zero or one
-//! swap). Every `decay_interval` records all counts, errors and the total are halved, so
+//! swap). The index holds the hashes and the heap holds the counts, so probing and sifting
+//! read two small contiguous arrays and touch an entry only on a hash match. Every `decay_interval` records all counts, errors and the total are halved, so
 //! shares describe recent traffic and a key that cools down loses its place. Halving keeps
 //! the heap order (it is monotone), so no re-heapify is needed.
 
@@ -22,30 +23,42 @@ pub(crate) const MAX_CAPACITY: usize = 16_384;
 pub(crate) struct Entry {
     pub(crate) key: Vec<u8>,
     hash: u32,
-    pub(crate) count: u64,
-    pub(crate) error: u64,
+    /// Overestimate of the count taken over when the key entered; the count itself lives
+    /// in the heap.
+    error: u64,
     heap_pos: u16,
     /// Hot-key state kept by the partitioner: hysteresis flag and round-robin turn.
     pub(crate) hot: bool,
     pub(crate) turn: u32,
 }
 
-impl Entry {
-    /// Lower bound of the key's (decayed) count.
-    pub(crate) fn guaranteed(&self) -> u64 {
-        self.count - self.error
-    }
+#[derive(Debug, Clone, Copy)]
+struct HeapSlot {
+    count: u64,
+    entry: u16,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct IndexSlot {
+    hash: u32,
+    /// Entry index or EMPTY.
+    entry: u16,
+}
+
+const EMPTY_SLOT: IndexSlot = IndexSlot {
+    hash: 0,
+    entry: EMPTY,
+};
 
 #[derive(Debug)]
 pub(crate) struct SpaceSaving {
     capacity: usize,
     decay_interval: u64,
     entries: Vec<Entry>,
-    /// Entry indices, a min-heap by count.
-    heap: Vec<u16>,
-    /// Open addressing with linear probing: entry index or EMPTY.
-    index: Vec<u16>,
+    /// Counts with their entry, a min-heap by count.
+    heap: Vec<HeapSlot>,
+    /// Open addressing with linear probing.
+    index: Vec<IndexSlot>,
     mask: usize,
     total: u64,
     since_decay: u64,
@@ -61,7 +74,7 @@ impl SpaceSaving {
             decay_interval,
             entries: Vec::with_capacity(capacity),
             heap: Vec::with_capacity(capacity),
-            index: vec![EMPTY; slots],
+            index: vec![EMPTY_SLOT; slots],
             mask: slots - 1,
             total: 0,
             since_decay: 0,
@@ -81,6 +94,18 @@ impl SpaceSaving {
         self.entries.get_mut(i)
     }
 
+    /// Lower bound of the (decayed) count of entry `i`'s key; 0 for an unknown index.
+    pub(crate) fn guaranteed(&self, i: usize) -> u64 {
+        self.entries
+            .get(i)
+            .map_or(0, |e| self.count_at(usize::from(e.heap_pos)) - e.error)
+    }
+
+    #[cfg(test)]
+    fn count(&self, i: usize) -> u64 {
+        self.count_at(usize::from(self.entries[i].heap_pos))
+    }
+
     /// Counts one record of `key` (whose murmur2 hash is `hash`); returns its entry index.
     pub(crate) fn observe(&mut self, key: &[u8], hash: u32) -> usize {
         if self.decay_interval > 0 && self.since_decay >= self.decay_interval {
@@ -90,9 +115,8 @@ impl SpaceSaving {
         self.since_decay += 1;
 
         if let Some(i) = self.find(key, hash) {
-            let e = &mut self.entries[i];
-            e.count += 1;
-            let pos = usize::from(e.heap_pos);
+            let pos = usize::from(self.entries[i].heap_pos);
+            self.heap[pos].count += 1;
             self.sift_down(pos);
             return i;
         }
@@ -103,27 +127,29 @@ impl SpaceSaving {
             self.entries.push(Entry {
                 key: key.to_vec(),
                 hash,
-                count: 1,
                 error: 0,
                 heap_pos: pos as u16,
                 hot: false,
                 turn: 0,
             });
-            self.heap.push(i as u16);
+            self.heap.push(HeapSlot {
+                count: 1,
+                entry: i as u16,
+            });
             self.sift_up(pos);
             self.index_insert(i);
             return i;
         }
 
         // Replace the smallest counter.
-        let i = usize::from(self.heap[0]);
+        let i = usize::from(self.heap[0].entry);
         self.index_remove(i);
+        let min = self.heap[0].count;
+        self.heap[0].count = min + 1;
         let e = &mut self.entries[i];
-        let min = e.count;
         e.key.clear();
         e.key.extend_from_slice(key);
         e.hash = hash;
-        e.count = min + 1;
         e.error = min;
         e.hot = false;
         e.turn = 0;
@@ -133,8 +159,10 @@ impl SpaceSaving {
     }
 
     fn decay(&mut self) {
+        for slot in &mut self.heap {
+            slot.count /= 2;
+        }
         for e in &mut self.entries {
-            e.count /= 2;
             e.error /= 2;
         }
         self.total /= 2;
@@ -145,43 +173,46 @@ impl SpaceSaving {
         let mut pos = hash as usize & self.mask;
         loop {
             let slot = self.index[pos];
-            if slot == EMPTY {
+            if slot.entry == EMPTY {
                 return None;
             }
-            let e = &self.entries[usize::from(slot)];
-            if e.hash == hash && e.key == key {
-                return Some(usize::from(slot));
+            if slot.hash == hash && self.entries[usize::from(slot.entry)].key == key {
+                return Some(usize::from(slot.entry));
             }
             pos = (pos + 1) & self.mask;
         }
     }
 
     fn index_insert(&mut self, i: usize) {
-        let mut pos = self.entries[i].hash as usize & self.mask;
-        while self.index[pos] != EMPTY {
+        let hash = self.entries[i].hash;
+        let mut pos = hash as usize & self.mask;
+        while self.index[pos].entry != EMPTY {
             pos = (pos + 1) & self.mask;
         }
-        self.index[pos] = i as u16;
+        self.index[pos] = IndexSlot {
+            hash,
+            entry: i as u16,
+        };
     }
 
     /// Backward-shift deletion keeps every probe chain unbroken without tombstones.
     fn index_remove(&mut self, i: usize) {
         let mut hole = self.entries[i].hash as usize & self.mask;
-        while usize::from(self.index[hole]) != i {
-            if self.index[hole] == EMPTY {
+        while usize::from(self.index[hole].entry) != i {
+            if self.index[hole].entry == EMPTY {
                 return;
             }
             hole = (hole + 1) & self.mask;
         }
-        self.index[hole] = EMPTY;
+        self.index[hole] = EMPTY_SLOT;
         let mut j = hole;
         loop {
             j = (j + 1) & self.mask;
             let slot = self.index[j];
-            if slot == EMPTY {
+            if slot.entry == EMPTY {
                 return;
             }
-            let home = self.entries[usize::from(slot)].hash as usize & self.mask;
+            let home = slot.hash as usize & self.mask;
             // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
             let stays = if hole <= j {
                 hole < home && home <= j
@@ -190,52 +221,60 @@ impl SpaceSaving {
             };
             if !stays {
                 self.index[hole] = slot;
-                self.index[j] = EMPTY;
+                self.index[j] = EMPTY_SLOT;
                 hole = j;
             }
         }
     }
 
     fn count_at(&self, pos: usize) -> u64 {
-        self.entries[usize::from(self.heap[pos])].count
+        self.heap[pos].count
     }
 
-    fn swap(&mut self, a: usize, b: usize) {
-        self.heap.swap(a, b);
-        self.entries[usize::from(self.heap[a])].heap_pos = a as u16;
-        self.entries[usize::from(self.heap[b])].heap_pos = b as u16;
+    /// Moves slot `from` to `to` in the heap and tells its entry.
+    fn place(&mut self, to: usize, slot: HeapSlot) {
+        self.heap[to] = slot;
+        self.entries[usize::from(slot.entry)].heap_pos = to as u16;
     }
 
+    // Both sifts carry the moving slot down (or up) and shift the others into the hole,
+    // writing each entry's position once instead of swapping pairwise.
     fn sift_up(&mut self, mut pos: usize) {
+        let moving = self.heap[pos];
         while pos > 0 {
             let parent = (pos - 1) / 2;
-            if self.count_at(parent) <= self.count_at(pos) {
+            let above = self.heap[parent];
+            if above.count <= moving.count {
                 break;
             }
-            self.swap(parent, pos);
+            self.place(pos, above);
             pos = parent;
         }
+        self.place(pos, moving);
     }
 
     fn sift_down(&mut self, mut pos: usize) {
         let len = self.heap.len();
+        let moving = self.heap[pos];
         loop {
             let left = 2 * pos + 1;
             if left >= len {
                 break;
             }
             let right = left + 1;
-            let child = if right < len && self.count_at(right) < self.count_at(left) {
+            let child = if right < len && self.heap[right].count < self.heap[left].count {
                 right
             } else {
                 left
             };
-            if self.count_at(pos) <= self.count_at(child) {
+            let below = self.heap[child];
+            if moving.count <= below.count {
                 break;
             }
-            self.swap(pos, child);
+            self.place(pos, below);
             pos = child;
         }
+        self.place(pos, moving);
     }
 }
 
@@ -249,15 +288,18 @@ mod tests {
     }
 
     fn check_invariants(s: &SpaceSaving) {
-        for (pos, &i) in s.heap.iter().enumerate() {
-            assert_eq!(usize::from(s.entries[usize::from(i)].heap_pos), pos);
+        for (pos, slot) in s.heap.iter().enumerate() {
+            assert_eq!(
+                usize::from(s.entries[usize::from(slot.entry)].heap_pos),
+                pos
+            );
             if pos > 0 {
                 assert!(s.count_at((pos - 1) / 2) <= s.count_at(pos));
             }
         }
         for (i, e) in s.entries.iter().enumerate() {
             assert_eq!(s.find(&e.key, e.hash), Some(i));
-            assert!(e.error <= e.count);
+            assert!(e.error <= s.count(i));
         }
     }
 
@@ -270,9 +312,9 @@ mod tests {
             }
         }
         check_invariants(&s);
-        for e in s.entries() {
+        for (i, e) in s.entries().iter().enumerate() {
             assert_eq!(e.error, 0);
-            assert_eq!(e.count, u64::from(e.key[0]) + 1);
+            assert_eq!(s.count(i), u64::from(e.key[0]) + 1);
         }
     }
 
@@ -293,8 +335,8 @@ mod tests {
         let heavy = s
             .entries()
             .iter()
-            .find(|e| e.key == b"heavy")
-            .map(Entry::guaranteed);
+            .position(|e| e.key == b"heavy")
+            .map(|i| s.guaranteed(i));
         assert!(heavy.is_some_and(|g| g as f64 >= 0.5 * s.total() as f64 - s.total() as f64 / 4.0));
     }
 
