@@ -41,7 +41,11 @@ pub struct Shape {
 
 impl Shape {
     fn major(&self) -> u32 {
-        self.version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(4)
+        self.version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(4)
     }
 
     /// PLAINTEXT port of node `i` (1-based); its controller port is this + 1.
@@ -95,7 +99,9 @@ pub fn libs_dir(version: &str) -> PathBuf {
 
 pub fn java() -> PathBuf {
     match std::env::var_os("JAVA_HOME") {
-        Some(home) if Path::new(&home).join("bin/java").exists() => Path::new(&home).join("bin/java"),
+        Some(home) if Path::new(&home).join("bin/java").exists() => {
+            Path::new(&home).join("bin/java")
+        }
         _ => PathBuf::from("java"),
     }
 }
@@ -146,20 +152,34 @@ pub fn fetch(version: &str, major: u32) -> Result<PathBuf> {
     if libs.join(".complete").exists() {
         return Ok(libs);
     }
-    eprintln!("xtask: fetching Apache Kafka {version} jars from Maven Central into {}", libs.display());
+    eprintln!(
+        "xtask: fetching Apache Kafka {version} jars from Maven Central into {}",
+        libs.display()
+    );
     let started = Instant::now();
     fs::create_dir_all(&vdir)?;
     fs::write(vdir.join("pom.xml"), pom(version, major))?;
     let partial = vdir.join("libs.partial");
     let _ = fs::remove_dir_all(&partial);
-    let status = Command::new("mvn")
-        .args(["-q", "-B", "-Dstyle.color=never", "dependency:copy-dependencies", "-DoutputDirectory=libs.partial"])
+    // Output is kept for the error message only: quiet mode still prints colour codes.
+    let out = Command::new("mvn")
+        .args([
+            "-q",
+            "-B",
+            "dependency:copy-dependencies",
+            "-DoutputDirectory=libs.partial",
+        ])
         .current_dir(&vdir)
         .stdin(Stdio::null())
-        .status()
+        .output()
         .context("running mvn (is Maven installed?)")?;
-    if !status.success() {
-        bail!("mvn could not fetch Kafka {version} ({status}); see its output above");
+    if !out.status.success() {
+        bail!(
+            "mvn could not fetch Kafka {version} ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let _ = fs::remove_dir_all(&libs);
     fs::rename(&partial, &libs)?;
@@ -276,7 +296,11 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 // Processes.
 
 fn read_pid(i: u16) -> Option<i32> {
-    fs::read_to_string(node_dir(i).join("kafka.pid")).ok()?.trim().parse().ok()
+    fs::read_to_string(node_dir(i).join("kafka.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// True when `pid` is a live Kafka broker started from node dir `i` (checked through
@@ -304,7 +328,13 @@ fn running_nodes() -> Vec<(u16, i32)> {
     };
     let mut nodes: Vec<(u16, i32)> = entries
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("node-")?.parse::<u16>().ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("node-")?
+                .parse::<u16>()
+                .ok()
+        })
         .filter_map(|i| Some((i, read_pid(i)?)))
         .filter(|&(i, pid)| is_our_node(pid, i))
         .collect();
@@ -340,7 +370,12 @@ pub fn down() -> Result<()> {
         signal(pid, libc::SIGTERM);
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
-    let alive = || nodes.iter().filter(|&&(i, pid)| is_our_node(pid, i)).count();
+    let alive = || {
+        nodes
+            .iter()
+            .filter(|&&(i, pid)| is_our_node(pid, i))
+            .count()
+    };
     while alive() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -362,8 +397,10 @@ pub fn down() -> Result<()> {
 
 /// Is the cluster described by `shape` fully up (every node answers, all registered)?
 fn cluster_ready(shape: &Shape) -> bool {
-    (1..=shape.brokers).all(|i| proto::api_versions_ok(&format!("127.0.0.1:{}", shape.port_of(i))).is_ok())
-        && proto::broker_count(&format!("127.0.0.1:{}", shape.port)).is_ok_and(|n| n == shape.brokers as usize)
+    (1..=shape.brokers)
+        .all(|i| proto::api_versions_ok(&format!("127.0.0.1:{}", shape.port_of(i))).is_ok())
+        && proto::broker_count(&format!("127.0.0.1:{}", shape.port))
+            .is_ok_and(|n| n == shape.brokers as usize)
 }
 
 fn port_free(port: u16) -> bool {
@@ -377,9 +414,17 @@ pub fn up(shape: &Shape) -> Result<String> {
     }
     let running = running_nodes();
     if !running.is_empty() {
-        let current = fs::read_to_string(run_dir().join("shape")).ok().and_then(|s| Shape::decode(&s));
-        if current.as_ref() == Some(shape) && running.len() == shape.brokers as usize && cluster_ready(shape) {
-            eprintln!("xtask: Kafka {} ({} broker(s)) is already running", shape.version, shape.brokers);
+        let current = fs::read_to_string(run_dir().join("shape"))
+            .ok()
+            .and_then(|s| Shape::decode(&s));
+        if current.as_ref() == Some(shape)
+            && running.len() == shape.brokers as usize
+            && cluster_ready(shape)
+        {
+            eprintln!(
+                "xtask: Kafka {} ({} broker(s)) is already running",
+                shape.version, shape.brokers
+            );
             return Ok(shape.bootstrap());
         }
         eprintln!("xtask: a cluster of another shape (or unhealthy) is running; stopping it first");
@@ -411,12 +456,22 @@ pub fn up(shape: &Shape) -> Result<String> {
     for i in 1..=shape.brokers {
         let dir = node_dir(i);
         fs::create_dir_all(&dir)?;
-        fs::write(dir.join("server.properties"), server_properties(shape, i, &dir))?;
+        fs::write(
+            dir.join("server.properties"),
+            server_properties(shape, i, &dir),
+        )?;
         let (path, text, flag) = log_config(major, &dir);
         fs::write(&path, text)?;
         let out = fs::File::create(dir.join("format.out"))?;
         let child = Command::new(java())
-            .args(["-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", &flag, "-cp", &cp])
+            .args([
+                "-Xshare:auto",
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC",
+                &flag,
+                "-cp",
+                &cp,
+            ])
             .args(["kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c"])
             .arg(dir.join("server.properties"))
             .stdin(Stdio::null())
@@ -441,16 +496,21 @@ pub fn up(shape: &Shape) -> Result<String> {
         let dir = node_dir(i);
         let out = fs::File::create(dir.join("kafka.out"))?;
         let mut cmd = Command::new(java());
-        cmd.args(["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"])
-            .args(["-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"])
-            .arg(&log_flags[i as usize - 1])
-            .arg(format!("-Dkafka.logs.dir={}", dir.display()))
-            .args(["-cp", &cp, "kafka.Kafka"])
-            .arg(dir.join("server.properties"))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
+        cmd.args([
+            "-Xms256m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+        ])
+        .args(["-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"])
+        .arg(&log_flags[i as usize - 1])
+        .arg(format!("-Dkafka.logs.dir={}", dir.display()))
+        .args(["-cp", &cp, "kafka.Kafka"])
+        .arg(dir.join("server.properties"))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
         // Own process group: the broker outlives xtask and a terminal Ctrl-C.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().context("starting the Kafka broker")?;
@@ -483,7 +543,10 @@ pub fn up(shape: &Shape) -> Result<String> {
     }
     let bootstrap = shape.bootstrap();
     fs::write(run.join("bootstrap"), format!("{bootstrap}\n"))?;
-    eprintln!("xtask: Kafka is up in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: Kafka is up in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(bootstrap)
 }
 
@@ -519,7 +582,10 @@ fn wait_ready(shape: &Shape, deadline: Instant) -> Result<()> {
         match proto::broker_count(&addr) {
             Ok(n) if n == shape.brokers as usize => return Ok(()),
             r if Instant::now() > deadline => {
-                bail!("the cluster did not report {} registered brokers in time (last: {r:?})", shape.brokers)
+                bail!(
+                    "the cluster did not report {} registered brokers in time (last: {r:?})",
+                    shape.brokers
+                )
             }
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
@@ -529,5 +595,6 @@ fn wait_ready(shape: &Shape, deadline: Instant) -> Result<()> {
 /// The bootstrap of our running cluster, if all its nodes are alive and answering.
 pub fn status() -> Option<String> {
     let shape = Shape::decode(&fs::read_to_string(run_dir().join("shape")).ok()?)?;
-    (running_nodes().len() == shape.brokers as usize && cluster_ready(&shape)).then(|| shape.bootstrap())
+    (running_nodes().len() == shape.brokers as usize && cluster_ready(&shape))
+        .then(|| shape.bootstrap())
 }

@@ -123,7 +123,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Cmd::Kafka(KafkaCmd::Classpath { version }) => {
-            let major = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(4);
+            let major = version
+                .split('.')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(4);
             println!("{}/*", kafka::fetch(&version, major)?.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -174,7 +178,9 @@ fn with_kafka(cluster: &ClusterArgs, what: &str, mut cmd: Command) -> Result<Exi
             let was_running = kafka::status().is_some();
             let b = kafka::up(&cluster.shape())?;
             if was_running {
-                eprintln!("xtask: using the cluster that was already running; it stays up afterwards");
+                eprintln!(
+                    "xtask: using the cluster that was already running; it stays up afterwards"
+                );
             }
             (b, !was_running)
         }
@@ -197,7 +203,9 @@ fn with_kafka(cluster: &ClusterArgs, what: &str, mut cmd: Command) -> Result<Exi
     } else {
         eprintln!("xtask: {what} failed ({status})");
         // Propagate the child's exit code where there is one.
-        Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(1, 255) as u8)))
+        Ok(ExitCode::from(
+            status.code().map_or(1, |c| c.clamp(1, 255) as u8),
+        ))
     }
 }
 

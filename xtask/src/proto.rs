@@ -15,9 +15,12 @@ const CLIENT_ID: &[u8] = b"sluice-xtask";
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn resolve(addr: &str) -> io::Result<SocketAddr> {
-    addr.to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve {addr}")))
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot resolve {addr}"),
+        )
+    })
 }
 
 /// Request header v1 (api key, version, correlation id, client id) + body, length-prefixed.
@@ -43,7 +46,10 @@ fn round_trip(addr: &str, request: &[u8]) -> io::Result<Vec<u8>> {
     stream.read_exact(&mut len)?;
     let len = i32::from_be_bytes(len);
     if !(4..=64 << 20).contains(&len) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad response length {len}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad response length {len}"),
+        ));
     }
     let mut body = vec![0u8; len as usize];
     stream.read_exact(&mut body)?;
@@ -94,5 +100,6 @@ pub fn broker_count(addr: &str) -> io::Result<usize> {
     check_correlation(&body, corr)?;
     // correlation id (4), throttle_time_ms (4), brokers array length (4).
     let n = be_i32(&body, 8)?;
-    usize::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("broker count {n}")))
+    usize::try_from(n)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("broker count {n}")))
 }

@@ -39,7 +39,9 @@ pub fn kafka_dir() -> PathBuf {
 /// `target/kafka/run/bootstrap`. Panics, saying how to start one, when no address of it
 /// accepts a TCP connection.
 pub fn bootstrap() -> String {
-    let from_env = std::env::var("SLUICE_BOOTSTRAP").ok().filter(|s| !s.trim().is_empty());
+    let from_env = std::env::var("SLUICE_BOOTSTRAP")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
     let bootstrap = from_env
         .or_else(|| {
             std::fs::read_to_string(kafka_dir().join("run/bootstrap"))
@@ -60,7 +62,9 @@ pub fn bootstrap() -> String {
 fn any_reachable(bootstrap: &str) -> bool {
     bootstrap.split(',').map(str::trim).any(|addr| {
         addr.to_socket_addrs()
-            .map(|mut addrs| addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok()))
+            .map(|mut addrs| {
+                addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+            })
             .unwrap_or(false)
     })
 }
@@ -69,7 +73,9 @@ fn any_reachable(bootstrap: &str) -> bool {
 pub fn unique_topic(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!("{prefix}-{}-{n}-{nanos}", std::process::id())
 }
 
@@ -96,7 +102,9 @@ pub fn java_classpath() -> String {
 /// The `java` to run: `$JAVA_HOME/bin/java` if it exists, else `java` from PATH.
 pub fn java() -> PathBuf {
     match std::env::var_os("JAVA_HOME") {
-        Some(home) if Path::new(&home).join("bin/java").exists() => Path::new(&home).join("bin/java"),
+        Some(home) if Path::new(&home).join("bin/java").exists() => {
+            Path::new(&home).join("bin/java")
+        }
         _ => PathBuf::from("java"),
     }
 }
@@ -111,7 +119,10 @@ fn kafka_major(libs: &Path) -> Result<u32> {
     })?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(v) = name.strip_prefix("kafka-clients-").and_then(|r| r.strip_suffix(".jar")) {
+        if let Some(v) = name
+            .strip_prefix("kafka-clients-")
+            .and_then(|r| r.strip_suffix(".jar"))
+        {
             if let Some(major) = v.split('.').next().and_then(|m| m.parse().ok()) {
                 return Ok(major);
             }
@@ -169,16 +180,29 @@ fn write_once(path: &Path, text: &str) -> Result<()> {
 /// A `java` command for a Kafka tool main class, tuned to start fast.
 fn tool(main_class: &str) -> Result<Command> {
     let mut cmd = Command::new(java());
-    cmd.args(["-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m"])
-        .args(tool_log_flags()?)
-        .args(["-cp", &java_classpath(), main_class]);
+    cmd.args([
+        "-Xshare:auto",
+        "-XX:TieredStopAtLevel=1",
+        "-XX:+UseSerialGC",
+        "-Xmx256m",
+    ])
+    .args(tool_log_flags()?)
+    .args(["-cp", &java_classpath(), main_class]);
     Ok(cmd)
 }
 
 /// Output of a child, killed if it runs past `deadline`.
-fn run_with_deadline(cmd: &mut Command, stdin: Option<String>, deadline: Duration) -> Result<(bool, String, String)> {
+fn run_with_deadline(
+    cmd: &mut Command,
+    stdin: Option<String>,
+    deadline: Duration,
+) -> Result<(bool, String, String)> {
     let mut child = cmd
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -217,7 +241,9 @@ fn run_with_deadline(cmd: &mut Command, stdin: Option<String>, deadline: Duratio
     let stderr = err_thread.join().unwrap_or_default();
     match status {
         Some(status) => Ok((status.success(), stdout, stderr)),
-        None => Err(anyhow!("killed after {deadline:?}; stderr:\n{stderr}\nstdout:\n{stdout}")),
+        None => Err(anyhow!(
+            "killed after {deadline:?}; stderr:\n{stderr}\nstdout:\n{stdout}"
+        )),
     }
 }
 
@@ -228,18 +254,29 @@ fn run_with_deadline(cmd: &mut Command, stdin: Option<String>, deadline: Duratio
 /// One line per record, fields separated by a TAB:
 /// `<headers>\t<key>\t<value>`, where `<headers>` is `NO_HEADERS` or
 /// `k1:v1,k2:v2`, and a null key or value prints as `null`.
-pub fn console_consume(bootstrap: &str, topic: &str, max_messages: usize, timeout: Duration) -> Result<Vec<String>> {
+pub fn console_consume(
+    bootstrap: &str,
+    topic: &str,
+    max_messages: usize,
+    timeout: Duration,
+) -> Result<Vec<String>> {
     kafka_major(&kafka_libs())?;
     let mut cmd = tool("org.apache.kafka.tools.consumer.ConsoleConsumer")?;
-    cmd.args(["--bootstrap-server", bootstrap, "--topic", topic, "--from-beginning"])
-        .args(["--max-messages", &max_messages.to_string()])
-        .args(["--timeout-ms", &timeout.as_millis().to_string()])
-        .args(["--property", "print.headers=true"])
-        .args(["--property", "print.key=true"])
-        .args(["--property", "print.value=true"])
-        .args(["--property", "key.separator=\t"])
-        .args(["--property", "headers.separator=,"])
-        .args(["--property", "null.literal=null"]);
+    cmd.args([
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
+    ])
+    .args(["--max-messages", &max_messages.to_string()])
+    .args(["--timeout-ms", &timeout.as_millis().to_string()])
+    .args(["--property", "print.headers=true"])
+    .args(["--property", "print.key=true"])
+    .args(["--property", "print.value=true"])
+    .args(["--property", "key.separator=\t"])
+    .args(["--property", "headers.separator=,"])
+    .args(["--property", "null.literal=null"]);
     // JVM start + group join + the idle timeout, with room to spare on a busy machine.
     let (ok, stdout, stderr) = run_with_deadline(&mut cmd, None, timeout + Duration::from_secs(90))
         .with_context(|| format!("console consumer on {topic}"))?;
@@ -274,7 +311,12 @@ where
     cmd.args(["--bootstrap-server", bootstrap, "--topic", topic])
         .args(["--producer-property", "acks=all"]);
     if with_keys {
-        cmd.args(["--property", "parse.key=true", "--property", "key.separator=\t"]);
+        cmd.args([
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=\t",
+        ]);
     }
     let (ok, _stdout, stderr) = run_with_deadline(&mut cmd, Some(input), Duration::from_secs(120))
         .with_context(|| format!("console producer on {topic}"))?;
