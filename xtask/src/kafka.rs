@@ -592,9 +592,8 @@ fn wait_ready(shape: &Shape, deadline: Instant) -> Result<()> {
     }
 }
 
-/// The bootstrap of our running cluster, if all its nodes are alive and answering.
-pub fn status() -> Option<String> {
+/// The shape of our running cluster, if all its nodes are alive and answering.
+pub fn status() -> Option<Shape> {
     let shape = Shape::decode(&fs::read_to_string(run_dir().join("shape")).ok()?)?;
-    (running_nodes().len() == shape.brokers as usize && cluster_ready(&shape))
-        .then(|| shape.bootstrap())
+    (running_nodes().len() == shape.brokers as usize && cluster_ready(&shape)).then_some(shape)
 }

@@ -113,8 +113,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kafka(KafkaCmd::Status) => match kafka::status() {
-            Some(bootstrap) => {
-                println!("{bootstrap}");
+            Some(shape) => {
+                eprintln!(
+                    "xtask: Kafka {} with {} broker(s) is running",
+                    shape.version, shape.brokers
+                );
+                println!("{}", shape.bootstrap());
                 Ok(ExitCode::SUCCESS)
             }
             None => {
@@ -132,9 +136,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Test { cluster, args } => {
+            // `--workspace` would override a `-p` given after `--`.
+            let picks_packages = args
+                .iter()
+                .take_while(|a| *a != "--")
+                .any(|a| a == "-p" || a.starts_with("--package") || a.starts_with("-p"));
             let mut cmd = cargo();
-            cmd.args(["test", "--workspace"]).args(&args);
-            with_kafka(&cluster, "cargo test --workspace", cmd)
+            cmd.arg("test");
+            if !picks_packages {
+                cmd.arg("--workspace");
+            }
+            cmd.args(&args);
+            let what = format!(
+                "cargo test {}",
+                if picks_packages {
+                    args.join(" ")
+                } else {
+                    "--workspace".into()
+                }
+            );
+            with_kafka(&cluster, &what, cmd)
         }
         Cmd::Demo { cluster } => {
             let mut cmd = cargo();
@@ -175,7 +196,9 @@ fn with_kafka(cluster: &ClusterArgs, what: &str, mut cmd: Command) -> Result<Exi
             (b, false)
         }
         _ => {
-            let was_running = kafka::status().is_some();
+            // A cluster of the same shape that is already up is used and left running;
+            // one of another shape is replaced by `up` and so counts as started here.
+            let was_running = kafka::status().as_ref() == Some(&cluster.shape());
             let b = kafka::up(&cluster.shape())?;
             if was_running {
                 eprintln!(
