@@ -14,6 +14,10 @@
 //! assert_eq!(lines, ["NO_HEADERS\tk1\tv1"]);
 //! ```
 
+mod proxy;
+
+pub use proxy::FaultProxy;
+
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
