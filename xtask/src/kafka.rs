@@ -536,7 +536,7 @@ pub fn up(shape: &Shape) -> Result<String> {
         shape.brokers,
         run.display()
     );
-    if let Err(e) = wait_ready(shape, started + READY_TIMEOUT) {
+    if let Err(e) = wait_ready(shape, Instant::now() + READY_TIMEOUT) {
         let logs: Vec<String> = (1..=shape.brokers).map(node_logs).collect();
         let _ = down();
         bail!("{e:#}\n{}", logs.join("\n"));
@@ -596,4 +596,51 @@ fn wait_ready(shape: &Shape, deadline: Instant) -> Result<()> {
 pub fn status() -> Option<Shape> {
     let shape = Shape::decode(&fs::read_to_string(run_dir().join("shape")).ok()?)?;
     (running_nodes().len() == shape.brokers as usize && cluster_ready(&shape)).then_some(shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(brokers: u16, version: &str) -> Shape {
+        Shape {
+            version: version.into(),
+            brokers,
+            port: DEFAULT_PORT,
+        }
+    }
+
+    #[test]
+    fn ports_and_bootstrap() {
+        let s = shape(3, "4.1.1");
+        assert_eq!(
+            s.bootstrap(),
+            "127.0.0.1:19092,127.0.0.1:19192,127.0.0.1:19292"
+        );
+        assert_eq!(Shape::decode(&s.encode()), Some(s));
+        assert_eq!(shape(1, "4.1.1").bootstrap(), "127.0.0.1:19092");
+    }
+
+    #[test]
+    fn three_node_properties() {
+        let p = server_properties(&shape(3, "4.1.1"), 2, Path::new("/n2"));
+        assert!(p.contains("node.id=2\n"));
+        assert!(p.contains(
+            "controller.quorum.voters=1@127.0.0.1:19093,2@127.0.0.1:19193,3@127.0.0.1:19293\n"
+        ));
+        assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:19192,CONTROLLER://127.0.0.1:19193\n"));
+        assert!(p.contains("offsets.topic.replication.factor=3\n"));
+        assert!(p.contains("transaction.state.log.min.isr=2\n"));
+        assert!(p.contains("share.coordinator.state.topic.min.isr=2\n"));
+    }
+
+    #[test]
+    fn single_node_3x_properties() {
+        let p = server_properties(&shape(1, "3.9.1"), 1, Path::new("/n1"));
+        assert!(p.contains("offsets.topic.replication.factor=1\n"));
+        assert!(p.contains("transaction.state.log.min.isr=1\n"));
+        assert!(!p.contains("share.coordinator"));
+        assert!(pom("3.9.1", 3).contains("slf4j-reload4j"));
+        assert!(pom("4.1.1", 4).contains("log4j-slf4j2-impl"));
+    }
 }
