@@ -64,7 +64,7 @@ enum KafkaCmd {
     Status,
     /// Print the Java classpath (`<libs>/*`) of a Kafka version, fetching it if needed.
     Classpath {
-        #[arg(long, default_value = kafka::DEFAULT_VERSION)]
+        #[arg(long, env = "SLUICE_KAFKA_VERSION", default_value = kafka::DEFAULT_VERSION)]
         version: String,
     },
 }
@@ -72,13 +72,13 @@ enum KafkaCmd {
 #[derive(Args, Clone)]
 struct ClusterArgs {
     /// Number of brokers (each is also a KRaft controller).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "SLUICE_KAFKA_BROKERS", default_value_t = 1)]
     brokers: u16,
     /// Apache Kafka version (jars from Maven Central).
-    #[arg(long, default_value = kafka::DEFAULT_VERSION)]
+    #[arg(long, env = "SLUICE_KAFKA_VERSION", default_value = kafka::DEFAULT_VERSION)]
     version: String,
     /// PLAINTEXT port of node 1; node i listens on port+100*(i-1), its controller on +1.
-    #[arg(long, default_value_t = kafka::DEFAULT_PORT)]
+    #[arg(long, env = "SLUICE_KAFKA_PORT", default_value_t = kafka::DEFAULT_PORT)]
     port: u16,
 }
 
