@@ -306,12 +306,27 @@ fn read_pid(i: u16) -> Option<i32> {
 /// True when `pid` is a live Kafka broker started from node dir `i` (checked through
 /// /proc/<pid>/cmdline, so a recycled pid is never mistaken for ours).
 fn is_our_node(pid: i32, i: u16) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+    let Some(cmdline) = command_line(pid) else {
         return false;
     };
-    let cmdline = String::from_utf8_lossy(&cmdline);
     let props = node_dir(i).join("server.properties");
     cmdline.contains("kafka.Kafka") && cmdline.contains(&*props.to_string_lossy())
+}
+
+/// The command line of a live process (empty for a zombie); `ps` where there is no /proc.
+fn command_line(pid: i32) -> Option<String> {
+    if Path::new("/proc/self").exists() {
+        let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        return Some(String::from_utf8_lossy(&raw).into_owned());
+    }
+    let out = Command::new("ps")
+        .args(["-ww", "-o", "command=", "-p", &pid.to_string()])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn signal(pid: i32, sig: i32) {

@@ -34,7 +34,9 @@ pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:19092";
 
 /// `<workspace>/target/kafka`, where xtask keeps the jars and the running cluster.
 pub fn kafka_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/kafka")
+    let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = testkit.parent().and_then(Path::parent).unwrap_or(testkit);
+    workspace.join("target").join("kafka")
 }
 
 /// The bootstrap servers of the Kafka cluster to test against.
