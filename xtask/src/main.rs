@@ -1,1 +1,252 @@
-fn main() {}
+//! `cargo xtask`: project automation for Sluice.
+//!
+//! ```text
+//! cargo xtask kafka up [--brokers 1|3] [--version 4.1.1] [--port 19092]
+//! cargo xtask kafka down
+//! cargo xtask kafka status
+//! cargo xtask kafka classpath
+//! cargo xtask test [--brokers N] [--version V] [-- <cargo test args>]
+//! cargo xtask demo
+//! ```
+
+mod kafka;
+mod proto;
+
+use std::process::{Command, ExitCode, ExitStatus};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use kafka::{Shape, INTERRUPTED};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Sluice project automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Manage the local Apache Kafka (KRaft) cluster used by the tests.
+    #[command(subcommand)]
+    Kafka(KafkaCmd),
+    /// Run `cargo test --workspace` against Kafka (started and stopped unless
+    /// SLUICE_BOOTSTRAP is set).
+    Test {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run `examples/demo.rs` against Kafka (started and stopped unless SLUICE_BOOTSTRAP
+    /// is set).
+    Demo {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KafkaCmd {
+    /// Fetch the jars (cached), start a fresh cluster, wait until it serves requests and
+    /// print its bootstrap address. Reuses a running cluster of the same shape.
+    Up {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Stop the cluster started by `up` (only the pids in its pid files).
+    Down,
+    /// Print the bootstrap address if our cluster is running and answering.
+    Status,
+    /// Print the Java classpath (`<libs>/*`) of a Kafka version, fetching it if needed.
+    Classpath {
+        #[arg(long, env = "SLUICE_KAFKA_VERSION", default_value = kafka::DEFAULT_VERSION)]
+        version: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ClusterArgs {
+    /// Number of brokers (each is also a KRaft controller).
+    #[arg(long, env = "SLUICE_KAFKA_BROKERS", default_value_t = 1)]
+    brokers: u16,
+    /// Apache Kafka version (jars from Maven Central).
+    #[arg(long, env = "SLUICE_KAFKA_VERSION", default_value = kafka::DEFAULT_VERSION)]
+    version: String,
+    /// PLAINTEXT port of node 1; node i listens on port+100*(i-1), its controller on +1.
+    #[arg(long, env = "SLUICE_KAFKA_PORT", default_value_t = kafka::DEFAULT_PORT)]
+    port: u16,
+}
+
+impl ClusterArgs {
+    fn shape(&self) -> Shape {
+        Shape {
+            version: self.version.clone(),
+            brokers: self.brokers,
+            port: self.port,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Kafka(KafkaCmd::Up { cluster }) => {
+            println!("{}", kafka::up(&cluster.shape())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kafka(KafkaCmd::Down) => {
+            kafka::down()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kafka(KafkaCmd::Status) => match kafka::status() {
+            Some(shape) => {
+                eprintln!(
+                    "xtask: Kafka {} with {} broker(s) is running",
+                    shape.version, shape.brokers
+                );
+                println!("{}", shape.bootstrap());
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("xtask: no cluster of ours is running");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Cmd::Kafka(KafkaCmd::Classpath { version }) => {
+            let major = version
+                .split('.')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(4);
+            println!("{}/*", kafka::fetch(&version, major)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Test { cluster, args } => {
+            // `--workspace` would override a `-p` given after `--`.
+            let picks_packages = args
+                .iter()
+                .take_while(|a| *a != "--")
+                .any(|a| a == "-p" || a.starts_with("--package") || a.starts_with("-p"));
+            let mut cmd = cargo();
+            cmd.arg("test");
+            if !picks_packages {
+                cmd.arg("--workspace");
+            }
+            cmd.args(&args);
+            let what = format!(
+                "cargo test {}",
+                if picks_packages {
+                    args.join(" ")
+                } else {
+                    "--workspace".into()
+                }
+            );
+            with_kafka(&cluster, &what, cmd)
+        }
+        Cmd::Demo { cluster } => {
+            let mut cmd = cargo();
+            cmd.args(["run", "--quiet", "--example", "demo"]);
+            with_kafka(&cluster, "the demo (cargo run --example demo)", cmd)
+        }
+    }
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(kafka::workspace_root());
+    cmd
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Catch SIGINT/SIGTERM so the cluster is stopped even when the run is interrupted.
+/// Children get default dispositions back on exec (caught signals are not inherited).
+fn install_signal_flag() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Run `cmd` with SLUICE_BOOTSTRAP pointing at a cluster; start (and afterwards stop)
+/// one unless SLUICE_BOOTSTRAP is already set or our cluster is already running.
+fn with_kafka(cluster: &ClusterArgs, what: &str, mut cmd: Command) -> Result<ExitCode> {
+    install_signal_flag();
+    let (bootstrap, started_here) = match std::env::var("SLUICE_BOOTSTRAP") {
+        Ok(b) if !b.trim().is_empty() => {
+            eprintln!("xtask: SLUICE_BOOTSTRAP={b} is set; using that cluster, starting none");
+            (b, false)
+        }
+        _ => {
+            // A cluster of the same shape that is already up is used and left running;
+            // one of another shape is replaced by `up` and so counts as started here.
+            let was_running = kafka::status().as_ref() == Some(&cluster.shape());
+            let b = kafka::up(&cluster.shape())?;
+            if was_running {
+                eprintln!(
+                    "xtask: using the cluster that was already running; it stays up afterwards"
+                );
+            }
+            (b, !was_running)
+        }
+    };
+    eprintln!("xtask: running {what} with SLUICE_BOOTSTRAP={bootstrap}");
+    let result = run_child(cmd.env("SLUICE_BOOTSTRAP", &bootstrap));
+    if started_here {
+        eprintln!("xtask: stopping the Kafka cluster started for this run");
+        if let Err(e) = kafka::down() {
+            eprintln!("xtask: warning: stopping Kafka failed: {e:#}");
+        }
+    }
+    let status = result?;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    if status.success() {
+        eprintln!("xtask: {what} passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("xtask: {what} failed ({status})");
+        // Propagate the child's exit code where there is one.
+        Ok(ExitCode::from(
+            status.code().map_or(1, |c| c.clamp(1, 255) as u8),
+        ))
+    }
+}
+
+/// Wait for the child; on SIGTERM/SIGINT to us, pass SIGTERM on once and keep waiting.
+fn run_child(cmd: &mut Command) -> Result<ExitStatus> {
+    let mut child = cmd.spawn().context("spawning cargo")?;
+    let mut forwarded = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) && !forwarded {
+            forwarded = true;
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

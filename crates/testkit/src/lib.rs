@@ -1,18 +1,334 @@
-//! Real-Kafka test harness (temporary stub; the harness branch replaces it).
-pub fn bootstrap() -> String {
-    std::env::var("SLUICE_BOOTSTRAP").expect("set SLUICE_BOOTSTRAP")
+//! Real-Kafka test harness for Sluice (dev-only, not published).
+//!
+//! Integration tests run against a real Apache Kafka broker started by
+//! `cargo xtask kafka up` (or implicitly by `cargo xtask test`). This crate finds it,
+//! fails loudly when there is none (tests never skip silently), makes unique topic names,
+//! and drives Kafka's own Java console tools for interop checks in both directions.
+//!
+//! ```no_run
+//! let bootstrap = sluice_testkit::bootstrap();
+//! let topic = sluice_testkit::unique_topic("interop");
+//! sluice_testkit::console_produce(&bootstrap, &topic, ["k1\tv1"], true).unwrap();
+//! let lines = sluice_testkit::console_consume(
+//!     &bootstrap, &topic, 1, std::time::Duration::from_secs(20)).unwrap();
+//! assert_eq!(lines, ["NO_HEADERS\tk1\tv1"]);
+//! ```
+
+mod proxy;
+
+pub use proxy::FaultProxy;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// The Kafka version `cargo xtask kafka up` uses unless told otherwise.
+pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";
+/// The bootstrap of a default single-broker `cargo xtask kafka up`.
+pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:19092";
+
+/// `<workspace>/target/kafka`, where xtask keeps the jars and the running cluster.
+pub fn kafka_dir() -> PathBuf {
+    let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = testkit.parent().and_then(Path::parent).unwrap_or(testkit);
+    workspace.join("target").join("kafka")
 }
+
+/// The bootstrap servers of the Kafka cluster to test against.
+///
+/// `SLUICE_BOOTSTRAP` if set, else the address `cargo xtask kafka up` wrote to
+/// `target/kafka/run/bootstrap`. Panics, saying how to start one, when no address of it
+/// accepts a TCP connection.
+pub fn bootstrap() -> String {
+    let from_env = std::env::var("SLUICE_BOOTSTRAP")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let bootstrap = from_env
+        .or_else(|| {
+            std::fs::read_to_string(kafka_dir().join("run/bootstrap"))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string());
+    if !any_reachable(&bootstrap) {
+        panic!(
+            "no Kafka broker reachable at {bootstrap}: run `cargo xtask kafka up` \
+             (or `cargo xtask test`), or set SLUICE_BOOTSTRAP=host:port"
+        );
+    }
+    bootstrap
+}
+
+fn any_reachable(bootstrap: &str) -> bool {
+    bootstrap.split(',').map(str::trim).any(|addr| {
+        addr.to_socket_addrs()
+            .map(|mut addrs| {
+                addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// A topic name unique per call and per run: `<prefix>-<pid>-<counter>-<nanos>`.
 pub fn unique_topic(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos % 1_000_000_000
-    )
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{}-{n}-{nanos}", std::process::id())
+}
+
+/// The directory of the Kafka jars in use: `SLUICE_KAFKA_LIBS` if set, else
+/// `target/kafka/<version>/libs` for the version in `target/kafka/run/version`
+/// (written by `cargo xtask kafka up`), else for [`DEFAULT_KAFKA_VERSION`].
+pub fn kafka_libs() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_KAFKA_LIBS").filter(|s| !s.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let version = std::fs::read_to_string(kafka_dir().join("run/version"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_KAFKA_VERSION.to_string());
+    kafka_dir().join(version).join("libs")
+}
+
+/// The Java classpath of the Kafka jars in use (`<libs>/*`).
+pub fn java_classpath() -> String {
+    format!("{}/*", kafka_libs().display())
+}
+
+/// The `java` to run: `$JAVA_HOME/bin/java` if it exists, else `java` from PATH.
+pub fn java() -> PathBuf {
+    match std::env::var_os("JAVA_HOME") {
+        Some(home) if Path::new(&home).join("bin/java").exists() => {
+            Path::new(&home).join("bin/java")
+        }
+        _ => PathBuf::from("java"),
+    }
+}
+
+/// The major version of the Kafka jars in `libs` (from `kafka-clients-<v>.jar`).
+fn kafka_major(libs: &Path) -> Result<u32> {
+    let entries = std::fs::read_dir(libs).with_context(|| {
+        format!(
+            "no Kafka jars in {}: run `cargo xtask kafka up` (it fetches them) or set SLUICE_KAFKA_LIBS",
+            libs.display()
+        )
+    })?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(v) = name
+            .strip_prefix("kafka-clients-")
+            .and_then(|r| r.strip_suffix(".jar"))
+        {
+            if let Some(major) = v.split('.').next().and_then(|m| m.parse().ok()) {
+                return Ok(major);
+            }
+        }
+    }
+    bail!("no kafka-clients-<version>.jar in {}", libs.display())
+}
+
+/// A logging config for the Java tools: WARN and above to stderr, so stdout carries
+/// only the tool's output. One file per logging framework (log4j2 for 4.x, log4j 1 /
+/// reload4j for 3.x); both flags are passed, each framework reads its own.
+fn tool_log_flags() -> Result<Vec<String>> {
+    let dir = kafka_dir().join("tools-log");
+    std::fs::create_dir_all(&dir)?;
+    let log4j2 = dir.join("log4j2.properties");
+    let log4j1 = dir.join("log4j.properties");
+    write_once(
+        &log4j2,
+        "status = error
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.err.ref = STDERR
+",
+    )?;
+    write_once(
+        &log4j1,
+        "log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+",
+    )?;
+    Ok(vec![
+        format!("-Dlog4j2.configurationFile={}", log4j2.display()),
+        format!("-Dlog4j.configuration=file:{}", log4j1.display()),
+    ])
+}
+
+/// Write `text` to `path` atomically (tests run in parallel) unless it is already there.
+fn write_once(path: &Path, text: &str) -> Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp.{}.{}", std::process::id(), unique_topic("w")));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// A `java` command for a Kafka tool main class, tuned to start fast.
+fn tool(main_class: &str) -> Result<Command> {
+    let mut cmd = Command::new(java());
+    cmd.args([
+        "-Xshare:auto",
+        "-XX:TieredStopAtLevel=1",
+        "-XX:+UseSerialGC",
+        "-Xmx256m",
+    ])
+    .args(tool_log_flags()?)
+    .args(["-cp", &java_classpath(), main_class]);
+    Ok(cmd)
+}
+
+/// Output of a child, killed if it runs past `deadline`.
+fn run_with_deadline(
+    cmd: &mut Command,
+    stdin: Option<String>,
+    deadline: Duration,
+) -> Result<(bool, String, String)> {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting java (is a JDK 17+ on PATH or JAVA_HOME?)")?;
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        });
+    }
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out_thread.join().unwrap_or_default();
+    let stderr = err_thread.join().unwrap_or_default();
+    match status {
+        Some(status) => Ok((status.success(), stdout, stderr)),
+        None => Err(anyhow!(
+            "killed after {deadline:?}; stderr:\n{stderr}\nstdout:\n{stdout}"
+        )),
+    }
+}
+
+/// Read up to `max_messages` records of `topic` from the beginning with Kafka's own
+/// console consumer (`org.apache.kafka.tools.consumer.ConsoleConsumer`), stopping early
+/// when no record arrives for `timeout`.
+///
+/// One line per record, fields separated by a TAB:
+/// `<headers>\t<key>\t<value>`, where `<headers>` is `NO_HEADERS` or
+/// `k1:v1,k2:v2`, and a null key or value prints as `null`.
+pub fn console_consume(
+    bootstrap: &str,
+    topic: &str,
+    max_messages: usize,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    kafka_major(&kafka_libs())?;
+    let mut cmd = tool("org.apache.kafka.tools.consumer.ConsoleConsumer")?;
+    cmd.args([
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
+    ])
+    .args(["--max-messages", &max_messages.to_string()])
+    .args(["--timeout-ms", &timeout.as_millis().to_string()])
+    .args(["--property", "print.headers=true"])
+    .args(["--property", "print.key=true"])
+    .args(["--property", "print.value=true"])
+    .args(["--property", "key.separator=\t"])
+    .args(["--property", "headers.separator=,"])
+    .args(["--property", "null.literal=null"]);
+    // JVM start + group join + the idle timeout, with room to spare on a busy machine.
+    let (ok, stdout, stderr) = run_with_deadline(&mut cmd, None, timeout + Duration::from_secs(90))
+        .with_context(|| format!("console consumer on {topic}"))?;
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    // Running into --timeout-ms is how a short read ends; anything else is an error.
+    if !ok && !stderr.contains("TimeoutException") {
+        bail!("console consumer on {topic} failed; stderr:\n{stderr}");
+    }
+    Ok(lines)
+}
+
+/// Write `lines` to `topic` with Kafka's own console producer, one record per line.
+/// With `with_keys`, each line is `key<TAB>value`; otherwise the whole line is the value
+/// and the key is null. Waits for all records to be acknowledged (acks=all).
+pub fn console_produce<I, S>(bootstrap: &str, topic: &str, lines: I, with_keys: bool) -> Result<()>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let major = kafka_major(&kafka_libs())?;
+    let class = if major >= 4 {
+        "org.apache.kafka.tools.ConsoleProducer"
+    } else {
+        "kafka.tools.ConsoleProducer"
+    };
+    let mut input = String::new();
+    for line in lines {
+        input.push_str(line.as_ref());
+        input.push('\n');
+    }
+    let mut cmd = tool(class)?;
+    cmd.args(["--bootstrap-server", bootstrap, "--topic", topic])
+        .args(["--producer-property", "acks=all"]);
+    if with_keys {
+        cmd.args([
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=\t",
+        ]);
+    }
+    let (ok, _stdout, stderr) = run_with_deadline(&mut cmd, Some(input), Duration::from_secs(120))
+        .with_context(|| format!("console producer on {topic}"))?;
+    // The producer exits 0 even when a send failed; its callback logs an ERROR.
+    if !ok || stderr.lines().any(|l| l.contains("] ERROR ")) {
+        bail!("console producer on {topic} failed; stderr:\n{stderr}");
+    }
+    Ok(())
 }
