@@ -51,7 +51,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ..BatchOptions::default()
                 })
             })
-            .append(now + i, Some(key.as_bytes()), Some(value.as_bytes()), &headers)?;
+            .append(
+                now + i,
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &headers,
+            )?;
     }
     let mut produced = 0;
     for (p, builder) in batches {
@@ -59,11 +64,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ack = PartitionClient::new(cluster.clone(), &topic, p)
             .produce(builder.finish()?, Acks::All, Duration::from_secs(30))
             .await?;
-        println!("produced {n} records to partition {p} at base offset {}", ack.base_offset);
+        println!(
+            "produced {n} records to partition {p} at base offset {}",
+            ack.base_offset
+        );
         produced += n;
     }
 
-    let ends = admin.list_offsets(&topic, &[0, 1, 2], OffsetSpec::Latest).await?;
+    let ends = admin
+        .list_offsets(&topic, &[0, 1, 2], OffsetSpec::Latest)
+        .await?;
     let mut consumed = 0;
     for (p, end) in ends {
         let client = PartitionClient::new(cluster.clone(), &topic, p);
@@ -78,14 +88,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     println!(
                         "consumed partition {p} offset {} key {:?} value {:?}",
                         record.offset(),
-                        record.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        record.value().map(|v| String::from_utf8_lossy(v).into_owned()),
+                        record
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned()),
+                        record
+                            .value()
+                            .map(|v| String::from_utf8_lossy(v).into_owned()),
                     );
                 }
             }
         }
     }
-    admin.delete_topics(&[&topic], Duration::from_secs(30)).await?;
+    admin
+        .delete_topics(&[&topic], Duration::from_secs(30))
+        .await?;
     println!("round trip done: {produced} produced, {consumed} consumed; deleted {topic}");
     if produced != consumed {
         return Err(format!("produced {produced} but consumed {consumed}").into());

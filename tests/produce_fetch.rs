@@ -22,8 +22,16 @@ pub struct Sample {
 
 fn samples(codec: Compression) -> Vec<Sample> {
     let mut out = vec![
-        Sample { key: None, value: Some(b"no key".to_vec()), headers: vec![] },
-        Sample { key: Some(vec![]), value: Some(b"empty key".to_vec()), headers: vec![] },
+        Sample {
+            key: None,
+            value: Some(b"no key".to_vec()),
+            headers: vec![],
+        },
+        Sample {
+            key: Some(vec![]),
+            value: Some(b"empty key".to_vec()),
+            headers: vec![],
+        },
         Sample {
             key: Some(b"k1".to_vec()),
             value: Some(b"with headers".to_vec()),
@@ -33,8 +41,16 @@ fn samples(codec: Compression) -> Vec<Sample> {
                 ("h3".into(), None),
             ],
         },
-        Sample { key: Some(b"k2".to_vec()), value: Some(vec![]), headers: vec![] },
-        Sample { key: Some(b"tombstone".to_vec()), value: None, headers: vec![] },
+        Sample {
+            key: Some(b"k2".to_vec()),
+            value: Some(vec![]),
+            headers: vec![],
+        },
+        Sample {
+            key: Some(b"tombstone".to_vec()),
+            value: None,
+            headers: vec![],
+        },
     ];
     // Enough repetitive data that compression has something to do.
     for i in 0..200 {
@@ -58,8 +74,13 @@ fn build(codec: Compression, samples: &[Sample]) -> Bytes {
             .iter()
             .map(|(k, v)| Header::new(k, v.as_deref()))
             .collect();
-        b.append(1_700_000_000_000 + i as i64, s.key.as_deref(), s.value.as_deref(), &headers)
-            .unwrap();
+        b.append(
+            1_700_000_000_000 + i as i64,
+            s.key.as_deref(),
+            s.value.as_deref(),
+            &headers,
+        )
+        .unwrap();
     }
     b.finish().unwrap()
 }
@@ -110,13 +131,22 @@ async fn every_codec_round_trips_through_the_broker() {
         Compression::Zstd,
     ] {
         let topic = sluice_testkit::unique_topic(&format!("roundtrip-{codec}"));
-        admin.create_topics(&[NewTopic::new(&topic, 1)], T).await.unwrap();
+        admin
+            .create_topics(&[NewTopic::new(&topic, 1)], T)
+            .await
+            .unwrap();
         let client = PartitionClient::new(cluster.clone(), &topic, 0);
         let sent = samples(codec);
         // Two batches: offsets continue across them.
         let half = sent.len() / 2;
-        let first = client.produce(build(codec, &sent[..half]), Acks::All, T).await.unwrap();
-        let second = client.produce(build(codec, &sent[half..]), Acks::All, T).await.unwrap();
+        let first = client
+            .produce(build(codec, &sent[..half]), Acks::All, T)
+            .await
+            .unwrap();
+        let second = client
+            .produce(build(codec, &sent[half..]), Acks::All, T)
+            .await
+            .unwrap();
         assert_eq!(first.base_offset, 0, "{codec}");
         assert_eq!(second.base_offset, half as i64, "{codec}");
 
@@ -126,7 +156,11 @@ async fn every_codec_round_trips_through_the_broker() {
             assert_eq!(*offset, i as i64, "{codec}: offsets are dense and ordered");
             // Each batch numbers its timestamps from the same base.
             let within = if i < half { i } else { i - half };
-            assert_eq!(*ts, 1_700_000_000_000 + within as i64, "{codec}: timestamp of {i}");
+            assert_eq!(
+                *ts,
+                1_700_000_000_000 + within as i64,
+                "{codec}: timestamp of {i}"
+            );
             assert_eq!(sample, &sent[i], "{codec}: record {i}");
         }
     }

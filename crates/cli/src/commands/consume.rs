@@ -75,7 +75,10 @@ pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
             (None, From::Offset(o)) => o,
             (None, _) => 0,
         };
-        positions.push((PartitionClient::new(cluster.clone(), &args.topic, p), offset));
+        positions.push((
+            PartitionClient::new(cluster.clone(), &args.topic, p),
+            offset,
+        ));
     }
 
     let mut read = 0u64;

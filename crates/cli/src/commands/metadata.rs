@@ -20,7 +20,11 @@ pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
     };
     println!(
         "Metadata for {} (cluster id {}):",
-        if args.topics.is_empty() { "all topics" } else { "the named topics" },
+        if args.topics.is_empty() {
+            "all topics"
+        } else {
+            "the named topics"
+        },
         md.cluster_id.as_deref().unwrap_or("unknown")
     );
     println!(" {} brokers:", md.brokers.len());
@@ -42,7 +46,11 @@ pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
     for t in topics {
         match t.error {
             Some(code) => println!("  topic \"{}\" error {code:?}", t.name),
-            None => println!("  topic \"{}\" with {} partitions:", t.name, t.partitions.len()),
+            None => println!(
+                "  topic \"{}\" with {} partitions:",
+                t.name,
+                t.partitions.len()
+            ),
         }
         for p in &t.partitions {
             let leader = p

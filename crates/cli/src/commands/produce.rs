@@ -104,7 +104,12 @@ pub(crate) async fn run(cluster: &Cluster, args: Args, timeout: Duration) -> any
         let builder = open
             .entry(partition)
             .or_insert_with(|| RecordBatchBuilder::new(options.clone()));
-        builder.append(now_ms(), key.map(str::as_bytes), Some(value.as_bytes()), &hdrs)?;
+        builder.append(
+            now_ms(),
+            key.map(str::as_bytes),
+            Some(value.as_bytes()),
+            &hdrs,
+        )?;
         if builder.estimated_size() >= BATCH_BYTES {
             if let Some(full) = open.remove(&partition) {
                 sent += send(cluster, &args.topic, partition, full, timeout).await?;

@@ -46,7 +46,10 @@ pub(crate) async fn run(cluster: &Cluster, cmd: Command, timeout: Duration) -> a
                 topic = topic.config(k, v);
             }
             admin.create_topics(&[topic], timeout).await?;
-            let n = cluster.metadata().topic(&name).map_or(0, |t| t.partitions.len());
+            let n = cluster
+                .metadata()
+                .topic(&name)
+                .map_or(0, |t| t.partitions.len());
             println!("created topic {name} with {n} partitions");
         }
         Command::Delete { name } => {
