@@ -185,8 +185,8 @@ impl Admin {
         }
     }
 
-    /// Deletes topics. A topic that does not exist fails with
-    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    /// Deletes topics and waits, up to `timeout`, until the metadata no longer lists
+    /// them. A topic that does not exist fails with `UNKNOWN_TOPIC_OR_PARTITION`.
     pub async fn delete_topics(&self, names: &[&str], timeout: Duration) -> Result<()> {
         let request = DeleteTopicsRequest::default()
             .with_timeout_ms(millis(timeout))
@@ -196,8 +196,20 @@ impl Admin {
             let name = result.name.as_ref().map(|n| n.0.as_str()).unwrap_or("?");
             Error::check_code(result.error_code, || format!("deleting topic {name}"))?;
         }
-        self.cluster.refresh_all().await?;
-        Ok(())
+        let deadline = Instant::now() + timeout;
+        loop {
+            let md = self.cluster.refresh_all().await?;
+            if names.iter().all(|n| md.topic(n).is_none()) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    format!("waiting for {names:?} to leave the metadata"),
+                    timeout,
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Looks up an offset of each partition in `partitions` of `topic`, asking each
