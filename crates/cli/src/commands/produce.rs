@@ -103,7 +103,7 @@ pub(crate) async fn run(cluster: &Cluster, args: Args, timeout: Duration) -> any
             .collect();
         let builder = open
             .entry(partition)
-            .or_insert_with(|| RecordBatchBuilder::new(options.clone()));
+            .or_insert_with(|| RecordBatchBuilder::new(options));
         builder.append(
             now_ms(),
             key.map(str::as_bytes),
