@@ -85,3 +85,6 @@ pub mod partition_client;
 pub mod records;
 
 pub use error::{Error, ErrorKind, KafkaCode, Result};
+
+#[doc(hidden)]
+pub mod fuzzing;
