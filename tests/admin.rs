@@ -132,3 +132,45 @@ async fn list_offsets_of_an_empty_topic() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownTopicOrPartition, "{err}");
 }
+
+#[tokio::test]
+async fn metadata_refreshes_on_a_timer() {
+    let mut config = ClusterConfig::new(&sluice_testkit::bootstrap());
+    config.metadata_max_age = Duration::from_millis(200);
+    let watcher = Cluster::connect(config).await.unwrap();
+    let topic = sluice_testkit::unique_topic("admin-timer");
+    assert!(watcher.metadata().topic(&topic).is_none());
+
+    // Another client creates the topic; the watcher learns of it without asking.
+    admin()
+        .await
+        .create_topics(&[NewTopic::new(&topic, 2)], T)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(t) = watcher.metadata().topic(&topic) {
+            assert_eq!(t.partitions.len(), 2);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timer refresh never saw {topic}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn bootstrap_skips_dead_addresses() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let list = format!("{closed},{}", sluice_testkit::bootstrap());
+    let cluster =
+        Cluster::connect(ClusterConfig::new(&list).connect_timeout(Duration::from_secs(2)))
+            .await
+            .unwrap();
+    assert!(!cluster.metadata().brokers.is_empty());
+}
