@@ -348,13 +348,30 @@ mod tests {
             .unwrap();
         assert_eq!(back, input);
         // Level 19 and a checksum, as a Java producer may configure.
-        let high = zstd::stream::encode_all(&input[..], 19).unwrap();
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 19).unwrap();
+        encoder.include_checksum(true).unwrap();
+        encoder.write_all(&input).unwrap();
+        let high = encoder.finish().unwrap();
+        assert_eq!(
+            decompress(Compression::Zstd, &high, 1 << 20).unwrap(),
+            input
+        );
         let mut back = Vec::new();
         ruzstd::decoding::StreamingDecoder::new(&high[..])
             .unwrap()
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, input);
+    }
+
+    #[test]
+    fn concatenated_gzip_members_and_zstd_frames_are_read() {
+        for codec in [Compression::Gzip, Compression::Zstd] {
+            let mut out = BytesMut::new();
+            compress(codec, b"hello ", &mut out).unwrap();
+            compress(codec, b"world", &mut out).unwrap();
+            assert_eq!(decompress(codec, &out, 1 << 10).unwrap(), b"hello world");
+        }
     }
 
     #[test]
