@@ -57,7 +57,7 @@ mod varint;
 
 use std::fmt;
 
-pub use builder::{BatchOptions, RecordBatchBuilder};
+pub use builder::{rewrite_producer_state, BatchOptions, RecordBatchBuilder};
 pub use decoder::{HeaderIter, Record, RecordBatch, RecordBatches, RecordHeader, Records};
 
 /// Size of the fixed v2 batch header: everything before the first record.
