@@ -321,6 +321,23 @@ mod tests {
         assert_eq!(flg & 0b0010_0000, 0b0010_0000, "block independence");
         assert_eq!(flg & 0b0001_1111, 0, "no checksums, size, or dict id");
         assert_eq!(out[5], 4 << 4, "64 KiB blocks");
+        assert_eq!(out[6], 0x82, "correct header checksum (xxh32 >> 8)");
+    }
+
+    #[test]
+    fn lz4_reads_a_frame_laid_out_like_javas() {
+        // Lz4BlockOutputStream's header, then one block stored uncompressed (high bit set,
+        // as Java does when compression does not pay), one compressed block, the end mark.
+        let mut frame = vec![0x04, 0x22, 0x4d, 0x18, 0x60, 0x40, 0x82];
+        frame.extend_from_slice(&(5u32 | 0x8000_0000).to_le_bytes());
+        frame.extend_from_slice(b"hello");
+        let block = lz4_flex::block::compress(&[b'x'; 100]);
+        frame.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&block);
+        frame.extend_from_slice(&0u32.to_le_bytes());
+        let out = decompress(Compression::Lz4, &frame, 1 << 10).unwrap();
+        assert_eq!(&out[..5], b"hello");
+        assert_eq!(&out[5..], &[b'x'; 100][..]);
     }
 
     /// libzstd is what the Java client uses (through zstd-jni): frames from ruzstd must
