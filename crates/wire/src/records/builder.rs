@@ -259,6 +259,42 @@ impl RecordBatchBuilder {
     }
 }
 
+/// Copies a finished batch with new producer id, epoch and base sequence and a recomputed
+/// CRC-32C, as the Java producer does when it bumps its epoch and re-sends a batch that was
+/// already built (`MemoryRecordsBuilder.reopenAndRewriteProducerState`). The records, even
+/// compressed ones, are not touched.
+///
+/// Fails with [`RecordsError::UnsupportedMagic`] or [`RecordsError::Truncated`] if `batch` is
+/// not one complete v2 batch.
+pub fn rewrite_producer_state(
+    batch: &[u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes, RecordsError> {
+    if batch.len() < BATCH_HEADER_LEN {
+        return Err(RecordsError::Truncated);
+    }
+    if batch[16] != 2 {
+        return Err(RecordsError::UnsupportedMagic(batch[16] as i8));
+    }
+    let declared = i32::from_be_bytes([batch[8], batch[9], batch[10], batch[11]]);
+    if usize::try_from(declared).ok() != Some(batch.len() - 12) {
+        return Err(RecordsError::InvalidLength {
+            field: "batch length",
+            value: i64::from(declared),
+        });
+    }
+    let mut out = BytesMut::from(batch);
+    let mut fields = &mut out[43..57];
+    fields.put_i64(producer_id);
+    fields.put_i16(producer_epoch);
+    fields.put_i32(base_sequence);
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
 fn to_i32(n: usize) -> Result<i32, RecordsError> {
     i32::try_from(n).map_err(|_| RecordsError::TooLarge)
 }

@@ -26,7 +26,8 @@ const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\0";
 const XERIAL_HEADER_LEN: usize = 16;
 const XERIAL_BLOCK_SIZE: usize = 32 * 1024;
 const GZIP_LEVEL: u32 = 6;
-#[cfg(not(feature = "zstd-native"))]
+/// Smallest cap on a zstd frame's window (8 MiB, zstd level 19's window): the decoder
+/// allocates the declared window up front, so it is bounded by max(this, output limit).
 const ZSTD_MIN_WINDOW_CAP: usize = 8 << 20;
 
 /// Compresses `input` with `codec`, appending to `out`.
@@ -230,8 +231,9 @@ fn zstd_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> 
     let codec = Compression::Zstd;
     let mut decoder =
         zstd::stream::read::Decoder::new(input).map_err(|e| RecordsError::codec(codec, e))?;
-    // 2^27 is libzstd's default limit; lower it when our output cap is lower.
-    let window_log = (usize::BITS - limit.max(1 << 10).leading_zeros()).min(27);
+    // 2^27 is libzstd's default limit; lower it to cover just max(limit, 8 MiB).
+    let cap = limit.max(ZSTD_MIN_WINDOW_CAP);
+    let window_log = (usize::BITS - (cap - 1).leading_zeros()).min(27);
     decoder
         .window_log_max(window_log)
         .map_err(|e| RecordsError::codec(codec, e))?;
@@ -319,6 +321,74 @@ mod tests {
         assert_eq!(flg & 0b0010_0000, 0b0010_0000, "block independence");
         assert_eq!(flg & 0b0001_1111, 0, "no checksums, size, or dict id");
         assert_eq!(out[5], 4 << 4, "64 KiB blocks");
+        assert_eq!(out[6], 0x82, "correct header checksum (xxh32 >> 8)");
+    }
+
+    #[test]
+    fn lz4_reads_a_frame_laid_out_like_javas() {
+        // Lz4BlockOutputStream's header, then one block stored uncompressed (high bit set,
+        // as Java does when compression does not pay), one compressed block, the end mark.
+        let mut frame = vec![0x04, 0x22, 0x4d, 0x18, 0x60, 0x40, 0x82];
+        frame.extend_from_slice(&(5u32 | 0x8000_0000).to_le_bytes());
+        frame.extend_from_slice(b"hello");
+        let block = lz4_flex::block::compress(&[b'x'; 100]);
+        frame.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&block);
+        frame.extend_from_slice(&0u32.to_le_bytes());
+        let out = decompress(Compression::Lz4, &frame, 1 << 10).unwrap();
+        assert_eq!(&out[..5], b"hello");
+        assert_eq!(&out[5..], &[b'x'; 100][..]);
+    }
+
+    /// libzstd is what the Java client uses (through zstd-jni): frames from ruzstd must
+    /// decode with it and the other way round. Runs with `--features zstd-native`, where
+    /// our codec is libzstd and ruzstd is still linked.
+    #[cfg(feature = "zstd-native")]
+    #[test]
+    fn ruzstd_and_libzstd_interoperate() {
+        let input = sample(300_000);
+        let ours = ruzstd::encoding::compress_to_vec(
+            &input[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert_eq!(
+            decompress(Compression::Zstd, &ours, 1 << 20).unwrap(),
+            input
+        );
+
+        let mut native = BytesMut::new();
+        compress(Compression::Zstd, &input, &mut native).unwrap();
+        let mut back = Vec::new();
+        ruzstd::decoding::StreamingDecoder::new(&native[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, input);
+        // Level 19 and a checksum, as a Java producer may configure.
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 19).unwrap();
+        encoder.include_checksum(true).unwrap();
+        encoder.write_all(&input).unwrap();
+        let high = encoder.finish().unwrap();
+        assert_eq!(
+            decompress(Compression::Zstd, &high, 1 << 20).unwrap(),
+            input
+        );
+        let mut back = Vec::new();
+        ruzstd::decoding::StreamingDecoder::new(&high[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, input);
+    }
+
+    #[test]
+    fn concatenated_gzip_members_and_zstd_frames_are_read() {
+        for codec in [Compression::Gzip, Compression::Zstd] {
+            let mut out = BytesMut::new();
+            compress(codec, b"hello ", &mut out).unwrap();
+            compress(codec, b"world", &mut out).unwrap();
+            assert_eq!(decompress(codec, &out, 1 << 10).unwrap(), b"hello world");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::varint::{read_varint, read_varlong};
 use super::{
@@ -605,23 +605,20 @@ impl Cursor<'_> {
     }
 }
 
-// Fixed-offset header reads; callers have checked the batch is at least 61 bytes long.
+// Fixed-offset header reads; callers have checked the batch is at least 61 bytes long, so
+// `Buf`'s getters (which panic when short) cannot fail.
 fn be_i64(buf: &[u8], at: usize) -> i64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&buf[at..at + 8]);
-    i64::from_be_bytes(b)
+    (&buf[at..]).get_i64()
 }
 
 fn be_i32(buf: &[u8], at: usize) -> i32 {
-    be_u32(buf, at) as i32
+    (&buf[at..]).get_i32()
 }
 
 fn be_u32(buf: &[u8], at: usize) -> u32 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&buf[at..at + 4]);
-    u32::from_be_bytes(b)
+    (&buf[at..]).get_u32()
 }
 
 fn be_i16(buf: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([buf[at], buf[at + 1]])
+    (&buf[at..]).get_i16()
 }

@@ -5,8 +5,8 @@
 //! - [`RecordBatchBuilder`] (`builder.rs`) appends records in place into one buffer behind a
 //!   reserved 61-byte header, then [`finish`](RecordBatchBuilder::finish) compresses (if
 //!   asked), fills the header and the CRC-32C.
-//! - [`RecordBatches`] (`decoder.rs`) walks concatenated batches in a [`Bytes`] without
-//!   copying: keys, values and header values are [`Bytes`] slices of the input, or of the one
+//! - [`RecordBatches`] (`decoder.rs`) walks concatenated batches in a [`Bytes`](bytes::Bytes) without
+//!   copying: keys, values and header values are [`Bytes`](bytes::Bytes) slices of the input, or of the one
 //!   decompressed buffer of a compressed batch.
 //! - `compression.rs`: gzip, snappy, lz4 and zstd, all pure Rust by default (no C compiler
 //!   needed); the `zstd-native` feature swaps in libzstd.
@@ -57,7 +57,7 @@ mod varint;
 
 use std::fmt;
 
-pub use builder::{BatchOptions, RecordBatchBuilder};
+pub use builder::{rewrite_producer_state, BatchOptions, RecordBatchBuilder};
 pub use decoder::{HeaderIter, Record, RecordBatch, RecordBatches, RecordHeader, Records};
 
 /// Size of the fixed v2 batch header: everything before the first record.

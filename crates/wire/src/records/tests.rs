@@ -521,3 +521,39 @@ fn log_append_time_uses_max_timestamp() {
     let max = records.iter().map(|r| r.timestamp).max().unwrap();
     assert!(decoded.iter().all(|r| r.timestamp == max));
 }
+
+#[test]
+fn producer_state_rewrite_keeps_records_and_crc_valid() {
+    let records = sample_records(6);
+    let original = build(
+        BatchOptions {
+            compression: Compression::Snappy,
+            producer_id: 1,
+            producer_epoch: 0,
+            base_sequence: 100,
+            ..BatchOptions::default()
+        },
+        &records,
+    );
+    let rewritten = rewrite_producer_state(&original, 77, 5, 200).unwrap();
+    let (batch, decoded) = decode_all(rewritten.clone()).remove(0);
+    assert_eq!(
+        (
+            batch.producer_id(),
+            batch.producer_epoch(),
+            batch.base_sequence()
+        ),
+        (77, 5, 200)
+    );
+    assert_eq!(decoded, records);
+    assert_eq!(rewritten[61..], original[61..]);
+
+    assert!(matches!(
+        rewrite_producer_state(&original[..original.len() - 1], 1, 1, 1),
+        Err(RecordsError::InvalidLength { .. })
+    ));
+    assert!(matches!(
+        rewrite_producer_state(&original[..40], 1, 1, 1),
+        Err(RecordsError::Truncated)
+    ));
+}
