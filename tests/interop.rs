@@ -11,14 +11,6 @@ use sluice::wire::records::{BatchOptions, Compression, Header, RecordBatchBuilde
 
 const T: Duration = Duration::from_secs(30);
 
-const CODECS: [Compression; 5] = [
-    Compression::None,
-    Compression::Gzip,
-    Compression::Snappy,
-    Compression::Lz4,
-    Compression::Zstd,
-];
-
 async fn cluster() -> Cluster {
     Cluster::connect(ClusterConfig::new(&sluice_testkit::bootstrap()))
         .await
@@ -37,7 +29,7 @@ async fn java_console_consumer_reads_what_we_write_with_every_codec() {
     let client = PartitionClient::new(cluster, &topic, 0);
 
     let mut expected = Vec::new();
-    for codec in CODECS {
+    for codec in Compression::ALL {
         let mut b = RecordBatchBuilder::new(BatchOptions {
             compression: codec,
             ..BatchOptions::default()

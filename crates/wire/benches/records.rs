@@ -11,13 +11,6 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use sluice_wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
 
 const RECORDS_PER_BATCH: usize = 1000;
-const CODECS: [Compression; 5] = [
-    Compression::None,
-    Compression::Gzip,
-    Compression::Snappy,
-    Compression::Lz4,
-    Compression::Zstd,
-];
 
 struct Input {
     keys: Vec<Vec<u8>>,
@@ -97,7 +90,7 @@ fn bench(c: &mut Criterion) {
         let input = input(value_len);
         let mut group = c.benchmark_group(format!("records/{value_len}B"));
         group.sample_size(20);
-        for codec in CODECS {
+        for codec in Compression::ALL {
             let (batch, uncompressed) = encode(&input, codec);
             group.throughput(Throughput::Bytes(uncompressed as u64));
             group.bench_with_input(BenchmarkId::new("encode", codec), &codec, |b, &codec| {

@@ -93,6 +93,15 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Every codec, in id order.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
     /// The codec id in the attribute bits.
     pub fn id(self) -> u8 {
         match self {

@@ -9,14 +9,6 @@ use proptest::prelude::*;
 
 use super::*;
 
-const CODECS: [Compression; 5] = [
-    Compression::None,
-    Compression::Gzip,
-    Compression::Snappy,
-    Compression::Lz4,
-    Compression::Zstd,
-];
-
 /// An owned record for generating inputs and comparing outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Owned {
@@ -131,7 +123,7 @@ fn arb_cross_record() -> impl Strategy<Value = Owned> {
 
 fn arb_options() -> impl Strategy<Value = BatchOptions> {
     (
-        proptest::sample::select(CODECS.to_vec()),
+        proptest::sample::select(Compression::ALL.to_vec()),
         any::<i64>(),
         any::<i64>(),
         any::<i16>(),
@@ -251,7 +243,7 @@ proptest! {
 
     #[test]
     fn decoder_never_panics_on_mutated_batches(
-        codec in proptest::sample::select(CODECS.to_vec()),
+        codec in proptest::sample::select(Compression::ALL.to_vec()),
         flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 0..4),
         cut in any::<prop::sample::Index>(),
         fix_crc: bool,
@@ -299,7 +291,7 @@ fn dedup_headers(mut r: Owned) -> Owned {
 #[test]
 fn many_records_every_codec() {
     let records = sample_records(5000);
-    for codec in CODECS {
+    for codec in Compression::ALL {
         let options = BatchOptions {
             compression: codec,
             ..BatchOptions::default()
@@ -431,7 +423,7 @@ fn decompression_is_capped() {
         };
         1
     ];
-    for codec in &CODECS[1..] {
+    for codec in &Compression::ALL[1..] {
         let bytes = build(
             BatchOptions {
                 compression: *codec,
