@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
 use crate::cluster::{BrokerInfo, Cluster};
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, ErrorKind, KafkaCode, Result};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +214,37 @@ impl Admin {
 
     /// Looks up an offset of each partition in `partitions` of `topic`, asking each
     /// partition's leader.
+    ///
+    /// Retriable errors (a leader that moved or has not taken over yet, a dropped
+    /// connection) refresh the metadata and try again, up to [`RETRIES`] times with a
+    /// growing backoff, as the Java admin client does.
     pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<i32, ListedOffset>> {
+        let mut attempt = 0;
+        loop {
+            match self.list_offsets_once(topic, partitions, spec).await {
+                // A partition still missing after the refresh inside `list_offsets_once`
+                // does not exist; retrying would only wait.
+                Err(e)
+                    if e.is_retriable()
+                        && e.kind() != ErrorKind::UnknownTopicOrPartition
+                        && attempt < RETRIES =>
+                {
+                    attempt += 1;
+                    tracing::debug!(topic, error = %e, attempt, "list offsets retried");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    self.cluster.refresh(&[topic], false).await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn list_offsets_once(
         &self,
         topic: &str,
         partitions: &[i32],
@@ -325,6 +355,14 @@ impl Admin {
             None => self.cluster.any_broker().await,
         }
     }
+}
+
+/// How many times admin calls retry a retriable error.
+pub const RETRIES: u32 = 8;
+
+/// 50 ms, doubling per attempt, capped at 1 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(1))
 }
 
 fn topic_name(name: &str) -> TopicName {
