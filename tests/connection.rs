@@ -122,3 +122,72 @@ async fn a_connection_cut_mid_request_fails_every_waiter_with_its_cause() {
         "{err}"
     );
 }
+
+/// A relay that forwards until `blackhole` is set, then swallows every byte both ways.
+async fn blackholing_relay(
+    upstream: String,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hole = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&hole);
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = TcpStream::connect(upstream).await.unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let f1 = Arc::clone(&flag);
+        let up = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = cr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if !f1.load(Ordering::SeqCst) && sw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = sr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if !flag.load(Ordering::SeqCst) && cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = up.await;
+    });
+    (addr, hole)
+}
+
+#[tokio::test]
+async fn a_request_timeout_closes_the_connection_and_fails_every_waiter() {
+    let (addr, hole) = blackholing_relay(first_bootstrap()).await;
+    let config = ConnectionConfig {
+        request_timeout: Duration::from_millis(800),
+        ..ConnectionConfig::default()
+    };
+    let conn = BrokerConnection::connect(&addr, config).await.unwrap();
+    let request = MetadataRequest::default().with_topics(Some(vec![]));
+    conn.send(&request)
+        .await
+        .expect("answered before the blackhole");
+
+    hole.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let results = join_all((0..10).map(|_| conn.send(&request))).await;
+    let took = started.elapsed();
+    for r in &results {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert!(e.is_retriable());
+    }
+    // One timeout kills the connection; the others fail with it, not after their own.
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert!(conn.is_dead());
+}

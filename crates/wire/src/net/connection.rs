@@ -25,7 +25,7 @@ use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, trace};
 
 use super::frame;
@@ -82,8 +82,10 @@ struct Shared {
     addr: String,
     in_flight: Mutex<InFlightQueue>,
     dead: AtomicBool,
-    /// Wakes the tasks when the connection is poisoned.
-    shutdown: Notify,
+    /// Turns true once, when the connection is poisoned; the tasks watch it. A watch
+    /// channel, unlike `Notify::notify_waiters`, cannot be missed by a task that was
+    /// not waiting at the moment it changed.
+    shutdown: watch::Sender<bool>,
     /// Wakes the writer when a response frees an in-flight slot.
     slot_freed: Notify,
     next_correlation_id: AtomicI32,
@@ -116,7 +118,9 @@ impl Shared {
         for waiter in drained {
             let _ = waiter.reply.send(Err(err.clone()));
         }
-        self.shutdown.notify_waiters();
+        self.shutdown.send_replace(true);
+        // Wake a writer waiting for an in-flight slot; it then sees the cause.
+        self.slot_freed.notify_one();
     }
 
     fn closed_error(&self) -> Error {
@@ -176,7 +180,7 @@ impl BrokerConnection {
             addr: addr.to_string(),
             in_flight: Mutex::new(InFlightQueue::default()),
             dead: AtomicBool::new(false),
-            shutdown: Notify::new(),
+            shutdown: watch::channel(false).0,
             slot_freed: Notify::new(),
             next_correlation_id: AtomicI32::new(0),
         });
@@ -332,10 +336,11 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outgoing>,
     max_in_flight: usize,
 ) {
+    let mut shutdown = shared.shutdown.subscribe();
     loop {
         let next = tokio::select! {
             next = rx.recv() => next,
-            () = shared.shutdown.notified() => None,
+            _ = shutdown.wait_for(|dead| *dead) => None,
         };
         let Some(outgoing) = next else { break };
         if let Some(reply) = outgoing.reply {
@@ -390,16 +395,16 @@ async fn wait_for_slot(shared: &Shared, max: usize) -> bool {
                 return true;
             }
         }
-        tokio::select! {
-            () = shared.slot_freed.notified() => {}
-            () = shared.shutdown.notified() => {}
-        }
+        // `notify_one` stores a permit when nobody waits, so a slot freed (or a poison)
+        // between the check above and this wait is not missed.
+        shared.slot_freed.notified().await;
     }
 }
 
 /// Reads response frames and hands each to the waiter at the head of the FIFO.
 async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut shutdown = shared.shutdown.subscribe();
     loop {
         if shared.dead.load(Ordering::SeqCst) {
             return;
@@ -420,7 +425,7 @@ async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
         }
         let read = tokio::select! {
             read = socket.read_buf(&mut buf) => read,
-            () = shared.shutdown.notified() => return,
+            _ = shutdown.wait_for(|dead| *dead) => return,
         };
         match read {
             Ok(0) => {
