@@ -1,5 +1,12 @@
-//! Tower layers and the pipeline runner for Sluice.
-//!
-//! Empty for now: the layers (retry, circuit breaker, dead-letter queue, commit tracking)
-//! and the runner arrive with the pipeline issue. Nothing here claims to work yet.
-#![warn(missing_docs)]
+//! Tower layers for Kafka consume-process-produce pipelines.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod error;
+pub mod metrics;
+mod record;
+pub mod retry;
+#[cfg(test)]
+mod test_support;
+
+pub use error::{BoxError, Classify, Disposition, PipelineError};
+pub use record::{ConsumedRecord, Delivered, Header, OutputRecord, Processed};
