@@ -1,6 +1,7 @@
 //! Tower layers for Kafka consume-process-produce pipelines.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod breaker;
 mod error;
 pub mod metrics;
 mod record;

@@ -2,3 +2,6 @@
 
 /// Counter: records retried.
 pub const RETRIED: &str = "sluice_pipeline_records_retried_total";
+
+/// Gauge: breaker state (see [`BreakerState::gauge_value`](crate::breaker::BreakerState::gauge_value)).
+pub const BREAKER_STATE: &str = "sluice_pipeline_breaker_state";
