@@ -2,6 +2,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod breaker;
+pub mod commit;
 pub mod dlq;
 mod error;
 pub mod metrics;
