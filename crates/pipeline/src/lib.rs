@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod commit;
+pub mod concurrency;
 pub mod dlq;
 mod error;
 pub mod metrics;
