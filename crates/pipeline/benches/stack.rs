@@ -98,6 +98,29 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Each layer alone over the bare service: where the overhead goes.
+    let mut group = c.benchmark_group("one_layer");
+    macro_rules! alone {
+        ($name:literal, $layer:expr) => {{
+            let mut svc = ServiceBuilder::new().layer($layer).service(bare());
+            let mut offset = 0;
+            group.bench_function($name, |b| {
+                b.iter(|| {
+                    offset += 1;
+                    let mut r = template.clone();
+                    r.offset = offset;
+                    one(&mut svc, r)
+                })
+            });
+        }};
+    }
+    alone!("instrument", InstrumentLayer::new().consumer_group("bench"));
+    alone!("commit", CommitLayer::new(CommitHandle::new()));
+    alone!("dlq", DeadLetterLayer::new(MemorySink::new()));
+    alone!("breaker", BreakerLayer::new(BreakerConfig::new()));
+    alone!("retry", RetryLayer::new(RetryPolicy::new()));
+    group.finish();
 }
 
 criterion_group!(benches, bench);

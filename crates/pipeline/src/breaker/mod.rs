@@ -31,7 +31,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tower::Service;
 
 pub use self::config::BreakerConfig;
@@ -109,7 +109,7 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         while self.permit.is_none() {
-            match self.shared.admit(Instant::now(), cx.waker()) {
+            match self.shared.admit(cx.waker()) {
                 Admission::Admitted(permit) => {
                     self.sleep = None;
                     self.permit = Some(permit);

@@ -113,10 +113,10 @@ impl Shared {
         view(&self.lock().phase)
     }
 
-    pub(crate) fn admit(self: &Arc<Self>, now: Instant, waker: &Waker) -> Admission {
+    pub(crate) fn admit(self: &Arc<Self>, waker: &Waker) -> Admission {
         let mut m = self.lock();
         if let Phase::Open { until } = m.phase {
-            if now < until {
+            if Instant::now() < until {
                 return Admission::OpenUntil(until);
             }
             let results = Totals::default();

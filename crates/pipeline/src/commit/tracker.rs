@@ -1,6 +1,6 @@
 //! Which offsets are safe to commit, per partition, when records finish out of order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Tracks one partition: the offsets started and not yet finished.
@@ -11,10 +11,13 @@ use std::sync::Arc;
 /// are never started, so they never hold the commit back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OffsetTracker {
-    /// Started and unfinished offsets. A set, not a count: an offset is finished once any
-    /// of its deliveries finished, so a failed attempt followed by a successful redelivery
-    /// releases it, and a duplicate still running cannot hold the partition back.
-    pending: BTreeSet<i64>,
+    /// Started and unfinished offsets, sorted, without duplicates. A set, not a count: an
+    /// offset is finished once any of its deliveries finished, so a failed attempt followed
+    /// by a successful redelivery releases it, and a duplicate still running cannot hold
+    /// the partition back. A sorted `VecDeque` rather than a `BTreeSet`: offsets start in
+    /// increasing order (a push at the back) and mostly finish oldest first (a pop at the
+    /// front), and its buffer is reused, so the hot path does not allocate.
+    pending: VecDeque<i64>,
     /// The highest offset ever started.
     highest: Option<i64>,
 }
@@ -27,21 +30,35 @@ impl OffsetTracker {
 
     /// A record at `offset` was admitted.
     pub fn mark_started(&mut self, offset: i64) {
-        self.pending.insert(offset);
+        match self.pending.back() {
+            Some(&last) if last >= offset => {
+                if let Err(at) = self.pending.binary_search(&offset) {
+                    self.pending.insert(at, offset);
+                }
+            }
+            _ => self.pending.push_back(offset),
+        }
         self.highest = Some(self.highest.map_or(offset, |h| h.max(offset)));
     }
 
     /// The record at `offset` finished (processed and produced, or dead-lettered).
     /// Returns `false` if it was not started.
     pub fn mark_done(&mut self, offset: i64) -> bool {
-        self.pending.remove(&offset)
+        if self.pending.front() == Some(&offset) {
+            self.pending.pop_front();
+            return true;
+        }
+        match self.pending.binary_search(&offset) {
+            Ok(at) => self.pending.remove(at).is_some(),
+            Err(_) => false,
+        }
     }
 
     /// The offset to commit (the next offset to read), or `None` if nothing was started.
     pub fn committable(&self) -> Option<i64> {
         // Everything below the lowest unfinished offset has finished. When that offset is
         // the first we started, committing it re-commits the start position: harmless.
-        match self.pending.first() {
+        match self.pending.front() {
             Some(&low) => Some(low),
             None => self.highest.map(|h| h + 1),
         }
@@ -60,8 +77,7 @@ impl OffsetTracker {
 /// ignored rather than finishing someone else's offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
-    topic: Arc<str>,
-    partition: i32,
+    key: (Arc<str>, i32),
     offset: i64,
     epoch: u64,
 }
@@ -69,7 +85,7 @@ pub struct Ticket {
 impl Ticket {
     /// The record's partition.
     pub fn partition(&self) -> i32 {
-        self.partition
+        self.key.1
     }
 
     /// The record's offset.
@@ -122,31 +138,26 @@ impl CommitTracker {
     /// work without a runner (tests, benchmarks, hand-driven pipelines).
     pub fn mark_started(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> Ticket {
         let key = (topic.clone(), partition);
-        if !self.partitions.contains_key(&key) {
-            self.assign(topic, partition);
-        }
-        let epoch = match self.partitions.get_mut(&key) {
-            Some(a) => {
-                a.tracker.mark_started(offset);
-                a.epoch
+        let next_epoch = &mut self.next_epoch;
+        let assigned = self.partitions.entry(key.clone()).or_insert_with(|| {
+            *next_epoch += 1;
+            Assigned {
+                epoch: *next_epoch,
+                ..Assigned::default()
             }
-            None => 0,
-        };
+        });
+        assigned.tracker.mark_started(offset);
         Ticket {
-            topic: key.0,
-            partition,
+            key,
             offset,
-            epoch,
+            epoch: assigned.epoch,
         }
     }
 
     /// The record finished. Returns `false` (and changes nothing) when its partition was
     /// revoked since it started.
     pub fn mark_done(&mut self, ticket: &Ticket) -> bool {
-        match self
-            .partitions
-            .get_mut(&(ticket.topic.clone(), ticket.partition))
-        {
+        match self.partitions.get_mut(&ticket.key) {
             Some(a) if a.epoch == ticket.epoch => a.tracker.mark_done(ticket.offset),
             _ => false,
         }

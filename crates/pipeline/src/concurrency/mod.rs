@@ -121,6 +121,10 @@ where
     type Future = ResponseFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.permit.is_none() && self.acquire.is_none() {
+            // The common case, without boxing a future.
+            self.permit = self.limit.clone().try_acquire_owned().ok();
+        }
         if self.permit.is_none() {
             let acquire = self
                 .acquire

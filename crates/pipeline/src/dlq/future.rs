@@ -8,7 +8,7 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use super::headers::dead_letter_headers;
-use super::layer::Config;
+use super::layer::Shared;
 use super::DeadLetterFailed;
 use crate::{
     BoxError, ConsumedRecord, Delivered, Disposition, OutputRecord, PipelineError, Processed,
@@ -27,8 +27,7 @@ pin_project! {
         #[pin]
         state: State<F, K>,
         original: Option<ConsumedRecord>,
-        sink: Option<K>,
-        config: Arc<Config>,
+        shared: Arc<Shared<K>>,
     }
 }
 
@@ -54,18 +53,18 @@ impl<F, K: Service<OutputRecord>> std::fmt::Debug for ResponseFuture<F, K> {
 }
 
 impl<F, K: Service<OutputRecord>> ResponseFuture<F, K> {
-    pub(crate) fn new(future: F, original: ConsumedRecord, sink: K, config: Arc<Config>) -> Self {
+    pub(crate) fn new(future: F, original: ConsumedRecord, shared: Arc<Shared<K>>) -> Self {
         ResponseFuture {
             state: State::Called { future },
             original: Some(original),
-            sink: Some(sink),
-            config,
+            shared,
         }
     }
 }
 
 impl<F, K> Future for ResponseFuture<F, K>
 where
+    K: Clone,
     F: Future<Output = Result<Processed, PipelineError>>,
     K: Service<OutputRecord, Response = Delivered, Error = BoxError>,
 {
@@ -82,23 +81,24 @@ where
                     };
                     let dead_letter = match error.disposition() {
                         Disposition::DeadLetter => true,
-                        Disposition::Retriable => this.config.exhausted_retries,
+                        Disposition::Retriable => this.shared.config.exhausted_retries,
                         Disposition::Fatal => false,
                     };
-                    let (Some(record), Some(sink)) = (this.original.as_ref(), this.sink.take())
-                    else {
+                    let (true, Some(record)) = (dead_letter, this.original.as_ref()) else {
                         return Poll::Ready(Err(error));
                     };
-                    if !dead_letter {
-                        return Poll::Ready(Err(error));
-                    }
-                    let (topic, partition) = (this.config.destination)(record);
+                    let sink = this.shared.sink.clone();
+                    let (topic, partition) = (this.shared.config.destination)(record);
                     let out = OutputRecord {
                         topic,
                         partition,
                         key: record.key.clone(),
                         value: record.value.clone(),
-                        headers: dead_letter_headers(record, &error, this.config.group.as_deref()),
+                        headers: dead_letter_headers(
+                            record,
+                            &error,
+                            this.shared.config.group.as_deref(),
+                        ),
                         timestamp: None,
                     };
                     this.state.set(State::Publishing {

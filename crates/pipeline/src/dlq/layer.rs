@@ -25,6 +25,14 @@ impl fmt::Debug for Config {
     }
 }
 
+/// The sink and the settings, shared by a layer's services and their futures; the sink
+/// is cloned only when a record is actually dead-lettered.
+#[derive(Debug)]
+pub(crate) struct Shared<K> {
+    pub(crate) sink: K,
+    pub(crate) config: Config,
+}
+
 /// Applies [`DeadLetter`] to a service, publishing through the sink `K`.
 #[derive(Debug, Clone)]
 pub struct DeadLetterLayer<K> {
@@ -83,8 +91,10 @@ impl<S, K: Clone> Layer<S> for DeadLetterLayer<K> {
     fn layer(&self, inner: S) -> Self::Service {
         DeadLetter {
             inner,
-            sink: self.sink.clone(),
-            config: Arc::new(self.config.clone()),
+            shared: Arc::new(Shared {
+                sink: self.sink.clone(),
+                config: self.config.clone(),
+            }),
         }
     }
 }

@@ -40,8 +40,7 @@ use crate::{BoxError, ConsumedRecord, Delivered, OutputRecord, PipelineError, Pr
 #[derive(Debug, Clone)]
 pub struct DeadLetter<S, K> {
     inner: S,
-    sink: K,
-    config: Arc<layer::Config>,
+    shared: Arc<layer::Shared<K>>,
 }
 
 impl<S, K> DeadLetter<S, K> {
@@ -62,7 +61,7 @@ impl<S, K> DeadLetter<S, K> {
 
     /// The sink dead letters go to.
     pub fn sink(&self) -> &K {
-        &self.sink
+        &self.shared.sink
     }
 }
 
@@ -95,12 +94,7 @@ where
 
     fn call(&mut self, request: ConsumedRecord) -> Self::Future {
         let original = request.clone();
-        ResponseFuture::new(
-            self.inner.call(request),
-            original,
-            self.sink.clone(),
-            self.config.clone(),
-        )
+        ResponseFuture::new(self.inner.call(request), original, self.shared.clone())
     }
 }
 

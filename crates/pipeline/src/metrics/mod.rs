@@ -96,6 +96,9 @@ pub struct Instrument<S> {
     inner: S,
     group: Option<Arc<str>>,
     topics: Arc<Mutex<HashMap<Arc<str>, TopicMetrics>>>,
+    /// The last topic's handles: most records follow one of their own topic, so the hot
+    /// path skips the shared map's lock.
+    last: Option<(Arc<str>, TopicMetrics)>,
 }
 
 impl<S> Instrument<S> {
@@ -105,6 +108,7 @@ impl<S> Instrument<S> {
             inner,
             group,
             topics: Arc::default(),
+            last: None,
         }
     }
 
@@ -123,7 +127,18 @@ impl<S> Instrument<S> {
         self.inner
     }
 
-    fn topic(&self, topic: &Arc<str>) -> TopicMetrics {
+    fn topic(&mut self, topic: &Arc<str>) -> TopicMetrics {
+        if let Some((t, m)) = &self.last {
+            if Arc::ptr_eq(t, topic) || **t == **topic {
+                return m.clone();
+            }
+        }
+        let m = self.shared_topic(topic);
+        self.last = Some((topic.clone(), m.clone()));
+        m
+    }
+
+    fn shared_topic(&self, topic: &Arc<str>) -> TopicMetrics {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = topics.get(topic) {
             return m.clone();
