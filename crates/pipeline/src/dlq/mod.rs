@@ -21,6 +21,7 @@
 //! Each dead-lettered record increments `sluice_pipeline_records_dead_lettered_total`
 //! (label `topic`).
 
+mod error;
 mod future;
 pub mod headers;
 mod layer;
@@ -31,6 +32,7 @@ use std::task::{Context, Poll};
 
 use tower::Service;
 
+pub use self::error::DeadLetterFailed;
 pub use self::future::ResponseFuture;
 pub use self::layer::DeadLetterLayer;
 pub use self::sink::{MemorySink, SinkFailing};
@@ -63,18 +65,6 @@ impl<S, K> DeadLetter<S, K> {
     pub fn sink(&self) -> &K {
         &self.shared.sink
     }
-}
-
-/// [`DeadLetter`] could not publish a record to the dead-letter topic. Retriable: the
-/// record was not handled.
-#[derive(Debug, thiserror::Error)]
-#[error("dead-letter publication failed (record failed with: {original})")]
-pub struct DeadLetterFailed {
-    /// The error that sent the record to the dead-letter topic.
-    pub original: PipelineError,
-    /// Why the publication failed.
-    #[source]
-    pub cause: BoxError,
 }
 
 impl<S, K> Service<ConsumedRecord> for DeadLetter<S, K>
