@@ -211,3 +211,100 @@ async fn inner_backpressure_passes_through() {
     handle.allow(1);
     assert_ready_ok!(svc.poll_ready());
 }
+
+mod state_machine {
+    use std::task::Waker;
+
+    use proptest::prelude::*;
+    use tokio::time::Instant;
+
+    use super::super::state::{Admission, Permit, Shared};
+    use super::super::{BreakerConfig, BreakerState, WindowKind};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Admit,
+        Complete { i: usize, failed: bool, slow: bool },
+        Cancel { i: usize },
+        Force(BreakerState),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => Just(Op::Admit),
+            4 => (any::<usize>(), any::<bool>(), any::<bool>())
+                .prop_map(|(i, failed, slow)| Op::Complete { i, failed, slow }),
+            1 => any::<usize>().prop_map(|i| Op::Cancel { i }),
+            1 => prop_oneof![
+                Just(BreakerState::Closed),
+                Just(BreakerState::ForcedOpen),
+                Just(BreakerState::Disabled),
+                Just(BreakerState::HalfOpen),
+            ]
+            .prop_map(Op::Force),
+        ]
+    }
+
+    proptest! {
+        /// Under any interleaving of admissions, outcomes, cancellations and operator
+        /// actions: half-open never has more probes out than permitted, forced open admits
+        /// nothing, disabled admits everything. (`wait_in_open` is zero so open moves to
+        /// half-open on the next admission without a clock.)
+        #[test]
+        fn admission_respects_the_state(ops in proptest::collection::vec(op(), 1..300)) {
+            let permitted = 2;
+            let shared = Shared::new(
+                BreakerConfig::new()
+                    .window(WindowKind::Count(3))
+                    .minimum_calls(3)
+                    .wait_in_open(std::time::Duration::ZERO)
+                    .permitted_calls_in_half_open(permitted),
+            );
+            // Permits with the state they were admitted in.
+            let mut out: Vec<(Permit, BreakerState)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Admit => {
+                        let before = shared.state();
+                        match shared.admit(Waker::noop()) {
+                            Admission::Admitted(p) => {
+                                let now = shared.state();
+                                prop_assert_ne!(before, BreakerState::ForcedOpen);
+                                out.push((p, now));
+                                if now == BreakerState::HalfOpen {
+                                    let probes = out.iter().filter(|(_, s)| *s == BreakerState::HalfOpen).count();
+                                    prop_assert!(probes <= permitted as usize, "{} probes", probes);
+                                }
+                            }
+                            Admission::OpenUntil(_) => prop_assert!(false, "wait is zero"),
+                            Admission::Parked => {
+                                let s = shared.state();
+                                prop_assert!(matches!(s, BreakerState::ForcedOpen | BreakerState::HalfOpen), "{:?}", s);
+                            }
+                        }
+                    }
+                    Op::Complete { i, failed, slow } if !out.is_empty() => {
+                        let (p, _) = out.swap_remove(i % out.len());
+                        p.complete(failed, slow, Instant::now());
+                    }
+                    Op::Cancel { i } if !out.is_empty() => {
+                        drop(out.swap_remove(i % out.len()));
+                    }
+                    Op::Force(state) => {
+                        shared.set(state);
+                        // Permits from before the transition no longer count as probes.
+                        for (_, s) in out.iter_mut() {
+                            *s = BreakerState::Closed;
+                        }
+                    }
+                    _ => {}
+                }
+                if shared.state() != BreakerState::HalfOpen {
+                    for (_, s) in out.iter_mut() {
+                        *s = BreakerState::Closed;
+                    }
+                }
+            }
+        }
+    }
+}
