@@ -1,6 +1,6 @@
 use crate::{BoxError, PipelineError};
 
-/// [`DeadLetter`] could not publish a record to the dead-letter topic. Retriable: the
+/// [`DeadLetter`](super::DeadLetter) could not publish a record to the dead-letter topic. Retriable: the
 /// record was not handled.
 #[derive(Debug, thiserror::Error)]
 #[error("dead-letter publication failed (record failed with: {original})")]
