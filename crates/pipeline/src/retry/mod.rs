@@ -1,7 +1,8 @@
 //! Retries [`Disposition::Retriable`](crate::Disposition::Retriable) failures in place.
 //!
-//! The record is retried by this future, before the next record of its partition is
-//! admitted (when the concurrency layer orders per partition), so retries keep partition
+//! The record is retried by this future, in place: with the concurrency layer outside
+//! (ordered per partition by default), the next record of the partition does not run until
+//! this one, retries included, is finished, so retries keep partition
 //! order. Each retry waits an exponential backoff with jitter ([`RetryPolicy`]), bumps
 //! [`ConsumedRecord::attempt`], and takes a token from the optional [`RetryBudget`].
 //!
