@@ -1,5 +1,195 @@
-//! Tower layers and the pipeline runner for Sluice.
+//! Tower layers for Kafka consume-process-produce pipelines.
 //!
-//! Empty for now: the layers (retry, circuit breaker, dead-letter queue, commit tracking)
-//! and the runner arrive with the pipeline issue. Nothing here claims to work yet.
-#![warn(missing_docs)]
+//! A pipeline takes one consumed record at a time ([`ConsumedRecord`]: topic, partition,
+//! offset, key, value, headers, timestamp, delivery attempt) through your
+//! `tower::Service`, which answers with the records to produce ([`Processed`], zero or
+//! more [`OutputRecord`]s) or a [`PipelineError`]. The layers here wrap that service with
+//! what every pipeline needs: retries, a circuit breaker, a dead-letter topic, commit
+//! tracking, bounded and ordered concurrency, spans and metrics.
+//!
+//! **The runner is not here yet.** The piece that drives `sluice-wire`'s consumer into
+//! this stack and its producer out of it (fetch, pause/resume, commit on an interval and
+//! on revoke, produce the outputs) comes once the producer and consumer land. Until then
+//! the layers talk to Kafka only through seams defined here: the DLQ publishes through
+//! any `Service<OutputRecord>` sink ([`dlq::MemorySink`] in memory), and commits are read
+//! from a [`commit::CommitHandle`].
+//!
+//! # Layout
+//!
+//! - [`record`](ConsumedRecord) and [`error`](PipelineError): the request, the response,
+//!   and the one error classification ([`Disposition`], [`Classify`]) all layers share.
+//! - [`retry`]: retries retriable errors in place, with backoff, jitter and a budget.
+//! - [`breaker`]: a circuit breaker that is *not ready* while open.
+//! - [`dlq`]: publishes dead-letter errors to `<topic>-dlt` with Spring Kafka's headers.
+//! - [`commit`]: which offsets may be committed when records finish out of order.
+//! - [`concurrency`]: the in-flight bound (backpressure) and per-partition / per-key order.
+//! - [`metrics`]: a span per record, counters, a latency histogram, the lag gauge.
+//!
+//! # Ordering the layers
+//!
+//! Like any tower stack, layers added first to a [`tower::ServiceBuilder`] are outermost:
+//! they see the request first and the response last.
+//!
+//! ```text
+//!                record from the consumer (runner)
+//!                            │
+//! ┌──────────────────────────▼─────────────────────────┐
+//! │ InstrumentLayer    span + metrics for all inside    │
+//! │ ┌────────────────────────────────────────────────┐ │
+//! │ │ CommitLayer     started in call order, done on Ok│ │
+//! │ │ ┌────────────────────────────────────────────┐ │ │
+//! │ │ │ ConcurrencyLayer  in-flight bound; waits for│ │ │
+//! │ │ │                   its partition's / key's   │ │ │
+//! │ │ │                   previous record           │ │ │
+//! │ │ │ ┌────────────────────────────────────────┐ │ │ │
+//! │ │ │ │ DeadLetterLayer  dead letter → DLQ → Ok │ │ │ │
+//! │ │ │ │ ┌────────────────────────────────────┐ │ │ │ │
+//! │ │ │ │ │ BreakerLayer  open = not ready      │ │ │ │ │
+//! │ │ │ │ │ ┌────────────────────────────────┐ │ │ │ │ │
+//! │ │ │ │ │ │ RetryLayer  retriable → again   │ │ │ │ │ │
+//! │ │ │ │ │ │ ┌────────────────────────────┐ │ │ │ │ │ │
+//! │ │ │ │ │ │ │        your service        │ │ │ │ │ │ │
+//! │ │ │ │ │ │ └────────────────────────────┘ │ │ │ │ │ │
+//! │ │ │ │ │ └────────────────────────────────┘ │ │ │ │ │
+//! │ │ │ │ └────────────────────────────────────┘ │ │ │ │
+//! │ │ │ └────────────────────────────────────────┘ │ │ │
+//! │ │ └────────────────────────────────────────────┘ │ │
+//! │ └────────────────────────────────────────────────┘ │
+//! └──────────────────────────┬─────────────────────────┘
+//!                            ▼
+//!           records to produce, or an error
+//! ```
+//!
+//! Why this order:
+//!
+//! - **Retry inside the breaker**: one logical call, all its attempts, counts once in the
+//!   breaker's window; an open breaker is not burnt through by retries.
+//! - **DLQ outside the breaker**: the breaker counts a dead-letter error as a success (the
+//!   downstream answered; the message is bad), and the DLQ sees final answers only.
+//! - **Commit outside concurrency**: a record is "started" the moment it is admitted, in
+//!   call order, so a record still queued behind its key can never be committed past.
+//! - **Instrument outermost**: every outcome, including DLQ writes and queueing time.
+//!
+//! # Two kinds of failure
+//!
+//! Your errors say which kind they are through [`Classify`] (or the
+//! [`PipelineError::retriable`] / [`dead_letter`](PipelineError::dead_letter) /
+//! [`fatal`](PipelineError::fatal) constructors):
+//!
+//! - A failure of **this message** ([`Disposition::DeadLetter`]: it cannot be parsed, a
+//!   business rule rejects it) is not retried; the DLQ layer publishes the original record
+//!   with `kafka_dlt-*` headers and, once the write is acknowledged, the record counts as
+//!   handled and the pipeline moves on.
+//! - A failure of **the world** ([`Disposition::Retriable`]: a timeout, a downstream
+//!   outage) is retried in place. If it persists, the breaker opens and stops admitting:
+//!   lag grows visibly instead of the DLQ filling with good messages. A record whose
+//!   retries ran out comes out as an error, is not committed, and is redelivered.
+//! - [`Disposition::Fatal`] stops the pipeline (the runner's decision); nothing after it
+//!   is committed past it.
+//!
+//! # Backpressure
+//!
+//! Readiness is the backpressure, as tower's `poll_ready` intends. The stack is not ready
+//! when the in-flight bound is reached ([`concurrency`]) or the breaker is open
+//! ([`breaker`]); the runner will call `poll_ready` before admitting each record and, while
+//! it is pending, stop fetching and pause the partitions (the consumer keeps its group
+//! membership). An open breaker arms its own timer for the end of its wait, so nothing
+//! spins. Errors from the layers never stand in for backpressure: a layer that refuses work
+//! does it by not being ready.
+//!
+//! # Example
+//!
+//! A service that reads an order quantity, a stack around it, an in-memory DLQ sink, and
+//! the commit position after a good record and a bad one:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use sluice_pipeline::breaker::{BreakerConfig, BreakerLayer};
+//! use sluice_pipeline::commit::{CommitHandle, CommitLayer};
+//! use sluice_pipeline::concurrency::{ConcurrencyLayer, Ordering};
+//! use sluice_pipeline::dlq::{DeadLetterLayer, MemorySink};
+//! use sluice_pipeline::metrics::InstrumentLayer;
+//! use sluice_pipeline::retry::{RetryLayer, RetryPolicy};
+//! use sluice_pipeline::{Classify, ConsumedRecord, Disposition, OutputRecord, PipelineError};
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! enum OrderError {
+//!     #[error("quantity is not a number")]
+//!     BadQuantity,
+//!     #[error("inventory service unavailable")]
+//!     Unavailable,
+//! }
+//!
+//! impl Classify for OrderError {
+//!     fn disposition(&self) -> Disposition {
+//!         match self {
+//!             OrderError::BadQuantity => Disposition::DeadLetter,
+//!             OrderError::Unavailable => Disposition::Retriable,
+//!         }
+//!     }
+//! }
+//!
+//! async fn reserve(record: ConsumedRecord) -> Result<Vec<OutputRecord>, OrderError> {
+//!     let value = record.value.unwrap_or_default();
+//!     let qty: u32 = std::str::from_utf8(&value)
+//!         .ok()
+//!         .and_then(|s| s.parse().ok())
+//!         .ok_or(OrderError::BadQuantity)?;
+//!     Ok(vec![OutputRecord::new("reservations").with_value(format!("reserved {qty}"))])
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), PipelineError> {
+//! let dlq = MemorySink::new();
+//! let commits = CommitHandle::new();
+//! let mut stack = ServiceBuilder::new()
+//!     .layer(InstrumentLayer::new().consumer_group("orders-app"))
+//!     .layer(CommitLayer::new(commits.clone()))
+//!     .layer(ConcurrencyLayer::new(Ordering::PerPartition, 256))
+//!     .layer(DeadLetterLayer::new(dlq.clone()).consumer_group("orders-app"))
+//!     .layer(BreakerLayer::new(BreakerConfig::new().wait_in_open(Duration::from_secs(30))))
+//!     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
+//!     .service(service_fn(|r| async move { reserve(r).await.map_err(PipelineError::new) }));
+//!
+//! let good = ConsumedRecord::new("orders", 0, 0).with_key("o-1").with_value("3");
+//! let out = stack.ready().await?.call(good).await?;
+//! assert_eq!(out[0].value.as_deref(), Some(&b"reserved 3"[..]));
+//!
+//! let bad = ConsumedRecord::new("orders", 0, 1).with_key("o-2").with_value("three");
+//! let out = stack.ready().await?.call(bad).await?;
+//! assert!(out.is_empty(), "dead-lettered: handled, nothing to produce");
+//!
+//! let dead = dlq.records();
+//! assert_eq!(dead[0].topic, "orders-dlt");
+//! assert_eq!(dead[0].header("kafka_dlt-exception-message").map(|v| &v[..]),
+//!            Some(&b"quantity is not a number"[..]));
+//!
+//! // Both records are handled: the next offset to read is 2.
+//! let topic = "orders".into();
+//! assert_eq!(commits.committable(), vec![(topic, 0, 2)]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! One caution for the runner to come: the commit layer marks a record done when the
+//! stack answers `Ok`, and the outputs in that answer are not produced yet. The runner
+//! must produce them inside the stack (a produce step between the commit layer and your
+//! service) or hold the completion until the producer acknowledges them; otherwise a
+//! crash between commit and produce loses outputs.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod breaker;
+pub mod commit;
+pub mod concurrency;
+pub mod dlq;
+mod error;
+pub mod metrics;
+mod record;
+pub mod retry;
+#[cfg(test)]
+mod test_support;
+
+pub use error::{BoxError, Classify, Disposition, PipelineError};
+pub use record::{ConsumedRecord, Delivered, Header, OutputRecord, Processed};

@@ -1,0 +1,196 @@
+//! Which offsets are safe to commit, per partition, when records finish out of order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Tracks one partition: the offsets started and not yet finished.
+///
+/// The committable offset is one past the highest offset below which everything started
+/// has finished: the lowest unfinished offset, or `highest started + 1` when nothing is
+/// unfinished. Offsets the consumer never delivered (compacted away, transaction markers)
+/// are never started, so they never hold the commit back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffsetTracker {
+    /// Started and unfinished offsets, sorted, without duplicates. A set, not a count: an
+    /// offset is finished once any of its deliveries finished, so a failed attempt followed
+    /// by a successful redelivery releases it, and a duplicate still running cannot hold
+    /// the partition back. A sorted `VecDeque` rather than a `BTreeSet`: offsets start in
+    /// increasing order (a push at the back) and mostly finish oldest first (a pop at the
+    /// front), and its buffer is reused, so the hot path does not allocate.
+    pending: VecDeque<i64>,
+    /// The highest offset ever started.
+    highest: Option<i64>,
+}
+
+impl OffsetTracker {
+    /// An empty tracker: nothing to commit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A record at `offset` was admitted.
+    pub fn mark_started(&mut self, offset: i64) {
+        match self.pending.back() {
+            Some(&last) if last >= offset => {
+                if let Err(at) = self.pending.binary_search(&offset) {
+                    self.pending.insert(at, offset);
+                }
+            }
+            _ => self.pending.push_back(offset),
+        }
+        self.highest = Some(self.highest.map_or(offset, |h| h.max(offset)));
+    }
+
+    /// The record at `offset` finished (processed and produced, or dead-lettered).
+    /// Returns `false` if it was not started.
+    pub fn mark_done(&mut self, offset: i64) -> bool {
+        if self.pending.front() == Some(&offset) {
+            self.pending.pop_front();
+            return true;
+        }
+        match self.pending.binary_search(&offset) {
+            Ok(at) => self.pending.remove(at).is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// The offset to commit (the next offset to read), or `None` if nothing was started.
+    pub fn committable(&self) -> Option<i64> {
+        // Everything below the lowest unfinished offset has finished. When that offset is
+        // the first we started, committing it re-commits the start position: harmless.
+        match self.pending.front() {
+            Some(&low) => Some(low),
+            None => self.highest.map(|h| h + 1),
+        }
+    }
+
+    /// How many offsets are started and unfinished (in flight, or failed and awaiting
+    /// redelivery).
+    pub fn unfinished(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// A record's place in the [`CommitTracker`]: hand it back to
+/// [`mark_done`](CommitTracker::mark_done). It names the assignment it was started in, so a
+/// record that finishes after its partition was revoked (and perhaps assigned again) is
+/// ignored rather than finishing someone else's offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    key: (Arc<str>, i32),
+    offset: i64,
+    epoch: u64,
+}
+
+impl Ticket {
+    /// The record's partition.
+    pub fn partition(&self) -> i32 {
+        self.key.1
+    }
+
+    /// The record's offset.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+}
+
+#[derive(Debug, Default)]
+struct Assigned {
+    epoch: u64,
+    tracker: OffsetTracker,
+    committed: Option<i64>,
+}
+
+/// One [`OffsetTracker`] per assigned partition, with assignment epochs.
+#[derive(Debug, Default)]
+pub struct CommitTracker {
+    partitions: HashMap<(Arc<str>, i32), Assigned>,
+    next_epoch: u64,
+}
+
+impl CommitTracker {
+    /// No partitions assigned.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The partition was assigned: start tracking it afresh (a previous assignment's
+    /// stragglers will be ignored).
+    pub fn assign(&mut self, topic: &Arc<str>, partition: i32) {
+        self.next_epoch += 1;
+        let assigned = Assigned {
+            epoch: self.next_epoch,
+            ..Assigned::default()
+        };
+        self.partitions.insert((topic.clone(), partition), assigned);
+    }
+
+    /// The partition is being revoked: stop tracking it and return the offset to commit
+    /// for it, if it advanced past the last [`committed`](Self::committed) one.
+    pub fn revoke(&mut self, topic: &Arc<str>, partition: i32) -> Option<i64> {
+        let a = self.partitions.remove(&(topic.clone(), partition))?;
+        a.tracker
+            .committable()
+            .filter(|&c| a.committed.is_none_or(|done| c > done))
+    }
+
+    /// A record was admitted. An unknown partition is assigned on the spot, so the layers
+    /// work without a runner (tests, benchmarks, hand-driven pipelines).
+    pub fn mark_started(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> Ticket {
+        let key = (topic.clone(), partition);
+        let next_epoch = &mut self.next_epoch;
+        let assigned = self.partitions.entry(key.clone()).or_insert_with(|| {
+            *next_epoch += 1;
+            Assigned {
+                epoch: *next_epoch,
+                ..Assigned::default()
+            }
+        });
+        assigned.tracker.mark_started(offset);
+        Ticket {
+            key,
+            offset,
+            epoch: assigned.epoch,
+        }
+    }
+
+    /// The record finished. Returns `false` (and changes nothing) when its partition was
+    /// revoked since it started.
+    pub fn mark_done(&mut self, ticket: &Ticket) -> bool {
+        match self.partitions.get_mut(&ticket.key) {
+            Some(a) if a.epoch == ticket.epoch => a.tracker.mark_done(ticket.offset),
+            _ => false,
+        }
+    }
+
+    /// The offsets to commit now: every partition whose committable offset moved past the
+    /// last one reported [`committed`](Self::committed). For the runner's commit interval.
+    pub fn committable(&self) -> Vec<(Arc<str>, i32, i64)> {
+        let mut out: Vec<_> = self
+            .partitions
+            .iter()
+            .filter_map(|((t, p), a)| {
+                let c = a.tracker.committable()?;
+                a.committed
+                    .is_none_or(|done| c > done)
+                    .then(|| (t.clone(), *p, c))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The commit of `offset` for the partition succeeded.
+    pub fn committed(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
+        if let Some(a) = self.partitions.get_mut(&(topic.clone(), partition)) {
+            a.committed = Some(a.committed.map_or(offset, |c| c.max(offset)));
+        }
+    }
+
+    /// The tracker of one partition, if assigned.
+    pub fn partition(&self, topic: &Arc<str>, partition: i32) -> Option<&OffsetTracker> {
+        self.partitions
+            .get(&(topic.clone(), partition))
+            .map(|a| &a.tracker)
+    }
+}

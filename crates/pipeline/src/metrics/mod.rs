@@ -1,0 +1,191 @@
+//! A span per record and the pipeline's metrics, through the `metrics` facade.
+//!
+//! [`Instrument`] (outermost) opens a `process` span per record with the OpenTelemetry
+//! messaging attributes (`messaging.system = "kafka"`, `messaging.operation.type =
+//! "process"`, `messaging.destination.name`, `messaging.destination.partition.id`,
+//! `messaging.kafka.message.offset`, `messaging.consumer.group.name`), enters it whenever
+//! the inner future is polled, and records:
+//!
+//! | metric | kind | labels | recorded by |
+//! |---|---|---|---|
+//! | [`PROCESSED`] | counter | `topic` | [`Instrument`]: records handled (dead-lettered included) |
+//! | [`FAILED`] | counter | `topic`, `disposition` | [`Instrument`]: records that came out as errors |
+//! | [`PROCESSING_DURATION`] | histogram (s) | `topic` | [`Instrument`] |
+//! | [`RETRIED`] | counter | `topic` | the retry layer, per retry |
+//! | [`DEAD_LETTERED`] | counter | `topic` | the DLQ layer, per acknowledged DLQ write |
+//! | [`BREAKER_STATE`] | gauge | `breaker` | the breaker, on every transition |
+//! | [`CONSUMER_LAG`] | gauge | `consumergroup`, `topic`, `partition` | [`record_consumer_lag`] |
+//!
+//! No recorder is installed here: the application installs one (a Prometheus exporter in
+//! the examples), and without one every metric is a no-op.
+
+mod future;
+mod layer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use metrics::{Counter, Histogram};
+use tower::Service;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::InstrumentLayer;
+use crate::{ConsumedRecord, PipelineError, Processed};
+
+/// Counter: records handled (processed, or dead-lettered and acknowledged).
+pub const PROCESSED: &str = "sluice_pipeline_records_processed_total";
+/// Counter: records that came out of the stack as errors.
+pub const FAILED: &str = "sluice_pipeline_records_failed_total";
+/// Counter: records retried.
+pub const RETRIED: &str = "sluice_pipeline_records_retried_total";
+/// Counter: records published to the dead-letter topic (label `topic`: the source topic).
+pub const DEAD_LETTERED: &str = "sluice_pipeline_records_dead_lettered_total";
+/// Histogram: seconds from admission to answer, retries and DLQ write included.
+pub const PROCESSING_DURATION: &str = "sluice_pipeline_processing_duration_seconds";
+/// Gauge: breaker state (see [`BreakerState::gauge_value`](crate::breaker::BreakerState::gauge_value)).
+pub const BREAKER_STATE: &str = "sluice_pipeline_breaker_state";
+/// Gauge: consumer lag, named as the Prometheus Kafka exporter names it.
+pub const CONSUMER_LAG: &str = "kafka_consumergroup_lag";
+
+/// Registers the descriptions of every metric above with the installed recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(PROCESSED, "Records handled (processed or dead-lettered)");
+    describe_counter!(FAILED, "Records that came out of the stack as errors");
+    describe_counter!(RETRIED, "Retries of records");
+    describe_counter!(DEAD_LETTERED, "Records published to the dead-letter topic");
+    describe_histogram!(
+        PROCESSING_DURATION,
+        Unit::Seconds,
+        "Time to handle one record"
+    );
+    describe_gauge!(
+        BREAKER_STATE,
+        "0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Messages between the committed offset and the high watermark"
+    );
+}
+
+/// Publishes `kafka_consumergroup_lag{consumergroup, topic, partition}`: the runner calls
+/// it with the high watermark minus the committed offset (it has both numbers; the
+/// layers do not).
+pub fn record_consumer_lag(group: &str, topic: &str, partition: i32, lag: i64) {
+    metrics::gauge!(
+        CONSUMER_LAG,
+        "consumergroup" => group.to_owned(),
+        "topic" => topic.to_owned(),
+        "partition" => partition.to_string()
+    )
+    .set(lag.max(0) as f64);
+}
+
+/// The hot-path handles of one topic, registered once instead of per record.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicMetrics {
+    pub(crate) processed: Counter,
+    pub(crate) duration: Histogram,
+}
+
+/// Opens a span per record and records the pipeline's metrics. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Instrument<S> {
+    inner: S,
+    group: Option<Arc<str>>,
+    topics: Arc<Mutex<HashMap<Arc<str>, TopicMetrics>>>,
+    /// The last topic's handles: most records follow one of their own topic, so the hot
+    /// path skips the shared map's lock.
+    last: Option<(Arc<str>, TopicMetrics)>,
+}
+
+impl<S> Instrument<S> {
+    /// Instruments `inner`; `group` fills `messaging.consumer.group.name`.
+    pub fn new(inner: S, group: Option<Arc<str>>) -> Self {
+        Instrument {
+            inner,
+            group,
+            topics: Arc::default(),
+            last: None,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn topic(&mut self, topic: &Arc<str>) -> TopicMetrics {
+        if let Some((t, m)) = &self.last {
+            if Arc::ptr_eq(t, topic) || **t == **topic {
+                return m.clone();
+            }
+        }
+        let m = self.shared_topic(topic);
+        self.last = Some((topic.clone(), m.clone()));
+        m
+    }
+
+    fn shared_topic(&self, topic: &Arc<str>) -> TopicMetrics {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = topics.get(topic) {
+            return m.clone();
+        }
+        let m = TopicMetrics {
+            processed: metrics::counter!(PROCESSED, "topic" => topic.to_string()),
+            duration: metrics::histogram!(PROCESSING_DURATION, "topic" => topic.to_string()),
+        };
+        topics.insert(topic.clone(), m.clone());
+        m
+    }
+}
+
+impl<S> Service<ConsumedRecord> for Instrument<S>
+where
+    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
+{
+    type Response = Processed;
+    type Error = PipelineError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ConsumedRecord) -> Self::Future {
+        let span = tracing::info_span!(
+            "process",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %request.topic,
+            messaging.destination.partition.id = request.partition,
+            messaging.kafka.message.offset = request.offset,
+            messaging.consumer.group.name = self.group.as_deref(),
+            sluice.attempt = request.attempt,
+            error.type = tracing::field::Empty,
+        );
+        let metrics = self.topic(&request.topic);
+        let topic = request.topic.clone();
+        let future = {
+            let _enter = span.enter();
+            self.inner.call(request)
+        };
+        ResponseFuture::new(future, span, metrics, topic)
+    }
+}
+
+#[cfg(test)]
+mod tests;
