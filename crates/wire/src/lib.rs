@@ -79,6 +79,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod consumer;
 pub mod error;
 pub mod net;
 pub mod partition_client;

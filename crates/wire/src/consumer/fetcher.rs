@@ -1,0 +1,430 @@
+//! The fetcher: one background task that keeps one Fetch request in flight per broker
+//! for the assigned, unpaused partitions it leads whose positions are known and that
+//! have nothing buffered, and parks the answers in a prefetch buffer bounded in bytes.
+//!
+//! Fetches go over the cluster's pooled connection to each broker; group traffic
+//! (heartbeats, joins, commits) has its own dedicated connection to the coordinator, so a
+//! fetch long-polling for `fetch.max.wait.ms` never delays a heartbeat.
+//!
+//! Records are decoded lazily, when `recv` asks for them, by the zero-copy decoder: a
+//! [`CompletedFetch`] holds the response's bytes and walks them batch by batch. Under
+//! `read_committed` it drops batches of aborted transactions (from the response's list of
+//! aborted transactions and the abort markers), as Java's `FetchCollector` does; control
+//! batches are always skipped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::{debug, warn};
+
+use super::config::OffsetReset;
+use super::fetch_session::FetchSession;
+use super::offsets;
+use super::state::{Shared, Start};
+use super::TopicPartition;
+use crate::error::{Error, KafkaCode, Result};
+use crate::partition_client::IsolationLevel;
+use crate::records::{ControlRecordType, Record, RecordBatches, Records};
+
+/// One partition's records from one fetch response, decoded as they are taken.
+pub(crate) struct CompletedFetch {
+    pub(crate) tp: TopicPartition,
+    pub(crate) topic: Arc<str>,
+    /// The partition's epoch when the fetch was sent; stale after a seek.
+    pub(crate) epoch: u64,
+    pub(crate) bytes: usize,
+    batches: RecordBatches,
+    current: Option<Records>,
+    /// The offset after the last batch looked at: where the position goes once this
+    /// fetch is used up, so skipped control and aborted batches are not fetched again.
+    pub(crate) next_offset: i64,
+    read_committed: bool,
+    /// `(first offset, producer id)` of aborted transactions not yet reached.
+    aborted: VecDeque<(i64, i64)>,
+    aborted_producers: HashSet<i64>,
+}
+
+impl std::fmt::Debug for CompletedFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletedFetch")
+            .field("tp", &self.tp)
+            .field("bytes", &self.bytes)
+            .field("next_offset", &self.next_offset)
+            .finish()
+    }
+}
+
+impl CompletedFetch {
+    pub(crate) fn new(
+        tp: TopicPartition,
+        epoch: u64,
+        records: Bytes,
+        read_committed: bool,
+        mut aborted: Vec<(i64, i64)>,
+    ) -> Self {
+        aborted.sort_unstable();
+        CompletedFetch {
+            topic: Arc::from(tp.topic.as_str()),
+            tp,
+            epoch,
+            bytes: records.len(),
+            batches: RecordBatches::new(records),
+            current: None,
+            next_offset: -1,
+            read_committed,
+            aborted: aborted.into(),
+            aborted_producers: HashSet::new(),
+        }
+    }
+
+    /// The next record at or after `position`, or `None` when this fetch is used up.
+    pub(crate) fn next_record(&mut self, position: i64) -> Result<Option<Record>> {
+        loop {
+            if let Some(records) = &mut self.current {
+                match records.next() {
+                    Some(r) => {
+                        let r = r?;
+                        if r.offset() >= position {
+                            return Ok(Some(r));
+                        }
+                        continue;
+                    }
+                    None => self.current = None,
+                }
+            }
+            let Some(batch) = self.batches.next() else {
+                return Ok(None);
+            };
+            let batch = batch?;
+            self.next_offset = self.next_offset.max(batch.next_offset());
+            if self.read_committed && batch.is_transactional() {
+                while let Some(&(first, pid)) = self.aborted.front() {
+                    if first > batch.last_offset() {
+                        break;
+                    }
+                    self.aborted_producers.insert(pid);
+                    self.aborted.pop_front();
+                }
+            }
+            if batch.is_control() {
+                if self.read_committed {
+                    if let Ok(Some(c)) = batch.control_record() {
+                        if c.kind == ControlRecordType::Abort {
+                            self.aborted_producers.remove(&batch.producer_id());
+                        }
+                    }
+                }
+                continue;
+            }
+            if batch.next_offset() <= position {
+                continue;
+            }
+            if self.read_committed
+                && batch.is_transactional()
+                && self.aborted_producers.contains(&batch.producer_id())
+            {
+                continue;
+            }
+            self.current = Some(batch.records()?);
+        }
+    }
+}
+
+/// A partition to fetch: its offset and the epoch it was planned under.
+type Wanted = BTreeMap<TopicPartition, (i64, u64)>;
+
+type Outcome = (
+    i32,
+    FetchSession,
+    Wanted,
+    Result<Vec<(TopicPartition, PartitionData)>>,
+);
+
+/// Runs until the consumer closes.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut sessions: HashMap<i32, FetchSession> = HashMap::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut busy: HashSet<i32> = HashSet::new();
+    loop {
+        let wake = shared.fetcher_wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        if shared.lock().closed {
+            return;
+        }
+        let mut retry_soon = false;
+        let unresolved: Vec<(TopicPartition, Start, u64)> = shared
+            .lock()
+            .assignment
+            .iter()
+            .filter(|(_, ps)| ps.position.is_none())
+            .map(|(tp, ps)| (tp.clone(), ps.start, ps.epoch))
+            .collect();
+        if !unresolved.is_empty() {
+            if let Err(e) = offsets::resolve_positions(&shared, unresolved).await {
+                if e.is_retriable() {
+                    debug!(error = %e, "resolving positions, will retry");
+                } else {
+                    warn!(error = %e, "resolving positions failed");
+                    shared.fail(e);
+                }
+                retry_soon = true;
+            }
+        }
+        let (plan, leaderless) = plan(&shared, &busy);
+        if !leaderless.is_empty() {
+            let topics: Vec<&str> = leaderless.iter().map(String::as_str).collect();
+            if let Err(e) = shared.cluster.refresh(&topics, false).await {
+                debug!(error = %e, "metadata refresh for leaderless partitions");
+            }
+            retry_soon = true;
+        }
+        for (leader, wanted) in plan {
+            busy.insert(leader);
+            let session = sessions.remove(&leader).unwrap_or_default();
+            in_flight.push(fetch(Arc::clone(&shared), leader, session, wanted));
+        }
+        let backoff = tokio::time::sleep(shared.config.retry_backoff);
+        tokio::select! {
+            Some((leader, session, wanted, outcome)) = in_flight.next() => {
+                busy.remove(&leader);
+                sessions.insert(leader, session);
+                if let Err(e) = handle(&shared, wanted, outcome).await {
+                    debug!(broker = leader, error = %e, "fetch failed");
+                    tokio::time::sleep(shared.config.retry_backoff).await;
+                }
+            }
+            () = &mut wake => {}
+            () = backoff, if retry_soon => {}
+        }
+    }
+}
+
+/// Groups the fetchable partitions by leader, leaving out brokers with a fetch in flight.
+/// Also returns topics with a partition that has no known leader.
+fn plan(shared: &Shared, busy: &HashSet<i32>) -> (BTreeMap<i32, Wanted>, BTreeSet<String>) {
+    let md = shared.cluster.metadata();
+    let state = shared.lock();
+    let mut out: BTreeMap<i32, Wanted> = BTreeMap::new();
+    let mut leaderless = BTreeSet::new();
+    if state.buffered_bytes >= shared.config.prefetch_max_bytes || state.membership.rebalancing {
+        return (out, leaderless);
+    }
+    let buffered: HashSet<&TopicPartition> = state.buffer.iter().map(|f| &f.tp).collect();
+    for (tp, ps) in &state.assignment {
+        let Some(position) = ps.position else {
+            continue;
+        };
+        if ps.paused || buffered.contains(tp) {
+            continue;
+        }
+        match md.partition(&tp.topic, tp.partition).and_then(|p| p.leader) {
+            Some(leader) if !busy.contains(&leader) => {
+                out.entry(leader)
+                    .or_default()
+                    .insert(tp.clone(), (position, ps.epoch));
+            }
+            Some(_) => {}
+            None => {
+                leaderless.insert(tp.topic.clone());
+            }
+        }
+    }
+    (out, leaderless)
+}
+
+async fn fetch(
+    shared: Arc<Shared>,
+    leader: i32,
+    mut session: FetchSession,
+    wanted: Wanted,
+) -> Outcome {
+    let result = fetch_inner(&shared, leader, &mut session, &wanted).await;
+    if result.is_err() {
+        session.reset();
+    }
+    (leader, session, wanted, result)
+}
+
+async fn fetch_inner(
+    shared: &Shared,
+    leader: i32,
+    session: &mut FetchSession,
+    wanted: &Wanted,
+) -> Result<Vec<(TopicPartition, PartitionData)>> {
+    let conn = shared.cluster.broker(leader).await?;
+    let version = conn.api_versions().version_for(ApiKey::Fetch)?;
+    if session.supported != (version >= 7) {
+        *session = FetchSession::new(version >= 7);
+    }
+    let offsets: BTreeMap<TopicPartition, i64> =
+        wanted.iter().map(|(tp, (o, _))| (tp.clone(), *o)).collect();
+    let plan = session.plan(&offsets);
+    let c = &shared.config;
+    let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    for (tp, offset) in &plan.send {
+        topics.entry(tp.topic.as_str()).or_default().push(
+            FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(*offset)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(c.max_partition_fetch_bytes),
+        );
+    }
+    let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in &plan.forget {
+        forgotten
+            .entry(tp.topic.as_str())
+            .or_default()
+            .push(tp.partition);
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(i32::try_from(c.fetch_max_wait.as_millis()).unwrap_or(i32::MAX))
+        .with_min_bytes(c.fetch_min_bytes)
+        .with_max_bytes(c.fetch_max_bytes.max(1))
+        .with_isolation_level(match c.isolation_level {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        })
+        .with_session_id(plan.session_id)
+        .with_session_epoch(plan.epoch)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    FetchTopic::default()
+                        .with_topic(name(t))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        )
+        .with_forgotten_topics_data(
+            forgotten
+                .into_iter()
+                .map(|(t, parts)| {
+                    ForgottenTopic::default()
+                        .with_topic(name(t))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        );
+    let response = conn.send(&request).await?;
+    match KafkaCode::try_from_code(response.error_code) {
+        None => {}
+        Some(KafkaCode::FetchSessionIdNotFound | KafkaCode::InvalidFetchSessionEpoch) => {
+            debug!(broker = leader, "fetch session lost, starting a new one");
+            session.reset();
+            return Ok(Vec::new());
+        }
+        Some(code) => return Err(Error::kafka(code, format!("fetch from broker {leader}"))),
+    }
+    session.answered(response.session_id);
+    Ok(response
+        .responses
+        .into_iter()
+        .flat_map(|t| {
+            let topic = t.topic.0.to_string();
+            t.partitions
+                .into_iter()
+                .map(move |p| (TopicPartition::new(topic.clone(), p.partition_index), p))
+        })
+        .collect())
+}
+
+/// Applies a fetch's answers to the shared state, unless a seek or a reassignment made
+/// them stale.
+async fn handle(
+    shared: &Shared,
+    wanted: Wanted,
+    outcome: Result<Vec<(TopicPartition, PartitionData)>>,
+) -> Result<()> {
+    let parts = outcome?;
+    let mut refresh: BTreeSet<String> = BTreeSet::new();
+    let mut arrived = false;
+    {
+        let mut state = shared.lock();
+        for (tp, data) in parts {
+            let Some(&(offset, epoch)) = wanted.get(&tp) else {
+                continue;
+            };
+            let Some(ps) = state.assignment.get_mut(&tp) else {
+                continue;
+            };
+            if ps.position != Some(offset) || ps.epoch != epoch {
+                continue;
+            }
+            match KafkaCode::try_from_code(data.error_code) {
+                None => {
+                    ps.high_watermark = data.high_watermark;
+                    ps.last_stable_offset = data.last_stable_offset;
+                    let records = data.records.unwrap_or_default();
+                    if records.is_empty() {
+                        continue;
+                    }
+                    let aborted = data
+                        .aborted_transactions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|a| (a.first_offset, a.producer_id.0))
+                        .collect();
+                    let f = CompletedFetch::new(
+                        tp,
+                        epoch,
+                        records,
+                        shared.config.isolation_level == IsolationLevel::ReadCommitted,
+                        aborted,
+                    );
+                    state.buffered_bytes += f.bytes;
+                    state.buffer.push_back(f);
+                    arrived = true;
+                }
+                Some(KafkaCode::OffsetOutOfRange) => {
+                    if shared.config.auto_offset_reset == OffsetReset::None {
+                        state.error = Some(Error::kafka(
+                            KafkaCode::OffsetOutOfRange,
+                            format!(
+                                "offset {offset} of {tp} is out of range and auto.offset.reset is none"
+                            ),
+                        ));
+                        arrived = true;
+                    } else {
+                        debug!(%tp, offset, "offset out of range, resetting");
+                        ps.position = None;
+                        ps.start = Start::Reset;
+                    }
+                }
+                Some(code) if code.is_retriable() || code == KafkaCode::FencedLeaderEpoch => {
+                    debug!(%tp, ?code, "fetch error, refreshing metadata");
+                    refresh.insert(tp.topic.clone());
+                }
+                Some(code) => {
+                    state.error = Some(Error::kafka(code, format!("fetching {tp} at {offset}")));
+                    arrived = true;
+                }
+            }
+        }
+    }
+    if arrived {
+        shared.data_ready.notify_waiters();
+        shared.data_ready.notify_one();
+    }
+    if !refresh.is_empty() {
+        let topics: Vec<&str> = refresh.iter().map(String::as_str).collect();
+        shared.cluster.refresh(&topics, false).await?;
+    }
+    Ok(())
+}
+
+fn name(t: &str) -> TopicName {
+    TopicName(StrBytes::from_string(t.to_string()))
+}
