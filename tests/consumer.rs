@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use consumer_common::*;
 use futures::StreamExt;
-use sluice::wire::consumer::{Consumer, OffsetAndMetadata, TopicPartition};
+use sluice::wire::consumer::{Consumer, OffsetAndMetadata, OffsetReset, TopicPartition};
 
 #[tokio::test]
 async fn assign_streams_every_record_in_order() {
@@ -109,5 +109,181 @@ async fn one_member_group_commits_and_the_next_member_resumes_there() {
     assert!(tokio::time::timeout(Duration::from_millis(500), c.recv())
         .await
         .is_err());
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn paused_partitions_are_not_read_but_stay_assigned() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-pause", 2).await;
+    produce(&cluster, &topic, 0, 0, 100).await;
+    produce(&cluster, &topic, 1, 0, 100).await;
+    let (p0, p1) = (
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    );
+    let c = Consumer::with_cluster(cluster, config(None)).unwrap();
+    c.assign([p0.clone(), p1.clone()]).unwrap();
+    c.pause(std::slice::from_ref(&p0));
+    assert_eq!(c.paused(), [p0.clone()]);
+    let got = recv_n(&c, 100, T).await;
+    assert!(
+        got.iter().all(|r| r.partition() == 1),
+        "only the unpaused partition"
+    );
+    assert!(tokio::time::timeout(Duration::from_millis(700), c.recv())
+        .await
+        .is_err());
+    assert_eq!(
+        c.assignment(),
+        [p0.clone(), p1.clone()],
+        "paused stays assigned"
+    );
+    c.resume(std::slice::from_ref(&p0));
+    let got = recv_n(&c, 100, T).await;
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.partition(), r.offset()))
+            .collect::<Vec<_>>(),
+        (0..100).map(|o| (0, o)).collect::<Vec<_>>()
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn seek_to_offset_beginning_end_and_timestamp() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-seek", 1).await;
+    produce(&cluster, &topic, 0, 0, 100).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let c = Consumer::with_cluster(cluster.clone(), config(None)).unwrap();
+    c.assign([tp.clone()]).unwrap();
+    assert_eq!(recv_n(&c, 10, T).await[9].offset(), 9);
+    c.seek(&tp, 50).unwrap();
+    assert_eq!(c.position(&tp), Some(50));
+    let got = recv_n(&c, 5, T).await;
+    assert_eq!(
+        got.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        [50, 51, 52, 53, 54]
+    );
+    c.seek_to_beginning(std::slice::from_ref(&tp)).unwrap();
+    assert_eq!(recv_n(&c, 1, T).await[0].offset(), 0);
+    // Records carry timestamps 1_700_000_000_000 + i.
+    c.seek_to_timestamp(std::slice::from_ref(&tp), 1_700_000_000_030)
+        .unwrap();
+    assert_eq!(recv_n(&c, 1, T).await[0].offset(), 30);
+    c.seek_to_end(std::slice::from_ref(&tp)).unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(700), c.recv())
+        .await
+        .is_err());
+    assert_eq!(c.position(&tp), Some(100));
+    produce(&cluster, &topic, 0, 100, 1).await;
+    assert_eq!(recv_n(&c, 1, T).await[0].offset(), 100);
+    assert!(
+        c.seek(&TopicPartition::new(&topic, 7), 0).is_err(),
+        "not assigned"
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_offset_reset_earliest_latest_and_none() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-reset", 1).await;
+    produce(&cluster, &topic, 0, 0, 20).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let group = sluice_testkit::unique_topic("g-reset");
+
+    let earliest = Consumer::with_cluster(cluster.clone(), config(Some(&group))).unwrap();
+    earliest.assign([tp.clone()]).unwrap();
+    assert_eq!(recv_n(&earliest, 1, T).await[0].offset(), 0);
+    earliest.close().await.unwrap();
+
+    let latest = Consumer::with_cluster(
+        cluster.clone(),
+        config(Some(&group)).auto_offset_reset(OffsetReset::Latest),
+    )
+    .unwrap();
+    latest.assign([tp.clone()]).unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), latest.recv())
+            .await
+            .is_err()
+    );
+    assert_eq!(latest.position(&tp), Some(20));
+    produce(&cluster, &topic, 0, 20, 1).await;
+    assert_eq!(recv_n(&latest, 1, T).await[0].offset(), 20);
+    latest.close().await.unwrap();
+
+    let none = Consumer::with_cluster(
+        cluster.clone(),
+        config(Some(&group)).auto_offset_reset(OffsetReset::None),
+    )
+    .unwrap();
+    none.assign([tp.clone()]).unwrap();
+    let err = tokio::time::timeout(T, none.recv())
+        .await
+        .expect("an answer")
+        .expect_err("no committed offset and reset none");
+    assert_eq!(
+        err.kafka_code(),
+        Some(sluice::wire::KafkaCode::OffsetOutOfRange),
+        "{err}"
+    );
+    // With a committed offset, `none` starts there.
+    let mut o = BTreeMap::new();
+    o.insert(tp.clone(), OffsetAndMetadata::new(7));
+    none.commit(&o).await.unwrap();
+    none.assign(Vec::new()).unwrap();
+    none.assign([tp.clone()]).unwrap();
+    let first = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(r) = none.recv().await {
+                return r;
+            }
+        }
+    })
+    .await
+    .expect("a record");
+    assert_eq!(first.offset(), 7);
+    none.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn lag_is_log_end_minus_committed_per_partition() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-lag", 2).await;
+    produce(&cluster, &topic, 0, 0, 50).await;
+    produce(&cluster, &topic, 1, 0, 40).await;
+    let group = sluice_testkit::unique_topic("g-lag");
+    let c = Consumer::with_cluster(cluster.clone(), config(Some(&group))).unwrap();
+    let (p0, p1) = (
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    );
+    c.assign([p0.clone()]).unwrap();
+    let got = recv_n(&c, 20, T).await;
+    c.assign([p1.clone()]).unwrap();
+    let got1 = recv_n(&c, 5, T).await;
+    let mut o = BTreeMap::new();
+    o.insert(p0.clone(), OffsetAndMetadata::new(got[19].offset() + 1));
+    o.insert(p1.clone(), OffsetAndMetadata::new(got1[4].offset() + 1));
+    c.commit(&o).await.unwrap();
+    let lag = sluice::wire::admin::Admin::new(cluster)
+        .lag(
+            &group,
+            sluice::wire::partition_client::IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    let per: BTreeMap<i32, (Option<i64>, i64, Option<i64>)> = lag
+        .partitions
+        .iter()
+        .map(|p| (p.partition.partition, (p.committed, p.log_end, p.lag)))
+        .collect();
+    assert_eq!(per[&0], (Some(20), 50, Some(30)));
+    assert_eq!(per[&1], (Some(5), 40, Some(35)));
+    assert_eq!(lag.total, 65);
+    assert_eq!(lag.per_topic()[&topic], 65);
     c.close().await.unwrap();
 }

@@ -382,3 +382,40 @@ async fn a_java_consumer_and_sluice_split_a_cooperative_sticky_group() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_polling_leaves_and_rejoins_when_it_polls_again() {
+    let cluster = cluster().await;
+    let admin = Admin::new(cluster.clone());
+    let topic = topic(&cluster, "g-poll", 4).await;
+    let group = sluice_testkit::unique_topic("g-poll");
+    let slow = Arc::new(
+        Consumer::with_cluster(
+            cluster.clone(),
+            config(Some(&group)).max_poll_interval(Duration::from_secs(3)),
+        )
+        .unwrap(),
+    );
+    slow.subscribe([topic.clone()]).unwrap();
+    let (busy, busy_events) = with_events(&cluster, config(Some(&group)));
+    busy.subscribe([topic.clone()]).unwrap();
+    wait_for_split(&admin, &group, &topic, 4, 2, T).await;
+    // `slow` never calls recv: after max.poll.interval.ms it leaves.
+    wait_for_split(&admin, &group, &topic, 4, 1, T).await;
+    wait_until("busy owning all four", T, || busy.assignment().len() == 4).await;
+    assert!(slow.assignment().is_empty());
+    assert!(busy_events.assigned.lock().unwrap().len() >= 2);
+    // Polling again rejoins.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, st) = (Arc::clone(&slow), Arc::clone(&stop));
+    let poller = tokio::spawn(async move {
+        while !st.load(Ordering::SeqCst) {
+            let _ = tokio::time::timeout(Duration::from_millis(100), s.recv()).await;
+        }
+    });
+    wait_for_split(&admin, &group, &topic, 4, 2, T).await;
+    stop.store(true, Ordering::SeqCst);
+    poller.await.unwrap();
+    Arc::try_unwrap(slow).unwrap().close().await.unwrap();
+    busy.close().await.unwrap();
+}
