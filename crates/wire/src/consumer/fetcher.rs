@@ -428,3 +428,80 @@ async fn handle(
 fn name(t: &str) -> TopicName {
     TopicName(StrBytes::from_string(t.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{BatchOptions, RecordBatchBuilder};
+
+    fn batch(base: i64, pid: i64, n: usize, transactional: bool) -> Bytes {
+        let mut b = RecordBatchBuilder::new(BatchOptions {
+            base_offset: base,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional,
+            ..BatchOptions::default()
+        });
+        for i in 0..n {
+            b.append(0, None, Some(format!("v{i}").as_bytes()), &[])
+                .unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    fn marker(offset: i64, pid: i64, kind: ControlRecordType) -> Bytes {
+        let mut b = RecordBatchBuilder::new(BatchOptions {
+            base_offset: offset,
+            producer_id: pid,
+            producer_epoch: 0,
+            transactional: true,
+            is_control: true,
+            ..BatchOptions::default()
+        });
+        b.append_control(0, kind, 0).unwrap();
+        b.finish().unwrap()
+    }
+
+    /// pid 1 writes 0-1 and aborts (marker 2); pid 2 writes 3-4 and commits (marker
+    /// 5); a plain batch follows at 6.
+    fn log() -> Bytes {
+        let mut all = Vec::new();
+        for part in [
+            batch(0, 1, 2, true),
+            marker(2, 1, ControlRecordType::Abort),
+            batch(3, 2, 2, true),
+            marker(5, 2, ControlRecordType::Commit),
+            batch(6, -1, 1, false),
+        ] {
+            all.extend_from_slice(&part);
+        }
+        Bytes::from(all)
+    }
+
+    fn offsets(mut f: CompletedFetch, from: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        while let Some(r) = f.next_record(from).unwrap() {
+            out.push(r.offset());
+        }
+        assert_eq!(f.next_offset, 7, "the position moves past markers");
+        out
+    }
+
+    #[test]
+    fn read_committed_drops_aborted_transactions_and_markers() {
+        let tp = TopicPartition::new("t", 0);
+        let f = CompletedFetch::new(tp, 0, log(), true, vec![(0, 1)]);
+        assert_eq!(offsets(f, 0), [3, 4, 6]);
+    }
+
+    #[test]
+    fn read_uncommitted_skips_only_markers() {
+        let tp = TopicPartition::new("t", 0);
+        let f = CompletedFetch::new(tp.clone(), 0, log(), false, vec![]);
+        assert_eq!(offsets(f, 0), [0, 1, 3, 4, 6]);
+        // A fetch that starts inside a batch skips the records before the position.
+        let f = CompletedFetch::new(tp, 0, log(), false, vec![]);
+        assert_eq!(offsets(f, 4), [4, 6]);
+    }
+}
