@@ -419,3 +419,28 @@ async fn a_member_that_stops_polling_leaves_and_rejoins_when_it_polls_again() {
     Arc::try_unwrap(slow).unwrap().close().await.unwrap();
     busy.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_topic_created_later_is_picked_up() {
+    let mut cc = sluice::wire::cluster::ClusterConfig::new(&sluice_testkit::bootstrap());
+    cc.metadata_max_age = Duration::from_secs(1);
+    let cluster = Cluster::connect(cc).await.unwrap();
+    let group = sluice_testkit::unique_topic("g-later");
+    let name = sluice_testkit::unique_topic("g-later");
+    let c = Consumer::with_cluster(cluster.clone(), config(Some(&group))).unwrap();
+    c.subscribe([name.clone()]).unwrap();
+    wait_until("the join", T, || c.member_id().is_some()).await;
+    assert!(c.assignment().is_empty());
+    Admin::new(cluster.clone())
+        .create_topics(&[sluice::wire::admin::NewTopic::new(&name, 3)], T)
+        .await
+        .unwrap();
+    produce(&cluster, &name, 2, 0, 5).await;
+    wait_until("the new topic's partitions", T, || {
+        c.assignment().len() == 3
+    })
+    .await;
+    let got = recv_n(&c, 5, T).await;
+    assert!(got.iter().all(|r| r.partition() == 2));
+    c.close().await.unwrap();
+}

@@ -14,6 +14,9 @@
 //!   again (it moved) and retry.
 //! - A member that does not call `recv` for `max.poll.interval.ms` leaves the group
 //!   (LeaveGroup; static members just stop heartbeating) and rejoins on its next `recv`.
+//! - Every `metadata.max.age.ms` (the cluster's `metadata_max_age`) the member looks at
+//!   the partition counts of its topics and rejoins when they changed (partitions added,
+//!   a subscribed topic created), so the leader assigns the new partitions.
 
 pub(crate) mod assignor;
 pub(crate) mod coordinator;
@@ -79,6 +82,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     };
     let mut next_heartbeat = Instant::now();
     let mut next_auto_commit = Instant::now() + config.auto_commit_interval;
+    let metadata_max_age = shared.cluster.config().metadata_max_age;
+    let mut next_metadata_check = Instant::now() + metadata_max_age;
+    // Partition counts of the subscribed topics when we last joined.
+    let mut known_counts: Option<BTreeMap<String, usize>> = None;
     loop {
         let wake = shared.group_wake.notified();
         tokio::pin!(wake);
@@ -125,6 +132,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             match join(&shared, coordinator, &mut m, &topics, cooperative).await {
                 Ok(Joined::Done) => {
                     next_heartbeat = Instant::now() + config.heartbeat_interval;
+                    known_counts = partition_counts(&shared, &topics).await;
                 }
                 Ok(Joined::Again) => {}
                 Err(e) if e.kafka_code() == Some(KafkaCode::FencedInstanceId) || is_fatal(&e) => {
@@ -159,9 +167,40 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     warn!(error = %e, "auto-commit failed");
                 }
             }
+            () = tokio::time::sleep_until(next_metadata_check) => {
+                next_metadata_check = Instant::now() + metadata_max_age;
+                let now = partition_counts(&shared, &topics).await;
+                if now.is_some() && known_counts.is_some() && now != known_counts {
+                    info!(group = %coordinator.group_id, "subscribed topics changed partitions, rejoining");
+                    m.need_join = true;
+                }
+                if now.is_some() {
+                    known_counts = now;
+                }
+            }
             () = &mut wake => {}
         }
     }
+}
+
+/// The partition counts of `topics` (0 for a topic that does not exist), fresh from
+/// the cluster; `None` when the refresh failed. As in Java, a change (partitions added,
+/// a subscribed topic created) triggers a rebalance.
+async fn partition_counts(shared: &Shared, topics: &[String]) -> Option<BTreeMap<String, usize>> {
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let md = shared.cluster.refresh(&names, false).await.ok()?;
+    Some(
+        topics
+            .iter()
+            .map(|t| {
+                let n = md
+                    .topic(t)
+                    .filter(|i| i.error.is_none())
+                    .map_or(0, |i| i.partitions.len());
+                (t.clone(), n)
+            })
+            .collect(),
+    )
 }
 
 fn is_fatal(e: &Error) -> bool {
