@@ -14,9 +14,13 @@ use sluice::wire::consumer::{Consumer, OffsetAndMetadata, OffsetReset, TopicPart
 async fn assign_streams_every_record_in_order() {
     let cluster = cluster().await;
     let topic = topic(&cluster, "c-assign", 2).await;
-    produce(&cluster, &topic, 0, 0, 300).await;
-    produce(&cluster, &topic, 1, 0, 200).await;
-    let c = Consumer::with_cluster(cluster, config(None)).unwrap();
+    // Batches of 500 records, about 8 KB each.
+    produce(&cluster, &topic, 0, 0, 3000).await;
+    produce(&cluster, &topic, 1, 0, 2000).await;
+    // Small fetches: many round trips, each sent while the last is still being read.
+    let mut config = config(None);
+    config.max_partition_fetch_bytes = 10_000;
+    let c = Consumer::with_cluster(cluster, config).unwrap();
     c.assign([
         TopicPartition::new(&topic, 0),
         TopicPartition::new(&topic, 1),
@@ -25,25 +29,25 @@ async fn assign_streams_every_record_in_order() {
     let records: Vec<_> = tokio::time::timeout(
         T,
         c.stream()
-            .take(500)
+            .take(5000)
             .map(|r| r.expect("record"))
             .collect::<Vec<_>>(),
     )
     .await
-    .expect("500 records");
+    .expect("5000 records");
     let by_partition = offsets_of(&records);
     assert_eq!(
         by_partition[&(topic.clone(), 0)],
-        (0..300).collect::<Vec<i64>>()
+        (0..3000).collect::<Vec<i64>>()
     );
     assert_eq!(
         by_partition[&(topic.clone(), 1)],
-        (0..200).collect::<Vec<i64>>()
+        (0..2000).collect::<Vec<i64>>()
     );
     for r in &records {
         assert_eq!(value(r), format!("{}-{}", r.partition(), r.offset()));
     }
-    assert_eq!(c.position(&TopicPartition::new(&topic, 0)), Some(300));
+    assert_eq!(c.position(&TopicPartition::new(&topic, 0)), Some(3000));
     // Nothing more arrives.
     assert!(tokio::time::timeout(Duration::from_millis(500), c.recv())
         .await

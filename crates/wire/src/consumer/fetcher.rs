@@ -1,6 +1,10 @@
 //! The fetcher: one background task that keeps one Fetch request in flight per broker
-//! for the assigned, unpaused partitions it leads whose positions are known and that
-//! have nothing buffered, and parks the answers in a prefetch buffer bounded in bytes.
+//! for the assigned, unpaused partitions it leads whose positions are known, and parks
+//! the answers in a prefetch buffer bounded in bytes (`sluice.prefetch.max.bytes`).
+//! Each partition has a fetch position past what is buffered (read from the batch
+//! headers), so the next fetch goes out while `recv` is still working through the last
+//! one: a partition that reached its log end and long-polls never holds back the
+//! others' next fetch.
 //!
 //! Fetches go over the cluster's pooled connection to each broker; group traffic
 //! (heartbeats, joins, commits) has its own dedicated connection to the coordinator, so a
@@ -217,12 +221,11 @@ fn plan(shared: &Shared, busy: &HashSet<i32>) -> (BTreeMap<i32, Wanted>, BTreeSe
     if state.buffered_bytes >= shared.config.prefetch_max_bytes || state.membership.rebalancing {
         return (out, leaderless);
     }
-    let buffered: HashSet<&TopicPartition> = state.buffer.iter().map(|f| &f.tp).collect();
     for (tp, ps) in &state.assignment {
-        let Some(position) = ps.position else {
+        let Some(position) = ps.fetch_position else {
             continue;
         };
-        if ps.paused || buffered.contains(tp) {
+        if ps.paused {
             continue;
         }
         match md.partition(&tp.topic, tp.partition).and_then(|p| p.leader) {
@@ -360,7 +363,7 @@ async fn handle(
             let Some(ps) = state.assignment.get_mut(&tp) else {
                 continue;
             };
-            if ps.position != Some(offset) || ps.epoch != epoch {
+            if ps.fetch_position != Some(offset) || ps.epoch != epoch {
                 continue;
             }
             match KafkaCode::try_from_code(data.error_code) {
@@ -371,6 +374,7 @@ async fn handle(
                     if records.is_empty() {
                         continue;
                     }
+                    ps.fetch_position = Some(next_fetch_offset(&records).max(offset));
                     let aborted = data
                         .aborted_transactions
                         .unwrap_or_default()
@@ -400,6 +404,7 @@ async fn handle(
                     } else {
                         debug!(%tp, offset, "offset out of range, resetting");
                         ps.position = None;
+                        ps.fetch_position = None;
                         ps.start = Start::Reset;
                     }
                 }
@@ -423,6 +428,38 @@ async fn handle(
         shared.cluster.refresh(&topics, false).await?;
     }
     Ok(())
+}
+
+/// The offset after the last complete batch in `records`, read from the batch headers
+/// alone (base offset at byte 0, length at 8, last offset delta at 23), so the next
+/// fetch can be sent before these records are decoded.
+fn next_fetch_offset(records: &Bytes) -> i64 {
+    let mut pos = 0usize;
+    let mut next = -1;
+    while let (Some(base), Some(len), Some(delta)) = (
+        be_i64(records, pos),
+        be_i32(records, pos + 8),
+        be_i32(records, pos + 23),
+    ) {
+        let Ok(len) = usize::try_from(len) else { break };
+        let end = pos + 12 + len;
+        if len < 49 || end > records.len() {
+            break;
+        }
+        next = next.max(base + i64::from(delta) + 1);
+        pos = end;
+    }
+    next
+}
+
+fn be_i64(b: &[u8], at: usize) -> Option<i64> {
+    let s = b.get(at..at + 8)?;
+    Some(i64::from_be_bytes(s.try_into().ok()?))
+}
+
+fn be_i32(b: &[u8], at: usize) -> Option<i32> {
+    let s = b.get(at..at + 4)?;
+    Some(i32::from_be_bytes(s.try_into().ok()?))
 }
 
 fn name(t: &str) -> TopicName {
@@ -477,6 +514,15 @@ mod tests {
             all.extend_from_slice(&part);
         }
         Bytes::from(all)
+    }
+
+    #[test]
+    fn next_fetch_offset_reads_batch_headers_and_ignores_a_cut_batch() {
+        let all = log();
+        assert_eq!(next_fetch_offset(&all), 7);
+        let cut = all.slice(..all.len() - 3);
+        assert_eq!(next_fetch_offset(&cut), 6);
+        assert_eq!(next_fetch_offset(&Bytes::new()), -1);
     }
 
     fn offsets(mut f: CompletedFetch, from: i64) -> Vec<i64> {

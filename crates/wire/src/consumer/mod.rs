@@ -570,6 +570,7 @@ impl Consumer {
                 state.drop_buffered(tp);
                 if let Some(ps) = state.assignment.get_mut(tp) {
                     ps.position = None;
+                    ps.fetch_position = None;
                     ps.start = Start::Spec(spec);
                     ps.epoch = epoch;
                 }
@@ -710,6 +711,7 @@ pub(crate) fn seek_to(shared: &Shared, tp: &TopicPartition, offset: i64) -> bool
         state.drop_buffered(tp);
         if let Some(ps) = state.assignment.get_mut(tp) {
             ps.position = Some(offset);
+            ps.fetch_position = Some(offset);
             ps.epoch = epoch;
         }
     }

@@ -259,6 +259,7 @@ pub(crate) async fn resolve_positions(
             if ps.epoch == epoch && ps.position.is_none() {
                 debug!(%tp, offset, "position resolved");
                 ps.position = Some(offset);
+                ps.fetch_position = Some(offset);
             }
         }
     }

@@ -33,6 +33,10 @@ pub(crate) enum Start {
 pub(crate) struct PartitionState {
     /// The offset of the next record `recv` returns; `None` until resolved.
     pub(crate) position: Option<i64>,
+    /// Where the next fetch starts: past whatever is buffered, so the fetcher reads
+    /// ahead while `recv` works through the buffer. Set together with `position` on
+    /// every seek and reset.
+    pub(crate) fetch_position: Option<i64>,
     /// How to resolve a missing position.
     pub(crate) start: Start,
     pub(crate) paused: bool,
@@ -47,6 +51,7 @@ impl PartitionState {
     pub(crate) fn new(start: Start, epoch: u64) -> Self {
         PartitionState {
             position: None,
+            fetch_position: None,
             start,
             paused: false,
             epoch,
