@@ -80,6 +80,9 @@ async fn one_member_group_commits_and_the_next_member_resumes_there() {
             OffsetAndMetadata::with_metadata(r.offset() + 1, "done"),
         );
     }
+    // Non-blocking variant first (its answer awaited here), then the blocking one.
+    let pending = c.commit_async(offsets.clone());
+    pending.await.unwrap();
     c.commit(&offsets).await.unwrap();
     let committed = c
         .committed(&offsets.keys().cloned().collect::<Vec<_>>())
@@ -290,4 +293,39 @@ async fn lag_is_log_end_minus_committed_per_partition() {
     assert_eq!(lag.total, 65);
     assert_eq!(lag.per_topic()[&topic], 65);
     c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_commit_commits_positions_on_its_interval_and_on_close() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-auto", 1).await;
+    produce(&cluster, &topic, 0, 0, 30).await;
+    let group = sluice_testkit::unique_topic("g-auto");
+    let tp = TopicPartition::new(&topic, 0);
+    let mut cfg = config(Some(&group)).enable_auto_commit(true);
+    cfg.auto_commit_interval = Duration::from_millis(200);
+    let c = Consumer::with_cluster(cluster.clone(), cfg).unwrap();
+    c.subscribe([topic.clone()]).unwrap();
+    recv_n(&c, 10, T).await;
+    // The interval commits the position (10): everything handed out so far.
+    let admin = sluice::wire::admin::Admin::new(cluster.clone());
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let o = admin.group_offsets(&group).await.unwrap();
+        if o.get(&tp).map(|o| o.offset) == Some(10) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no auto-commit: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    recv_n(&c, 5, T).await;
+    c.close().await.unwrap();
+    assert_eq!(
+        admin.group_offsets(&group).await.unwrap()[&tp].offset,
+        15,
+        "commit on close"
+    );
 }

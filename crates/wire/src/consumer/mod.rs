@@ -32,7 +32,9 @@
 //!   the background tasks.
 //! - `fetcher.rs` + `fetch_session.rs`: one fetch in flight per broker, fetch sessions
 //!   (KIP-227), lazy zero-copy decoding, `read_committed` filtering.
-//! - `offsets.rs`: commit, committed offsets, position resolution and resets.
+//! - `offsets.rs`: [`TopicPartition`], [`OffsetAndMetadata`]; commit, committed
+//!   offsets, position resolution and resets.
+//! - `record.rs`: [`ConsumerRecord`], [`PartitionRecords`].
 //! - `group/`: membership (coordinator, join / sync / heartbeat / leave), the
 //!   `ConsumerProtocol` bytes, the assignors, the [`RebalanceListener`].
 //!
@@ -47,6 +49,7 @@ mod fetch_session;
 mod fetcher;
 pub mod group;
 mod offsets;
+mod record;
 mod state;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -57,7 +60,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -65,136 +67,14 @@ use tracing::warn;
 
 pub use config::{AssignmentStrategy, ConsumerConfig, OffsetReset};
 pub use group::listener::{RebalanceContext, RebalanceListener};
+pub use offsets::{OffsetAndMetadata, TopicPartition};
+pub use record::{ConsumerRecord, PartitionRecords};
 
 use self::group::coordinator::Coordinator;
 use self::state::{Membership, Shared, Start, State};
 use crate::admin::OffsetSpec;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::records::{HeaderIter, Record};
-
-/// A partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    /// The topic.
-    pub topic: String,
-    /// The partition index.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`/`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-/// An offset to commit: the offset of the next record to read, with optional metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OffsetAndMetadata {
-    /// The next offset to read (one past the last processed record).
-    pub offset: i64,
-    /// Free text stored with the offset.
-    pub metadata: Option<String>,
-    /// The leader epoch of the last processed record, when known.
-    pub leader_epoch: Option<i32>,
-}
-
-impl OffsetAndMetadata {
-    /// `offset` with no metadata.
-    pub fn new(offset: i64) -> Self {
-        OffsetAndMetadata {
-            offset,
-            metadata: None,
-            leader_epoch: None,
-        }
-    }
-
-    /// `offset` with `metadata`.
-    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> Self {
-        OffsetAndMetadata {
-            offset,
-            metadata: Some(metadata.into()),
-            leader_epoch: None,
-        }
-    }
-}
-
-/// One record with its topic and partition. Key, value and headers share the fetch
-/// response's buffer (no copy).
-#[derive(Clone)]
-pub struct ConsumerRecord {
-    topic: Arc<str>,
-    partition: i32,
-    record: Record,
-}
-
-impl ConsumerRecord {
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-    /// The partition.
-    pub fn partition(&self) -> i32 {
-        self.partition
-    }
-    /// The topic and partition.
-    pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(self.topic.as_ref(), self.partition)
-    }
-    /// The offset.
-    pub fn offset(&self) -> i64 {
-        self.record.offset()
-    }
-    /// The timestamp in ms since the epoch.
-    pub fn timestamp(&self) -> i64 {
-        self.record.timestamp()
-    }
-    /// The key; `None` when null.
-    pub fn key(&self) -> Option<&Bytes> {
-        self.record.key()
-    }
-    /// The value; `None` for a tombstone.
-    pub fn value(&self) -> Option<&Bytes> {
-        self.record.value()
-    }
-    /// The headers, in order.
-    pub fn headers(&self) -> HeaderIter {
-        self.record.headers()
-    }
-    /// The decoded record.
-    pub fn record(&self) -> &Record {
-        &self.record
-    }
-}
-
-impl fmt::Debug for ConsumerRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConsumerRecord")
-            .field("topic", &self.topic)
-            .field("partition", &self.partition)
-            .field("record", &self.record)
-            .finish()
-    }
-}
-
-/// The records of one partition from one fetch, for batch-at-a-time processing.
-#[derive(Debug, Clone)]
-pub struct PartitionRecords {
-    /// The partition.
-    pub partition: TopicPartition,
-    /// The records, in offset order.
-    pub records: Vec<ConsumerRecord>,
-}
 
 /// A commit running in the background ([`Consumer::commit_async`]). Await it for the
 /// broker's answer, or drop it: the commit goes on either way.

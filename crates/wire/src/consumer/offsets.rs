@@ -1,8 +1,9 @@
-//! Committed offsets (OffsetCommit, OffsetFetch through the group coordinator) and
+//! [`TopicPartition`] and [`OffsetAndMetadata`]; committed offsets (OffsetCommit, OffsetFetch through the group coordinator) and
 //! position resolution: a partition without a position starts at its committed offset,
 //! else where `auto.offset.reset` says (ListOffsets through the partition leaders).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use kafka_protocol::messages::offset_commit_request::{
@@ -17,10 +18,65 @@ use tracing::debug;
 use super::config::OffsetReset;
 use super::group::coordinator::{is_coordinator_error, Coordinator};
 use super::state::{Shared, Start};
-use super::{OffsetAndMetadata, TopicPartition};
 use crate::admin::{Admin, OffsetSpec};
 use crate::error::{Error, KafkaCode, Result};
 use crate::partition_client::IsolationLevel;
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`/`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// An offset to commit: the offset of the next record to read, with optional metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetAndMetadata {
+    /// The next offset to read (one past the last processed record).
+    pub offset: i64,
+    /// Free text stored with the offset.
+    pub metadata: Option<String>,
+    /// The leader epoch of the last processed record, when known.
+    pub leader_epoch: Option<i32>,
+}
+
+impl OffsetAndMetadata {
+    /// `offset` with no metadata.
+    pub fn new(offset: i64) -> Self {
+        OffsetAndMetadata {
+            offset,
+            metadata: None,
+            leader_epoch: None,
+        }
+    }
+
+    /// `offset` with `metadata`.
+    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> Self {
+        OffsetAndMetadata {
+            offset,
+            metadata: Some(metadata.into()),
+            leader_epoch: None,
+        }
+    }
+}
 
 fn coordinator(shared: &Shared) -> Result<&Coordinator> {
     shared
