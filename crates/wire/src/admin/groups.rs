@@ -9,7 +9,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Admin, OffsetSpec};
-use crate::consumer::group::coordinator::Coordinator;
+use crate::consumer::group::coordinator::{Coordinator, Lane};
 use crate::consumer::group::protocol;
 use crate::consumer::{OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, Result};
@@ -143,7 +143,7 @@ impl Admin {
         let coordinator = self.coordinator(group);
         let request = DescribeGroupsRequest::default()
             .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
-        let response = coordinator.send(&request).await?;
+        let response = coordinator.send(Lane::Offsets, &request).await?;
         let g = response
             .groups
             .into_iter()
@@ -185,7 +185,7 @@ impl Admin {
         let request = OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
             .with_topics(None);
-        let response = coordinator.send(&request).await?;
+        let response = coordinator.send(Lane::Offsets, &request).await?;
         Error::check_code(response.error_code, || format!("offsets of group {group}"))?;
         let mut out = BTreeMap::new();
         for t in response.topics {

@@ -7,7 +7,7 @@
 //! others' next fetch.
 //!
 //! Fetches go over the cluster's pooled connection to each broker; group traffic
-//! (heartbeats, joins, commits) has its own dedicated connection to the coordinator, so a
+//! (heartbeats, joins, commits) has dedicated connections to the coordinator, so a
 //! fetch long-polling for `fetch.max.wait.ms` never delays a heartbeat.
 //!
 //! Records are decoded lazily, when `recv` asks for them, by the zero-copy decoder: a

@@ -555,7 +555,7 @@ impl Consumer {
                 }
             }
             // The group task may have left a JoinGroup unanswered on the old connection.
-            coordinator.invalidate();
+            coordinator.reset(group::coordinator::Lane::Membership);
             if let Err(e) = group::leave(shared, coordinator, &member_id).await {
                 warn!(error = %e, "LeaveGroup on close failed");
                 if result.is_ok() {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::config::OffsetReset;
-use super::group::coordinator::{is_coordinator_error, Coordinator};
+use super::group::coordinator::{is_coordinator_error, Coordinator, Lane};
 use super::state::{Shared, Start};
 use crate::admin::{Admin, OffsetSpec};
 use crate::error::{Error, KafkaCode, Result};
@@ -147,7 +147,9 @@ pub(crate) async fn commit(
     let deadline = Instant::now() + limit;
     loop {
         let result: Result<()> = async {
-            let response = coordinator.send_within(&request, limit).await?;
+            let response = coordinator
+                .send_within(Lane::Offsets, &request, limit)
+                .await?;
             for t in &response.topics {
                 for p in &t.partitions {
                     Error::check_code(p.error_code, || {
@@ -207,7 +209,9 @@ pub(crate) async fn committed(
     let deadline = Instant::now() + limit;
     loop {
         let result: Result<_> = async {
-            let response = coordinator.send_within(&request, limit).await?;
+            let response = coordinator
+                .send_within(Lane::Offsets, &request, limit)
+                .await?;
             Error::check_code(response.error_code, || {
                 format!(
                     "fetching committed offsets of group {}",

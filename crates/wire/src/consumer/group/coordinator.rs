@@ -1,8 +1,14 @@
-//! The group coordinator: found with FindCoordinator, reached over a connection of its
+//! The group coordinator: found with FindCoordinator, reached over connections of its
 //! own (not the cluster's pool) so heartbeats never queue behind a long-polling fetch.
-//! The connection is dropped and the coordinator looked up again after NOT_COORDINATOR,
-//! COORDINATOR_NOT_AVAILABLE or any network error: that is how a coordinator move is
-//! followed.
+//!
+//! Two connections, one per [`Lane`]: a broker answers the requests of one connection
+//! one at a time, and a JoinGroup may be held for the whole rebalance timeout, so
+//! commits and offset fetches (which a cooperative member keeps making while it
+//! rebalances) travel apart from membership traffic.
+//!
+//! The connections are dropped and the coordinator looked up again after
+//! NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or any network error: that is how a
+//! coordinator move is followed.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,13 +23,22 @@ use crate::cluster::Cluster;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::net::{BrokerConnection, ConnectionConfig};
 
+/// Which coordinator connection a request travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup.
+    Membership = 0,
+    /// OffsetCommit, OffsetFetch, DescribeGroups.
+    Offsets = 1,
+}
+
 pub(crate) struct Coordinator {
     pub(crate) group_id: String,
     cluster: Cluster,
     /// The pool's settings, with a request timeout that covers a JoinGroup, which the
     /// broker may hold for the whole rebalance timeout.
     conn_config: ConnectionConfig,
-    conn: Mutex<Option<BrokerConnection>>,
+    conns: [Mutex<Option<BrokerConnection>>; 2],
     connecting: AsyncMutex<()>,
     backoff: Duration,
 }
@@ -51,14 +66,14 @@ impl Coordinator {
             group_id,
             cluster,
             conn_config,
-            conn: Mutex::new(None),
+            conns: [Mutex::new(None), Mutex::new(None)],
             connecting: AsyncMutex::new(()),
             backoff,
         }
     }
 
-    fn cached(&self) -> Option<BrokerConnection> {
-        let guard = match self.conn.lock() {
+    fn cached(&self, lane: Lane) -> Option<BrokerConnection> {
+        let guard = match self.conns[lane as usize].lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
@@ -67,7 +82,18 @@ impl Coordinator {
 
     /// Forgets the coordinator; the next request looks it up again.
     pub(crate) fn invalidate(&self) {
-        let mut guard = match self.conn.lock() {
+        for conn in &self.conns {
+            let mut guard = match conn.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *guard = None;
+        }
+    }
+
+    /// Drops one lane's connection (its pending requests fail), keeping the other.
+    pub(crate) fn reset(&self, lane: Lane) {
+        let mut guard = match self.conns[lane as usize].lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
@@ -77,12 +103,12 @@ impl Coordinator {
     /// The connection to the coordinator, found and opened if needed, retrying
     /// COORDINATOR_NOT_AVAILABLE (the offsets topic may still be being created) for up to
     /// the request timeout.
-    pub(crate) async fn connection(&self) -> Result<BrokerConnection> {
-        if let Some(c) = self.cached() {
+    pub(crate) async fn connection(&self, lane: Lane) -> Result<BrokerConnection> {
+        if let Some(c) = self.cached(lane) {
             return Ok(c);
         }
         let _one = self.connecting.lock().await;
-        if let Some(c) = self.cached() {
+        if let Some(c) = self.cached(lane) {
             return Ok(c);
         }
         let limit = self.cluster.config().connection.request_timeout;
@@ -92,7 +118,7 @@ impl Coordinator {
                 Ok(addr) => {
                     let conn = BrokerConnection::connect(&addr, self.conn_config.clone()).await?;
                     debug!(group = %self.group_id, coordinator = %addr, "coordinator found");
-                    let mut guard = match self.conn.lock() {
+                    let mut guard = match self.conns[lane as usize].lock() {
                         Ok(g) => g,
                         Err(p) => p.into_inner(),
                     };
@@ -137,8 +163,8 @@ impl Coordinator {
     /// Sends a group request to the coordinator. A network failure or an error code
     /// naming a coordinator problem (checked by the caller through
     /// [`is_coordinator_error`]) forgets the connection.
-    pub(crate) async fn send<R: Request>(&self, request: &R) -> Result<R::Response> {
-        let conn = self.connection().await?;
+    pub(crate) async fn send<R: Request>(&self, lane: Lane, request: &R) -> Result<R::Response> {
+        let conn = self.connection(lane).await?;
         match conn.send(request).await {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -146,7 +172,7 @@ impl Coordinator {
                     e.kind(),
                     ErrorKind::Io | ErrorKind::Timeout | ErrorKind::ConnectionClosed
                 ) {
-                    self.invalidate();
+                    self.reset(lane);
                 }
                 Err(e)
             }
@@ -157,13 +183,14 @@ impl Coordinator {
     /// timeout the connection is forgotten, since its answer may never come.
     pub(crate) async fn send_within<R: Request>(
         &self,
+        lane: Lane,
         request: &R,
         limit: Duration,
     ) -> Result<R::Response> {
-        match tokio::time::timeout(limit, self.send(request)).await {
+        match tokio::time::timeout(limit, self.send(lane, request)).await {
             Ok(r) => r,
             Err(_) => {
-                self.invalidate();
+                self.reset(lane);
                 Err(Error::timeout(
                     format!("group request (api key {}) for {}", R::KEY, self.group_id),
                     limit,

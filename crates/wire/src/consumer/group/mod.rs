@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use self::assignor::Member;
-use self::coordinator::{is_coordinator_error, Coordinator};
+use self::coordinator::{is_coordinator_error, Coordinator, Lane};
 use self::listener::RebalanceContext;
 use self::protocol::Subscription;
 use super::config::AssignmentStrategy;
@@ -331,7 +331,7 @@ async fn join(
         .with_protocol_type(StrBytes::from_static_str("consumer"))
         .with_protocols(protocols)
         .with_reason(Some(StrBytes::from_static_str("sluice consumer joining")));
-    let response = coordinator.send(&request).await?;
+    let response = coordinator.send(Lane::Membership, &request).await?;
     if let Some(code) = KafkaCode::try_from_code(response.error_code) {
         if code == KafkaCode::MemberIdRequired {
             // KIP-394: the coordinator names our member id; join again with it.
@@ -365,7 +365,7 @@ async fn join(
         .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
         .with_protocol_name(Some(protocol_name.clone()))
         .with_assignments(assignments);
-    let response = coordinator.send(&sync).await?;
+    let response = coordinator.send(Lane::Membership, &sync).await?;
     if let Some(code) = KafkaCode::try_from_code(response.error_code) {
         return handle_group_error(coordinator, m, code, "SyncGroup").map(|()| Joined::Again);
     }
@@ -493,7 +493,7 @@ async fn heartbeat(
         .with_member_id(StrBytes::from_string(m.member_id.clone()))
         .with_group_instance_id(instance_id(shared));
     let response = coordinator
-        .send_within(&request, coordinator.request_timeout())
+        .send_within(Lane::Membership, &request, coordinator.request_timeout())
         .await?;
     match KafkaCode::try_from_code(response.error_code) {
         None => Ok(()),
@@ -542,7 +542,7 @@ pub(crate) async fn leave(
     if member_id.is_empty() || shared.config.group_instance_id.is_some() {
         return Ok(());
     }
-    let conn = coordinator.connection().await?;
+    let conn = coordinator.connection(Lane::Membership).await?;
     let version = conn.api_versions().version_for(ApiKey::LeaveGroup)?;
     let member = StrBytes::from_string(member_id.to_string());
     let request = if version >= 3 {
@@ -554,7 +554,7 @@ pub(crate) async fn leave(
     }
     .with_group_id(group_id(coordinator));
     let response = coordinator
-        .send_within(&request, coordinator.request_timeout())
+        .send_within(Lane::Membership, &request, coordinator.request_timeout())
         .await?;
     Error::check_code(response.error_code, || {
         format!("leaving group {}", coordinator.group_id)
