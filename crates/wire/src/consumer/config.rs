@@ -214,6 +214,17 @@ impl ConsumerConfig {
                     }
                 }
             }
+            // Java 4.x's switch between the classic protocol and KIP-848's; Sluice
+            // speaks the classic one.
+            "group.protocol" => {
+                if !value.eq_ignore_ascii_case("classic") {
+                    return Err(bad(
+                        key,
+                        value,
+                        "classic (the only group protocol Sluice speaks)",
+                    ));
+                }
+            }
             // Accepted for compatibility; Sluice hands out bytes and has no
             // deserializers.
             "key.deserializer" | "value.deserializer" => {}
@@ -382,6 +393,12 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("auto.offset.reset"), "{e}");
+        let e = ConsumerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("group.protocol", "consumer"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("group.protocol"), "{e}");
         let e = ConsumerConfig::from_properties([("group.id", "g")]).unwrap_err();
         assert!(e.to_string().contains("bootstrap.servers"), "{e}");
     }
