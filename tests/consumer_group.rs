@@ -444,3 +444,41 @@ async fn a_subscribed_topic_created_later_is_picked_up() {
     assert!(got.iter().all(|r| r.partition() == 2));
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_the_same_instance_id_fences_the_first() {
+    let cluster = cluster().await;
+    let admin = Admin::new(cluster.clone());
+    let topic = topic(&cluster, "g-fence", 2).await;
+    let group = sluice_testkit::unique_topic("g-fence");
+    let (first, first_events) =
+        with_events(&cluster, config(Some(&group)).group_instance_id("same"));
+    first.subscribe([topic.clone()]).unwrap();
+    wait_for_split(&admin, &group, &topic, 2, 1, T).await;
+    wait_until("first's partitions", T, || first.assignment().len() == 2).await;
+    let second = Consumer::with_cluster(
+        cluster.clone(),
+        config(Some(&group)).group_instance_id("same"),
+    )
+    .unwrap();
+    second.subscribe([topic.clone()]).unwrap();
+    wait_until("second's partitions", T, || second.assignment().len() == 2).await;
+    // The first learns on its next heartbeat: its partitions are lost (not revoked)
+    // and recv fails with FENCED_INSTANCE_ID.
+    let err = tokio::time::timeout(T, first.recv())
+        .await
+        .expect("an answer")
+        .expect_err("fenced");
+    assert_eq!(
+        err.kafka_code(),
+        Some(sluice::wire::KafkaCode::FencedInstanceId),
+        "{err}"
+    );
+    assert!(first.assignment().is_empty());
+    assert_eq!(first_events.lost.lock().unwrap().len(), 1);
+    assert!(first_events.revoked.lock().unwrap().is_empty());
+    let d = wait_for_split(&admin, &group, &topic, 2, 1, T).await;
+    assert_eq!(d.members[0].group_instance_id.as_deref(), Some("same"));
+    drop(first);
+    second.close().await.unwrap();
+}
