@@ -482,3 +482,54 @@ async fn a_second_process_with_the_same_instance_id_fences_the_first() {
     drop(first);
     second.close().await.unwrap();
 }
+
+/// Sleeps in `on_partitions_assigned` longer than the session timeout.
+struct SlowAssign(Events);
+
+impl RebalanceListener for SlowAssign {
+    fn on_partitions_assigned<'a>(
+        &'a self,
+        ctx: &'a RebalanceContext,
+        p: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.0.on_partitions_assigned(ctx, p).await;
+            tokio::time::sleep(Duration::from_secs(8)).await;
+        })
+    }
+    fn on_partitions_lost<'a>(
+        &'a self,
+        ctx: &'a RebalanceContext,
+        p: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        self.0.on_partitions_lost(ctx, p)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_slower_than_the_session_timeout_keeps_the_membership() {
+    let cluster = cluster().await;
+    let admin = Admin::new(cluster.clone());
+    let topic = topic(&cluster, "g-slow", 2).await;
+    produce(&cluster, &topic, 0, 0, 3).await;
+    let group = sluice_testkit::unique_topic("g-slow");
+    let listener = Arc::new(SlowAssign(Events::default()));
+    let dynamic: Arc<dyn RebalanceListener> = listener.clone();
+    let c = Consumer::with_listener(cluster.clone(), config(Some(&group)), dynamic).unwrap();
+    c.subscribe([topic.clone()]).unwrap();
+    // 8 s in the callback against a 6 s session: heartbeats go on meanwhile.
+    let got = recv_n(&c, 3, T).await;
+    assert_eq!(got.len(), 3);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        listener.0.lost.lock().unwrap().is_empty(),
+        "membership kept"
+    );
+    assert_eq!(
+        listener.0.assigned.lock().unwrap().len(),
+        1,
+        "no second join"
+    );
+    wait_for_split(&admin, &group, &topic, 2, 1, T).await;
+    c.close().await.unwrap();
+}

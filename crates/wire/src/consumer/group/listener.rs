@@ -14,8 +14,9 @@ use crate::error::Result;
 /// Callbacks around rebalances. Every method has a default that does nothing.
 ///
 /// The group task awaits each callback before it goes on (a revoke completes before the
-/// next JoinGroup), so keep them short: the rebalance waits, up to
-/// `max.poll.interval.ms`.
+/// next JoinGroup); heartbeats continue meanwhile, so a callback may take longer than
+/// the session timeout, but the rest of the group waits for it (up to
+/// `max.poll.interval.ms`, the rebalance timeout).
 pub trait RebalanceListener: Send + Sync + 'static {
     /// `partitions` now belong to this member; their positions are resolved after this
     /// returns (a [`seek`](RebalanceContext::seek) here wins over the committed offset).

@@ -233,7 +233,12 @@ pub(crate) fn positions(
 }
 
 /// Revokes `partitions`: auto-commit their positions, tell the listener, drop them.
-async fn revoke(shared: &Arc<Shared>, m: &mut GroupMember, partitions: Vec<TopicPartition>) {
+async fn revoke(
+    shared: &Arc<Shared>,
+    coordinator: &Coordinator,
+    m: &mut GroupMember,
+    partitions: Vec<TopicPartition>,
+) {
     if partitions.is_empty() {
         return;
     }
@@ -246,7 +251,8 @@ async fn revoke(shared: &Arc<Shared>, m: &mut GroupMember, partitions: Vec<Topic
         let ctx = RebalanceContext {
             shared: Arc::clone(shared),
         };
-        l.on_partitions_revoked(&ctx, &partitions).await;
+        let callback = l.on_partitions_revoked(&ctx, &partitions);
+        keep_alive(shared, coordinator, &m.member_id, m.generation, callback).await;
     }
     let mut state = shared.lock();
     for tp in &partitions {
@@ -300,7 +306,7 @@ async fn join(
     let config = &shared.config;
     if !cooperative {
         let all = m.owned.clone();
-        revoke(shared, m, all).await;
+        revoke(shared, coordinator, m, all).await;
     }
     shared.lock().membership.rebalancing = !cooperative;
     let subscription = Subscription {
@@ -389,7 +395,7 @@ async fn join(
     let added: Vec<TopicPartition> = new.difference(&owned).map(|tp| (*tp).clone()).collect();
     if !revoked.is_empty() {
         // Cooperative: give these up, then rejoin so they can move (KIP-429).
-        revoke(shared, m, revoked).await;
+        revoke(shared, coordinator, m, revoked).await;
         m.need_join = true;
     }
     {
@@ -403,7 +409,10 @@ async fn join(
         let ctx = RebalanceContext {
             shared: Arc::clone(shared),
         };
-        l.on_partitions_assigned(&ctx, &added).await;
+        let callback = l.on_partitions_assigned(&ctx, &added);
+        if keep_alive(shared, coordinator, &m.member_id, generation, callback).await {
+            m.need_join = true;
+        }
     }
     shared.fetcher_wake.notify_one();
     Ok(Joined::Done)
@@ -479,6 +488,41 @@ fn handle_group_error(
             c,
             format!("{what} for group {}", coordinator.group_id),
         )),
+    }
+}
+
+/// Awaits a listener callback while heartbeating every `heartbeat.interval.ms`, as
+/// Java's heartbeat thread keeps a member alive while its callbacks run: a slow
+/// callback must not cost the membership. True when a heartbeat said a rebalance is
+/// under way; other errors are left for the next regular heartbeat to find again.
+async fn keep_alive(
+    shared: &Shared,
+    coordinator: &Coordinator,
+    member_id: &str,
+    generation: i32,
+    callback: impl std::future::Future<Output = ()>,
+) -> bool {
+    if member_id.is_empty() || generation < 0 {
+        callback.await;
+        return false;
+    }
+    tokio::pin!(callback);
+    let mut rebalancing = false;
+    loop {
+        tokio::select! {
+            () = &mut callback => return rebalancing,
+            () = tokio::time::sleep(shared.config.heartbeat_interval) => {
+                let request = HeartbeatRequest::default()
+                    .with_group_id(group_id(coordinator))
+                    .with_generation_id(generation)
+                    .with_member_id(StrBytes::from_string(member_id.to_string()))
+                    .with_group_instance_id(instance_id(shared));
+                let limit = coordinator.request_timeout();
+                if let Ok(r) = coordinator.send_within(Lane::Membership, &request, limit).await {
+                    rebalancing |= r.error_code == KafkaCode::RebalanceInProgress.code();
+                }
+            }
+        }
     }
 }
 
