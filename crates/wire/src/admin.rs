@@ -229,7 +229,34 @@ impl Admin {
     /// Like [`list_offsets`](Self::list_offsets); under
     /// [`IsolationLevel::ReadCommitted`], [`OffsetSpec::Latest`] is the last stable offset
     /// (no open transaction below it) rather than the high watermark.
+    ///
+    /// Retriable errors (NOT_LEADER_OR_FOLLOWER while a new topic's leaders settle, a
+    /// lost connection) are retried a few times after a metadata refresh.
     pub async fn list_offsets_with_isolation(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+        isolation: IsolationLevel,
+    ) -> Result<BTreeMap<i32, ListedOffset>> {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .list_offsets_once(topic, partitions, spec, isolation)
+                .await
+            {
+                Err(e) if e.is_retriable() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.cluster.refresh(&[topic], false).await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn list_offsets_once(
         &self,
         topic: &str,
         partitions: &[i32],
