@@ -5,6 +5,8 @@
 //! sluice topic create orders --partitions 6 --config retention.ms=3600000
 //! echo 'k1:hello' | sluice produce orders --key-separator :
 //! sluice consume orders --from earliest --count 10
+//! sluice consume orders --group billing --count 10
+//! sluice groups describe billing
 //! ```
 
 mod commands;
@@ -42,6 +44,9 @@ enum Command {
     Produce(commands::produce::Args),
     /// Print records of a topic.
     Consume(commands::consume::Args),
+    /// List consumer groups, or describe one with its lag.
+    #[command(subcommand)]
+    Groups(commands::groups::Command),
 }
 
 fn main() -> ExitCode {
@@ -81,5 +86,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => commands::topic::run(&cluster, cmd, timeout).await,
         Command::Produce(args) => commands::produce::run(&cluster, args, timeout).await,
         Command::Consume(args) => commands::consume::run(&cluster, args).await,
+        Command::Groups(cmd) => commands::groups::run(&cluster, cmd).await,
     }
 }

@@ -162,3 +162,47 @@ fn bad_input_fails_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("connecting to 127.0.0.1:1"), "{err}");
 }
+
+#[test]
+fn consume_with_a_group_commits_and_groups_describe_shows_the_lag() {
+    let topic = sluice_testkit::unique_topic("cli-group");
+    let group = sluice_testkit::unique_topic("cli-g");
+    ok(&sluice(
+        &["topic", "create", &topic, "--partitions", "1"],
+        None,
+    ));
+    let input: String = (0..10).map(|i| format!("v{i}\n")).collect();
+    ok(&sluice(&["produce", &topic], Some(&input)));
+
+    let out = ok(&sluice(
+        &["consume", &topic, "--group", &group, "--count", "4"],
+        None,
+    ));
+    let values: Vec<&str> = out
+        .lines()
+        .map(|l| l.rsplit("value:").next().unwrap())
+        .collect();
+    assert_eq!(values, ["v0", "v1", "v2", "v3"], "{out}");
+
+    let out = ok(&sluice(&["groups", "describe", &group], None));
+    let row = out
+        .lines()
+        .find(|l| l.contains(&topic))
+        .unwrap_or_else(|| panic!("no row for {topic}: {out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[2..6], ["0", "4", "10", "6"], "{out}");
+    assert_eq!(out.lines().last(), Some("TOTAL LAG 6"), "{out}");
+
+    // The group resumes after the committed records.
+    let out = ok(&sluice(
+        &["consume", &topic, "--group", &group, "--count", "6"],
+        None,
+    ));
+    assert!(out.lines().next().unwrap().ends_with("value:v4"), "{out}");
+    let out = ok(&sluice(&["groups", "describe", &group], None));
+    assert_eq!(out.lines().last(), Some("TOTAL LAG 0"), "{out}");
+
+    let out = ok(&sluice(&["groups", "list"], None));
+    assert!(out.lines().any(|l| l.starts_with(&group)), "{out}");
+    ok(&sluice(&["topic", "delete", &topic], None));
+}

@@ -332,3 +332,55 @@ where
     }
     Ok(())
 }
+
+/// A Java console consumer running as a member of a consumer group; killed on drop.
+#[derive(Debug)]
+pub struct JavaGroupConsumer {
+    child: std::process::Child,
+}
+
+impl JavaGroupConsumer {
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for JavaGroupConsumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Kafka's own console consumer (`org.apache.kafka.tools.consumer.ConsoleConsumer`)
+/// on `topic` as a member of `group`, with extra `--consumer-property key=value`s (for
+/// example `partition.assignment.strategy=...`). Its output is discarded; it runs until
+/// the returned guard is dropped.
+pub fn spawn_java_group_consumer(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    consumer_properties: &[&str],
+) -> Result<JavaGroupConsumer> {
+    kafka_major(&kafka_libs())?;
+    let mut cmd = tool("org.apache.kafka.tools.consumer.ConsoleConsumer")?;
+    cmd.args([
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ]);
+    for p in consumer_properties {
+        cmd.args(["--consumer-property", p]);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting java (is a JDK 17+ on PATH or JAVA_HOME?)")?;
+    Ok(JavaGroupConsumer { child })
+}

@@ -1,4 +1,5 @@
-//! Cluster administration: create and delete topics, list offsets, describe the cluster.
+//! Cluster administration: create and delete topics, list offsets, describe the cluster;
+//! consumer groups and their lag (`admin/groups.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{BrokerInfo, Cluster};
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
+use crate::partition_client::IsolationLevel;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,9 +226,26 @@ impl Admin {
         partitions: &[i32],
         spec: OffsetSpec,
     ) -> Result<BTreeMap<i32, ListedOffset>> {
+        self.list_offsets_with_isolation(topic, partitions, spec, IsolationLevel::ReadUncommitted)
+            .await
+    }
+
+    /// Like [`list_offsets`](Self::list_offsets); under
+    /// [`IsolationLevel::ReadCommitted`], [`OffsetSpec::Latest`] is the last stable offset
+    /// (no open transaction below it) rather than the high watermark.
+    pub async fn list_offsets_with_isolation(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+        isolation: IsolationLevel,
+    ) -> Result<BTreeMap<i32, ListedOffset>> {
         let mut attempt = 0;
         loop {
-            match self.list_offsets_once(topic, partitions, spec).await {
+            match self
+                .list_offsets_once(topic, partitions, spec, isolation)
+                .await
+            {
                 // A partition still missing after the refresh inside `list_offsets_once`
                 // does not exist; retrying would only wait.
                 Err(e)
@@ -249,6 +268,7 @@ impl Admin {
         topic: &str,
         partitions: &[i32],
         spec: OffsetSpec,
+        isolation: IsolationLevel,
     ) -> Result<BTreeMap<i32, ListedOffset>> {
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         let mut md = self.cluster.metadata();
@@ -268,6 +288,10 @@ impl Admin {
         for (leader, parts) in by_leader {
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
+                .with_isolation_level(match isolation {
+                    IsolationLevel::ReadUncommitted => 0,
+                    IsolationLevel::ReadCommitted => 1,
+                })
                 .with_topics(vec![ListOffsetsTopic::default()
                     .with_name(topic_name(topic))
                     .with_partitions(
@@ -377,3 +401,7 @@ fn millis(d: Duration) -> i32 {
 pub fn is_topic_already_exists(err: &Error) -> bool {
     err.kafka_code() == Some(KafkaCode::TopicAlreadyExists)
 }
+
+mod groups;
+
+pub use groups::{GroupDescription, GroupLag, GroupListing, MemberDescription, PartitionLag};

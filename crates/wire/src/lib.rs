@@ -53,7 +53,12 @@
 //!   negotiation against one table of the versions we implement; pipelined requests.
 //! - [`cluster`]: bootstrap, a metadata cache (brokers, topics, partitions, leaders,
 //!   leader epochs) refreshed on demand and on a timer, one pooled connection per broker.
-//! - [`admin`]: create and delete topics, list offsets, describe the cluster.
+//! - [`admin`]: create and delete topics, list offsets, describe the cluster; list and
+//!   describe consumer groups, their committed offsets and their lag.
+//! - [`consumer`]: the consumer: manual assignment or group membership (classic
+//!   protocol, range / roundrobin / cooperative-sticky assignors in Java's wire format,
+//!   static membership), a fetcher with fetch sessions and a bounded prefetch buffer,
+//!   records as a cancel-safe async stream, commits when the application says so.
 //! - [`partition_client`]: produce a batch to, and fetch from, one partition. The
 //!   batching producer and the group consumer will stand on it.
 //! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the Kafka code when the broker
@@ -79,6 +84,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod consumer;
 pub mod error;
 pub mod net;
 pub mod partition_client;

@@ -1,13 +1,15 @@
-//! `sluice consume`: print the records of a topic, from one or all partitions.
+//! `sluice consume`: print the records of a topic, from one or all partitions; with
+//! `--group`, as a member of a consumer group that commits after printing.
 
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
 
 use anyhow::Context;
 use bytes::Bytes;
-use sluice_wire::admin::{Admin, OffsetSpec};
 use sluice_wire::cluster::Cluster;
-use sluice_wire::partition_client::{FetchOptions, PartitionClient};
-use sluice_wire::records::RecordBatches;
+use sluice_wire::consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset, TopicPartition,
+};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -16,7 +18,8 @@ pub(crate) struct Args {
     /// Read only this partition (default: all).
     #[arg(long, short = 'p')]
     partition: Option<i32>,
-    /// Where to start: earliest, latest, or an offset.
+    /// Where to start: earliest, latest, or an offset. With --group this applies only
+    /// to partitions without a committed offset (earliest or latest).
     #[arg(long, default_value = "earliest", value_parser = parse_from)]
     from: From,
     /// Stop after this many records (default: run until interrupted).
@@ -25,6 +28,10 @@ pub(crate) struct Args {
     /// Print only a final line with the number of records read.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Consume as a member of this consumer group; offsets are committed after the
+    /// records are printed.
+    #[arg(long, short = 'g')]
+    group: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,82 +60,99 @@ pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
         .topic(&args.topic)
         .filter(|t| t.error.is_none())
         .with_context(|| format!("topic {} does not exist", args.topic))?;
-    let partitions: Vec<i32> = match args.partition {
-        Some(p) if topic.partitions.iter().any(|x| x.partition == p) => vec![p],
+    let partitions: Vec<TopicPartition> = match args.partition {
+        Some(p) if topic.partitions.iter().any(|x| x.partition == p) => {
+            vec![TopicPartition::new(&args.topic, p)]
+        }
         Some(p) => anyhow::bail!("topic {} has no partition {p}", args.topic),
-        None => topic.partitions.iter().map(|p| p.partition).collect(),
+        None => topic
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(&args.topic, p.partition))
+            .collect(),
     };
-    let mut positions = Vec::with_capacity(partitions.len());
-    let admin = Admin::new(cluster.clone());
-    let start = match args.from {
-        From::Earliest => Some(OffsetSpec::Earliest),
-        From::Latest => Some(OffsetSpec::Latest),
-        From::Offset(_) => None,
+    let mut config = ConsumerConfig::new("unused");
+    config.cluster = cluster.config().clone();
+    config.auto_offset_reset = match args.from {
+        From::Latest => OffsetReset::Latest,
+        _ => OffsetReset::Earliest,
     };
-    let listed = match start {
-        Some(spec) => Some(admin.list_offsets(&args.topic, &partitions, spec).await?),
-        None => None,
-    };
-    for &p in &partitions {
-        let offset = match (&listed, args.from) {
-            (Some(l), _) => l.get(&p).map_or(0, |o| o.offset),
-            (None, From::Offset(o)) => o,
-            (None, _) => 0,
-        };
-        positions.push((
-            PartitionClient::new(cluster.clone(), &args.topic, p),
-            offset,
-        ));
+    if let Some(g) = &args.group {
+        if let From::Offset(_) = args.from {
+            anyhow::bail!("--from <offset> cannot be combined with --group: the group's committed offsets decide");
+        }
+        config.group_id = Some(g.clone());
     }
-
-    let mut read = 0u64;
-    let out = std::io::stdout();
-    let limit = args.count.unwrap_or(u64::MAX);
-    'outer: while read < limit {
-        for (client, offset) in positions.iter_mut() {
-            let fetched = client.fetch(*offset, FetchOptions::default()).await?;
-            for batch in RecordBatches::new(fetched.records) {
-                let batch = batch?;
-                if batch.is_control() {
-                    *offset = batch.last_offset() + 1;
-                    continue;
-                }
-                for record in batch.records()? {
-                    let record = record?;
-                    if record.offset() < *offset {
-                        continue;
-                    }
-                    *offset = record.offset() + 1;
-                    read += 1;
-                    if !args.quiet {
-                        let mut line = format!(
-                            "partition:{} offset:{} key:{} headers:",
-                            client.partition(),
-                            record.offset(),
-                            text(record.key())
-                        );
-                        let headers: Vec<String> = record
-                            .headers()
-                            .map(|h| format!("{}={}", text(Some(&h.key)), text(h.value.as_ref())))
-                            .collect();
-                        line.push_str(&headers.join(","));
-                        line.push_str(" value:");
-                        line.push_str(&text(record.value()));
-                        let mut lock = out.lock();
-                        writeln!(lock, "{line}")?;
-                    }
-                    if read >= limit {
-                        break 'outer;
+    let consumer = Consumer::with_cluster(cluster.clone(), config)?;
+    match (&args.group, args.partition) {
+        (Some(_), None) => consumer.subscribe([args.topic.clone()])?,
+        (Some(_), Some(_)) => consumer.assign(partitions.clone())?,
+        (None, _) => {
+            consumer.assign(partitions.clone())?;
+            match args.from {
+                From::Earliest => consumer.seek_to_beginning(&partitions)?,
+                From::Latest => consumer.seek_to_end(&partitions)?,
+                From::Offset(o) => {
+                    for tp in &partitions {
+                        consumer.seek(tp, o)?;
                     }
                 }
             }
         }
     }
-    out.lock().flush()?;
+
+    let mut read = 0u64;
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    while read < limit {
+        let batch = consumer.recv_batch().await?;
+        let mut last: Option<&ConsumerRecord> = None;
+        for record in &batch.records {
+            if read >= limit {
+                break;
+            }
+            read += 1;
+            last = Some(record);
+            if !args.quiet {
+                print_record(&mut out, record)?;
+            }
+        }
+        if args.group.is_some() {
+            if let Some(r) = last {
+                // Printed (and flushed): now it counts as processed.
+                out.flush()?;
+                let mut offsets = BTreeMap::new();
+                offsets.insert(
+                    batch.partition.clone(),
+                    OffsetAndMetadata::new(r.offset() + 1),
+                );
+                consumer.commit(&offsets).await?;
+            }
+        }
+    }
+    out.flush()?;
+    drop(out);
+    consumer.close().await?;
     if args.quiet {
         println!("{read} records");
     }
     Ok(())
+}
+
+fn print_record(out: &mut impl Write, record: &ConsumerRecord) -> std::io::Result<()> {
+    let headers: Vec<String> = record
+        .headers()
+        .map(|h| format!("{}={}", text(Some(&h.key)), text(h.value.as_ref())))
+        .collect();
+    writeln!(
+        out,
+        "partition:{} offset:{} key:{} headers:{} value:{}",
+        record.partition(),
+        record.offset(),
+        text(record.key()),
+        headers.join(","),
+        text(record.value())
+    )
 }
 
 /// Shows bytes as text when they are UTF-8, else as hex; `null` for a missing field.

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 ///
 /// Caps worth knowing: Produce stops at 12 and Fetch at 12 because later versions name
 /// topics by id instead of by name (KIP-516); Metadata stops at 12 for the same reason.
+/// OffsetFetch stops at 7: version 8 batches groups and 10 names topics by id; one group
+/// per request is all the consumer needs.
 pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::Metadata, 1, 12),
@@ -25,6 +27,14 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 1, 4),
+    (ApiKey::JoinGroup, 2, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
 ];
 
 /// The highest ApiVersions version we send first.

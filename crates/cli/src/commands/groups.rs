@@ -1,0 +1,63 @@
+//! `sluice groups`: list consumer groups, and describe one with its lag per partition,
+//! like `kafka-consumer-groups.sh --describe`.
+
+use sluice_wire::admin::Admin;
+use sluice_wire::cluster::Cluster;
+use sluice_wire::partition_client::IsolationLevel;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// List the consumer groups of the cluster.
+    List,
+    /// Show a group's partitions: current (committed) offset, log-end offset, lag and
+    /// owning member, then `TOTAL LAG <n>`.
+    Describe {
+        /// The group id.
+        group: String,
+        /// Measure lag against the last stable offset (for read_committed consumers).
+        #[arg(long)]
+        read_committed: bool,
+    },
+}
+
+pub(crate) async fn run(cluster: &Cluster, cmd: Command) -> anyhow::Result<()> {
+    let admin = Admin::new(cluster.clone());
+    match cmd {
+        Command::List => {
+            println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
+            for g in admin.list_groups().await? {
+                println!("{:<40} {:<20} {}", g.group_id, g.state, g.protocol_type);
+            }
+        }
+        Command::Describe {
+            group,
+            read_committed,
+        } => {
+            let isolation = if read_committed {
+                IsolationLevel::ReadCommitted
+            } else {
+                IsolationLevel::ReadUncommitted
+            };
+            let lag = admin.lag(&group, isolation).await?;
+            println!(
+                "{:<30} {:<30} {:>9} {:>14} {:>14} {:>8}  MEMBER",
+                "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
+            );
+            for p in &lag.partitions {
+                let dash = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+                println!(
+                    "{:<30} {:<30} {:>9} {:>14} {:>14} {:>8}  {}",
+                    group,
+                    p.partition.topic,
+                    p.partition.partition,
+                    dash(p.committed),
+                    p.log_end,
+                    dash(p.lag),
+                    p.member.as_deref().unwrap_or("-")
+                );
+            }
+            println!("TOTAL LAG {}", lag.total);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Consumer groups from the outside: list them, describe one (members and their
+//! assignments), read its committed offsets, and compute its lag per partition.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kafka_protocol::messages::{
+    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetFetchRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Admin, OffsetSpec};
+use crate::consumer::group::coordinator::{Coordinator, Lane};
+use crate::consumer::group::protocol;
+use crate::consumer::{OffsetAndMetadata, TopicPartition};
+use crate::error::{Error, Result};
+use crate::partition_client::IsolationLevel;
+
+/// One group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group id.
+    pub group_id: String,
+    /// `consumer` for consumer groups; empty for groups that only commit offsets.
+    pub protocol_type: String,
+    /// `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Empty`, `Dead`, or empty
+    /// for brokers too old to say.
+    pub state: String,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    /// The member id the coordinator gave it.
+    pub member_id: String,
+    /// Its `group.instance.id` when static.
+    pub group_instance_id: Option<String>,
+    /// Its `client.id`.
+    pub client_id: String,
+    /// The host it connects from.
+    pub host: String,
+    /// The partitions assigned to it (decoded from Java's ConsumerProtocol).
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// What [`Admin::describe_group`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// The group state (`Stable`, `Empty`, ...; `Dead` for an unknown group).
+    pub state: String,
+    /// `consumer` for consumer groups.
+    pub protocol_type: String,
+    /// The chosen assignor (`range`, `cooperative-sticky`, ...).
+    pub protocol: String,
+    /// The members, sorted by member id.
+    pub members: Vec<MemberDescription>,
+}
+
+impl GroupDescription {
+    /// The member that owns `tp`, if any.
+    pub fn owner(&self, tp: &TopicPartition) -> Option<&MemberDescription> {
+        self.members.iter().find(|m| m.assignment.contains(tp))
+    }
+}
+
+/// The lag of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The group's committed offset; `None` when nothing is committed.
+    pub committed: Option<i64>,
+    /// The log end offset (the last stable offset under read_committed).
+    pub log_end: i64,
+    /// `log_end - committed`; `None` when nothing is committed.
+    pub lag: Option<i64>,
+    /// The member id of the partition's owner, if any.
+    pub member: Option<String>,
+}
+
+/// What [`Admin::lag`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLag {
+    /// Per partition, sorted by topic and partition.
+    pub partitions: Vec<PartitionLag>,
+    /// The sum of the known lags.
+    pub total: i64,
+}
+
+impl GroupLag {
+    /// The summed lag per topic.
+    pub fn per_topic(&self) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for p in &self.partitions {
+            *out.entry(p.partition.topic.clone()).or_insert(0) += p.lag.unwrap_or(0);
+        }
+        out
+    }
+}
+
+impl Admin {
+    fn coordinator(&self, group: &str) -> Coordinator {
+        let config = self.cluster.config();
+        Coordinator::new(
+            group.to_string(),
+            self.cluster.clone(),
+            config.connection.request_timeout,
+            std::time::Duration::from_millis(100),
+        )
+    }
+
+    /// Lists the groups of every broker (each coordinates some).
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let md = self.cluster.refresh_all().await?;
+        let mut out = BTreeMap::new();
+        for &id in md.brokers.keys() {
+            let response = self
+                .cluster
+                .broker(id)
+                .await?
+                .send(&ListGroupsRequest::default())
+                .await?;
+            Error::check_code(response.error_code, || {
+                format!("listing groups on broker {id}")
+            })?;
+            for g in response.groups {
+                out.insert(
+                    g.group_id.0.to_string(),
+                    GroupListing {
+                        group_id: g.group_id.0.to_string(),
+                        protocol_type: g.protocol_type.to_string(),
+                        state: g.group_state.to_string(),
+                    },
+                );
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Describes `group`: state, assignor, members and what each owns.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let coordinator = self.coordinator(group);
+        let request = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+        let response = coordinator.send(Lane::Offsets, &request).await?;
+        let g = response
+            .groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::protocol("DescribeGroups answered no group"))?;
+        Error::check_code(g.error_code, || format!("describing group {group}"))?;
+        let consumer = g.protocol_type.as_str() == "consumer";
+        let mut members = Vec::with_capacity(g.members.len());
+        for m in g.members {
+            let assignment = if consumer {
+                protocol::decode_assignment(&m.member_assignment)?
+            } else {
+                Vec::new()
+            };
+            members.push(MemberDescription {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.map(|s| s.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assignment,
+            });
+        }
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        Ok(GroupDescription {
+            group_id: g.group_id.0.to_string(),
+            state: g.group_state.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            protocol: g.protocol_data.to_string(),
+            members,
+        })
+    }
+
+    /// Every committed offset of `group`.
+    pub async fn group_offsets(
+        &self,
+        group: &str,
+    ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
+        let coordinator = self.coordinator(group);
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(None);
+        let response = coordinator.send(Lane::Offsets, &request).await?;
+        Error::check_code(response.error_code, || format!("offsets of group {group}"))?;
+        let mut out = BTreeMap::new();
+        for t in response.topics {
+            for p in t.partitions {
+                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                Error::check_code(p.error_code, || format!("offset of {tp} in group {group}"))?;
+                if p.committed_offset < 0 {
+                    continue;
+                }
+                out.insert(
+                    tp,
+                    OffsetAndMetadata {
+                        offset: p.committed_offset,
+                        metadata: p.metadata.map(|m| m.to_string()).filter(|m| !m.is_empty()),
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(p.committed_leader_epoch),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The lag of `group` on every partition it has committed offsets for or owns:
+    /// log end offset (last stable offset under `read_committed`) minus committed offset.
+    pub async fn lag(&self, group: &str, isolation: IsolationLevel) -> Result<GroupLag> {
+        let committed = self.group_offsets(group).await?;
+        let description = self.describe_group(group).await?;
+        let mut partitions: BTreeSet<TopicPartition> = committed.keys().cloned().collect();
+        for m in &description.members {
+            partitions.extend(m.assignment.iter().cloned());
+        }
+        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for tp in &partitions {
+            by_topic
+                .entry(tp.topic.clone())
+                .or_default()
+                .push(tp.partition);
+        }
+        let mut out = Vec::with_capacity(partitions.len());
+        for (topic, parts) in by_topic {
+            let ends = self
+                .list_offsets_with_isolation(&topic, &parts, OffsetSpec::Latest, isolation)
+                .await?;
+            for p in parts {
+                let tp = TopicPartition::new(topic.clone(), p);
+                let log_end = ends.get(&p).map_or(0, |l| l.offset);
+                let committed = committed.get(&tp).map(|o| o.offset);
+                out.push(PartitionLag {
+                    member: description.owner(&tp).map(|m| m.member_id.clone()),
+                    lag: committed.map(|c| (log_end - c).max(0)),
+                    committed,
+                    log_end,
+                    partition: tp,
+                });
+            }
+        }
+        let total = out.iter().filter_map(|p| p.lag).sum();
+        Ok(GroupLag {
+            partitions: out,
+            total,
+        })
+    }
+}

@@ -1,0 +1,553 @@
+//! The fetcher: one background task that keeps one Fetch request in flight per broker
+//! for the assigned, unpaused partitions it leads whose positions are known, and parks
+//! the answers in a prefetch buffer bounded in bytes (`sluice.prefetch.max.bytes`).
+//! Each partition has a fetch position past what is buffered (read from the batch
+//! headers), so the next fetch goes out while `recv` is still working through the last
+//! one: a partition that reached its log end and long-polls never holds back the
+//! others' next fetch.
+//!
+//! Fetches go over the cluster's pooled connection to each broker; group traffic
+//! (heartbeats, joins, commits) has dedicated connections to the coordinator, so a
+//! fetch long-polling for `fetch.max.wait.ms` never delays a heartbeat.
+//!
+//! Records are decoded lazily, when `recv` asks for them, by the zero-copy decoder: a
+//! [`CompletedFetch`] holds the response's bytes and walks them batch by batch. Under
+//! `read_committed` it drops batches of aborted transactions (from the response's list of
+//! aborted transactions and the abort markers), as Java's `FetchCollector` does; control
+//! batches are always skipped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::{debug, warn};
+
+use super::config::OffsetReset;
+use super::fetch_session::FetchSession;
+use super::offsets;
+use super::state::{Shared, Start};
+use super::TopicPartition;
+use crate::error::{Error, KafkaCode, Result};
+use crate::partition_client::IsolationLevel;
+use crate::records::{ControlRecordType, Record, RecordBatches, Records};
+
+/// One partition's records from one fetch response, decoded as they are taken.
+pub(crate) struct CompletedFetch {
+    pub(crate) tp: TopicPartition,
+    pub(crate) topic: Arc<str>,
+    /// The partition's epoch when the fetch was sent; stale after a seek.
+    pub(crate) epoch: u64,
+    pub(crate) bytes: usize,
+    batches: RecordBatches,
+    current: Option<Records>,
+    /// The offset after the last batch looked at: where the position goes once this
+    /// fetch is used up, so skipped control and aborted batches are not fetched again.
+    pub(crate) next_offset: i64,
+    read_committed: bool,
+    /// `(first offset, producer id)` of aborted transactions not yet reached.
+    aborted: VecDeque<(i64, i64)>,
+    aborted_producers: HashSet<i64>,
+}
+
+impl std::fmt::Debug for CompletedFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletedFetch")
+            .field("tp", &self.tp)
+            .field("bytes", &self.bytes)
+            .field("next_offset", &self.next_offset)
+            .finish()
+    }
+}
+
+impl CompletedFetch {
+    pub(crate) fn new(
+        tp: TopicPartition,
+        epoch: u64,
+        records: Bytes,
+        read_committed: bool,
+        mut aborted: Vec<(i64, i64)>,
+    ) -> Self {
+        aborted.sort_unstable();
+        CompletedFetch {
+            topic: Arc::from(tp.topic.as_str()),
+            tp,
+            epoch,
+            bytes: records.len(),
+            batches: RecordBatches::new(records),
+            current: None,
+            next_offset: -1,
+            read_committed,
+            aborted: aborted.into(),
+            aborted_producers: HashSet::new(),
+        }
+    }
+
+    /// The next record at or after `position`, or `None` when this fetch is used up.
+    pub(crate) fn next_record(&mut self, position: i64) -> Result<Option<Record>> {
+        loop {
+            if let Some(records) = &mut self.current {
+                match records.next() {
+                    Some(r) => {
+                        let r = r?;
+                        if r.offset() >= position {
+                            return Ok(Some(r));
+                        }
+                        continue;
+                    }
+                    None => self.current = None,
+                }
+            }
+            let Some(batch) = self.batches.next() else {
+                return Ok(None);
+            };
+            let batch = batch?;
+            self.next_offset = self.next_offset.max(batch.next_offset());
+            if self.read_committed && batch.is_transactional() {
+                while let Some(&(first, pid)) = self.aborted.front() {
+                    if first > batch.last_offset() {
+                        break;
+                    }
+                    self.aborted_producers.insert(pid);
+                    self.aborted.pop_front();
+                }
+            }
+            if batch.is_control() {
+                if self.read_committed {
+                    if let Ok(Some(c)) = batch.control_record() {
+                        if c.kind == ControlRecordType::Abort {
+                            self.aborted_producers.remove(&batch.producer_id());
+                        }
+                    }
+                }
+                continue;
+            }
+            if batch.next_offset() <= position {
+                continue;
+            }
+            if self.read_committed
+                && batch.is_transactional()
+                && self.aborted_producers.contains(&batch.producer_id())
+            {
+                continue;
+            }
+            self.current = Some(batch.records()?);
+        }
+    }
+}
+
+/// A partition to fetch: its offset and the epoch it was planned under.
+type Wanted = BTreeMap<TopicPartition, (i64, u64)>;
+
+type Outcome = (
+    i32,
+    FetchSession,
+    Wanted,
+    Result<Vec<(TopicPartition, PartitionData)>>,
+);
+
+/// Runs until the consumer closes.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut sessions: HashMap<i32, FetchSession> = HashMap::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut busy: HashSet<i32> = HashSet::new();
+    loop {
+        let wake = shared.fetcher_wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        if shared.lock().closed {
+            return;
+        }
+        let mut retry_soon = false;
+        let unresolved: Vec<(TopicPartition, Start, u64)> = shared
+            .lock()
+            .assignment
+            .iter()
+            .filter(|(_, ps)| ps.position.is_none())
+            .map(|(tp, ps)| (tp.clone(), ps.start, ps.epoch))
+            .collect();
+        if !unresolved.is_empty() {
+            if let Err(e) = offsets::resolve_positions(&shared, unresolved).await {
+                if e.is_retriable() {
+                    debug!(error = %e, "resolving positions, will retry");
+                } else {
+                    warn!(error = %e, "resolving positions failed");
+                    shared.fail(e);
+                }
+                retry_soon = true;
+            }
+        }
+        let (plan, leaderless) = plan(&shared, &busy);
+        if !leaderless.is_empty() {
+            let topics: Vec<&str> = leaderless.iter().map(String::as_str).collect();
+            if let Err(e) = shared.cluster.refresh(&topics, false).await {
+                debug!(error = %e, "metadata refresh for leaderless partitions");
+            }
+            retry_soon = true;
+        }
+        for (leader, wanted) in plan {
+            busy.insert(leader);
+            let session = sessions.remove(&leader).unwrap_or_default();
+            in_flight.push(fetch(Arc::clone(&shared), leader, session, wanted));
+        }
+        let backoff = tokio::time::sleep(shared.config.retry_backoff);
+        tokio::select! {
+            Some((leader, session, wanted, outcome)) = in_flight.next() => {
+                busy.remove(&leader);
+                sessions.insert(leader, session);
+                if let Err(e) = handle(&shared, wanted, outcome).await {
+                    debug!(broker = leader, error = %e, "fetch failed");
+                    tokio::time::sleep(shared.config.retry_backoff).await;
+                }
+            }
+            () = &mut wake => {}
+            () = backoff, if retry_soon => {}
+        }
+    }
+}
+
+/// Groups the fetchable partitions by leader, leaving out brokers with a fetch in flight.
+/// Also returns topics with a partition that has no known leader.
+fn plan(shared: &Shared, busy: &HashSet<i32>) -> (BTreeMap<i32, Wanted>, BTreeSet<String>) {
+    let md = shared.cluster.metadata();
+    let state = shared.lock();
+    let mut out: BTreeMap<i32, Wanted> = BTreeMap::new();
+    let mut leaderless = BTreeSet::new();
+    if state.buffered_bytes >= shared.config.prefetch_max_bytes || state.membership.rebalancing {
+        return (out, leaderless);
+    }
+    for (tp, ps) in &state.assignment {
+        let Some(position) = ps.fetch_position else {
+            continue;
+        };
+        if ps.paused {
+            continue;
+        }
+        match md.partition(&tp.topic, tp.partition).and_then(|p| p.leader) {
+            Some(leader) if !busy.contains(&leader) => {
+                out.entry(leader)
+                    .or_default()
+                    .insert(tp.clone(), (position, ps.epoch));
+            }
+            Some(_) => {}
+            None => {
+                leaderless.insert(tp.topic.clone());
+            }
+        }
+    }
+    (out, leaderless)
+}
+
+async fn fetch(
+    shared: Arc<Shared>,
+    leader: i32,
+    mut session: FetchSession,
+    wanted: Wanted,
+) -> Outcome {
+    let result = fetch_inner(&shared, leader, &mut session, &wanted).await;
+    if result.is_err() {
+        session.reset();
+    }
+    (leader, session, wanted, result)
+}
+
+async fn fetch_inner(
+    shared: &Shared,
+    leader: i32,
+    session: &mut FetchSession,
+    wanted: &Wanted,
+) -> Result<Vec<(TopicPartition, PartitionData)>> {
+    let conn = shared.cluster.broker(leader).await?;
+    let version = conn.api_versions().version_for(ApiKey::Fetch)?;
+    if session.supported != (version >= 7) {
+        *session = FetchSession::new(version >= 7);
+    }
+    let offsets: BTreeMap<TopicPartition, i64> =
+        wanted.iter().map(|(tp, (o, _))| (tp.clone(), *o)).collect();
+    let plan = session.plan(&offsets);
+    let c = &shared.config;
+    let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    for (tp, offset) in &plan.send {
+        topics.entry(tp.topic.as_str()).or_default().push(
+            FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(*offset)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(c.max_partition_fetch_bytes),
+        );
+    }
+    let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in &plan.forget {
+        forgotten
+            .entry(tp.topic.as_str())
+            .or_default()
+            .push(tp.partition);
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(i32::try_from(c.fetch_max_wait.as_millis()).unwrap_or(i32::MAX))
+        .with_min_bytes(c.fetch_min_bytes)
+        .with_max_bytes(c.fetch_max_bytes.max(1))
+        .with_isolation_level(match c.isolation_level {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        })
+        .with_session_id(plan.session_id)
+        .with_session_epoch(plan.epoch)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    FetchTopic::default()
+                        .with_topic(name(t))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        )
+        .with_forgotten_topics_data(
+            forgotten
+                .into_iter()
+                .map(|(t, parts)| {
+                    ForgottenTopic::default()
+                        .with_topic(name(t))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        );
+    let response = conn.send(&request).await?;
+    match KafkaCode::try_from_code(response.error_code) {
+        None => {}
+        Some(KafkaCode::FetchSessionIdNotFound | KafkaCode::InvalidFetchSessionEpoch) => {
+            debug!(broker = leader, "fetch session lost, starting a new one");
+            session.reset();
+            return Ok(Vec::new());
+        }
+        Some(code) => return Err(Error::kafka(code, format!("fetch from broker {leader}"))),
+    }
+    session.answered(response.session_id);
+    Ok(response
+        .responses
+        .into_iter()
+        .flat_map(|t| {
+            let topic = t.topic.0.to_string();
+            t.partitions
+                .into_iter()
+                .map(move |p| (TopicPartition::new(topic.clone(), p.partition_index), p))
+        })
+        .collect())
+}
+
+/// Applies a fetch's answers to the shared state, unless a seek or a reassignment made
+/// them stale.
+async fn handle(
+    shared: &Shared,
+    wanted: Wanted,
+    outcome: Result<Vec<(TopicPartition, PartitionData)>>,
+) -> Result<()> {
+    let parts = outcome?;
+    let mut refresh: BTreeSet<String> = BTreeSet::new();
+    let mut arrived = false;
+    {
+        let mut state = shared.lock();
+        for (tp, data) in parts {
+            let Some(&(offset, epoch)) = wanted.get(&tp) else {
+                continue;
+            };
+            let Some(ps) = state.assignment.get_mut(&tp) else {
+                continue;
+            };
+            if ps.fetch_position != Some(offset) || ps.epoch != epoch {
+                continue;
+            }
+            match KafkaCode::try_from_code(data.error_code) {
+                None => {
+                    ps.high_watermark = data.high_watermark;
+                    ps.last_stable_offset = data.last_stable_offset;
+                    let records = data.records.unwrap_or_default();
+                    if records.is_empty() {
+                        continue;
+                    }
+                    ps.fetch_position = Some(next_fetch_offset(&records).max(offset));
+                    let aborted = data
+                        .aborted_transactions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|a| (a.first_offset, a.producer_id.0))
+                        .collect();
+                    let f = CompletedFetch::new(
+                        tp,
+                        epoch,
+                        records,
+                        shared.config.isolation_level == IsolationLevel::ReadCommitted,
+                        aborted,
+                    );
+                    state.buffered_bytes += f.bytes;
+                    state.buffer.push_back(f);
+                    arrived = true;
+                }
+                Some(KafkaCode::OffsetOutOfRange) => {
+                    if shared.config.auto_offset_reset == OffsetReset::None {
+                        state.error = Some(Error::kafka(
+                            KafkaCode::OffsetOutOfRange,
+                            format!(
+                                "offset {offset} of {tp} is out of range and auto.offset.reset is none"
+                            ),
+                        ));
+                        arrived = true;
+                    } else {
+                        debug!(%tp, offset, "offset out of range, resetting");
+                        ps.position = None;
+                        ps.fetch_position = None;
+                        ps.start = Start::Reset;
+                    }
+                }
+                Some(code) if code.is_retriable() || code == KafkaCode::FencedLeaderEpoch => {
+                    debug!(%tp, ?code, "fetch error, refreshing metadata");
+                    refresh.insert(tp.topic.clone());
+                }
+                Some(code) => {
+                    state.error = Some(Error::kafka(code, format!("fetching {tp} at {offset}")));
+                    arrived = true;
+                }
+            }
+        }
+    }
+    if arrived {
+        shared.data_ready.notify_waiters();
+        shared.data_ready.notify_one();
+    }
+    if !refresh.is_empty() {
+        let topics: Vec<&str> = refresh.iter().map(String::as_str).collect();
+        shared.cluster.refresh(&topics, false).await?;
+    }
+    Ok(())
+}
+
+/// The offset after the last complete batch in `records`, read from the batch headers
+/// alone (base offset at byte 0, length at 8, last offset delta at 23), so the next
+/// fetch can be sent before these records are decoded.
+fn next_fetch_offset(records: &Bytes) -> i64 {
+    let mut pos = 0usize;
+    let mut next = -1;
+    while let (Some(base), Some(len), Some(delta)) = (
+        be_i64(records, pos),
+        be_i32(records, pos + 8),
+        be_i32(records, pos + 23),
+    ) {
+        let Ok(len) = usize::try_from(len) else { break };
+        let end = pos + 12 + len;
+        if len < 49 || end > records.len() {
+            break;
+        }
+        next = next.max(base + i64::from(delta) + 1);
+        pos = end;
+    }
+    next
+}
+
+fn be_i64(b: &[u8], at: usize) -> Option<i64> {
+    let s = b.get(at..at + 8)?;
+    Some(i64::from_be_bytes(s.try_into().ok()?))
+}
+
+fn be_i32(b: &[u8], at: usize) -> Option<i32> {
+    let s = b.get(at..at + 4)?;
+    Some(i32::from_be_bytes(s.try_into().ok()?))
+}
+
+fn name(t: &str) -> TopicName {
+    TopicName(StrBytes::from_string(t.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{BatchOptions, RecordBatchBuilder};
+
+    fn batch(base: i64, pid: i64, n: usize, transactional: bool) -> Bytes {
+        let mut b = RecordBatchBuilder::new(BatchOptions {
+            base_offset: base,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional,
+            ..BatchOptions::default()
+        });
+        for i in 0..n {
+            b.append(0, None, Some(format!("v{i}").as_bytes()), &[])
+                .unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    fn marker(offset: i64, pid: i64, kind: ControlRecordType) -> Bytes {
+        let mut b = RecordBatchBuilder::new(BatchOptions {
+            base_offset: offset,
+            producer_id: pid,
+            producer_epoch: 0,
+            transactional: true,
+            is_control: true,
+            ..BatchOptions::default()
+        });
+        b.append_control(0, kind, 0).unwrap();
+        b.finish().unwrap()
+    }
+
+    /// pid 1 writes 0-1 and aborts (marker 2); pid 2 writes 3-4 and commits (marker
+    /// 5); a plain batch follows at 6.
+    fn log() -> Bytes {
+        let mut all = Vec::new();
+        for part in [
+            batch(0, 1, 2, true),
+            marker(2, 1, ControlRecordType::Abort),
+            batch(3, 2, 2, true),
+            marker(5, 2, ControlRecordType::Commit),
+            batch(6, -1, 1, false),
+        ] {
+            all.extend_from_slice(&part);
+        }
+        Bytes::from(all)
+    }
+
+    #[test]
+    fn next_fetch_offset_reads_batch_headers_and_ignores_a_cut_batch() {
+        let all = log();
+        assert_eq!(next_fetch_offset(&all), 7);
+        let cut = all.slice(..all.len() - 3);
+        assert_eq!(next_fetch_offset(&cut), 6);
+        assert_eq!(next_fetch_offset(&Bytes::new()), -1);
+    }
+
+    fn offsets(mut f: CompletedFetch, from: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        while let Some(r) = f.next_record(from).unwrap() {
+            out.push(r.offset());
+        }
+        assert_eq!(f.next_offset, 7, "the position moves past markers");
+        out
+    }
+
+    #[test]
+    fn read_committed_drops_aborted_transactions_and_markers() {
+        let tp = TopicPartition::new("t", 0);
+        let f = CompletedFetch::new(tp, 0, log(), true, vec![(0, 1)]);
+        assert_eq!(offsets(f, 0), [3, 4, 6]);
+    }
+
+    #[test]
+    fn read_uncommitted_skips_only_markers() {
+        let tp = TopicPartition::new("t", 0);
+        let f = CompletedFetch::new(tp.clone(), 0, log(), false, vec![]);
+        assert_eq!(offsets(f, 0), [0, 1, 3, 4, 6]);
+        // A fetch that starts inside a batch skips the records before the position.
+        let f = CompletedFetch::new(tp, 0, log(), false, vec![]);
+        assert_eq!(offsets(f, 4), [4, 6]);
+    }
+}

@@ -1,0 +1,600 @@
+//! The consumer: group-managed ([`subscribe`](Consumer::subscribe)) or manual
+//! ([`assign`](Consumer::assign)) partitions, records as an async stream, offsets
+//! committed when the application says it has processed them.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use sluice_wire::consumer::{Consumer, ConsumerConfig, OffsetAndMetadata, OffsetReset};
+//!
+//! # async fn run() -> Result<(), sluice_wire::Error> {
+//! let config = ConsumerConfig::new("127.0.0.1:19092")
+//!     .group_id("billing")
+//!     .auto_offset_reset(OffsetReset::Earliest);
+//! let consumer = Consumer::new(config).await?;
+//! consumer.subscribe(["orders"])?;
+//! loop {
+//!     let record = consumer.recv().await?;
+//!     println!("{}-{}@{}: {:?}", record.topic(), record.partition(), record.offset(), record.value());
+//!     // Processed: commit the offset of the next record to read.
+//!     let mut offsets = BTreeMap::new();
+//!     offsets.insert(record.topic_partition(), OffsetAndMetadata::new(record.offset() + 1));
+//!     consumer.commit(&offsets).await?;
+//! #   break;
+//! }
+//! consumer.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - `config.rs`: [`ConsumerConfig`], typed and from Java keys.
+//! - `state.rs`: assignment, positions and the prefetch buffer, shared by the handle and
+//!   the background tasks.
+//! - `fetcher.rs` + `fetch_session.rs`: one fetch in flight per broker, fetch sessions
+//!   (KIP-227), lazy zero-copy decoding, `read_committed` filtering.
+//! - `offsets.rs`: [`TopicPartition`], [`OffsetAndMetadata`]; commit, committed
+//!   offsets, position resolution and resets.
+//! - `record.rs`: [`ConsumerRecord`], [`PartitionRecords`].
+//! - `group/`: membership (coordinator, join / sync / heartbeat / leave), the
+//!   `ConsumerProtocol` bytes, the assignors, the [`RebalanceListener`].
+//!
+//! # Cancellation
+//! [`Consumer::recv`] and [`Consumer::recv_batch`] are cancel-safe: a record is taken
+//! from the buffer and the position moved in one step without an `.await` between them,
+//! so dropping the future never loses or repeats a record. [`Consumer::commit`] may be
+//! dropped, but then whether the commit happened is unknown.
+
+pub mod config;
+mod fetch_session;
+mod fetcher;
+pub mod group;
+mod offsets;
+mod record;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::Stream;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+pub use config::{AssignmentStrategy, ConsumerConfig, OffsetReset};
+pub use group::listener::{RebalanceContext, RebalanceListener};
+pub use offsets::{OffsetAndMetadata, TopicPartition};
+pub use record::{ConsumerRecord, PartitionRecords};
+
+use self::group::coordinator::Coordinator;
+use self::state::{Membership, Shared, Start, State};
+use crate::admin::OffsetSpec;
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+
+/// A commit running in the background ([`Consumer::commit_async`]). Await it for the
+/// broker's answer, or drop it: the commit goes on either way.
+#[derive(Debug)]
+pub struct PendingCommit(JoinHandle<Result<()>>);
+
+impl Future for PendingCommit {
+    type Output = Result<()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::closed(format!(
+                "the commit task ended without an answer: {e}"
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A Kafka consumer. See the [module docs](self).
+pub struct Consumer {
+    shared: Arc<Shared>,
+    fetcher: JoinHandle<()>,
+    group: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("group_id", &self.shared.config.group_id)
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// Connects to the cluster in `config` and starts the fetcher.
+    pub async fn new(config: ConsumerConfig) -> Result<Consumer> {
+        let cluster = Cluster::connect(config.cluster.clone()).await?;
+        Consumer::with_cluster(cluster, config)
+    }
+
+    /// A consumer on an already connected cluster (its pooled connections carry the
+    /// fetches). Must be called within a Tokio runtime.
+    pub fn with_cluster(cluster: Cluster, config: ConsumerConfig) -> Result<Consumer> {
+        Consumer::build(cluster, config, None)
+    }
+
+    /// Like [`with_cluster`](Self::with_cluster), with a listener for rebalances.
+    pub fn with_listener(
+        cluster: Cluster,
+        config: ConsumerConfig,
+        listener: Arc<dyn RebalanceListener>,
+    ) -> Result<Consumer> {
+        Consumer::build(cluster, config, Some(listener))
+    }
+
+    fn build(
+        cluster: Cluster,
+        config: ConsumerConfig,
+        listener: Option<Arc<dyn RebalanceListener>>,
+    ) -> Result<Consumer> {
+        config.validate()?;
+        let coordinator = config.group_id.clone().map(|g| {
+            Coordinator::new(
+                g,
+                cluster.clone(),
+                config.max_poll_interval,
+                config.retry_backoff,
+            )
+        });
+        let shared = Arc::new(Shared {
+            config,
+            cluster,
+            state: Mutex::new(State {
+                assignment: BTreeMap::new(),
+                buffer: VecDeque::new(),
+                buffered_bytes: 0,
+                error: None,
+                subscription: None,
+                membership: Membership::default(),
+                last_poll: Instant::now(),
+                closed: false,
+                next_epoch: 0,
+            }),
+            data_ready: Notify::new(),
+            fetcher_wake: Notify::new(),
+            group_wake: Notify::new(),
+            coordinator,
+            listener,
+        });
+        let fetcher = tokio::spawn(fetcher::run(Arc::clone(&shared)));
+        Ok(Consumer {
+            shared,
+            fetcher,
+            group: Mutex::new(None),
+        })
+    }
+
+    /// Joins the group (`group.id` required) for `topics`; the coordinator's assignor
+    /// decides which partitions this member reads. Calling it again changes the
+    /// subscription (a rebalance follows).
+    pub fn subscribe<I, S>(&self, topics: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if self.shared.coordinator.is_none() {
+            return Err(Error::config("subscribe needs a group.id"));
+        }
+        let mut topics: Vec<String> = topics.into_iter().map(Into::into).collect();
+        topics.sort();
+        topics.dedup();
+        {
+            let mut state = self.shared.lock();
+            if state.subscription.is_none() && !state.assignment.is_empty() {
+                return Err(Error::config(
+                    "subscribe after assign: a consumer is either group-managed or manual",
+                ));
+            }
+            state.subscription = Some(topics);
+        }
+        let mut group = match self.group.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if group.is_none() {
+            *group = Some(tokio::spawn(group::run(Arc::clone(&self.shared))));
+        }
+        self.shared.group_wake.notify_one();
+        Ok(())
+    }
+
+    /// Reads exactly `partitions` (no group membership; commits still need a
+    /// `group.id`). Partitions kept from the previous assignment keep their positions;
+    /// new ones start at the committed offset, else per `auto.offset.reset`.
+    pub fn assign<I>(&self, partitions: I) -> Result<()>
+    where
+        I: IntoIterator<Item = TopicPartition>,
+    {
+        let wanted: Vec<TopicPartition> = partitions.into_iter().collect();
+        {
+            let mut state = self.shared.lock();
+            if state.subscription.is_some() {
+                return Err(Error::config(
+                    "assign after subscribe: a consumer is either group-managed or manual",
+                ));
+            }
+            let gone: Vec<TopicPartition> = state
+                .assignment
+                .keys()
+                .filter(|tp| !wanted.contains(tp))
+                .cloned()
+                .collect();
+            for tp in gone {
+                state.remove(&tp);
+            }
+            for tp in wanted {
+                if !state.assignment.contains_key(&tp) {
+                    state.add(tp, Start::Committed);
+                }
+            }
+        }
+        self.shared.fetcher_wake.notify_one();
+        Ok(())
+    }
+
+    /// The partitions this consumer reads now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.shared.lock().assignment.keys().cloned().collect()
+    }
+
+    /// The next record. Cancel-safe. Fails with the error of a failed fetch or group
+    /// operation (OFFSET_OUT_OF_RANGE under `auto.offset.reset=none`, a fenced static
+    /// member, ...).
+    pub async fn recv(&self) -> Result<ConsumerRecord> {
+        loop {
+            let ready = self.shared.data_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if let Some(r) = self.take(false) {
+                return r.map(|mut v| v.remove(0));
+            }
+            ready.await;
+        }
+    }
+
+    /// The buffered records of one partition from one fetch (waits for some). Cancel-safe.
+    pub async fn recv_batch(&self) -> Result<PartitionRecords> {
+        loop {
+            let ready = self.shared.data_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if let Some(r) = self.take(true) {
+                let records = r?;
+                let partition = records
+                    .first()
+                    .map(ConsumerRecord::topic_partition)
+                    .ok_or_else(|| Error::protocol("an empty batch was taken"))?;
+                return Ok(PartitionRecords { partition, records });
+            }
+            ready.await;
+        }
+    }
+
+    /// Records as a [`Stream`]; it never ends on its own (errors are items).
+    pub fn stream(&self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
+        futures::stream::unfold(self, |c| async move { Some((c.recv().await, c)) })
+    }
+
+    /// Takes one record (or, with `all`, the rest of one fetch) from the buffer, moving
+    /// positions, without awaiting anything.
+    fn take(&self, all: bool) -> Option<Result<Vec<ConsumerRecord>>> {
+        let mut guard = self.shared.lock();
+        let now = Instant::now();
+        if now.duration_since(guard.last_poll) > self.shared.config.max_poll_interval / 2 {
+            self.shared.group_wake.notify_one();
+        }
+        guard.last_poll = now;
+        if let Some(e) = guard.error.take() {
+            return Some(Err(e));
+        }
+        if guard.membership.rebalancing {
+            return None;
+        }
+        let state = &mut *guard;
+        let mut freed = false;
+        let mut out = Vec::new();
+        let mut i = 0;
+        let result = loop {
+            let Some(f) = state.buffer.get_mut(i) else {
+                break None;
+            };
+            let ps = state.assignment.get_mut(&f.tp);
+            let Some(ps) = ps.filter(|ps| ps.epoch == f.epoch && ps.position.is_some()) else {
+                if let Some(f) = state.buffer.remove(i) {
+                    state.buffered_bytes -= f.bytes;
+                }
+                freed = true;
+                continue;
+            };
+            if ps.paused {
+                i += 1;
+                continue;
+            }
+            let position = ps.position.unwrap_or(0);
+            match f.next_record(position) {
+                Ok(Some(record)) => {
+                    ps.position = Some(record.offset() + 1);
+                    out.push(ConsumerRecord {
+                        topic: Arc::clone(&f.topic),
+                        partition: f.tp.partition,
+                        record,
+                    });
+                    if !all {
+                        break Some(Ok(out));
+                    }
+                }
+                Ok(None) => {
+                    if f.next_offset > position {
+                        ps.position = Some(f.next_offset);
+                    }
+                    if let Some(f) = state.buffer.remove(i) {
+                        state.buffered_bytes -= f.bytes;
+                    }
+                    freed = true;
+                    if !out.is_empty() {
+                        break Some(Ok(out));
+                    }
+                }
+                Err(e) => {
+                    if let Some(f) = state.buffer.remove(i) {
+                        state.buffered_bytes -= f.bytes;
+                    }
+                    freed = true;
+                    break Some(Err(e));
+                }
+            }
+        };
+        drop(guard);
+        if freed {
+            self.shared.fetcher_wake.notify_one();
+        }
+        result
+    }
+
+    /// Commits `offsets` for the group and waits for the coordinator's answer.
+    pub async fn commit(
+        &self,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<()> {
+        offsets::commit(&self.shared, offsets).await
+    }
+
+    /// Commits the current position of every assigned partition (everything `recv` has
+    /// handed out counts as processed).
+    pub async fn commit_positions(&self) -> Result<()> {
+        let owned = self.assignment();
+        offsets::commit(&self.shared, &group::positions(&self.shared, &owned)).await
+    }
+
+    /// Starts a commit and returns at once; await the [`PendingCommit`] for the answer.
+    pub fn commit_async(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> PendingCommit {
+        let shared = Arc::clone(&self.shared);
+        PendingCommit(tokio::spawn(async move {
+            offsets::commit(&shared, &offsets).await
+        }))
+    }
+
+    /// The group's committed offsets of `partitions` (`None` where nothing is committed).
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
+        offsets::committed(&self.shared, partitions).await
+    }
+
+    /// The offset of the next record `recv` returns for `tp`; `None` when `tp` is not
+    /// assigned or its position is not resolved yet.
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.shared
+            .lock()
+            .assignment
+            .get(tp)
+            .and_then(|p| p.position)
+    }
+
+    /// Makes `offset` the next offset read from the assigned partition `tp`.
+    pub fn seek(&self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        if seek_to(&self.shared, tp, offset) {
+            Ok(())
+        } else {
+            Err(Error::config(format!(
+                "seek on {tp}, which is not assigned"
+            )))
+        }
+    }
+
+    /// Seeks each of `partitions` to its log start offset.
+    pub fn seek_to_beginning(&self, partitions: &[TopicPartition]) -> Result<()> {
+        self.seek_spec(partitions, OffsetSpec::Earliest)
+    }
+
+    /// Seeks each of `partitions` to its log end offset.
+    pub fn seek_to_end(&self, partitions: &[TopicPartition]) -> Result<()> {
+        self.seek_spec(partitions, OffsetSpec::Latest)
+    }
+
+    /// Seeks each of `partitions` to the first record with a timestamp at or after
+    /// `timestamp_ms` (the end when there is none).
+    pub fn seek_to_timestamp(
+        &self,
+        partitions: &[TopicPartition],
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        self.seek_spec(partitions, OffsetSpec::Timestamp(timestamp_ms))
+    }
+
+    fn seek_spec(&self, partitions: &[TopicPartition], spec: OffsetSpec) -> Result<()> {
+        {
+            let mut state = self.shared.lock();
+            for tp in partitions {
+                if !state.assignment.contains_key(tp) {
+                    return Err(Error::config(format!(
+                        "seek on {tp}, which is not assigned"
+                    )));
+                }
+            }
+            for tp in partitions {
+                let epoch = state.bump();
+                state.drop_buffered(tp);
+                if let Some(ps) = state.assignment.get_mut(tp) {
+                    ps.position = None;
+                    ps.fetch_position = None;
+                    ps.start = Start::Spec(spec);
+                    ps.epoch = epoch;
+                }
+            }
+        }
+        self.shared.fetcher_wake.notify_one();
+        Ok(())
+    }
+
+    /// Stops fetching and returning records of `partitions`; they stay assigned (and in
+    /// the group) and keep their positions.
+    pub fn pause(&self, partitions: &[TopicPartition]) {
+        let mut state = self.shared.lock();
+        for tp in partitions {
+            if let Some(ps) = state.assignment.get_mut(tp) {
+                ps.paused = true;
+            }
+        }
+    }
+
+    /// Resumes paused `partitions`.
+    pub fn resume(&self, partitions: &[TopicPartition]) {
+        {
+            let mut state = self.shared.lock();
+            for tp in partitions {
+                if let Some(ps) = state.assignment.get_mut(tp) {
+                    ps.paused = false;
+                }
+            }
+        }
+        self.shared.fetcher_wake.notify_one();
+        self.shared.data_ready.notify_one();
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        let state = self.shared.lock();
+        state
+            .assignment
+            .iter()
+            .filter(|(_, ps)| ps.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    /// The high watermark of `tp` seen in the last fetch (`None` before one).
+    pub fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
+        let state = self.shared.lock();
+        state
+            .assignment
+            .get(tp)
+            .map(|p| p.high_watermark)
+            .filter(|h| *h >= 0)
+    }
+
+    /// The member id in the group, once joined.
+    pub fn member_id(&self) -> Option<String> {
+        let state = self.shared.lock();
+        (!state.membership.member_id.is_empty()).then(|| state.membership.member_id.clone())
+    }
+
+    /// Closes the consumer: commits positions if `enable.auto.commit`, tells the
+    /// listener the partitions are revoked, and leaves the group (a static member does
+    /// not leave: restarting within the session timeout keeps its partitions without a
+    /// rebalance).
+    pub async fn close(self) -> Result<()> {
+        let group = match self.group.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(g) = group {
+            g.abort();
+            let _ = g.await;
+        }
+        let shared = &self.shared;
+        let owned = self.assignment();
+        let mut result = Ok(());
+        let (subscribed, member_id, generation) = {
+            let s = shared.lock();
+            (
+                s.subscription.is_some(),
+                s.membership.member_id.clone(),
+                s.membership.generation,
+            )
+        };
+        if shared.config.enable_auto_commit
+            && shared.coordinator.is_some()
+            && (!subscribed || generation >= 0)
+        {
+            if let Err(e) = offsets::commit(shared, &group::positions(shared, &owned)).await {
+                warn!(error = %e, "commit on close failed");
+                result = Err(e);
+            }
+        }
+        if let (true, Some(coordinator)) = (subscribed, &shared.coordinator) {
+            if generation >= 0 {
+                if let Some(l) = &shared.listener {
+                    let ctx = RebalanceContext {
+                        shared: Arc::clone(shared),
+                    };
+                    l.on_partitions_revoked(&ctx, &owned).await;
+                }
+            }
+            // The group task may have left a JoinGroup unanswered on the old connection.
+            coordinator.reset(group::coordinator::Lane::Membership);
+            if let Err(e) = group::leave(shared, coordinator, &member_id).await {
+                warn!(error = %e, "LeaveGroup on close failed");
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.fetcher_wake.notify_one();
+        self.fetcher.abort();
+        if let Ok(mut g) = self.group.lock() {
+            if let Some(g) = g.take() {
+                g.abort();
+            }
+        }
+    }
+}
+
+/// Sets the position of an assigned partition; false when `tp` is not assigned.
+pub(crate) fn seek_to(shared: &Shared, tp: &TopicPartition, offset: i64) -> bool {
+    {
+        let mut state = shared.lock();
+        if !state.assignment.contains_key(tp) {
+            return false;
+        }
+        let epoch = state.bump();
+        state.drop_buffered(tp);
+        if let Some(ps) = state.assignment.get_mut(tp) {
+            ps.position = Some(offset);
+            ps.fetch_position = Some(offset);
+            ps.epoch = epoch;
+        }
+    }
+    shared.fetcher_wake.notify_one();
+    true
+}

@@ -1,0 +1,368 @@
+//! [`TopicPartition`] and [`OffsetAndMetadata`]; committed offsets (OffsetCommit, OffsetFetch through the group coordinator) and
+//! position resolution: a partition without a position starts at its committed offset,
+//! else where `auto.offset.reset` says (ListOffsets through the partition leaders).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::config::OffsetReset;
+use super::group::coordinator::{is_coordinator_error, Coordinator, Lane};
+use super::state::{Shared, Start};
+use crate::admin::{Admin, OffsetSpec};
+use crate::error::{Error, KafkaCode, Result};
+use crate::partition_client::IsolationLevel;
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`/`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// An offset to commit: the offset of the next record to read, with optional metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetAndMetadata {
+    /// The next offset to read (one past the last processed record).
+    pub offset: i64,
+    /// Free text stored with the offset.
+    pub metadata: Option<String>,
+    /// The leader epoch of the last processed record, when known.
+    pub leader_epoch: Option<i32>,
+}
+
+impl OffsetAndMetadata {
+    /// `offset` with no metadata.
+    pub fn new(offset: i64) -> Self {
+        OffsetAndMetadata {
+            offset,
+            metadata: None,
+            leader_epoch: None,
+        }
+    }
+
+    /// `offset` with `metadata`.
+    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> Self {
+        OffsetAndMetadata {
+            offset,
+            metadata: Some(metadata.into()),
+            leader_epoch: None,
+        }
+    }
+}
+
+fn coordinator(shared: &Shared) -> Result<&Coordinator> {
+    shared
+        .coordinator
+        .as_ref()
+        .ok_or_else(|| Error::config("committed offsets need a group.id"))
+}
+
+/// Commits `offsets` for the group and waits for the coordinator's answer. Coordinator
+/// moves and loads are retried up to the request timeout; REBALANCE_IN_PROGRESS,
+/// ILLEGAL_GENERATION and UNKNOWN_MEMBER_ID are returned: the partitions may have moved
+/// and the commit would overwrite their new owner's progress.
+pub(crate) async fn commit(
+    shared: &Shared,
+    offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+) -> Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let coordinator = coordinator(shared)?;
+    let (member_id, generation) = {
+        let state = shared.lock();
+        if state.subscription.is_some() {
+            (
+                state.membership.member_id.clone(),
+                state.membership.generation,
+            )
+        } else {
+            (String::new(), -1)
+        }
+    };
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for (tp, om) in offsets {
+        topics.entry(tp.topic.as_str()).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(tp.partition)
+                .with_committed_offset(om.offset)
+                .with_committed_leader_epoch(om.leader_epoch.unwrap_or(-1))
+                .with_committed_metadata(Some(StrBytes::from_string(
+                    om.metadata.clone().unwrap_or_default(),
+                ))),
+        );
+    }
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(coordinator.group_id.clone())))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member_id))
+        .with_group_instance_id(
+            shared
+                .config
+                .group_instance_id
+                .clone()
+                .filter(|_| generation >= 0)
+                .map(StrBytes::from_string),
+        )
+        .with_retention_time_ms(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        );
+    let limit = coordinator.request_timeout();
+    let deadline = Instant::now() + limit;
+    loop {
+        let result: Result<()> = async {
+            let response = coordinator
+                .send_within(Lane::Offsets, &request, limit)
+                .await?;
+            for t in &response.topics {
+                for p in &t.partitions {
+                    Error::check_code(p.error_code, || {
+                        format!(
+                            "committing offsets of {}-{} for group {}",
+                            t.name.0.as_str(),
+                            p.partition_index,
+                            coordinator.group_id
+                        )
+                    })?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                if e.kafka_code().is_some_and(is_coordinator_error) {
+                    coordinator.invalidate();
+                }
+                debug!(error = %e, "commit retried");
+                tokio::time::sleep(shared.config.retry_backoff).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The group's committed offsets of `partitions` (`None` where nothing is committed).
+pub(crate) async fn committed(
+    shared: &Shared,
+    partitions: &[TopicPartition],
+) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
+    let coordinator = coordinator(shared)?;
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in partitions {
+        topics
+            .entry(tp.topic.as_str())
+            .or_default()
+            .push(tp.partition);
+    }
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(coordinator.group_id.clone())))
+        .with_require_stable(shared.config.isolation_level == IsolationLevel::ReadCommitted)
+        .with_topics(Some(
+            topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    OffsetFetchRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partition_indexes(parts)
+                })
+                .collect(),
+        ));
+    let limit = coordinator.request_timeout();
+    let deadline = Instant::now() + limit;
+    loop {
+        let result: Result<_> = async {
+            let response = coordinator
+                .send_within(Lane::Offsets, &request, limit)
+                .await?;
+            Error::check_code(response.error_code, || {
+                format!(
+                    "fetching committed offsets of group {}",
+                    coordinator.group_id
+                )
+            })?;
+            let mut out = BTreeMap::new();
+            for t in response.topics {
+                for p in t.partitions {
+                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                    Error::check_code(p.error_code, || format!("committed offset of {tp}"))?;
+                    let om = (p.committed_offset >= 0).then(|| OffsetAndMetadata {
+                        offset: p.committed_offset,
+                        metadata: p
+                            .metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .filter(|m| !m.is_empty()),
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(p.committed_leader_epoch),
+                    });
+                    out.insert(tp, om);
+                }
+            }
+            Ok(out)
+        }
+        .await;
+        match result {
+            Ok(out) => return Ok(out),
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                if e.kafka_code().is_some_and(is_coordinator_error) {
+                    coordinator.invalidate();
+                }
+                debug!(error = %e, "offset fetch retried");
+                tokio::time::sleep(shared.config.retry_backoff).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Gives positions to partitions that have none, unless a seek or reassignment made
+/// the request stale by the time the answers come.
+pub(crate) async fn resolve_positions(
+    shared: &Arc<Shared>,
+    pending: Vec<(TopicPartition, Start, u64)>,
+) -> Result<()> {
+    let mut found: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let mut by_spec: BTreeMap<(String, SpecKey), Vec<i32>> = BTreeMap::new();
+    let want_committed: Vec<TopicPartition> = pending
+        .iter()
+        .filter(|(_, s, _)| *s == Start::Committed)
+        .map(|(tp, _, _)| tp.clone())
+        .collect();
+    let committed = if !want_committed.is_empty() && shared.coordinator.is_some() {
+        committed(shared, &want_committed).await?
+    } else {
+        BTreeMap::new()
+    };
+    for (tp, start, _) in &pending {
+        let spec = match start {
+            Start::Committed => match committed.get(tp).cloned().flatten() {
+                Some(om) => {
+                    found.insert(tp.clone(), om.offset);
+                    continue;
+                }
+                None => reset_spec(shared, tp)?,
+            },
+            Start::Reset => reset_spec(shared, tp)?,
+            Start::Spec(s) => *s,
+        };
+        by_spec
+            .entry((tp.topic.clone(), SpecKey(spec)))
+            .or_default()
+            .push(tp.partition);
+    }
+    let admin = Admin::new(shared.cluster.clone());
+    for ((topic, SpecKey(spec)), parts) in by_spec {
+        let listed = admin.list_offsets(&topic, &parts, spec).await?;
+        let mut latest = None;
+        for (p, lo) in listed {
+            let offset = if lo.offset >= 0 {
+                lo.offset
+            } else {
+                // No record at or after the timestamp: go to the end, as Java's
+                // offsetsForTimes + seekToEnd would.
+                if latest.is_none() {
+                    latest = Some(
+                        admin
+                            .list_offsets(&topic, &parts, OffsetSpec::Latest)
+                            .await?,
+                    );
+                }
+                latest
+                    .as_ref()
+                    .and_then(|l| l.get(&p))
+                    .map_or(0, |l| l.offset)
+            };
+            found.insert(TopicPartition::new(topic.clone(), p), offset);
+        }
+    }
+    let mut state = shared.lock();
+    for (tp, _, epoch) in pending {
+        if let (Some(ps), Some(&offset)) = (state.assignment.get_mut(&tp), found.get(&tp)) {
+            if ps.epoch == epoch && ps.position.is_none() {
+                debug!(%tp, offset, "position resolved");
+                ps.position = Some(offset);
+                ps.fetch_position = Some(offset);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reset_spec(shared: &Shared, tp: &TopicPartition) -> Result<OffsetSpec> {
+    match shared.config.auto_offset_reset {
+        OffsetReset::Earliest => Ok(OffsetSpec::Earliest),
+        OffsetReset::Latest => Ok(OffsetSpec::Latest),
+        OffsetReset::None => Err(Error::kafka(
+            KafkaCode::OffsetOutOfRange,
+            format!("{tp} has no committed offset (or it is out of range) and auto.offset.reset is none"),
+        )),
+    }
+}
+
+/// `OffsetSpec` as a map key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SpecKey(OffsetSpec);
+
+impl SpecKey {
+    fn rank(self) -> (u8, i64) {
+        match self.0 {
+            OffsetSpec::Earliest => (0, 0),
+            OffsetSpec::Latest => (1, 0),
+            OffsetSpec::Timestamp(t) => (2, t),
+        }
+    }
+}
+
+impl PartialOrd for SpecKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SpecKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+fn topic_name(t: &str) -> TopicName {
+    TopicName(StrBytes::from_string(t.to_string()))
+}

@@ -1,0 +1,156 @@
+//! State shared by the [`Consumer`](super::Consumer) handle, the fetcher task and the
+//! group task: the assigned partitions with their positions, the prefetch buffer, and a
+//! fatal error to hand to the next `recv`. Guarded by one `std` mutex that is never held
+//! across an `.await`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::config::ConsumerConfig;
+use super::fetcher::CompletedFetch;
+use super::group::coordinator::Coordinator;
+use super::group::listener::RebalanceListener;
+use super::TopicPartition;
+use crate::admin::OffsetSpec;
+use crate::cluster::Cluster;
+use crate::error::Error;
+
+/// Where a partition without a position starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// The committed offset of the group, else `auto.offset.reset`.
+    Committed,
+    /// `auto.offset.reset` (after OFFSET_OUT_OF_RANGE).
+    Reset,
+    /// An explicit seek to an offset spec.
+    Spec(OffsetSpec),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionState {
+    /// The offset of the next record `recv` returns; `None` until resolved.
+    pub(crate) position: Option<i64>,
+    /// Where the next fetch starts: past whatever is buffered, so the fetcher reads
+    /// ahead while `recv` works through the buffer. Set together with `position` on
+    /// every seek and reset.
+    pub(crate) fetch_position: Option<i64>,
+    /// How to resolve a missing position.
+    pub(crate) start: Start,
+    pub(crate) paused: bool,
+    /// Bumped on every seek and (re)assignment, so fetches and lookups started before it
+    /// are recognised as stale.
+    pub(crate) epoch: u64,
+    pub(crate) high_watermark: i64,
+    pub(crate) last_stable_offset: i64,
+}
+
+impl PartitionState {
+    pub(crate) fn new(start: Start, epoch: u64) -> Self {
+        PartitionState {
+            position: None,
+            fetch_position: None,
+            start,
+            paused: false,
+            epoch,
+            high_watermark: -1,
+            last_stable_offset: -1,
+        }
+    }
+}
+
+/// What the group task knows about our membership, for commits.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Membership {
+    pub(crate) member_id: String,
+    pub(crate) generation: i32,
+    /// True while a rebalance is under way (records are not handed out).
+    pub(crate) rebalancing: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) assignment: BTreeMap<TopicPartition, PartitionState>,
+    pub(crate) buffer: VecDeque<CompletedFetch>,
+    pub(crate) buffered_bytes: usize,
+    /// A failure for the next `recv` (OFFSET_OUT_OF_RANGE with reset none, a fenced
+    /// static member, ...).
+    pub(crate) error: Option<Error>,
+    pub(crate) subscription: Option<Vec<String>>,
+    pub(crate) membership: Membership,
+    pub(crate) last_poll: Instant,
+    pub(crate) closed: bool,
+    pub(crate) next_epoch: u64,
+}
+
+impl State {
+    pub(crate) fn bump(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    /// Drops buffered records of `tp` (after a seek, pause-independent).
+    pub(crate) fn drop_buffered(&mut self, tp: &TopicPartition) {
+        let mut freed = 0;
+        self.buffer.retain(|f| {
+            let keep = &f.tp != tp;
+            if !keep {
+                freed += f.bytes;
+            }
+            keep
+        });
+        self.buffered_bytes -= freed;
+    }
+
+    /// Assigns `tp` with no position yet.
+    pub(crate) fn add(&mut self, tp: TopicPartition, start: Start) {
+        let epoch = self.bump();
+        self.assignment
+            .insert(tp, PartitionState::new(start, epoch));
+    }
+
+    pub(crate) fn remove(&mut self, tp: &TopicPartition) {
+        self.assignment.remove(tp);
+        self.drop_buffered(tp);
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: ConsumerConfig,
+    pub(crate) cluster: Cluster,
+    pub(crate) state: Mutex<State>,
+    /// Wakes `recv`: records arrived or an error is waiting.
+    pub(crate) data_ready: Notify,
+    /// Wakes the fetcher: assignment, positions or pauses changed, or buffer space freed.
+    pub(crate) fetcher_wake: Notify,
+    /// Wakes the group task: subscription changed, a poll after a poll timeout, close.
+    pub(crate) group_wake: Notify,
+    pub(crate) coordinator: Option<Coordinator>,
+    pub(crate) listener: Option<Arc<dyn RebalanceListener>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("group_id", &self.config.group_id)
+            .finish()
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Hands `err` to the next `recv`.
+    pub(crate) fn fail(&self, err: Error) {
+        self.lock().error = Some(err);
+        self.data_ready.notify_waiters();
+        self.data_ready.notify_one();
+    }
+}

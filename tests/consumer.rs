@@ -1,0 +1,331 @@
+//! The consumer against a real broker: manual assignment, the record stream, one group
+//! member with commits, pause / resume, seeks and `auto.offset.reset`.
+
+mod consumer_common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use consumer_common::*;
+use futures::StreamExt;
+use sluice::wire::consumer::{Consumer, OffsetAndMetadata, OffsetReset, TopicPartition};
+
+#[tokio::test]
+async fn assign_streams_every_record_in_order() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-assign", 2).await;
+    // Batches of 500 records, about 8 KB each.
+    produce(&cluster, &topic, 0, 0, 3000).await;
+    produce(&cluster, &topic, 1, 0, 2000).await;
+    // Small fetches: many round trips, each sent while the last is still being read.
+    let mut config = config(None);
+    config.max_partition_fetch_bytes = 10_000;
+    let c = Consumer::with_cluster(cluster, config).unwrap();
+    c.assign([
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    ])
+    .unwrap();
+    let records: Vec<_> = tokio::time::timeout(
+        T,
+        c.stream()
+            .take(5000)
+            .map(|r| r.expect("record"))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("5000 records");
+    let by_partition = offsets_of(&records);
+    assert_eq!(
+        by_partition[&(topic.clone(), 0)],
+        (0..3000).collect::<Vec<i64>>()
+    );
+    assert_eq!(
+        by_partition[&(topic.clone(), 1)],
+        (0..2000).collect::<Vec<i64>>()
+    );
+    for r in &records {
+        assert_eq!(value(r), format!("{}-{}", r.partition(), r.offset()));
+    }
+    assert_eq!(c.position(&TopicPartition::new(&topic, 0)), Some(3000));
+    // Nothing more arrives.
+    assert!(tokio::time::timeout(Duration::from_millis(500), c.recv())
+        .await
+        .is_err());
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_member_group_commits_and_the_next_member_resumes_there() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-group1", 3).await;
+    for p in 0..3 {
+        produce(&cluster, &topic, p, 0, 100).await;
+    }
+    let group = sluice_testkit::unique_topic("g1");
+    let c = Consumer::with_cluster(cluster.clone(), config(Some(&group))).unwrap();
+    c.subscribe([topic.clone()]).unwrap();
+    let first = recv_n(&c, 150, T).await;
+    assert_eq!(
+        c.assignment().len(),
+        3,
+        "a lone member owns every partition"
+    );
+    assert!(c.member_id().is_some());
+    // Commit exactly what was processed, per partition.
+    let mut offsets = BTreeMap::new();
+    for r in &first {
+        offsets.insert(
+            r.topic_partition(),
+            OffsetAndMetadata::with_metadata(r.offset() + 1, "done"),
+        );
+    }
+    // Non-blocking variant first (its answer awaited here), then the blocking one.
+    let pending = c.commit_async(offsets.clone());
+    pending.await.unwrap();
+    c.commit(&offsets).await.unwrap();
+    let committed = c
+        .committed(&offsets.keys().cloned().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    for (tp, om) in &offsets {
+        let got = committed[tp].as_ref().expect("committed");
+        assert_eq!(got.offset, om.offset);
+        assert_eq!(got.metadata.as_deref(), Some("done"));
+    }
+    c.close().await.unwrap();
+
+    // A new member of the same group starts where the commit says.
+    let c = Consumer::with_cluster(cluster, config(Some(&group))).unwrap();
+    c.subscribe([topic.clone()]).unwrap();
+    let rest = recv_n(&c, 150, T).await;
+    let mut seen: BTreeMap<TopicPartition, Vec<i64>> = BTreeMap::new();
+    for r in first.iter().chain(rest.iter()) {
+        seen.entry(r.topic_partition())
+            .or_default()
+            .push(r.offset());
+    }
+    for (tp, mut offs) in seen {
+        offs.sort_unstable();
+        assert_eq!(
+            offs,
+            (0..100).collect::<Vec<i64>>(),
+            "{tp}: each record once"
+        );
+    }
+    assert!(tokio::time::timeout(Duration::from_millis(500), c.recv())
+        .await
+        .is_err());
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn paused_partitions_are_not_read_but_stay_assigned() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-pause", 2).await;
+    produce(&cluster, &topic, 0, 0, 100).await;
+    produce(&cluster, &topic, 1, 0, 100).await;
+    let (p0, p1) = (
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    );
+    let c = Consumer::with_cluster(cluster, config(None)).unwrap();
+    c.assign([p0.clone(), p1.clone()]).unwrap();
+    c.pause(std::slice::from_ref(&p0));
+    assert_eq!(c.paused(), std::slice::from_ref(&p0));
+    let got = recv_n(&c, 100, T).await;
+    assert!(
+        got.iter().all(|r| r.partition() == 1),
+        "only the unpaused partition"
+    );
+    assert!(tokio::time::timeout(Duration::from_millis(700), c.recv())
+        .await
+        .is_err());
+    assert_eq!(
+        c.assignment(),
+        [p0.clone(), p1.clone()],
+        "paused stays assigned"
+    );
+    c.resume(std::slice::from_ref(&p0));
+    let got = recv_n(&c, 100, T).await;
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.partition(), r.offset()))
+            .collect::<Vec<_>>(),
+        (0..100).map(|o| (0, o)).collect::<Vec<_>>()
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn seek_to_offset_beginning_end_and_timestamp() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-seek", 1).await;
+    produce(&cluster, &topic, 0, 0, 100).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let c = Consumer::with_cluster(cluster.clone(), config(None)).unwrap();
+    c.assign([tp.clone()]).unwrap();
+    assert_eq!(recv_n(&c, 10, T).await[9].offset(), 9);
+    c.seek(&tp, 50).unwrap();
+    assert_eq!(c.position(&tp), Some(50));
+    let got = recv_n(&c, 5, T).await;
+    assert_eq!(
+        got.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        [50, 51, 52, 53, 54]
+    );
+    c.seek_to_beginning(std::slice::from_ref(&tp)).unwrap();
+    assert_eq!(recv_n(&c, 1, T).await[0].offset(), 0);
+    // Records carry timestamps 1_700_000_000_000 + i.
+    c.seek_to_timestamp(std::slice::from_ref(&tp), 1_700_000_000_030)
+        .unwrap();
+    assert_eq!(recv_n(&c, 1, T).await[0].offset(), 30);
+    c.seek_to_end(std::slice::from_ref(&tp)).unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(700), c.recv())
+        .await
+        .is_err());
+    assert_eq!(c.position(&tp), Some(100));
+    produce(&cluster, &topic, 0, 100, 1).await;
+    assert_eq!(recv_n(&c, 1, T).await[0].offset(), 100);
+    assert!(
+        c.seek(&TopicPartition::new(&topic, 7), 0).is_err(),
+        "not assigned"
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_offset_reset_earliest_latest_and_none() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-reset", 1).await;
+    produce(&cluster, &topic, 0, 0, 20).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let group = sluice_testkit::unique_topic("g-reset");
+
+    let earliest = Consumer::with_cluster(cluster.clone(), config(Some(&group))).unwrap();
+    earliest.assign([tp.clone()]).unwrap();
+    assert_eq!(recv_n(&earliest, 1, T).await[0].offset(), 0);
+    earliest.close().await.unwrap();
+
+    let latest = Consumer::with_cluster(
+        cluster.clone(),
+        config(Some(&group)).auto_offset_reset(OffsetReset::Latest),
+    )
+    .unwrap();
+    latest.assign([tp.clone()]).unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), latest.recv())
+            .await
+            .is_err()
+    );
+    assert_eq!(latest.position(&tp), Some(20));
+    produce(&cluster, &topic, 0, 20, 1).await;
+    assert_eq!(recv_n(&latest, 1, T).await[0].offset(), 20);
+    latest.close().await.unwrap();
+
+    let none = Consumer::with_cluster(
+        cluster.clone(),
+        config(Some(&group)).auto_offset_reset(OffsetReset::None),
+    )
+    .unwrap();
+    none.assign([tp.clone()]).unwrap();
+    let err = tokio::time::timeout(T, none.recv())
+        .await
+        .expect("an answer")
+        .expect_err("no committed offset and reset none");
+    assert_eq!(
+        err.kafka_code(),
+        Some(sluice::wire::KafkaCode::OffsetOutOfRange),
+        "{err}"
+    );
+    // With a committed offset, `none` starts there.
+    let mut o = BTreeMap::new();
+    o.insert(tp.clone(), OffsetAndMetadata::new(7));
+    none.commit(&o).await.unwrap();
+    none.assign(Vec::new()).unwrap();
+    none.assign([tp.clone()]).unwrap();
+    let first = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(r) = none.recv().await {
+                return r;
+            }
+        }
+    })
+    .await
+    .expect("a record");
+    assert_eq!(first.offset(), 7);
+    none.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn lag_is_log_end_minus_committed_per_partition() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-lag", 2).await;
+    produce(&cluster, &topic, 0, 0, 50).await;
+    produce(&cluster, &topic, 1, 0, 40).await;
+    let group = sluice_testkit::unique_topic("g-lag");
+    let c = Consumer::with_cluster(cluster.clone(), config(Some(&group))).unwrap();
+    let (p0, p1) = (
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    );
+    c.assign([p0.clone()]).unwrap();
+    let got = recv_n(&c, 20, T).await;
+    c.assign([p1.clone()]).unwrap();
+    let got1 = recv_n(&c, 5, T).await;
+    let mut o = BTreeMap::new();
+    o.insert(p0.clone(), OffsetAndMetadata::new(got[19].offset() + 1));
+    o.insert(p1.clone(), OffsetAndMetadata::new(got1[4].offset() + 1));
+    c.commit(&o).await.unwrap();
+    let lag = sluice::wire::admin::Admin::new(cluster)
+        .lag(
+            &group,
+            sluice::wire::partition_client::IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    let per: BTreeMap<i32, (Option<i64>, i64, Option<i64>)> = lag
+        .partitions
+        .iter()
+        .map(|p| (p.partition.partition, (p.committed, p.log_end, p.lag)))
+        .collect();
+    assert_eq!(per[&0], (Some(20), 50, Some(30)));
+    assert_eq!(per[&1], (Some(5), 40, Some(35)));
+    assert_eq!(lag.total, 65);
+    assert_eq!(lag.per_topic()[&topic], 65);
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_commit_commits_positions_on_its_interval_and_on_close() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-auto", 1).await;
+    produce(&cluster, &topic, 0, 0, 30).await;
+    let group = sluice_testkit::unique_topic("g-auto");
+    let tp = TopicPartition::new(&topic, 0);
+    let mut cfg = config(Some(&group)).enable_auto_commit(true);
+    cfg.auto_commit_interval = Duration::from_millis(200);
+    let c = Consumer::with_cluster(cluster.clone(), cfg).unwrap();
+    c.subscribe([topic.clone()]).unwrap();
+    recv_n(&c, 10, T).await;
+    // The interval commits the position (10): everything handed out so far.
+    let admin = sluice::wire::admin::Admin::new(cluster.clone());
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let o = admin.group_offsets(&group).await.unwrap();
+        if o.get(&tp).map(|o| o.offset) == Some(10) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no auto-commit: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    recv_n(&c, 5, T).await;
+    c.close().await.unwrap();
+    assert_eq!(
+        admin.group_offsets(&group).await.unwrap()[&tp].offset,
+        15,
+        "commit on close"
+    );
+}
