@@ -25,6 +25,9 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 1, 4),
+    // v3+ carry producer id / epoch (KIP-360); we send -1/-1 (a fresh id). v5 only
+    // changes transactional semantics (KIP-890) that we do not use.
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The highest ApiVersions version we send first.
