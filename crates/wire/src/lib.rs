@@ -82,6 +82,7 @@ pub mod cluster;
 pub mod error;
 pub mod net;
 pub mod partition_client;
+pub mod producer;
 pub mod records;
 
 pub use error::{Error, ErrorKind, KafkaCode, Result};

@@ -1,0 +1,334 @@
+//! The accumulator: per-partition queues of batches. Records are encoded in place into
+//! the open (last) batch of their partition with the `records` encoder; a batch is
+//! closed when the next record does not fit in `batch.size`.
+//!
+//! Memory: every batch holds a permit of the producer's `buffer.memory` semaphore for the
+//! bytes it reserved (`max(batch.size, record)`), released when the batch is dropped
+//! (delivered or failed). So the bytes of buffered batches never exceed
+//! `buffer.memory`, and `send` waits (up to `max.block.ms`) for permits: that is the
+//! backpressure. Sizes are counted before compression, an upper bound.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use super::record::RecordMetadata;
+use crate::error::{Error, Result};
+use crate::records::{BatchOptions, Compression, Header, RecordBatchBuilder, BATCH_HEADER_LEN};
+
+/// Bytes a record may take beyond its key, value and headers: the length, attribute,
+/// timestamp and offset deltas and the counts, as varints (at most 5 + 1 + 10 + 5 + 5 +
+/// 5 + 5).
+pub(crate) const RECORD_OVERHEAD: usize = 36;
+
+/// A record's outcome channel and where it sits in its batch.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) tx: oneshot::Sender<Result<RecordMetadata>>,
+    pub(crate) offset_delta: u32,
+    pub(crate) timestamp: i64,
+}
+
+/// One batch of one partition: open (appendable), then finished bytes sent and resent
+/// until it is acknowledged or fails.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// Increasing in creation order over the whole producer (flush waits by id).
+    pub(crate) id: u64,
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    builder: Option<RecordBatchBuilder>,
+    /// The encoded batch once finished (stamped with producer state when idempotent).
+    pub(crate) payload: Option<Bytes>,
+    pub(crate) waiters: Vec<Waiter>,
+    pub(crate) created: Instant,
+    /// No more appends: the next record did not fit.
+    pub(crate) closed: bool,
+    /// Sends so far.
+    pub(crate) attempts: u32,
+    /// Not to be resent before this (backoff).
+    pub(crate) retry_at: Option<Instant>,
+    /// Sequence of the first record once assigned (idempotence), with the epoch it was
+    /// assigned under.
+    pub(crate) sequence: Option<(i32, i16)>,
+    pub(crate) last_error: Option<Error>,
+    capacity: usize,
+    _memory: OwnedSemaphorePermit,
+}
+
+impl Batch {
+    pub(crate) fn record_count(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Encoded bytes so far (uncompressed size while open).
+    pub(crate) fn size(&self) -> usize {
+        match (&self.payload, &self.builder) {
+            (Some(p), _) => p.len(),
+            (None, Some(b)) => b.estimated_size(),
+            (None, None) => 0,
+        }
+    }
+
+    /// Finishes the builder (compressing) if not done yet.
+    pub(crate) fn finish(&mut self) -> Result<&Bytes> {
+        if self.payload.is_none() {
+            if let Some(builder) = self.builder.take() {
+                self.payload = Some(builder.finish()?);
+            }
+        }
+        self.closed = true;
+        self.payload
+            .as_ref()
+            .ok_or_else(|| Error::protocol("a producer batch has neither records nor bytes"))
+    }
+
+    /// Resolves every record of the batch with `base_offset + offset delta`.
+    pub(crate) fn complete(self, base_offset: i64, log_append_time: i64) {
+        for w in self.waiters {
+            let offset = if base_offset < 0 {
+                -1
+            } else {
+                base_offset + i64::from(w.offset_delta)
+            };
+            let _ = w.tx.send(Ok(RecordMetadata {
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                offset,
+                timestamp: if log_append_time >= 0 {
+                    log_append_time
+                } else {
+                    w.timestamp
+                },
+            }));
+        }
+    }
+
+    /// Fails every record of the batch with `err`.
+    pub(crate) fn fail(self, err: &Error) {
+        for w in self.waiters {
+            let _ = w.tx.send(Err(err.clone()));
+        }
+    }
+}
+
+/// The queue of one partition, with its idempotence sequence state.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionQueue {
+    /// Oldest first; the last one may be open. Batches sent and waiting for a retry are
+    /// put back at their place (by id), so order is kept.
+    pub(crate) batches: VecDeque<Batch>,
+    /// Batches of this partition in requests not yet answered.
+    pub(crate) in_flight: usize,
+    /// Next sequence to assign (idempotence).
+    pub(crate) next_sequence: i32,
+    /// The sequence the broker expects next: one past the last acknowledged record.
+    pub(crate) acked_sequence: i32,
+    /// A sequenced batch is being resent: send one at a time until the queue is past
+    /// the batches that were in flight (as the Java client does).
+    pub(crate) retrying: bool,
+    /// The broker acknowledged a batch of this partition under the current epoch.
+    pub(crate) confirmed: bool,
+}
+
+impl PartitionQueue {
+    /// Puts a batch that must be resent back at its place: before every batch created
+    /// after it.
+    pub(crate) fn requeue(&mut self, batch: Batch) {
+        let at = self
+            .batches
+            .iter()
+            .position(|b| b.id > batch.id)
+            .unwrap_or(self.batches.len());
+        self.batches.insert(at, batch);
+    }
+}
+
+/// One record's parts, borrowed from the caller's [`ProducerRecord`](super::ProducerRecord).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordParts<'a> {
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    pub(crate) headers: &'a [Header<'a>],
+}
+
+impl RecordParts<'_> {
+    /// An upper bound of the record's encoded size.
+    pub(crate) fn size_bound(&self) -> usize {
+        let mut size =
+            RECORD_OVERHEAD + self.key.map_or(0, <[u8]>::len) + self.value.map_or(0, <[u8]>::len);
+        for h in self.headers {
+            size += 10 + h.key.len() + h.value.map_or(0, <[u8]>::len);
+        }
+        size
+    }
+}
+
+/// What an append did, for the sender's wake-up and the partitioner.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    pub(crate) rx: oneshot::Receiver<Result<RecordMetadata>>,
+    /// A new batch was opened (the sender should time its linger).
+    pub(crate) new_batch: bool,
+    /// A batch was closed (it is ready; sticky partitioners move on).
+    pub(crate) batch_closed: bool,
+}
+
+/// All partition queues of a producer.
+#[derive(Debug, Default)]
+pub(crate) struct Accumulator {
+    pub(crate) topics: HashMap<String, Vec<PartitionQueue>>,
+    next_batch_id: u64,
+    /// Ids of batches not yet delivered or failed.
+    pub(crate) incomplete: BTreeSet<u64>,
+    /// Batches with an id below this are ready regardless of linger (flush).
+    pub(crate) flush_upto: u64,
+    pub(crate) batch_size: usize,
+    pub(crate) compression: Compression,
+}
+
+impl Accumulator {
+    pub(crate) fn new(batch_size: usize, compression: Compression) -> Self {
+        Accumulator {
+            batch_size,
+            compression,
+            ..Accumulator::default()
+        }
+    }
+
+    /// The memory a new batch for this record reserves.
+    pub(crate) fn batch_reservation(&self, record: &RecordParts<'_>) -> usize {
+        self.batch_size.max(BATCH_HEADER_LEN + record.size_bound())
+    }
+
+    pub(crate) fn queue_mut(&mut self, topic: &str, partition: i32) -> &mut PartitionQueue {
+        let index = usize::try_from(partition).unwrap_or(0);
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(topic.to_string(), Vec::new());
+        }
+        let queues = self
+            .topics
+            .get_mut(topic)
+            .unwrap_or_else(|| unreachable!("inserted above"));
+        if queues.len() <= index {
+            queues.resize_with(index + 1, PartitionQueue::default);
+        }
+        &mut queues[index]
+    }
+
+    /// Appends to the open batch of the partition if the record fits there; `None` when
+    /// a new batch (and memory for it) is needed.
+    pub(crate) fn try_append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        record: &RecordParts<'_>,
+    ) -> Result<Option<Appended>> {
+        let queue = self.queue_mut(topic, partition);
+        let Some(batch) = queue.batches.back_mut() else {
+            return Ok(None);
+        };
+        if batch.closed || batch.payload.is_some() {
+            return Ok(None);
+        }
+        let Some(builder) = batch.builder.as_mut() else {
+            return Ok(None);
+        };
+        let size =
+            builder.record_size(record.timestamp, record.key, record.value, record.headers)?;
+        if builder.estimated_size() + size > batch.capacity {
+            batch.closed = true;
+            return Ok(None);
+        }
+        let offset_delta =
+            builder.append(record.timestamp, record.key, record.value, record.headers)?;
+        let (tx, rx) = oneshot::channel();
+        batch.waiters.push(Waiter {
+            tx,
+            offset_delta,
+            timestamp: record.timestamp,
+        });
+        // Full when not even a minimal record fits any more.
+        let full = builder.estimated_size() + RECORD_OVERHEAD >= batch.capacity;
+        if full {
+            batch.closed = true;
+        }
+        Ok(Some(Appended {
+            rx,
+            new_batch: false,
+            batch_closed: full,
+        }))
+    }
+
+    /// Opens a new batch holding `memory` and appends the record to it.
+    pub(crate) fn append_new(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        record: &RecordParts<'_>,
+        memory: OwnedSemaphorePermit,
+    ) -> Result<Appended> {
+        let capacity = memory.num_permits();
+        let id = self.next_batch_id;
+        let options = BatchOptions {
+            compression: self.compression,
+            ..BatchOptions::default()
+        };
+        let mut builder = RecordBatchBuilder::with_capacity(options, capacity);
+        let offset_delta =
+            builder.append(record.timestamp, record.key, record.value, record.headers)?;
+        let (tx, rx) = oneshot::channel();
+        let full = builder.estimated_size() + RECORD_OVERHEAD >= capacity;
+        let batch = Batch {
+            id,
+            topic: Arc::from(topic),
+            partition,
+            builder: Some(builder),
+            payload: None,
+            waiters: vec![Waiter {
+                tx,
+                offset_delta,
+                timestamp: record.timestamp,
+            }],
+            created: Instant::now(),
+            closed: full,
+            attempts: 0,
+            retry_at: None,
+            sequence: None,
+            last_error: None,
+            capacity,
+            _memory: memory,
+        };
+        self.next_batch_id += 1;
+        self.incomplete.insert(id);
+        let queue = self.queue_mut(topic, partition);
+        if let Some(open) = queue.batches.back_mut() {
+            open.closed = true;
+        }
+        queue.batches.push_back(batch);
+        Ok(Appended {
+            rx,
+            new_batch: true,
+            batch_closed: full,
+        })
+    }
+
+    /// The id the next batch will get: a flush waits for every batch below it.
+    pub(crate) fn next_batch_id(&self) -> u64 {
+        self.next_batch_id
+    }
+
+    /// Whether every batch created before `id` is delivered or failed.
+    pub(crate) fn done_before(&self, id: u64) -> bool {
+        self.incomplete.first().is_none_or(|&first| first >= id)
+    }
+
+    /// True when no batch is buffered or in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.incomplete.is_empty()
+    }
+}
