@@ -88,15 +88,24 @@ impl Batch {
 
     /// Resolves every record of the batch with `base_offset + offset delta`.
     pub(crate) fn complete(self, base_offset: i64, log_append_time: i64) {
-        for w in self.waiters {
+        // Memory first: whoever sees the outcome may count on the buffer being free.
+        let Batch {
+            waiters,
+            topic,
+            partition,
+            _memory,
+            ..
+        } = self;
+        drop(_memory);
+        for w in waiters {
             let offset = if base_offset < 0 {
                 -1
             } else {
                 base_offset + i64::from(w.offset_delta)
             };
             let _ = w.tx.send(Ok(RecordMetadata {
-                topic: self.topic.to_string(),
-                partition: self.partition,
+                topic: topic.to_string(),
+                partition,
                 offset,
                 timestamp: if log_append_time >= 0 {
                     log_append_time
@@ -109,7 +118,11 @@ impl Batch {
 
     /// Fails every record of the batch with `err`.
     pub(crate) fn fail(self, err: &Error) {
-        for w in self.waiters {
+        let Batch {
+            waiters, _memory, ..
+        } = self;
+        drop(_memory);
+        for w in waiters {
             let _ = w.tx.send(Err(err.clone()));
         }
     }

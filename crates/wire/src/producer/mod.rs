@@ -262,6 +262,11 @@ impl Producer {
         &self.handle.shared.config
     }
 
+    /// Bytes of `buffer.memory` not held by buffered batches right now.
+    pub fn buffer_available(&self) -> usize {
+        self.handle.shared.memory.available_permits()
+    }
+
     /// The cluster handle the producer uses.
     pub fn cluster(&self) -> &Cluster {
         &self.handle.shared.cluster
