@@ -5,6 +5,7 @@
 //! sluice topic create orders --partitions 6 --config retention.ms=3600000
 //! echo 'k1:hello' | sluice produce orders --key-separator :
 //! sluice consume orders --from earliest --count 10
+//! sluice perf produce --topic orders --num-records 500000 --record-size 100 --throughput -1
 //! ```
 
 mod commands;
@@ -42,6 +43,9 @@ enum Command {
     Produce(commands::produce::Args),
     /// Print records of a topic.
     Consume(commands::consume::Args),
+    /// Load tests (`perf produce`), comparable with Kafka's ProducerPerformance.
+    #[command(subcommand)]
+    Perf(commands::perf::Command),
 }
 
 fn main() -> ExitCode {
@@ -81,5 +85,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => commands::topic::run(&cluster, cmd, timeout).await,
         Command::Produce(args) => commands::produce::run(&cluster, args, timeout).await,
         Command::Consume(args) => commands::consume::run(&cluster, args).await,
+        Command::Perf(cmd) => commands::perf::run(&cluster, cmd, timeout).await,
     }
 }

@@ -2,5 +2,6 @@
 
 pub(crate) mod consume;
 pub(crate) mod metadata;
+pub(crate) mod perf;
 pub(crate) mod produce;
 pub(crate) mod topic;
