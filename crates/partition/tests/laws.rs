@@ -62,7 +62,7 @@ fn config_with_spread() -> impl Strategy<Value = (HotKeyConfig, u32)> {
 }
 
 fn place(p: &mut HotKeyPartitioner, k: &[u8], i: usize, n: u32) -> u32 {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         p.partition_with_sub_key(TOPIC, k, &(i as u64 % 5).to_be_bytes(), n)
     } else {
         p.partition(TOPIC, Some(k), 10, n)
