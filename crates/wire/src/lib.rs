@@ -54,8 +54,9 @@
 //! - [`cluster`]: bootstrap, a metadata cache (brokers, topics, partitions, leaders,
 //!   leader epochs) refreshed on demand and on a timer, one pooled connection per broker.
 //! - [`admin`]: create and delete topics, list offsets, describe the cluster.
-//! - [`partition_client`]: produce a batch to, and fetch from, one partition. The
-//!   batching producer and the group consumer will stand on it.
+//! - [`partition_client`]: produce a batch to, and fetch from, one partition.
+//! - [`producer`]: the batching producer: `send` returns a delivery future; linger,
+//!   `batch.size`, bounded `buffer.memory`, acks, retries in order, idempotence.
 //! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the Kafka code when the broker
 //!   sent one, and [`is_retriable`](Error::is_retriable).
 //!
