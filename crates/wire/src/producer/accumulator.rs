@@ -187,7 +187,8 @@ pub(crate) struct Appended {
     pub(crate) rx: oneshot::Receiver<Result<RecordMetadata>>,
     /// A new batch was opened (the sender should time its linger).
     pub(crate) new_batch: bool,
-    /// A batch was closed (it is ready; sticky partitioners move on).
+    /// A batch was closed (it is ready; sticky partitioners move on): the new record's
+    /// own batch is full, or the record did not fit in the open one.
     pub(crate) batch_closed: bool,
 }
 
@@ -319,14 +320,17 @@ impl Accumulator {
         self.next_batch_id += 1;
         self.incomplete.insert(id);
         let queue = self.queue_mut(topic, partition);
+        // A batch still here and not sent was open until this record did not fit.
+        let mut closed_previous = false;
         if let Some(open) = queue.batches.back_mut() {
+            closed_previous = open.payload.is_none();
             open.closed = true;
         }
         queue.batches.push_back(batch);
         Ok(Appended {
             rx,
             new_batch: true,
-            batch_closed: full,
+            batch_closed: full || closed_previous,
         })
     }
 
@@ -343,5 +347,114 @@ impl Accumulator {
     /// True when no batch is buffered or in flight.
     pub(crate) fn is_empty(&self) -> bool {
         self.incomplete.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::Semaphore;
+
+    fn parts(value: &[u8]) -> RecordParts<'_> {
+        RecordParts {
+            timestamp: 1_700_000_000_000,
+            key: Some(b"k"),
+            value: Some(value),
+            headers: &[],
+        }
+    }
+
+    /// Appends like `Producer::send` does, without waiting: `None` when memory is out.
+    fn append(
+        acc: &mut Accumulator,
+        memory: &Arc<Semaphore>,
+        p: i32,
+        value: &[u8],
+    ) -> Option<Appended> {
+        let record = parts(value);
+        if let Some(a) = acc.try_append("t", p, &record).unwrap() {
+            return Some(a);
+        }
+        let need = u32::try_from(acc.batch_reservation(&record)).unwrap();
+        let permit = Arc::clone(memory).try_acquire_many_owned(need).ok()?;
+        Some(acc.append_new("t", p, &record, permit).unwrap())
+    }
+
+    #[test]
+    fn batches_fill_to_batch_size_then_close() {
+        let memory = Arc::new(Semaphore::new(1 << 20));
+        let mut acc = Accumulator::new(1024, Compression::None);
+        let value = [7u8; 100];
+        let first = append(&mut acc, &memory, 0, &value).unwrap();
+        assert!(first.new_batch && !first.batch_closed);
+        let mut closed = 0;
+        for _ in 0..20 {
+            let a = append(&mut acc, &memory, 0, &value).unwrap();
+            closed += usize::from(a.batch_closed);
+        }
+        let queue = acc.queue_mut("t", 0);
+        assert!(queue.batches.len() >= 2);
+        assert!(closed >= 1);
+        for b in queue.batches.iter().take(queue.batches.len() - 1) {
+            assert!(b.closed);
+            assert!(b.size() <= 1024, "{}", b.size());
+        }
+        assert_eq!(acc.incomplete.len(), acc.queue_mut("t", 0).batches.len());
+    }
+
+    #[test]
+    fn memory_bounds_what_is_buffered_and_comes_back_on_drop() {
+        let memory = Arc::new(Semaphore::new(4096));
+        let mut acc = Accumulator::new(1024, Compression::None);
+        let value = [1u8; 200];
+        let mut appended = 0;
+        // Spread over partitions: every partition's first record opens a 1 KiB batch.
+        for p in 0..10 {
+            if append(&mut acc, &memory, p, &value).is_some() {
+                appended += 1;
+            }
+        }
+        assert_eq!(appended, 4, "4 KiB of memory holds four 1 KiB batches");
+        assert_eq!(memory.available_permits(), 0);
+        let batch = acc.queue_mut("t", 0).batches.pop_front().unwrap();
+        batch.fail(&Error::producer_closed("test"));
+        assert_eq!(memory.available_permits(), 1024);
+    }
+
+    #[test]
+    fn requeue_keeps_creation_order() {
+        let memory = Arc::new(Semaphore::new(1 << 20));
+        let mut acc = Accumulator::new(200, Compression::None);
+        for _ in 0..6 {
+            append(&mut acc, &memory, 0, &[0u8; 150]).unwrap();
+        }
+        let queue = acc.queue_mut("t", 0);
+        let first = queue.batches.pop_front().unwrap();
+        let second = queue.batches.pop_front().unwrap();
+        // Responses may come back in any order; both go back before the rest, in order.
+        queue.requeue(second);
+        queue.requeue(first);
+        let ids: Vec<u64> = queue.batches.iter().map(|b| b.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn outcomes_carry_offsets_and_timestamps() {
+        let memory = Arc::new(Semaphore::new(1 << 20));
+        let mut acc = Accumulator::new(16 * 1024, Compression::None);
+        let a = append(&mut acc, &memory, 3, b"a").unwrap();
+        let b = append(&mut acc, &memory, 3, b"b").unwrap();
+        let batch = acc.queue_mut("t", 3).batches.pop_front().unwrap();
+        batch.complete(40, -1);
+        let (mut a, mut b) = (a.rx, b.rx);
+        let a = a.try_recv().unwrap().unwrap();
+        let b = b.try_recv().unwrap().unwrap();
+        assert_eq!(
+            (a.partition, a.offset, a.timestamp),
+            (3, 40, 1_700_000_000_000)
+        );
+        assert_eq!(b.offset, 41);
     }
 }

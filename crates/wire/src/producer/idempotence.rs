@@ -112,3 +112,41 @@ pub(crate) async fn init_producer_id(cluster: &Cluster, timeout: Duration) -> Re
     Error::check_code(response.error_code, || "InitProducerId".to_string())?;
     Ok((response.producer_id.0, response.producer_epoch))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Compression;
+
+    #[test]
+    fn epoch_bump_resets_sequences_and_fetches_a_new_id_on_overflow() {
+        let mut acc = Accumulator::new(1024, Compression::None);
+        let q = acc.queue_mut("t", 2);
+        q.next_sequence = 500;
+        q.acked_sequence = 400;
+        q.retrying = true;
+        q.confirmed = true;
+        let mut idem = Idempotence::new();
+        idem.state = ProducerIdState::Ready { id: 7, epoch: 3 };
+        idem.bump_required = true;
+        assert_eq!(
+            idem.ready(),
+            None,
+            "nothing is stamped while a bump is pending"
+        );
+        idem.bump_epoch(&mut acc);
+        assert_eq!(idem.ready(), Some((7, 4)));
+        let q = acc.queue_mut("t", 2);
+        assert_eq!(
+            (q.next_sequence, q.acked_sequence, q.retrying, q.confirmed),
+            (0, 0, false, false)
+        );
+
+        idem.state = ProducerIdState::Ready {
+            id: 7,
+            epoch: i16::MAX,
+        };
+        idem.bump_epoch(&mut acc);
+        assert_eq!(idem.state, ProducerIdState::Missing);
+    }
+}
