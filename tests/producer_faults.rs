@@ -124,6 +124,7 @@ async fn blackholed_broker_blocks_send_then_fails_deliveries() {
         .await
         .unwrap();
 
+    let (id, epoch) = producer.producer_id().expect("idempotent by default");
     faults.blackhole(true);
     let record = Bytes::from(vec![b'x'; 1000]);
     let mut deliveries = Vec::new();
@@ -187,5 +188,12 @@ async fn blackholed_broker_blocks_send_then_fails_deliveries() {
         .await
         .unwrap();
     assert!(meta.offset >= 0);
+    // Batches that had sequences failed, leaving gaps: the producer bumped its epoch
+    // (KIP-360) rather than stalling on OUT_OF_ORDER_SEQUENCE_NUMBER.
+    let (id_after, epoch_after) = producer.producer_id().unwrap();
+    assert!(
+        id_after != id || epoch_after > epoch,
+        "({id}, {epoch}) -> ({id_after}, {epoch_after})"
+    );
     producer.close(Duration::from_secs(10)).await.unwrap();
 }

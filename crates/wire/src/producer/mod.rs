@@ -262,6 +262,16 @@ impl Producer {
         &self.handle.shared.config
     }
 
+    /// The producer id and epoch in use, once an idempotent producer has one (`None`
+    /// without idempotence). The epoch rises when the producer recovers from a sequence
+    /// gap (KIP-360); useful in logs and tests.
+    pub fn producer_id(&self) -> Option<(i64, i16)> {
+        match self.handle.shared.state().idem.as_ref().map(|i| i.state) {
+            Some(idempotence::ProducerIdState::Ready { id, epoch }) => Some((id, epoch)),
+            _ => None,
+        }
+    }
+
     /// Bytes of `buffer.memory` not held by buffered batches right now.
     pub fn buffer_available(&self) -> usize {
         self.handle.shared.memory.available_permits()

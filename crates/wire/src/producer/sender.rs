@@ -421,7 +421,13 @@ fn complete_job(
                 Ok(ok) => {
                     if let Some((seq, _)) = batch.sequence {
                         let count = i32::try_from(batch.record_count()).unwrap_or(i32::MAX);
-                        queue.acked_sequence = seq.wrapping_add(count) & i32::MAX;
+                        let end = seq.wrapping_add(count) & i32::MAX;
+                        // Only forward: a resent batch may be acknowledged (as a
+                        // duplicate) after a later one.
+                        let ahead = end.wrapping_sub(queue.acked_sequence) & i32::MAX;
+                        if ahead > 0 && ahead < 1 << 30 {
+                            queue.acked_sequence = end;
+                        }
                         queue.confirmed = true;
                     }
                     if queue.batches.front().is_none_or(|b| b.sequence.is_none()) {
