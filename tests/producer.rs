@@ -1,14 +1,15 @@
 //! The producer against a real broker: 100,000 keyed records over 6 partitions for every
 //! acks mode and codec, read back with `PartitionClient::fetch`: each record present
-//! once, per-partition order kept, keys on their murmur2 partitions; and `close()`
-//! delivering everything buffered.
+//! once, per-partition order kept, keys on their murmur2 partitions; order on a topic
+//! fresh enough to answer NOT_LEADER at first; and `close()` delivering everything
+//! buffered.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{cluster, create_topic, read_partition};
+use common::{cluster, create_topic, create_topic_cold, read_partition};
 use sluice::partition::partition_for_key;
 use sluice::wire::partition_client::Acks;
 use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
@@ -153,4 +154,53 @@ async fn close_delivers_everything_buffered() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), sluice::wire::ErrorKind::ProducerClosed);
+}
+
+/// Right after creation a leader may still answer NOT_LEADER_OR_FOLLOWER. A broker that
+/// does not yet know the producer id on a partition accepts any sequence, so a second
+/// batch in flight could land before a first one that bounced; the producer keeps one
+/// batch in flight per partition until the first is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_order_holds_on_a_fresh_topic() {
+    let bootstrap = sluice_testkit::bootstrap();
+    let cluster = cluster(&bootstrap).await;
+    // A producer with its id already, so it writes the moment a topic exists.
+    let producer = Producer::new(ProducerConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    let warm = sluice_testkit::unique_topic("producer-fresh-warm");
+    create_topic(&cluster, &warm, 1).await;
+    producer
+        .send(ProducerRecord::new(&warm, "w"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let topic = sluice_testkit::unique_topic(&format!("producer-fresh-{round}"));
+        create_topic_cold(&cluster, &topic, PARTITIONS).await;
+        let mut deliveries = Vec::new();
+        for i in 0..20_000 {
+            let record = ProducerRecord::new(&topic, value(i)).key(key(i));
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        let mut total = 0;
+        for p in 0..PARTITIONS {
+            let mut last = None;
+            for r in read_partition(&cluster, &topic, p).await {
+                let s = seq_of(r.value.as_ref().unwrap());
+                assert!(
+                    last < Some(s),
+                    "order broken in partition {p}: {last:?} then {s}"
+                );
+                last = Some(s);
+                total += 1;
+            }
+        }
+        assert_eq!(total, 20_000);
+    }
+    producer.close(Duration::from_secs(30)).await.unwrap();
 }

@@ -28,21 +28,7 @@ pub async fn cluster(bootstrap: &str) -> Cluster {
 }
 
 pub async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
-    Admin::new(cluster.clone())
-        .create_topics(&[NewTopic::new(topic, partitions)], T)
-        .await
-        .unwrap();
-    // Wait until every partition has a leader.
-    for _ in 0..100 {
-        let md = cluster.refresh(&[topic], false).await.unwrap();
-        if md.topic(topic).is_some_and(|t| {
-            t.partitions.len() == partitions as usize
-                && t.partitions.iter().all(|p| p.leader.is_some())
-        }) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    create_topic_cold(cluster, topic, partitions).await;
     // Metadata can name a leader a moment before the leader accepts writes; one write
     // per partition (retried on NOT_LEADER by PartitionClient) makes sure it does. A
     // producer without idempotence may otherwise reorder its first retried batches, as
@@ -55,6 +41,27 @@ pub async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
             .await
             .unwrap();
     }
+}
+
+/// Creates the topic and waits until metadata names a leader for every partition, and
+/// no more: the first writes may still meet NOT_LEADER_OR_FOLLOWER.
+pub async fn create_topic_cold(cluster: &Cluster, topic: &str, partitions: i32) {
+    Admin::new(cluster.clone())
+        .create_topics(&[NewTopic::new(topic, partitions)], T)
+        .await
+        .unwrap();
+    // Wait until every partition has a leader.
+    for _ in 0..100 {
+        let md = cluster.refresh(&[topic], false).await.unwrap();
+        if md.topic(topic).is_some_and(|t| {
+            t.partitions.len() == partitions as usize
+                && t.partitions.iter().all(|p| p.leader.is_some())
+        }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("topic {topic} has no leaders");
 }
 
 /// The value of the one record per partition `create_topic` writes.
