@@ -23,8 +23,10 @@
 //! - `record.rs`: [`ProducerRecord`], [`RecordMetadata`], [`Delivery`].
 //! - `accumulator.rs`: per-partition batches appended in place, bounded by
 //!   `buffer.memory`.
-//! - `sender.rs`: drains ready batches into one Produce request per broker, one task per
-//!   broker writes them in order, responses resolve deliveries; retries with backoff.
+//! - `sender.rs`: drains ready batches into one Produce request per broker; one task per
+//!   broker writes them in order.
+//! - `completion.rs`: responses resolve deliveries, or put batches back for a retry with
+//!   backoff, or fail them.
 //! - `idempotence.rs`: producer id, epoch, sequence numbers, the KIP-360 epoch bump.
 //! - `metrics.rs`: counters and histograms through the `metrics` facade.
 //!
@@ -51,6 +53,7 @@
 //!   (bounded by `delivery.timeout.ms`); call [`close`](Producer::close) to wait for it.
 
 mod accumulator;
+mod completion;
 mod config;
 mod idempotence;
 mod metrics;
@@ -63,7 +66,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use sluice_partition::{PartitionError, Partitioner};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
@@ -434,7 +436,7 @@ impl Producer {
         let err = Error::producer_closed(format!(
             "the producer was closed before delivering every record (timeout {timeout:?})"
         ));
-        let abandoned = sender::abort_queued(shared, &err);
+        let abandoned = completion::abort_queued(shared, &err);
         shared.wake.notify_one();
         Err(err.context(format!("{abandoned} records abandoned")))
     }
@@ -448,64 +450,4 @@ fn now_ms() -> i64 {
 
 /// Micro-benchmark access to the accumulator (no network). Not a stable API.
 #[doc(hidden)]
-pub mod bench {
-    use super::*;
-
-    /// An accumulator with `buffer.memory`-style accounting but no sender: batches are
-    /// dropped as soon as they close.
-    #[derive(Debug)]
-    pub struct AccumulatorBench {
-        acc: Accumulator,
-        memory: Arc<Semaphore>,
-        partitions: i32,
-        next: i32,
-    }
-
-    impl AccumulatorBench {
-        /// A bench over `partitions` partitions with this `batch.size`.
-        pub fn new(batch_size: usize, partitions: i32) -> Self {
-            AccumulatorBench {
-                acc: Accumulator::new(batch_size, crate::records::Compression::None),
-                memory: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
-                partitions,
-                next: 0,
-            }
-        }
-
-        /// Appends one record, round robin over the partitions; returns the number of
-        /// closed batches dropped.
-        pub fn append(&mut self, key: Option<&[u8]>, value: &[u8]) -> Result<usize> {
-            let partition = self.next;
-            self.next = (self.next + 1) % self.partitions.max(1);
-            let parts = RecordParts {
-                timestamp: 1_700_000_000_000,
-                key,
-                value: Some(value),
-                headers: &[],
-            };
-            if self.acc.try_append("bench", partition, &parts)?.is_none() {
-                let need = u32::try_from(self.acc.batch_reservation(&parts)).unwrap_or(u32::MAX);
-                let permit = Arc::clone(&self.memory)
-                    .try_acquire_many_owned(need)
-                    .map_err(|_| Error::buffer_exhausted("bench memory"))?;
-                self.acc.append_new("bench", partition, &parts, permit)?;
-            }
-            let queue = self.acc.queue_mut("bench", partition);
-            let mut closed = Vec::new();
-            while queue.batches.len() > 1 {
-                closed.extend(queue.batches.pop_front());
-            }
-            let dropped = closed.len();
-            for mut b in closed {
-                b.finish()?;
-                self.acc.incomplete.remove(&b.id);
-            }
-            Ok(dropped)
-        }
-    }
-
-    /// Keeps `Bytes` in the public signature set used by benches.
-    pub fn value(len: usize) -> Bytes {
-        Bytes::from(vec![b'x'; len])
-    }
-}
+pub mod bench;
