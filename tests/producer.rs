@@ -204,3 +204,34 @@ async fn idempotent_order_holds_on_a_fresh_topic() {
     }
     producer.close(Duration::from_secs(30)).await.unwrap();
 }
+
+/// Batches the producer stamped with its id, epoch and sequences (and compressed) are
+/// read by Kafka's own console consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_console_consumer_reads_what_the_producer_wrote() {
+    let bootstrap = sluice_testkit::bootstrap();
+    let cluster = cluster(&bootstrap).await;
+    let topic = sluice_testkit::unique_topic("producer-interop");
+    create_topic(&cluster, &topic, 1).await;
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).compression(Compression::Zstd))
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10 {
+        let record = ProducerRecord::new(&topic, format!("v{i}"))
+            .key(format!("k{i}"))
+            .header("n", Some(Bytes::from(i.to_string())));
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    producer.close(Duration::from_secs(30)).await.unwrap();
+    let lines =
+        sluice_testkit::console_consume(&bootstrap, &topic, 11, Duration::from_secs(10)).unwrap();
+    let ours: Vec<&String> = lines.iter().filter(|l| !l.ends_with("warmup")).collect();
+    assert_eq!(ours.len(), 10, "{lines:?}");
+    for (i, line) in ours.iter().enumerate() {
+        assert_eq!(**line, format!("n:{i}\tk{i}\tv{i}"));
+    }
+}
