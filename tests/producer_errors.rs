@@ -1,10 +1,11 @@
 //! Clear, typed producer errors: a record too large, an unknown topic with
-//! auto-creation off, bad configuration.
+//! auto-creation off, bad configuration; and batches too large for the broker split.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use sluice::wire::admin::{Admin, NewTopic};
 use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
 use sluice::wire::ErrorKind;
 
@@ -69,4 +70,52 @@ async fn bad_config_is_a_config_error_naming_the_key() {
         ProducerConfig::new(sluice_testkit::bootstrap()).delivery_timeout(Duration::from_secs(1));
     let err = Producer::new(config).await.unwrap_err();
     assert!(err.to_string().contains("delivery.timeout.ms"), "{err}");
+}
+
+/// A batch larger than the topic's `max.message.bytes` is split and resent, as the Java
+/// client does, instead of failing its records: all delivered, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_too_large_for_the_broker_are_split() {
+    let bootstrap = sluice_testkit::bootstrap();
+    let cluster = common::cluster(&bootstrap).await;
+    let topic = sluice_testkit::unique_topic("producer-split");
+    Admin::new(cluster.clone())
+        .create_topics(
+            &[NewTopic::new(&topic, 1).config("max.message.bytes", "20000")],
+            common::T,
+        )
+        .await
+        .unwrap();
+    let config = ProducerConfig::new(&bootstrap)
+        .batch_size(200_000)
+        .linger(Duration::from_millis(100));
+    let producer = Producer::new(config).await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..3000 {
+        let value = format!("{i:06}-{}", "s".repeat(100));
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(&topic, value))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut offsets = Vec::new();
+    for d in deliveries {
+        offsets.push(d.await.unwrap().offset);
+    }
+    producer.close(Duration::from_secs(10)).await.unwrap();
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets out of order"
+    );
+    let read = common::read_partition(&cluster, &topic, 0).await;
+    assert_eq!(read.len(), 3000);
+    for (i, r) in read.iter().enumerate() {
+        assert_eq!(
+            &r.value.as_ref().unwrap()[..6],
+            format!("{i:06}").as_bytes()
+        );
+        assert_eq!(r.offset, offsets[i]);
+    }
 }

@@ -8,7 +8,7 @@
 //! `buffer.memory`, and `send` waits (up to `max.block.ms`) for permits: that is the
 //! backpressure. Sizes are counted before compression, an upper bound.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +17,10 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::record::RecordMetadata;
 use crate::error::{Error, Result};
-use crate::records::{BatchOptions, Compression, Header, RecordBatchBuilder, BATCH_HEADER_LEN};
+use crate::records::{
+    BatchOptions, Compression, Header, Record, RecordBatchBuilder, RecordBatches, RecordHeader,
+    BATCH_HEADER_LEN,
+};
 
 /// Bytes a record may take beyond its key, value and headers: the length, attribute,
 /// timestamp and offset deltas and the counts, as varints (at most 5 + 1 + 10 + 5 + 5 +
@@ -38,6 +41,9 @@ pub(crate) struct Waiter {
 pub(crate) struct Batch {
     /// Increasing in creation order over the whole producer (flush waits by id).
     pub(crate) id: u64,
+    /// Empty, or for a part of a split batch: its index, after its parent's path. The
+    /// queue is ordered by `(id, split_path)`.
+    split_path: Vec<u32>,
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     builder: Option<RecordBatchBuilder>,
@@ -128,6 +134,116 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Splits a finished batch the broker refused as too large (MESSAGE_TOO_LARGE) into
+    /// batches of at most `target` bytes before compression, in record order, each
+    /// record keeping its delivery, as Java's `splitAndReenqueue`. The parts keep the
+    /// original's id (its place in the queue and for `flush`), creation time (delivery
+    /// timeout) and memory, shared out between them. Gives the batch back when there is
+    /// nothing to split: one record, or one part.
+    pub(crate) fn split(
+        mut self,
+        target: usize,
+        compression: Compression,
+    ) -> std::result::Result<Vec<Batch>, Box<Batch>> {
+        let parts = match self.split_records(target, compression) {
+            Ok(parts) if parts.len() >= 2 => parts,
+            _ => return Err(Box::new(self)),
+        };
+        let mut waiters = std::mem::take(&mut self.waiters).into_iter();
+        let total = self._memory.num_permits();
+        let n = parts.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, (payload, count)) in parts.into_iter().enumerate() {
+            let share = if i + 1 == n {
+                self._memory.num_permits()
+            } else {
+                total / n
+            };
+            let Some(memory) = self._memory.split(share) else {
+                return Err(Box::new(self));
+            };
+            let mut part_waiters: Vec<Waiter> = waiters.by_ref().take(count).collect();
+            for (delta, w) in part_waiters.iter_mut().enumerate() {
+                w.offset_delta = u32::try_from(delta).unwrap_or(u32::MAX);
+            }
+            let mut split_path = self.split_path.clone();
+            split_path.push(u32::try_from(i).unwrap_or(u32::MAX));
+            out.push(Batch {
+                id: self.id,
+                split_path,
+                topic: Arc::clone(&self.topic),
+                partition: self.partition,
+                builder: None,
+                payload: Some(payload),
+                waiters: part_waiters,
+                created: self.created,
+                closed: true,
+                attempts: 0,
+                retry_at: None,
+                sequence: None,
+                last_error: self.last_error.clone(),
+                capacity: share,
+                _memory: memory,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Re-encodes the records of the finished batch into batches of about `target`
+    /// bytes (halving at least, so repeated splits end at single records).
+    fn split_records(
+        &self,
+        target: usize,
+        compression: Compression,
+    ) -> Result<Vec<(Bytes, usize)>> {
+        let payload = self
+            .payload
+            .clone()
+            .ok_or_else(|| Error::protocol("splitting a batch that was never finished"))?;
+        let batch = RecordBatches::new(payload)
+            .next()
+            .ok_or_else(|| Error::protocol("splitting an empty batch"))??;
+        let records: Vec<Record> = batch.records()?.collect::<Result<_, _>>()?;
+        let uncompressed: usize = records
+            .iter()
+            .map(|r| {
+                r.key().map_or(0, Bytes::len) + r.value().map_or(0, Bytes::len) + RECORD_OVERHEAD
+            })
+            .sum();
+        let target = target.min(uncompressed / 2).max(1);
+        let options = BatchOptions {
+            compression,
+            ..BatchOptions::default()
+        };
+        let mut parts = Vec::new();
+        let mut builder = RecordBatchBuilder::with_capacity(options, target);
+        for r in &records {
+            let headers: Vec<RecordHeader> = r.headers().collect();
+            let headers: Vec<Header<'_>> = headers
+                .iter()
+                .map(|h| Header::new(h.key_str().unwrap_or(""), h.value.as_deref()))
+                .collect();
+            let (key, value) = (r.key().map(|b| &b[..]), r.value().map(|b| &b[..]));
+            let size = builder.record_size(r.timestamp(), key, value, &headers)?;
+            if !builder.is_empty() && builder.estimated_size() + size > target {
+                let full = std::mem::replace(
+                    &mut builder,
+                    RecordBatchBuilder::with_capacity(options, target),
+                );
+                let count = full.len();
+                parts.push((full.finish()?, count));
+            }
+            builder.append(r.timestamp(), key, value, &headers)?;
+        }
+        if !builder.is_empty() {
+            let count = builder.len();
+            parts.push((builder.finish()?, count));
+        }
+        Ok(parts)
+    }
+}
+
 /// The queue of one partition, with its idempotence sequence state.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionQueue {
@@ -149,12 +265,13 @@ pub(crate) struct PartitionQueue {
 
 impl PartitionQueue {
     /// Puts a batch that must be resent back at its place: before every batch created
-    /// after it.
+    /// after it (and, for parts of a split batch, before the parts after it).
     pub(crate) fn requeue(&mut self, batch: Batch) {
+        let key = (batch.id, &batch.split_path);
         let at = self
             .batches
             .iter()
-            .position(|b| b.id > batch.id)
+            .position(|b| (b.id, &b.split_path) > key)
             .unwrap_or(self.batches.len());
         self.batches.insert(at, batch);
     }
@@ -197,8 +314,9 @@ pub(crate) struct Appended {
 pub(crate) struct Accumulator {
     pub(crate) topics: HashMap<String, Vec<PartitionQueue>>,
     next_batch_id: u64,
-    /// Ids of batches not yet delivered or failed.
-    pub(crate) incomplete: BTreeSet<u64>,
+    /// Ids of batches not yet delivered or failed, with how many batches carry the id
+    /// (more than one after a split).
+    incomplete: BTreeMap<u64, usize>,
     /// Batches with an id below this are ready regardless of linger (flush).
     pub(crate) flush_upto: u64,
     pub(crate) batch_size: usize,
@@ -299,6 +417,7 @@ impl Accumulator {
         let full = builder.estimated_size() + RECORD_OVERHEAD >= capacity;
         let batch = Batch {
             id,
+            split_path: Vec::new(),
             topic: Arc::from(topic),
             partition,
             builder: Some(builder),
@@ -318,7 +437,7 @@ impl Accumulator {
             _memory: memory,
         };
         self.next_batch_id += 1;
-        self.incomplete.insert(id);
+        self.incomplete.insert(id, 1);
         let queue = self.queue_mut(topic, partition);
         // A batch still here and not sent was open until this record did not fit.
         let mut closed_previous = false;
@@ -341,7 +460,24 @@ impl Accumulator {
 
     /// Whether every batch created before `id` is delivered or failed.
     pub(crate) fn done_before(&self, id: u64) -> bool {
-        self.incomplete.first().is_none_or(|&first| first >= id)
+        self.incomplete
+            .first_key_value()
+            .is_none_or(|(&first, _)| first >= id)
+    }
+
+    /// `more` extra batches now carry `id` (a batch was split).
+    pub(crate) fn track_more(&mut self, id: u64, more: usize) {
+        *self.incomplete.entry(id).or_default() += more;
+    }
+
+    /// A batch with `id` is delivered or failed.
+    pub(crate) fn untrack(&mut self, id: u64) {
+        if let Some(n) = self.incomplete.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.incomplete.remove(&id);
+            }
+        }
     }
 
     /// True when no batch is buffered or in flight.
@@ -400,6 +536,11 @@ mod tests {
             assert!(b.size() <= 1024, "{}", b.size());
         }
         assert_eq!(acc.incomplete.len(), acc.queue_mut("t", 0).batches.len());
+        let ids: Vec<u64> = acc.queue_mut("t", 0).batches.iter().map(|b| b.id).collect();
+        for id in ids {
+            acc.untrack(id);
+        }
+        assert!(acc.is_empty());
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl AccumulatorBench {
         let dropped = closed.len();
         for mut b in closed {
             b.finish()?;
-            self.acc.incomplete.remove(&b.id);
+            self.acc.untrack(b.id);
         }
         Ok(dropped)
     }

@@ -89,10 +89,42 @@ pub(crate) fn complete_job(
                     if queue.batches.front().is_none_or(|b| b.sequence.is_none()) {
                         queue.retrying = false;
                     }
-                    st.acc.incomplete.remove(&batch.id);
+                    st.acc.untrack(batch.id);
                     done.push((batch, Ok(ok)));
                 }
                 Err(e) => {
+                    // Too large for the broker: split and resend the parts (Java:
+                    // splitAndReenqueue). With idempotence the parts need fresh
+                    // sequences, and so do the batches behind them: bump the epoch.
+                    let too_large = matches!(
+                        e.kafka_code(),
+                        Some(KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge)
+                    );
+                    if too_large
+                        && batch.record_count() > 1
+                        && batch.created + config.delivery_timeout > now
+                    {
+                        let had_sequence = batch.sequence.is_some();
+                        match batch.split(config.batch_size, config.compression) {
+                            Ok(parts) => {
+                                debug!(topic = %parts[0].topic, partition = parts[0].partition, parts = parts.len(), "batch too large for the broker, split");
+                                let (id, more) = (parts[0].id, parts.len() - 1);
+                                for mut part in parts {
+                                    part.last_error = Some(e.clone());
+                                    queue.requeue(part);
+                                }
+                                st.acc.track_more(id, more);
+                                if had_sequence {
+                                    if let Some(idem) = st.idem.as_mut() {
+                                        idem.bump_required = true;
+                                    }
+                                }
+                                continue;
+                            }
+                            Err(unsplit) => batch = *unsplit,
+                        }
+                    }
+                    let queue = st.acc.queue_mut(&batch.topic, batch.partition);
                     let idempotent = st.idem.is_some();
                     let sequence_error = idempotent
                         .then(|| idempotence::sequence_error(&e))
@@ -147,7 +179,7 @@ pub(crate) fn complete_job(
                                 idem.bump_required = true;
                             }
                         }
-                        st.acc.incomplete.remove(&batch.id);
+                        st.acc.untrack(batch.id);
                         done.push((batch, Err(e)));
                     }
                 }
@@ -184,7 +216,7 @@ pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
             }
         }
         for b in &failed {
-            st.acc.incomplete.remove(&b.id);
+            st.acc.untrack(b.id);
         }
     }
     let records = failed.iter().map(Batch::record_count).sum();

@@ -43,6 +43,9 @@
 //!   (`retry.backoff.ms` doubling up to `retry.backoff.max.ms`), until
 //!   `delivery.timeout.ms` is spent or `retries` are used up. A retried batch goes back
 //!   to the head of its partition's queue.
+//! - A batch the broker refuses as too large (MESSAGE_TOO_LARGE, say a topic's
+//!   `max.message.bytes` below `batch.size`) is split in record order and resent, as Java
+//!   does; a single record too large for the broker fails.
 //! - Ordering: with idempotence (the default) order per partition holds across retries
 //!   (sequence numbers; after a failure one batch at a time until the retried batches are
 //!   through). Without idempotence and with `max.in.flight.requests.per.connection > 1`,

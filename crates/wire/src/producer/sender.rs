@@ -144,7 +144,6 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     if let Some(b) = queue.batches.remove(i) {
                         expired_sequenced |= b.sequence.is_some();
                         let err = expired_error(topic, &b, config.delivery_timeout);
-                        acc.incomplete.remove(&b.id);
                         plan.failed.push((b, err));
                     }
                 } else {
@@ -154,6 +153,11 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
             }
         }
     }
+
+    for (b, _) in &plan.failed {
+        acc.untrack(b.id);
+    }
+    let failed_before_drain = plan.failed.len();
 
     // Idempotence: a producer id first; an epoch bump once nothing is in flight.
     let mut stamp = None;
@@ -233,7 +237,6 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     continue;
                 };
                 if let Err(e) = prepare(&mut batch, stamp, &mut queue.next_sequence) {
-                    acc.incomplete.remove(&batch.id);
                     plan.failed.push((batch, e));
                     continue;
                 }
@@ -253,6 +256,9 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
             *total_in_flight += 1;
             plan.jobs.push(Job { node, batches });
         }
+    }
+    for (b, _) in &plan.failed[failed_before_drain..] {
+        acc.untrack(b.id);
     }
     plan.exit = *closed && acc.is_empty() && *total_in_flight == 0;
     plan
