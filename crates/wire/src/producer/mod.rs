@@ -357,7 +357,13 @@ impl Producer {
         let appended = match appended {
             Some(a) => a,
             None => {
-                let reservation = shared.state().acc.batch_reservation(&parts);
+                // Never more than the whole buffer (batch.size may exceed it); the
+                // record itself fits, checked above.
+                let reservation = shared
+                    .state()
+                    .acc
+                    .batch_reservation(&parts)
+                    .min(config.buffer_memory);
                 let permits = u32::try_from(reservation).unwrap_or(u32::MAX);
                 shared.blocked_senders.fetch_add(1, Ordering::SeqCst);
                 shared.wake.notify_one();
