@@ -460,3 +460,26 @@ fn now_ms() -> i64 {
 /// Micro-benchmark access to the accumulator (no network). Not a stable API.
 #[doc(hidden)]
 pub mod bench;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    /// Compiles only if the futures can be spawned on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn futures_are_send(producer: &Producer) {
+        is_send(&producer.send(ProducerRecord::new("t", "v")));
+        is_send(&producer.flush());
+        is_send(&producer.close(Duration::ZERO));
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        fn send<T: Send + 'static>() {}
+        check::<Producer>();
+        send::<Delivery>();
+    }
+}
