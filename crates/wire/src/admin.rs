@@ -213,8 +213,29 @@ impl Admin {
     }
 
     /// Looks up an offset of each partition in `partitions` of `topic`, asking each
-    /// partition's leader.
+    /// partition's leader. Retriable errors (a leader that is not ready yet right after
+    /// the topic was created, a leader that moved) are retried a few times after a
+    /// metadata refresh.
     pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<i32, ListedOffset>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.list_offsets_once(topic, partitions, spec).await {
+                Err(e) if e.is_retriable() && attempt < 5 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.cluster.refresh(&[topic], false).await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_offsets_once(
         &self,
         topic: &str,
         partitions: &[i32],
