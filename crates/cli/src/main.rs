@@ -7,6 +7,7 @@
 //! sluice consume orders --from earliest --count 10
 //! sluice consume orders --group billing --count 10
 //! sluice groups describe billing
+//! sluice perf produce --topic orders --num-records 500000 --record-size 100 --throughput -1
 //! ```
 
 mod commands;
@@ -47,6 +48,9 @@ enum Command {
     /// List consumer groups, or describe one with its lag.
     #[command(subcommand)]
     Groups(commands::groups::Command),
+    /// Load tests (`perf produce`), comparable with Kafka's ProducerPerformance.
+    #[command(subcommand)]
+    Perf(commands::perf::Command),
 }
 
 fn main() -> ExitCode {
@@ -87,5 +91,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => commands::produce::run(&cluster, args, timeout).await,
         Command::Consume(args) => commands::consume::run(&cluster, args).await,
         Command::Groups(cmd) => commands::groups::run(&cluster, cmd).await,
+        Command::Perf(cmd) => commands::perf::run(&cluster, cmd, timeout).await,
     }
 }

@@ -206,3 +206,68 @@ fn consume_with_a_group_commits_and_groups_describe_shows_the_lag() {
     assert!(out.lines().any(|l| l.starts_with(&group)), "{out}");
     ok(&sluice(&["topic", "delete", &topic], None));
 }
+
+#[test]
+fn produce_flags_and_perf_produce() {
+    let topic = sluice_testkit::unique_topic("cli-perf");
+    ok(&sluice(
+        &["topic", "create", &topic, "--partitions", "3"],
+        None,
+    ));
+    let input: String = (0..100).map(|i| format!("k{i}:v{i}\n")).collect();
+    let out = sluice(
+        &[
+            "produce",
+            &topic,
+            "-K",
+            ":",
+            "--acks",
+            "1",
+            "--linger-ms",
+            "20",
+            "--batch-size",
+            "4096",
+            "-X",
+            "compression.type=lz4",
+        ],
+        Some(&input),
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("produced 100 records"));
+
+    let out = sluice(&["produce", &topic, "-X", "lingr.ms=5"], Some("x\n"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lingr.ms"));
+
+    let out = ok(&sluice(
+        &[
+            "perf",
+            "produce",
+            "--topic",
+            &topic,
+            "--num-records",
+            "2000",
+            "--record-size",
+            "100",
+            "--throughput",
+            "-1",
+            "--acks",
+            "all",
+            "--compression",
+            "zstd",
+        ],
+        None,
+    ));
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.starts_with("2000 records sent, "), "{out}");
+    for part in [
+        "records/sec",
+        "MB/sec",
+        "ms avg latency",
+        "ms max latency",
+        "ms 50th",
+        "ms 99th",
+    ] {
+        assert!(last.contains(part), "{part} missing: {last}");
+    }
+}

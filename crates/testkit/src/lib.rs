@@ -23,6 +23,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -383,4 +384,109 @@ pub fn spawn_java_group_consumer(
         .spawn()
         .context("starting java (is a JDK 17+ on PATH or JAVA_HOME?)")?;
     Ok(JavaGroupConsumer { child })
+}
+
+/// Every broker of the test cluster behind its own [`FaultProxy`], with a bootstrap that
+/// keeps the client behind them. Dropping it stops the proxies and lets the next fault
+/// test in this process run.
+///
+/// `cargo xtask kafka up` gives broker *i* (client port `P`) a second listener, FAULTY,
+/// on `P+2`, advertised as `P+3`. Kafka answers Metadata with the endpoints of the
+/// listener a request came in on, so a client bootstrapped at the `P+3` addresses only
+/// ever connects to `P+3`, where these proxies listen and forward to `P+2`.
+pub struct FaultCluster {
+    /// One proxy per broker, in bootstrap order.
+    pub proxies: Vec<FaultProxy>,
+    bootstrap: String,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl std::fmt::Debug for FaultCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultCluster")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
+    }
+}
+
+impl FaultCluster {
+    /// The bootstrap that goes through the proxies.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// [`FaultProxy::cut_after`] on every proxy.
+    pub fn cut_after(&self, bytes: Option<u64>) {
+        self.proxies.iter().for_each(|p| p.cut_after(bytes));
+    }
+
+    /// [`FaultProxy::cut_randomly`] on every proxy.
+    pub fn cut_randomly(&self, probability: f64) {
+        self.proxies
+            .iter()
+            .for_each(|p| p.cut_randomly(probability));
+    }
+
+    /// [`FaultProxy::blackhole`] on every proxy.
+    pub fn blackhole(&self, on: bool) {
+        self.proxies.iter().for_each(|p| p.blackhole(on));
+    }
+
+    /// [`FaultProxy::reset_all`] on every proxy.
+    pub fn reset_all(&self) {
+        self.proxies.iter().for_each(FaultProxy::reset_all);
+    }
+
+    /// Connections accepted by all proxies so far.
+    pub fn connections(&self) -> u64 {
+        self.proxies.iter().map(FaultProxy::connections).sum()
+    }
+
+    /// [`FaultProxy::set_latency`] on every proxy.
+    pub fn set_latency(&self, latency: Duration) {
+        self.proxies.iter().for_each(|p| p.set_latency(latency));
+    }
+}
+
+/// Puts the cluster of [`bootstrap`] behind fault proxies (see [`FaultCluster`]). The
+/// proxies use fixed ports, so fault tests of one process run one at a time: this waits
+/// for the previous `FaultCluster` to be dropped.
+pub fn fault_cluster() -> FaultCluster {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let plain = bootstrap();
+    let mut proxies = Vec::new();
+    let mut addrs = Vec::new();
+    for addr in plain.split(',').map(str::trim) {
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .unwrap_or_else(|| panic!("bootstrap address {addr} is not host:port"));
+        let faulty = format!("{host}:{}", port + 2);
+        let advertised = format!("{host}:{}", port + 3);
+        if TcpStream::connect_timeout(
+            &faulty
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .unwrap_or_else(|| panic!("cannot resolve {faulty}")),
+            Duration::from_secs(1),
+        )
+        .is_err()
+        {
+            panic!(
+                "no FAULTY listener at {faulty}: fault tests need a cluster started by \
+                 `cargo xtask kafka up` (it adds one per broker)"
+            );
+        }
+        let proxy = FaultProxy::start_on(&advertised, &faulty)
+            .unwrap_or_else(|e| panic!("cannot listen on {advertised} for the fault proxy: {e}"));
+        proxies.push(proxy);
+        addrs.push(advertised);
+    }
+    FaultCluster {
+        proxies,
+        bootstrap: addrs.join(","),
+        _serial: serial,
+    }
 }

@@ -41,6 +41,14 @@ pub enum ErrorKind {
     NoBroker,
     /// A topic or partition the caller named is not in the cluster metadata.
     UnknownTopicOrPartition,
+    /// The producer's `buffer.memory` stayed full for `max.block.ms` (Java:
+    /// `BufferExhaustedException`).
+    BufferExhausted,
+    /// A record is larger than `max.request.size` or `buffer.memory` (Java:
+    /// `RecordTooLargeException`).
+    RecordTooLarge,
+    /// The producer was closed before the record could be delivered or buffered.
+    ProducerClosed,
 }
 
 /// An error from the Sluice Kafka client.
@@ -143,6 +151,30 @@ impl Error {
         Error::new(ErrorKind::UnknownTopicOrPartition, message)
     }
 
+    pub(crate) fn buffer_exhausted(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::BufferExhausted, message)
+    }
+
+    pub(crate) fn record_too_large(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::RecordTooLarge, message)
+    }
+
+    pub(crate) fn producer_closed(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::ProducerClosed, message)
+    }
+
+    /// The same error with `context` in front of its message (kind and code kept).
+    pub(crate) fn context(&self, context: impl fmt::Display) -> Self {
+        Error {
+            inner: Arc::new(Inner {
+                kind: self.inner.kind,
+                code: self.inner.code,
+                message: format!("{context}: {}", self.inner.message),
+                source: self.inner.source.clone(),
+            }),
+        }
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -166,10 +198,13 @@ impl Error {
             ErrorKind::Io | ErrorKind::Timeout | ErrorKind::ConnectionClosed => true,
             ErrorKind::NoBroker => true,
             ErrorKind::UnknownTopicOrPartition => true,
+            ErrorKind::BufferExhausted => true,
             ErrorKind::Protocol
             | ErrorKind::Records
             | ErrorKind::UnsupportedVersion
-            | ErrorKind::Config => false,
+            | ErrorKind::Config
+            | ErrorKind::RecordTooLarge
+            | ErrorKind::ProducerClosed => false,
         }
     }
 }

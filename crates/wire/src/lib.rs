@@ -59,8 +59,10 @@
 //!   protocol, range / roundrobin / cooperative-sticky assignors in Java's wire format,
 //!   static membership), a fetcher with fetch sessions and a bounded prefetch buffer,
 //!   records as a cancel-safe async stream, commits when the application says so.
-//! - [`partition_client`]: produce a batch to, and fetch from, one partition. The
-//!   batching producer and the group consumer will stand on it.
+//! - [`partition_client`]: produce a batch to, and fetch from, one partition; the
+//!   producer and the consumer stand on it.
+//! - [`producer`]: the batching producer: `send` returns a delivery future; linger,
+//!   `batch.size`, bounded `buffer.memory`, acks, retries in order, idempotence.
 //! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the Kafka code when the broker
 //!   sent one, and [`is_retriable`](Error::is_retriable).
 //!
@@ -88,6 +90,7 @@ pub mod consumer;
 pub mod error;
 pub mod net;
 pub mod partition_client;
+pub mod producer;
 pub mod records;
 
 pub use error::{Error, ErrorKind, KafkaCode, Result};

@@ -33,7 +33,7 @@ pub enum Acks {
 }
 
 impl Acks {
-    fn wire(self) -> i16 {
+    pub(crate) fn wire(self) -> i16 {
         match self {
             Acks::None => 0,
             Acks::Leader => 1,

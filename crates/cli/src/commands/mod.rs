@@ -3,5 +3,6 @@
 pub(crate) mod consume;
 pub(crate) mod groups;
 pub(crate) mod metadata;
+pub(crate) mod perf;
 pub(crate) mod produce;
 pub(crate) mod topic;

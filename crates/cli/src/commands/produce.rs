@@ -1,21 +1,63 @@
-//! `sluice produce`: one record per line of standard input.
-//!
-//! A first cut that builds record batches itself and sends them with
-//! [`PartitionClient`]; the batching producer of `sluice-wire` replaces it once it lands.
+//! `sluice produce`: one record per line of standard input, through the batching
+//! [`Producer`] of `sluice-wire`.
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
-use sluice_partition::{Murmur2Partitioner, Partitioner};
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use sluice_wire::cluster::Cluster;
-use sluice_wire::partition_client::{Acks, PartitionClient};
-use sluice_wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder};
+use sluice_wire::partition_client::Acks;
+use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+use sluice_wire::records::Compression;
 
-/// A batch is sent once its records pass this many bytes (the Java default `batch.size`
-/// is 16 KiB; the CLI reads fast from a pipe, so it batches more).
-const BATCH_BYTES: usize = 256 * 1024;
+/// Producer settings shared by `produce` and `perf produce`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProducerArgs {
+    /// Compression codec: none, gzip, snappy, lz4, zstd.
+    #[arg(long, short = 'z', default_value = "none", value_parser = parse_compression)]
+    compression: Compression,
+    /// acks: 0, 1 or all (-1).
+    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    acks: Acks,
+    /// linger.ms: how long a batch waits for more records.
+    #[arg(long)]
+    linger_ms: Option<u64>,
+    /// batch.size in bytes.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Any producer config as a Java-style `key=value` (`-X enable.idempotence=false`);
+    /// repeat for more. Applied after the flags above.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    config: Vec<String>,
+}
+
+impl ProducerArgs {
+    /// The producer config these flags describe.
+    pub(crate) fn config(&self, timeout: Duration) -> anyhow::Result<ProducerConfig> {
+        let mut config = ProducerConfig::default()
+            .client_id("sluice-cli".to_string())
+            .acks(self.acks)
+            .compression(self.compression)
+            .request_timeout(timeout)
+            .delivery_timeout(timeout.max(Duration::from_secs(120)));
+        if let Some(ms) = self.linger_ms {
+            config = config.linger(Duration::from_millis(ms));
+        }
+        if let Some(size) = self.batch_size {
+            config = config.batch_size(size);
+        }
+        for kv in &self.config {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("-X {kv:?} is not KEY=VALUE"))?;
+            config.set(k.trim(), v)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -28,16 +70,15 @@ pub(crate) struct Args {
     /// A header added to every record, `key=value`; repeat for more.
     #[arg(long = "header", short = 'H', value_name = "KEY=VALUE")]
     headers: Vec<String>,
-    /// Compression codec: none, gzip, snappy, lz4, zstd.
-    #[arg(long, short = 'z', default_value = "none", value_parser = parse_compression)]
-    compression: Compression,
     /// Produce every record to this partition (default: murmur2 of the key as the Java
     /// client does, and sticky partitions for records without a key).
     #[arg(long, short = 'p')]
     partition: Option<i32>,
+    #[command(flatten)]
+    producer: ProducerArgs,
 }
 
-fn parse_compression(s: &str) -> Result<Compression, String> {
+pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
     match s {
         "none" => Ok(Compression::None),
         "gzip" => Ok(Compression::Gzip),
@@ -50,101 +91,69 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
     }
 }
 
+pub(crate) fn parse_acks(s: &str) -> Result<Acks, String> {
+    match s {
+        "0" => Ok(Acks::None),
+        "1" => Ok(Acks::Leader),
+        "all" | "-1" => Ok(Acks::All),
+        other => Err(format!("unknown acks {other:?}: use 0, 1 or all")),
+    }
+}
+
+/// Deliveries awaited at most at once; more lines wait (bounded memory on long input).
+const MAX_PENDING: usize = 10_000;
+
 pub(crate) async fn run(cluster: &Cluster, args: Args, timeout: Duration) -> anyhow::Result<()> {
-    let headers: Vec<(String, String)> = args
+    let headers: Vec<(String, Option<Bytes>)> = args
         .headers
         .iter()
         .map(|h| {
             h.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k.to_string(), Some(Bytes::from(v.to_string()))))
                 .with_context(|| format!("--header {h:?} is not KEY=VALUE"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let md = cluster.refresh(&[&args.topic], true).await?;
-    let partitions = md
-        .topic(&args.topic)
-        .filter(|t| t.error.is_none() && !t.partitions.is_empty())
-        .map(|t| t.partitions.len())
-        .with_context(|| format!("topic {} does not exist", args.topic))?;
-    let partitions = u32::try_from(partitions)?;
+    let config = args.producer.config(timeout)?;
+    let producer = Producer::with_cluster(cluster.clone(), config)?;
 
-    let mut partitioner = Murmur2Partitioner::new();
-    let mut open: BTreeMap<i32, RecordBatchBuilder> = BTreeMap::new();
-    let options = BatchOptions {
-        compression: args.compression,
-        ..BatchOptions::default()
-    };
+    // Standard input is blocking: read it on its own thread.
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1024);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut pending = FuturesUnordered::new();
     let mut sent = 0u64;
-    let stdin = std::io::stdin();
-    for line in stdin.lock().lines() {
+    while let Some(line) = lines.recv().await {
         let line = line.context("reading standard input")?;
         let (key, value) = match args.key_separator {
             Some(sep) => match line.split_once(sep) {
-                Some((k, v)) => (Some(k), v),
-                None => (None, line.as_str()),
+                Some((k, v)) => (Some(k.to_string()), v.to_string()),
+                None => (None, line),
             },
-            None => (None, line.as_str()),
+            None => (None, line),
         };
-        let partition = match args.partition {
-            Some(p) => p,
-            None => {
-                let p = partitioner.partition(
-                    &args.topic,
-                    key.map(str::as_bytes),
-                    value.len(),
-                    partitions,
-                );
-                i32::try_from(p)?
-            }
-        };
-        let hdrs: Vec<Header<'_>> = headers
-            .iter()
-            .map(|(k, v)| Header::new(k, Some(v.as_bytes())))
-            .collect();
-        let builder = open
-            .entry(partition)
-            .or_insert_with(|| RecordBatchBuilder::new(options));
-        builder.append(
-            now_ms(),
-            key.map(str::as_bytes),
-            Some(value.as_bytes()),
-            &hdrs,
-        )?;
-        if builder.estimated_size() >= BATCH_BYTES {
-            if let Some(full) = open.remove(&partition) {
-                sent += send(cluster, &args.topic, partition, full, timeout).await?;
-                partitioner.on_batch_complete(&args.topic, u32::try_from(partition)?);
+        let mut record = ProducerRecord::new(&args.topic, value);
+        record.key = key.map(Bytes::from);
+        record.headers = headers.clone();
+        record.partition = args.partition;
+        pending.push(producer.send(record).await?);
+        while pending.len() >= MAX_PENDING {
+            if let Some(result) = pending.next().await {
+                result.with_context(|| format!("producing to {}", args.topic))?;
+                sent += 1;
             }
         }
     }
-    for (partition, builder) in std::mem::take(&mut open) {
-        sent += send(cluster, &args.topic, partition, builder, timeout).await?;
+    while let Some(result) = pending.next().await {
+        result.with_context(|| format!("producing to {}", args.topic))?;
+        sent += 1;
     }
+    producer.close(timeout).await?;
     eprintln!("produced {sent} records to {}", args.topic);
     Ok(())
-}
-
-async fn send(
-    cluster: &Cluster,
-    topic: &str,
-    partition: i32,
-    builder: RecordBatchBuilder,
-    timeout: Duration,
-) -> anyhow::Result<u64> {
-    let count = builder.len() as u64;
-    if count == 0 {
-        return Ok(0);
-    }
-    let batch = builder.finish()?;
-    PartitionClient::new(cluster.clone(), topic, partition)
-        .produce(batch, Acks::All, timeout)
-        .await
-        .with_context(|| format!("producing to {topic}-{partition}"))?;
-    Ok(count)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

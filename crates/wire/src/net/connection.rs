@@ -269,22 +269,48 @@ impl BrokerConnection {
         request: &R,
         version: i16,
     ) -> Result<R::Response> {
+        self.dispatch_versioned(request, version).await?.await
+    }
+
+    /// Queues `request` for writing and returns, once it is queued, a future of its
+    /// response (bounded by `request_timeout`). Callers that queue one request after
+    /// another from one task get them written in that order, which a producer needs
+    /// for sequence numbers; [`send`](Self::send) cannot promise that across tasks.
+    /// Dropping the returned future is cancel-safe.
+    pub async fn dispatch<R: Request>(
+        &self,
+        request: &R,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
+        let key = ApiKey::try_from(R::KEY)
+            .map_err(|()| Error::protocol(format!("unknown api key {}", R::KEY)))?;
+        let version = self.versions.version_for(key)?;
+        self.dispatch_versioned(request, version).await
+    }
+
+    async fn dispatch_versioned<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
         let (reply, rx) = oneshot::channel();
         self.enqueue(request, version, Some(reply)).await?;
         let timeout = self.config.request_timeout;
-        let payload = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => return Err(self.shared.closed_error()),
-            Err(_) => {
-                let err = Error::timeout(
-                    format!("request (api key {}) to {}", R::KEY, self.shared.addr),
-                    timeout,
-                );
-                self.shared.poison(err.clone());
-                return Err(err);
-            }
-        };
-        frame::decode_response::<R>(payload, version)
+        let shared = Arc::clone(&self.shared);
+        Ok(async move {
+            let payload = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result?,
+                Ok(Err(_)) => return Err(shared.closed_error()),
+                Err(_) => {
+                    let err = Error::timeout(
+                        format!("request (api key {}) to {}", R::KEY, shared.addr),
+                        timeout,
+                    );
+                    shared.poison(err.clone());
+                    return Err(err);
+                }
+            };
+            frame::decode_response::<R>(payload, version)
+        })
     }
 
     /// Sends a request that the broker does not answer (produce with `acks=0`). Returns

@@ -35,6 +35,9 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
+    // v3+ carry producer id / epoch (KIP-360); we send -1/-1 (a fresh id). v5 only
+    // changes transactional semantics (KIP-890) that we do not use.
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The highest ApiVersions version we send first.

@@ -1,0 +1,485 @@
+//! The batching producer: `send` buffers a record and hands back a [`Delivery`] future;
+//! a background sender batches records per partition, sends them to each partition's
+//! leader, retries, and resolves the futures.
+//!
+//! # Example
+//! ```no_run
+//! use std::time::Duration;
+//! use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn run() -> Result<(), sluice_wire::Error> {
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:19092").linger(Duration::from_millis(10))).await?;
+//! // `send` returns once the record is buffered; await the delivery for its offset.
+//! let delivery = producer.send(ProducerRecord::new("orders", "hello").key("user-1")).await?;
+//! let written = delivery.await?;
+//! println!("{}-{} @ {}", written.topic, written.partition, written.offset);
+//! producer.close(Duration::from_secs(30)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - `config.rs`: [`ProducerConfig`], Java defaults and keys.
+//! - `record.rs`: [`ProducerRecord`], [`RecordMetadata`], [`Delivery`].
+//! - `accumulator.rs`: per-partition batches appended in place, bounded by
+//!   `buffer.memory`.
+//! - `sender.rs`: drains ready batches into one Produce request per broker; one task per
+//!   broker writes them in order.
+//! - `completion.rs`: responses resolve deliveries, or put batches back for a retry with
+//!   backoff, or fail them.
+//! - `idempotence.rs`: producer id, epoch, sequence numbers, the KIP-360 epoch bump.
+//! - `metrics.rs`: counters and histograms through the `metrics` facade.
+//!
+//! # Semantics (as the Java client)
+//! - `send` waits up to `max.block.ms` for topic metadata and for buffer space; past it,
+//!   [`ErrorKind::UnknownTopicOrPartition`](crate::ErrorKind) or
+//!   [`ErrorKind::BufferExhausted`](crate::ErrorKind). A record larger than
+//!   `max.request.size` (or `buffer.memory`) fails at once with
+//!   [`ErrorKind::RecordTooLarge`](crate::ErrorKind).
+//! - A batch is sent when full (`batch.size`), when `linger.ms` passed, on `flush`/`close`,
+//!   or when a `send` waits for memory.
+//! - Retriable errors (not leader, leader not available, not enough replicas, timeouts,
+//!   network) refresh metadata and resend after an exponential backoff with ±20 % jitter
+//!   (`retry.backoff.ms` doubling up to `retry.backoff.max.ms`), until
+//!   `delivery.timeout.ms` is spent or `retries` are used up. A retried batch goes back
+//!   to the head of its partition's queue.
+//! - A batch the broker refuses as too large (MESSAGE_TOO_LARGE, say a topic's
+//!   `max.message.bytes` below `batch.size`) is split in record order and resent, as Java
+//!   does; a single record too large for the broker fails.
+//! - Ordering: with idempotence (the default) order per partition holds across retries
+//!   (sequence numbers; after a failure one batch at a time until the retried batches are
+//!   through). Without idempotence and with `max.in.flight.requests.per.connection > 1`,
+//!   a retry may reorder batches of a partition, as in Java; use 1 to avoid that.
+//! - Every future is cancel-safe: dropping a [`Delivery`] never drops its record, and
+//!   dropping a `send` future before it returned leaves nothing buffered.
+//! - Dropping the last [`Producer`] handle delivers what is buffered in the background
+//!   (bounded by `delivery.timeout.ms`); call [`close`](Producer::close) to wait for it.
+
+mod accumulator;
+mod completion;
+mod config;
+mod idempotence;
+mod metrics;
+mod record;
+mod sender;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use sluice_partition::{PartitionError, Partitioner};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::time::Instant;
+
+pub use config::{PartitionerChoice, PartitionerFactory, ProducerConfig};
+pub use record::{Delivery, ProducerRecord, RecordMetadata};
+
+use accumulator::{Accumulator, RecordParts};
+use idempotence::Idempotence;
+use metrics::ProducerMetrics;
+
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::error::{Error, Result};
+use crate::records::{Header, BATCH_HEADER_LEN};
+
+/// A Kafka producer. Clones share one producer; it stops once every clone is dropped
+/// (after delivering what is buffered) or [`close`](Producer::close) is called.
+#[derive(Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+/// Closes the producer when the last [`Producer`] clone goes.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.state().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// What the handle, the sender and its tasks share.
+pub(crate) struct Shared {
+    pub(crate) config: ProducerConfig,
+    pub(crate) cluster: Cluster,
+    state: Mutex<State>,
+    partitioner: Mutex<Box<dyn Partitioner>>,
+    /// Permits are bytes of `buffer.memory`; batches hold theirs until done.
+    pub(crate) memory: Arc<Semaphore>,
+    /// `send` calls waiting for memory: while any, every batch is ready (Java does the
+    /// same so the wait is short).
+    pub(crate) blocked_senders: AtomicUsize,
+    /// Wakes the sender: a batch opened or filled, a response came, flush, close.
+    pub(crate) wake: Notify,
+    /// Bumped whenever batches complete; `flush` waits on it.
+    pub(crate) completed: watch::Sender<u64>,
+    /// Set when the sender loop has ended; helper tasks stop.
+    pub(crate) stopped: AtomicBool,
+    pub(crate) metrics: ProducerMetrics,
+}
+
+/// The mutable state, behind one lock that is never held across an `.await`.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) acc: Accumulator,
+    /// `Some` for an idempotent producer.
+    pub(crate) idem: Option<Idempotence>,
+    /// Produce requests in flight per broker node id.
+    pub(crate) broker_in_flight: HashMap<i32, usize>,
+    pub(crate) total_in_flight: usize,
+    /// No more sends; the sender delivers what is buffered and stops.
+    pub(crate) closed: bool,
+    /// Some partition had no leader or a retriable error: refresh metadata.
+    pub(crate) refresh_wanted: bool,
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn partitioner(&self) -> MutexGuard<'_, Box<dyn Partitioner>> {
+        match self.partitioner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Wakes flushers after batches completed.
+    pub(crate) fn notify_completed(&self) {
+        self.completed.send_modify(|n| *n = n.wrapping_add(1));
+        self.metrics
+            .buffer_available(self.memory.available_permits());
+    }
+
+    /// The partition count of `topic`, fetching metadata until `deadline`.
+    async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<u32> {
+        let mut last_error: Option<Error> = None;
+        loop {
+            if let Some(t) = self.cluster.metadata().topic(topic) {
+                match t.error {
+                    None if !t.partitions.is_empty() => {
+                        return u32::try_from(t.partitions.len())
+                            .map_err(|_| Error::protocol("too many partitions"));
+                    }
+                    Some(code) if !code.is_retriable() => {
+                        return Err(Error::kafka(code, format!("metadata for topic {topic}")));
+                    }
+                    Some(code) => {
+                        last_error = Some(Error::kafka(code, format!("metadata for topic {topic}")))
+                    }
+                    None => {}
+                }
+            }
+            let auto_create = self.config.allow_auto_create_topics;
+            let wait = async {
+                if let Err(e) = self.cluster.refresh(&[topic], auto_create).await {
+                    last_error = Some(e);
+                }
+                if !self
+                    .cluster
+                    .metadata()
+                    .topic(topic)
+                    .is_some_and(|t| t.error.is_none() && !t.partitions.is_empty())
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            if tokio::time::timeout_at(deadline, wait).await.is_err() {
+                let why = last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
+                return Err(Error::unknown_topic(format!(
+                    "topic {topic} not present in metadata after max.block.ms ({} ms){why}",
+                    self.config.max_block.as_millis()
+                )));
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("client_id", &self.handle.shared.config.client_id)
+            .field("idempotent", &self.handle.shared.config.idempotent())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Connects to `config.bootstrap_servers` and starts the producer. Fails with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an invalid config.
+    pub async fn new(config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
+        let mut cluster_config = ClusterConfig::new(&config.bootstrap_servers)
+            .client_id(config.client_id.clone())
+            .request_timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)));
+        cluster_config.connection.max_in_flight = config.effective_max_in_flight();
+        cluster_config.metadata_max_age = config.metadata_max_age;
+        let cluster = Cluster::connect(cluster_config).await?;
+        Producer::with_cluster(cluster, config)
+    }
+
+    /// Starts a producer on an existing cluster handle (its connections are shared;
+    /// `bootstrap_servers` is ignored). Must be called inside a Tokio runtime.
+    pub fn with_cluster(cluster: Cluster, config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
+        let memory = Arc::new(Semaphore::new(
+            config.buffer_memory.min(Semaphore::MAX_PERMITS),
+        ));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                acc: Accumulator::new(config.batch_size, config.compression),
+                idem: config.idempotent().then(Idempotence::new),
+                broker_in_flight: HashMap::new(),
+                total_in_flight: 0,
+                closed: false,
+                refresh_wanted: false,
+            }),
+            partitioner: Mutex::new(config.partitioner.build()),
+            metrics: ProducerMetrics::new(&config.client_id),
+            config,
+            cluster,
+            memory,
+            blocked_senders: AtomicUsize::new(0),
+            wake: Notify::new(),
+            completed: watch::channel(0).0,
+            stopped: AtomicBool::new(false),
+        });
+        tokio::spawn(sender::run(Arc::clone(&shared)));
+        Ok(Producer {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.handle.shared.config
+    }
+
+    /// The producer id and epoch in use, once an idempotent producer has one (`None`
+    /// without idempotence). The epoch rises when the producer recovers from a sequence
+    /// gap (KIP-360); useful in logs and tests.
+    pub fn producer_id(&self) -> Option<(i64, i16)> {
+        match self.handle.shared.state().idem.as_ref().map(|i| i.state) {
+            Some(idempotence::ProducerIdState::Ready { id, epoch }) => Some((id, epoch)),
+            _ => None,
+        }
+    }
+
+    /// Bytes of `buffer.memory` not held by buffered batches right now.
+    pub fn buffer_available(&self) -> usize {
+        self.handle.shared.memory.available_permits()
+    }
+
+    /// The cluster handle the producer uses.
+    pub fn cluster(&self) -> &Cluster {
+        &self.handle.shared.cluster
+    }
+
+    /// Buffers `record` and returns its [`Delivery`].
+    ///
+    /// Waits at most `max.block.ms` for the topic's metadata and for buffer space. Errors
+    /// here mean the record was not buffered: [`ErrorKind::RecordTooLarge`],
+    /// [`ErrorKind::BufferExhausted`], [`ErrorKind::UnknownTopicOrPartition`],
+    /// [`ErrorKind::ProducerClosed`]. Cancel-safe.
+    ///
+    /// [`ErrorKind::RecordTooLarge`]: crate::ErrorKind::RecordTooLarge
+    /// [`ErrorKind::BufferExhausted`]: crate::ErrorKind::BufferExhausted
+    /// [`ErrorKind::UnknownTopicOrPartition`]: crate::ErrorKind::UnknownTopicOrPartition
+    /// [`ErrorKind::ProducerClosed`]: crate::ErrorKind::ProducerClosed
+    pub async fn send(&self, record: ProducerRecord) -> Result<Delivery> {
+        let shared = &self.handle.shared;
+        let config = &shared.config;
+        if shared.state().closed {
+            return Err(Error::producer_closed("send after the producer was closed"));
+        }
+        let deadline = Instant::now() + config.max_block;
+        let headers: Vec<Header<'_>> = record
+            .headers
+            .iter()
+            .map(|(k, v)| Header::new(k, v.as_deref()))
+            .collect();
+        let parts = RecordParts {
+            timestamp: record.timestamp.unwrap_or_else(now_ms),
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+        };
+        let size = BATCH_HEADER_LEN + parts.size_bound();
+        if size > config.max_request_size || size > config.buffer_memory {
+            return Err(Error::record_too_large(format!(
+                "a record of about {size} bytes is larger than max.request.size ({}) or \
+                 buffer.memory ({})",
+                config.max_request_size, config.buffer_memory
+            )));
+        }
+        if let Some(p) = record.partition.filter(|&p| p < 0) {
+            return Err(Error::unknown_topic(format!(
+                "topic {}: no partition {p}",
+                record.topic
+            )));
+        }
+        let partitions = shared.partition_count(&record.topic, deadline).await?;
+        let partition = shared
+            .partitioner()
+            .choose(
+                record.partition.and_then(|p| u32::try_from(p).ok()),
+                &record.topic,
+                parts.key,
+                parts.value.map_or(0, <[u8]>::len),
+                partitions,
+            )
+            .map_err(|e| match e {
+                PartitionError::NoPartitions | PartitionError::OutOfRange { .. } => {
+                    Error::unknown_topic(format!("topic {}: {e}", record.topic))
+                }
+            })
+            .and_then(|p| i32::try_from(p).map_err(|_| Error::protocol("partition overflow")))?;
+
+        let appended = {
+            let mut st = shared.state();
+            if st.closed {
+                return Err(Error::producer_closed("send after the producer was closed"));
+            }
+            st.acc.try_append(&record.topic, partition, &parts)?
+        };
+        let appended = match appended {
+            Some(a) => a,
+            None => {
+                // Never more than the whole buffer (batch.size may exceed it); the
+                // record itself fits, checked above.
+                let reservation = shared
+                    .state()
+                    .acc
+                    .batch_reservation(&parts)
+                    .min(config.buffer_memory);
+                let permits = u32::try_from(reservation).unwrap_or(u32::MAX);
+                shared.blocked_senders.fetch_add(1, Ordering::SeqCst);
+                shared.wake.notify_one();
+                let acquired = tokio::time::timeout_at(
+                    deadline,
+                    Arc::clone(&shared.memory).acquire_many_owned(permits),
+                )
+                .await;
+                shared.blocked_senders.fetch_sub(1, Ordering::SeqCst);
+                let permit = match acquired {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(Error::producer_closed("the producer is closed")),
+                    Err(_) => {
+                        return Err(Error::buffer_exhausted(format!(
+                            "failed to allocate {reservation} bytes within max.block.ms ({} ms); \
+                             buffer.memory is {} bytes",
+                            config.max_block.as_millis(),
+                            config.buffer_memory
+                        )))
+                    }
+                };
+                let mut st = shared.state();
+                if st.closed {
+                    return Err(Error::producer_closed("send after the producer was closed"));
+                }
+                // Someone may have opened a batch meanwhile: use it, give the memory back.
+                match st.acc.try_append(&record.topic, partition, &parts)? {
+                    Some(a) => a,
+                    None => st
+                        .acc
+                        .append_new(&record.topic, partition, &parts, permit)?,
+                }
+            }
+        };
+        if appended.batch_closed {
+            if let Ok(p) = u32::try_from(partition) {
+                shared.partitioner().on_batch_complete(&record.topic, p);
+            }
+        }
+        if appended.new_batch || appended.batch_closed {
+            shared.wake.notify_one();
+        }
+        Ok(Delivery::new(appended.rx))
+    }
+
+    /// Sends everything buffered now (ignoring `linger.ms`) and waits until every record
+    /// buffered before this call is delivered or failed.
+    pub async fn flush(&self) {
+        let shared = &self.handle.shared;
+        let mut completed = shared.completed.subscribe();
+        let upto = {
+            let mut st = shared.state();
+            let upto = st.acc.next_batch_id();
+            st.acc.flush_upto = st.acc.flush_upto.max(upto);
+            upto
+        };
+        shared.wake.notify_one();
+        loop {
+            if shared.state().acc.done_before(upto) {
+                return;
+            }
+            if completed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stops accepting records, delivers what is buffered (waiting at most `timeout`),
+    /// then stops the sender. Records still buffered when `timeout` passes fail with
+    /// [`ErrorKind::ProducerClosed`](crate::ErrorKind::ProducerClosed), and so does this
+    /// call.
+    pub async fn close(&self, timeout: Duration) -> Result<()> {
+        let shared = &self.handle.shared;
+        shared.state().closed = true;
+        shared.wake.notify_one();
+        if tokio::time::timeout(timeout, self.flush()).await.is_ok() {
+            return Ok(());
+        }
+        let err = Error::producer_closed(format!(
+            "the producer was closed before delivering every record (timeout {timeout:?})"
+        ));
+        let abandoned = completion::abort_queued(shared, &err);
+        shared.wake.notify_one();
+        Err(err.context(format!("{abandoned} records abandoned")))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Micro-benchmark access to the accumulator (no network). Not a stable API.
+#[doc(hidden)]
+pub mod bench;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    /// Compiles only if the futures can be spawned on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn futures_are_send(producer: &Producer) {
+        is_send(&producer.send(ProducerRecord::new("t", "v")));
+        is_send(&producer.flush());
+        is_send(&producer.close(Duration::ZERO));
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        fn send<T: Send + 'static>() {}
+        check::<Producer>();
+        send::<Delivery>();
+    }
+}

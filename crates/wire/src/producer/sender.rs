@@ -1,0 +1,428 @@
+//! The sender: one loop that drains ready batches (under the state lock, no I/O) into
+//! one Produce request per broker, and one task per broker that writes that broker's
+//! requests in order on its connection. Responses are handled by a task per request,
+//! which resolves deliveries, or puts batches back for a retry.
+//!
+//! Why one writer task per broker: the connection pipelines requests, and with
+//! idempotence the requests of a partition must reach the broker in sequence order. A
+//! single task that queues them one after the other (then awaits the responses
+//! concurrently) guarantees it; separate tasks racing to the socket would not.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, warn, Instrument};
+
+use super::accumulator::Batch;
+use super::completion::complete_job;
+use super::idempotence::{self, ProducerIdState};
+use super::{Shared, State};
+use crate::error::{Error, Result};
+use crate::partition_client::Acks;
+use crate::records::rewrite_producer_state;
+
+/// Longest the sender sleeps without a reason to wake.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
+
+/// Batches for one broker, sent as one Produce request.
+pub(crate) struct Job {
+    pub(crate) node: i32,
+    pub(crate) batches: Vec<Batch>,
+}
+
+/// What one drain pass decided, acted on after the lock is released.
+#[derive(Default)]
+struct Plan {
+    jobs: Vec<Job>,
+    /// Batches whose delivery timeout passed, or that could not be encoded.
+    failed: Vec<(Batch, Error)>,
+    next_wake: Option<Instant>,
+    init_producer_id: bool,
+    refresh: bool,
+    exit: bool,
+}
+
+/// The sender loop; ends when the producer is closed and nothing is left.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut brokers: HashMap<i32, mpsc::UnboundedSender<Job>> = HashMap::new();
+    let refreshing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    loop {
+        let now = Instant::now();
+        let plan = {
+            let mut st = shared.state();
+            drain(&shared, &mut st, now)
+        };
+        if !plan.failed.is_empty() {
+            for (batch, err) in plan.failed {
+                shared.metrics.errors(batch.record_count());
+                batch.fail(&err);
+            }
+            shared.notify_completed();
+        }
+        if plan.init_producer_id {
+            tokio::spawn(init_producer_id(Arc::clone(&shared)));
+        }
+        if plan.refresh && !refreshing.swap(true, Ordering::SeqCst) {
+            let shared = Arc::clone(&shared);
+            let refreshing = Arc::clone(&refreshing);
+            tokio::spawn(async move {
+                let topics: Vec<String> = shared.state().acc.topics.keys().cloned().collect();
+                let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+                if let Err(e) = shared.cluster.refresh(&refs, false).await {
+                    debug!(error = %e, "producer metadata refresh failed");
+                }
+                // Rate-limit refreshes to one per backoff.
+                tokio::time::sleep(shared.config.retry_backoff).await;
+                refreshing.store(false, Ordering::SeqCst);
+                shared.wake.notify_one();
+            });
+        }
+        for job in plan.jobs {
+            let node = job.node;
+            let tx = brokers.entry(node).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(broker_task(Arc::clone(&shared), node, rx));
+                tx
+            });
+            if let Err(mpsc::error::SendError(job)) = tx.send(job) {
+                // The broker task ended (it never does while we hold the sender).
+                complete_job(&shared, job, Err(Error::closed("broker task ended")), None);
+            }
+        }
+        if plan.exit {
+            break;
+        }
+        let wake_at = plan
+            .next_wake
+            .unwrap_or(now + IDLE_WAKE)
+            .min(now + IDLE_WAKE);
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep_until(wake_at) => {}
+        }
+    }
+    shared.stopped.store(true, Ordering::SeqCst);
+    debug!("producer sender stopped");
+}
+
+/// Picks the batches to send now. Runs under the state lock: no I/O, no await.
+fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
+    let config = &shared.config;
+    let mut plan = Plan::default();
+    let State {
+        acc,
+        idem,
+        broker_in_flight,
+        total_in_flight,
+        closed,
+        refresh_wanted,
+    } = st;
+    plan.refresh = std::mem::take(refresh_wanted);
+    let wake = |plan: &mut Plan, at: Instant| {
+        plan.next_wake = Some(plan.next_wake.map_or(at, |w| w.min(at)));
+    };
+
+    // Expire what waited longer than delivery.timeout.ms (queued batches only; a
+    // batch in flight is judged when its response comes).
+    let std_now = now.into_std();
+    let mut expired_sequenced = false;
+    for (topic, queues) in acc.topics.iter_mut() {
+        for queue in queues.iter_mut() {
+            let mut i = 0;
+            while i < queue.batches.len() {
+                let b = &queue.batches[i];
+                let deadline = b.created + config.delivery_timeout;
+                if deadline <= std_now {
+                    if let Some(b) = queue.batches.remove(i) {
+                        expired_sequenced |= b.sequence.is_some();
+                        let err = expired_error(topic, &b, config.delivery_timeout);
+                        plan.failed.push((b, err));
+                    }
+                } else {
+                    wake(&mut plan, Instant::from_std(deadline));
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    for (b, _) in &plan.failed {
+        acc.untrack(b.id);
+    }
+    let failed_before_drain = plan.failed.len();
+
+    // Idempotence: a producer id first; an epoch bump once nothing is in flight.
+    let mut stamp = None;
+    if let Some(idem) = idem.as_mut() {
+        if expired_sequenced {
+            idem.bump_required = true;
+        }
+        if idem.bump_required && *total_in_flight == 0 {
+            idem.bump_epoch(acc);
+        }
+        if idem.state == ProducerIdState::Missing && !acc.is_empty() {
+            idem.state = ProducerIdState::Initializing;
+            plan.init_producer_id = true;
+        }
+        match idem.ready() {
+            Some(s) => stamp = Some(s),
+            None => {
+                plan.exit = *closed && acc.is_empty() && *total_in_flight == 0;
+                return plan;
+            }
+        }
+    }
+
+    let metadata = shared.cluster.metadata();
+    let exhausted = shared.blocked_senders.load(Ordering::SeqCst) > 0;
+    let flush_upto = acc.flush_upto;
+    let max_in_flight = config.effective_max_in_flight();
+    loop {
+        // One round: at most one batch per partition, one request per broker.
+        let mut round: HashMap<i32, (Vec<Batch>, usize)> = HashMap::new();
+        for (topic, queues) in acc.topics.iter_mut() {
+            for (index, queue) in queues.iter_mut().enumerate() {
+                let Some(head) = queue.batches.front() else {
+                    continue;
+                };
+                if let Some(at) = head.retry_at {
+                    if at > std_now {
+                        wake(&mut plan, Instant::from_std(at));
+                        continue;
+                    }
+                }
+                let lingered = head.created + config.linger;
+                let ready = head.closed
+                    || *closed
+                    || exhausted
+                    || head.id < flush_upto
+                    || lingered <= std_now;
+                if !ready {
+                    wake(&mut plan, Instant::from_std(lingered));
+                    continue;
+                }
+                // One at a time while retrying, and until the broker confirmed a first
+                // batch under this epoch: a broker that does not know our producer id on
+                // a partition accepts any sequence, so a later batch could land before a
+                // first one that failed (say, NOT_LEADER right after topic creation).
+                let one_at_a_time = queue.retrying || !queue.confirmed;
+                if stamp.is_some()
+                    && (queue.in_flight >= 5 || (one_at_a_time && queue.in_flight > 0))
+                {
+                    continue;
+                }
+                let partition = i32::try_from(index).unwrap_or(i32::MAX);
+                let Some(node) = metadata.partition(topic, partition).and_then(|p| p.leader) else {
+                    plan.refresh = true;
+                    continue;
+                };
+                let size = head.size();
+                match round.get(&node) {
+                    Some((_, bytes)) if bytes + size > config.max_request_size => continue,
+                    Some(_) => {}
+                    None if broker_in_flight.get(&node).copied().unwrap_or(0) >= max_in_flight => {
+                        continue
+                    }
+                    None => {}
+                }
+                let Some(mut batch) = queue.batches.pop_front() else {
+                    continue;
+                };
+                if let Err(e) = prepare(&mut batch, stamp, &mut queue.next_sequence) {
+                    plan.failed.push((batch, e));
+                    continue;
+                }
+                batch.attempts += 1;
+                batch.retry_at = None;
+                queue.in_flight += 1;
+                let entry = round.entry(node).or_default();
+                entry.1 += batch.size();
+                entry.0.push(batch);
+            }
+        }
+        if round.is_empty() {
+            break;
+        }
+        for (node, (batches, _)) in round {
+            *broker_in_flight.entry(node).or_default() += 1;
+            *total_in_flight += 1;
+            plan.jobs.push(Job { node, batches });
+        }
+    }
+    for (b, _) in &plan.failed[failed_before_drain..] {
+        acc.untrack(b.id);
+    }
+    plan.exit = *closed && acc.is_empty() && *total_in_flight == 0;
+    plan
+}
+
+/// Finishes the batch and, when idempotent, gives it its sequence (first send) and
+/// stamps producer id, epoch and sequence into its header.
+fn prepare(batch: &mut Batch, stamp: Option<(i64, i16)>, next_sequence: &mut i32) -> Result<()> {
+    batch.finish()?;
+    let Some((producer_id, epoch)) = stamp else {
+        return Ok(());
+    };
+    if batch.sequence.is_some() {
+        return Ok(());
+    }
+    let sequence = *next_sequence;
+    let count = i32::try_from(batch.record_count()).unwrap_or(i32::MAX);
+    // Sequences wrap at i32::MAX, as the broker expects.
+    *next_sequence = sequence.wrapping_add(count) & i32::MAX;
+    let payload = batch.finish()?;
+    let stamped = rewrite_producer_state(payload, producer_id, epoch, sequence)?;
+    batch.payload = Some(stamped);
+    batch.sequence = Some((sequence, epoch));
+    Ok(())
+}
+
+fn expired_error(topic: &str, batch: &Batch, timeout: Duration) -> Error {
+    let base = Error::timeout(
+        format!(
+            "delivering {} records to {topic}-{}",
+            batch.record_count(),
+            batch.partition
+        ),
+        timeout,
+    );
+    match &batch.last_error {
+        Some(last) => base.context(format!("last error: {last}")),
+        None => base,
+    }
+}
+
+/// Writes this broker's requests in drain order; responses are awaited concurrently.
+async fn broker_task(shared: Arc<Shared>, node: i32, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(job) = jobs.recv().await {
+        let request = build_request(&shared, &job.batches);
+        let started = Instant::now();
+        let records: usize = job.batches.iter().map(Batch::record_count).sum();
+        let span = tracing::debug_span!(
+            "produce",
+            broker = node,
+            batches = job.batches.len(),
+            records
+        );
+        let conn = match shared.cluster.broker(node).instrument(span.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                complete_job(&shared, job, Err(e), None);
+                continue;
+            }
+        };
+        if shared.config.acks == Acks::None {
+            let result = conn.send_no_response(&request).await.map(|()| None);
+            complete_job(&shared, job, result, Some(started));
+            continue;
+        }
+        match conn.dispatch(&request).instrument(span.clone()).await {
+            Ok(response) => {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(
+                    async move {
+                        let result = response.await.map(Some);
+                        complete_job(&shared, job, result, Some(started));
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(e) => complete_job(&shared, job, Err(e), None),
+        }
+    }
+}
+
+fn build_request(shared: &Shared, batches: &[Batch]) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for b in batches {
+        let data = PartitionProduceData::default()
+            .with_index(b.partition)
+            .with_records(b.payload.clone());
+        match topics.iter_mut().find(|t| t.name.0.as_str() == &*b.topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(b.topic.to_string())))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    ProduceRequest::default()
+        .with_transactional_id(None)
+        .with_acks(shared.config.acks.wire())
+        .with_timeout_ms(
+            i32::try_from(shared.config.request_timeout.as_millis()).unwrap_or(i32::MAX),
+        )
+        .with_topic_data(topics)
+}
+
+/// Gets a producer id, retrying with backoff until it works or the producer stops.
+async fn init_producer_id(shared: Arc<Shared>) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match idempotence::init_producer_id(&shared.cluster, shared.config.delivery_timeout).await {
+            Ok((id, epoch)) => {
+                debug!(producer_id = id, epoch, "producer id assigned");
+                if let Some(idem) = shared.state().idem.as_mut() {
+                    idem.state = ProducerIdState::Ready { id, epoch };
+                }
+                shared.wake.notify_one();
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, attempt, "InitProducerId failed; retrying");
+                if shared.stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let config = &shared.config;
+                tokio::time::sleep(backoff(
+                    config.retry_backoff,
+                    config.retry_backoff_max,
+                    attempt,
+                ))
+                .await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff with ±20 % jitter, as Java's `ExponentialBackoff` (KIP-580):
+/// `base * 2^(attempt-1)`, capped at `max`. The jitter comes from the standard library's
+/// randomly seeded hasher: no extra dependency for a few random bits.
+pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(max.max(base));
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(attempt);
+    let unit = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+    capped.mul_f64(0.8 + 0.4 * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_millis(1000);
+        for attempt in 1..30 {
+            let b = backoff(base, max, attempt);
+            let nominal = (100u64 << (attempt - 1).min(20)).min(1000) as f64;
+            let ms = b.as_secs_f64() * 1000.0;
+            assert!(
+                ms >= nominal * 0.8 - 1.0 && ms <= nominal * 1.2 + 1.0,
+                "{attempt}: {ms}"
+            );
+        }
+    }
+}
