@@ -33,9 +33,16 @@ pub async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
     // per partition (retried on NOT_LEADER by PartitionClient) makes sure it does. A
     // producer without idempotence may otherwise reorder its first retried batches, as
     // the Java client may. Readers skip these records.
+    // A current timestamp: with timestamp 0 the broker's retention (7 days) deletes the
+    // record's segment as soon as a new one rolls, and reads from offset 0 then fail
+    // with OFFSET_OUT_OF_RANGE.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     for p in 0..partitions {
         let mut batch = RecordBatchBuilder::new(BatchOptions::default());
-        batch.append(0, None, Some(WARMUP), &[]).unwrap();
+        batch.append(now, None, Some(WARMUP), &[]).unwrap();
         PartitionClient::new(cluster.clone(), topic, p)
             .produce(batch.finish().unwrap(), Acks::All, T)
             .await
