@@ -309,7 +309,7 @@ fn read_pid(i: u16) -> Option<i32> {
 }
 
 /// True when `pid` is a live Kafka broker started from node dir `i` (checked through
-/// /proc/<pid>/cmdline, so a recycled pid is never mistaken for ours).
+/// `/proc/<pid>/cmdline`, so a recycled pid is never mistaken for ours).
 fn is_our_node(pid: i32, i: u16) -> bool {
     let Some(cmdline) = command_line(pid) else {
         return false;

@@ -79,16 +79,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
-    match s {
-        "none" => Ok(Compression::None),
-        "gzip" => Ok(Compression::Gzip),
-        "snappy" => Ok(Compression::Snappy),
-        "lz4" => Ok(Compression::Lz4),
-        "zstd" => Ok(Compression::Zstd),
-        other => Err(format!(
-            "unknown compression {other:?}: use none, gzip, snappy, lz4 or zstd"
-        )),
-    }
+    Compression::from_name(s)
+        .ok_or_else(|| format!("unknown compression {s:?}: use none, gzip, snappy, lz4 or zstd"))
 }
 
 pub(crate) fn parse_acks(s: &str) -> Result<Acks, String> {

@@ -159,9 +159,9 @@ impl fmt::Debug for BrokerConnection {
 impl BrokerConnection {
     /// Connects to `addr` (`host:port`) and negotiates API versions.
     ///
-    /// Fails with [`ErrorKind::Io`] when nothing listens there, [`ErrorKind::Timeout`]
+    /// Fails with [`ErrorKind::Io`](crate::ErrorKind::Io) when nothing listens there, [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)
     /// when the connect or the handshake takes longer than `connect_timeout`, and
-    /// [`ErrorKind::Protocol`] when the peer answers with something that is not Kafka.
+    /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) when the peer answers with something that is not Kafka.
     pub async fn connect(addr: &str, config: ConnectionConfig) -> Result<Self> {
         let timeout = config.connect_timeout;
         match tokio::time::timeout(timeout, Self::connect_inner(addr, config)).await {

@@ -137,6 +137,14 @@ impl Compression {
     }
 }
 
+impl Compression {
+    /// The codec Kafka's `compression.type` calls `name` (`none`, `gzip`, `snappy`, `lz4`,
+    /// `zstd`), or `None` for any other name.
+    pub fn from_name(name: &str) -> Option<Compression> {
+        Compression::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

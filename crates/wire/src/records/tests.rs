@@ -549,3 +549,12 @@ fn producer_state_rewrite_keeps_records_and_crc_valid() {
         Err(RecordsError::Truncated)
     ));
 }
+
+#[test]
+fn compression_names_round_trip() {
+    for c in Compression::ALL {
+        assert_eq!(Compression::from_name(c.name()), Some(c));
+    }
+    assert_eq!(Compression::from_name("brotli"), None);
+    assert_eq!(Compression::from_name("GZIP"), None);
+}
