@@ -62,6 +62,7 @@ mod idempotence;
 mod metrics;
 mod record;
 mod sender;
+mod transaction;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -79,6 +80,7 @@ pub use record::{Delivery, ProducerRecord, RecordMetadata};
 use accumulator::{Accumulator, RecordParts};
 use idempotence::Idempotence;
 use metrics::ProducerMetrics;
+use transaction::{Phase, TxnContext, TxnState};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{Error, Result};
@@ -121,6 +123,8 @@ pub(crate) struct Shared {
     /// Set when the sender loop has ended; helper tasks stop.
     pub(crate) stopped: AtomicBool,
     pub(crate) metrics: ProducerMetrics,
+    /// Coordinators of a transactional producer.
+    pub(crate) txn: Option<TxnContext>,
 }
 
 /// The mutable state, behind one lock that is never held across an `.await`.
@@ -136,6 +140,8 @@ pub(crate) struct State {
     pub(crate) closed: bool,
     /// Some partition had no leader or a retriable error: refresh metadata.
     pub(crate) refresh_wanted: bool,
+    /// `Some` for a transactional producer.
+    pub(crate) txn: Option<TxnState>,
 }
 
 impl Shared {
@@ -237,15 +243,23 @@ impl Producer {
         let memory = Arc::new(Semaphore::new(
             config.buffer_memory.min(Semaphore::MAX_PERMITS),
         ));
+        let mut acc = Accumulator::new(config.batch_size, config.compression);
+        acc.transactional = config.transactional();
+        let txn = config
+            .transactional_id
+            .as_deref()
+            .map(|id| TxnContext::new(&cluster, id, config.retry_backoff));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                acc: Accumulator::new(config.batch_size, config.compression),
+                acc,
                 idem: config.idempotent().then(Idempotence::new),
                 broker_in_flight: HashMap::new(),
                 total_in_flight: 0,
                 closed: false,
                 refresh_wanted: false,
+                txn: config.transactional().then(TxnState::new),
             }),
+            txn,
             partitioner: Mutex::new(config.partitioner.build()),
             metrics: ProducerMetrics::new(&config.client_id),
             config,
@@ -352,6 +366,7 @@ impl Producer {
             if st.closed {
                 return Err(Error::producer_closed("send after the producer was closed"));
             }
+            check_transaction(&mut st, &record.topic, partition)?;
             st.acc.try_append(&record.topic, partition, &parts)?
         };
         let appended = match appended {
@@ -389,6 +404,7 @@ impl Producer {
                 if st.closed {
                     return Err(Error::producer_closed("send after the producer was closed"));
                 }
+                check_transaction(&mut st, &record.topic, partition)?;
                 // Someone may have opened a batch meanwhile: use it, give the memory back.
                 match st.acc.try_append(&record.topic, partition, &parts)? {
                     Some(a) => a,
@@ -448,6 +464,31 @@ impl Producer {
         let abandoned = completion::abort_queued(shared, &err);
         shared.wake.notify_one();
         Err(err.context(format!("{abandoned} records abandoned")))
+    }
+}
+
+/// For a transactional producer: a send is allowed in a transaction only, and its
+/// partition joins the transaction (queued for the sender's next AddPartitionsToTxn).
+fn check_transaction(st: &mut State, topic: &str, partition: i32) -> Result<()> {
+    let Some(txn) = st.txn.as_mut() else {
+        return Ok(());
+    };
+    match txn.phase {
+        Phase::InTransaction => {
+            let tp = (topic.to_string(), partition);
+            if !txn.added.contains(&tp) && !txn.adding.contains(&tp) {
+                txn.pending.insert(tp);
+            }
+            Ok(())
+        }
+        Phase::AbortableError | Phase::FatalError => Err(txn.error.clone().map_or_else(
+            || Error::illegal_state("the transaction failed"),
+            |e| e.context("send: the transaction failed earlier"),
+        )),
+        phase => Err(Error::illegal_state(format!(
+            "send on a transactional producer outside a transaction (state {phase:?}): \
+             call begin() first"
+        ))),
     }
 }
 
