@@ -1,0 +1,240 @@
+//! Transactions against a real broker: commit and abort visibility, zombie fencing,
+//! offsets committed in a transaction, and the exactly-once example under SIGKILL.
+
+mod consumer_common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use consumer_common::{cluster, topic, T};
+use sluice::wire::consumer::{
+    Consumer, ConsumerConfig, OffsetAndMetadata, OffsetReset, TopicPartition,
+};
+use sluice::wire::partition_client::IsolationLevel;
+use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
+
+fn txn_producer_config(id: &str) -> ProducerConfig {
+    ProducerConfig::new(sluice_testkit::bootstrap())
+        .transactional_id(id.to_string())
+        .transaction_timeout(Duration::from_secs(20))
+        .max_block(Duration::from_secs(30))
+}
+
+/// Every record of `topic` (partitions `0..partitions`) from the beginning, as
+/// `(partition, value)`, read until nothing arrives for `idle`.
+async fn read_all(
+    topic: &str,
+    partitions: i32,
+    isolation: IsolationLevel,
+    idle: Duration,
+) -> Vec<(i32, String)> {
+    let config = ConsumerConfig::new(&sluice_testkit::bootstrap())
+        .auto_offset_reset(OffsetReset::Earliest)
+        .isolation_level(isolation)
+        .fetch_max_wait(Duration::from_millis(100));
+    let c = Consumer::new(config).await.expect("consumer");
+    c.assign((0..partitions).map(|p| TopicPartition::new(topic, p)))
+        .expect("assign");
+    let mut out = Vec::new();
+    while let Ok(r) = tokio::time::timeout(idle, c.recv()).await {
+        let r = r.expect("recv");
+        let v = r
+            .value()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        out.push((r.partition(), v));
+    }
+    c.close().await.expect("close");
+    out
+}
+
+fn values(records: &[(i32, String)]) -> Vec<String> {
+    let mut v: Vec<String> = records.iter().map(|(_, v)| v.clone()).collect();
+    v.sort();
+    v
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    let mut v: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:03}")).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn aborted_records_are_invisible_to_read_committed_only() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-vis", 2).await;
+    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic("tx-vis")))
+        .await
+        .unwrap();
+    p.init_transactions().await.unwrap();
+
+    p.begin().await.unwrap();
+    for i in 0..10 {
+        let _ = p
+            .send(ProducerRecord::new(&topic, format!("committed-{i:03}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    p.commit().await.unwrap();
+
+    p.begin().await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10 {
+        deliveries.push(
+            p.send(ProducerRecord::new(&topic, format!("aborted-{i:03}")).partition(i % 2))
+                .await
+                .unwrap(),
+        );
+    }
+    // On the log before the abort, so read_uncommitted has them to show.
+    p.flush().await;
+    for d in deliveries {
+        d.await.expect("written before the abort");
+    }
+    p.abort().await.unwrap();
+
+    p.begin().await.unwrap();
+    for i in 0..5 {
+        let _ = p
+            .send(ProducerRecord::new(&topic, format!("second-{i:03}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    p.commit().await.unwrap();
+    // Outside a transaction, sends are refused.
+    let e = p
+        .send(ProducerRecord::new(&topic, "outside"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), sluice::wire::ErrorKind::IllegalState, "{e}");
+    p.close(T).await.unwrap();
+
+    let idle = Duration::from_millis(1500);
+    let committed = read_all(&topic, 2, IsolationLevel::ReadCommitted, idle).await;
+    let mut want = names("committed", 10);
+    want.extend(names("second", 5));
+    want.sort();
+    assert_eq!(values(&committed), want);
+
+    let all = read_all(&topic, 2, IsolationLevel::ReadUncommitted, idle).await;
+    want.extend(names("aborted", 10));
+    want.sort();
+    assert_eq!(values(&all), want);
+}
+
+#[tokio::test]
+async fn a_second_instance_fences_the_first() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-fence", 1).await;
+    let id = sluice_testkit::unique_topic("tx-fence");
+    let first = Producer::new(txn_producer_config(&id)).await.unwrap();
+    first.init_transactions().await.unwrap();
+    first.begin().await.unwrap();
+    let _ = first
+        .send(ProducerRecord::new(&topic, "first-committed"))
+        .await
+        .unwrap();
+    first.commit().await.unwrap();
+
+    first.begin().await.unwrap();
+    let d = first
+        .send(ProducerRecord::new(&topic, "first-open"))
+        .await
+        .unwrap();
+    first.flush().await;
+    d.await.unwrap();
+
+    // The zombie's open transaction is aborted by the new instance's init.
+    let second = Producer::new(txn_producer_config(&id)).await.unwrap();
+    second.init_transactions().await.unwrap();
+
+    let after = first
+        .send(ProducerRecord::new(&topic, "first-after-fence"))
+        .await;
+    let err = match after {
+        Err(e) => e,
+        Ok(_) => first
+            .commit()
+            .await
+            .expect_err("a fenced producer cannot commit"),
+    };
+    assert!(err.is_fatal_producer_error(), "{err}");
+    assert!(!err.is_abortable(), "{err}");
+    // Dead for good: abort and begin fail too.
+    assert!(first.abort().await.is_err());
+    assert!(first.begin().await.is_err());
+
+    second.begin().await.unwrap();
+    let _ = second
+        .send(ProducerRecord::new(&topic, "second-committed"))
+        .await
+        .unwrap();
+    second.commit().await.unwrap();
+    second.close(T).await.unwrap();
+    let _ = first.close(Duration::from_secs(1)).await;
+
+    let seen = read_all(
+        &topic,
+        1,
+        IsolationLevel::ReadCommitted,
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(
+        values(&seen),
+        vec![
+            "first-committed".to_string(),
+            "second-committed".to_string()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn offsets_commit_with_the_transaction_only() {
+    let cluster = cluster().await;
+    let input = topic(&cluster, "txn-off-in", 1).await;
+    let output = topic(&cluster, "txn-off-out", 1).await;
+    let group = sluice_testkit::unique_topic("txn-off-g");
+    let consumer = Consumer::new(
+        consumer_common::config(Some(&group)).isolation_level(IsolationLevel::ReadCommitted),
+    )
+    .await
+    .unwrap();
+    consumer.subscribe([input.clone()]).unwrap();
+    consumer_common::produce(&cluster, &input, 0, 0, 10).await;
+    let records = consumer_common::recv_n(&consumer, 10, T).await;
+    let meta = consumer.group_metadata().expect("group metadata");
+    assert_eq!(meta.group_id, group);
+    assert!(meta.generation_id >= 1, "{meta:?}");
+    assert!(!meta.member_id.is_empty(), "{meta:?}");
+    let tp = TopicPartition::new(&input, 0);
+
+    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic("tx-off")))
+        .await
+        .unwrap();
+    p.init_transactions().await.unwrap();
+    // Aborted: the offset is not committed.
+    p.begin().await.unwrap();
+    let _ = p.send(ProducerRecord::new(&output, "x")).await.unwrap();
+    let offsets = BTreeMap::from([(tp.clone(), OffsetAndMetadata::new(5))]);
+    p.send_offsets_to_transaction(&offsets, &meta)
+        .await
+        .unwrap();
+    p.abort().await.unwrap();
+    let committed = consumer.committed(&[tp.clone()]).await.unwrap();
+    assert_eq!(committed[&tp], None);
+    // Committed: it is.
+    p.begin().await.unwrap();
+    let _ = p.send(ProducerRecord::new(&output, "y")).await.unwrap();
+    let next = records.last().unwrap().offset() + 1;
+    let offsets = BTreeMap::from([(tp.clone(), OffsetAndMetadata::new(next))]);
+    p.send_offsets_to_transaction(&offsets, &meta)
+        .await
+        .unwrap();
+    p.commit().await.unwrap();
+    let committed = consumer.committed(&[tp.clone()]).await.unwrap();
+    assert_eq!(committed[&tp].as_ref().map(|o| o.offset), Some(next));
+    p.close(T).await.unwrap();
+    consumer.close().await.unwrap();
+}
