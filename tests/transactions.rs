@@ -238,3 +238,142 @@ async fn offsets_commit_with_the_transaction_only() {
     p.close(T).await.unwrap();
     consumer.close().await.unwrap();
 }
+
+/// The example binary `cargo test` builds next to the test executables.
+fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join("examples").join("exactly_once");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds examples; or run `cargo build --example exactly_once`",
+        path.display()
+    );
+    path
+}
+
+/// A few random bits without a dependency: the standard library's seeded hasher.
+fn random_below(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.finish() % n.max(1)
+}
+
+fn spawn_example(args: &[&str], batch: usize, quiet: bool) -> std::process::Child {
+    let mut cmd = std::process::Command::new(example_binary());
+    cmd.args(args)
+        .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+        .env("EOS_BATCH", batch.to_string())
+        .env("EOS_IDLE_MS", "3000")
+        .stdout(std::process::Stdio::null());
+    if quiet {
+        cmd.stderr(std::process::Stdio::null());
+    } else {
+        cmd.stderr(std::process::Stdio::piped());
+    }
+    cmd.spawn().expect("spawn the exactly_once example")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_example_survives_sigkill_at_random_moments() {
+    const PARTITIONS: i32 = 3;
+    const RECORDS: usize = 100_000;
+    let cluster = cluster().await;
+    let input = topic(&cluster, "eos-in", PARTITIONS).await;
+    let output = topic(&cluster, "eos-out", PARTITIONS).await;
+    let group = sluice_testkit::unique_topic("eos-g");
+    let txn_id = sluice_testkit::unique_topic("eos-tx");
+    let per_partition = RECORDS / PARTITIONS as usize + 1;
+    let mut written = 0;
+    for p in 0..PARTITIONS {
+        let client =
+            sluice::wire::partition_client::PartitionClient::new(cluster.clone(), &input, p);
+        let n = per_partition.min(RECORDS - written);
+        let mut i = 0;
+        while i < n {
+            let mut b = sluice::wire::records::RecordBatchBuilder::new(Default::default());
+            for j in i..(i + 5000).min(n) {
+                let v = format!("rec-{p}-{j:06}");
+                b.append(
+                    1_700_000_000_000,
+                    Some(v.as_bytes()),
+                    Some(v.as_bytes()),
+                    &[],
+                )
+                .unwrap();
+            }
+            client
+                .produce(
+                    b.finish().unwrap(),
+                    sluice::wire::partition_client::Acks::All,
+                    T,
+                )
+                .await
+                .unwrap();
+            i = (i + 5000).min(n);
+        }
+        written += n;
+    }
+    assert_eq!(written, RECORDS);
+
+    let args = [
+        input.as_str(),
+        output.as_str(),
+        group.as_str(),
+        txn_id.as_str(),
+    ];
+    let started = std::time::Instant::now();
+    let mut kills = Vec::new();
+    for _ in 0..10 {
+        let mut child = spawn_example(&args, 500, true);
+        let after = Duration::from_millis(300 + random_below(2200));
+        tokio::time::sleep(after).await;
+        if child.try_wait().unwrap().is_some() {
+            panic!("the example exited before it was killed (after {after:?})");
+        }
+        child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on unix
+        child.wait().unwrap();
+        kills.push(after.as_millis());
+    }
+    // The last instance runs to the end (idle exit).
+    let child = spawn_example(&args, 500, false);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "final run failed: {stderr}");
+    println!("killed after {kills:?} ms; final run: {stderr}");
+
+    let seen = read_all(
+        &output,
+        PARTITIONS,
+        IsolationLevel::ReadCommitted,
+        Duration::from_millis(2000),
+    )
+    .await;
+    println!(
+        "{} records checked, whole test {:?}",
+        seen.len(),
+        started.elapsed()
+    );
+    assert_eq!(seen.len(), RECORDS, "every input exactly once (count)");
+    for p in 0..PARTITIONS {
+        let got: Vec<&str> = seen
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let n = per_partition.min(RECORDS - per_partition * p as usize);
+        let want: Vec<String> = (0..n).map(|j| format!("REC-{p}-{j:06}")).collect();
+        assert_eq!(got.len(), want.len(), "partition {p}");
+        assert!(
+            got.iter().zip(&want).all(|(g, w)| *g == w.as_str()),
+            "partition {p}: output differs from the input, in order, exactly once"
+        );
+    }
+}
