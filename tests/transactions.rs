@@ -71,7 +71,7 @@ async fn aborted_records_are_invisible_to_read_committed_only() {
 
     p.begin().await.unwrap();
     for i in 0..10 {
-        let _ = p
+        let _delivery = p
             .send(ProducerRecord::new(&topic, format!("committed-{i:03}")).partition(i % 2))
             .await
             .unwrap();
@@ -96,7 +96,7 @@ async fn aborted_records_are_invisible_to_read_committed_only() {
 
     p.begin().await.unwrap();
     for i in 0..5 {
-        let _ = p
+        let _delivery = p
             .send(ProducerRecord::new(&topic, format!("second-{i:03}")).partition(i % 2))
             .await
             .unwrap();
@@ -131,7 +131,7 @@ async fn a_second_instance_fences_the_first() {
     let first = Producer::new(txn_producer_config(&id)).await.unwrap();
     first.init_transactions().await.unwrap();
     first.begin().await.unwrap();
-    let _ = first
+    let _delivery = first
         .send(ProducerRecord::new(&topic, "first-committed"))
         .await
         .unwrap();
@@ -166,7 +166,7 @@ async fn a_second_instance_fences_the_first() {
     assert!(first.begin().await.is_err());
 
     second.begin().await.unwrap();
-    let _ = second
+    let _delivery = second
         .send(ProducerRecord::new(&topic, "second-committed"))
         .await
         .unwrap();
@@ -216,24 +216,24 @@ async fn offsets_commit_with_the_transaction_only() {
     p.init_transactions().await.unwrap();
     // Aborted: the offset is not committed.
     p.begin().await.unwrap();
-    let _ = p.send(ProducerRecord::new(&output, "x")).await.unwrap();
+    let _delivery = p.send(ProducerRecord::new(&output, "x")).await.unwrap();
     let offsets = BTreeMap::from([(tp.clone(), OffsetAndMetadata::new(5))]);
     p.send_offsets_to_transaction(&offsets, &meta)
         .await
         .unwrap();
     p.abort().await.unwrap();
-    let committed = consumer.committed(&[tp.clone()]).await.unwrap();
+    let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
     assert_eq!(committed[&tp], None);
     // Committed: it is.
     p.begin().await.unwrap();
-    let _ = p.send(ProducerRecord::new(&output, "y")).await.unwrap();
+    let _delivery = p.send(ProducerRecord::new(&output, "y")).await.unwrap();
     let next = records.last().unwrap().offset() + 1;
     let offsets = BTreeMap::from([(tp.clone(), OffsetAndMetadata::new(next))]);
     p.send_offsets_to_transaction(&offsets, &meta)
         .await
         .unwrap();
     p.commit().await.unwrap();
-    let committed = consumer.committed(&[tp.clone()]).await.unwrap();
+    let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
     assert_eq!(committed[&tp].as_ref().map(|o| o.offset), Some(next));
     p.close(T).await.unwrap();
     consumer.close().await.unwrap();

@@ -29,6 +29,7 @@
 //!   backoff, or fail them.
 //! - `idempotence.rs`: producer id, epoch, sequence numbers, the KIP-360 epoch bump.
 //! - `metrics.rs`: counters and histograms through the `metrics` facade.
+//! - `transaction.rs`: the transaction state machine and its coordinator requests.
 //!
 //! # Semantics (as the Java client)
 //! - `send` waits up to `max.block.ms` for topic metadata and for buffer space; past it,
@@ -54,6 +55,72 @@
 //!   dropping a `send` future before it returned leaves nothing buffered.
 //! - Dropping the last [`Producer`] handle delivers what is buffered in the background
 //!   (bounded by `delivery.timeout.ms`); call [`close`](Producer::close) to wait for it.
+//!
+//! # Transactions
+//! With `transactional.id` set ([`ProducerConfig::transactional_id`]) the producer writes
+//! in transactions: read_committed consumers see a transaction's records, and the
+//! consumer offsets sent with it, all or nothing. Call
+//! [`init_transactions`](Producer::init_transactions) once (it fences any older producer
+//! with the same id), then per transaction [`begin`](Producer::begin), sends,
+//! optionally [`send_offsets_to_transaction`](Producer::send_offsets_to_transaction),
+//! and [`commit`](Producer::commit) or [`abort`](Producer::abort). Partitions are added
+//! to the transaction automatically, several per request. `transaction.timeout.ms`
+//! (default 60 s) bounds how long the coordinator lets a transaction stay open.
+//!
+//! Errors come in two kinds. [`Error::is_abortable`]: the transaction is lost but the
+//! producer is fine: abort it, rewind the input, try again.
+//! [`Error::is_fatal_producer_error`]: the producer was fenced by a newer instance with
+//! the same id (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH) or is otherwise dead: drop it.
+//! The loop of a consume-transform-produce application (`examples/exactly_once.rs` is a
+//! complete one):
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use sluice_wire::consumer::{Consumer, OffsetAndMetadata};
+//! use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn run(consumer: Consumer) -> Result<(), sluice_wire::Error> {
+//! let producer = Producer::new(
+//!     ProducerConfig::new("127.0.0.1:19092").transactional_id("orders-enricher-1"),
+//! )
+//! .await?;
+//! producer.init_transactions().await?;
+//! loop {
+//!     let record = consumer.recv().await?;
+//!     let attempt = async {
+//!         producer.begin().await?;
+//!         let value = record.value().cloned().unwrap_or_default();
+//!         let _delivery = producer.send(ProducerRecord::new("enriched", value)).await?;
+//!         let offsets = BTreeMap::from([(
+//!             record.topic_partition(),
+//!             OffsetAndMetadata::new(record.offset() + 1),
+//!         )]);
+//!         let group = consumer.group_metadata().expect("consumer has a group.id");
+//!         producer.send_offsets_to_transaction(&offsets, &group).await?;
+//!         producer.commit().await
+//!     };
+//!     match attempt.await {
+//!         Ok(()) => {}
+//!         Err(e) if e.is_abortable() => {
+//!             producer.abort().await?;
+//!             // Read the record again.
+//!             consumer.seek(&record.topic_partition(), record.offset())?;
+//!         }
+//!         // Fenced or otherwise dead: a newer instance took over.
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! Like Java: a send outside a transaction fails with
+//! [`ErrorKind::IllegalState`](crate::ErrorKind::IllegalState); after a failed record
+//! the transaction only allows `abort`, and `commit` returns the record's error; after
+//! an abort that followed a sequence gap, the coordinator bumps the epoch (KIP-360).
+//! On the wire we use transaction version 1 (explicit AddPartitionsToTxn, EndTxn v4,
+//! transactional Produce at most v11), which Kafka 3.9 and 4.x both accept; the
+//! transaction version 2 protocol of KIP-890 (implicit partition adds, an epoch bump per
+//! transaction) is not used even where the broker offers it.
 
 mod accumulator;
 mod completion;
