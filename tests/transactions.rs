@@ -377,3 +377,125 @@ async fn exactly_once_example_survives_sigkill_at_random_moments() {
         );
     }
 }
+
+/// Runs `tests/java/TxnInterop.java` with Kafka's client jars; returns the values it
+/// printed.
+async fn java_txn_interop(args: Vec<String>) -> Vec<String> {
+    tokio::task::spawn_blocking(move || {
+        let source =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/TxnInterop.java");
+        let mut child = std::process::Command::new(sluice_testkit::java())
+            .args([
+                "-XX:+UseSerialGC",
+                "-Xmx256m",
+                "-cp",
+                &sluice_testkit::java_classpath(),
+            ])
+            .arg(source)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("java (a JDK 17+ on PATH or JAVA_HOME)");
+        let started = std::time::Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "java {args:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut values: Vec<String> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("VALUE\t"))
+            .map(str::to_string)
+            .collect();
+        values.sort();
+        values
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn java_read_committed_consumer_skips_our_aborted_records() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-to-java", 2).await;
+    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic(
+        "tx-to-java",
+    )))
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    for i in 0..5 {
+        let _delivery = p
+            .send(ProducerRecord::new(&topic, format!("rs-aborted-{i:03}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    p.flush().await;
+    p.abort().await.unwrap();
+    p.begin().await.unwrap();
+    for i in 0..5 {
+        let _delivery = p
+            .send(ProducerRecord::new(&topic, format!("rs-committed-{i:03}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    p.commit().await.unwrap();
+    p.close(T).await.unwrap();
+
+    let seen = java_txn_interop(vec![
+        "consume".into(),
+        sluice_testkit::bootstrap(),
+        topic.clone(),
+    ])
+    .await;
+    assert_eq!(seen, names("rs-committed", 5));
+    // The aborted records are on the log: read_uncommitted shows them.
+    let all = read_all(
+        &topic,
+        2,
+        IsolationLevel::ReadUncommitted,
+        Duration::from_millis(1500),
+    )
+    .await;
+    let mut want = names("rs-committed", 5);
+    want.extend(names("rs-aborted", 5));
+    want.sort();
+    assert_eq!(values(&all), want);
+}
+
+#[tokio::test]
+async fn our_read_committed_consumer_skips_java_aborted_records() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-from-java", 2).await;
+    java_txn_interop(vec![
+        "produce".into(),
+        sluice_testkit::bootstrap(),
+        topic.clone(),
+        sluice_testkit::unique_topic("tx-java"),
+    ])
+    .await;
+    let idle = Duration::from_millis(1500);
+    let committed = read_all(&topic, 2, IsolationLevel::ReadCommitted, idle).await;
+    let want: Vec<String> = (0..5).map(|i| format!("java-committed-{i}")).collect();
+    assert_eq!(values(&committed), want);
+    let all = read_all(&topic, 2, IsolationLevel::ReadUncommitted, idle).await;
+    let mut want_all: Vec<String> = (0..5).map(|i| format!("java-aborted-{i}")).collect();
+    want_all.extend(want);
+    want_all.sort();
+    assert_eq!(values(&all), want_all);
+}
