@@ -712,3 +712,40 @@ impl Producer {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_make_the_transaction_abortable_and_fencing_makes_it_fatal_for_good() {
+        let mut t = TxnState::new();
+        t.phase = Phase::InTransaction;
+        t.added.insert(("t".to_string(), 0));
+        assert!(t.may_send("t", 0));
+        assert!(!t.may_send("t", 1), "not added to the transaction yet");
+        assert!(t.failing().is_none());
+
+        let timeout = Error::timeout("produce", Duration::from_secs(1));
+        t.record_error(&timeout);
+        assert_eq!(t.phase, Phase::AbortableError);
+        assert!(t.failing().is_some(), "queued batches fail");
+        assert!(!t.may_send("t", 0));
+
+        let fenced = Error::kafka(KafkaCode::ProducerFenced, "EndTxn");
+        t.record_error(&fenced);
+        assert_eq!(t.phase, Phase::FatalError);
+        t.record_error(&timeout);
+        assert_eq!(t.phase, Phase::FatalError, "a fatal state is never left");
+        assert_eq!(
+            t.error.as_ref().and_then(Error::kafka_code),
+            Some(KafkaCode::ProducerFenced)
+        );
+
+        // Outside a transaction a failure changes nothing (an abort is under way).
+        let mut t = TxnState::new();
+        t.phase = Phase::Aborting;
+        t.record_error(&timeout);
+        assert_eq!(t.phase, Phase::Aborting);
+    }
+}
