@@ -10,8 +10,9 @@ use consumer_common::{cluster, topic, T};
 use sluice::wire::consumer::{
     Consumer, ConsumerConfig, OffsetAndMetadata, OffsetReset, TopicPartition,
 };
-use sluice::wire::partition_client::IsolationLevel;
+use sluice::wire::partition_client::{Acks, IsolationLevel, PartitionClient};
 use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
+use sluice::wire::records::RecordBatchBuilder;
 
 fn txn_producer_config(id: &str) -> ProducerConfig {
     ProducerConfig::new(sluice_testkit::bootstrap())
@@ -288,37 +289,43 @@ async fn exactly_once_example_survives_sigkill_at_random_moments() {
     let group = sluice_testkit::unique_topic("eos-g");
     let txn_id = sluice_testkit::unique_topic("eos-tx");
     let per_partition = RECORDS / PARTITIONS as usize + 1;
-    let mut written = 0;
-    for p in 0..PARTITIONS {
-        let client =
-            sluice::wire::partition_client::PartitionClient::new(cluster.clone(), &input, p);
-        let n = per_partition.min(RECORDS - written);
-        let mut i = 0;
-        while i < n {
-            let mut b = sluice::wire::records::RecordBatchBuilder::new(Default::default());
-            for j in i..(i + 5000).min(n) {
-                let v = format!("rec-{p}-{j:06}");
-                b.append(
-                    1_700_000_000_000,
-                    Some(v.as_bytes()),
-                    Some(v.as_bytes()),
-                    &[],
-                )
-                .unwrap();
+    let count = move |p: i32| per_partition.min(RECORDS - per_partition * p as usize);
+    // The input arrives as a live stream over about ten seconds (1,000 records per
+    // partition every 250 ms), so the kills land while input is being processed.
+    let writer = {
+        let (cluster, input) = (cluster.clone(), input.clone());
+        tokio::spawn(async move {
+            let mut written = 0;
+            let mut from = 0;
+            while from < per_partition {
+                for p in 0..PARTITIONS {
+                    let to = (from + 1000).min(count(p));
+                    if from >= to {
+                        continue;
+                    }
+                    let mut b = RecordBatchBuilder::new(Default::default());
+                    for j in from..to {
+                        let v = format!("rec-{p}-{j:06}");
+                        b.append(
+                            1_700_000_000_000,
+                            Some(v.as_bytes()),
+                            Some(v.as_bytes()),
+                            &[],
+                        )
+                        .unwrap();
+                    }
+                    PartitionClient::new(cluster.clone(), &input, p)
+                        .produce(b.finish().unwrap(), Acks::All, T)
+                        .await
+                        .unwrap();
+                    written += to - from;
+                }
+                from += 1000;
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            client
-                .produce(
-                    b.finish().unwrap(),
-                    sluice::wire::partition_client::Acks::All,
-                    T,
-                )
-                .await
-                .unwrap();
-            i = (i + 5000).min(n);
-        }
-        written += n;
-    }
-    assert_eq!(written, RECORDS);
+            written
+        })
+    };
 
     let args = [
         input.as_str(),
@@ -329,7 +336,9 @@ async fn exactly_once_example_survives_sigkill_at_random_moments() {
     let started = std::time::Instant::now();
     let mut kills = Vec::new();
     for _ in 0..10 {
-        let mut child = spawn_example(&args, 500, true);
+        // 100-record transactions: slow enough (debug build) that the kills land
+        // while input is being processed.
+        let mut child = spawn_example(&args, 100, true);
         let after = Duration::from_millis(300 + random_below(2200));
         tokio::time::sleep(after).await;
         if child.try_wait().unwrap().is_some() {
@@ -339,8 +348,9 @@ async fn exactly_once_example_survives_sigkill_at_random_moments() {
         child.wait().unwrap();
         kills.push(after.as_millis());
     }
+    assert_eq!(writer.await.unwrap(), RECORDS);
     // The last instance runs to the end (idle exit).
-    let child = spawn_example(&args, 500, false);
+    let child = spawn_example(&args, 100, false);
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
@@ -362,13 +372,27 @@ async fn exactly_once_example_survives_sigkill_at_random_moments() {
         started.elapsed()
     );
     assert_eq!(seen.len(), RECORDS, "every input exactly once (count)");
+    // For the log: how much the killed instances wrote in transactions that were
+    // aborted (by their successor's init_transactions).
+    let everything = read_all(
+        &output,
+        PARTITIONS,
+        IsolationLevel::ReadUncommitted,
+        Duration::from_millis(2000),
+    )
+    .await;
+    println!(
+        "{} records on the log, {} of them in aborted transactions",
+        everything.len(),
+        everything.len() - seen.len()
+    );
     for p in 0..PARTITIONS {
         let got: Vec<&str> = seen
             .iter()
             .filter(|(q, _)| *q == p)
             .map(|(_, v)| v.as_str())
             .collect();
-        let n = per_partition.min(RECORDS - per_partition * p as usize);
+        let n = count(p);
         let want: Vec<String> = (0..n).map(|j| format!("REC-{p}-{j:06}")).collect();
         assert_eq!(got.len(), want.len(), "partition {p}");
         assert!(
