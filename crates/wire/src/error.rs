@@ -49,6 +49,10 @@ pub enum ErrorKind {
     RecordTooLarge,
     /// The producer was closed before the record could be delivered or buffered.
     ProducerClosed,
+    /// The call does not fit the state the object is in (Java: `IllegalStateException`),
+    /// say `commit` of a transactional producer with no transaction begun, or `send`
+    /// outside a transaction.
+    IllegalState,
 }
 
 /// An error from the Sluice Kafka client.
@@ -163,6 +167,10 @@ impl Error {
         Error::new(ErrorKind::ProducerClosed, message)
     }
 
+    pub(crate) fn illegal_state(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::IllegalState, message)
+    }
+
     /// The same error with `context` in front of its message (kind and code kept).
     pub(crate) fn context(&self, context: impl fmt::Display) -> Self {
         Error {
@@ -204,7 +212,8 @@ impl Error {
             | ErrorKind::UnsupportedVersion
             | ErrorKind::Config
             | ErrorKind::RecordTooLarge
-            | ErrorKind::ProducerClosed => false,
+            | ErrorKind::ProducerClosed
+            | ErrorKind::IllegalState => false,
         }
     }
 }
@@ -270,6 +279,45 @@ impl fmt::Display for Detail {
 
 impl std::error::Error for Detail {}
 
+/// Transactions: what an error of a transactional producer means for the transaction
+/// and for the producer (Java: `ProducerFencedException` and friends are fatal,
+/// everything else from a transactional call is an abortable `KafkaException`).
+impl Error {
+    /// Whether the producer can do nothing more: it was fenced by a newer instance with
+    /// the same `transactional.id` (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH), is not
+    /// authorized (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED),
+    /// the coordinator refused the transition (INVALID_TXN_STATE), the broker cannot do
+    /// transactions (UNSUPPORTED_FOR_MESSAGE_FORMAT, UnsupportedVersion), or it was
+    /// closed. Drop the producer (a new one with the same id fences this one's leftovers).
+    pub fn is_fatal_producer_error(&self) -> bool {
+        match self.inner.kind {
+            ErrorKind::Kafka => matches!(
+                self.inner.code,
+                Some(
+                    KafkaCode::ProducerFenced
+                        | KafkaCode::InvalidProducerEpoch
+                        | KafkaCode::TransactionalIdAuthorizationFailed
+                        | KafkaCode::ClusterAuthorizationFailed
+                        | KafkaCode::InvalidTxnState
+                        | KafkaCode::UnsupportedForMessageFormat
+                        | KafkaCode::InvalidProducerIdMapping
+                )
+            ),
+            ErrorKind::UnsupportedVersion | ErrorKind::ProducerClosed => true,
+            _ => false,
+        }
+    }
+
+    /// Whether a failed transactional call leaves the producer usable: `abort()` the
+    /// transaction, rewind the input, and run it again. False for
+    /// [fatal](Self::is_fatal_producer_error) errors and for calls made in the wrong
+    /// state ([`ErrorKind::IllegalState`], [`ErrorKind::Config`]).
+    pub fn is_abortable(&self) -> bool {
+        !self.is_fatal_producer_error()
+            && !matches!(self.inner.kind, ErrorKind::IllegalState | ErrorKind::Config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +340,22 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("Kafka error 3"), "{text}");
         assert!(text.contains("metadata for topic t"), "{text}");
+    }
+
+    #[test]
+    fn transactional_errors_are_fatal_or_abortable() {
+        for fatal in [90, 47, 53, 48] {
+            let e = Error::check_code(fatal, || "end txn".into()).unwrap_err();
+            assert!(e.is_fatal_producer_error(), "{fatal}");
+            assert!(!e.is_abortable(), "{fatal}");
+        }
+        for abortable in [51, 14, 16, 7, 120] {
+            let e = Error::check_code(abortable, || "end txn".into()).unwrap_err();
+            assert!(!e.is_fatal_producer_error(), "{abortable}");
+            assert!(e.is_abortable(), "{abortable}");
+        }
+        let e = Error::timeout("produce", Duration::from_secs(1));
+        assert!(e.is_abortable());
+        assert!(!Error::illegal_state("commit with no transaction").is_abortable());
     }
 }

@@ -62,7 +62,8 @@
 //! - [`partition_client`]: produce a batch to, and fetch from, one partition; the
 //!   producer and the consumer stand on it.
 //! - [`producer`]: the batching producer: `send` returns a delivery future; linger,
-//!   `batch.size`, bounded `buffer.memory`, acks, retries in order, idempotence.
+//!   `batch.size`, bounded `buffer.memory`, acks, retries in order, idempotence,
+//!   transactions (with consumer offsets in the transaction, KIP-447).
 //! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the Kafka code when the broker
 //!   sent one, and [`is_retriable`](Error::is_retriable).
 //!

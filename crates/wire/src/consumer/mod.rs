@@ -94,6 +94,20 @@ impl Future for PendingCommit {
     }
 }
 
+/// A consumer's group membership, for committing offsets in a producer's transaction
+/// (Java: `ConsumerGroupMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// `group.id`.
+    pub group_id: String,
+    /// The generation the member joined, -1 when not a member.
+    pub generation_id: i32,
+    /// The member id the coordinator gave, empty when not a member.
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+}
+
 /// A Kafka consumer. See the [module docs](self).
 pub struct Consumer {
     shared: Arc<Shared>,
@@ -504,6 +518,31 @@ impl Consumer {
             .get(tp)
             .map(|p| p.high_watermark)
             .filter(|h| *h >= 0)
+    }
+
+    /// The consumer's group membership as a transactional producer's
+    /// [`send_offsets_to_transaction`](crate::producer::Producer::send_offsets_to_transaction)
+    /// needs it (KIP-447): group id, generation, member id, group instance id. `None`
+    /// without a `group.id`. A consumer with manual assignment reports generation -1 and
+    /// an empty member id, which the coordinator accepts for a group with no members.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        let coordinator = self.shared.coordinator.as_ref()?;
+        let state = self.shared.lock();
+        let subscribed = state.subscription.is_some();
+        Some(ConsumerGroupMetadata {
+            group_id: coordinator.group_id.clone(),
+            generation_id: if subscribed {
+                state.membership.generation
+            } else {
+                -1
+            },
+            member_id: if subscribed {
+                state.membership.member_id.clone()
+            } else {
+                String::new()
+            },
+            group_instance_id: self.shared.config.group_instance_id.clone(),
+        })
     }
 
     /// The member id in the group, once joined.

@@ -287,7 +287,9 @@ impl BrokerConnection {
         self.dispatch_versioned(request, version).await
     }
 
-    async fn dispatch_versioned<R: Request>(
+    /// [`dispatch`](Self::dispatch) at an explicit `version` (the transactional producer
+    /// caps Produce below what the broker offers).
+    pub(crate) async fn dispatch_versioned<R: Request>(
         &self,
         request: &R,
         version: i16,

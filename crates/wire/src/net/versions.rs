@@ -38,6 +38,16 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     // v3+ carry producer id / epoch (KIP-360); we send -1/-1 (a fresh id). v5 only
     // changes transactional semantics (KIP-890) that we do not use.
     (ApiKey::InitProducerId, 0, 4),
+    // Transactions, with the client-side semantics of transaction version 1: partitions
+    // are added with AddPartitionsToTxn (v4+ is broker-to-broker only), EndTxn stops at
+    // 4 and TxnOffsetCommit at 4 because their v5 means transaction version 2
+    // (KIP-890), which also needs Produce v12; the transactional producer sends Produce
+    // at most v11 for the same reason (`producer::transaction::TV1_PRODUCE_MAX`).
+    // Kafka 3.9 and 4.x accept these from clients that do not use transaction version 2.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
 ];
 
 /// The highest ApiVersions version we send first.

@@ -214,6 +214,7 @@ impl Batch {
         let target = target.min(uncompressed / 2).max(1);
         let options = BatchOptions {
             compression,
+            transactional: batch.is_transactional(),
             ..BatchOptions::default()
         };
         let mut parts = Vec::new();
@@ -321,6 +322,8 @@ pub(crate) struct Accumulator {
     pub(crate) flush_upto: u64,
     pub(crate) batch_size: usize,
     pub(crate) compression: Compression,
+    /// New batches carry the transactional attribute (a transactional producer).
+    pub(crate) transactional: bool,
 }
 
 impl Accumulator {
@@ -408,6 +411,7 @@ impl Accumulator {
         let id = self.next_batch_id;
         let options = BatchOptions {
             compression: self.compression,
+            transactional: self.transactional,
             ..BatchOptions::default()
         };
         let mut builder = RecordBatchBuilder::with_capacity(options, capacity);

@@ -179,6 +179,9 @@ pub(crate) fn complete_job(
                                 idem.bump_required = true;
                             }
                         }
+                        if let Some(txn) = st.txn.as_mut() {
+                            txn.record_error(&e);
+                        }
                         st.acc.untrack(batch.id);
                         done.push((batch, Err(e)));
                     }

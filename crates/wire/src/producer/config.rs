@@ -96,6 +96,12 @@ pub struct ProducerConfig {
     pub allow_auto_create_topics: bool,
     /// `metadata.max.age.ms`. Default 5 minutes.
     pub metadata_max_age: Duration,
+    /// `transactional.id`: makes the producer transactional (see the
+    /// [Transactions](super#transactions) section); implies idempotence. Default none.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: how long the coordinator lets a transaction stay open
+    /// before aborting it. Default 60 s.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -120,6 +126,8 @@ impl Default for ProducerConfig {
             partitioner: PartitionerChoice::Default,
             allow_auto_create_topics: true,
             metadata_max_age: Duration::from_secs(300),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -173,6 +181,14 @@ impl ProducerConfig {
         max_request_size: usize);
     setter!(/// Sets `allow.auto.create.topics`.
         allow_auto_create_topics: bool);
+    setter!(/// Sets `transaction.timeout.ms`.
+        transaction_timeout: Duration);
+
+    /// Sets `transactional.id` (which makes the producer transactional).
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
 
     /// Sets `enable.idempotence`.
     pub fn enable_idempotence(mut self, on: bool) -> Self {
@@ -255,6 +271,10 @@ impl ProducerConfig {
                 self.allow_auto_create_topics = parse_bool(key, value)?;
             }
             "metadata.max.age.ms" => self.metadata_max_age = ms(key, value)?,
+            "transactional.id" => {
+                self.transactional_id = (!value.is_empty()).then(|| value.to_string());
+            }
+            "transaction.timeout.ms" => self.transaction_timeout = ms(key, value)?,
             "partitioner" | "partitioner.class" => {
                 self.partitioner = match value {
                     "" | "default" | "murmur2" => PartitionerChoice::Default,
@@ -273,13 +293,34 @@ impl ProducerConfig {
         Ok(self)
     }
 
-    /// Whether this config produces idempotently.
+    /// Whether this config produces idempotently (always when transactional).
     pub fn idempotent(&self) -> bool {
-        self.enable_idempotence.unwrap_or(self.acks == Acks::All)
+        self.transactional_id.is_some() || self.enable_idempotence.unwrap_or(self.acks == Acks::All)
+    }
+
+    /// Whether this config is transactional (`transactional.id` is set).
+    pub fn transactional(&self) -> bool {
+        self.transactional_id.is_some()
     }
 
     /// Checks the combination of values, as the Java client does at construction.
     pub fn validate(&self) -> Result<()> {
+        if self.transactional_id.is_some() {
+            if self.enable_idempotence == Some(false) {
+                return Err(Error::config(
+                    "transactional.id requires enable.idempotence (not false)",
+                ));
+            }
+            if self.acks != Acks::All {
+                return Err(Error::config("transactional.id requires acks=all"));
+            }
+            if self.max_in_flight > 5 || self.retries == 0 {
+                return Err(Error::config(
+                    "transactional.id requires max.in.flight.requests.per.connection <= 5 \
+                     and retries > 0",
+                ));
+            }
+        }
         if self.enable_idempotence == Some(true) {
             if self.acks != Acks::All {
                 return Err(Error::config("enable.idempotence=true requires acks=all"));
@@ -387,6 +428,20 @@ mod tests {
         let e = ProducerConfig::from_properties([("acks", "2")]).unwrap_err();
         assert!(e.to_string().contains("\"acks\""), "{e}");
         let e = ProducerConfig::from_properties([("acks", "1"), ("enable.idempotence", "true")])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("acks=all"), "{e}");
+
+        let c = ProducerConfig::from_properties([
+            ("transactional.id", "tx-1"),
+            ("transaction.timeout.ms", "10000"),
+        ])
+        .unwrap();
+        assert!(c.transactional() && c.idempotent());
+        assert_eq!(c.transaction_timeout, Duration::from_secs(10));
+        c.validate().unwrap();
+        let e = ProducerConfig::from_properties([("transactional.id", "t"), ("acks", "1")])
             .unwrap()
             .validate()
             .unwrap_err();

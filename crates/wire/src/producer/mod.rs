@@ -29,6 +29,7 @@
 //!   backoff, or fail them.
 //! - `idempotence.rs`: producer id, epoch, sequence numbers, the KIP-360 epoch bump.
 //! - `metrics.rs`: counters and histograms through the `metrics` facade.
+//! - `transaction.rs`: the transaction state machine and its coordinator requests.
 //!
 //! # Semantics (as the Java client)
 //! - `send` waits up to `max.block.ms` for topic metadata and for buffer space; past it,
@@ -54,6 +55,72 @@
 //!   dropping a `send` future before it returned leaves nothing buffered.
 //! - Dropping the last [`Producer`] handle delivers what is buffered in the background
 //!   (bounded by `delivery.timeout.ms`); call [`close`](Producer::close) to wait for it.
+//!
+//! # Transactions
+//! With `transactional.id` set ([`ProducerConfig::transactional_id`]) the producer writes
+//! in transactions: read_committed consumers see a transaction's records, and the
+//! consumer offsets sent with it, all or nothing. Call
+//! [`init_transactions`](Producer::init_transactions) once (it fences any older producer
+//! with the same id), then per transaction [`begin`](Producer::begin), sends,
+//! optionally [`send_offsets_to_transaction`](Producer::send_offsets_to_transaction),
+//! and [`commit`](Producer::commit) or [`abort`](Producer::abort). Partitions are added
+//! to the transaction automatically, several per request. `transaction.timeout.ms`
+//! (default 60 s) bounds how long the coordinator lets a transaction stay open.
+//!
+//! Errors come in two kinds. [`Error::is_abortable`]: the transaction is lost but the
+//! producer is fine: abort it, rewind the input, try again.
+//! [`Error::is_fatal_producer_error`]: the producer was fenced by a newer instance with
+//! the same id (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH) or is otherwise dead: drop it.
+//! The loop of a consume-transform-produce application (`examples/exactly_once.rs` is a
+//! complete one):
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use sluice_wire::consumer::{Consumer, OffsetAndMetadata};
+//! use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn run(consumer: Consumer) -> Result<(), sluice_wire::Error> {
+//! let producer = Producer::new(
+//!     ProducerConfig::new("127.0.0.1:19092").transactional_id("orders-enricher-1"),
+//! )
+//! .await?;
+//! producer.init_transactions().await?;
+//! loop {
+//!     let record = consumer.recv().await?;
+//!     let attempt = async {
+//!         producer.begin().await?;
+//!         let value = record.value().cloned().unwrap_or_default();
+//!         let _delivery = producer.send(ProducerRecord::new("enriched", value)).await?;
+//!         let offsets = BTreeMap::from([(
+//!             record.topic_partition(),
+//!             OffsetAndMetadata::new(record.offset() + 1),
+//!         )]);
+//!         let group = consumer.group_metadata().expect("consumer has a group.id");
+//!         producer.send_offsets_to_transaction(&offsets, &group).await?;
+//!         producer.commit().await
+//!     };
+//!     match attempt.await {
+//!         Ok(()) => {}
+//!         Err(e) if e.is_abortable() => {
+//!             producer.abort().await?;
+//!             // Read the record again.
+//!             consumer.seek(&record.topic_partition(), record.offset())?;
+//!         }
+//!         // Fenced or otherwise dead: a newer instance took over.
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! Like Java: a send outside a transaction fails with
+//! [`ErrorKind::IllegalState`](crate::ErrorKind::IllegalState); after a failed record
+//! the transaction only allows `abort`, and `commit` returns the record's error; after
+//! an abort that followed a sequence gap, the coordinator bumps the epoch (KIP-360).
+//! On the wire we use transaction version 1 (explicit AddPartitionsToTxn, EndTxn v4,
+//! transactional Produce at most v11), which Kafka 3.9 and 4.x both accept; the
+//! transaction version 2 protocol of KIP-890 (implicit partition adds, an epoch bump per
+//! transaction) is not used even where the broker offers it.
 
 mod accumulator;
 mod completion;
@@ -62,6 +129,7 @@ mod idempotence;
 mod metrics;
 mod record;
 mod sender;
+mod transaction;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -79,6 +147,7 @@ pub use record::{Delivery, ProducerRecord, RecordMetadata};
 use accumulator::{Accumulator, RecordParts};
 use idempotence::Idempotence;
 use metrics::ProducerMetrics;
+use transaction::{Phase, TxnContext, TxnState};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{Error, Result};
@@ -121,6 +190,8 @@ pub(crate) struct Shared {
     /// Set when the sender loop has ended; helper tasks stop.
     pub(crate) stopped: AtomicBool,
     pub(crate) metrics: ProducerMetrics,
+    /// Coordinators of a transactional producer.
+    pub(crate) txn: Option<TxnContext>,
 }
 
 /// The mutable state, behind one lock that is never held across an `.await`.
@@ -136,6 +207,8 @@ pub(crate) struct State {
     pub(crate) closed: bool,
     /// Some partition had no leader or a retriable error: refresh metadata.
     pub(crate) refresh_wanted: bool,
+    /// `Some` for a transactional producer.
+    pub(crate) txn: Option<TxnState>,
 }
 
 impl Shared {
@@ -237,15 +310,23 @@ impl Producer {
         let memory = Arc::new(Semaphore::new(
             config.buffer_memory.min(Semaphore::MAX_PERMITS),
         ));
+        let mut acc = Accumulator::new(config.batch_size, config.compression);
+        acc.transactional = config.transactional();
+        let txn = config
+            .transactional_id
+            .as_deref()
+            .map(|id| TxnContext::new(&cluster, id, config.retry_backoff));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                acc: Accumulator::new(config.batch_size, config.compression),
+                acc,
                 idem: config.idempotent().then(Idempotence::new),
                 broker_in_flight: HashMap::new(),
                 total_in_flight: 0,
                 closed: false,
                 refresh_wanted: false,
+                txn: config.transactional().then(TxnState::new),
             }),
+            txn,
             partitioner: Mutex::new(config.partitioner.build()),
             metrics: ProducerMetrics::new(&config.client_id),
             config,
@@ -352,6 +433,7 @@ impl Producer {
             if st.closed {
                 return Err(Error::producer_closed("send after the producer was closed"));
             }
+            check_transaction(&mut st, &record.topic, partition)?;
             st.acc.try_append(&record.topic, partition, &parts)?
         };
         let appended = match appended {
@@ -389,6 +471,7 @@ impl Producer {
                 if st.closed {
                     return Err(Error::producer_closed("send after the producer was closed"));
                 }
+                check_transaction(&mut st, &record.topic, partition)?;
                 // Someone may have opened a batch meanwhile: use it, give the memory back.
                 match st.acc.try_append(&record.topic, partition, &parts)? {
                     Some(a) => a,
@@ -448,6 +531,31 @@ impl Producer {
         let abandoned = completion::abort_queued(shared, &err);
         shared.wake.notify_one();
         Err(err.context(format!("{abandoned} records abandoned")))
+    }
+}
+
+/// For a transactional producer: a send is allowed in a transaction only, and its
+/// partition joins the transaction (queued for the sender's next AddPartitionsToTxn).
+fn check_transaction(st: &mut State, topic: &str, partition: i32) -> Result<()> {
+    let Some(txn) = st.txn.as_mut() else {
+        return Ok(());
+    };
+    match txn.phase {
+        Phase::InTransaction => {
+            let tp = (topic.to_string(), partition);
+            if !txn.added.contains(&tp) && !txn.adding.contains(&tp) {
+                txn.pending.insert(tp);
+            }
+            Ok(())
+        }
+        Phase::AbortableError | Phase::FatalError => Err(txn.error.clone().map_or_else(
+            || Error::illegal_state("the transaction failed"),
+            |e| e.context("send: the transaction failed earlier"),
+        )),
+        phase => Err(Error::illegal_state(format!(
+            "send on a transactional producer outside a transaction (state {phase:?}): \
+             call begin() first"
+        ))),
     }
 }
 

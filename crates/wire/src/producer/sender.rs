@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,6 +24,7 @@ use tracing::{debug, warn, Instrument};
 use super::accumulator::Batch;
 use super::completion::complete_job;
 use super::idempotence::{self, ProducerIdState};
+use super::transaction::TV1_PRODUCE_MAX;
 use super::{Shared, State};
 use crate::error::{Error, Result};
 use crate::partition_client::Acks;
@@ -46,6 +47,8 @@ struct Plan {
     failed: Vec<(Batch, Error)>,
     next_wake: Option<Instant>,
     init_producer_id: bool,
+    /// Send AddPartitionsToTxn for the partitions moved to `adding`.
+    add_partitions: bool,
     refresh: bool,
     exit: bool,
 }
@@ -63,12 +66,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if !plan.failed.is_empty() {
             for (batch, err) in plan.failed {
                 shared.metrics.errors(batch.record_count());
+                shared.txn_batch_failed(&err);
                 batch.fail(&err);
             }
             shared.notify_completed();
         }
         if plan.init_producer_id {
             tokio::spawn(init_producer_id(Arc::clone(&shared)));
+        }
+        if plan.add_partitions {
+            tokio::spawn(super::transaction::add_partitions(Arc::clone(&shared)));
         }
         if plan.refresh && !refreshing.swap(true, Ordering::SeqCst) {
             let shared = Arc::clone(&shared);
@@ -124,6 +131,7 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
         total_in_flight,
         closed,
         refresh_wanted,
+        txn,
     } = st;
     plan.refresh = std::mem::take(refresh_wanted);
     let wake = |plan: &mut Plan, at: Instant| {
@@ -154,6 +162,39 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
         }
     }
 
+    // Transactions: a sequence gap or a failed batch loses the transaction (the
+    // coordinator bumps the epoch when it is aborted, never we); a lost transaction's
+    // queued batches fail with its error; new partitions are added in one request.
+    if let Some(txn) = txn.as_mut() {
+        if let Some(err) = plan.failed.first().map(|(_, e)| e.clone()) {
+            txn.record_error(&err);
+        }
+        if idem
+            .as_ref()
+            .is_some_and(|i| i.bump_required || expired_sequenced)
+        {
+            if let Some(i) = idem.as_mut() {
+                i.bump_required = true;
+            }
+            txn.record_error(&Error::kafka(
+                crate::error::KafkaCode::OutOfOrderSequenceNumber,
+                "a batch of the transaction failed or left a sequence gap",
+            ));
+        }
+        if let Some(err) = txn.failing() {
+            for queues in acc.topics.values_mut() {
+                for q in queues.iter_mut() {
+                    plan.failed
+                        .extend(q.batches.drain(..).map(|b| (b, err.clone())));
+                }
+            }
+            txn.pending.clear();
+        } else if !txn.pending.is_empty() && txn.adding.is_empty() {
+            txn.adding = std::mem::take(&mut txn.pending);
+            plan.add_partitions = true;
+        }
+    }
+
     for (b, _) in &plan.failed {
         acc.untrack(b.id);
     }
@@ -165,10 +206,10 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
         if expired_sequenced {
             idem.bump_required = true;
         }
-        if idem.bump_required && *total_in_flight == 0 {
+        if idem.bump_required && *total_in_flight == 0 && txn.is_none() {
             idem.bump_epoch(acc);
         }
-        if idem.state == ProducerIdState::Missing && !acc.is_empty() {
+        if idem.state == ProducerIdState::Missing && !acc.is_empty() && txn.is_none() {
             idem.state = ProducerIdState::Initializing;
             plan.init_producer_id = true;
         }
@@ -220,6 +261,9 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     continue;
                 }
                 let partition = i32::try_from(index).unwrap_or(i32::MAX);
+                if txn.as_ref().is_some_and(|t| !t.may_send(topic, partition)) {
+                    continue;
+                }
                 let Some(node) = metadata.partition(topic, partition).and_then(|p| p.leader) else {
                     plan.refresh = true;
                     continue;
@@ -324,7 +368,22 @@ async fn broker_task(shared: Arc<Shared>, node: i32, mut jobs: mpsc::UnboundedRe
             complete_job(&shared, job, result, Some(started));
             continue;
         }
-        match conn.dispatch(&request).instrument(span.clone()).await {
+        // Transaction version 1 on the wire: a transactional Produce v12+ would ask a
+        // broker with transaction version 2 to add partitions implicitly (KIP-890).
+        let cap = if shared.txn.is_some() {
+            TV1_PRODUCE_MAX
+        } else {
+            i16::MAX
+        };
+        let dispatched = match conn.api_versions().version_for(ApiKey::Produce) {
+            Ok(v) => {
+                conn.dispatch_versioned(&request, v.min(cap))
+                    .instrument(span.clone())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match dispatched {
             Ok(response) => {
                 let shared = Arc::clone(&shared);
                 tokio::spawn(
@@ -356,7 +415,13 @@ fn build_request(shared: &Shared, batches: &[Batch]) -> ProduceRequest {
         }
     }
     ProduceRequest::default()
-        .with_transactional_id(None)
+        .with_transactional_id(
+            shared
+                .config
+                .transactional_id
+                .as_ref()
+                .map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
+        )
         .with_acks(shared.config.acks.wire())
         .with_timeout_ms(
             i32::try_from(shared.config.request_timeout.as_millis()).unwrap_or(i32::MAX),

@@ -33,7 +33,10 @@ pub(crate) enum Lane {
 }
 
 pub(crate) struct Coordinator {
+    /// The coordinator key: a group id, or a transactional id when `key_type` is 1.
     pub(crate) group_id: String,
+    /// FindCoordinator key type: 0 for a group, 1 for a transactional id.
+    key_type: i8,
     cluster: Cluster,
     /// The pool's settings, with a request timeout that covers a JoinGroup, which the
     /// broker may hold for the whole rebalance timeout.
@@ -64,12 +67,25 @@ impl Coordinator {
             .max(rebalance_timeout + Duration::from_secs(5));
         Coordinator {
             group_id,
+            key_type: 0,
             cluster,
             conn_config,
             conns: [Mutex::new(None), Mutex::new(None)],
             connecting: AsyncMutex::new(()),
             backoff,
         }
+    }
+
+    /// A coordinator of the transactional id `transactional_id` (FindCoordinator key
+    /// type 1), for the transactional producer.
+    pub(crate) fn for_transaction(
+        transactional_id: String,
+        cluster: Cluster,
+        backoff: Duration,
+    ) -> Self {
+        let mut c = Coordinator::new(transactional_id, cluster, Duration::ZERO, backoff);
+        c.key_type = 1;
+        c
     }
 
     fn cached(&self, lane: Lane) -> Option<BrokerConnection> {
@@ -143,7 +159,7 @@ impl Coordinator {
         } else {
             FindCoordinatorRequest::default().with_key(key)
         }
-        .with_key_type(0);
+        .with_key_type(self.key_type);
         let r = conn.send(&request).await?;
         let (code, host, port) = if version >= 4 {
             let c =

@@ -1,0 +1,525 @@
+//! Transactions against a real broker: commit and abort visibility, zombie fencing,
+//! offsets committed in a transaction, and the exactly-once example under SIGKILL.
+
+mod consumer_common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use consumer_common::{cluster, topic, T};
+use sluice::wire::consumer::{
+    Consumer, ConsumerConfig, OffsetAndMetadata, OffsetReset, TopicPartition,
+};
+use sluice::wire::partition_client::{Acks, IsolationLevel, PartitionClient};
+use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
+use sluice::wire::records::RecordBatchBuilder;
+
+fn txn_producer_config(id: &str) -> ProducerConfig {
+    ProducerConfig::new(sluice_testkit::bootstrap())
+        .transactional_id(id.to_string())
+        .transaction_timeout(Duration::from_secs(20))
+        .max_block(Duration::from_secs(30))
+}
+
+/// Every record of `topic` (partitions `0..partitions`) from the beginning, as
+/// `(partition, value)`, read until nothing arrives for `idle`.
+async fn read_all(
+    topic: &str,
+    partitions: i32,
+    isolation: IsolationLevel,
+    idle: Duration,
+) -> Vec<(i32, String)> {
+    let config = ConsumerConfig::new(&sluice_testkit::bootstrap())
+        .auto_offset_reset(OffsetReset::Earliest)
+        .isolation_level(isolation)
+        .fetch_max_wait(Duration::from_millis(100));
+    let c = Consumer::new(config).await.expect("consumer");
+    c.assign((0..partitions).map(|p| TopicPartition::new(topic, p)))
+        .expect("assign");
+    let mut out = Vec::new();
+    while let Ok(r) = tokio::time::timeout(idle, c.recv()).await {
+        let r = r.expect("recv");
+        let v = r
+            .value()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        out.push((r.partition(), v));
+    }
+    c.close().await.expect("close");
+    out
+}
+
+fn values(records: &[(i32, String)]) -> Vec<String> {
+    let mut v: Vec<String> = records.iter().map(|(_, v)| v.clone()).collect();
+    v.sort();
+    v
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    let mut v: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:03}")).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn aborted_records_are_invisible_to_read_committed_only() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-vis", 2).await;
+    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic("tx-vis")))
+        .await
+        .unwrap();
+    p.init_transactions().await.unwrap();
+
+    p.begin().await.unwrap();
+    for i in 0..10 {
+        let _delivery = p
+            .send(ProducerRecord::new(&topic, format!("committed-{i:03}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    p.commit().await.unwrap();
+
+    p.begin().await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10 {
+        deliveries.push(
+            p.send(ProducerRecord::new(&topic, format!("aborted-{i:03}")).partition(i % 2))
+                .await
+                .unwrap(),
+        );
+    }
+    // On the log before the abort, so read_uncommitted has them to show.
+    p.flush().await;
+    for d in deliveries {
+        d.await.expect("written before the abort");
+    }
+    p.abort().await.unwrap();
+
+    p.begin().await.unwrap();
+    for i in 0..5 {
+        let _delivery = p
+            .send(ProducerRecord::new(&topic, format!("second-{i:03}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    p.commit().await.unwrap();
+    // Outside a transaction, sends are refused.
+    let e = p
+        .send(ProducerRecord::new(&topic, "outside"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), sluice::wire::ErrorKind::IllegalState, "{e}");
+    p.close(T).await.unwrap();
+
+    let idle = Duration::from_millis(1500);
+    let committed = read_all(&topic, 2, IsolationLevel::ReadCommitted, idle).await;
+    let mut want = names("committed", 10);
+    want.extend(names("second", 5));
+    want.sort();
+    assert_eq!(values(&committed), want);
+
+    let all = read_all(&topic, 2, IsolationLevel::ReadUncommitted, idle).await;
+    want.extend(names("aborted", 10));
+    want.sort();
+    assert_eq!(values(&all), want);
+}
+
+#[tokio::test]
+async fn a_second_instance_fences_the_first() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-fence", 1).await;
+    let id = sluice_testkit::unique_topic("tx-fence");
+    let first = Producer::new(txn_producer_config(&id)).await.unwrap();
+    first.init_transactions().await.unwrap();
+    first.begin().await.unwrap();
+    let _delivery = first
+        .send(ProducerRecord::new(&topic, "first-committed"))
+        .await
+        .unwrap();
+    first.commit().await.unwrap();
+
+    first.begin().await.unwrap();
+    let d = first
+        .send(ProducerRecord::new(&topic, "first-open"))
+        .await
+        .unwrap();
+    first.flush().await;
+    d.await.unwrap();
+
+    // The zombie's open transaction is aborted by the new instance's init.
+    let second = Producer::new(txn_producer_config(&id)).await.unwrap();
+    second.init_transactions().await.unwrap();
+
+    let after = first
+        .send(ProducerRecord::new(&topic, "first-after-fence"))
+        .await;
+    let err = match after {
+        Err(e) => e,
+        Ok(_) => first
+            .commit()
+            .await
+            .expect_err("a fenced producer cannot commit"),
+    };
+    assert!(err.is_fatal_producer_error(), "{err}");
+    assert!(!err.is_abortable(), "{err}");
+    // Dead for good: abort and begin fail too.
+    assert!(first.abort().await.is_err());
+    assert!(first.begin().await.is_err());
+
+    second.begin().await.unwrap();
+    let _delivery = second
+        .send(ProducerRecord::new(&topic, "second-committed"))
+        .await
+        .unwrap();
+    second.commit().await.unwrap();
+    second.close(T).await.unwrap();
+    let _ = first.close(Duration::from_secs(1)).await;
+
+    let seen = read_all(
+        &topic,
+        1,
+        IsolationLevel::ReadCommitted,
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(
+        values(&seen),
+        vec![
+            "first-committed".to_string(),
+            "second-committed".to_string()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn offsets_commit_with_the_transaction_only() {
+    let cluster = cluster().await;
+    let input = topic(&cluster, "txn-off-in", 1).await;
+    let output = topic(&cluster, "txn-off-out", 1).await;
+    let group = sluice_testkit::unique_topic("txn-off-g");
+    let consumer = Consumer::new(
+        consumer_common::config(Some(&group)).isolation_level(IsolationLevel::ReadCommitted),
+    )
+    .await
+    .unwrap();
+    consumer.subscribe([input.clone()]).unwrap();
+    consumer_common::produce(&cluster, &input, 0, 0, 10).await;
+    let records = consumer_common::recv_n(&consumer, 10, T).await;
+    let meta = consumer.group_metadata().expect("group metadata");
+    assert_eq!(meta.group_id, group);
+    assert!(meta.generation_id >= 1, "{meta:?}");
+    assert!(!meta.member_id.is_empty(), "{meta:?}");
+    let tp = TopicPartition::new(&input, 0);
+
+    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic("tx-off")))
+        .await
+        .unwrap();
+    p.init_transactions().await.unwrap();
+    // Aborted: the offset is not committed.
+    p.begin().await.unwrap();
+    let _delivery = p.send(ProducerRecord::new(&output, "x")).await.unwrap();
+    let offsets = BTreeMap::from([(tp.clone(), OffsetAndMetadata::new(5))]);
+    p.send_offsets_to_transaction(&offsets, &meta)
+        .await
+        .unwrap();
+    p.abort().await.unwrap();
+    let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(committed[&tp], None);
+    // Committed: it is.
+    p.begin().await.unwrap();
+    let _delivery = p.send(ProducerRecord::new(&output, "y")).await.unwrap();
+    let next = records.last().unwrap().offset() + 1;
+    let offsets = BTreeMap::from([(tp.clone(), OffsetAndMetadata::new(next))]);
+    p.send_offsets_to_transaction(&offsets, &meta)
+        .await
+        .unwrap();
+    p.commit().await.unwrap();
+    let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(committed[&tp].as_ref().map(|o| o.offset), Some(next));
+    p.close(T).await.unwrap();
+    consumer.close().await.unwrap();
+}
+
+/// The example binary `cargo test` builds next to the test executables.
+fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join("examples").join("exactly_once");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds examples; or run `cargo build --example exactly_once`",
+        path.display()
+    );
+    path
+}
+
+/// A few random bits without a dependency: the standard library's seeded hasher.
+fn random_below(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.finish() % n.max(1)
+}
+
+fn spawn_example(args: &[&str], batch: usize, quiet: bool) -> std::process::Child {
+    let mut cmd = std::process::Command::new(example_binary());
+    cmd.args(args)
+        .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+        .env("EOS_BATCH", batch.to_string())
+        .env("EOS_IDLE_MS", "3000")
+        .stdout(std::process::Stdio::null());
+    if quiet {
+        cmd.stderr(std::process::Stdio::null());
+    } else {
+        cmd.stderr(std::process::Stdio::piped());
+    }
+    cmd.spawn().expect("spawn the exactly_once example")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_example_survives_sigkill_at_random_moments() {
+    const PARTITIONS: i32 = 3;
+    const RECORDS: usize = 100_000;
+    let cluster = cluster().await;
+    let input = topic(&cluster, "eos-in", PARTITIONS).await;
+    let output = topic(&cluster, "eos-out", PARTITIONS).await;
+    let group = sluice_testkit::unique_topic("eos-g");
+    let txn_id = sluice_testkit::unique_topic("eos-tx");
+    let per_partition = RECORDS / PARTITIONS as usize + 1;
+    let count = move |p: i32| per_partition.min(RECORDS - per_partition * p as usize);
+    // The input arrives as a live stream over about ten seconds (1,000 records per
+    // partition every 250 ms), so the kills land while input is being processed.
+    let writer = {
+        let (cluster, input) = (cluster.clone(), input.clone());
+        tokio::spawn(async move {
+            let mut written = 0;
+            let mut from = 0;
+            while from < per_partition {
+                for p in 0..PARTITIONS {
+                    let to = (from + 1000).min(count(p));
+                    if from >= to {
+                        continue;
+                    }
+                    let mut b = RecordBatchBuilder::new(Default::default());
+                    for j in from..to {
+                        let v = format!("rec-{p}-{j:06}");
+                        b.append(
+                            1_700_000_000_000,
+                            Some(v.as_bytes()),
+                            Some(v.as_bytes()),
+                            &[],
+                        )
+                        .unwrap();
+                    }
+                    PartitionClient::new(cluster.clone(), &input, p)
+                        .produce(b.finish().unwrap(), Acks::All, T)
+                        .await
+                        .unwrap();
+                    written += to - from;
+                }
+                from += 1000;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            written
+        })
+    };
+
+    let args = [
+        input.as_str(),
+        output.as_str(),
+        group.as_str(),
+        txn_id.as_str(),
+    ];
+    let started = std::time::Instant::now();
+    let mut kills = Vec::new();
+    for _ in 0..10 {
+        // 100-record transactions: slow enough (debug build) that the kills land
+        // while input is being processed.
+        let mut child = spawn_example(&args, 100, true);
+        let after = Duration::from_millis(300 + random_below(2200));
+        tokio::time::sleep(after).await;
+        if child.try_wait().unwrap().is_some() {
+            panic!("the example exited before it was killed (after {after:?})");
+        }
+        child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on unix
+        child.wait().unwrap();
+        kills.push(after.as_millis());
+    }
+    assert_eq!(writer.await.unwrap(), RECORDS);
+    // The last instance runs to the end (idle exit).
+    let child = spawn_example(&args, 100, false);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "final run failed: {stderr}");
+    println!("killed after {kills:?} ms; final run: {stderr}");
+
+    let seen = read_all(
+        &output,
+        PARTITIONS,
+        IsolationLevel::ReadCommitted,
+        Duration::from_millis(2000),
+    )
+    .await;
+    println!(
+        "{} records checked, whole test {:?}",
+        seen.len(),
+        started.elapsed()
+    );
+    assert_eq!(seen.len(), RECORDS, "every input exactly once (count)");
+    // For the log: how much the killed instances wrote in transactions that were
+    // aborted (by their successor's init_transactions).
+    let everything = read_all(
+        &output,
+        PARTITIONS,
+        IsolationLevel::ReadUncommitted,
+        Duration::from_millis(2000),
+    )
+    .await;
+    println!(
+        "{} records on the log, {} of them in aborted transactions",
+        everything.len(),
+        everything.len() - seen.len()
+    );
+    for p in 0..PARTITIONS {
+        let got: Vec<&str> = seen
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let n = count(p);
+        let want: Vec<String> = (0..n).map(|j| format!("REC-{p}-{j:06}")).collect();
+        assert_eq!(got.len(), want.len(), "partition {p}");
+        assert!(
+            got.iter().zip(&want).all(|(g, w)| *g == w.as_str()),
+            "partition {p}: output differs from the input, in order, exactly once"
+        );
+    }
+}
+
+/// Runs `tests/java/TxnInterop.java` with Kafka's client jars; returns the values it
+/// printed.
+async fn java_txn_interop(args: Vec<String>) -> Vec<String> {
+    tokio::task::spawn_blocking(move || {
+        let source =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/TxnInterop.java");
+        let mut child = std::process::Command::new(sluice_testkit::java())
+            .args([
+                "-XX:+UseSerialGC",
+                "-Xmx256m",
+                "-cp",
+                &sluice_testkit::java_classpath(),
+            ])
+            .arg(source)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("java (a JDK 17+ on PATH or JAVA_HOME)");
+        let started = std::time::Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "java {args:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut values: Vec<String> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("VALUE\t"))
+            .map(str::to_string)
+            .collect();
+        values.sort();
+        values
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn java_read_committed_consumer_skips_our_aborted_records() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-to-java", 2).await;
+    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic(
+        "tx-to-java",
+    )))
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    for i in 0..5 {
+        let _delivery = p
+            .send(ProducerRecord::new(&topic, format!("rs-aborted-{i:03}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    p.flush().await;
+    p.abort().await.unwrap();
+    p.begin().await.unwrap();
+    for i in 0..5 {
+        let _delivery = p
+            .send(ProducerRecord::new(&topic, format!("rs-committed-{i:03}")).partition(i % 2))
+            .await
+            .unwrap();
+    }
+    p.commit().await.unwrap();
+    p.close(T).await.unwrap();
+
+    let seen = java_txn_interop(vec![
+        "consume".into(),
+        sluice_testkit::bootstrap(),
+        topic.clone(),
+    ])
+    .await;
+    assert_eq!(seen, names("rs-committed", 5));
+    // The aborted records are on the log: read_uncommitted shows them.
+    let all = read_all(
+        &topic,
+        2,
+        IsolationLevel::ReadUncommitted,
+        Duration::from_millis(1500),
+    )
+    .await;
+    let mut want = names("rs-committed", 5);
+    want.extend(names("rs-aborted", 5));
+    want.sort();
+    assert_eq!(values(&all), want);
+}
+
+#[tokio::test]
+async fn our_read_committed_consumer_skips_java_aborted_records() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-from-java", 2).await;
+    java_txn_interop(vec![
+        "produce".into(),
+        sluice_testkit::bootstrap(),
+        topic.clone(),
+        sluice_testkit::unique_topic("tx-java"),
+    ])
+    .await;
+    let idle = Duration::from_millis(1500);
+    let committed = read_all(&topic, 2, IsolationLevel::ReadCommitted, idle).await;
+    let want: Vec<String> = (0..5).map(|i| format!("java-committed-{i}")).collect();
+    assert_eq!(values(&committed), want);
+    let all = read_all(&topic, 2, IsolationLevel::ReadUncommitted, idle).await;
+    let mut want_all: Vec<String> = (0..5).map(|i| format!("java-aborted-{i}")).collect();
+    want_all.extend(want);
+    want_all.sort();
+    assert_eq!(values(&all), want_all);
+}
