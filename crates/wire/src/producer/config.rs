@@ -249,14 +249,8 @@ impl ProducerConfig {
             "linger.ms" => self.linger = ms(key, value)?,
             "batch.size" => self.batch_size = number(key, value)?,
             "compression.type" => {
-                self.compression = match value {
-                    "none" => Compression::None,
-                    "gzip" => Compression::Gzip,
-                    "snappy" => Compression::Snappy,
-                    "lz4" => Compression::Lz4,
-                    "zstd" => Compression::Zstd,
-                    _ => return Err(bad(key, value, "none, gzip, snappy, lz4 or zstd")),
-                }
+                self.compression = Compression::from_name(value)
+                    .ok_or_else(|| bad(key, value, "none, gzip, snappy, lz4 or zstd"))?;
             }
             "buffer.memory" => self.buffer_memory = number(key, value)?,
             "max.block.ms" => self.max_block = ms(key, value)?,
