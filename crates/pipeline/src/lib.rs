@@ -188,6 +188,7 @@ mod error;
 pub mod metrics;
 mod record;
 pub mod retry;
+pub mod runner;
 #[cfg(test)]
 mod test_support;
 
