@@ -99,3 +99,175 @@ async fn poison_records_go_to_the_dlq_and_everything_else_to_the_output() {
         "input = output + dead-lettered"
     );
 }
+
+/// Waits until `output` holds every good record of `0..n` (distinct values), reading it
+/// back every 500 ms; returns the output counts.
+async fn wait_for_outputs(
+    cluster: &sluice::wire::cluster::Cluster,
+    output: &str,
+    partitions: i32,
+    n: u64,
+    within: Duration,
+) -> std::collections::BTreeMap<u64, u32> {
+    let good = (0..n).filter(|&i| !is_poison(i)).count();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let out = counts(&read_all(cluster, output, partitions).await);
+        if out.len() >= good {
+            return out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {good} outputs within {within:?}",
+            out.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A downstream outage (5 s here to keep the suite fast; the demo has 20 s): the breaker
+/// opens, the partitions are paused, no record is dead-lettered because of the outage,
+/// the flow resumes and every record comes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
+    const N: u64 = 20_000;
+    const P: i32 = 4;
+    const BOUND: usize = 500;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("pipe-outage");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let downstream = Downstream::default();
+    let (stack, breaker) = stack(
+        &producer,
+        &group,
+        &output,
+        downstream.clone(),
+        quick_breaker(Duration::from_millis(500)),
+    );
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .max_in_flight(BOUND);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+
+    wait_until("some records done", Duration::from_secs(30), || {
+        stats.completed() >= 2_000
+    })
+    .await;
+    downstream
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut opened = false;
+    let mut paused = false;
+    let outage_end = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < outage_end {
+        opened |= breaker.state() == sluice::pipeline::breaker::BreakerState::Open;
+        paused |= stats.is_paused();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let done_during_outage = stats.completed();
+    downstream
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(opened, "the breaker opened during the outage");
+    assert!(paused && stats.pauses() > 0, "the partitions were paused");
+
+    let out = wait_for_outputs(&cluster, &output, P, N, Duration::from_secs(60)).await;
+    assert!(stats.completed() > done_during_outage, "the flow resumed");
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert!(!stats.is_paused(), "resumed");
+
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    let dlq = read_all(&cluster, &format!("{input}-dlt"), P).await;
+    assert_eq!(
+        dlq.len(),
+        poison,
+        "only poison records dead-lettered, none for the outage"
+    );
+    assert!(
+        downstream
+            .failures
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    );
+    assert_eq!(out.len(), N as usize - poison, "nothing lost");
+    let duplicates: u32 = out.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates as usize <= BOUND,
+        "{duplicates} duplicates > bound {BOUND}"
+    );
+}
+
+/// Two pipelines in one group, the second joining while the first has records in
+/// flight (a slow downstream): the first drains and commits what it gives up, every
+/// record has an output, duplicates stay within the in-flight bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_drains_and_commits_in_flight_work() {
+    const N: u64 = 20_000;
+    const P: i32 = 4;
+    const BOUND: usize = 300;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("pipe-rebalance");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let start = |slow: bool| {
+        let (input, output, group) = (input.clone(), output.clone(), group.clone());
+        async move {
+            let producer = producer().await;
+            let downstream = Downstream {
+                slow: slow.then_some(Duration::from_millis(2)),
+                ..Downstream::default()
+            };
+            let (stack, _) = stack(
+                &producer,
+                &group,
+                &output,
+                downstream,
+                quick_breaker(Duration::from_secs(1)),
+            );
+            let pipeline = Pipeline::new(consumer(&group), producer, [input], stack)
+                .max_in_flight(BOUND)
+                .drain_timeout(Duration::from_secs(10));
+            let stats = pipeline.stats();
+            let stop = pipeline.shutdown_handle();
+            (stats, stop, tokio::spawn(pipeline.run()))
+        }
+    };
+    let (first, stop_first, run_first) = start(true).await;
+    wait_until(
+        "the first pipeline is busy",
+        Duration::from_secs(30),
+        || first.completed() >= 1_000,
+    )
+    .await;
+    let commits_before = first.commits();
+    let (second, stop_second, run_second) = start(false).await;
+    let out = wait_for_outputs(&cluster, &output, P, N, Duration::from_secs(60)).await;
+    assert!(second.completed() > 0, "the second member got partitions");
+    assert!(
+        first.commits() > commits_before,
+        "the first member kept committing"
+    );
+    stop_first.cancel();
+    stop_second.cancel();
+    run_first.await.unwrap().unwrap();
+    run_second.await.unwrap().unwrap();
+
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    assert_eq!(out.len(), N as usize - poison, "every input has an output");
+    let duplicates: u32 = out.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates as usize <= BOUND,
+        "{duplicates} duplicates > bound {BOUND}"
+    );
+    eprintln!("rebalance: {duplicates} duplicate outputs (bound {BOUND})");
+}

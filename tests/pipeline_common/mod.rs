@@ -171,6 +171,8 @@ pub struct Downstream {
     pub down: Arc<AtomicBool>,
     pub calls: Arc<AtomicU64>,
     pub failures: Arc<AtomicU64>,
+    /// A delay per call (work in flight for the rebalance test).
+    pub slow: Option<Duration>,
 }
 
 /// Parses the value as a number and emits it to `output` (warm-up records: nothing).
@@ -188,6 +190,9 @@ pub async fn process(
     let n: u64 = text
         .parse()
         .map_err(|_| PipelineError::dead_letter(Malformed(text.clone())))?;
+    if let Some(d) = downstream.slow {
+        tokio::time::sleep(d).await;
+    }
     if downstream.down.load(Ordering::Relaxed) {
         downstream.failures.fetch_add(1, Ordering::Relaxed);
         return Err(PipelineError::retriable(Unavailable));

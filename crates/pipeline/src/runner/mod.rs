@@ -20,7 +20,9 @@
 //!
 //! Errors out of the stack: a [`Retriable`](crate::Disposition::Retriable) one (retries
 //! spent, an output not acknowledged) is never skipped: the partition is rewound to the
-//! record (`seek`) and it is fetched again. [`Fatal`](crate::Disposition::Fatal), and a
+//! record (`seek`) and it is fetched again. Answers of that partition's later records
+//! that were already in flight are discarded (not produced, not committed): they are
+//! fetched again too, and producing them now would produce them twice. [`Fatal`](crate::Disposition::Fatal), and a
 //! dead-letter error no DLQ layer handled, stop the pipeline with [`RunError::Fatal`].
 //!
 //! **Rebalances.** On revoke the listener stops admitting records of those partitions,
@@ -282,6 +284,11 @@ where
         let mut held: Option<ConsumedRecord> = None;
         let mut pause_at = Instant::now();
         loop {
+            if self.paused && held.is_none() {
+                // The record waiting for readiness was dropped (a rewind or a revoke):
+                // the next one must come from the consumer, which pauses nothing then.
+                self.resume();
+            }
             let gate_open = self.shared.uncommitted() < self.max_in_flight;
             tokio::select! {
                 biased;
@@ -318,6 +325,13 @@ where
                 }
             }
         }
+    }
+
+    fn resume(&mut self) {
+        self.consumer.resume(&self.consumer.paused());
+        self.paused = false;
+        self.shared.stats.set_paused(false);
+        tracing::info!("partitions resumed (the record waiting for readiness was dropped)");
     }
 
     fn on_event(
@@ -532,6 +546,16 @@ impl RecordTask {
         F: Future<Output = Result<Processed, PipelineError>>,
     {
         let outcome = match answer.await {
+            // An earlier record of the partition failed and is fetched again; so is this
+            // one. Producing now would produce it twice.
+            Ok(_)
+                if self
+                    .shared
+                    .superseded(&self.topic, self.partition, self.offset) =>
+            {
+                self.shared.finish(&self.topic, self.partition);
+                return;
+            }
             Ok(outputs) => self.produce(outputs).await,
             Err(e) => Err(e),
         };
@@ -541,6 +565,9 @@ impl RecordTask {
                 self.shared.stats.add_completed(n);
             }
             Err(error) if error.disposition() == Disposition::Retriable => {
+                tracing::debug!(topic = %self.topic, partition = self.partition,
+                    offset = self.offset, %error, "retriable failure: fetching it again");
+                self.shared.rewind(&self.topic, self.partition, self.offset);
                 let _ = self.events.send(Event::Redeliver {
                     topic: Arc::clone(&self.topic),
                     partition: self.partition,

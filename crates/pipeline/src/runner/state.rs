@@ -19,11 +19,15 @@ struct PartitionState {
     revoking: bool,
     /// Records admitted whose task has not ended.
     running: usize,
-    /// Offsets admitted and not yet below a successful commit, in admission order (a
-    /// redelivered offset appears twice, so the bound errs on the safe side).
+    /// Offsets admitted and not yet below a successful commit, in admission order. A
+    /// rewind removes the offsets it will fetch again.
     uncommitted: VecDeque<i64>,
     /// The last offset committed successfully.
     committed: Option<i64>,
+    /// The lowest offset that failed retriably and is being fetched again: answers of
+    /// later records are discarded (not produced, not done) until it is admitted again,
+    /// so the rewind does not produce them twice.
+    rewind: Option<i64>,
 }
 
 /// Shared by the run loop, the record tasks and the rebalance listener.
@@ -79,8 +83,29 @@ impl Shared {
             .filter(|p| !p.revoking)?;
         p.running += 1;
         p.uncommitted.push_back(offset);
+        if p.rewind.is_some_and(|r| offset <= r) {
+            p.rewind = None;
+        }
         drop(parts);
         Some(self.commits.start(topic, partition, offset))
+    }
+
+    /// The record at `offset` failed retriably and will be fetched again.
+    pub(crate) fn rewind(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
+            p.rewind = Some(p.rewind.map_or(offset, |r| r.min(offset)));
+            // They are admitted (and counted) again when fetched again; counting them
+            // twice would fill the in-flight bound and stop the very fetch that clears it.
+            p.uncommitted.retain(|&o| o < offset);
+        }
+    }
+
+    /// Whether an earlier record of the partition is being fetched again, so this one's
+    /// answer must be discarded (it will be processed again after the rewind).
+    pub(crate) fn superseded(&self, topic: &Arc<str>, partition: i32, offset: i64) -> bool {
+        self.lock()
+            .get(&(topic.clone(), partition))
+            .is_some_and(|p| p.rewind.is_some_and(|r| offset > r))
     }
 
     /// A record task ended, whatever its outcome.
