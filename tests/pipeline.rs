@@ -271,3 +271,84 @@ async fn a_rebalance_drains_and_commits_in_flight_work() {
     );
     eprintln!("rebalance: {duplicates} duplicate outputs (bound {BOUND})");
 }
+
+/// The pipeline process (`examples/orders_pipeline.rs` in worker mode) killed with
+/// SIGKILL mid-run and started again: nothing lost, duplicates within the in-flight bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_pipeline_restarts_without_loss() {
+    const N: u64 = 30_000;
+    const P: i32 = 4;
+    const BOUND: usize = 500;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("pipe-kill");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_orders(&cluster, &input, P, N).await;
+
+    // `cargo test` builds the examples next to the test binaries' directory.
+    let exe = std::env::current_exe().unwrap();
+    let worker = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/orders_pipeline");
+    assert!(worker.exists(), "{} not built", worker.display());
+    let spawn = || {
+        std::process::Command::new(&worker)
+            .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+            .env("ORDERS_WORKER", "1")
+            .env("ORDERS_INPUT", &input)
+            .env("ORDERS_OUTPUT", &output)
+            .env("ORDERS_GROUP", &group)
+            .env("ORDERS_MAX_IN_FLIGHT", BOUND.to_string())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = read_all(&cluster, &output, P).await.len();
+        if done >= 8_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} outputs before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = read_all(&cluster, &output, P).await.len();
+    assert!((at_kill as u64) < N, "killed mid-run");
+
+    let mut second = spawn();
+    let malformed = (0..N).filter(|i| i % 97 == 13).count();
+    let good = N as usize - malformed;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let ids = loop {
+        let ids = order_ids(&read_all(&cluster, &output, P).await);
+        if ids.len() >= good {
+            break ids;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {good} outputs after the restart",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    assert_eq!(ids.len(), good, "nothing lost");
+    assert!(ids.keys().all(|i| i % 97 != 13));
+    let duplicates: u32 = ids.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates as usize <= BOUND,
+        "{duplicates} duplicates > bound {BOUND}"
+    );
+    eprintln!("sigkill: {at_kill} outputs at the kill, {duplicates} duplicates (bound {BOUND})");
+}

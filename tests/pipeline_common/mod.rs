@@ -267,3 +267,54 @@ pub async fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut f:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Writes `n` order events as `examples/orders_pipeline.rs` generates them (the `i`-th is
+/// malformed when `i % 97 == 13`), round-robin over the partitions.
+pub async fn write_orders(cluster: &Cluster, topic: &str, partitions: i32, n: u64) {
+    let now = now_ms();
+    for p in 0..partitions {
+        let client = PartitionClient::new(cluster.clone(), topic, p);
+        let mine: Vec<u64> = (0..n)
+            .filter(|i| (i % partitions as u64) as i32 == p)
+            .collect();
+        for chunk in mine.chunks(2000) {
+            let mut b = RecordBatchBuilder::new(BatchOptions::default());
+            for &i in chunk {
+                let v = if i % 97 == 13 {
+                    format!(r#"{{"order_id":{i},"customer":"c-0001","amou"#)
+                } else {
+                    format!(
+                        r#"{{"order_id":{i},"customer":"c-0001","amount_cents":100,"country":"DE"}}"#
+                    )
+                };
+                b.append(
+                    now,
+                    Some(format!("order-{i}").as_bytes()),
+                    Some(v.as_bytes()),
+                    &[],
+                )
+                .unwrap();
+            }
+            client
+                .produce(b.finish().unwrap(), Acks::All, T)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The `order_id`s of enriched orders, with how many times each appeared.
+pub fn order_ids(records: &[Read]) -> BTreeMap<u64, u32> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        let v = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap();
+        let id = v
+            .split("\"order_id\":")
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|id| id.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no order_id in {v}"));
+        *m.entry(id).or_insert(0) += 1;
+    }
+    m
+}
