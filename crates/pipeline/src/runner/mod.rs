@@ -21,8 +21,9 @@
 //! Errors out of the stack: a [`Retriable`](crate::Disposition::Retriable) one (retries
 //! spent, an output not acknowledged) is never skipped: the partition is rewound to the
 //! record (`seek`) and it is fetched again. Answers of that partition's later records
-//! that were already in flight are discarded (not produced, not committed): they are
-//! fetched again too, and producing them now would produce them twice. [`Fatal`](crate::Disposition::Fatal), and a
+//! admitted before the rewind are discarded (not produced, not committed): they are
+//! fetched again too, and producing them now would produce them twice. (Their service
+//! calls did happen; a dead letter among them may be written twice.) [`Fatal`](crate::Disposition::Fatal), and a
 //! dead-letter error no DLQ layer handled, stop the pipeline with [`RunError::Fatal`].
 //!
 //! **Rebalances.** On revoke the listener stops admitting records of those partitions,
@@ -71,8 +72,7 @@ pub use self::shutdown::Shutdown;
 pub(crate) use self::sink::producer_record;
 pub use self::sink::ProducerSink;
 pub use self::state::PipelineStats;
-use self::state::Shared;
-use crate::commit::Ticket;
+use self::state::{Admitted, Shared};
 use crate::{ConsumedRecord, Disposition, PipelineError, Processed};
 
 /// Consumer → stack → producer, with commits after the outputs are acknowledged. See the
@@ -511,7 +511,7 @@ fn admit<S>(
     S::Future: Send + 'static,
 {
     let (topic, partition, offset) = (Arc::clone(&record.topic), record.partition, record.offset);
-    let Some(ticket) = shared.admit(&topic, partition, offset) else {
+    let Some(admitted) = shared.admit(&topic, partition, offset) else {
         tracing::debug!(%topic, partition, offset, "partition not ours any more: record dropped");
         return;
     };
@@ -521,7 +521,7 @@ fn admit<S>(
         topic,
         partition,
         offset,
-        ticket,
+        admitted,
         shared: Arc::clone(shared),
         producer: producer.clone(),
         events: events.clone(),
@@ -534,7 +534,7 @@ struct RecordTask {
     topic: Arc<str>,
     partition: i32,
     offset: i64,
-    ticket: Ticket,
+    admitted: Admitted,
     shared: Arc<Shared>,
     producer: Producer,
     events: mpsc::UnboundedSender<Event>,
@@ -551,7 +551,7 @@ impl RecordTask {
             Ok(_)
                 if self
                     .shared
-                    .superseded(&self.topic, self.partition, self.offset) =>
+                    .superseded(&self.topic, self.partition, &self.admitted) =>
             {
                 self.shared.finish(&self.topic, self.partition);
                 return;
@@ -561,7 +561,7 @@ impl RecordTask {
         };
         match outcome {
             Ok(n) => {
-                self.shared.done(&self.ticket);
+                self.shared.done(&self.admitted.ticket);
                 self.shared.stats.add_completed(n);
             }
             Err(error) if error.disposition() == Disposition::Retriable => {

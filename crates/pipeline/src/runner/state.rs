@@ -12,6 +12,13 @@ use crate::commit::{CommitHandle, Ticket};
 
 type Key = (Arc<str>, i32);
 
+/// An admitted record's commit ticket and its place among its partition's admissions.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) ticket: Ticket,
+    seq: u64,
+}
+
 /// One assigned partition.
 #[derive(Debug, Default)]
 struct PartitionState {
@@ -24,10 +31,13 @@ struct PartitionState {
     uncommitted: VecDeque<i64>,
     /// The last offset committed successfully.
     committed: Option<i64>,
-    /// The lowest offset that failed retriably and is being fetched again: answers of
-    /// later records are discarded (not produced, not done) until it is admitted again,
-    /// so the rewind does not produce them twice.
-    rewind: Option<i64>,
+    /// Counts admissions and rewinds, to order them.
+    seq: u64,
+    /// Rewinds (sequence number, offset) that records still running may predate. A
+    /// record admitted before a rewind to a lower offset is fetched again, so its answer
+    /// is discarded (not produced, not done): producing it would produce it twice.
+    /// Cleared whenever nothing of the partition runs.
+    rewinds: Vec<(u64, i64)>,
 }
 
 /// Shared by the run loop, the record tasks and the rebalance listener.
@@ -76,24 +86,28 @@ impl Shared {
     }
 
     /// Admits a record: `None` when its partition is not (or no longer) ours.
-    pub(crate) fn admit(&self, topic: &Arc<str>, partition: i32, offset: i64) -> Option<Ticket> {
+    pub(crate) fn admit(&self, topic: &Arc<str>, partition: i32, offset: i64) -> Option<Admitted> {
         let mut parts = self.lock();
         let p = parts
             .get_mut(&(topic.clone(), partition))
             .filter(|p| !p.revoking)?;
         p.running += 1;
+        p.seq += 1;
+        let seq = p.seq;
         p.uncommitted.push_back(offset);
-        if p.rewind.is_some_and(|r| offset <= r) {
-            p.rewind = None;
-        }
         drop(parts);
-        Some(self.commits.start(topic, partition, offset))
+        Some(Admitted {
+            ticket: self.commits.start(topic, partition, offset),
+            seq,
+        })
     }
 
     /// The record at `offset` failed retriably and will be fetched again.
     pub(crate) fn rewind(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
-            p.rewind = Some(p.rewind.map_or(offset, |r| r.min(offset)));
+            p.seq += 1;
+            let seq = p.seq;
+            p.rewinds.push((seq, offset));
             // They are admitted (and counted) again when fetched again; counting them
             // twice would fill the in-flight bound and stop the very fetch that clears it.
             p.uncommitted.retain(|&o| o < offset);
@@ -102,16 +116,24 @@ impl Shared {
 
     /// Whether an earlier record of the partition is being fetched again, so this one's
     /// answer must be discarded (it will be processed again after the rewind).
-    pub(crate) fn superseded(&self, topic: &Arc<str>, partition: i32, offset: i64) -> bool {
+    pub(crate) fn superseded(&self, topic: &Arc<str>, partition: i32, admitted: &Admitted) -> bool {
+        let offset = admitted.ticket.offset();
         self.lock()
             .get(&(topic.clone(), partition))
-            .is_some_and(|p| p.rewind.is_some_and(|r| offset > r))
+            .is_some_and(|p| {
+                p.rewinds
+                    .iter()
+                    .any(|&(seq, r)| seq > admitted.seq && offset > r)
+            })
     }
 
     /// A record task ended, whatever its outcome.
     pub(crate) fn finish(&self, topic: &Arc<str>, partition: i32) {
         if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
             p.running = p.running.saturating_sub(1);
+            if p.running == 0 {
+                p.rewinds.clear();
+            }
         }
         self.progress.notify_waiters();
     }
