@@ -42,8 +42,9 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Run `examples/demo.rs` against Kafka (started and stopped unless SLUICE_BOOTSTRAP
-    /// is set).
+    /// Run `examples/orders_pipeline.rs` against Kafka (started and stopped unless
+    /// SLUICE_BOOTSTRAP is set); fails if its final check (input = output +
+    /// dead-lettered) fails.
     Demo {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -159,8 +160,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Demo { cluster } => {
             let mut cmd = cargo();
-            cmd.args(["run", "--quiet", "--example", "demo"]);
-            with_kafka(&cluster, "the demo (cargo run --example demo)", cmd)
+            cmd.args(["run", "--quiet", "--example", "orders_pipeline"]);
+            with_kafka(
+                &cluster,
+                "the demo (cargo run --example orders_pipeline)",
+                cmd,
+            )
         }
     }
 }

@@ -7,12 +7,13 @@
 //! what every pipeline needs: retries, a circuit breaker, a dead-letter topic, commit
 //! tracking, bounded and ordered concurrency, spans and metrics.
 //!
-//! **The runner is not here yet.** The piece that drives `sluice-wire`'s consumer into
-//! this stack and its producer out of it (fetch, pause/resume, commit on an interval and
-//! on revoke, produce the outputs) comes once the producer and consumer land. Until then
-//! the layers talk to Kafka only through seams defined here: the DLQ publishes through
-//! any `Service<OutputRecord>` sink ([`dlq::MemorySink`] in memory), and commits are read
-//! from a [`commit::CommitHandle`].
+//! The [`runner`] drives it all against Kafka: [`Pipeline`](runner::Pipeline) reads
+//! records with `sluice-wire`'s consumer, admits each one when the stack is ready and the
+//! in-flight bound allows, produces the answer's outputs with the producer, marks the
+//! record done once they are acknowledged, commits, and handles rebalances and shutdown.
+//! The layers themselves never touch the network: the DLQ publishes through any
+//! `Service<OutputRecord>` sink ([`runner::ProducerSink`] for Kafka, [`dlq::MemorySink`]
+//! in memory), and commits are read from a [`commit::CommitHandle`].
 //!
 //! # Layout
 //!
@@ -24,6 +25,9 @@
 //! - [`commit`]: which offsets may be committed when records finish out of order.
 //! - [`concurrency`]: the in-flight bound (backpressure) and per-partition / per-key order.
 //! - [`metrics`]: a span per record, counters, a latency histogram, the lag gauge.
+//! - [`runner`]: [`Pipeline`](runner::Pipeline) (consumer → stack → producer, commits,
+//!   rebalances, pause/resume), [`ProducerSink`](runner::ProducerSink),
+//!   [`Shutdown`](runner::Shutdown).
 //!
 //! # Ordering the layers
 //!
@@ -91,9 +95,8 @@
 //!
 //! Readiness is the backpressure, as tower's `poll_ready` intends. The stack is not ready
 //! when the in-flight bound is reached ([`concurrency`]) or the breaker is open
-//! ([`breaker`]); the runner will call `poll_ready` before admitting each record and, while
-//! it is pending, stop fetching and pause the partitions (the consumer keeps its group
-//! membership). An open breaker arms its own timer for the end of its wait, so nothing
+//! ([`breaker`]); the runner calls `poll_ready` before admitting each record and, while
+//! it stays pending, pauses the partitions (the consumer keeps its group membership). An open breaker arms its own timer for the end of its wait, so nothing
 //! spins. Errors from the layers never stand in for backpressure: a layer that refuses work
 //! does it by not being ready.
 //!
@@ -173,11 +176,51 @@
 //! # }
 //! ```
 //!
-//! One caution for the runner to come: the commit layer marks a record done when the
-//! stack answers `Ok`, and the outputs in that answer are not produced yet. The runner
-//! must produce them inside the stack (a produce step between the commit layer and your
-//! service) or hold the completion until the producer acknowledges them; otherwise a
-//! crash between commit and produce loses outputs.
+//! When the stack runs under the [`runner`], leave the [`CommitLayer`](commit::CommitLayer)
+//! out: it marks a record done when the stack answers `Ok`, before the outputs in that
+//! answer are produced. The runner tracks commits itself and marks a record done only
+//! once the producer acknowledged its outputs, so a crash never commits past an output
+//! that was not written.
+//!
+//! # Running it against Kafka
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use sluice_pipeline::breaker::{BreakerConfig, BreakerLayer};
+//! use sluice_pipeline::concurrency::{ConcurrencyLayer, Ordering};
+//! use sluice_pipeline::dlq::DeadLetterLayer;
+//! use sluice_pipeline::retry::{RetryLayer, RetryPolicy};
+//! use sluice_pipeline::runner::{Pipeline, ProducerSink, Shutdown};
+//! use sluice_pipeline::{ConsumedRecord, OutputRecord, PipelineError};
+//! use sluice_wire::consumer::{ConsumerConfig, OffsetReset};
+//! use sluice_wire::producer::{Producer, ProducerConfig};
+//! use tower::{service_fn, ServiceBuilder};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:9092")).await?;
+//! let stack = ServiceBuilder::new()
+//!     .layer(ConcurrencyLayer::new(Ordering::PerPartition, 256))
+//!     .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group("billing"))
+//!     .layer(BreakerLayer::new(BreakerConfig::new().wait_in_open(Duration::from_secs(30))))
+//!     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
+//!     .service(service_fn(|r: ConsumedRecord| async move {
+//!         let value = r.value.ok_or_else(|| PipelineError::dead_letter("empty order"))?;
+//!         Ok::<_, PipelineError>(vec![OutputRecord::new("invoices").with_value(value)])
+//!     }));
+//! let consumer = ConsumerConfig::new("127.0.0.1:9092")
+//!     .group_id("billing")
+//!     .auto_offset_reset(OffsetReset::Earliest);
+//! // Runs until SIGINT/SIGTERM: then it drains, commits, leaves the group, flushes.
+//! Pipeline::new(consumer, producer.clone(), ["orders"], stack)
+//!     .max_in_flight(1000)
+//!     .shutdown(Shutdown::on_signals())
+//!     .run()
+//!     .await?;
+//! producer.close(Duration::from_secs(30)).await?;
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod breaker;
@@ -188,6 +231,7 @@ mod error;
 pub mod metrics;
 mod record;
 pub mod retry;
+pub mod runner;
 #[cfg(test)]
 mod test_support;
 

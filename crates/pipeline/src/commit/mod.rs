@@ -6,12 +6,17 @@
 //! stays at or below it: nothing unprocessed is ever committed. The committable offset is
 //! one past the highest offset below which everything finished ([`OffsetTracker`]).
 //!
-//! Committing itself needs the consumer, so it is the runner's job (coming with the
-//! consumer): on its commit interval it commits [`CommitHandle::committable`] and reports
-//! success with [`CommitHandle::committed`]; on revoke it stops admitting, drains the
-//! partition's in-flight records (bounded), commits [`CommitHandle::revoke`]'s offset and
-//! releases the partition. Records of a revoked partition that finish late are ignored
-//! ([`Ticket`] carries the assignment epoch).
+//! Committing itself needs the consumer, so it is the [runner](crate::runner)'s job: on
+//! its commit interval it commits [`CommitHandle::committable`] and reports success with
+//! [`CommitHandle::committed`]; on revoke it stops admitting, drains the partition's
+//! in-flight records (bounded), commits [`CommitHandle::revoke`]'s offset and releases the
+//! partition. Records of a revoked partition that finish late are ignored ([`Ticket`]
+//! carries the assignment epoch).
+//!
+//! The runner does not use this layer: its `Ok` comes before the answer's outputs are
+//! produced. It keeps its own [`CommitTracker`] and marks a record done only once the
+//! producer acknowledged every output. Use this layer for stacks you drive yourself,
+//! with outputs produced inside the stack.
 //!
 //! Put this layer outside the DLQ layer (a dead-lettered record is done once the DLQ write
 //! is acknowledged) and inside the concurrency layer, so "started" means admitted.

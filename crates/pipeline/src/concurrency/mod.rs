@@ -148,9 +148,13 @@ where
         match self.chains.join(key) {
             (None, guard) => ResponseFuture::called(self.inner.call(request), Some(guard), permit),
             (Some(previous), guard) => {
-                // `self.inner` is ready but the record must wait: keep it (and whatever it
-                // reserved) for the next call, and let a clone run this record later.
+                // The record must wait: a clone runs it later, polling readiness then.
+                // Whatever `self.inner` reserved in `poll_ready` (a breaker's half-open
+                // probe slot) is given back now by replacing it with a fresh clone: held
+                // while records queue behind a stuck one, that slot would starve the very
+                // records they wait for. The next call polls readiness again anyway.
                 let service = self.inner.clone();
+                self.inner = self.inner.clone();
                 ResponseFuture::queued(previous, service, request, guard, permit)
             }
         }

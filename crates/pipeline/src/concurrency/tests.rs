@@ -163,3 +163,71 @@ async fn a_dropped_record_releases_its_successor_and_its_slot() {
     assert_eq!(r.offset, 2);
     assert_eq!(svc.get_ref().available(), 1);
 }
+
+/// A service whose `poll_ready` reserves something (as a breaker reserves a half-open
+/// probe slot) that only a call or a drop gives back.
+#[derive(Debug)]
+struct Reserving {
+    reserved: Arc<std::sync::atomic::AtomicUsize>,
+    mine: bool,
+}
+
+impl Clone for Reserving {
+    fn clone(&self) -> Self {
+        Reserving {
+            reserved: self.reserved.clone(),
+            mine: false,
+        }
+    }
+}
+
+impl Drop for Reserving {
+    fn drop(&mut self) {
+        if self.mine {
+            self.reserved
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Service<ConsumedRecord> for Reserving {
+    type Response = Processed;
+    type Error = PipelineError;
+    type Future = std::future::Ready<Result<Processed, PipelineError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), PipelineError>> {
+        if !self.mine {
+            self.mine = true;
+            self.reserved
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: ConsumedRecord) -> Self::Future {
+        if std::mem::take(&mut self.mine) {
+            self.reserved
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        std::future::ready(Ok(vec![]))
+    }
+}
+
+#[tokio::test]
+async fn a_queued_record_gives_back_what_readiness_reserved() {
+    let reserved = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inner = Reserving {
+        reserved: reserved.clone(),
+        mine: false,
+    };
+    let mut svc = Spawn::new(Concurrency::new(inner, Ordering::PerPartition, 10));
+    assert_ready_ok!(svc.poll_ready());
+    let _first = svc.call(at(0, 1, "a"));
+    assert_eq!(reserved.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_ready_ok!(svc.poll_ready());
+    assert_eq!(reserved.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Queued behind the first: the reservation must not sit idle meanwhile (with a
+    // breaker it is a half-open probe slot the records ahead may be waiting for).
+    let _second = svc.call(at(0, 2, "b"));
+    assert_eq!(reserved.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

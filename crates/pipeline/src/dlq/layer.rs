@@ -60,8 +60,9 @@ impl<K> DeadLetterLayer<K> {
     ///
     /// The default is `<topic>-dlt` on the record's own partition, as Spring Kafka does.
     /// A dead-letter topic with fewer partitions than the source needs a resolver that
-    /// returns `None` (Spring checks the partition count; the runner will, once it has the
-    /// producer's metadata).
+    /// returns `None` (Spring checks the partition count; the runner does not: a missing
+    /// partition fails the DLQ write, which is retriable, so the record is not lost but
+    /// stops its partition).
     pub fn destination(
         mut self,
         f: impl Fn(&ConsumedRecord) -> (String, Option<i32>) + Send + Sync + 'static,

@@ -15,8 +15,8 @@
 //! The sink is any `tower::Service<OutputRecord, Response = Delivered, Error = BoxError>
 //! + Clone`: a `Service` because it is the most tower-like seam (it can carry its own
 //! layers: timeouts, rate limits), and `Clone` because each publication drives its own
-//! clone to readiness ([`tower::util::Oneshot`]). [`MemorySink`] is the in-memory one; the
-//! runner will adapt `sluice-wire`'s producer to the same shape.
+//! clone to readiness ([`tower::util::Oneshot`]). [`MemorySink`] is the in-memory one;
+//! [`ProducerSink`](crate::runner::ProducerSink) adapts `sluice-wire`'s producer.
 //!
 //! Each dead-lettered record increments `sluice_pipeline_records_dead_lettered_total`
 //! (label `topic`).

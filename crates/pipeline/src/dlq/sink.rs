@@ -12,7 +12,7 @@ use crate::{BoxError, Delivered, OutputRecord};
 /// An in-memory sink for tests and examples: it keeps every record it is sent and assigns
 /// offsets per topic-partition from 0. Clones share the records.
 ///
-/// The runner will plug `sluice-wire`'s producer in as a sink of the same shape:
+/// [`ProducerSink`](crate::runner::ProducerSink) is the Kafka sink of the same shape:
 /// `Service<OutputRecord, Response = Delivered, Error = BoxError>`.
 #[derive(Debug, Clone, Default)]
 pub struct MemorySink {

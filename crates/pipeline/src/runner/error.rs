@@ -1,0 +1,32 @@
+use crate::PipelineError;
+
+/// Why [`Pipeline::run`](super::Pipeline::run) stopped other than by a shutdown request.
+/// In every case the runner first drained what it could, committed what finished, left
+/// the group and flushed the producer.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The consumer or the producer failed (connecting, subscribing, fetching).
+    #[error("kafka: {0}")]
+    Kafka(#[from] sluice_wire::Error),
+    /// A record failed with [`Disposition::Fatal`](crate::Disposition::Fatal), or with a
+    /// dead-letter error that no dead-letter layer handled. Nothing at or after it in its
+    /// partition was committed.
+    #[error("record {topic}-{partition}@{offset} failed fatally: {error}")]
+    Fatal {
+        /// The record's topic.
+        topic: String,
+        /// The record's partition.
+        partition: i32,
+        /// The record's offset.
+        offset: i64,
+        /// The error.
+        #[source]
+        error: PipelineError,
+    },
+    /// The stack's `poll_ready` failed.
+    #[error("the stack failed to become ready: {0}")]
+    NotReady(#[source] PipelineError),
+    /// The pipeline is misconfigured.
+    #[error("configuration: {0}")]
+    Config(&'static str),
+}

@@ -1,0 +1,117 @@
+//! The rebalance listener: on revoke, stop admitting, drain, commit, release; on lost,
+//! release without committing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sluice_wire::consumer::{
+    OffsetAndMetadata, RebalanceContext, RebalanceListener, TopicPartition,
+};
+use tokio::time::Instant;
+
+use super::state::Shared;
+
+/// Drains and commits revoked partitions for the runner.
+#[derive(Debug)]
+pub(crate) struct Rebalance {
+    pub(crate) shared: Arc<Shared>,
+    /// The longest a revoke waits for its partitions' records in flight.
+    pub(crate) drain_timeout: Duration,
+}
+
+impl Rebalance {
+    async fn drain(&self, partitions: &[(Arc<str>, i32)]) {
+        let deadline = Instant::now() + self.drain_timeout;
+        loop {
+            // Register for the next wake-up before checking, so none is missed.
+            let progress = self.shared.progress.notified();
+            let running: usize = partitions
+                .iter()
+                .map(|(t, p)| self.shared.running(t, *p))
+                .sum();
+            if running == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, progress).await.is_err() {
+                tracing::warn!(
+                    running,
+                    timeout = ?self.drain_timeout,
+                    "revoke: records still in flight after the drain timeout; their offsets are \
+                     not committed and the next owner processes them again"
+                );
+                return;
+            }
+        }
+    }
+}
+
+fn keys(partitions: &[TopicPartition]) -> Vec<(Arc<str>, i32)> {
+    partitions
+        .iter()
+        .map(|tp| (Arc::from(tp.topic.as_str()), tp.partition))
+        .collect()
+}
+
+impl RebalanceListener for Rebalance {
+    fn on_partitions_assigned<'a>(
+        &'a self,
+        _ctx: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for (topic, partition) in keys(partitions) {
+                tracing::debug!(%topic, partition, "assigned");
+                self.shared.assign(&topic, partition);
+            }
+        })
+    }
+
+    fn on_partitions_revoked<'a>(
+        &'a self,
+        ctx: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let keys = keys(partitions);
+            for (t, p) in &keys {
+                self.shared.stop_admitting(t, *p);
+            }
+            self.drain(&keys).await;
+            let mut offsets = BTreeMap::new();
+            for (t, p) in &keys {
+                if let Some(offset) = self.shared.remove(t, *p) {
+                    offsets.insert(
+                        TopicPartition::new(t.as_ref(), *p),
+                        OffsetAndMetadata::new(offset),
+                    );
+                }
+            }
+            if offsets.is_empty() {
+                return;
+            }
+            match ctx.commit(&offsets).await {
+                Ok(()) => {
+                    self.shared.stats.add_commit();
+                    tracing::debug!(?offsets, "revoke: committed");
+                }
+                Err(e) => tracing::warn!(error = %e, "revoke: commit failed; the next owner \
+                                                      processes the uncommitted records again"),
+            }
+        })
+    }
+
+    fn on_partitions_lost<'a>(
+        &'a self,
+        _ctx: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for (t, p) in keys(partitions) {
+                tracing::warn!(topic = %t, partition = p, "lost: dropped without committing");
+                let _ = self.shared.remove(&t, p);
+            }
+        })
+    }
+}

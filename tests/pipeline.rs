@@ -1,0 +1,354 @@
+//! The pipeline runner against a real broker: poison records, a downstream outage, a
+//! crash (SIGKILL) and a rebalance with work in flight.
+//!
+//! Start a broker first (`cargo xtask kafka up`), or run `cargo xtask test`.
+
+mod common;
+mod pipeline_common;
+
+use std::time::Duration;
+
+use sluice::pipeline::dlq::headers;
+use sluice::pipeline::runner::Pipeline;
+use sluice_testkit::unique_topic;
+
+use pipeline_common::*;
+
+/// 100,000 records, 1 % poison: every poison record in the DLQ with the Spring headers
+/// naming its original topic, partition and offset; every other one in the output
+/// exactly once; the counts add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dlq_and_everything_else_to_the_output() {
+    const N: u64 = 100_000;
+    const P: i32 = 4;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("pipe-poison");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let downstream = Downstream::default();
+    let (stack, _) = stack(
+        &producer,
+        &group,
+        &output,
+        downstream.clone(),
+        quick_breaker(Duration::from_secs(1)),
+    );
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+    // Every input record plus one warm-up record per partition.
+    let total = N + P as u64;
+    wait_until("every record completed", Duration::from_secs(60), || {
+        stats.completed() >= total
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let poison: Vec<u64> = (0..N).filter(|&i| is_poison(i)).collect();
+    let dlq = read_all(&cluster, &format!("{input}-dlt"), P).await;
+    assert_eq!(
+        dlq.len(),
+        poison.len(),
+        "every poison record dead-lettered exactly once"
+    );
+    let originals = read_all(&cluster, &input, P).await;
+    for r in &dlq {
+        assert_eq!(&r.header(headers::ORIGINAL_TOPIC)[..], input.as_bytes());
+        let partition = i32::from_be_bytes(
+            r.header(headers::ORIGINAL_PARTITION)[..]
+                .try_into()
+                .unwrap(),
+        );
+        let offset = i64::from_be_bytes(r.header(headers::ORIGINAL_OFFSET)[..].try_into().unwrap());
+        assert_eq!(partition, r.partition, "same partition as the original");
+        let original = originals
+            .iter()
+            .find(|o| o.partition == partition && o.offset == offset)
+            .expect("the original offset exists");
+        assert_eq!(original.value, r.value, "the DLQ record is the original");
+        assert_eq!(original.key, r.key);
+        assert!(r
+            .header(headers::EXCEPTION_MESSAGE)
+            .starts_with(b"malformed order"));
+        assert_eq!(
+            &r.header(headers::ORIGINAL_CONSUMER_GROUP)[..],
+            group.as_bytes()
+        );
+        assert_eq!(r.header(headers::ATTEMPT).len(), 4);
+    }
+    let out = counts(&read_all(&cluster, &output, P).await);
+    assert_eq!(
+        out.len() as u64,
+        N - poison.len() as u64,
+        "every good record produced"
+    );
+    assert!(
+        out.values().all(|&c| c == 1),
+        "no duplicates without crashes"
+    );
+    assert!(out.keys().all(|&i| !is_poison(i)));
+    assert_eq!(
+        out.len() + dlq.len(),
+        N as usize,
+        "input = output + dead-lettered"
+    );
+}
+
+/// Waits until `output` holds every good record of `0..n` (distinct values), reading it
+/// back every 500 ms; returns the output counts.
+async fn wait_for_outputs(
+    cluster: &sluice::wire::cluster::Cluster,
+    output: &str,
+    partitions: i32,
+    n: u64,
+    within: Duration,
+) -> std::collections::BTreeMap<u64, u32> {
+    let good = (0..n).filter(|&i| !is_poison(i)).count();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let out = counts(&read_all(cluster, output, partitions).await);
+        if out.len() >= good {
+            return out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {good} outputs within {within:?}",
+            out.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A downstream outage (5 s here to keep the suite fast; the demo has 20 s): the breaker
+/// opens, the partitions are paused, no record is dead-lettered because of the outage,
+/// the flow resumes and every record comes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
+    const N: u64 = 20_000;
+    const P: i32 = 4;
+    const BOUND: usize = 500;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("pipe-outage");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let downstream = Downstream::default();
+    let (stack, breaker) = stack(
+        &producer,
+        &group,
+        &output,
+        downstream.clone(),
+        quick_breaker(Duration::from_millis(500)),
+    );
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .max_in_flight(BOUND);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+
+    wait_until("some records done", Duration::from_secs(30), || {
+        stats.completed() >= 2_000
+    })
+    .await;
+    downstream
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut opened = false;
+    let mut paused = false;
+    let outage_end = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < outage_end {
+        opened |= breaker.state() == sluice::pipeline::breaker::BreakerState::Open;
+        paused |= stats.is_paused();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let done_during_outage = stats.completed();
+    downstream
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(opened, "the breaker opened during the outage");
+    assert!(paused && stats.pauses() > 0, "the partitions were paused");
+
+    let out = wait_for_outputs(&cluster, &output, P, N, Duration::from_secs(60)).await;
+    assert!(stats.completed() > done_during_outage, "the flow resumed");
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert!(!stats.is_paused(), "resumed");
+
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    let dlq = read_all(&cluster, &format!("{input}-dlt"), P).await;
+    assert_eq!(
+        dlq.len(),
+        poison,
+        "only poison records dead-lettered, none for the outage"
+    );
+    assert!(
+        downstream
+            .failures
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    );
+    assert_eq!(out.len(), N as usize - poison, "nothing lost");
+    let duplicates: u32 = out.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates as usize <= BOUND,
+        "{duplicates} duplicates > bound {BOUND}"
+    );
+}
+
+/// Two pipelines in one group, the second joining while the first has records in
+/// flight (a slow downstream): the first drains and commits what it gives up, every
+/// record has an output, duplicates stay within the in-flight bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_drains_and_commits_in_flight_work() {
+    const N: u64 = 20_000;
+    const P: i32 = 4;
+    const BOUND: usize = 300;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("pipe-rebalance");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let start = |slow: bool| {
+        let (input, output, group) = (input.clone(), output.clone(), group.clone());
+        async move {
+            let producer = producer().await;
+            let downstream = Downstream {
+                slow: slow.then_some(Duration::from_millis(2)),
+                ..Downstream::default()
+            };
+            let (stack, _) = stack(
+                &producer,
+                &group,
+                &output,
+                downstream,
+                quick_breaker(Duration::from_secs(1)),
+            );
+            let pipeline = Pipeline::new(consumer(&group), producer, [input], stack)
+                .max_in_flight(BOUND)
+                .drain_timeout(Duration::from_secs(10));
+            let stats = pipeline.stats();
+            let stop = pipeline.shutdown_handle();
+            (stats, stop, tokio::spawn(pipeline.run()))
+        }
+    };
+    let (first, stop_first, run_first) = start(true).await;
+    wait_until(
+        "the first pipeline is busy",
+        Duration::from_secs(30),
+        || first.completed() >= 1_000,
+    )
+    .await;
+    let commits_before = first.commits();
+    let (second, stop_second, run_second) = start(false).await;
+    let out = wait_for_outputs(&cluster, &output, P, N, Duration::from_secs(60)).await;
+    assert!(second.completed() > 0, "the second member got partitions");
+    assert!(
+        first.commits() > commits_before,
+        "the first member kept committing"
+    );
+    stop_first.cancel();
+    stop_second.cancel();
+    run_first.await.unwrap().unwrap();
+    run_second.await.unwrap().unwrap();
+
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    assert_eq!(out.len(), N as usize - poison, "every input has an output");
+    let duplicates: u32 = out.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates as usize <= BOUND,
+        "{duplicates} duplicates > bound {BOUND}"
+    );
+    eprintln!("rebalance: {duplicates} duplicate outputs (bound {BOUND})");
+}
+
+/// The pipeline process (`examples/orders_pipeline.rs` in worker mode) killed with
+/// SIGKILL mid-run and started again: nothing lost, duplicates within the in-flight bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_pipeline_restarts_without_loss() {
+    const N: u64 = 30_000;
+    const P: i32 = 4;
+    const BOUND: usize = 500;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("pipe-kill");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_orders(&cluster, &input, P, N).await;
+
+    // `cargo test` builds the examples next to the test binaries' directory.
+    let exe = std::env::current_exe().unwrap();
+    let worker = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/orders_pipeline");
+    assert!(worker.exists(), "{} not built", worker.display());
+    let spawn = || {
+        std::process::Command::new(&worker)
+            .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+            .env("ORDERS_WORKER", "1")
+            .env("ORDERS_INPUT", &input)
+            .env("ORDERS_OUTPUT", &output)
+            .env("ORDERS_GROUP", &group)
+            .env("ORDERS_MAX_IN_FLIGHT", BOUND.to_string())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = read_all(&cluster, &output, P).await.len();
+        if done >= 8_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} outputs before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = read_all(&cluster, &output, P).await.len();
+    assert!((at_kill as u64) < N, "killed mid-run");
+
+    let mut second = spawn();
+    let malformed = (0..N).filter(|i| i % 97 == 13).count();
+    let good = N as usize - malformed;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let ids = loop {
+        let ids = order_ids(&read_all(&cluster, &output, P).await);
+        if ids.len() >= good {
+            break ids;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {good} outputs after the restart",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    assert_eq!(ids.len(), good, "nothing lost");
+    assert!(ids.keys().all(|i| i % 97 != 13));
+    let duplicates: u32 = ids.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates as usize <= BOUND,
+        "{duplicates} duplicates > bound {BOUND}"
+    );
+    eprintln!("sigkill: {at_kill} outputs at the kill, {duplicates} duplicates (bound {BOUND})");
+}

@@ -1,0 +1,320 @@
+//! Helpers for the pipeline tests: input topics with numbered records (some poison), a
+//! service that parses them, a stack around it, and reading the outputs back.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sluice::pipeline::breaker::{BreakerConfig, BreakerHandle, BreakerLayer, WindowKind};
+use sluice::pipeline::concurrency::{ConcurrencyLayer, Ordering as Order};
+use sluice::pipeline::dlq::DeadLetterLayer;
+use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
+use sluice::pipeline::runner::ProducerSink;
+use sluice::pipeline::{ConsumedRecord, OutputRecord, PipelineError, Processed};
+use sluice::wire::cluster::Cluster;
+use sluice::wire::consumer::{ConsumerConfig, OffsetReset};
+use sluice::wire::partition_client::{Acks, FetchOptions, PartitionClient};
+use sluice::wire::producer::{Producer, ProducerConfig};
+use sluice::wire::records::{BatchOptions, RecordBatchBuilder, RecordBatches};
+use tower::util::BoxService;
+use tower::{service_fn, ServiceBuilder};
+
+use crate::common::{self, T, WARMUP};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Is record `i` poison (1 %)?
+pub fn is_poison(i: u64) -> bool {
+    i % 100 == 42
+}
+
+/// Creates `topic` (with one warm-up record per partition), `<topic>-dlt` and `out`.
+pub async fn topics(cluster: &Cluster, input: &str, output: &str, partitions: i32) {
+    common::create_topic(cluster, input, partitions).await;
+    common::create_topic(cluster, &format!("{input}-dlt"), partitions).await;
+    common::create_topic(cluster, output, partitions).await;
+}
+
+/// Writes records `from..to` round-robin over the partitions: value `"<i>"`, or
+/// `"poison-<i>"` for poison ones, key `"k<i>"`.
+pub async fn write_input(cluster: &Cluster, topic: &str, partitions: i32, from: u64, to: u64) {
+    let now = now_ms();
+    let mut handles = Vec::new();
+    for p in 0..partitions {
+        let client = PartitionClient::new(cluster.clone(), topic, p);
+        handles.push(tokio::spawn(async move {
+            let mine: Vec<u64> = (from..to)
+                .filter(|i| (i % partitions as u64) as i32 == p)
+                .collect();
+            for chunk in mine.chunks(2000) {
+                let mut b = RecordBatchBuilder::new(BatchOptions::default());
+                for &i in chunk {
+                    let v = if is_poison(i) {
+                        format!("poison-{i}")
+                    } else {
+                        i.to_string()
+                    };
+                    b.append(
+                        now,
+                        Some(format!("k{i}").as_bytes()),
+                        Some(v.as_bytes()),
+                        &[],
+                    )
+                    .unwrap();
+                }
+                client
+                    .produce(b.finish().unwrap(), Acks::All, T)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+/// One record read back, with its headers.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+impl Read {
+    pub fn header(&self, name: &str) -> Bytes {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("header {name} missing"))
+    }
+}
+
+/// Every non-warm-up record of every partition of `topic`, up to the high watermarks.
+pub async fn read_all(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<Read> {
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        let client = PartitionClient::new(cluster.clone(), topic, p);
+        let options = FetchOptions {
+            max_bytes: 8 * 1024 * 1024,
+            max_wait: Duration::from_millis(10),
+            ..FetchOptions::default()
+        };
+        let mut offset = 0;
+        loop {
+            let fetched = client.fetch(offset, options).await.unwrap();
+            if offset >= fetched.high_watermark {
+                break;
+            }
+            for batch in RecordBatches::new(fetched.records) {
+                let Ok(batch) = batch else { break };
+                for record in batch.records().unwrap() {
+                    let record = record.unwrap();
+                    if record.offset() < offset {
+                        continue;
+                    }
+                    offset = record.offset() + 1;
+                    if record.value().is_some_and(|v| &v[..] == WARMUP) {
+                        continue;
+                    }
+                    out.push(Read {
+                        partition: p,
+                        offset: record.offset(),
+                        key: record.key().cloned(),
+                        value: record.value().cloned(),
+                        headers: record
+                            .headers()
+                            .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
+                            .collect(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The output values as numbers, with how many times each appeared.
+pub fn counts(records: &[Read]) -> BTreeMap<u64, u32> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        let v = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap();
+        *m.entry(v.parse::<u64>().unwrap()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("malformed order: {0:?}")]
+pub struct Malformed(pub String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("downstream unavailable")]
+pub struct Unavailable;
+
+/// What the test service does and counts.
+#[derive(Debug, Clone, Default)]
+pub struct Downstream {
+    /// While set, every call fails retriably (an outage).
+    pub down: Arc<AtomicBool>,
+    pub calls: Arc<AtomicU64>,
+    pub failures: Arc<AtomicU64>,
+    /// A delay per call (work in flight for the rebalance test).
+    pub slow: Option<Duration>,
+}
+
+/// Parses the value as a number and emits it to `output` (warm-up records: nothing).
+pub async fn process(
+    record: ConsumedRecord,
+    output: Arc<str>,
+    downstream: Downstream,
+) -> Result<Processed, PipelineError> {
+    downstream.calls.fetch_add(1, Ordering::Relaxed);
+    let value = record.value.clone().unwrap_or_default();
+    if value[..] == *WARMUP {
+        return Ok(vec![]);
+    }
+    let text = String::from_utf8_lossy(&value).into_owned();
+    let n: u64 = text
+        .parse()
+        .map_err(|_| PipelineError::dead_letter(Malformed(text.clone())))?;
+    if let Some(d) = downstream.slow {
+        tokio::time::sleep(d).await;
+    }
+    if downstream.down.load(Ordering::Relaxed) {
+        downstream.failures.fetch_add(1, Ordering::Relaxed);
+        return Err(PipelineError::retriable(Unavailable));
+    }
+    let mut out = OutputRecord::new(output.to_string()).with_value(Bytes::from(n.to_string()));
+    out.key = record.key.clone();
+    Ok(vec![out])
+}
+
+pub type Stack = BoxService<ConsumedRecord, Processed, PipelineError>;
+
+/// DLQ → breaker → retry → the service, bounded and ordered per partition.
+pub fn stack(
+    producer: &Producer,
+    group: &str,
+    output: &str,
+    downstream: Downstream,
+    breaker: BreakerConfig,
+) -> (Stack, BreakerHandle) {
+    let breaker = BreakerLayer::new(breaker);
+    let handle = breaker.handle();
+    let output: Arc<str> = Arc::from(output);
+    let svc = ServiceBuilder::new()
+        .layer(ConcurrencyLayer::new(Order::PerPartition, 256))
+        .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group(group))
+        .layer(breaker)
+        .layer(RetryLayer::new(
+            RetryPolicy::new()
+                .max_attempts(2)
+                .initial_delay(Duration::from_millis(20))
+                .max_delay(Duration::from_millis(50)),
+        ))
+        .service(service_fn(move |r| {
+            process(r, Arc::clone(&output), downstream.clone())
+        }));
+    (BoxService::new(svc), handle)
+}
+
+/// A breaker that opens quickly and probes after `wait`.
+pub fn quick_breaker(wait: Duration) -> BreakerConfig {
+    BreakerConfig::new()
+        .window(WindowKind::Count(20))
+        .minimum_calls(10)
+        .failure_rate_threshold(0.5)
+        .wait_in_open(wait)
+        .permitted_calls_in_half_open(3)
+}
+
+pub async fn producer() -> Producer {
+    Producer::new(ProducerConfig::new(sluice_testkit::bootstrap()).linger(Duration::from_millis(5)))
+        .await
+        .unwrap()
+}
+
+pub fn consumer(group: &str) -> ConsumerConfig {
+    ConsumerConfig::new(&sluice_testkit::bootstrap())
+        .group_id(group)
+        .auto_offset_reset(OffsetReset::Earliest)
+        .session_timeout(Duration::from_secs(6))
+        .heartbeat_interval(Duration::from_millis(500))
+        .fetch_max_wait(Duration::from_millis(100))
+}
+
+/// Waits until `f` is true, polling every 50 ms, panicking after `within`.
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut f: F) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes `n` order events as `examples/orders_pipeline.rs` generates them (the `i`-th is
+/// malformed when `i % 97 == 13`), round-robin over the partitions.
+pub async fn write_orders(cluster: &Cluster, topic: &str, partitions: i32, n: u64) {
+    let now = now_ms();
+    for p in 0..partitions {
+        let client = PartitionClient::new(cluster.clone(), topic, p);
+        let mine: Vec<u64> = (0..n)
+            .filter(|i| (i % partitions as u64) as i32 == p)
+            .collect();
+        for chunk in mine.chunks(2000) {
+            let mut b = RecordBatchBuilder::new(BatchOptions::default());
+            for &i in chunk {
+                let v = if i % 97 == 13 {
+                    format!(r#"{{"order_id":{i},"customer":"c-0001","amou"#)
+                } else {
+                    format!(
+                        r#"{{"order_id":{i},"customer":"c-0001","amount_cents":100,"country":"DE"}}"#
+                    )
+                };
+                b.append(
+                    now,
+                    Some(format!("order-{i}").as_bytes()),
+                    Some(v.as_bytes()),
+                    &[],
+                )
+                .unwrap();
+            }
+            client
+                .produce(b.finish().unwrap(), Acks::All, T)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The `order_id`s of enriched orders, with how many times each appeared.
+pub fn order_ids(records: &[Read]) -> BTreeMap<u64, u32> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        let v = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap();
+        let id = v
+            .split("\"order_id\":")
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|id| id.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no order_id in {v}"));
+        *m.entry(id).or_insert(0) += 1;
+    }
+    m
+}
