@@ -65,7 +65,7 @@ const SIZES: [usize; 2] = [100, 1024];
 const PARTITIONS: u32 = 6;
 
 fn size_label(size: usize) -> String {
-    if size % 1024 == 0 {
+    if size.is_multiple_of(1024) {
         format!("{}KB", size / 1024)
     } else {
         format!("{size}B")

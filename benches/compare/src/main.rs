@@ -136,7 +136,7 @@ pub struct ConsumeArgs {
 }
 
 pub fn size_label(size: usize) -> String {
-    if size >= 1024 && size % 1024 == 0 {
+    if size >= 1024 && size.is_multiple_of(1024) {
         format!("{}KB", size / 1024)
     } else {
         format!("{size}B")
