@@ -147,6 +147,30 @@ pub async fn sluice_consume(a: &ConsumeArgs) -> Result<RunResult> {
 
 // ---------------------------------------------------------------- rdkafka (librdkafka)
 
+/// Extra librdkafka properties from `COMPARE_RDKAFKA` (`k=v,k=v`), for experiments
+/// away from the defaults; `cargo xtask bench` never sets it.
+fn rdkafka_extra() -> Vec<(String, String)> {
+    std::env::var("COMPARE_RDKAFKA")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+trait SetAll {
+    fn set_all(&mut self, kvs: Vec<(String, String)>) -> &mut Self;
+}
+
+impl SetAll for rdkafka::config::ClientConfig {
+    fn set_all(&mut self, kvs: Vec<(String, String)>) -> &mut Self {
+        for (k, v) in kvs {
+            self.set(k, v);
+        }
+        self
+    }
+}
+
 pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
     use rdkafka::config::ClientConfig;
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -159,6 +183,7 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         .set("compression.type", &a.compression)
         .set("linger.ms", "5")
         .set("batch.size", "65536")
+        .set_all(rdkafka_extra())
         .create()
         .context("creating the rdkafka producer")?;
     let value = payload(a.size);
@@ -211,6 +236,7 @@ pub async fn rdkafka_consume(a: &ConsumeArgs) -> Result<RunResult> {
         .set("group.id", "sluice-compare")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        .set_all(rdkafka_extra())
         .create()
         .context("creating the rdkafka consumer")?;
     let mut tpl = TopicPartitionList::new();
