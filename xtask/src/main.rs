@@ -9,6 +9,7 @@
 //! cargo xtask demo
 //! ```
 
+mod bench;
 mod kafka;
 mod proto;
 
@@ -30,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Side-by-side benchmarks: Sluice vs rdkafka, rskafka and Java (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
     /// Manage the local Apache Kafka (KRaft) cluster used by the tests.
     #[command(subcommand)]
     Kafka(KafkaCmd),
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Bench(args) => bench::run(args),
         Cmd::Kafka(KafkaCmd::Up { cluster }) => {
             println!("{}", kafka::up(&cluster.shape())?);
             Ok(ExitCode::SUCCESS)

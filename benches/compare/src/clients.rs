@@ -1,0 +1,385 @@
+//! The same workload for each client. Producers send `records` values of `size` bytes
+//! without keys, as fast as the client accepts them, and the clock stops when the last
+//! delivery is acknowledged. Consumers read `records` records from the beginning of every
+//! partition (manual assignment, no group join) and stop when they have them all.
+//! The clock starts before the client is created, so connecting, metadata and (for
+//! idempotent producers) the producer-id request count for every client alike.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use tokio::sync::mpsc;
+
+use crate::{percentiles, ConsumeArgs, ProduceArgs, RunResult};
+
+/// Printable payload, like ProducerPerformance's random uppercase letters.
+fn payload(size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| b'A' + (i.wrapping_mul(7919) % 26) as u8)
+        .collect()
+}
+
+fn result(records: u64, bytes: u64, secs: f64, lat: Vec<f32>) -> RunResult {
+    let (p50_ms, p99_ms) = percentiles(lat);
+    RunResult {
+        client: String::new(),
+        scenario: String::new(),
+        records,
+        bytes,
+        secs,
+        p50_ms,
+        p99_ms,
+    }
+}
+
+/// Awaits delivery futures as they complete (like `sluice perf produce`), so each
+/// latency is measured at completion: from just before `send` to the acknowledgement.
+fn collector<F>(
+    mut rx: mpsc::UnboundedReceiver<(Instant, F)>,
+) -> tokio::task::JoinHandle<(Vec<f32>, u64, Option<String>)>
+where
+    F: Future<Output = Result<(), String>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut lat = Vec::new();
+        let mut errors = 0u64;
+        let mut first_error = None;
+        let mut pending = FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                next = rx.recv(), if open => match next {
+                    Some((sent, d)) => pending.push(async move { (sent, d.await) }),
+                    None => open = false,
+                },
+                Some((sent, r)) = pending.next(), if !pending.is_empty() => match r {
+                    Ok(()) => lat.push((sent.elapsed().as_secs_f64() * 1000.0) as f32),
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                },
+                else => break,
+            }
+        }
+        (lat, errors, first_error)
+    })
+}
+
+fn check_errors(errors: u64, first: Option<String>) -> Result<()> {
+    if errors > 0 {
+        bail!(
+            "{errors} records failed; first error: {}",
+            first.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- Sluice
+
+pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
+    use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+    let started = Instant::now();
+    let config = ProducerConfig::from_properties([
+        ("bootstrap.servers", a.bootstrap.as_str()),
+        ("acks", a.acks.as_str()),
+        (
+            "enable.idempotence",
+            if a.idempotence { "true" } else { "false" },
+        ),
+        ("compression.type", a.compression.as_str()),
+        ("linger.ms", "5"),
+        ("batch.size", "65536"),
+    ])?;
+    let producer = Producer::new(config).await?;
+    let value = bytes::Bytes::from(payload(a.size));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let collect = collector(rx);
+    for _ in 0..a.records {
+        let record = ProducerRecord::new(a.topic.clone(), value.clone());
+        let sent = Instant::now();
+        let d = producer.send(record).await?;
+        let d = d.map(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        if tx.send((sent, d)).is_err() {
+            bail!("the latency collector stopped");
+        }
+    }
+    drop(tx);
+    producer.flush().await;
+    let (lat, errors, first) = collect.await?;
+    let secs = started.elapsed().as_secs_f64();
+    producer.close(Duration::from_secs(30)).await?;
+    check_errors(errors, first)?;
+    Ok(result(
+        lat.len() as u64,
+        lat.len() as u64 * a.size as u64,
+        secs,
+        lat,
+    ))
+}
+
+pub async fn sluice_consume(a: &ConsumeArgs) -> Result<RunResult> {
+    use sluice_wire::consumer::{Consumer, ConsumerConfig, TopicPartition};
+    let started = Instant::now();
+    let consumer = Consumer::new(ConsumerConfig::new(&a.bootstrap)).await?;
+    let parts: Vec<TopicPartition> = (0..a.partitions)
+        .map(|p| TopicPartition::new(a.topic.clone(), p))
+        .collect();
+    consumer.assign(parts.clone())?;
+    consumer.seek_to_beginning(&parts)?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while n < a.records {
+        let batch = consumer.recv_batch().await?;
+        for r in &batch.records {
+            bytes += r.value().map_or(0, |v| v.len()) as u64;
+        }
+        n += batch.records.len() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    consumer.close().await?;
+    Ok(result(n, bytes, secs, Vec::new()))
+}
+
+// ---------------------------------------------------------------- rdkafka (librdkafka)
+
+/// Extra librdkafka properties from `COMPARE_RDKAFKA` (`k=v,k=v`), for experiments
+/// away from the defaults; `cargo xtask bench` never sets it.
+fn rdkafka_extra() -> Vec<(String, String)> {
+    std::env::var("COMPARE_RDKAFKA")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+trait SetAll {
+    fn set_all(&mut self, kvs: Vec<(String, String)>) -> &mut Self;
+}
+
+impl SetAll for rdkafka::config::ClientConfig {
+    fn set_all(&mut self, kvs: Vec<(String, String)>) -> &mut Self {
+        for (k, v) in kvs {
+            self.set(k, v);
+        }
+        self
+    }
+}
+
+pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    let started = Instant::now();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        .set("acks", &a.acks)
+        .set("enable.idempotence", a.idempotence.to_string())
+        .set("compression.type", &a.compression)
+        .set("linger.ms", "5")
+        .set("batch.size", "65536")
+        .set_all(rdkafka_extra())
+        .create()
+        .context("creating the rdkafka producer")?;
+    let value = payload(a.size);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let collect = collector(rx);
+    for _ in 0..a.records {
+        let sent = Instant::now();
+        let d = loop {
+            match producer.send_result(FutureRecord::<(), [u8]>::to(&a.topic).payload(&value)) {
+                Ok(d) => break d,
+                // librdkafka's queue is full: wait for deliveries (as Java's send blocks).
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(1)).await
+                }
+                Err((e, _)) => bail!("rdkafka send: {e}"),
+            }
+        };
+        let d = d.map(|r| match r {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e.to_string()),
+            Err(_) => Err("delivery canceled".to_string()),
+        });
+        if tx.send((sent, d)).is_err() {
+            bail!("the latency collector stopped");
+        }
+    }
+    drop(tx);
+    producer.flush(Duration::from_secs(60))?;
+    let (lat, errors, first) = collect.await?;
+    let secs = started.elapsed().as_secs_f64();
+    check_errors(errors, first)?;
+    Ok(result(
+        lat.len() as u64,
+        lat.len() as u64 * a.size as u64,
+        secs,
+        lat,
+    ))
+}
+
+pub async fn rdkafka_consume(a: &ConsumeArgs) -> Result<RunResult> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let started = Instant::now();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        // Required by librdkafka's consumer; nothing is committed and no group is joined
+        // (assign, not subscribe).
+        .set("group.id", "sluice-compare")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set_all(rdkafka_extra())
+        .create()
+        .context("creating the rdkafka consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..a.partitions {
+        tpl.add_partition_offset(&a.topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while n < a.records {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                bytes += m.payload().map_or(0, |v| v.len()) as u64;
+                n += 1;
+            }
+            Some(Err(e)) => bail!("rdkafka consume: {e}"),
+            None => {}
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("rdkafka consume: timed out after {n} records");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(result(n, bytes, secs, Vec::new()))
+}
+
+// ---------------------------------------------------------------- rskafka
+
+/// rskafka has no partitioner and no per-client batching: one `BatchProducer` per
+/// partition (linger 5 ms, `RecordAggregator` of 64 KiB), records round-robin over the
+/// partitions. Its produce requests are always acks=all and never idempotent.
+pub async fn rskafka_produce(a: &ProduceArgs) -> Result<RunResult> {
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    use rskafka::client::producer::aggregator::RecordAggregator;
+    use rskafka::client::producer::BatchProducerBuilder;
+    use rskafka::client::ClientBuilder;
+    use rskafka::record::Record;
+
+    let started = Instant::now();
+    let client = ClientBuilder::new(vec![a.bootstrap.clone()])
+        .build()
+        .await?;
+    let compression = if a.compression == "lz4" {
+        Compression::Lz4
+    } else {
+        Compression::NoCompression
+    };
+    let partitions = rskafka_partitions(&client, &a.topic).await?;
+    let mut producers = Vec::new();
+    for p in 0..partitions {
+        let pc = client
+            .partition_client(a.topic.clone(), p, UnknownTopicHandling::Retry)
+            .await?;
+        producers.push(Arc::new(
+            BatchProducerBuilder::new(Arc::new(pc))
+                .with_linger(Duration::from_millis(5))
+                .with_compression(compression)
+                .build(RecordAggregator::new(64 * 1024)),
+        ));
+    }
+    let value = payload(a.size);
+    // At most this many records in flight: rskafka's produce never blocks, so without a
+    // bound everything would be queued at once.
+    const IN_FLIGHT: usize = 50_000;
+    let mut pending = FuturesUnordered::new();
+    let mut lat = Vec::with_capacity(a.records as usize);
+    let mut done = |r: (Instant, Result<_, rskafka::client::producer::Error>)| -> Result<()> {
+        r.1?;
+        lat.push((r.0.elapsed().as_secs_f64() * 1000.0) as f32);
+        Ok(())
+    };
+    for i in 0..a.records {
+        let producer = Arc::clone(&producers[(i % producers.len() as u64) as usize]);
+        let record = Record {
+            key: None,
+            value: Some(value.clone()),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        };
+        pending.push(async move {
+            let sent = Instant::now();
+            let r = producer.produce(record).await.map(|_| ());
+            (sent, r)
+        });
+        // Poll the new future (it joins a batch on its first poll) and take completions.
+        while let Some(Some(r)) = pending.next().now_or_never() {
+            done(r)?;
+        }
+        if pending.len() >= IN_FLIGHT {
+            if let Some(r) = pending.next().await {
+                done(r)?;
+            }
+        }
+    }
+    while let Some(r) = pending.next().await {
+        done(r)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let n = lat.len() as u64;
+    Ok(result(n, n * a.size as u64, secs, lat))
+}
+
+async fn rskafka_partitions(client: &rskafka::client::Client, topic: &str) -> Result<i32> {
+    let topics = client.list_topics().await?;
+    let t = topics
+        .iter()
+        .find(|t| t.name == topic)
+        .with_context(|| format!("topic {topic} not found"))?;
+    Ok(t.partitions.len() as i32)
+}
+
+/// One `StreamConsumer` per partition from the earliest offset (fetches up to 1 MiB,
+/// wait 500 ms), merged.
+pub async fn rskafka_consume(a: &ConsumeArgs) -> Result<RunResult> {
+    use rskafka::client::consumer::{StartOffset, StreamConsumerBuilder};
+    use rskafka::client::partition::UnknownTopicHandling;
+    use rskafka::client::ClientBuilder;
+
+    let started = Instant::now();
+    let client = ClientBuilder::new(vec![a.bootstrap.clone()])
+        .build()
+        .await?;
+    let mut streams = Vec::new();
+    for p in 0..a.partitions {
+        let pc = client
+            .partition_client(a.topic.clone(), p, UnknownTopicHandling::Retry)
+            .await?;
+        streams.push(
+            StreamConsumerBuilder::new(Arc::new(pc), StartOffset::Earliest)
+                .with_max_batch_size(1024 * 1024)
+                .with_max_wait_ms(500)
+                .build(),
+        );
+    }
+    let mut all = futures::stream::select_all(streams);
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while n < a.records {
+        let Some(r) = all.next().await else {
+            bail!("rskafka streams ended after {n} records")
+        };
+        let (r, _high) = r?;
+        bytes += r.record.value.as_ref().map_or(0, |v| v.len()) as u64;
+        n += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(result(n, bytes, secs, Vec::new()))
+}

@@ -1,0 +1,243 @@
+//! `compare`: one benchmark client run per process, so `cargo xtask bench` can measure
+//! each client's CPU time and peak RSS on its own (`wait4` rusage of the child).
+//!
+//! ```text
+//! compare create-topic --bootstrap B --topic T [--partitions 6]
+//! compare delete-topic --bootstrap B --topic T
+//! compare produce --client sluice|rdkafka|rskafka --bootstrap B --topic T --records N
+//!                 --size S --acks all|1 --compression lz4|none --idempotence true|false
+//! compare consume --client sluice|rdkafka|rskafka --bootstrap B --topic T --records N
+//! compare report --input results.jsonl --out-dir target/bench
+//! ```
+//!
+//! `produce` and `consume` print ONE JSON line on stdout at the end:
+//! `{"client","scenario","records","bytes","secs","p50_ms","p99_ms"}`.
+
+mod clients;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(name = "compare", about = "Side-by-side Kafka client benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Client {
+    Sluice,
+    Rdkafka,
+    Rskafka,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Sluice => "sluice",
+            Client::Rdkafka => "rdkafka",
+            Client::Rskafka => "rskafka",
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a topic (replication factor 1) with Sluice's Admin and wait for leaders.
+    CreateTopic {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
+    /// Delete a topic (frees the broker's disk between runs).
+    DeleteTopic {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+    },
+    /// Produce N records of S bytes (no key) as fast as the client goes.
+    Produce(ProduceArgs),
+    /// Consume N records of a topic from the beginning of all its partitions.
+    Consume(ConsumeArgs),
+    /// Medians of a results.jsonl: results.md and PNG charts.
+    Report {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ProduceArgs {
+    #[arg(long, value_enum)]
+    pub client: Client,
+    #[arg(long)]
+    pub bootstrap: String,
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long)]
+    pub records: u64,
+    /// Value size in bytes.
+    #[arg(long)]
+    pub size: usize,
+    /// `all` or `1`.
+    #[arg(long)]
+    pub acks: String,
+    /// `lz4` or `none`.
+    #[arg(long)]
+    pub compression: String,
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub idempotence: bool,
+    /// Label for the result line (defaults to one derived from the settings).
+    #[arg(long)]
+    pub scenario: Option<String>,
+}
+
+impl ProduceArgs {
+    pub fn scenario(&self) -> String {
+        self.scenario.clone().unwrap_or_else(|| {
+            format!(
+                "produce {} acks={}{} {}",
+                size_label(self.size),
+                self.acks,
+                if self.idempotence { "+idem" } else { "" },
+                self.compression
+            )
+        })
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ConsumeArgs {
+    #[arg(long, value_enum)]
+    pub client: Client,
+    #[arg(long)]
+    pub bootstrap: String,
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long)]
+    pub records: u64,
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    #[arg(long)]
+    pub scenario: Option<String>,
+}
+
+pub fn size_label(size: usize) -> String {
+    if size >= 1024 && size.is_multiple_of(1024) {
+        format!("{}KB", size / 1024)
+    } else {
+        format!("{size}B")
+    }
+}
+
+/// The line each client run prints.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct RunResult {
+    pub client: String,
+    pub scenario: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub secs: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// p50 and p99 of per-record latencies in ms (None when there are none).
+pub fn percentiles(mut lat: Vec<f32>) -> (Option<f64>, Option<f64>) {
+    if lat.is_empty() {
+        return (None, None);
+    }
+    lat.sort_by(f32::total_cmp);
+    let n = lat.len();
+    let at = |p: f64| f64::from(lat[((p * n as f64) as usize).min(n - 1)]);
+    (Some(at(0.5)), Some(at(0.99)))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Cmd::Report { input, out_dir } = &cli.cmd {
+        return report::run(input, out_dir);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::CreateTopic {
+                bootstrap,
+                topic,
+                partitions,
+            } => {
+                let admin = admin(&bootstrap).await?;
+                admin
+                    .create_topics(
+                        &[sluice_wire::admin::NewTopic::new(topic, partitions)],
+                        Duration::from_secs(30),
+                    )
+                    .await?;
+                Ok(())
+            }
+            Cmd::DeleteTopic { bootstrap, topic } => {
+                let admin = admin(&bootstrap).await?;
+                admin
+                    .delete_topics(&[topic.as_str()], Duration::from_secs(30))
+                    .await?;
+                Ok(())
+            }
+            Cmd::Produce(args) => {
+                let scenario = args.scenario();
+                if !matches!(args.acks.as_str(), "all" | "1") {
+                    bail!("--acks must be all or 1");
+                }
+                if !matches!(args.compression.as_str(), "lz4" | "none") {
+                    bail!("--compression must be lz4 or none");
+                }
+                let mut r = match args.client {
+                    Client::Sluice => clients::sluice_produce(&args).await?,
+                    Client::Rdkafka => clients::rdkafka_produce(&args).await?,
+                    Client::Rskafka => clients::rskafka_produce(&args).await?,
+                };
+                r.client = args.client.name().into();
+                r.scenario = scenario;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            Cmd::Consume(args) => {
+                let scenario = args
+                    .scenario
+                    .clone()
+                    .unwrap_or_else(|| "consume".to_string());
+                let mut r = match args.client {
+                    Client::Sluice => clients::sluice_consume(&args).await?,
+                    Client::Rdkafka => clients::rdkafka_consume(&args).await?,
+                    Client::Rskafka => clients::rskafka_consume(&args).await?,
+                };
+                r.client = args.client.name().into();
+                r.scenario = scenario;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            Cmd::Report { .. } => unreachable!(),
+        }
+    })
+}
+
+async fn admin(bootstrap: &str) -> Result<sluice_wire::admin::Admin> {
+    let cluster =
+        sluice_wire::cluster::Cluster::connect(sluice_wire::cluster::ClusterConfig::new(bootstrap))
+            .await?;
+    Ok(sluice_wire::admin::Admin::new(cluster))
+}

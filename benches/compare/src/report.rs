@@ -1,0 +1,323 @@
+//! `compare report`: medians per (scenario, client) of the runs in a results.jsonl
+//! written by `cargo xtask bench`, as `results.md` and PNG bar charts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use serde::Deserialize;
+
+use crate::RunResult;
+
+/// One line of results.jsonl: a client's result line plus what xtask measured.
+#[derive(Deserialize, Debug, Clone)]
+struct Row {
+    #[serde(flatten)]
+    r: RunResult,
+    /// user + sys CPU seconds of the client process.
+    cpu_secs: f64,
+    /// Peak resident set size of the client process, KiB.
+    max_rss_kb: u64,
+}
+
+/// Medians of one (scenario, client).
+#[derive(Debug, Clone, Default)]
+struct Med {
+    runs: usize,
+    rps: f64,
+    mbps: f64,
+    cpu_per_m: f64,
+    rss_mb: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn median_opt(v: Vec<Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = v.into_iter().flatten().collect();
+    (!v.is_empty()).then(|| median(v))
+}
+
+const CLIENT_ORDER: [&str; 4] = ["sluice", "rdkafka", "rskafka", "java"];
+
+fn client_rank(c: &str) -> usize {
+    CLIENT_ORDER
+        .iter()
+        .position(|x| *x == c)
+        .unwrap_or(CLIENT_ORDER.len())
+}
+
+fn color(c: &str) -> RGBColor {
+    match c {
+        "sluice" => RGBColor(0x1f, 0x77, 0xb4),
+        "rdkafka" => RGBColor(0xd6, 0x27, 0x28),
+        "rskafka" => RGBColor(0x2c, 0xa0, 0x2c),
+        "java" => RGBColor(0xff, 0x7f, 0x0e),
+        _ => RGBColor(0x7f, 0x7f, 0x7f),
+    }
+}
+
+pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let mut groups: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Row = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: {line}", input.display(), i + 1))?;
+        groups
+            .entry((row.r.scenario.clone(), row.r.client.clone()))
+            .or_default()
+            .push(row);
+    }
+    // scenario -> [(client, medians)] in a fixed client order.
+    let mut by_scenario: BTreeMap<String, Vec<(String, Med)>> = BTreeMap::new();
+    for ((scenario, client), rows) in groups {
+        let m = Med {
+            runs: rows.len(),
+            rps: median(rows.iter().map(|r| r.r.records as f64 / r.r.secs).collect()),
+            mbps: median(
+                rows.iter()
+                    .map(|r| r.r.bytes as f64 / r.r.secs / 1e6)
+                    .collect(),
+            ),
+            cpu_per_m: median(
+                rows.iter()
+                    .map(|r| r.cpu_secs / (r.r.records as f64 / 1e6))
+                    .collect(),
+            ),
+            rss_mb: median(rows.iter().map(|r| r.max_rss_kb as f64 / 1024.0).collect()),
+            p50: median_opt(rows.iter().map(|r| r.r.p50_ms).collect()),
+            p99: median_opt(rows.iter().map(|r| r.r.p99_ms).collect()),
+        };
+        by_scenario.entry(scenario).or_default().push((client, m));
+    }
+    for v in by_scenario.values_mut() {
+        v.sort_by_key(|(c, _)| client_rank(c));
+    }
+
+    std::fs::create_dir_all(out_dir)?;
+    let md = markdown(&by_scenario);
+    std::fs::write(out_dir.join("results.md"), &md)?;
+    print!("{md}");
+
+    let font = load_font();
+    let scenarios: Vec<&String> = by_scenario.keys().collect();
+    for (file, title, pick) in [
+        (
+            "throughput.png",
+            "records/s (median, higher is better)",
+            (|m: &Med| m.rps) as fn(&Med) -> f64,
+        ),
+        (
+            "cpu.png",
+            "client CPU s per million records (median, lower is better)",
+            |m: &Med| m.cpu_per_m,
+        ),
+        (
+            "rss.png",
+            "client peak RSS MiB (median, lower is better)",
+            |m: &Med| m.rss_mb,
+        ),
+    ] {
+        let series: Vec<Vec<(String, f64)>> = scenarios
+            .iter()
+            .map(|s| {
+                by_scenario[*s]
+                    .iter()
+                    .map(|(c, m)| (c.clone(), pick(m)))
+                    .collect()
+            })
+            .collect();
+        let path = out_dir.join(file);
+        bar_chart(&path, title, &scenarios, &series, font)
+            .with_context(|| format!("drawing {}", path.display()))?;
+        eprintln!("compare: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.1}"))
+}
+
+fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
+    let mut s = String::new();
+    s.push_str("| scenario | client | runs | records/s | MB/s | CPU s / M records | peak RSS MiB | p50 ms | p99 ms |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (scenario, clients) in by_scenario {
+        for (c, m) in clients {
+            let _ = writeln!(
+                s,
+                "| {scenario} | {c} | {} | {:.0} | {:.1} | {:.2} | {:.0} | {} | {} |",
+                m.runs,
+                m.rps,
+                m.mbps,
+                m.cpu_per_m,
+                m.rss_mb,
+                fmt_opt(m.p50),
+                fmt_opt(m.p99)
+            );
+        }
+    }
+    s.push_str("\nSluice relative to the others (medians; throughput: >1 means Sluice is faster; CPU: <1 means Sluice uses less CPU per record):\n\n");
+    s.push_str("| scenario | throughput / rdkafka | CPU per record / rdkafka | throughput / Java | CPU per record / Java | throughput / rskafka |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for (scenario, clients) in by_scenario {
+        let get = |name: &str| clients.iter().find(|(c, _)| c == name).map(|(_, m)| m);
+        let Some(sl) = get("sluice") else { continue };
+        let ratio = |other: Option<&Med>, f: fn(&Med) -> f64| {
+            other.map_or("n/a".to_string(), |o| format!("{:.2}", f(sl) / f(o)))
+        };
+        let _ = writeln!(
+            s,
+            "| {scenario} | {} | {} | {} | {} | {} |",
+            ratio(get("rdkafka"), |m| m.rps),
+            ratio(get("rdkafka"), |m| m.cpu_per_m),
+            ratio(get("java"), |m| m.rps),
+            ratio(get("java"), |m| m.cpu_per_m),
+            ratio(get("rskafka"), |m| m.rps),
+        );
+    }
+    s
+}
+
+/// Registers a TTF for plotters' pure-Rust (ab_glyph) text. Without one the charts have
+/// bars and legend swatches but no text (the numbers are in results.md).
+fn load_font() -> bool {
+    let candidates = [
+        std::env::var("COMPARE_FONT").unwrap_or_default(),
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into(),
+        "/usr/share/fonts/TTF/DejaVuSans.ttf".into(),
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf".into(),
+    ];
+    for c in candidates.iter().filter(|c| !c.is_empty()) {
+        if let Ok(bytes) = std::fs::read(c) {
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                return true;
+            }
+        }
+    }
+    eprintln!("compare: no TTF font found (set COMPARE_FONT); charts will have no text");
+    false
+}
+
+/// Grouped bars: one group per scenario, one bar per client.
+fn bar_chart(
+    path: &Path,
+    title: &str,
+    scenarios: &[&String],
+    series: &[Vec<(String, f64)>],
+    font: bool,
+) -> Result<()> {
+    let root = BitMapBackend::new(path, (1200, 620)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = series
+        .iter()
+        .flatten()
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        * 1.1;
+    let n = scenarios.len().max(1);
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .margin(20)
+        .set_label_area_size(LabelAreaPosition::Bottom, 60);
+    if font {
+        builder
+            .caption(title, ("sans-serif", 22))
+            .set_label_area_size(LabelAreaPosition::Left, 90);
+    } else {
+        builder.set_label_area_size(LabelAreaPosition::Left, 10);
+    }
+    let mut chart = builder.build_cartesian_2d(0f64..n as f64, 0f64..max.max(1e-9))?;
+    if font {
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_label_formatter(&|v| {
+                if *v >= 1e6 {
+                    format!("{:.1}M", v / 1e6)
+                } else if *v >= 1e3 {
+                    format!("{:.0}k", v / 1e3)
+                } else {
+                    format!("{v:.1}")
+                }
+            })
+            .label_style(("sans-serif", 15))
+            .draw()?;
+    }
+    let mut clients: Vec<String> = series.iter().flatten().map(|(c, _)| c.clone()).collect();
+    clients.sort_by_key(|c| client_rank(c));
+    clients.dedup();
+    let k = clients.len().max(1) as f64;
+    for client in &clients {
+        let bars: Vec<Rectangle<(f64, f64)>> = series
+            .iter()
+            .enumerate()
+            .filter_map(|(i, group)| {
+                let (_, v) = group.iter().find(|(c, _)| c == client)?;
+                let j = clients.iter().position(|c| c == client)? as f64;
+                let x0 = i as f64 + 0.1 + 0.8 * j / k;
+                let x1 = x0 + 0.8 / k * 0.9;
+                Some(Rectangle::new(
+                    [(x0, 0.0), (x1, *v)],
+                    color(client).filled(),
+                ))
+            })
+            .collect();
+        let c = color(client);
+        let s = chart.draw_series(bars)?;
+        if font {
+            s.label(client.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+        }
+    }
+    if font {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 16))
+            .draw()?;
+        // Scenario names under their groups.
+        for (i, s) in scenarios.iter().enumerate() {
+            // Two lines: "produce 100B" / "acks=1 none".
+            let words: Vec<&str> = s.split(' ').collect();
+            let lines = [
+                words[..words.len().min(2)].join(" "),
+                words[words.len().min(2)..].join(" "),
+            ];
+            let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            for (k, l) in lines.iter().enumerate() {
+                root.draw(&Text::new(
+                    l.clone(),
+                    (px - 4 * l.len() as i32, py + 10 + 18 * k as i32),
+                    ("sans-serif", 15),
+                ))?;
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}
