@@ -87,6 +87,7 @@
 
 pub mod admin;
 pub mod cluster;
+mod config;
 pub mod consumer;
 pub mod error;
 pub mod net;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::cluster::ClusterConfig;
+use crate::config::{boolean, invalid, ms, number};
 use crate::error::{Error, Result};
 use crate::partition_client::IsolationLevel;
 
@@ -175,14 +176,14 @@ impl ConsumerConfig {
                     "earliest" => OffsetReset::Earliest,
                     "latest" => OffsetReset::Latest,
                     "none" => OffsetReset::None,
-                    _ => return Err(bad(key, value, "earliest, latest or none")),
+                    _ => return Err(invalid(key, value, "earliest, latest or none")),
                 }
             }
             "isolation.level" => {
                 self.isolation_level = match value {
                     "read_uncommitted" => IsolationLevel::ReadUncommitted,
                     "read_committed" => IsolationLevel::ReadCommitted,
-                    _ => return Err(bad(key, value, "read_uncommitted or read_committed")),
+                    _ => return Err(invalid(key, value, "read_uncommitted or read_committed")),
                 }
             }
             "session.timeout.ms" => self.session_timeout = ms(key, value)?,
@@ -194,8 +195,9 @@ impl ConsumerConfig {
             "fetch.max.bytes" => self.fetch_max_bytes = int(key, value)?,
             "retry.backoff.ms" => self.retry_backoff = ms(key, value)?,
             "sluice.prefetch.max.bytes" => {
-                self.prefetch_max_bytes =
-                    value.parse().map_err(|_| bad(key, value, "a byte count"))?
+                self.prefetch_max_bytes = value
+                    .parse()
+                    .map_err(|_| invalid(key, value, "a byte count"))?
             }
             "partition.assignment.strategy" => {
                 let parsed: Option<Vec<_>> = value
@@ -206,7 +208,7 @@ impl ConsumerConfig {
                 match parsed {
                     Some(v) if !v.is_empty() => self.assignment_strategies = v,
                     _ => {
-                        return Err(bad(
+                        return Err(invalid(
                             key,
                             value,
                             "a list of range, roundrobin, cooperative-sticky",
@@ -218,7 +220,7 @@ impl ConsumerConfig {
             // speaks the classic one.
             "group.protocol" => {
                 if !value.eq_ignore_ascii_case("classic") {
-                    return Err(bad(
+                    return Err(invalid(
                         key,
                         value,
                         "classic (the only group protocol Sluice speaks)",
@@ -319,31 +321,10 @@ fn non_empty(v: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
-fn bad(key: &str, value: &str, expected: &str) -> Error {
-    Error::config(format!("{key}={value:?}: expected {expected}"))
-}
-
-fn ms(key: &str, value: &str) -> Result<Duration> {
-    value
-        .parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|_| bad(key, value, "milliseconds"))
-}
-
 fn int(key: &str, value: &str) -> Result<i32> {
-    value
-        .parse::<i32>()
-        .ok()
-        .filter(|v| *v >= 0)
-        .ok_or_else(|| bad(key, value, "a non-negative integer"))
-}
-
-fn boolean(key: &str, value: &str) -> Result<bool> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(bad(key, value, "true or false")),
-    }
+    number::<u32>(key, value).and_then(|v| {
+        i32::try_from(v).map_err(|_| invalid(key, value, "a non-negative 32-bit integer"))
+    })
 }
 
 #[cfg(test)]

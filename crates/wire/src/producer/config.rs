@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sluice_partition::{Murmur2Partitioner, Partitioner, RoundRobinPartitioner};
 
+use crate::config::{boolean, invalid, ms, number};
 use crate::error::{Error, Result};
 use crate::partition_client::Acks;
 use crate::records::Compression;
@@ -242,15 +243,15 @@ impl ProducerConfig {
                     "0" => Acks::None,
                     "1" => Acks::Leader,
                     "all" | "-1" => Acks::All,
-                    _ => return Err(bad(key, value, "0, 1, all or -1")),
+                    _ => return Err(invalid(key, value, "0, 1, all or -1")),
                 }
             }
-            "enable.idempotence" => self.enable_idempotence = Some(parse_bool(key, value)?),
+            "enable.idempotence" => self.enable_idempotence = Some(boolean(key, value)?),
             "linger.ms" => self.linger = ms(key, value)?,
             "batch.size" => self.batch_size = number(key, value)?,
             "compression.type" => {
                 self.compression = Compression::from_name(value)
-                    .ok_or_else(|| bad(key, value, "none, gzip, snappy, lz4 or zstd"))?;
+                    .ok_or_else(|| invalid(key, value, "none, gzip, snappy, lz4 or zstd"))?;
             }
             "buffer.memory" => self.buffer_memory = number(key, value)?,
             "max.block.ms" => self.max_block = ms(key, value)?,
@@ -262,7 +263,7 @@ impl ProducerConfig {
             "max.in.flight.requests.per.connection" => self.max_in_flight = number(key, value)?,
             "max.request.size" => self.max_request_size = number(key, value)?,
             "allow.auto.create.topics" => {
-                self.allow_auto_create_topics = parse_bool(key, value)?;
+                self.allow_auto_create_topics = boolean(key, value)?;
             }
             "metadata.max.age.ms" => self.metadata_max_age = ms(key, value)?,
             "transactional.id" => {
@@ -275,7 +276,7 @@ impl ProducerConfig {
                     "round_robin" | "org.apache.kafka.clients.producer.RoundRobinPartitioner" => {
                         PartitionerChoice::RoundRobin
                     }
-                    _ => return Err(bad(key, value, "default, murmur2 or round_robin")),
+                    _ => return Err(invalid(key, value, "default, murmur2 or round_robin")),
                 }
             }
             _ => {
@@ -358,30 +359,6 @@ impl ProducerConfig {
         } else {
             self.max_in_flight.max(1)
         }
-    }
-}
-
-fn bad(key: &str, value: &str, expected: &str) -> Error {
-    Error::config(format!(
-        "invalid value {value:?} for producer config {key:?}: expected {expected}"
-    ))
-}
-
-fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
-    value
-        .parse()
-        .map_err(|_| bad(key, value, "a non-negative integer"))
-}
-
-fn ms(key: &str, value: &str) -> Result<Duration> {
-    number::<u64>(key, value).map(Duration::from_millis)
-}
-
-fn parse_bool(key: &str, value: &str) -> Result<bool> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(bad(key, value, "true or false")),
     }
 }
 
