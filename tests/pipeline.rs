@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sluice::pipeline::dlq::headers;
 use sluice::pipeline::runner::Pipeline;
+use sluice::wire::admin::Admin;
 use sluice_testkit::unique_topic;
 
 use pipeline_common::*;
@@ -125,9 +126,10 @@ async fn wait_for_outputs(
     }
 }
 
-/// A downstream outage (5 s here to keep the suite fast; the demo has 20 s): the breaker
-/// opens, the partitions are paused, no record is dead-lettered because of the outage,
-/// the flow resumes and every record comes out.
+/// A 30-second downstream outage, five times the consumer's 6 s session timeout: the
+/// breaker opens, the partitions are paused while the member stays in the group (same
+/// member id, no rebalance), no record is dead-lettered because of the outage, the flow
+/// resumes and every record comes out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
     const N: u64 = 20_000;
@@ -159,18 +161,27 @@ async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
         stats.completed() >= 2_000
     })
     .await;
+    let admin = Admin::new(cluster.clone());
+    let members_before = members(&admin, &group).await;
+    assert_eq!(members_before.len(), 1, "one member before the outage");
     downstream
         .down
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let mut opened = false;
     let mut paused = false;
-    let outage_end = tokio::time::Instant::now() + Duration::from_secs(5);
+    let outage_end = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::time::Instant::now() < outage_end {
         opened |= breaker.state() == sluice::pipeline::breaker::BreakerState::Open;
         paused |= stats.is_paused();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let done_during_outage = stats.completed();
+    assert!(stats.is_paused(), "still paused at the end of the outage");
+    assert_eq!(
+        members(&admin, &group).await,
+        members_before,
+        "the paused member stayed in the group through the outage"
+    );
     downstream
         .down
         .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -202,6 +213,13 @@ async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
         duplicates as usize <= BOUND,
         "{duplicates} duplicates > bound {BOUND}"
     );
+}
+
+/// The group's member ids (sorted), with its state `Stable`.
+async fn members(admin: &Admin, group: &str) -> Vec<String> {
+    let d = admin.describe_group(group).await.unwrap();
+    assert_eq!(d.state, "Stable", "group {group}");
+    d.members.into_iter().map(|m| m.member_id).collect()
 }
 
 /// Two pipelines in one group, the second joining while the first has records in
