@@ -45,8 +45,10 @@ fn result(records: u64, bytes: u64, secs: f64, lat: Vec<f32>) -> RunResult {
 
 /// Awaits delivery futures as they complete (like `sluice perf produce`), so each
 /// latency is measured at completion: from just before `send` to the acknowledgement.
+/// The channel to it holds at most [`PENDING`] futures: unbounded, a sender that ran
+/// ahead of the collector let the queue of futures (not the client) dominate the peak RSS.
 fn collector<F>(
-    mut rx: mpsc::UnboundedReceiver<(Instant, F)>,
+    mut rx: mpsc::Receiver<(Instant, F)>,
 ) -> tokio::task::JoinHandle<(Vec<f32>, u64, Option<String>)>
 where
     F: Future<Output = Result<(), String>> + Send + 'static,
@@ -104,6 +106,11 @@ impl Pacer {
     }
 }
 
+/// Delivery futures queued for the collector, at most: librdkafka's default
+/// `queue.buffering.max.messages`, so no client gets more records in flight from the
+/// harness than librdkafka allows itself.
+const PENDING: usize = 100_000;
+
 fn check_errors(errors: u64, first: Option<String>) -> Result<()> {
     if errors > 0 {
         bail!(
@@ -137,7 +144,7 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
         producer.send(record).await?.await?;
         started = Instant::now();
     }
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(PENDING);
     let collect = collector(rx);
     let mut pacer = Pacer::new(a.rate);
     for i in 0..a.records {
@@ -146,7 +153,7 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
         let sent = Instant::now();
         let d = producer.send(record).await?;
         let d = d.map(|r| r.map(|_| ()).map_err(|e| e.to_string()));
-        if tx.send((sent, d)).is_err() {
+        if tx.send((sent, d)).await.is_err() {
             bail!("the latency collector stopped");
         }
     }
@@ -279,7 +286,7 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         }
         started = Instant::now();
     }
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(PENDING);
     let collect = collector(rx);
     let mut pacer = Pacer::new(a.rate);
     for i in 0..a.records {
@@ -300,7 +307,7 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
             Ok(Err((e, _))) => Err(e.to_string()),
             Err(_) => Err("delivery canceled".to_string()),
         });
-        if tx.send((sent, d)).is_err() {
+        if tx.send((sent, d)).await.is_err() {
             bail!("the latency collector stopped");
         }
     }
