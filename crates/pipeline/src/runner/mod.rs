@@ -95,10 +95,12 @@
 //! - **Shutdown** drains, commits the open transaction, and leaves the group; after a
 //!   fatal error the open transaction is aborted instead.
 //!
-//! **Output order.** Outputs are sent when the stack answers. With the concurrency layer's
-//! per-partition order, a record's answer comes after its predecessor's, and its outputs
-//! are handed to the producer in the same task poll, so outputs keep the input order
-//! unless the producer has to wait for buffer space or metadata.
+//! **Output order.** A record's outputs are handed to the producer only after those of
+//! the record admitted before it in the same partition (or once that one ended without
+//! any), whatever the concurrency layer lets overlap; so outputs keep the input order per
+//! partition (and, through the producer's partitioner, per key). The concurrency layer
+//! alone does not ensure it: it lets the next record run as soon as an answer is ready,
+//! before the task holding that answer has sent it.
 
 mod error;
 mod rebalance;

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::commit::{CommitHandle, Ticket};
 
@@ -21,6 +21,12 @@ pub(crate) struct Admitted {
     /// Changes on every rewind of the partition after the admission (see
     /// [`Shared::rewind`]); closed when the partition is forgotten.
     pub(crate) rewinds: watch::Receiver<u64>,
+    /// Resolves (or closes) once the partition's previous admitted record handed its
+    /// outputs to the producer, or ended without: outputs are sent in admission order.
+    pub(crate) after: Option<oneshot::Receiver<()>>,
+    /// Dropped once this record's outputs are handed to the producer (or the task ends),
+    /// which lets the next record's outputs go.
+    pub(crate) handed_over: Option<oneshot::Sender<()>>,
 }
 
 /// One assigned partition.
@@ -45,6 +51,8 @@ struct PartitionState {
     /// Counts the rewinds, so that running records wake up to check whether a rewind
     /// superseded them (and drop their answer before the stack calls the inner service).
     rewound: watch::Sender<u64>,
+    /// The hand-off of the last admitted record, for the next one to wait on.
+    handoff: Option<oneshot::Receiver<()>>,
 }
 
 impl PartitionState {
@@ -57,6 +65,7 @@ impl PartitionState {
             seq: 0,
             rewinds: Vec::new(),
             rewound: watch::Sender::new(0),
+            handoff: None,
         }
     }
 }
@@ -124,11 +133,15 @@ impl Shared {
         let seq = p.seq;
         p.uncommitted.push_back(offset);
         let rewinds = p.rewound.subscribe();
+        let (handed_over, handoff) = oneshot::channel();
+        let after = p.handoff.replace(handoff);
         drop(parts);
         Some(Admitted {
             ticket: self.commits.start(topic, partition, offset),
             seq,
             rewinds,
+            after,
+            handed_over: Some(handed_over),
         })
     }
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use sluice_wire::producer::Producer;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tower::Service;
 
@@ -61,16 +61,20 @@ impl RecordTask {
     /// still queued inside that future, so dropping it means its inner service is never
     /// called (no second dead letter), and it releases the records queued behind it, which
     /// are superseded too.
-    async fn run<F>(self, answer: F)
+    async fn run<F>(mut self, answer: F)
     where
         F: Future<Output = Result<Processed, PipelineError>>,
     {
         let mut rewinds = self.admitted.rewinds.clone();
+        let after = self.admitted.after.take();
+        // Kept to the end of the task unless the outputs are handed over: after a
+        // failure the next record goes on only once the rewind below is marked.
+        let mut handed_over = self.admitted.handed_over.take();
         let outcome = tokio::select! {
             // Checked first on every wake-up, before the answer is polled again.
             biased;
             () = self.superseded(&mut rewinds) => None,
-            outcome = self.process(answer) => outcome,
+            outcome = self.process(answer, after, &mut handed_over) => outcome,
         };
         let Some(outcome) = outcome else {
             tracing::trace!(topic = %self.topic, partition = self.partition,
@@ -122,21 +126,34 @@ impl RecordTask {
     }
 
     /// The answer, then its outputs produced; `None` when superseded meanwhile.
-    async fn process<F>(&self, answer: F) -> Option<Result<u64, PipelineError>>
+    async fn process<F>(
+        &self,
+        answer: F,
+        after: Option<oneshot::Receiver<()>>,
+        handed_over: &mut Option<oneshot::Sender<()>>,
+    ) -> Option<Result<u64, PipelineError>>
     where
         F: Future<Output = Result<Processed, PipelineError>>,
     {
         match answer.await {
-            // An earlier record of the partition failed and is fetched again; so is this
-            // one. Producing now would produce it twice.
-            Ok(_)
+            Ok(outputs) => {
+                // The concurrency layer let the partition's next record run as soon as
+                // this answer was ready; its outputs must still wait for ours, or a
+                // worker thread descheduled right here (a busy machine) lets dozens of
+                // later records' outputs overtake this one's.
+                if let Some(after) = after {
+                    let _ = after.await;
+                }
+                // An earlier record of the partition failed and is fetched again; so is
+                // this one. Producing now would produce it twice.
                 if self
                     .shared
-                    .superseded(&self.topic, self.partition, &self.admitted) =>
-            {
-                None
+                    .superseded(&self.topic, self.partition, &self.admitted)
+                {
+                    return None;
+                }
+                Some(self.produce(outputs, handed_over).await)
             }
-            Ok(outputs) => Some(self.produce(outputs).await),
             Err(e) => Some(Err(e)),
         }
     }
@@ -144,7 +161,11 @@ impl RecordTask {
     /// Sends every output, then waits for every acknowledgement. A failure is retriable:
     /// the record is processed again (at-least-once: its acknowledged outputs are then
     /// duplicated; exactly-once: the transaction is aborted, so they are not).
-    async fn produce(&self, outputs: Processed) -> Result<u64, PipelineError> {
+    async fn produce(
+        &self,
+        outputs: Processed,
+        handed_over: &mut Option<oneshot::Sender<()>>,
+    ) -> Result<u64, PipelineError> {
         let mut deliveries = Vec::with_capacity(outputs.len());
         for output in outputs {
             let delivery = self
@@ -154,6 +175,8 @@ impl RecordTask {
                 .map_err(PipelineError::retriable)?;
             deliveries.push(delivery);
         }
+        // In the producer's buffer, in order: the next record's outputs may follow.
+        drop(handed_over.take());
         let n = deliveries.len() as u64;
         for delivery in deliveries {
             delivery.await.map_err(PipelineError::retriable)?;
