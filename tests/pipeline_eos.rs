@@ -378,3 +378,111 @@ async fn exactly_once_through_a_rebalance_with_work_in_flight() {
         .await
         .unwrap();
 }
+
+/// The pipeline process (`examples/orders_pipeline.rs` in worker mode, exactly-once)
+/// killed with SIGKILL mid-run and started again with the same transactional id (which
+/// fences the dead one and aborts its open transaction), then stopped with SIGTERM: read
+/// committed, every good order exactly once, every malformed one in the DLQ exactly
+/// once, and the committed offsets at the input's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_through_a_sigkill_and_restart() {
+    const N: u64 = 30_000;
+    const P: i32 = 4;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("eos-kill");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_orders(&cluster, &input, P, N).await;
+
+    // `cargo test` builds the examples next to the test binaries' directory.
+    let exe = std::env::current_exe().unwrap();
+    let worker = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/orders_pipeline");
+    assert!(worker.exists(), "{} not built", worker.display());
+    let spawn = || {
+        std::process::Command::new(&worker)
+            .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+            .env("ORDERS_WORKER", "1")
+            .env("ORDERS_INPUT", &input)
+            .env("ORDERS_OUTPUT", &output)
+            .env("ORDERS_GROUP", &group)
+            .env("ORDERS_MAX_IN_FLIGHT", "500")
+            .env("ORDERS_TRANSACTIONAL_ID", format!("{input}-worker"))
+            .spawn()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let mut first = spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Committed or not: this only decides when to kill.
+        let written = read_all(&cluster, &output, P).await.len();
+        if written >= 8_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {written} outputs before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = read_committed(&cluster, &output, P).await.len();
+    assert!((at_kill as u64) < N, "killed mid-run");
+
+    let mut second = spawn();
+    let malformed = (0..N).filter(|i| i % 97 == 13).count();
+    let good = N as usize - malformed;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let done = order_ids(&read_committed(&cluster, &output, P).await).len();
+        if done >= good {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} of {good} outputs committed after the restart"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // SIGTERM: the worker drains, commits its open transaction and leaves the group.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = second.wait().unwrap();
+    assert!(status.success(), "the worker stopped cleanly: {status}");
+    let elapsed = started.elapsed();
+
+    let out = read_committed(&cluster, &output, P).await;
+    let ids = order_ids(&out);
+    let duplicates: u32 = ids.values().map(|c| c - 1).sum();
+    assert_eq!(duplicates, 0, "no duplicates across the kill");
+    assert_eq!(ids.len(), good, "nothing lost");
+    assert!(ids.keys().all(|i| i % 97 != 13));
+    let dlq = read_committed(&cluster, &format!("{input}-dlt"), P).await;
+    let dead = dead_letter_counts(&dlq);
+    assert_eq!(
+        dlq.len(),
+        malformed,
+        "every malformed order dead-lettered once"
+    );
+    assert_eq!(dead.len(), malformed);
+    assert_eq!(
+        committed(&group, &input, P).await,
+        end_offsets(&cluster, &input, P).await,
+        "the committed offsets are the input's end"
+    );
+    eprintln!(
+        "eos sigkill: {at_kill} committed outputs at the kill, {} in all, 0 duplicates, {:.1}s",
+        ids.len(),
+        elapsed.as_secs_f64()
+    );
+}
