@@ -486,3 +486,60 @@ async fn exactly_once_through_a_sigkill_and_restart() {
         elapsed.as_secs_f64()
     );
 }
+
+/// A second producer with the pipeline's transactional id fences the pipeline's: the
+/// pipeline stops with `RunError::Transaction` carrying a fatal producer error, and what
+/// it had not committed stays invisible to read_committed readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_pipeline_stops_with_a_transaction_error() {
+    const N: u64 = 5_000;
+    const P: i32 = 2;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("eos-fenced");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let id = format!("{input}-txn");
+    let slow = Downstream {
+        slow: Some(Duration::from_millis(2)),
+        ..Downstream::default()
+    };
+    let (stats, _stop, run) = start(txn_producer(&id).await, &group, &input, &output, slow, 200);
+    wait_until("some records committed", Duration::from_secs(30), || {
+        stats.completed() >= 500
+    })
+    .await;
+    // A newer instance with the same id takes over.
+    let newer = txn_producer(&id).await;
+    newer.init_transactions().await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the fenced pipeline stops")
+        .unwrap();
+    match result {
+        Err(RunError::Transaction(e)) => {
+            assert!(e.is_fatal_producer_error(), "{e}");
+        }
+        other => panic!("expected a transaction error, got {other:?}"),
+    }
+    let committed_outputs = counts(&read_committed(&cluster, &output, P).await);
+    assert!(committed_outputs.values().all(|&c| c == 1));
+    assert!(
+        (committed_outputs.len() as u64) < N,
+        "stopped before the end: {}",
+        committed_outputs.len()
+    );
+    let offsets = committed(&group, &input, P).await;
+    let committed_records: i64 = offsets.values().map(|&o| (o - 1).max(0)).sum();
+    // Warm-up records aside, the committed input offsets cover exactly the committed
+    // outputs plus the dead letters among them.
+    let dlq = read_committed(&cluster, &format!("{input}-dlt"), P).await;
+    assert_eq!(
+        committed_records as usize,
+        committed_outputs.len() + dlq.len(),
+        "outputs and offsets committed together"
+    );
+    newer.close(Duration::from_secs(10)).await.unwrap();
+}
