@@ -1,8 +1,9 @@
 use crate::PipelineError;
 
 /// Why [`Pipeline::run`](super::Pipeline::run) stopped other than by a shutdown request.
-/// In every case the runner first drained what it could, committed what finished, left
-/// the group and flushed the producer.
+/// In every case the runner first drained what it could, committed what finished (in
+/// exactly-once mode: aborted the open transaction instead), left the group and flushed
+/// the producer.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The consumer or the producer failed (connecting, subscribing, fetching).
