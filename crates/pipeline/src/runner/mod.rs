@@ -26,13 +26,17 @@
 //! layer's per-partition order such a record is still queued behind the failed one
 //! inside its answer future, so dropping that future means its service is never called:
 //! a dead letter among them is written once, when it is fetched again, not twice. Two
-//! things remain: a record whose inner call had already started (per-key or unordered
-//! concurrency lets later records overlap the failed one) keeps whatever it did; and a
-//! tiny race, since the concurrency layer releases the next record in the same poll in
-//! which the failed record's answer becomes ready, and the failed record's task marks
-//! the rewind just after it: if another worker thread polls the next record in between,
-//! its inner call starts before the rewind is seen (a dead letter that fails without
-//! awaiting anything may then be written twice). Exactly-once mode aborts such writes
+//! things remain. A record whose inner call had already started (per-key or unordered
+//! concurrency lets later records overlap the failed one) keeps whatever it did. And a
+//! race: the concurrency layer releases the next record in the same poll in which the
+//! failed record's answer becomes ready, and the failed record's task marks the rewind
+//! just after, in that poll. On a multi-threaded runtime another worker may start the
+//! next record in between, and if the failed record's thread is descheduled right there
+//! (a busy machine), the records after it too, one by one, until it runs again: their
+//! inner calls happen, so a dead letter among them may still be written twice (their
+//! outputs are not produced: those wait for the failed record's task, see *Output
+//! order*). With one worker thread the rewind is always marked first. Exactly-once mode
+//! aborts such writes
 //! with the transaction. [`Fatal`](crate::Disposition::Fatal), and a dead-letter error no
 //! DLQ layer handled, stop the pipeline with [`RunError::Fatal`].
 //!
