@@ -111,7 +111,7 @@ impl Transaction {
         Ok(())
     }
 
-    /// The next listener request (never resolves once the listener is gone).
+    /// The next listener request; `None` once the listener is gone.
     pub(crate) async fn request(&mut self) -> Option<Request> {
         self.requests.recv().await
     }
@@ -220,18 +220,17 @@ where
         let mut result = Ok(());
         let mut abort = true;
         if how == Some(Ending::Commit) && finished {
-            // `run` checked that the consumer has a group.id.
-            let group = self
-                .consumer
-                .group_metadata()
-                .ok_or(RunError::Config("the pipeline's consumer needs a group.id"))?;
-            match self.commit_transaction(&group).await {
-                Ok(()) => abort = false,
-                Err(e) if e.is_abortable() => {
-                    tracing::warn!(error = %e, "exactly-once: the commit failed; aborting and \
-                                               processing the transaction's records again");
+            // `run` checked that the consumer has a group.id, so `None` is unreachable;
+            // it would abort.
+            if let Some(group) = self.consumer.group_metadata() {
+                match self.commit_transaction(&group).await {
+                    Ok(()) => abort = false,
+                    Err(e) if e.is_abortable() => {
+                        tracing::warn!(error = %e, "exactly-once: the commit failed; aborting \
+                                                   and processing the transaction's records again");
+                    }
+                    Err(e) => result = Err(RunError::Transaction(e)),
                 }
-                Err(e) => result = Err(RunError::Transaction(e)),
             }
         }
         if result.is_ok() && abort {
