@@ -16,7 +16,8 @@
 //! 3. **Commit.** Every [`commit_interval`](Pipeline::commit_interval), and at once when
 //!    the in-flight bound is reached, it commits the tracker's committable offsets (one
 //!    commit in flight at a time). Since admitted-and-uncommitted records are bounded, a
-//!    crash redelivers at most `max_in_flight` records.
+//!    crash redelivers at most `max_in_flight` records. (In exactly-once mode the offsets
+//!    commit inside the producer's transaction instead: see [below](#exactly-once).)
 //!
 //! Errors out of the stack: a [`Retriable`](crate::Disposition::Retriable) one (retries
 //! spent, an output not acknowledged) is never skipped: the partition is rewound to the
@@ -36,8 +37,7 @@
 //! inner calls happen, so a dead letter among them may still be written twice (their
 //! outputs are not produced: those wait for the failed record's task, see *Output
 //! order*). With one worker thread the rewind is always marked first. Exactly-once mode
-//! aborts such writes
-//! with the transaction. [`Fatal`](crate::Disposition::Fatal), and a dead-letter error no
+//! aborts such writes with the transaction. [`Fatal`](crate::Disposition::Fatal), and a dead-letter error no
 //! DLQ layer handled, stop the pipeline with [`RunError::Fatal`].
 //!
 //! **Rebalances.** On revoke the listener stops admitting records of those partitions,
@@ -48,6 +48,13 @@
 //! [`Shutdown::on_signals`]: the first SIGINT/SIGTERM drains, a second exits at once) the
 //! runner stops fetching, drains (bounded), commits, leaves the group and flushes the
 //! producer.
+//!
+//! **Output order.** A record's outputs are handed to the producer only after those of
+//! the record admitted before it in the same partition (or once that one ended without
+//! any), whatever the concurrency layer lets overlap; so outputs keep the input order per
+//! partition (and, through the producer's partitioner, per key). The concurrency layer
+//! alone does not ensure it: it lets the next record run as soon as an answer is ready,
+//! before the task holding that answer has sent it.
 //!
 //! # Exactly-once
 //!
@@ -99,13 +106,6 @@
 //! - **Shutdown** drains, commits the open transaction, and leaves the group; after a
 //!   fatal error the open transaction is aborted instead.
 //!
-//! **Output order.** A record's outputs are handed to the producer only after those of
-//! the record admitted before it in the same partition (or once that one ended without
-//! any), whatever the concurrency layer lets overlap; so outputs keep the input order per
-//! partition (and, through the producer's partitioner, per key). The concurrency layer
-//! alone does not ensure it: it lets the next record run as soon as an answer is ready,
-//! before the task holding that answer has sent it.
-
 mod error;
 mod rebalance;
 mod shutdown;
