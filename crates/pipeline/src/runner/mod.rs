@@ -105,7 +105,7 @@
 //!   never waits for the group task, so the two cannot deadlock.
 //! - **Shutdown** drains, commits the open transaction, and leaves the group; after a
 //!   fatal error the open transaction is aborted instead.
-//!
+
 mod error;
 mod rebalance;
 mod shutdown;
