@@ -543,3 +543,64 @@ async fn a_fenced_pipeline_stops_with_a_transaction_error() {
     );
     newer.close(Duration::from_secs(10)).await.unwrap();
 }
+
+/// A record stuck in the service holds its transaction past `drain_timeout`: the
+/// transaction is aborted (the stuck call dropped) instead of waiting for the
+/// coordinator's `transaction.timeout.ms`, the record is fetched again and goes through,
+/// and every record is still written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_record_aborts_its_transaction_after_the_drain_timeout() {
+    const N: u64 = 2_000;
+    const P: i32 = 2;
+    const STUCK: u64 = 501;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("eos-stuck");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    // The first call of STUCK takes a minute; the drain gives up after one second.
+    let downstream = Downstream {
+        failing_delay: Duration::from_secs(60),
+        ..Downstream::default()
+    };
+    downstream.fail(STUCK, 1);
+    let producer = txn_producer(&format!("{input}-txn")).await;
+    let (stack, _) = stack(
+        &producer,
+        &group,
+        &output,
+        downstream,
+        quick_breaker(Duration::from_secs(1)),
+    );
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .exactly_once(true)
+        .drain_timeout(Duration::from_secs(1));
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(pipeline.run());
+    let total = N + P as u64;
+    // Well below the stuck call's minute: only the abort gets STUCK through in time.
+    wait_until("every record committed", Duration::from_secs(30), || {
+        stats.completed() >= total
+    })
+    .await;
+    let elapsed = started.elapsed();
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    assert!(stats.aborts() >= 1, "the stuck transaction was aborted");
+    let values = counts(&read_committed(&cluster, &output, P).await);
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    assert_eq!(values.len(), N as usize - poison, "nothing lost");
+    assert!(values.values().all(|&c| c == 1), "no duplicates");
+    assert!(values.contains_key(&STUCK));
+    eprintln!(
+        "eos stuck: {N} records in {:.1}s, {} aborted",
+        elapsed.as_secs_f64(),
+        stats.aborts()
+    );
+    producer.close(Duration::from_secs(10)).await.unwrap();
+}
