@@ -101,6 +101,86 @@ async fn poison_records_go_to_the_dlq_and_everything_else_to_the_output() {
     );
 }
 
+/// A record that fails retriably (its retries spent) while the poison records behind it
+/// in its partition are queued in the concurrency layer: they are superseded by the
+/// rewind and their service is not called until they are fetched again, so each is
+/// dead-lettered exactly once (before the fix every one of them was written twice).
+///
+/// One worker thread: the concurrency layer releases the next record in the very poll
+/// in which the failure is ready, a moment before the runner marks the rewind (see the
+/// runner's docs). With more worker threads another thread may start the next records
+/// in that moment, and on a busy machine, where the failing record's thread can be
+/// descheduled right there, several of them; with one thread the rewind is always marked
+/// first, so the test is deterministic. Two good records sit between the failing and the
+/// poison ones all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_rewind_does_not_dead_letter_the_queued_records_twice() {
+    const FAILING: u64 = 20;
+    let poison = 23..33u64;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("pipe-rewind-dlq");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, 1).await;
+    let values: Vec<String> = (0..50u64)
+        .map(|i| {
+            if poison.contains(&i) {
+                format!("poison-{i}")
+            } else {
+                i.to_string()
+            }
+        })
+        .collect();
+    write_values(&cluster, &input, 0, &values).await;
+
+    let producer = producer().await;
+    let downstream = Downstream {
+        // Long enough for every later record to be admitted and queued behind it.
+        failing_delay: Duration::from_millis(150),
+        ..Downstream::default()
+    };
+    // Fails both attempts of the retry layer, then succeeds when fetched again.
+    downstream.fail(FAILING, 2);
+    let (stack, _) = stack(
+        &producer,
+        &group,
+        &output,
+        downstream.clone(),
+        quick_breaker(Duration::from_secs(1)),
+    );
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+    // The warm-up record and the 50 values, one of them once more after the rewind.
+    wait_until("every record completed", Duration::from_secs(30), || {
+        stats.completed() >= 51
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        stats.redelivered(),
+        1,
+        "the failing record was fetched again"
+    );
+
+    let dlq = read_all(&cluster, &format!("{input}-dlt"), 1).await;
+    let mut dead: Vec<i64> = dlq
+        .iter()
+        .map(|r| i64::from_be_bytes(r.header(headers::ORIGINAL_OFFSET)[..].try_into().unwrap()))
+        .collect();
+    dead.sort();
+    // Offset 0 is the warm-up record; value i is at offset i + 1.
+    let expected: Vec<i64> = poison.clone().map(|i| i as i64 + 1).collect();
+    assert_eq!(
+        dead, expected,
+        "each poison record dead-lettered exactly once"
+    );
+    let out = counts(&read_all(&cluster, &output, 1).await);
+    assert_eq!(out.len(), 50 - poison.count(), "every good record produced");
+}
+
 /// Waits until `output` holds every good record of `0..n` (distinct values), reading it
 /// back every 500 ms; returns the output counts.
 async fn wait_for_outputs(
