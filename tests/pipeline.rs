@@ -256,7 +256,6 @@ async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let done_during_outage = stats.completed();
-    assert!(stats.is_paused(), "still paused at the end of the outage");
     assert_eq!(
         members(&admin, &group).await,
         members_before,
