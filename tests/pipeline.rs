@@ -106,14 +106,11 @@ async fn poison_records_go_to_the_dlq_and_everything_else_to_the_output() {
 /// rewind and their service is not called until they are fetched again, so each is
 /// dead-lettered exactly once (before the fix every one of them was written twice).
 ///
-/// One worker thread: the concurrency layer releases the next record in the very poll
-/// in which the failure is ready, a moment before the runner marks the rewind (see the
-/// runner's docs). With more worker threads another thread may start the next records
-/// in that moment, and on a busy machine, where the failing record's thread can be
-/// descheduled right there, several of them; with one thread the rewind is always marked
-/// first, so the test is deterministic. Two good records sit between the failing and the
-/// poison ones all the same.
-#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+/// Two worker threads: the concurrency layer releases the next record only when the
+/// failed answer is dropped, and the runner marks the rewind before dropping it, so no
+/// other thread can start a queued record in between. Two good records sit between the
+/// failing and the poison ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewind_does_not_dead_letter_the_queued_records_twice() {
     const FAILING: u64 = 20;
     let poison = 23..33u64;

@@ -13,7 +13,10 @@ use crate::{ConsumedRecord, PipelineError, Processed};
 pin_project! {
     /// The [`Concurrency`](super::Concurrency) response future: waits for the previous
     /// record with the same ordering key, then runs this one. It holds an in-flight slot
-    /// until it completes or is dropped; dropping it also releases the next record.
+    /// until it completes or is dropped. The next record with its key starts when it is
+    /// *dropped*: a caller holding a failed answer can act on it first (the runner rewinds
+    /// the partition, so the records queued behind are never called). `.await` drops it
+    /// as soon as it completes.
     pub struct ResponseFuture<S>
     where
         S: Service<ConsumedRecord>,
@@ -116,9 +119,8 @@ where
                     }
                 }
             };
-            // Free the slot and the successor as soon as the record is done, not when the
-            // caller gets round to dropping the future.
-            this.guard.take();
+            // Free the slot as soon as the record is done. The successor waits for the drop
+            // (the guard goes with the future).
             this.permit.take();
             return Poll::Ready(result);
         }

@@ -82,9 +82,9 @@ impl Chains {
     }
 }
 
-/// Held by a record's future until it completes or is dropped; dropping it lets the next
-/// record with the same key proceed (the sender closes) and forgets the key if no record
-/// joined after this one.
+/// Held by a record's future until the future is dropped (not merely completed);
+/// dropping it lets the next record with the same key proceed (the sender closes) and
+/// forgets the key if no record joined after this one.
 #[derive(Debug)]
 pub(crate) struct ChainGuard {
     chains: Arc<Chains>,

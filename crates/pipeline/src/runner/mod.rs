@@ -26,19 +26,14 @@
 //! their answers at once (nothing produced, nothing committed). With the concurrency
 //! layer's per-partition order such a record is still queued behind the failed one
 //! inside its answer future, so dropping that future means its service is never called:
-//! a dead letter among them is written once, when it is fetched again, not twice. Two
-//! things remain. A record whose inner call had already started (per-key or unordered
-//! concurrency lets later records overlap the failed one) keeps whatever it did. And a
-//! race: the concurrency layer releases the next record in the same poll in which the
-//! failed record's answer becomes ready, and the failed record's task marks the rewind
-//! just after, in that poll. On a multi-threaded runtime another worker may start the
-//! next record in between, and if the failed record's thread is descheduled right there
-//! (a busy machine), the records after it too, one by one, until it runs again: their
-//! inner calls happen, so a dead letter among them may still be written twice (their
-//! outputs are not produced: those wait for the failed record's task, see *Output
-//! order*). With one worker thread the rewind is always marked first. Exactly-once mode
-//! aborts such writes with the transaction. [`Fatal`](crate::Disposition::Fatal), and a dead-letter error no
-//! DLQ layer handled, stop the pipeline with [`RunError::Fatal`].
+//! a dead letter among them is written once, when it is fetched again, not twice. The
+//! concurrency layer starts the next record when the failed record's answer future is
+//! *dropped*, and the task marks the rewind before dropping it, so no worker thread can
+//! start a queued record in between. What remains: a record whose inner call had already
+//! started (per-key or unordered concurrency lets later records overlap the failed one)
+//! keeps whatever it did. Exactly-once mode aborts such writes with the transaction.
+//! [`Fatal`](crate::Disposition::Fatal), and a dead-letter error no DLQ layer handled,
+//! stop the pipeline with [`RunError::Fatal`].
 //!
 //! **Rebalances.** On revoke the listener stops admitting records of those partitions,
 //! waits for their records in flight (at most [`drain_timeout`](Pipeline::drain_timeout)),
@@ -53,8 +48,8 @@
 //! the record admitted before it in the same partition (or once that one ended without
 //! any), whatever the concurrency layer lets overlap; so outputs keep the input order per
 //! partition (and, through the producer's partitioner, per key). The concurrency layer
-//! alone does not ensure it: it lets the next record run as soon as an answer is ready,
-//! before the task holding that answer has sent it.
+//! alone does not ensure it: it lets the next record run as soon as an answer is
+//! dropped, before the task holding that answer has sent its outputs.
 //!
 //! # Exactly-once
 //!

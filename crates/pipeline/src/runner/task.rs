@@ -90,7 +90,7 @@ impl RecordTask {
             Err(error) if error.disposition() == Disposition::Retriable => {
                 tracing::debug!(topic = %self.topic, partition = self.partition,
                     offset = self.offset, %error, "retriable failure: fetching it again");
-                self.shared.rewind(&self.topic, self.partition, self.offset);
+                // Marked rewound in `process`, before the answer was dropped.
                 let _ = self.events.send(Event::Redeliver {
                     topic: Arc::clone(&self.topic),
                     partition: self.partition,
@@ -135,10 +135,23 @@ impl RecordTask {
     where
         F: Future<Output = Result<Processed, PipelineError>>,
     {
-        match answer.await {
+        // Pinned in an `Option` so it can be dropped at a chosen point: the concurrency
+        // layer starts the partition's next record when this answer is dropped, so after
+        // a retriable failure the rewind is marked first and the records queued behind
+        // find themselves superseded before their inner service is called.
+        let mut answer = std::pin::pin!(Some(answer));
+        let result = std::future::poll_fn(|cx| match answer.as_mut().as_pin_mut() {
+            Some(future) => future.poll(cx),
+            None => std::task::Poll::Ready(Err(PipelineError::fatal(
+                "record answer polled after completion",
+            ))),
+        })
+        .await;
+        match result {
             Ok(outputs) => {
+                answer.set(None);
                 // The concurrency layer let the partition's next record run as soon as
-                // this answer was ready; its outputs must still wait for ours, or a
+                // this answer was dropped; its outputs must still wait for ours, or a
                 // worker thread descheduled right here (a busy machine) lets dozens of
                 // later records' outputs overtake this one's.
                 if let Some(after) = after {
@@ -152,10 +165,28 @@ impl RecordTask {
                 {
                     return None;
                 }
-                Some(self.produce(outputs, handed_over).await)
+                let produced = self.produce(outputs, handed_over).await;
+                if let Err(e) = &produced {
+                    if e.disposition() == Disposition::Retriable {
+                        self.rewind();
+                    }
+                }
+                Some(produced)
             }
-            Err(e) => Some(Err(e)),
+            Err(e) => {
+                if e.disposition() == Disposition::Retriable {
+                    self.rewind();
+                }
+                answer.set(None);
+                Some(Err(e))
+            }
         }
+    }
+
+    /// Marks the partition rewound to this record (the run loop seeks when it gets the
+    /// `Redeliver` event).
+    fn rewind(&self) {
+        self.shared.rewind(&self.topic, self.partition, self.offset);
     }
 
     /// Sends every output, then waits for every acknowledgement. A failure is retriable:
