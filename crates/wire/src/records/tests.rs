@@ -307,7 +307,9 @@ fn many_records_every_codec() {
 /// 1048575/1048576 is 3/4) must round-trip, with headers after them.
 #[test]
 fn lengths_at_varint_size_boundaries_round_trip() {
-    let sizes = [0usize, 1, 63, 64, 127, 128, 8191, 8192, 16384, 1_048_575, 1_048_576];
+    let sizes = [
+        0usize, 1, 63, 64, 127, 128, 8191, 8192, 16384, 1_048_575, 1_048_576,
+    ];
     let records: Vec<Owned> = sizes
         .iter()
         .enumerate()
@@ -346,7 +348,10 @@ fn every_truncation_of_a_record_is_a_typed_error() {
         bad[8..12].copy_from_slice(&batch_len.to_be_bytes());
         let crc = crc32c::crc32c(&bad[21..]);
         bad[17..21].copy_from_slice(&crc.to_be_bytes());
-        let batch = RecordBatches::new(Bytes::from(bad)).next().unwrap().unwrap();
+        let batch = RecordBatches::new(Bytes::from(bad))
+            .next()
+            .unwrap()
+            .unwrap();
         let first = batch.records().unwrap().next().unwrap();
         assert!(
             matches!(
