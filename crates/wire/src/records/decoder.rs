@@ -10,7 +10,7 @@ use std::fmt;
 
 use bytes::{Buf, Bytes};
 
-use super::varint::{read_varint, read_varlong};
+use super::varint::{read_unsigned_long, read_varlong};
 use super::{
     compression, Compression, ControlRecord, RecordsError, TimestampType, BATCH_HEADER_LEN,
     DEFAULT_MAX_DECOMPRESSED_SIZE,
@@ -614,11 +614,32 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
 
+    /// An unsigned varint of at most 5 bytes, not yet zigzag-decoded. The 1- and 2-byte
+    /// forms (nearly every length and delta) are read here without a loop.
+    #[inline(always)]
+    fn raw_varint(&mut self) -> Result<u32, RecordsError> {
+        if let [b0, ref rest @ ..] = *self.rest {
+            if b0 < 0x80 {
+                self.rest = rest;
+                return Ok(u32::from(b0));
+            }
+            if let [b1, ref rest @ ..] = *rest {
+                if b1 < 0x80 {
+                    self.rest = rest;
+                    return Ok(u32::from(b0 & 0x7f) | u32::from(b1) << 7);
+                }
+            }
+        }
+        // Out of line and by value, so the cursor can stay in registers on the fast path.
+        let (raw, used) = read_unsigned_long(self.rest, 5)?;
+        self.rest = self.rest.get(used..).unwrap_or_default();
+        // Bits past the 32nd are dropped, as Kafka's ByteUtils.readVarint does.
+        Ok(raw as u32)
+    }
+
     #[inline(always)]
     fn varint(&mut self) -> Result<i32, RecordsError> {
-        let (v, used) = read_varint(self.rest)?;
-        self.rest = self.rest.get(used..).unwrap_or_default();
-        Ok(v)
+        self.raw_varint().map(unzigzag)
     }
 
     #[inline(always)]
@@ -634,14 +655,26 @@ impl<'a> Cursor<'a> {
         &mut self,
         field: &'static str,
     ) -> Result<Option<(usize, usize)>, RecordsError> {
-        let len = self.varint()?;
-        let start = self.pos();
-        match self.take(len) {
-            Some(taken) => Ok(Some((start, start + taken.len()))),
-            None if len == -1 => Ok(None),
-            None => Err(length_error(field, len)),
+        let raw = self.raw_varint()?;
+        // Zigzag: even raw values are the lengths >= 0, raw 1 is -1 (null).
+        if raw & 1 == 0 {
+            let len = (raw >> 1) as usize;
+            if len > self.rest.len() {
+                return Err(RecordsError::Truncated);
+            }
+            let start = self.pos();
+            self.rest = &self.rest[len..];
+            return Ok(Some((start, start + len)));
         }
+        if raw == 1 {
+            return Ok(None);
+        }
+        Err(invalid_length(field, unzigzag(raw)))
     }
+}
+
+fn unzigzag(raw: u32) -> i32 {
+    ((raw >> 1) as i32) ^ -((raw & 1) as i32)
 }
 
 // Fixed-offset header reads; callers have checked the batch is at least 61 bytes long, so

@@ -30,7 +30,7 @@ pub(crate) fn put_varlong(buf: &mut impl BufMut, value: i64) {
 ///
 /// Like Kafka's `ByteUtils.readVarint`, at most 5 bytes are read and bits past the 32nd
 /// are dropped; a 5th byte that still has its continuation bit set is an error.
-#[inline]
+#[cfg(test)]
 pub(crate) fn read_varint(input: &[u8]) -> Result<(i32, usize), RecordsError> {
     let (raw, used) = read_unsigned(input, 5)?;
     // Truncation to 32 bits is the documented behaviour for over-long values.
@@ -79,8 +79,12 @@ fn read_unsigned(input: &[u8], max_bytes: usize) -> Result<(u64, usize), Records
     }
 }
 
+/// The general loop, for varints longer than 2 bytes (and every error).
 #[inline(never)]
-fn read_unsigned_long(input: &[u8], max_bytes: usize) -> Result<(u64, usize), RecordsError> {
+pub(crate) fn read_unsigned_long(
+    input: &[u8],
+    max_bytes: usize,
+) -> Result<(u64, usize), RecordsError> {
     let mut value = 0u64;
     for (i, &byte) in input.iter().take(max_bytes).enumerate() {
         // shift <= 63 because max_bytes <= 10; bits shifted out are dropped on purpose.
