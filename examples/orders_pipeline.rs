@@ -15,7 +15,9 @@
 //! setup, no outage, no random failures, no progress or metrics; it reads
 //! `ORDERS_INPUT` in group `ORDERS_GROUP`, writes `ORDERS_OUTPUT`, admits at most
 //! `ORDERS_MAX_IN_FLIGHT` (default 500) uncommitted records, and runs until SIGINT or
-//! SIGTERM (or SIGKILL).
+//! SIGTERM (or SIGKILL). With `ORDERS_TRANSACTIONAL_ID` set it runs exactly-once: its
+//! producer gets that `transactional.id` and the input offsets commit inside its
+//! transactions.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -217,7 +219,12 @@ async fn worker(bootstrap: &str) -> Result<(), Error> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
-    let producer = Producer::new(ProducerConfig::new(bootstrap)).await?;
+    let transactional_id = std::env::var("ORDERS_TRANSACTIONAL_ID").ok();
+    let mut config = ProducerConfig::new(bootstrap);
+    if let Some(id) = &transactional_id {
+        config = config.transactional_id(id.clone());
+    }
+    let producer = Producer::new(config).await?;
     let (stack, _) = build(&producer, &group, &output, Downstream::default());
     Pipeline::new(
         consumer(bootstrap, &group),
@@ -226,6 +233,7 @@ async fn worker(bootstrap: &str) -> Result<(), Error> {
         stack,
     )
     .max_in_flight(bound)
+    .exactly_once(transactional_id.is_some())
     .shutdown(Shutdown::on_signals())
     .run()
     .await?;

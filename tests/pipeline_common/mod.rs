@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -80,6 +80,25 @@ pub async fn write_input(cluster: &Cluster, topic: &str, partitions: i32, from: 
     for h in handles {
         h.await.unwrap();
     }
+}
+
+/// Writes `values` in order to one partition, keys `"k<index>"`.
+pub async fn write_values(cluster: &Cluster, topic: &str, partition: i32, values: &[String]) {
+    let client = PartitionClient::new(cluster.clone(), topic, partition);
+    let mut b = RecordBatchBuilder::new(BatchOptions::default());
+    for (i, v) in values.iter().enumerate() {
+        b.append(
+            now_ms(),
+            Some(format!("k{i}").as_bytes()),
+            Some(v.as_bytes()),
+            &[],
+        )
+        .unwrap();
+    }
+    client
+        .produce(b.finish().unwrap(), Acks::All, T)
+        .await
+        .unwrap();
 }
 
 /// One record read back, with its headers.
@@ -173,6 +192,17 @@ pub struct Downstream {
     pub failures: Arc<AtomicU64>,
     /// A delay per call (work in flight for the rebalance test).
     pub slow: Option<Duration>,
+    /// Records (by value) that fail retriably on their next calls, with how many calls
+    /// are left to fail; each failing call takes `failing_delay` first.
+    pub failing: Arc<Mutex<BTreeMap<u64, u32>>>,
+    pub failing_delay: Duration,
+}
+
+impl Downstream {
+    /// Makes record `i` fail retriably on its next `calls` calls.
+    pub fn fail(&self, i: u64, calls: u32) {
+        self.failing.lock().unwrap().insert(i, calls);
+    }
 }
 
 /// Parses the value as a number and emits it to `output` (warm-up records: nothing).
@@ -192,6 +222,19 @@ pub async fn process(
         .map_err(|_| PipelineError::dead_letter(Malformed(text.clone())))?;
     if let Some(d) = downstream.slow {
         tokio::time::sleep(d).await;
+    }
+    let fails = downstream
+        .failing
+        .lock()
+        .unwrap()
+        .get_mut(&n)
+        .filter(|left| **left > 0)
+        .map(|left| *left -= 1)
+        .is_some();
+    if fails {
+        tokio::time::sleep(downstream.failing_delay).await;
+        downstream.failures.fetch_add(1, Ordering::Relaxed);
+        return Err(PipelineError::retriable(Unavailable));
     }
     if downstream.down.load(Ordering::Relaxed) {
         downstream.failures.fetch_add(1, Ordering::Relaxed);

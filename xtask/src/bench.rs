@@ -2,18 +2,23 @@
 //!
 //! Builds `benches/compare` (its own workspace: rdkafka compiles librdkafka from C), brings
 //! up one broker (reusing a running one), and for every scenario runs each client as its
-//! own process against its own fresh 6-partition topic: Sluice, rdkafka and rskafka via
-//! the `compare` binary, Java via Kafka's ProducerPerformance / ConsumerPerformance. CPU
-//! (user + sys) and peak RSS of each client process come from `wait4(2)`. Every run
-//! appends one JSON line to `target/bench/results.jsonl`; `compare report` then writes
-//! the medians to `target/bench/results.md` and charts to `target/bench/*.png`.
+//! own process against its own fresh 6-partition topic: Sluice, rdkafka (at librdkafka's
+//! defaults and tuned for throughput) and rskafka via the `compare` binary, Java via
+//! Kafka's ProducerPerformance / ConsumerPerformance. Besides the flat-out produce and
+//! consume scenarios, one `latency` scenario produces at a fixed rate, where delivery
+//! latency is not dominated by the client's own queue. CPU (user + sys) and peak RSS of
+//! each client process come from `wait4(2)`. Every run appends one JSON line to
+//! `target/bench/results.jsonl`; `compare report` then writes the medians to
+//! `target/bench/results.md` and charts to `target/bench/*.png`.
+//!
+//! The defaults are the full run behind BENCHMARKS.md; `--quick` is for iteration.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
@@ -21,25 +26,37 @@ use crate::kafka::{self, Shape, INTERRUPTED};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Records per run.
-    #[arg(long, default_value_t = 200_000)]
+    /// Records per flat-out run (the committed BENCHMARKS.md uses the default).
+    #[arg(long, default_value_t = 1_000_000)]
     records: u64,
     /// Runs of every (scenario, client); the report shows medians.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     repeat: u32,
-    /// Smoke run: 20,000 records, 1 repeat.
+    /// Records per second of the fixed-rate latency scenario.
+    #[arg(long, default_value_t = 10_000)]
+    latency_rate: u64,
+    /// Seconds of the fixed-rate latency scenario.
+    #[arg(long, default_value_t = 10)]
+    latency_secs: u64,
+    /// Iteration run: 20,000 records, 1 repeat, 2 s at the fixed rate (about a minute
+    /// once built).
     #[arg(long)]
     quick: bool,
-    /// Clients to run (default: all four).
+    /// Clients to run (default: all five).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "sluice,rdkafka,rskafka,java"
+        default_value = "sluice,rdkafka,rdkafka-tuned,rskafka,java"
     )]
     clients: Vec<String>,
+    /// PLAINTEXT port of the benchmark broker (its controller listens on port + 1).
+    #[arg(long, env = "SLUICE_KAFKA_PORT", default_value_t = kafka::DEFAULT_PORT)]
+    port: u16,
 }
 
-/// Producer settings of a scenario.
+const CLIENTS: [&str; 5] = ["sluice", "rdkafka", "rdkafka-tuned", "rskafka", "java"];
+
+/// Producer settings of a scenario. The fixed-rate latency scenario uses `MODES[0]`.
 struct Mode {
     label: &'static str,
     acks: &'static str,
@@ -87,12 +104,20 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
     if args.quick {
         args.records = 20_000;
         args.repeat = 1;
+        args.latency_secs = 2;
     }
     for c in &args.clients {
-        if !["sluice", "rdkafka", "rskafka", "java"].contains(&c.as_str()) {
-            bail!("unknown client {c} (sluice, rdkafka, rskafka, java)");
+        if !CLIENTS.contains(&c.as_str()) {
+            bail!("unknown client {c} ({})", CLIENTS.join(", "));
         }
     }
+    if args.clients.iter().all(|c| c == "rdkafka-tuned") {
+        bail!("rdkafka-tuned only consumes: add a client that produces the topics");
+    }
+    if args.latency_rate == 0 {
+        bail!("--latency-rate must be at least 1");
+    }
+    let started = Instant::now();
     install_signal_flag();
     let root = kafka::workspace_root();
     let manifest = root.join("benches/compare/Cargo.toml");
@@ -111,7 +136,7 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
     let shape = Shape {
         version: kafka::DEFAULT_VERSION.to_string(),
         brokers: 1,
-        port: kafka::DEFAULT_PORT,
+        port: args.port,
     };
     let was_running = kafka::status().as_ref() == Some(&shape);
     let bootstrap = kafka::up(&shape)?;
@@ -126,6 +151,8 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
         }
     }
     result?;
+    let secs = started.elapsed().as_secs();
+    eprintln!("xtask: bench took {}m{:02}s", secs / 60, secs % 60);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -168,29 +195,61 @@ fn run_all(
         let mut clients = args.clients.clone();
         let len = clients.len().max(1);
         clients.rotate_left(rep as usize % len);
-        let mut topics = Vec::new();
+        // rdkafka-tuned only consumes (see `RDKAFKA_TUNED_CONSUMER` in the compare crate).
+        let producers: Vec<&String> = clients.iter().filter(|c| *c != "rdkafka-tuned").collect();
         // The consume scenarios read the topic rdkafka wrote uncompressed with acks=1 in
-        // this repeat (or, without rdkafka, the first client's), the same data for all.
+        // this repeat (or, without rdkafka, the first producer's), the same data for all.
+        let writer = if producers.iter().any(|c| *c == "rdkafka") {
+            "rdkafka"
+        } else {
+            producers[0].as_str()
+        };
+        let mut topics = Vec::new();
         let mut consume_topics = Vec::new();
         for size in SIZES {
             for (mi, mode) in MODES.iter().enumerate() {
                 let scenario = format!("produce {} {}", size_label(size), mode.label);
-                for client in &clients {
+                for &client in &producers {
                     check_interrupted()?;
                     let topic = format!("bench-{stamp}-r{rep}-{size}-m{mi}-{client}");
                     create_topic(&env, &topic)?;
                     topics.push(topic.clone());
                     eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-                    produce(&mut env, client, &scenario, &topic, n, size, mode, rep)?;
-                    if mi == 1
-                        && (client == "rdkafka"
-                            || (!args.clients.iter().any(|c| c == "rdkafka")
-                                && *client == clients[0]))
-                    {
+                    let run = Produce {
+                        n,
+                        size,
+                        mode,
+                        rate: None,
+                    };
+                    produce(&mut env, client, &scenario, &topic, &run, rep)?;
+                    if mi == 1 && client == writer {
                         consume_topics.push((size, topic.clone()));
                     }
                 }
             }
+        }
+        // Fixed rate: delivery latency when the client's buffer is not full.
+        let mode = &MODES[0];
+        let size = SIZES[0];
+        let scenario = format!(
+            "latency {} {}/s {}",
+            size_label(size),
+            args.latency_rate,
+            mode.label
+        );
+        let fixed_rate = Produce {
+            n: args.latency_rate * args.latency_secs,
+            size,
+            mode,
+            rate: Some(args.latency_rate),
+        };
+        for &client in &producers {
+            check_interrupted()?;
+            let topic = format!("bench-{stamp}-r{rep}-latency-{client}");
+            create_topic(&env, &topic)?;
+            topics.push(topic.clone());
+            eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+            produce(&mut env, client, &scenario, &topic, &fixed_rate, rep)?;
         }
         for (size, topic) in &consume_topics {
             let scenario = format!("consume {}", size_label(*size));
@@ -254,30 +313,49 @@ fn create_topic(env: &Env, topic: &str) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one produce run sends: `n` records of `size` bytes with `mode`'s settings, flat
+/// out or at `rate` records per second.
+struct Produce<'a> {
+    n: u64,
+    size: usize,
+    mode: &'a Mode,
+    rate: Option<u64>,
+}
+
 fn produce(
     env: &mut Env,
     client: &str,
     scenario: &str,
     topic: &str,
-    n: u64,
-    size: usize,
-    mode: &Mode,
+    run: &Produce,
     rep: u32,
 ) -> Result<()> {
+    let Produce {
+        n,
+        size,
+        mode,
+        rate,
+    } = *run;
     if client == "java" {
+        // ProducerPerformance's --throughput: -1 is flat out, else records per second.
+        let throughput = rate.map_or("-1".to_string(), |r| r.to_string());
         let mut cmd = java(env, "org.apache.kafka.tools.ProducerPerformance");
         cmd.args(["--topic", topic, "--num-records", &n.to_string()])
-            .args(["--record-size", &size.to_string(), "--throughput", "-1"])
+            .args([
+                "--record-size",
+                &size.to_string(),
+                "--throughput",
+                &throughput,
+            ])
             .arg("--producer-props")
             .arg(format!("bootstrap.servers={}", env.bootstrap))
             .arg(format!("acks={}", mode.acks))
             .arg(format!("enable.idempotence={}", mode.idempotence))
             .arg(format!("compression.type={}", mode.compression))
             .args(["linger.ms=5", "batch.size=65536"]);
-        let run = measure(env, cmd, &format!("{topic}-java"))?;
-        let line = java_producer_line(&run.stdout, scenario, n, size)?;
-        return record(env, &line, &run, rep);
+        let measured = measure(env, cmd, &format!("{topic}-java"))?;
+        let line = java_producer_line(&measured.stdout, scenario, n, size)?;
+        return record(env, &line, &measured, rep);
     }
     let mut cmd = Command::new(&env.compare);
     cmd.args(["produce", "--client", client, "--bootstrap", &env.bootstrap])
@@ -286,9 +364,12 @@ fn produce(
         .args(["--compression", mode.compression])
         .args(["--idempotence", &mode.idempotence.to_string()])
         .args(["--scenario", scenario]);
-    let run = measure(env, cmd, &format!("{topic}-{client}"))?;
-    let line = last_json_line(&run.stdout)?;
-    record(env, &line, &run, rep)
+    if let Some(r) = rate {
+        cmd.args(["--rate", &r.to_string()]);
+    }
+    let measured = measure(env, cmd, &format!("{topic}-{client}"))?;
+    let line = last_json_line(&measured.stdout)?;
+    record(env, &line, &measured, rep)
 }
 
 fn consume(

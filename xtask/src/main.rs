@@ -7,6 +7,7 @@
 //! cargo xtask kafka classpath
 //! cargo xtask test [--brokers N] [--version V] [-- <cargo test args>]
 //! cargo xtask demo
+//! cargo xtask bench [--quick] [--records N] [--repeat R] [--clients a,b] [--port 19092]
 //! ```
 
 mod bench;

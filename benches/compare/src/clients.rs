@@ -1,9 +1,16 @@
 //! The same workload for each client. Producers send `records` values of `size` bytes
-//! without keys, as fast as the client accepts them, and the clock stops when the last
-//! delivery is acknowledged. Consumers read `records` records from the beginning of every
-//! partition (manual assignment, no group join) and stop when they have them all.
+//! without keys, as fast as the client accepts them (or paced at `--rate` records per
+//! second), and the clock stops when the last delivery is acknowledged. Consumers read
+//! `records` records from the beginning of every partition (manual assignment, no group
+//! join) and stop when they have them all.
 //! The clock starts before the client is created, so connecting, metadata and (for
 //! idempotent producers) the producer-id request count for every client alike.
+//!
+//! At a fixed rate (`--rate`) the latencies are what is measured, so they should not
+//! include start-up: the producer first sends one warm-up record and waits for its
+//! acknowledgement (connection, metadata, producer id are then in place), and the
+//! schedule starts after it. The warm-up record is not counted, and the clock restarts
+//! after it, so records/s shows whether the client kept to the rate.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,8 +45,10 @@ fn result(records: u64, bytes: u64, secs: f64, lat: Vec<f32>) -> RunResult {
 
 /// Awaits delivery futures as they complete (like `sluice perf produce`), so each
 /// latency is measured at completion: from just before `send` to the acknowledgement.
+/// The channel to it holds at most [`PENDING`] futures: unbounded, a sender that ran
+/// ahead of the collector let the queue of futures (not the client) dominate the peak RSS.
 fn collector<F>(
-    mut rx: mpsc::UnboundedReceiver<(Instant, F)>,
+    mut rx: mpsc::Receiver<(Instant, F)>,
 ) -> tokio::task::JoinHandle<(Vec<f32>, u64, Option<String>)>
 where
     F: Future<Output = Result<(), String>> + Send + 'static,
@@ -70,6 +79,38 @@ where
     })
 }
 
+/// When record `i` is due: `None` flat out, else `i / rate` seconds after the first send.
+/// The clock starts at the first call (once the client exists), so connecting does not
+/// eat into the schedule. Sends that fall behind are not skipped: the loop catches up.
+struct Pacer {
+    rate: Option<u64>,
+    start: Option<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(rate: Option<u64>) -> Self {
+        Pacer { rate, start: None }
+    }
+
+    fn due(&mut self, i: u64) -> Option<tokio::time::Instant> {
+        let rate = self.rate?;
+        let start = *self.start.get_or_insert_with(tokio::time::Instant::now);
+        Some(start + Duration::from_secs_f64(i as f64 / rate as f64))
+    }
+
+    /// Sleep until record `i` is due (at once when flat out or late).
+    async fn wait(&mut self, i: u64) {
+        if let Some(due) = self.due(i) {
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// Delivery futures queued for the collector, at most: librdkafka's default
+/// `queue.buffering.max.messages`, so no client gets more records in flight from the
+/// harness than librdkafka allows itself.
+const PENDING: usize = 100_000;
+
 fn check_errors(errors: u64, first: Option<String>) -> Result<()> {
     if errors > 0 {
         bail!(
@@ -84,7 +125,7 @@ fn check_errors(errors: u64, first: Option<String>) -> Result<()> {
 
 pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
     use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
-    let started = Instant::now();
+    let mut started = Instant::now();
     let config = ProducerConfig::from_properties([
         ("bootstrap.servers", a.bootstrap.as_str()),
         ("acks", a.acks.as_str()),
@@ -98,14 +139,21 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
     ])?;
     let producer = Producer::new(config).await?;
     let value = bytes::Bytes::from(payload(a.size));
-    let (tx, rx) = mpsc::unbounded_channel();
+    if a.rate.is_some() {
+        let record = ProducerRecord::new(a.topic.clone(), value.clone());
+        producer.send(record).await?.await?;
+        started = Instant::now();
+    }
+    let (tx, rx) = mpsc::channel(PENDING);
     let collect = collector(rx);
-    for _ in 0..a.records {
+    let mut pacer = Pacer::new(a.rate);
+    for i in 0..a.records {
+        pacer.wait(i).await;
         let record = ProducerRecord::new(a.topic.clone(), value.clone());
         let sent = Instant::now();
         let d = producer.send(record).await?;
         let d = d.map(|r| r.map(|_| ()).map_err(|e| e.to_string()));
-        if tx.send((sent, d)).is_err() {
+        if tx.send((sent, d)).await.is_err() {
             bail!("the latency collector stopped");
         }
     }
@@ -171,11 +219,55 @@ impl SetAll for rdkafka::config::ClientConfig {
     }
 }
 
+/// `rdkafka-tuned`: the consumer settings someone tuning librdkafka for throughput would
+/// change. Descriptions quoted from librdkafka 2.12.1's CONFIGURATION.md.
+///
+/// - `fetch.queue.backoff.ms` 1000 -> 10: "How long to postpone the next fetch request
+///   for a topic+partition in case the current fetch queue thresholds
+///   (queued.min.messages or queued.max.messages.kbytes) have been exceded. This property
+///   may need to be decreased if [...] the application is experiencing long (~1s) delays
+///   between messages. Low values may increase CPU utilization." Reading a backlog,
+///   a partition's queue reaches 100,000 messages within a few fetches and the
+///   partition is then not fetched for a second (librdkafka >= 2.2), while the
+///   application drains the queue in a fraction of that. 10 ms, not 0, for the CPU
+///   warning.
+/// - `queued.min.messages` 100000 -> 1000000: "Minimum number of messages per
+///   topic+partition librdkafka tries to maintain in the local consumer queue." 100,000
+///   records of 100 B are only 10 MB; raised so that `queued.max.messages.kbytes`
+///   (65536 = 64 MiB, left at its default, "higher priority than queued.min.messages")
+///   bounds the prefetch, the same 64 MiB as Sluice's `prefetch_max_bytes`.
+///
+/// Left alone: `fetch.wait.max.ms` (500, as Sluice and Java; the broker only waits when
+/// it has no data), `fetch.message.max.bytes` (1 MiB per partition, as Sluice and Java),
+/// `fetch.max.bytes` (50 MiB, as Sluice and Java), `fetch.min.bytes` (1), `check.crcs`
+/// (already false).
+///
+/// There is no tuned producer: the scenario fixes `linger.ms`, `batch.size`, acks,
+/// idempotence and compression, and what is left did not help. Raising
+/// `queue.buffering.max.messages` (100000) to 1000000 with `queue.buffering.max.kbytes`
+/// 131072, so that a flat-out send loop never meets QueueFull, gave the same throughput
+/// in a check of 2 runs each (1 M x 100 B acks=all+idem lz4: 2.99 s and 2.59 s against
+/// 4.10 s and 2.40 s at the defaults; 500 k x 1 KiB acks=1: 2.87 s and 2.41 s against
+/// 3.06 s and 2.48 s) for 2.5-3x the peak RSS at 100 B (the whole run queued).
+/// `batch.num.messages` (10000) never binds with 64 KiB batches (~550 records of
+/// 100 B), keyless records already stick to one partition per batch
+/// (`sticky.partitioning.linger.ms` 10) and `socket.nagle.disable` is already true.
+pub const RDKAFKA_TUNED_CONSUMER: [(&str, &str); 2] = [
+    ("fetch.queue.backoff.ms", "10"),
+    ("queued.min.messages", "1000000"),
+];
+
+fn owned(kvs: &[(&str, &str)]) -> Vec<(String, String)> {
+    kvs.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
     use rdkafka::config::ClientConfig;
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-    let started = Instant::now();
+    let mut started = Instant::now();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &a.bootstrap)
         .set("acks", &a.acks)
@@ -187,9 +279,18 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         .create()
         .context("creating the rdkafka producer")?;
     let value = payload(a.size);
-    let (tx, rx) = mpsc::unbounded_channel();
+    if a.rate.is_some() {
+        let record = FutureRecord::<(), [u8]>::to(&a.topic).payload(&value);
+        if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
+            bail!("rdkafka warm-up record: {e}");
+        }
+        started = Instant::now();
+    }
+    let (tx, rx) = mpsc::channel(PENDING);
     let collect = collector(rx);
-    for _ in 0..a.records {
+    let mut pacer = Pacer::new(a.rate);
+    for i in 0..a.records {
+        pacer.wait(i).await;
         let sent = Instant::now();
         let d = loop {
             match producer.send_result(FutureRecord::<(), [u8]>::to(&a.topic).payload(&value)) {
@@ -206,7 +307,7 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
             Ok(Err((e, _))) => Err(e.to_string()),
             Err(_) => Err("delivery canceled".to_string()),
         });
-        if tx.send((sent, d)).is_err() {
+        if tx.send((sent, d)).await.is_err() {
             bail!("the latency collector stopped");
         }
     }
@@ -223,7 +324,8 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
     ))
 }
 
-pub async fn rdkafka_consume(a: &ConsumeArgs) -> Result<RunResult> {
+/// `tuned`: the `rdkafka-tuned` client, with [`RDKAFKA_TUNED_CONSUMER`].
+pub async fn rdkafka_consume(a: &ConsumeArgs, tuned: bool) -> Result<RunResult> {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
@@ -236,6 +338,11 @@ pub async fn rdkafka_consume(a: &ConsumeArgs) -> Result<RunResult> {
         .set("group.id", "sluice-compare")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        .set_all(if tuned {
+            owned(&RDKAFKA_TUNED_CONSUMER)
+        } else {
+            Vec::new()
+        })
         .set_all(rdkafka_extra())
         .create()
         .context("creating the rdkafka consumer")?;
@@ -274,7 +381,7 @@ pub async fn rskafka_produce(a: &ProduceArgs) -> Result<RunResult> {
     use rskafka::client::ClientBuilder;
     use rskafka::record::Record;
 
-    let started = Instant::now();
+    let mut started = Instant::now();
     let client = ClientBuilder::new(vec![a.bootstrap.clone()])
         .build()
         .await?;
@@ -297,6 +404,16 @@ pub async fn rskafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         ));
     }
     let value = payload(a.size);
+    let record = || Record {
+        key: None,
+        value: Some(value.clone()),
+        headers: Default::default(),
+        timestamp: chrono::Utc::now(),
+    };
+    if a.rate.is_some() {
+        producers[0].produce(record()).await?;
+        started = Instant::now();
+    }
     // At most this many records in flight: rskafka's produce never blocks, so without a
     // bound everything would be queued at once.
     const IN_FLIGHT: usize = 50_000;
@@ -307,14 +424,20 @@ pub async fn rskafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         lat.push((r.0.elapsed().as_secs_f64() * 1000.0) as f32);
         Ok(())
     };
+    let mut pacer = Pacer::new(a.rate);
     for i in 0..a.records {
+        // Completions must be polled while waiting: rskafka's linger flush runs inside
+        // the pending `produce` futures.
+        if let Some(due) = pacer.due(i) {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => break,
+                    Some(r) = pending.next(), if !pending.is_empty() => done(r)?,
+                }
+            }
+        }
         let producer = Arc::clone(&producers[(i % producers.len() as u64) as usize]);
-        let record = Record {
-            key: None,
-            value: Some(value.clone()),
-            headers: Default::default(),
-            timestamp: chrono::Utc::now(),
-        };
+        let record = record();
         pending.push(async move {
             let sent = Instant::now();
             let r = producer.produce(record).await.map(|_| ());

@@ -4,9 +4,11 @@
 //! ```text
 //! compare create-topic --bootstrap B --topic T [--partitions 6]
 //! compare delete-topic --bootstrap B --topic T
-//! compare produce --client sluice|rdkafka|rskafka --bootstrap B --topic T --records N
-//!                 --size S --acks all|1 --compression lz4|none --idempotence true|false
-//! compare consume --client sluice|rdkafka|rskafka --bootstrap B --topic T --records N
+//! compare produce --client sluice|rdkafka|rskafka --bootstrap B --topic T
+//!                 --records N --size S --acks all|1 --compression lz4|none
+//!                 --idempotence true|false [--rate R]
+//! compare consume --client sluice|rdkafka|rdkafka-tuned|rskafka --bootstrap B --topic T
+//!                 --records N
 //! compare report --input results.jsonl --out-dir target/bench
 //! ```
 //!
@@ -31,10 +33,14 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Client {
     Sluice,
+    /// librdkafka at its defaults (plus the scenario's settings).
     Rdkafka,
+    /// librdkafka's consumer with the throughput settings of
+    /// `clients::RDKAFKA_TUNED_CONSUMER` (consume only).
+    RdkafkaTuned,
     Rskafka,
 }
 
@@ -43,6 +49,7 @@ impl Client {
         match self {
             Client::Sluice => "sluice",
             Client::Rdkafka => "rdkafka",
+            Client::RdkafkaTuned => "rdkafka-tuned",
             Client::Rskafka => "rskafka",
         }
     }
@@ -66,7 +73,7 @@ enum Cmd {
         #[arg(long)]
         topic: String,
     },
-    /// Produce N records of S bytes (no key) as fast as the client goes.
+    /// Produce N records of S bytes (no key) as fast as the client goes, or at `--rate`.
     Produce(ProduceArgs),
     /// Consume N records of a topic from the beginning of all its partitions.
     Consume(ConsumeArgs),
@@ -100,6 +107,10 @@ pub struct ProduceArgs {
     pub compression: String,
     #[arg(long, action = clap::ArgAction::Set)]
     pub idempotence: bool,
+    /// Send at this many records per second (record i is sent i/R seconds after the
+    /// first) instead of as fast as the client takes them.
+    #[arg(long)]
+    pub rate: Option<u64>,
     /// Label for the result line (defaults to one derived from the settings).
     #[arg(long)]
     pub scenario: Option<String>,
@@ -108,13 +119,16 @@ pub struct ProduceArgs {
 impl ProduceArgs {
     pub fn scenario(&self) -> String {
         self.scenario.clone().unwrap_or_else(|| {
-            format!(
-                "produce {} acks={}{} {}",
-                size_label(self.size),
+            let settings = format!(
+                "acks={}{} {}",
                 self.acks,
                 if self.idempotence { "+idem" } else { "" },
                 self.compression
-            )
+            );
+            match self.rate {
+                Some(r) => format!("latency {} {r}/s {settings}", size_label(self.size)),
+                None => format!("produce {} {settings}", size_label(self.size)),
+            }
         })
     }
 }
@@ -205,9 +219,15 @@ fn main() -> Result<()> {
                 if !matches!(args.compression.as_str(), "lz4" | "none") {
                     bail!("--compression must be lz4 or none");
                 }
+                if args.rate == Some(0) {
+                    bail!("--rate must be at least 1");
+                }
                 let mut r = match args.client {
                     Client::Sluice => clients::sluice_produce(&args).await?,
                     Client::Rdkafka => clients::rdkafka_produce(&args).await?,
+                    Client::RdkafkaTuned => {
+                        bail!("rdkafka-tuned only consumes (see clients::RDKAFKA_TUNED_CONSUMER)")
+                    }
                     Client::Rskafka => clients::rskafka_produce(&args).await?,
                 };
                 r.client = args.client.name().into();
@@ -222,7 +242,8 @@ fn main() -> Result<()> {
                     .unwrap_or_else(|| "consume".to_string());
                 let mut r = match args.client {
                     Client::Sluice => clients::sluice_consume(&args).await?,
-                    Client::Rdkafka => clients::rdkafka_consume(&args).await?,
+                    Client::Rdkafka => clients::rdkafka_consume(&args, false).await?,
+                    Client::RdkafkaTuned => clients::rdkafka_consume(&args, true).await?,
                     Client::Rskafka => clients::rskafka_consume(&args).await?,
                 };
                 r.client = args.client.name().into();

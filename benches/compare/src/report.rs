@@ -1,5 +1,9 @@
 //! `compare report`: medians per (scenario, client) of the runs in a results.jsonl
 //! written by `cargo xtask bench`, as `results.md` and PNG bar charts.
+//!
+//! Scenarios named `latency ...` run at a fixed rate: their records/s is the rate, not a
+//! throughput, so they are left out of the throughput chart and the throughput ratios and
+//! get a latency chart and latency ratios of their own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,7 +56,11 @@ fn median_opt(v: Vec<Option<f64>>) -> Option<f64> {
     (!v.is_empty()).then(|| median(v))
 }
 
-const CLIENT_ORDER: [&str; 4] = ["sluice", "rdkafka", "rskafka", "java"];
+const CLIENT_ORDER: [&str; 5] = ["sluice", "rdkafka", "rdkafka-tuned", "rskafka", "java"];
+
+fn is_fixed_rate(scenario: &str) -> bool {
+    scenario.starts_with("latency ")
+}
 
 fn client_rank(c: &str) -> usize {
     CLIENT_ORDER
@@ -65,6 +73,7 @@ fn color(c: &str) -> RGBColor {
     match c {
         "sluice" => RGBColor(0x1f, 0x77, 0xb4),
         "rdkafka" => RGBColor(0xd6, 0x27, 0x28),
+        "rdkafka-tuned" => RGBColor(0xff, 0x98, 0x96),
         "rskafka" => RGBColor(0x2c, 0xa0, 0x2c),
         "java" => RGBColor(0xff, 0x7f, 0x0e),
         _ => RGBColor(0x7f, 0x7f, 0x7f),
@@ -118,21 +127,25 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
     print!("{md}");
 
     let font = load_font();
-    let scenarios: Vec<&String> = by_scenario.keys().collect();
-    for (file, title, pick) in [
+    let all: Vec<&String> = by_scenario.keys().collect();
+    let flat_out: Vec<&String> = all.iter().copied().filter(|s| !is_fixed_rate(s)).collect();
+    for (file, title, scenarios, pick) in [
         (
             "throughput.png",
             "records/s (median, higher is better)",
+            &flat_out,
             (|m: &Med| m.rps) as fn(&Med) -> f64,
         ),
         (
             "cpu.png",
             "client CPU s per million records (median, lower is better)",
+            &all,
             |m: &Med| m.cpu_per_m,
         ),
         (
             "rss.png",
             "client peak RSS MiB (median, lower is better)",
+            &all,
             |m: &Med| m.rss_mb,
         ),
     ] {
@@ -146,8 +159,40 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
             })
             .collect();
         let path = out_dir.join(file);
-        bar_chart(&path, title, &scenarios, &series, font)
+        bar_chart(&path, title, scenarios, &series, font)
             .with_context(|| format!("drawing {}", path.display()))?;
+        eprintln!("compare: wrote {}", path.display());
+    }
+
+    // Fixed-rate scenarios: a "p50 ..." and a "p99 ..." group each.
+    let mut groups = Vec::new();
+    let mut series = Vec::new();
+    for s in all.iter().filter(|s| is_fixed_rate(s)) {
+        let rest = s.trim_start_matches("latency ");
+        for (name, pick) in [
+            ("p50", (|m: &Med| m.p50) as fn(&Med) -> Option<f64>),
+            ("p99", |m: &Med| m.p99),
+        ] {
+            groups.push(format!("{name} {rest}"));
+            series.push(
+                by_scenario[*s]
+                    .iter()
+                    .filter_map(|(c, m)| Some((c.clone(), pick(m)?)))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    if !groups.is_empty() {
+        let path = out_dir.join("latency.png");
+        let names: Vec<&String> = groups.iter().collect();
+        bar_chart(
+            &path,
+            "delivery latency ms at a fixed rate (median of runs, lower is better)",
+            &names,
+            &series,
+            font,
+        )
+        .with_context(|| format!("drawing {}", path.display()))?;
         eprintln!("compare: wrote {}", path.display());
     }
     Ok(())
@@ -176,24 +221,53 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
             );
         }
     }
-    s.push_str("\nSluice relative to the others (medians; throughput: >1 means Sluice is faster; CPU: <1 means Sluice uses less CPU per record):\n\n");
-    s.push_str("| scenario | throughput / rdkafka | CPU per record / rdkafka | throughput / Java | CPU per record / Java | throughput / rskafka |\n");
-    s.push_str("|---|---:|---:|---:|---:|---:|\n");
-    for (scenario, clients) in by_scenario {
+    s.push_str("\nSluice relative to the others, flat-out scenarios (medians; throughput: >1 means Sluice is faster; CPU: <1 means Sluice uses less CPU per record):\n\n");
+    s.push_str("| scenario | throughput / rdkafka | CPU per record / rdkafka | throughput / rdkafka-tuned | CPU per record / rdkafka-tuned | throughput / Java | CPU per record / Java | throughput / rskafka |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let ratio = |sl: &Med, other: Option<&Med>, f: fn(&Med) -> Option<f64>| match (
+        f(sl),
+        other.and_then(f),
+    ) {
+        (Some(a), Some(b)) => format!("{:.2}", a / b),
+        _ => "n/a".to_string(),
+    };
+    for (scenario, clients) in by_scenario.iter().filter(|(s, _)| !is_fixed_rate(s)) {
         let get = |name: &str| clients.iter().find(|(c, _)| c == name).map(|(_, m)| m);
         let Some(sl) = get("sluice") else { continue };
-        let ratio = |other: Option<&Med>, f: fn(&Med) -> f64| {
-            other.map_or("n/a".to_string(), |o| format!("{:.2}", f(sl) / f(o)))
-        };
+        let rps: fn(&Med) -> Option<f64> = |m| Some(m.rps);
+        let cpu: fn(&Med) -> Option<f64> = |m| Some(m.cpu_per_m);
         let _ = writeln!(
             s,
-            "| {scenario} | {} | {} | {} | {} | {} |",
-            ratio(get("rdkafka"), |m| m.rps),
-            ratio(get("rdkafka"), |m| m.cpu_per_m),
-            ratio(get("java"), |m| m.rps),
-            ratio(get("java"), |m| m.cpu_per_m),
-            ratio(get("rskafka"), |m| m.rps),
+            "| {scenario} | {} | {} | {} | {} | {} | {} | {} |",
+            ratio(sl, get("rdkafka"), rps),
+            ratio(sl, get("rdkafka"), cpu),
+            ratio(sl, get("rdkafka-tuned"), rps),
+            ratio(sl, get("rdkafka-tuned"), cpu),
+            ratio(sl, get("java"), rps),
+            ratio(sl, get("java"), cpu),
+            ratio(sl, get("rskafka"), rps),
         );
+    }
+    if by_scenario.keys().any(|s| is_fixed_rate(s)) {
+        s.push_str("\nSluice's delivery latency relative to the others at a fixed rate (medians; <1 means Sluice's records are acknowledged sooner):\n\n");
+        s.push_str("| scenario | p50 / rdkafka | p99 / rdkafka | p50 / Java | p99 / Java | p50 / rskafka | p99 / rskafka |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        for (scenario, clients) in by_scenario.iter().filter(|(s, _)| is_fixed_rate(s)) {
+            let get = |name: &str| clients.iter().find(|(c, _)| c == name).map(|(_, m)| m);
+            let Some(sl) = get("sluice") else { continue };
+            let p50: fn(&Med) -> Option<f64> = |m| m.p50;
+            let p99: fn(&Med) -> Option<f64> = |m| m.p99;
+            let _ = writeln!(
+                s,
+                "| {scenario} | {} | {} | {} | {} | {} | {} |",
+                ratio(sl, get("rdkafka"), p50),
+                ratio(sl, get("rdkafka"), p99),
+                ratio(sl, get("java"), p50),
+                ratio(sl, get("java"), p99),
+                ratio(sl, get("rskafka"), p50),
+                ratio(sl, get("rskafka"), p99),
+            );
+        }
     }
     s
 }

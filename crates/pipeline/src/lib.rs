@@ -221,6 +221,14 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! That pipeline is at-least-once: after a crash, up to `max_in_flight` records are
+//! processed and produced again. For exactly-once, give the producer a `transactional.id`
+//! (`ProducerConfig::transactional_id`, one per instance, stable across its restarts) and
+//! call `.exactly_once(true)`: the outputs, the dead letters written through the same
+//! producer and the input offsets then commit in one transaction, and `read_committed`
+//! readers see each record's writes once. The [runner's docs](runner#exactly-once) explain
+//! how transactions span records, abort, and meet rebalances.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod breaker;

@@ -104,7 +104,9 @@ struct Assigned {
 /// One [`OffsetTracker`] per assigned partition, with assignment epochs.
 #[derive(Debug, Default)]
 pub struct CommitTracker {
-    partitions: HashMap<(Arc<str>, i32), Assigned>,
+    /// Looked up twice per record: a fast hasher, not SipHash (the keys are our own
+    /// assignment, not attacker-chosen).
+    partitions: HashMap<(Arc<str>, i32), Assigned, foldhash::fast::RandomState>,
     next_epoch: u64,
 }
 
@@ -138,20 +140,23 @@ impl CommitTracker {
     /// work without a runner (tests, benchmarks, hand-driven pipelines).
     pub fn mark_started(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> Ticket {
         let key = (topic.clone(), partition);
-        let next_epoch = &mut self.next_epoch;
-        let assigned = self.partitions.entry(key.clone()).or_insert_with(|| {
-            *next_epoch += 1;
-            Assigned {
-                epoch: *next_epoch,
-                ..Assigned::default()
+        let epoch = match self.partitions.get_mut(&key) {
+            Some(assigned) => {
+                assigned.tracker.mark_started(offset);
+                assigned.epoch
             }
-        });
-        assigned.tracker.mark_started(offset);
-        Ticket {
-            key,
-            offset,
-            epoch: assigned.epoch,
-        }
+            None => {
+                self.next_epoch += 1;
+                let mut assigned = Assigned {
+                    epoch: self.next_epoch,
+                    ..Assigned::default()
+                };
+                assigned.tracker.mark_started(offset);
+                self.partitions.insert(key.clone(), assigned);
+                self.next_epoch
+            }
+        };
+        Ticket { key, offset, epoch }
     }
 
     /// The record finished. Returns `false` (and changes nothing) when its partition was

@@ -38,7 +38,9 @@ pin_project! {
         K: Service<OutputRecord>,
     {
         Called { #[pin] future: F },
-        Publishing { #[pin] send: Oneshot<K, OutputRecord>, error: Option<PipelineError> },
+        // Boxed: the publication (sink, dead letter, its future) is the rare path, and
+        // unboxed it would make every record's future larger.
+        Publishing { send: Pin<Box<Oneshot<K, OutputRecord>>>, error: Option<PipelineError> },
     }
 }
 
@@ -102,12 +104,12 @@ where
                         timestamp: None,
                     };
                     this.state.set(State::Publishing {
-                        send: sink.oneshot(out),
+                        send: Box::pin(sink.oneshot(out)),
                         error: Some(error),
                     });
                 }
                 StateProj::Publishing { send, error } => {
-                    let result = ready!(send.poll(cx));
+                    let result = ready!(send.as_mut().poll(cx));
                     let (Some(record), Some(error)) = (this.original.take(), error.take()) else {
                         // Polled after completion: a contract violation, answered harmlessly.
                         return Poll::Ready(Ok(Vec::new()));

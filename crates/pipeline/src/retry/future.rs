@@ -32,8 +32,10 @@ pin_project! {
     enum State<F> {
         // An attempt is running.
         Called { #[pin] future: F },
-        // Backing off before the next attempt.
-        Waiting { #[pin] sleep: Sleep },
+        // Backing off before the next attempt. Boxed: a `Sleep` is larger than most
+        // inner futures, and every record's future would carry it (and be copied with
+        // it) for a state only failures reach.
+        Waiting { sleep: Pin<Box<Sleep>> },
         // Waiting for the service to be ready for the next attempt.
         Retrying,
     }
@@ -112,11 +114,11 @@ where
                     )
                     .increment(1);
                     this.state.set(State::Waiting {
-                        sleep: tokio::time::sleep(delay),
+                        sleep: Box::pin(tokio::time::sleep(delay)),
                     });
                 }
                 StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {

@@ -1,8 +1,9 @@
 use crate::PipelineError;
 
 /// Why [`Pipeline::run`](super::Pipeline::run) stopped other than by a shutdown request.
-/// In every case the runner first drained what it could, committed what finished, left
-/// the group and flushed the producer.
+/// In every case the runner first drained what it could, committed what finished (in
+/// exactly-once mode: aborted the open transaction instead), left the group and flushed
+/// the producer.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The consumer or the producer failed (connecting, subscribing, fetching).
@@ -26,6 +27,14 @@ pub enum RunError {
     /// The stack's `poll_ready` failed.
     #[error("the stack failed to become ready: {0}")]
     NotReady(#[source] PipelineError),
+    /// Exactly-once mode: the transactional producer cannot go on. It was fenced by a
+    /// newer instance with the same `transactional.id` (PRODUCER_FENCED,
+    /// INVALID_PRODUCER_EPOCH), or failed otherwise for good
+    /// ([`Error::is_fatal_producer_error`](sluice_wire::Error::is_fatal_producer_error)),
+    /// or `init_transactions` failed. The open transaction did not commit: its records
+    /// are processed again by whoever reads the partitions next.
+    #[error("transactional producer: {0}")]
+    Transaction(#[source] sluice_wire::Error),
     /// The pipeline is misconfigured.
     #[error("configuration: {0}")]
     Config(&'static str),

@@ -16,15 +16,29 @@
 //! 3. **Commit.** Every [`commit_interval`](Pipeline::commit_interval), and at once when
 //!    the in-flight bound is reached, it commits the tracker's committable offsets (one
 //!    commit in flight at a time). Since admitted-and-uncommitted records are bounded, a
-//!    crash redelivers at most `max_in_flight` records.
+//!    crash redelivers at most `max_in_flight` records. (In exactly-once mode the offsets
+//!    commit inside the producer's transaction instead: see [below](#exactly-once).)
 //!
 //! Errors out of the stack: a [`Retriable`](crate::Disposition::Retriable) one (retries
 //! spent, an output not acknowledged) is never skipped: the partition is rewound to the
-//! record (`seek`) and it is fetched again. Answers of that partition's later records
-//! admitted before the rewind are discarded (not produced, not committed): they are
-//! fetched again too, and producing them now would produce them twice. (Their service
-//! calls did happen; a dead letter among them may be written twice.) [`Fatal`](crate::Disposition::Fatal), and a
-//! dead-letter error no DLQ layer handled, stop the pipeline with [`RunError::Fatal`].
+//! record (`seek`) and it is fetched again. That partition's later records admitted
+//! before the rewind are *superseded*: they are fetched again too, so their tasks drop
+//! their answers at once (nothing produced, nothing committed). With the concurrency
+//! layer's per-partition order such a record is still queued behind the failed one
+//! inside its answer future, so dropping that future means its service is never called:
+//! a dead letter among them is written once, when it is fetched again, not twice. Two
+//! things remain. A record whose inner call had already started (per-key or unordered
+//! concurrency lets later records overlap the failed one) keeps whatever it did. And a
+//! race: the concurrency layer releases the next record in the same poll in which the
+//! failed record's answer becomes ready, and the failed record's task marks the rewind
+//! just after, in that poll. On a multi-threaded runtime another worker may start the
+//! next record in between, and if the failed record's thread is descheduled right there
+//! (a busy machine), the records after it too, one by one, until it runs again: their
+//! inner calls happen, so a dead letter among them may still be written twice (their
+//! outputs are not produced: those wait for the failed record's task, see *Output
+//! order*). With one worker thread the rewind is always marked first. Exactly-once mode
+//! aborts such writes with the transaction. [`Fatal`](crate::Disposition::Fatal), and a dead-letter error no
+//! DLQ layer handled, stop the pipeline with [`RunError::Fatal`].
 //!
 //! **Rebalances.** On revoke the listener stops admitting records of those partitions,
 //! waits for their records in flight (at most [`drain_timeout`](Pipeline::drain_timeout)),
@@ -35,24 +49,72 @@
 //! runner stops fetching, drains (bounded), commits, leaves the group and flushes the
 //! producer.
 //!
-//! **Not here: exactly-once.** Committing the input offsets inside the output transaction
-//! needs the transactional producer, which is being written separately; this runner
-//! commits through the consumer after the outputs are acknowledged (at-least-once, with
-//! duplicates bounded by `max_in_flight`).
+//! **Output order.** A record's outputs are handed to the producer only after those of
+//! the record admitted before it in the same partition (or once that one ended without
+//! any), whatever the concurrency layer lets overlap; so outputs keep the input order per
+//! partition (and, through the producer's partitioner, per key). The concurrency layer
+//! alone does not ensure it: it lets the next record run as soon as an answer is ready,
+//! before the task holding that answer has sent it.
 //!
-//! **Output order.** Outputs are sent when the stack answers. With the concurrency layer's
-//! per-partition order, a record's answer comes after its predecessor's, and its outputs
-//! are handed to the producer in the same task poll, so outputs keep the input order
-//! unless the producer has to wait for buffer space or metadata.
+//! # Exactly-once
+//!
+//! With [`exactly_once(true)`](Pipeline::exactly_once) and a producer with a
+//! `transactional.id`, the input offsets commit inside the producer's transaction instead
+//! of through the consumer: a `read_committed` reader of the outputs (and of the dead
+//! letters) sees every input record's writes exactly once, across crashes, restarts,
+//! rebalances and retriable failures. As in Java's consume-transform-produce loop and
+//! Spring Kafka's transactional listener containers:
+//!
+//! - **Setup.** `run` calls `init_transactions` (unless you did), before joining the
+//!   group: that fences an older instance with the same `transactional.id` and aborts its
+//!   open transaction. It sets the consumer's `isolation.level` to `read_committed`:
+//!   input written in transactions is read committed-only, and committed offsets are
+//!   fetched with `require_stable`, so a partition's new owner waits for a transaction
+//!   still committing its offsets instead of reading around it. Give each instance its
+//!   own `transactional.id`, stable across its restarts (a restart then fences its
+//!   predecessor); members of one group are told apart by the group generation
+//!   (KIP-447), not by the id.
+//! - **Many records per transaction.** A transaction begins just before a record is
+//!   admitted while none is open. When the [`commit_interval`](Pipeline::commit_interval)
+//!   passes or the in-flight bound is reached, admission stops, the records in flight
+//!   finish (their outputs are sent inside the transaction), the finished offsets are
+//!   added with `send_offsets_to_transaction` and the consumer's group metadata (the
+//!   group coordinator refuses a member that lost its partitions), and the transaction
+//!   commits; then admission resumes. Each transaction costs that drain and a few
+//!   coordinator round trips; `read_committed` readers see outputs at the commit.
+//! - **Dead letters** join the transaction when the
+//!   [`DeadLetterLayer`](crate::dlq::DeadLetterLayer) writes through a [`ProducerSink`]
+//!   of the same producer (another producer would write them outside it, at-least-once).
+//! - **Aborts.** A retriable record failure, a failed produce, a failed commit, lost
+//!   partitions, or records still running [`drain_timeout`](Pipeline::drain_timeout)
+//!   after the transaction began to end abort it: the records still running drop their
+//!   answers, and every partition with records in the transaction is sought back to where
+//!   the transaction started in it and read again ([`PipelineStats::aborts`]). Keep
+//!   `drain_timeout` below the producer's `transaction.timeout.ms`, so a stuck record
+//!   (a long-open breaker) aborts the transaction before the coordinator does. Records of
+//!   an aborted transaction are processed again: effects of your service outside this
+//!   producer's writes are at-least-once.
+//! - **Fatal producer errors** (fenced by a newer instance with the same id, and the rest
+//!   of [`Error::is_fatal_producer_error`](sluice_wire::Error::is_fatal_producer_error))
+//!   stop the pipeline with [`RunError::Transaction`].
+//! - **Rebalances.** On revoke the listener asks the run loop to end the transaction and
+//!   waits: admission stops, the records in flight finish (bounded by `drain_timeout`),
+//!   the transaction commits with their offsets (or aborts), and only then are the
+//!   partitions released. On lost the transaction aborts. The listener runs on the
+//!   consumer's group task and waits on a channel the run loop answers; the run loop
+//!   never waits for the group task, so the two cannot deadlock.
+//! - **Shutdown** drains, commits the open transaction, and leaves the group; after a
+//!   fatal error the open transaction is aborted instead.
 
 mod error;
 mod rebalance;
 mod shutdown;
 mod sink;
 mod state;
+mod task;
+mod transaction;
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +122,7 @@ use sluice_wire::cluster::Cluster;
 use sluice_wire::consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, TopicPartition,
 };
+use sluice_wire::partition_client::IsolationLevel;
 use sluice_wire::producer::Producer;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -72,8 +135,9 @@ pub use self::shutdown::Shutdown;
 pub(crate) use self::sink::producer_record;
 pub use self::sink::ProducerSink;
 pub use self::state::PipelineStats;
-use self::state::{Admitted, Shared};
-use crate::{ConsumedRecord, Disposition, PipelineError, Processed};
+use self::state::Shared;
+use self::transaction::{Ending, Transaction};
+use crate::{ConsumedRecord, PipelineError, Processed};
 
 /// Consumer → stack → producer, with commits after the outputs are acknowledged. See the
 /// [module docs](self).
@@ -90,6 +154,7 @@ pub struct Pipeline<S> {
     pause_after: Duration,
     drain_timeout: Duration,
     lag_interval: Duration,
+    exactly_once: bool,
 }
 
 /// Messages from record tasks and commit tasks to the run loop.
@@ -125,7 +190,8 @@ where
     ///
     /// Defaults: `max_in_flight` 1000, `commit_interval` 100 ms, `pause_after` 100 ms,
     /// `drain_timeout` 30 s, `lag_interval` 1 s, a [`Shutdown`] nobody cancels (see
-    /// [`shutdown`](Self::shutdown)).
+    /// [`shutdown`](Self::shutdown)), at-least-once (see
+    /// [`exactly_once`](Self::exactly_once)).
     pub fn new<I, T>(consumer: ConsumerConfig, producer: Producer, topics: I, stack: S) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -143,17 +209,20 @@ where
             pause_after: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(30),
             lag_interval: Duration::from_secs(1),
+            exactly_once: false,
         }
     }
 
     /// At most `n` records admitted and not yet committed (at least 1). This is the
-    /// runner's backpressure and the bound on duplicates after a crash.
+    /// runner's backpressure and the bound on duplicates after a crash. In exactly-once
+    /// mode it also bounds a transaction: reaching it commits.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
         self
     }
 
-    /// How often finished offsets are committed.
+    /// How often finished offsets are committed (in exactly-once mode: how long a
+    /// transaction stays open at most, before its drain).
     pub fn commit_interval(mut self, d: Duration) -> Self {
         self.commit_interval = d;
         self
@@ -165,7 +234,9 @@ where
         self
     }
 
-    /// The longest a revoke or a shutdown waits for records in flight.
+    /// The longest a revoke or a shutdown waits for records in flight. In exactly-once
+    /// mode every transaction's drain is bounded by it (past it the transaction is
+    /// aborted), so keep it below the producer's `transaction.timeout.ms`.
     pub fn drain_timeout(mut self, d: Duration) -> Self {
         self.drain_timeout = d;
         self
@@ -175,6 +246,15 @@ where
     /// [`PipelineStats::lag`]).
     pub fn lag_interval(mut self, d: Duration) -> Self {
         self.lag_interval = d;
+        self
+    }
+
+    /// Exactly-once mode (default off): the outputs of many records, the dead letters the
+    /// stack writes through the same producer, and the input offsets commit together in
+    /// one transaction of the producer, which needs a `transactional.id`. See the
+    /// [module docs](self#exactly-once).
+    pub fn exactly_once(mut self, on: bool) -> Self {
+        self.exactly_once = on;
         self
     }
 
@@ -209,16 +289,42 @@ where
             pause_after,
             drain_timeout,
             lag_interval,
+            exactly_once,
         } = self;
         let group = consumer
             .group_id
             .clone()
             .ok_or(RunError::Config("the pipeline's consumer needs a group.id"))?;
         consumer.enable_auto_commit = false;
-        let shared = Arc::new(Shared::new(stats));
+        let (requests, txn) = if exactly_once {
+            if !producer.config().transactional() {
+                return Err(RunError::Config(
+                    "exactly-once mode needs a producer with a transactional.id",
+                ));
+            }
+            // Committed offsets are read with require_stable: a transaction still
+            // committing offsets is waited for, not read around.
+            consumer.isolation_level = IsolationLevel::ReadCommitted;
+            // Before joining the group: fencing a previous instance with the same id
+            // aborts its open transaction, whose pending offsets would hold up ours.
+            if producer.producer_id().is_none() {
+                producer
+                    .init_transactions()
+                    .await
+                    .map_err(RunError::Transaction)?;
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(Transaction::new(rx, drain_timeout)))
+        } else {
+            (None, None)
+        };
+        let shared = Arc::new(Shared::new(stats, exactly_once));
         let listener = Arc::new(Rebalance {
             shared: Arc::clone(&shared),
             drain_timeout,
+            transactions: requests,
+            // The drain, then a commit or an abort, each bounded by max.block.ms.
+            transaction_wait: drain_timeout + producer.config().max_block * 3,
         });
         let cluster = Cluster::connect(consumer.cluster.clone()).await?;
         let consumer = Consumer::with_listener(cluster, consumer, listener)?;
@@ -237,11 +343,12 @@ where
             commit_in_flight: false,
             paused: false,
             topics: HashMap::new(),
+            txn,
         };
         let outcome = runner
             .run_loop(&shutdown, commit_interval, lag_interval)
             .await;
-        let closed = runner.close(drain_timeout).await;
+        let closed = runner.close(drain_timeout, outcome.is_ok()).await;
         outcome.and(closed)
     }
 }
@@ -258,11 +365,22 @@ struct Runner<S> {
     /// One task per admitted record.
     tasks: JoinSet<()>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+    /// At-least-once: a consumer commit is running.
     commit_in_flight: bool,
     /// Whether the runner paused the partitions (the stack stayed not ready).
     paused: bool,
     /// Interned topic names.
     topics: HashMap<String, Arc<str>>,
+    /// `Some` in exactly-once mode.
+    txn: Option<Transaction>,
+}
+
+/// The next listener request in exactly-once mode; never in at-least-once mode.
+async fn next_request(txn: &mut Option<Transaction>) -> Option<transaction::Request> {
+    match txn {
+        Some(t) => t.request().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl<S> Runner<S>
@@ -289,7 +407,27 @@ where
                 // the next one must come from the consumer, which pauses nothing then.
                 self.resume();
             }
-            let gate_open = self.shared.uncommitted() < self.max_in_flight;
+            if self.txn.is_some() {
+                // Events sent by tasks that have ended come first: a retriable failure
+                // turns the transaction's end into an abort.
+                while let Ok(event) = self.events.1.try_recv() {
+                    self.on_event(event, &mut held)?;
+                }
+                let running = self.tasks.len();
+                let bound_reached = self.shared.uncommitted() >= self.max_in_flight;
+                if let Some(txn) = self.txn.as_mut() {
+                    if bound_reached {
+                        txn.end(Ending::Commit, &self.shared);
+                    }
+                    if txn.ready_to_end(running) {
+                        self.end_transaction(&mut held).await?;
+                    }
+                }
+            }
+            let bound_reached = self.shared.uncommitted() >= self.max_in_flight;
+            let admitting = self.txn.as_ref().is_none_or(Transaction::admitting);
+            let gate_open = !bound_reached && admitting;
+            let drain_deadline = self.txn.as_ref().and_then(Transaction::deadline);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -297,10 +435,26 @@ where
                     self.on_event(event, &mut held)?;
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
-                _ = commit_tick.tick() => self.start_commit(),
-                _ = self.shared.progress.notified(), if !gate_open => self.start_commit(),
+                Some(request) = next_request(&mut self.txn) => {
+                    if let Some(txn) = self.txn.as_mut() {
+                        txn.on_request(request, &self.shared);
+                    }
+                }
+                _ = tokio::time::sleep_until(drain_deadline.unwrap_or_else(Instant::now)),
+                    if drain_deadline.is_some() =>
+                {
+                    if let Some(txn) = self.txn.as_mut() {
+                        txn.drain_timed_out(self.tasks.len(), &self.shared);
+                    }
+                }
+                _ = commit_tick.tick() => self.commit_due(),
+                _ = self.shared.progress.notified(), if !gate_open && self.txn.is_none() => {
+                    self.start_commit()
+                }
                 _ = lag_tick.tick() => self.publish_lag(),
-                ready = ServiceExt::<ConsumedRecord>::ready(&mut self.stack), if held.is_some() => {
+                ready = ServiceExt::<ConsumedRecord>::ready(&mut self.stack),
+                    if held.is_some() && admitting =>
+                {
                     let svc = ready.map_err(RunError::NotReady)?;
                     if self.paused {
                         self.consumer.resume(&self.consumer.paused());
@@ -309,10 +463,26 @@ where
                         tracing::info!("stack ready again: partitions resumed");
                     }
                     if let Some(record) = held.take() {
-                        admit(svc, record, &self.shared, &self.producer, &self.events.0, &mut self.tasks);
+                        let (topic, partition, offset) =
+                            (Arc::clone(&record.topic), record.partition, record.offset);
+                        // A record of a partition no longer ours is dropped (its next
+                        // owner reads it).
+                        if let Some(admitted) = self.shared.admit(&topic, partition, offset) {
+                            if let Some(txn) = self.txn.as_mut() {
+                                if let Err(e) = txn.join(&self.producer, &record).await {
+                                    self.shared.finish(&topic, partition);
+                                    return Err(e);
+                                }
+                            }
+                            task::spawn(svc, record, admitted, &self.shared, &self.producer,
+                                &self.events.0, &mut self.tasks);
+                        } else {
+                            tracing::debug!(%topic, partition, offset,
+                                "partition not ours any more: record dropped");
+                        }
                     }
                 }
-                _ = tokio::time::sleep_until(pause_at), if held.is_some() && !self.paused => {
+                _ = tokio::time::sleep_until(pause_at), if held.is_some() && admitting && !self.paused => {
                     self.consumer.pause(&self.consumer.assignment());
                     self.paused = true;
                     self.shared.stats.set_paused(true);
@@ -334,6 +504,14 @@ where
         tracing::info!("partitions resumed (the record waiting for readiness was dropped)");
     }
 
+    /// The commit interval passed: commit through the consumer, or end the transaction.
+    fn commit_due(&mut self) {
+        match self.txn.as_mut() {
+            None => self.start_commit(),
+            Some(txn) => txn.end(Ending::Commit, &self.shared),
+        }
+    }
+
     fn on_event(
         &mut self,
         event: Event,
@@ -346,6 +524,14 @@ where
                 offset,
             } => {
                 self.shared.stats.add_redelivered();
+                if let Some(txn) = self.txn.as_mut() {
+                    // The whole transaction is redone: its other records' outputs and
+                    // offsets cannot commit without this one's.
+                    tracing::debug!(%topic, partition, offset,
+                        "retriable failure: aborting the transaction");
+                    txn.end(Ending::Abort, &self.shared);
+                    return Ok(());
+                }
                 let tp = TopicPartition::new(topic.as_ref(), partition);
                 // Rewind only forwards of the record: after a rewind, later failures of
                 // the same partition are already covered.
@@ -450,9 +636,27 @@ where
         }
     }
 
-    /// Stops fetching, drains (bounded), commits, leaves the group, flushes the producer.
-    async fn close(mut self, drain_timeout: Duration) -> Result<(), RunError> {
+    /// Stops fetching, drains (bounded), commits (exactly-once: ends the transaction,
+    /// committing it only if the run loop stopped cleanly), leaves the group, flushes the
+    /// producer.
+    async fn close(mut self, drain_timeout: Duration, clean: bool) -> Result<(), RunError> {
         self.consumer.pause(&self.consumer.assignment());
+        let mut result = match self.txn.is_some() {
+            true => self.close_transaction(clean).await,
+            false => self.drain_and_commit(drain_timeout).await,
+        };
+        // Revokes through the listener (nothing left to drain) and leaves the group.
+        let closed = self.consumer.close().await;
+        self.producer.flush().await;
+        if result.is_ok() {
+            result = closed.map_err(RunError::Kafka);
+        }
+        result
+    }
+
+    /// At-least-once shutdown: waits for the records in flight (bounded), commits what
+    /// finished through the consumer.
+    async fn drain_and_commit(&mut self, drain_timeout: Duration) -> Result<(), RunError> {
         let drained = tokio::time::timeout(drain_timeout, async {
             while self.tasks.join_next().await.is_some() {}
         })
@@ -465,23 +669,69 @@ where
             );
             self.tasks.abort_all();
         }
-        let mut result = Ok(());
         let offsets = self.shared.commits.committable();
-        if !offsets.is_empty() {
-            match self.consumer.commit(&commit_map(&offsets)).await {
-                Ok(()) => {
-                    self.shared.stats.add_commit();
-                    for (t, p, o) in offsets {
-                        self.shared.committed(&t, p, o);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.consumer.commit(&commit_map(&offsets)).await?;
+        self.shared.stats.add_commit();
+        for (t, p, o) in offsets {
+            self.shared.committed(&t, p, o);
+        }
+        Ok(())
+    }
+
+    /// Exactly-once shutdown: ends the open transaction (commits it after a clean stop
+    /// once its records finished within the drain timeout, aborts it otherwise), then
+    /// answers the listener so `Consumer::close`'s revoke does not wait for a run loop
+    /// that is gone.
+    async fn close_transaction(&mut self, clean: bool) -> Result<(), RunError> {
+        let mut held = None;
+        let result = async {
+            if let Some(txn) = self.txn.as_mut() {
+                txn.end(
+                    if clean { Ending::Commit } else { Ending::Abort },
+                    &self.shared,
+                );
+            }
+            loop {
+                let Some(deadline) = self.txn.as_ref().and_then(Transaction::deadline) else {
+                    return Ok(());
+                };
+                if self
+                    .txn
+                    .as_ref()
+                    .is_some_and(|t| t.ready_to_end(self.tasks.len()))
+                {
+                    return self.end_transaction(&mut held).await;
+                }
+                let timed_out = tokio::select! {
+                    _ = self.tasks.join_next() => false,
+                    Some(event) = self.events.1.recv() => {
+                        // Retriable failures abort; a fatal one changes nothing more.
+                        if let Event::Redeliver { .. } = event {
+                            self.on_event(event, &mut held)?;
+                        }
+                        false
+                    }
+                    _ = tokio::time::sleep_until(deadline) => true,
+                };
+                if timed_out {
+                    if let Some(txn) = self.txn.as_mut() {
+                        txn.drain_timed_out(self.tasks.len(), &self.shared);
                     }
                 }
-                Err(e) => result = Err(RunError::Kafka(e)),
             }
         }
-        // Revokes through the listener (nothing left to drain) and leaves the group.
-        let closed = self.consumer.close().await;
-        self.producer.flush().await;
-        result.and(closed.map_err(RunError::Kafka))
+        .await;
+        if let Some(txn) = self.txn.as_mut() {
+            txn.close_requests();
+        }
+        if result.is_err() {
+            // Whatever still runs cannot commit; let it go.
+            self.tasks.abort_all();
+        }
+        result
     }
 }
 
@@ -495,113 +745,4 @@ fn commit_map(offsets: &[(Arc<str>, i32, i64)]) -> BTreeMap<TopicPartition, Offs
             )
         })
         .collect()
-}
-
-/// Calls the stack with `record` and spawns the task that produces its outputs and marks
-/// it done. A record of a partition no longer ours is dropped (its next owner reads it).
-fn admit<S>(
-    svc: &mut S,
-    record: ConsumedRecord,
-    shared: &Arc<Shared>,
-    producer: &Producer,
-    events: &mpsc::UnboundedSender<Event>,
-    tasks: &mut JoinSet<()>,
-) where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
-    S::Future: Send + 'static,
-{
-    let (topic, partition, offset) = (Arc::clone(&record.topic), record.partition, record.offset);
-    let Some(admitted) = shared.admit(&topic, partition, offset) else {
-        tracing::debug!(%topic, partition, offset, "partition not ours any more: record dropped");
-        return;
-    };
-    shared.stats.add_admitted();
-    let answer = svc.call(record);
-    let task = RecordTask {
-        topic,
-        partition,
-        offset,
-        admitted,
-        shared: Arc::clone(shared),
-        producer: producer.clone(),
-        events: events.clone(),
-    };
-    tasks.spawn(task.run(answer));
-}
-
-/// What one record's task needs after the stack answered.
-struct RecordTask {
-    topic: Arc<str>,
-    partition: i32,
-    offset: i64,
-    admitted: Admitted,
-    shared: Arc<Shared>,
-    producer: Producer,
-    events: mpsc::UnboundedSender<Event>,
-}
-
-impl RecordTask {
-    async fn run<F>(self, answer: F)
-    where
-        F: Future<Output = Result<Processed, PipelineError>>,
-    {
-        let outcome = match answer.await {
-            // An earlier record of the partition failed and is fetched again; so is this
-            // one. Producing now would produce it twice.
-            Ok(_)
-                if self
-                    .shared
-                    .superseded(&self.topic, self.partition, &self.admitted) =>
-            {
-                self.shared.finish(&self.topic, self.partition);
-                return;
-            }
-            Ok(outputs) => self.produce(outputs).await,
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(n) => {
-                self.shared.done(&self.admitted.ticket);
-                self.shared.stats.add_completed(n);
-            }
-            Err(error) if error.disposition() == Disposition::Retriable => {
-                tracing::debug!(topic = %self.topic, partition = self.partition,
-                    offset = self.offset, %error, "retriable failure: fetching it again");
-                self.shared.rewind(&self.topic, self.partition, self.offset);
-                let _ = self.events.send(Event::Redeliver {
-                    topic: Arc::clone(&self.topic),
-                    partition: self.partition,
-                    offset: self.offset,
-                });
-            }
-            Err(error) => {
-                let _ = self.events.send(Event::Fatal {
-                    topic: Arc::clone(&self.topic),
-                    partition: self.partition,
-                    offset: self.offset,
-                    error,
-                });
-            }
-        }
-        self.shared.finish(&self.topic, self.partition);
-    }
-
-    /// Sends every output, then waits for every acknowledgement. A failure is retriable:
-    /// the record is processed again (its acknowledged outputs are then duplicated).
-    async fn produce(&self, outputs: Processed) -> Result<u64, PipelineError> {
-        let mut deliveries = Vec::with_capacity(outputs.len());
-        for output in outputs {
-            let delivery = self
-                .producer
-                .send(producer_record(output))
-                .await
-                .map_err(PipelineError::retriable)?;
-            deliveries.push(delivery);
-        }
-        let n = deliveries.len() as u64;
-        for delivery in deliveries {
-            delivery.await.map_err(PipelineError::retriable)?;
-        }
-        Ok(n)
-    }
 }

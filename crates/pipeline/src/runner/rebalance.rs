@@ -1,5 +1,7 @@
 //! The rebalance listener: on revoke, stop admitting, drain, commit, release; on lost,
-//! release without committing.
+//! release without committing. In exactly-once mode the run loop owns the transaction,
+//! so the listener asks it to end the transaction (commit on revoke, abort on lost) and
+//! waits for its answer before the partitions are released.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,9 +11,11 @@ use futures::future::BoxFuture;
 use sluice_wire::consumer::{
     OffsetAndMetadata, RebalanceContext, RebalanceListener, TopicPartition,
 };
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::state::Shared;
+use super::transaction::Request;
 
 /// Drains and commits revoked partitions for the runner.
 #[derive(Debug)]
@@ -19,9 +23,38 @@ pub(crate) struct Rebalance {
     pub(crate) shared: Arc<Shared>,
     /// The longest a revoke waits for its partitions' records in flight.
     pub(crate) drain_timeout: Duration,
+    /// Exactly-once mode: the run loop, which ends the transaction on request. Closed
+    /// once the run loop has stopped.
+    pub(crate) transactions: Option<mpsc::UnboundedSender<Request>>,
+    /// The longest to wait for the run loop's answer (its drain, then a commit or an
+    /// abort).
+    pub(crate) transaction_wait: Duration,
 }
 
 impl Rebalance {
+    /// Exactly-once: asks the run loop to end the transaction and waits for it. The run
+    /// loop never waits for the consumer's group task, which runs this listener, so this
+    /// cannot deadlock; a run loop that has stopped answers at once (or not at all, when
+    /// the channel is closed).
+    async fn end_transaction(
+        &self,
+        requests: &mpsc::UnboundedSender<Request>,
+        make: fn(oneshot::Sender<()>) -> Request,
+    ) {
+        let (reply, answered) = oneshot::channel();
+        if requests.send(make(reply)).is_err() {
+            return;
+        }
+        if tokio::time::timeout(self.transaction_wait, answered)
+            .await
+            .is_err()
+        {
+            tracing::warn!(wait = ?self.transaction_wait,
+                "rebalance: the transaction did not end in time; releasing the partitions \
+                 anyway (their next owner waits for the transaction's outcome)");
+        }
+    }
+
     async fn drain(&self, partitions: &[(Arc<str>, i32)]) {
         let deadline = Instant::now() + self.drain_timeout;
         loop {
@@ -78,6 +111,15 @@ impl RebalanceListener for Rebalance {
             for (t, p) in &keys {
                 self.shared.stop_admitting(t, *p);
             }
+            if let Some(requests) = &self.transactions {
+                // The transaction holds records of the revoked partitions: it commits
+                // (or aborts) before they go, their offsets inside it.
+                self.end_transaction(requests, Request::Revoke).await;
+                for (t, p) in &keys {
+                    let _ = self.shared.remove(t, *p);
+                }
+                return;
+            }
             self.drain(&keys).await;
             let mut offsets = BTreeMap::new();
             for (t, p) in &keys {
@@ -108,7 +150,15 @@ impl RebalanceListener for Rebalance {
         partitions: &'a [TopicPartition],
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            for (t, p) in keys(partitions) {
+            let keys = keys(partitions);
+            if let Some(requests) = &self.transactions {
+                // Another member may own them already: the transaction must not commit.
+                for (t, p) in &keys {
+                    self.shared.stop_admitting(t, *p);
+                }
+                self.end_transaction(requests, Request::Lost).await;
+            }
+            for (t, p) in keys {
                 tracing::warn!(topic = %t, partition = p, "lost: dropped without committing");
                 let _ = self.shared.remove(&t, p);
             }

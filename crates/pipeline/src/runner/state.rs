@@ -6,21 +6,31 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::commit::{CommitHandle, Ticket};
 
 type Key = (Arc<str>, i32);
 
-/// An admitted record's commit ticket and its place among its partition's admissions.
+/// An admitted record's commit ticket, its place among its partition's admissions, and
+/// how it learns of the partition's rewinds.
 #[derive(Debug)]
 pub(crate) struct Admitted {
     pub(crate) ticket: Ticket,
     seq: u64,
+    /// Changes on every rewind of the partition after the admission (see
+    /// [`Shared::rewind`]); closed when the partition is forgotten.
+    pub(crate) rewinds: watch::Receiver<u64>,
+    /// Resolves (or closes) once the partition's previous admitted record handed its
+    /// outputs to the producer, or ended without: outputs are sent in admission order.
+    pub(crate) after: Option<oneshot::Receiver<()>>,
+    /// Dropped once this record's outputs are handed to the producer (or the task ends),
+    /// which lets the next record's outputs go.
+    pub(crate) handed_over: Option<oneshot::Sender<()>>,
 }
 
 /// One assigned partition.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PartitionState {
     /// Being revoked: admit nothing more.
     revoking: bool,
@@ -38,6 +48,26 @@ struct PartitionState {
     /// is discarded (not produced, not done): producing it would produce it twice.
     /// Cleared whenever nothing of the partition runs.
     rewinds: Vec<(u64, i64)>,
+    /// Counts the rewinds, so that running records wake up to check whether a rewind
+    /// superseded them (and drop their answer before the stack calls the inner service).
+    rewound: watch::Sender<u64>,
+    /// The hand-off of the last admitted record, for the next one to wait on.
+    handoff: Option<oneshot::Receiver<()>>,
+}
+
+impl PartitionState {
+    fn new() -> Self {
+        PartitionState {
+            revoking: false,
+            running: 0,
+            uncommitted: VecDeque::new(),
+            committed: None,
+            seq: 0,
+            rewinds: Vec::new(),
+            rewound: watch::Sender::new(0),
+            handoff: None,
+        }
+    }
 }
 
 /// Shared by the run loop, the record tasks and the rebalance listener.
@@ -48,15 +78,22 @@ pub(crate) struct Shared {
     partitions: Mutex<HashMap<Key, PartitionState>>,
     /// Signalled whenever a record task ends (drains wait on it).
     pub(crate) progress: Notify,
+    /// Exactly-once mode: records count as completed when their transaction commits.
+    pub(crate) exactly_once: bool,
+    /// Exactly-once mode: (records, outputs) finished in the open transaction, added to
+    /// the stats when it commits and dropped when it aborts.
+    in_transaction: Mutex<(u64, u64)>,
 }
 
 impl Shared {
-    pub(crate) fn new(stats: PipelineStats) -> Self {
+    pub(crate) fn new(stats: PipelineStats, exactly_once: bool) -> Self {
         Shared {
             commits: CommitHandle::new(),
             stats,
             partitions: Mutex::new(HashMap::new()),
             progress: Notify::new(),
+            exactly_once,
+            in_transaction: Mutex::new((0, 0)),
         }
     }
 
@@ -69,7 +106,7 @@ impl Shared {
     pub(crate) fn assign(&self, topic: &Arc<str>, partition: i32) {
         self.commits.assign(topic, partition);
         self.lock()
-            .insert((topic.clone(), partition), PartitionState::default());
+            .insert((topic.clone(), partition), PartitionState::new());
     }
 
     /// Stop admitting records of the partition (a revoke is draining it).
@@ -95,14 +132,23 @@ impl Shared {
         p.seq += 1;
         let seq = p.seq;
         p.uncommitted.push_back(offset);
+        let rewinds = p.rewound.subscribe();
+        let (handed_over, handoff) = oneshot::channel();
+        let after = p.handoff.replace(handoff);
         drop(parts);
         Some(Admitted {
             ticket: self.commits.start(topic, partition, offset),
             seq,
+            rewinds,
+            after,
+            handed_over: Some(handed_over),
         })
     }
 
-    /// The record at `offset` failed retriably and will be fetched again.
+    /// The partition is fetched again from `offset`: the record there failed retriably,
+    /// or (exactly-once) the transaction that started there is aborted. Records at or
+    /// after `offset` admitted before now are superseded: woken through
+    /// [`Admitted::rewinds`], they drop their answers.
     pub(crate) fn rewind(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
             p.seq += 1;
@@ -111,11 +157,35 @@ impl Shared {
             // They are admitted (and counted) again when fetched again; counting them
             // twice would fill the in-flight bound and stop the very fetch that clears it.
             p.uncommitted.retain(|&o| o < offset);
+            p.rewound.send_modify(|n| *n += 1);
         }
     }
 
-    /// Whether an earlier record of the partition is being fetched again, so this one's
-    /// answer must be discarded (it will be processed again after the rewind).
+    /// Exactly-once: the transaction is aborted and the partition fetched again from
+    /// `offset`, where it started in the transaction. Besides the [`rewind`](Self::rewind),
+    /// the commit tracker forgets what the transaction admitted (a fresh assignment epoch,
+    /// so late tickets are ignored), keeping the last committed offset.
+    pub(crate) fn restart_at(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        self.rewind(topic, partition, offset);
+        let committed = self
+            .lock()
+            .get(&(topic.clone(), partition))
+            .map(|p| p.committed);
+        let Some(committed) = committed else {
+            return;
+        };
+        self.commits.with(|c| {
+            c.revoke(topic, partition);
+            c.assign(topic, partition);
+            if let Some(o) = committed {
+                c.committed(topic, partition, o);
+            }
+        });
+    }
+
+    /// Whether an earlier record of the partition (or this one, for an exactly-once
+    /// abort) is being fetched again, so this one's answer must be discarded (it will be
+    /// processed again after the rewind).
     pub(crate) fn superseded(&self, topic: &Arc<str>, partition: i32, admitted: &Admitted) -> bool {
         let offset = admitted.ticket.offset();
         self.lock()
@@ -123,8 +193,48 @@ impl Shared {
             .is_some_and(|p| {
                 p.rewinds
                     .iter()
-                    .any(|&(seq, r)| seq > admitted.seq && offset > r)
+                    .any(|&(seq, r)| seq > admitted.seq && offset >= r)
             })
+    }
+
+    /// Whether every record of the partition admitted so far finished (exactly-once: the
+    /// transaction may commit).
+    pub(crate) fn all_done(&self, topic: &Arc<str>, partition: i32) -> bool {
+        self.commits
+            .with(|c| c.partition(topic, partition).map_or(0, |t| t.unfinished()))
+            == 0
+    }
+
+    /// A record finished with `outputs` produced: counted now, or in exactly-once mode
+    /// when its transaction commits.
+    pub(crate) fn completed(&self, outputs: u64) {
+        if self.exactly_once {
+            let mut pending = self
+                .in_transaction
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            pending.0 += 1;
+            pending.1 += outputs;
+        } else {
+            self.stats.add_completed(1, outputs);
+        }
+    }
+
+    /// Exactly-once: the transaction ended; its records count as completed if it
+    /// committed.
+    pub(crate) fn transaction_ended(&self, committed: bool) {
+        let (records, outputs) = std::mem::take(
+            &mut *self
+                .in_transaction
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if committed {
+            self.stats.add_completed(records, outputs);
+            self.stats.add_commit();
+        } else {
+            self.stats.add_abort();
+        }
     }
 
     /// A record task ended, whatever its outcome.
@@ -184,6 +294,7 @@ struct Counters {
     paused: AtomicBool,
     lag: AtomicI64,
     committed: AtomicU64,
+    aborted: AtomicU64,
 }
 
 /// Live counters of a running [`Pipeline`](super::Pipeline), for progress displays and
@@ -199,7 +310,8 @@ impl PipelineStats {
         self.inner.admitted.load(Ordering::Relaxed)
     }
 
-    /// Records finished: processed with every output acknowledged, or dead-lettered.
+    /// Records finished: processed with every output acknowledged, or dead-lettered. In
+    /// exactly-once mode they count once their transaction committed.
     pub fn completed(&self) -> u64 {
         self.inner.completed.load(Ordering::Relaxed)
     }
@@ -232,17 +344,24 @@ impl PipelineStats {
         self.inner.lag.load(Ordering::Relaxed)
     }
 
-    /// Successful offset commits.
+    /// Successful offset commits (in exactly-once mode: committed transactions).
     pub fn commits(&self) -> u64 {
         self.inner.committed.load(Ordering::Relaxed)
+    }
+
+    /// Transactions aborted (exactly-once mode): after a retriable failure, a failed
+    /// commit, a lost partition or a drain that timed out. Their records are processed
+    /// again.
+    pub fn aborts(&self) -> u64 {
+        self.inner.aborted.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add_admitted(&self) {
         self.inner.admitted.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_completed(&self, outputs: u64) {
-        self.inner.completed.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn add_completed(&self, records: u64, outputs: u64) {
+        self.inner.completed.fetch_add(records, Ordering::Relaxed);
         self.inner.produced.fetch_add(outputs, Ordering::Relaxed);
     }
 
@@ -254,6 +373,10 @@ impl PipelineStats {
         self.inner.committed.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn add_abort(&self) {
+        self.inner.aborted.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_paused(&self, paused: bool) {
         if paused {
             self.inner.pauses.fetch_add(1, Ordering::Relaxed);
@@ -263,5 +386,76 @@ impl PipelineStats {
 
     pub(crate) fn set_lag(&self, lag: i64) {
         self.inner.lag.store(lag, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewind_supersedes_the_records_at_or_after_it_admitted_before_it() {
+        let shared = Shared::new(PipelineStats::default(), false);
+        let t: Arc<str> = Arc::from("t");
+        shared.assign(&t, 0);
+        let a5 = shared.admit(&t, 0, 5).unwrap();
+        let a6 = shared.admit(&t, 0, 6).unwrap();
+        let a7 = shared.admit(&t, 0, 7).unwrap();
+        assert!(!a7.rewinds.has_changed().unwrap());
+
+        shared.rewind(&t, 0, 6);
+        assert!(
+            a5.rewinds.has_changed().unwrap(),
+            "every running record wakes up"
+        );
+        assert!(a7.rewinds.has_changed().unwrap());
+        assert!(!shared.superseded(&t, 0, &a5), "before the rewound offset");
+        assert!(shared.superseded(&t, 0, &a6));
+        assert!(shared.superseded(&t, 0, &a7));
+        let again = shared.admit(&t, 0, 6).unwrap();
+        assert!(
+            !shared.superseded(&t, 0, &again),
+            "admitted after the rewind: the redelivery itself"
+        );
+        assert_eq!(shared.uncommitted(), 2, "5, and 6 admitted again");
+    }
+
+    #[test]
+    fn an_abort_forgets_the_transaction_and_keeps_the_last_commit() {
+        let stats = PipelineStats::default();
+        let shared = Shared::new(stats.clone(), true);
+        let t: Arc<str> = Arc::from("t");
+        shared.assign(&t, 0);
+        let a = shared.admit(&t, 0, 10).unwrap();
+        shared.done(&a.ticket);
+        shared.completed(1);
+        assert_eq!(stats.completed(), 0, "counted when the transaction commits");
+        for (t, p, o) in shared.commits.committable() {
+            shared.committed(&t, p, o);
+        }
+        shared.transaction_ended(true);
+        assert_eq!((stats.completed(), stats.commits()), (1, 1));
+
+        let b = shared.admit(&t, 0, 11).unwrap();
+        let c = shared.admit(&t, 0, 12).unwrap();
+        shared.done(&b.ticket);
+        shared.completed(1);
+        assert!(!shared.all_done(&t, 0), "12 has not finished");
+        shared.restart_at(&t, 0, 11);
+        shared.transaction_ended(false);
+        assert_eq!((stats.completed(), stats.aborts()), (1, 1));
+        assert!(shared.superseded(&t, 0, &c));
+        assert!(shared.all_done(&t, 0));
+        assert!(shared.commits.committable().is_empty(), "nothing past 11");
+        assert_eq!(shared.uncommitted(), 0);
+        shared.done(&c.ticket);
+        assert!(
+            shared.commits.committable().is_empty(),
+            "a ticket of the aborted transaction is ignored"
+        );
+
+        let b = shared.admit(&t, 0, 11).unwrap();
+        shared.done(&b.ticket);
+        assert_eq!(shared.commits.committable(), vec![(t.clone(), 0, 12)]);
     }
 }

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, trace};
 
-use super::frame;
+use super::frame::{self, Frame};
 use super::rcvlowat::LowWaterMark;
 use super::versions::{ApiVersions, API_VERSIONS_MAX};
 use crate::error::{Error, Result};
@@ -66,7 +68,7 @@ impl Default for ConnectionConfig {
 struct Outgoing {
     correlation_id: i32,
     api_key: i16,
-    frame: Bytes,
+    frame: Frame,
     /// `None` for requests the broker does not answer (produce with acks=0).
     reply: Option<oneshot::Sender<Result<Bytes>>>,
 }
@@ -270,7 +272,7 @@ impl BrokerConnection {
         request: &R,
         version: i16,
     ) -> Result<R::Response> {
-        self.dispatch_versioned(request, version).await?.await
+        self.dispatch_versioned(request, version, &[]).await?.await
     }
 
     /// Queues `request` for writing and returns, once it is queued, a future of its
@@ -285,18 +287,21 @@ impl BrokerConnection {
         let key = ApiKey::try_from(R::KEY)
             .map_err(|()| Error::protocol(format!("unknown api key {}", R::KEY)))?;
         let version = self.versions.version_for(key)?;
-        self.dispatch_versioned(request, version).await
+        self.dispatch_versioned(request, version, &[]).await
     }
 
     /// [`dispatch`](Self::dispatch) at an explicit `version` (the transactional producer
-    /// caps Produce below what the broker offers).
+    /// caps Produce below what the broker offers). Fields of `request` whose bytes are one
+    /// of `splice` are written from those buffers, not copied into the frame (a produce
+    /// request's record batches).
     pub(crate) async fn dispatch_versioned<R: Request>(
         &self,
         request: &R,
         version: i16,
+        splice: &[Bytes],
     ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
         let (reply, rx) = oneshot::channel();
-        self.enqueue(request, version, Some(reply)).await?;
+        self.enqueue(request, version, Some(reply), splice).await?;
         let timeout = self.config.request_timeout;
         let shared = Arc::clone(&self.shared);
         Ok(async move {
@@ -322,7 +327,7 @@ impl BrokerConnection {
         let key = ApiKey::try_from(R::KEY)
             .map_err(|()| Error::protocol(format!("unknown api key {}", R::KEY)))?;
         let version = self.versions.version_for(key)?;
-        self.enqueue(request, version, None).await
+        self.enqueue(request, version, None, &[]).await
     }
 
     async fn enqueue<R: Request>(
@@ -330,6 +335,7 @@ impl BrokerConnection {
         request: &R,
         version: i16,
         reply: Option<oneshot::Sender<Result<Bytes>>>,
+        splice: &[Bytes],
     ) -> Result<()> {
         if self.is_dead() {
             return Err(self.shared.closed_error());
@@ -339,8 +345,13 @@ impl BrokerConnection {
             .next_correlation_id
             .fetch_add(1, Ordering::Relaxed)
             & i32::MAX;
-        let frame =
-            frame::encode_request(correlation_id, &self.config.client_id, version, request)?;
+        let frame = frame::encode_request_spliced(
+            correlation_id,
+            &self.config.client_id,
+            version,
+            request,
+            splice,
+        )?;
         let outgoing = Outgoing {
             correlation_id,
             api_key: R::KEY,
@@ -394,7 +405,7 @@ async fn write_loop(
             break;
         }
         trace!(broker = %shared.addr, correlation_id = outgoing.correlation_id, api_key = outgoing.api_key, "write");
-        if let Err(e) = socket.write_all(&outgoing.frame).await {
+        if let Err(e) = write_frame(&mut socket, outgoing.frame).await {
             shared.poison(Error::io(format!("writing to {}", shared.addr), e));
             break;
         }
@@ -408,6 +419,41 @@ async fn write_loop(
     }
     let _ = socket.shutdown().await;
 }
+
+/// Writes every part of `frame`, several per system call (`writev`) when it has more
+/// than one.
+async fn write_frame(socket: &mut OwnedWriteHalf, frame: Frame) -> std::io::Result<()> {
+    let mut parts = frame.parts;
+    if let [one] = parts.as_slice() {
+        return socket.write_all(one).await;
+    }
+    let mut first = 0;
+    while first < parts.len() {
+        let slices: Vec<IoSlice<'_>> = parts[first..]
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|p| IoSlice::new(p))
+            .collect();
+        let mut written = socket.write_vectored(&slices).await?;
+        drop(slices);
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < parts.len() && written >= parts[first].len() {
+            written -= parts[first].len();
+            first += 1;
+        }
+        if written > 0 {
+            if let Some(part) = parts.get_mut(first) {
+                part.advance(written);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The most parts handed to one `writev` (Linux allows 1024).
+const MAX_IOVECS: usize = 64;
 
 /// Waits until fewer than `max` requests are in flight. False if the connection died.
 async fn wait_for_slot(shared: &Shared, max: usize) -> bool {

@@ -14,13 +14,54 @@ use crate::error::{Error, Result};
 /// (an HTTP server answering "HTTP/1.1" reads as a 1.2 GB length).
 pub(crate) const MAX_FRAME: usize = 256 * 1024 * 1024;
 
-/// Encodes one request frame: length, header, body.
+/// A request frame ready to write: the length prefix, header and body, in parts. Most
+/// frames are one part; a produce request's record batches are parts of their own,
+/// referenced rather than copied (see [`encode_request_spliced`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Frame {
+    pub(crate) parts: Vec<Bytes>,
+}
+
+impl Frame {
+    /// Total bytes on the wire.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// The frame as one contiguous buffer (tests, and peers that need it whole).
+    #[cfg(test)]
+    pub(crate) fn to_bytes(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(self.len());
+        for part in &self.parts {
+            buf.put_slice(part);
+        }
+        buf.freeze()
+    }
+}
+
+/// Encodes one request frame: length, header, body, in one part.
+#[cfg(test)]
 pub(crate) fn encode_request<R: Request>(
     correlation_id: i32,
     client_id: &str,
     version: i16,
     request: &R,
-) -> Result<Bytes> {
+) -> Result<Frame> {
+    encode_request_spliced(correlation_id, client_id, version, request, &[])
+}
+
+/// Encodes one request frame, keeping every field whose bytes are exactly one of
+/// `splice` (compared by address and length: the request holds clones of those `Bytes`)
+/// as a reference to that buffer instead of copying it. A produce request's record
+/// batches are most of its bytes, and this spares copying each of them once more.
+pub(crate) fn encode_request_spliced<R: Request>(
+    correlation_id: i32,
+    client_id: &str,
+    version: i16,
+    request: &R,
+    splice: &[Bytes],
+) -> Result<Frame> {
     let key = ApiKey::try_from(R::KEY)
         .map_err(|()| Error::protocol(format!("unknown api key {}", R::KEY)))?;
     let header = RequestHeader::default()
@@ -35,13 +76,129 @@ pub(crate) fn encode_request<R: Request>(
         .map_err(|e| Error::codec(format!("{key:?} v{version} request size"), e))?;
     let len = i32::try_from(size)
         .map_err(|_| Error::protocol(format!("{key:?} request of {size} bytes is too large")))?;
-    let mut buf = BytesMut::with_capacity(4 + size);
-    buf.put_i32(len);
-    header
-        .encode(&mut buf, header_version)
-        .and_then(|()| request.encode(&mut buf, version))
-        .map_err(|e| Error::codec(format!("encoding {key:?} v{version} request"), e))?;
-    Ok(buf.freeze())
+    let encode = |buf: &mut SplicingBuf<'_>| {
+        buf.put_i32(len);
+        header
+            .encode(buf, header_version)
+            .and_then(|()| request.encode(buf, version))
+            .map_err(|e| Error::codec(format!("encoding {key:?} v{version} request"), e))
+    };
+    let spliced: usize = splice.iter().map(Bytes::len).sum();
+    let mut buf = SplicingBuf::new(4 + size.saturating_sub(spliced), splice);
+    encode(&mut buf)?;
+    if buf.overreached {
+        // The encoder went back into a part already set aside (kafka-protocol's messages
+        // do not, but nothing promises it): encode again in one contiguous buffer.
+        let mut buf = SplicingBuf::new(4 + size, &[]);
+        encode(&mut buf)?;
+        return Ok(buf.finish());
+    }
+    Ok(buf.finish())
+}
+
+/// Slices shorter than this are copied even when they could be spliced: a part of its
+/// own costs an iovec entry and a `Bytes` clone.
+const SPLICE_MIN: usize = 512;
+
+/// The `BufMut` a request is encoded into: bytes are written into `current`, except
+/// slices that are exactly one of `splice`, which end `current` and become parts of
+/// their own (reference-counted, not copied).
+struct SplicingBuf<'a> {
+    parts: Vec<Bytes>,
+    current: BytesMut,
+    /// Bytes in `parts`: logical offsets below this are no longer writable.
+    done: usize,
+    splice: &'a [Bytes],
+    /// A `seek` or `range` reached below `done`; the result is unusable.
+    overreached: bool,
+    scratch: Vec<u8>,
+}
+
+impl<'a> SplicingBuf<'a> {
+    fn new(capacity: usize, splice: &'a [Bytes]) -> Self {
+        SplicingBuf {
+            parts: Vec::with_capacity(1 + 2 * splice.len()),
+            current: BytesMut::with_capacity(capacity),
+            done: 0,
+            splice,
+            overreached: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> Frame {
+        if !self.current.is_empty() {
+            self.parts.push(self.current.freeze());
+        }
+        Frame { parts: self.parts }
+    }
+}
+
+// SAFETY: `remaining_mut`, `advance_mut` and `chunk_mut` delegate to `current`, a
+// `BytesMut`, whose own implementation upholds the trait's contract. `put_slice` either
+// copies through `current` or appends an owned `Bytes` part; it never hands out memory.
+unsafe impl BufMut for SplicingBuf<'_> {
+    fn remaining_mut(&self) -> usize {
+        self.current.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller's contract (`cnt` bytes of `chunk_mut` initialized) is the
+        // one `BytesMut::advance_mut` requires, and the chunk came from `current`.
+        unsafe { self.current.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        self.current.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        if src.len() >= SPLICE_MIN {
+            let same = |b: &&Bytes| b.as_ptr() == src.as_ptr() && b.len() == src.len();
+            if let Some(part) = self.splice.iter().find(same) {
+                if !self.current.is_empty() {
+                    let head = self.current.split().freeze();
+                    self.done += head.len();
+                    self.parts.push(head);
+                }
+                self.done += part.len();
+                self.parts.push(part.clone());
+                return;
+            }
+        }
+        self.current.extend_from_slice(src);
+    }
+}
+
+impl kafka_protocol::protocol::buf::ByteBufMut for SplicingBuf<'_> {
+    fn offset(&self) -> usize {
+        self.done + self.current.len()
+    }
+
+    fn seek(&mut self, offset: usize) {
+        match offset.checked_sub(self.done) {
+            Some(local) => self.current.resize(local, 0),
+            None => self.overreached = true,
+        }
+    }
+
+    fn range(&mut self, r: std::ops::Range<usize>) -> &mut [u8] {
+        let local = r
+            .start
+            .checked_sub(self.done)
+            .zip(r.end.checked_sub(self.done));
+        match local {
+            Some((start, end)) if start <= end && end <= self.current.len() => {
+                &mut self.current[start..end]
+            }
+            _ => {
+                self.overreached = true;
+                self.scratch.clear();
+                self.scratch.resize(r.len(), 0);
+                &mut self.scratch
+            }
+        }
+    }
 }
 
 /// If `buf` holds a whole frame, removes it and returns its payload (without the length).
@@ -123,7 +280,9 @@ mod tests {
 
     #[test]
     fn request_frame_starts_with_its_length_and_header() {
-        let frame = encode_request(7, "sluice", 12, &MetadataRequest::default()).unwrap();
+        let frame = encode_request(7, "sluice", 12, &MetadataRequest::default())
+            .unwrap()
+            .to_bytes();
         let len = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 4);
         assert_eq!(
@@ -132,6 +291,49 @@ mod tests {
         );
         assert_eq!(i16::from_be_bytes([frame[6], frame[7]]), 12);
         assert_eq!(i32::from_be_bytes(frame[8..12].try_into().unwrap()), 7);
+    }
+
+    #[test]
+    fn record_batches_are_spliced_not_copied() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, TopicName};
+        let batches = [Bytes::from(vec![7u8; 4000]), Bytes::from(vec![9u8; 600])];
+        let small = Bytes::from(vec![1u8; 20]);
+        let partitions = batches
+            .iter()
+            .chain([&small])
+            .enumerate()
+            .map(|(i, b)| {
+                PartitionProduceData::default()
+                    .with_index(i as i32)
+                    .with_records(Some(b.clone()))
+            })
+            .collect();
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(partitions)]);
+        for version in [3, 8, 9, 12] {
+            let whole = encode_request(1, "c", version, &request).unwrap();
+            assert_eq!(whole.parts.len(), 1);
+            let mut splice = batches.to_vec();
+            splice.push(small.clone());
+            let parts = encode_request_spliced(1, "c", version, &request, &splice).unwrap();
+            assert_eq!(parts.to_bytes(), whole.to_bytes(), "v{version}: same bytes");
+            assert_eq!(parts.len(), whole.len());
+            for b in &batches {
+                assert!(
+                    parts.parts.iter().any(|p| p.as_ptr() == b.as_ptr()),
+                    "v{version}: a batch of {} bytes is referenced, not copied",
+                    b.len()
+                );
+            }
+            assert!(
+                !parts.parts.iter().any(|p| p.as_ptr() == small.as_ptr()),
+                "a small batch is copied"
+            );
+        }
     }
 
     #[test]

@@ -313,7 +313,9 @@ pub(crate) struct Appended {
 /// All partition queues of a producer.
 #[derive(Debug, Default)]
 pub(crate) struct Accumulator {
-    pub(crate) topics: HashMap<String, Vec<PartitionQueue>>,
+    /// Looked up twice per record: a fast hasher (topic names are the application's,
+    /// not an attacker's).
+    pub(crate) topics: HashMap<String, Vec<PartitionQueue>, foldhash::fast::RandomState>,
     next_batch_id: u64,
     /// Ids of batches not yet delivered or failed, with how many batches carry the id
     /// (more than one after a split).

@@ -192,6 +192,17 @@ pub(crate) struct Shared {
     pub(crate) metrics: ProducerMetrics,
     /// Coordinators of a transactional producer.
     pub(crate) txn: Option<TxnContext>,
+    /// Partition counts already read from the current metadata snapshot: a `BTreeMap`
+    /// lookup by topic name in the snapshot costs more than the rest of a small send.
+    partition_counts: Mutex<PartitionCounts>,
+}
+
+/// Partition counts read from one metadata snapshot, dropped when the snapshot changes.
+#[derive(Debug, Default)]
+struct PartitionCounts {
+    /// The snapshot they were read from (kept alive, so pointer equality is sound).
+    snapshot: Option<Arc<crate::cluster::Metadata>>,
+    counts: HashMap<String, u32, foldhash::fast::RandomState>,
 }
 
 /// The mutable state, behind one lock that is never held across an `.await`.
@@ -235,6 +246,34 @@ impl Shared {
 
     /// The partition count of `topic`, fetching metadata until `deadline`.
     async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<u32> {
+        let metadata = self.cluster.metadata();
+        {
+            let mut cache = self
+                .partition_counts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if cache
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &metadata))
+            {
+                if let Some(&n) = cache.counts.get(topic) {
+                    return Ok(n);
+                }
+            } else {
+                cache.snapshot = Some(Arc::clone(&metadata));
+                cache.counts.clear();
+            }
+            if let Some(t) = metadata.topic(topic) {
+                if t.error.is_none() && !t.partitions.is_empty() {
+                    if let Ok(n) = u32::try_from(t.partitions.len()) {
+                        cache.counts.insert(topic.to_string(), n);
+                        return Ok(n);
+                    }
+                }
+            }
+        }
+        drop(metadata);
         let mut last_error: Option<Error> = None;
         loop {
             if let Some(t) = self.cluster.metadata().topic(topic) {
@@ -336,6 +375,7 @@ impl Producer {
             wake: Notify::new(),
             completed: watch::channel(0).0,
             stopped: AtomicBool::new(false),
+            partition_counts: Mutex::default(),
         });
         tokio::spawn(sender::run(Arc::clone(&shared)));
         Ok(Producer {

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
@@ -377,7 +378,12 @@ async fn broker_task(shared: Arc<Shared>, node: i32, mut jobs: mpsc::UnboundedRe
         };
         let dispatched = match conn.api_versions().version_for(ApiKey::Produce) {
             Ok(v) => {
-                conn.dispatch_versioned(&request, v.min(cap))
+                let batches: Vec<Bytes> = job
+                    .batches
+                    .iter()
+                    .filter_map(|b| b.payload.clone())
+                    .collect();
+                conn.dispatch_versioned(&request, v.min(cap), &batches)
                     .instrument(span.clone())
                     .await
             }

@@ -1,0 +1,606 @@
+//! The pipeline runner in exactly-once mode against a real broker: retriable failures
+//! that abort transactions, poison records to the DLQ, a crash (SIGKILL) and restart, and
+//! a rebalance with work in flight. Every check reads the outputs `read_committed`, as a
+//! downstream consumer of an exactly-once pipeline would.
+//!
+//! Start a broker first (`cargo xtask kafka up`), or run `cargo xtask test`.
+
+mod common;
+mod pipeline_common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sluice::pipeline::dlq::headers;
+use sluice::pipeline::runner::{Pipeline, PipelineStats, RunError, Shutdown};
+use sluice::wire::admin::{Admin, OffsetSpec};
+use sluice::wire::cluster::Cluster;
+use sluice::wire::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use sluice::wire::partition_client::IsolationLevel;
+use sluice::wire::producer::{Producer, ProducerConfig};
+use sluice_testkit::unique_topic;
+use tokio::task::JoinHandle;
+
+use pipeline_common::*;
+
+/// A transactional producer with id `id`.
+async fn txn_producer(id: &str) -> Producer {
+    Producer::new(
+        ProducerConfig::new(sluice_testkit::bootstrap())
+            .transactional_id(id.to_string())
+            .transaction_timeout(Duration::from_secs(30))
+            .linger(Duration::from_millis(5)),
+    )
+    .await
+    .unwrap()
+}
+
+/// Every record of `topic` a `read_committed` consumer sees, up to the last stable
+/// offsets, as [`Read`]s (warm-up records left out), in offset order per partition.
+async fn read_committed(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<Read> {
+    let all: Vec<i32> = (0..partitions).collect();
+    let ends = Admin::new(cluster.clone())
+        .list_offsets_with_isolation(
+            topic,
+            &all,
+            OffsetSpec::Latest,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+    let consumer = Consumer::new(
+        ConsumerConfig::new(&sluice_testkit::bootstrap())
+            .auto_offset_reset(OffsetReset::Earliest)
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .fetch_max_wait(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let tps: Vec<TopicPartition> = all.iter().map(|&p| TopicPartition::new(topic, p)).collect();
+    consumer.assign(tps.clone()).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let done = tps.iter().all(|tp| {
+            let end = ends.get(&tp.partition).map_or(0, |o| o.offset);
+            consumer.position(tp).is_some_and(|p| p >= end)
+        });
+        if done {
+            break;
+        }
+        // A trailing commit marker may leave a position one short of the end: the idle
+        // timeout ends the read then.
+        let Ok(record) = tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await else {
+            break;
+        };
+        let r = record.unwrap();
+        let end = ends.get(&r.partition()).map_or(0, |o| o.offset);
+        if r.offset() >= end || r.value().is_some_and(|v| &v[..] == common::WARMUP) {
+            continue;
+        }
+        out.push(Read {
+            partition: r.partition(),
+            offset: r.offset(),
+            key: r.key().cloned(),
+            value: r.value().cloned(),
+            headers: r
+                .headers()
+                .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
+                .collect(),
+        });
+    }
+    consumer.close().await.unwrap();
+    out
+}
+
+/// The group's committed offsets of `topic`'s partitions, read with `require_stable`.
+async fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer = Consumer::new(
+        ConsumerConfig::new(&sluice_testkit::bootstrap())
+            .group_id(group)
+            .isolation_level(IsolationLevel::ReadCommitted),
+    )
+    .await
+    .unwrap();
+    let tps: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    let committed = consumer.committed(&tps).await.unwrap();
+    committed
+        .into_iter()
+        .map(|(tp, om)| (tp.partition, om.map_or(-1, |o| o.offset)))
+        .collect()
+}
+
+async fn end_offsets(cluster: &Cluster, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let all: Vec<i32> = (0..partitions).collect();
+    Admin::new(cluster.clone())
+        .list_offsets(topic, &all, OffsetSpec::Latest)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(p, o)| (p, o.offset))
+        .collect()
+}
+
+/// Per output partition, the values coming from each input partition (`value % input
+/// partitions`, as `write_input` spreads them) are increasing: the outputs keep the
+/// input order per key and per partition.
+fn assert_ordered(out: &[Read], input_partitions: u64) {
+    let mut last: BTreeMap<(i32, u64), u64> = BTreeMap::new();
+    for r in out {
+        let v: u64 = std::str::from_utf8(r.value.as_deref().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let key = (r.partition, v % input_partitions);
+        if let Some(&prev) = last.get(&key) {
+            assert!(
+                v > prev,
+                "output partition {} has {v} after {prev} (input partition {})",
+                r.partition,
+                key.1
+            );
+        }
+        last.insert(key, v);
+    }
+}
+
+/// The DLQ records' original (partition, offset)s, with how many times each appeared.
+fn dead_letter_counts(dlq: &[Read]) -> BTreeMap<(i32, i64), u32> {
+    let mut m = BTreeMap::new();
+    for r in dlq {
+        let p = i32::from_be_bytes(
+            r.header(headers::ORIGINAL_PARTITION)[..]
+                .try_into()
+                .unwrap(),
+        );
+        let o = i64::from_be_bytes(r.header(headers::ORIGINAL_OFFSET)[..].try_into().unwrap());
+        *m.entry((p, o)).or_insert(0) += 1;
+    }
+    m
+}
+
+/// An exactly-once pipeline over `input`, as `pipeline.rs` builds its at-least-once ones.
+fn start(
+    producer: Producer,
+    group: &str,
+    input: &str,
+    output: &str,
+    downstream: Downstream,
+    bound: usize,
+) -> (PipelineStats, Shutdown, JoinHandle<Result<(), RunError>>) {
+    let (stack, _) = stack(
+        &producer,
+        group,
+        output,
+        downstream,
+        quick_breaker(Duration::from_secs(1)),
+    );
+    let pipeline = Pipeline::new(consumer(group), producer, [input.to_string()], stack)
+        .exactly_once(true)
+        .max_in_flight(bound)
+        .drain_timeout(Duration::from_secs(10));
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    (stats, stop, tokio::spawn(pipeline.run()))
+}
+
+/// 20,000 records on 4 partitions, 1 % poison, and one record in 1,000 failing
+/// retriably until its retries are spent (each such failure aborts a transaction and
+/// rewinds every partition in it): read committed, the output holds every good record
+/// exactly once in input order, the DLQ every poison record exactly once, and the
+/// group's committed offsets are the input's end offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_with_aborts_and_dead_letters() {
+    const N: u64 = 20_000;
+    const P: i32 = 4;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("eos-aborts");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let downstream = Downstream::default();
+    let failing: Vec<u64> = (0..N).filter(|i| i % 1000 == 7).collect();
+    for &i in &failing {
+        // Both attempts of the retry layer fail; the redelivery succeeds.
+        downstream.fail(i, 2);
+    }
+    let started = std::time::Instant::now();
+    let producer = txn_producer(&format!("{input}-txn")).await;
+    let (stats, stop, run) = start(
+        producer.clone(),
+        &group,
+        &input,
+        &output,
+        downstream.clone(),
+        500,
+    );
+    // Every input record plus one warm-up record per partition, counted at commit.
+    let total = N + P as u64;
+    wait_until("every record committed", Duration::from_secs(120), || {
+        stats.completed() >= total
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    let elapsed = started.elapsed();
+
+    assert!(
+        stats.aborts() > 0 && stats.redelivered() >= stats.aborts(),
+        "the injected failures aborted transactions ({} aborts, {} redelivered)",
+        stats.aborts(),
+        stats.redelivered()
+    );
+    let out = read_committed(&cluster, &output, P).await;
+    let values = counts(&out);
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    assert_eq!(
+        values.len(),
+        N as usize - poison,
+        "every good record produced"
+    );
+    assert!(
+        values.iter().all(|(_, &c)| c == 1),
+        "no duplicates: {:?}",
+        values
+            .iter()
+            .filter(|(_, &c)| c > 1)
+            .take(10)
+            .collect::<Vec<_>>()
+    );
+    assert!(values.keys().all(|&i| !is_poison(i)));
+    assert_ordered(&out, P as u64);
+
+    let dlq = read_committed(&cluster, &format!("{input}-dlt"), P).await;
+    let dead = dead_letter_counts(&dlq);
+    assert_eq!(dlq.len(), poison, "every poison record dead-lettered once");
+    assert_eq!(dead.len(), poison);
+    assert_eq!(
+        values.len() + dead.len(),
+        N as usize,
+        "input = output + dead-lettered"
+    );
+
+    assert_eq!(
+        committed(&group, &input, P).await,
+        end_offsets(&cluster, &input, P).await,
+        "the committed offsets are the input's end"
+    );
+    eprintln!(
+        "eos: {N} records in {:.1}s, {} transactions committed, {} aborted, {} redelivered",
+        elapsed.as_secs_f64(),
+        stats.commits(),
+        stats.aborts(),
+        stats.redelivered()
+    );
+    producer.close(Duration::from_secs(10)).await.unwrap();
+}
+
+/// Exactly-once mode refuses a producer without a `transactional.id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_needs_a_transactional_producer() {
+    let producer = producer().await;
+    let (stack, _) = stack(
+        &producer,
+        "g",
+        "out",
+        Downstream::default(),
+        quick_breaker(Duration::from_secs(1)),
+    );
+    let result = Pipeline::new(consumer("g"), producer, ["in"], stack)
+        .exactly_once(true)
+        .run()
+        .await;
+    assert!(
+        matches!(result, Err(RunError::Config(m)) if m.contains("transactional.id")),
+        "{result:?}"
+    );
+}
+
+/// Two exactly-once pipelines in one group (their own transactional ids), the second
+/// joining while the first has records in flight (a slow downstream): the first ends
+/// its transaction before it releases the partitions; read committed, every record has
+/// exactly one output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_through_a_rebalance_with_work_in_flight() {
+    const N: u64 = 20_000;
+    const P: i32 = 4;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("eos-rebalance");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let slow = Downstream {
+        slow: Some(Duration::from_millis(2)),
+        ..Downstream::default()
+    };
+    let first_producer = txn_producer(&format!("{input}-txn-1")).await;
+    let (first, stop_first, run_first) =
+        start(first_producer.clone(), &group, &input, &output, slow, 300);
+    wait_until(
+        "the first pipeline is busy",
+        Duration::from_secs(30),
+        || first.completed() >= 1_000,
+    )
+    .await;
+    let commits_before = first.commits();
+    let second_producer = txn_producer(&format!("{input}-txn-2")).await;
+    let (second, stop_second, run_second) = start(
+        second_producer.clone(),
+        &group,
+        &input,
+        &output,
+        Downstream::default(),
+        300,
+    );
+    let total = N + P as u64;
+    wait_until("every record committed", Duration::from_secs(120), || {
+        first.completed() + second.completed() >= total
+    })
+    .await;
+    assert!(second.completed() > 0, "the second member got partitions");
+    assert!(
+        first.commits() > commits_before,
+        "the first member kept committing"
+    );
+    stop_first.cancel();
+    stop_second.cancel();
+    run_first.await.unwrap().unwrap();
+    run_second.await.unwrap().unwrap();
+
+    let out = read_committed(&cluster, &output, P).await;
+    let values = counts(&out);
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    let duplicates: u32 = values.values().map(|c| c - 1).sum();
+    assert_eq!(duplicates, 0, "no duplicates through the rebalance");
+    assert_eq!(values.len(), N as usize - poison, "nothing lost");
+    assert_ordered(&out, P as u64);
+    let dlq = read_committed(&cluster, &format!("{input}-dlt"), P).await;
+    assert_eq!(dlq.len(), poison, "every poison record dead-lettered once");
+    assert_eq!(
+        committed(&group, &input, P).await,
+        end_offsets(&cluster, &input, P).await
+    );
+    eprintln!(
+        "eos rebalance: first {} records / {} aborts, second {} records / {} aborts",
+        first.completed(),
+        first.aborts(),
+        second.completed(),
+        second.aborts()
+    );
+    first_producer.close(Duration::from_secs(10)).await.unwrap();
+    second_producer
+        .close(Duration::from_secs(10))
+        .await
+        .unwrap();
+}
+
+/// The pipeline process (`examples/orders_pipeline.rs` in worker mode, exactly-once)
+/// killed with SIGKILL mid-run and started again with the same transactional id (which
+/// fences the dead one and aborts its open transaction), then stopped with SIGTERM: read
+/// committed, every good order exactly once, every malformed one in the DLQ exactly
+/// once, and the committed offsets at the input's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_through_a_sigkill_and_restart() {
+    const N: u64 = 30_000;
+    const P: i32 = 4;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("eos-kill");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_orders(&cluster, &input, P, N).await;
+
+    // `cargo test` builds the examples next to the test binaries' directory.
+    let exe = std::env::current_exe().unwrap();
+    let worker = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/orders_pipeline");
+    assert!(worker.exists(), "{} not built", worker.display());
+    let spawn = || {
+        std::process::Command::new(&worker)
+            .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+            .env("ORDERS_WORKER", "1")
+            .env("ORDERS_INPUT", &input)
+            .env("ORDERS_OUTPUT", &output)
+            .env("ORDERS_GROUP", &group)
+            .env("ORDERS_MAX_IN_FLIGHT", "500")
+            .env("ORDERS_TRANSACTIONAL_ID", format!("{input}-worker"))
+            .spawn()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let mut first = spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Committed or not: this only decides when to kill.
+        let written = read_all(&cluster, &output, P).await.len();
+        if written >= 8_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {written} outputs before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = read_committed(&cluster, &output, P).await.len();
+    assert!((at_kill as u64) < N, "killed mid-run");
+
+    let mut second = spawn();
+    let malformed = (0..N).filter(|i| i % 97 == 13).count();
+    let good = N as usize - malformed;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let done = order_ids(&read_committed(&cluster, &output, P).await).len();
+        if done >= good {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} of {good} outputs committed after the restart"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // SIGTERM: the worker drains, commits its open transaction and leaves the group.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = second.wait().unwrap();
+    assert!(status.success(), "the worker stopped cleanly: {status}");
+    let elapsed = started.elapsed();
+
+    let out = read_committed(&cluster, &output, P).await;
+    let ids = order_ids(&out);
+    let duplicates: u32 = ids.values().map(|c| c - 1).sum();
+    assert_eq!(duplicates, 0, "no duplicates across the kill");
+    assert_eq!(ids.len(), good, "nothing lost");
+    assert!(ids.keys().all(|i| i % 97 != 13));
+    let dlq = read_committed(&cluster, &format!("{input}-dlt"), P).await;
+    let dead = dead_letter_counts(&dlq);
+    assert_eq!(
+        dlq.len(),
+        malformed,
+        "every malformed order dead-lettered once"
+    );
+    assert_eq!(dead.len(), malformed);
+    assert_eq!(
+        committed(&group, &input, P).await,
+        end_offsets(&cluster, &input, P).await,
+        "the committed offsets are the input's end"
+    );
+    eprintln!(
+        "eos sigkill: {at_kill} committed outputs at the kill, {} in all, 0 duplicates, {:.1}s",
+        ids.len(),
+        elapsed.as_secs_f64()
+    );
+}
+
+/// A second producer with the pipeline's transactional id fences the pipeline's: the
+/// pipeline stops with `RunError::Transaction` carrying a fatal producer error, and what
+/// it had not committed stays invisible to read_committed readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_pipeline_stops_with_a_transaction_error() {
+    const N: u64 = 5_000;
+    const P: i32 = 2;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("eos-fenced");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let id = format!("{input}-txn");
+    let slow = Downstream {
+        slow: Some(Duration::from_millis(2)),
+        ..Downstream::default()
+    };
+    let (stats, _stop, run) = start(txn_producer(&id).await, &group, &input, &output, slow, 200);
+    wait_until("some records committed", Duration::from_secs(30), || {
+        stats.completed() >= 500
+    })
+    .await;
+    // A newer instance with the same id takes over.
+    let newer = txn_producer(&id).await;
+    newer.init_transactions().await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the fenced pipeline stops")
+        .unwrap();
+    match result {
+        Err(RunError::Transaction(e)) => {
+            assert!(e.is_fatal_producer_error(), "{e}");
+        }
+        other => panic!("expected a transaction error, got {other:?}"),
+    }
+    let committed_outputs = counts(&read_committed(&cluster, &output, P).await);
+    assert!(committed_outputs.values().all(|&c| c == 1));
+    assert!(
+        (committed_outputs.len() as u64) < N,
+        "stopped before the end: {}",
+        committed_outputs.len()
+    );
+    let offsets = committed(&group, &input, P).await;
+    let committed_records: i64 = offsets.values().map(|&o| (o - 1).max(0)).sum();
+    // Warm-up records aside, the committed input offsets cover exactly the committed
+    // outputs plus the dead letters among them.
+    let dlq = read_committed(&cluster, &format!("{input}-dlt"), P).await;
+    assert_eq!(
+        committed_records as usize,
+        committed_outputs.len() + dlq.len(),
+        "outputs and offsets committed together"
+    );
+    newer.close(Duration::from_secs(10)).await.unwrap();
+}
+
+/// A record stuck in the service holds its transaction past `drain_timeout`: the
+/// transaction is aborted (the stuck call dropped) instead of waiting for the
+/// coordinator's `transaction.timeout.ms`, the record is fetched again and goes through,
+/// and every record is still written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_record_aborts_its_transaction_after_the_drain_timeout() {
+    const N: u64 = 2_000;
+    const P: i32 = 2;
+    const STUCK: u64 = 501;
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = unique_topic("eos-stuck");
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    // The first call of STUCK takes a minute; the drain gives up after one second.
+    let downstream = Downstream {
+        failing_delay: Duration::from_secs(60),
+        ..Downstream::default()
+    };
+    downstream.fail(STUCK, 1);
+    let producer = txn_producer(&format!("{input}-txn")).await;
+    let (stack, _) = stack(
+        &producer,
+        &group,
+        &output,
+        downstream,
+        quick_breaker(Duration::from_secs(1)),
+    );
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .exactly_once(true)
+        .drain_timeout(Duration::from_secs(1));
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(pipeline.run());
+    let total = N + P as u64;
+    // Well below the stuck call's minute: only the abort gets STUCK through in time.
+    wait_until("every record committed", Duration::from_secs(30), || {
+        stats.completed() >= total
+    })
+    .await;
+    let elapsed = started.elapsed();
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    assert!(stats.aborts() >= 1, "the stuck transaction was aborted");
+    let values = counts(&read_committed(&cluster, &output, P).await);
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    assert_eq!(values.len(), N as usize - poison, "nothing lost");
+    assert!(values.values().all(|&c| c == 1), "no duplicates");
+    assert!(values.contains_key(&STUCK));
+    eprintln!(
+        "eos stuck: {N} records in {:.1}s, {} aborted",
+        elapsed.as_secs_f64(),
+        stats.aborts()
+    );
+    producer.close(Duration::from_secs(10)).await.unwrap();
+}
