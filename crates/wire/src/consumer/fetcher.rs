@@ -44,6 +44,9 @@ pub(crate) struct CompletedFetch {
     /// The partition's epoch when the fetch was sent; stale after a seek.
     pub(crate) epoch: u64,
     pub(crate) bytes: usize,
+    /// About how many records the fetch holds (from the batch headers, capped by what
+    /// the bytes can hold), to size `recv_batch`'s vector once.
+    records_hint: usize,
     batches: RecordBatches,
     current: Option<Records>,
     /// The offset after the last batch looked at: where the position goes once this
@@ -74,11 +77,16 @@ impl CompletedFetch {
         mut aborted: Vec<(i64, i64)>,
     ) -> Self {
         aborted.sort_unstable();
+        // Every record takes at least 7 bytes (length, attributes, timestamp and offset
+        // deltas, key and value lengths, header count): a hostile record count cannot
+        // size an allocation beyond what the response itself occupies.
+        let records_hint = scan_batch_headers(&records).1.min(records.len() / 7);
         CompletedFetch {
             topic: Arc::from(tp.topic.as_str()),
             tp,
             epoch,
             bytes: records.len(),
+            records_hint,
             batches: RecordBatches::new(records),
             current: None,
             next_offset: -1,
@@ -88,7 +96,13 @@ impl CompletedFetch {
         }
     }
 
+    /// About how many records are left to take (an estimate for sizing buffers).
+    pub(crate) fn records_hint(&self) -> usize {
+        self.records_hint
+    }
+
     /// The next record at or after `position`, or `None` when this fetch is used up.
+    #[inline]
     pub(crate) fn next_record(&mut self, position: i64) -> Result<Option<Record>> {
         loop {
             if let Some(records) = &mut self.current {
@@ -374,7 +388,7 @@ async fn handle(
                     if records.is_empty() {
                         continue;
                     }
-                    ps.fetch_position = Some(next_fetch_offset(&records).max(offset));
+                    ps.fetch_position = Some(scan_batch_headers(&records).0.max(offset));
                     let aborted = data
                         .aborted_transactions
                         .unwrap_or_default()
@@ -430,12 +444,14 @@ async fn handle(
     Ok(())
 }
 
-/// The offset after the last complete batch in `records`, read from the batch headers
-/// alone (base offset at byte 0, length at 8, last offset delta at 23), so the next
-/// fetch can be sent before these records are decoded.
-fn next_fetch_offset(records: &Bytes) -> i64 {
+/// The offset after the last complete batch in `records` and the number of records the
+/// complete batches declare, read from the batch headers alone (base offset at byte 0,
+/// length at 8, last offset delta at 23, record count at 57), so the next fetch can be
+/// sent before these records are decoded.
+fn scan_batch_headers(records: &Bytes) -> (i64, usize) {
     let mut pos = 0usize;
     let mut next = -1;
+    let mut count = 0usize;
     while let (Some(base), Some(len), Some(delta)) = (
         be_i64(records, pos),
         be_i32(records, pos + 8),
@@ -447,9 +463,11 @@ fn next_fetch_offset(records: &Bytes) -> i64 {
             break;
         }
         next = next.max(base + i64::from(delta) + 1);
+        let declared = be_i32(records, pos + 57).unwrap_or(0);
+        count = count.saturating_add(usize::try_from(declared).unwrap_or(0));
         pos = end;
     }
-    next
+    (next, count)
 }
 
 fn be_i64(b: &[u8], at: usize) -> Option<i64> {
@@ -517,12 +535,13 @@ mod tests {
     }
 
     #[test]
-    fn next_fetch_offset_reads_batch_headers_and_ignores_a_cut_batch() {
+    fn batch_header_scan_ignores_a_cut_batch() {
         let all = log();
-        assert_eq!(next_fetch_offset(&all), 7);
+        // Records 0-1, marker 2, records 3-4, marker 5, record 6.
+        assert_eq!(scan_batch_headers(&all), (7, 7));
         let cut = all.slice(..all.len() - 3);
-        assert_eq!(next_fetch_offset(&cut), 6);
-        assert_eq!(next_fetch_offset(&Bytes::new()), -1);
+        assert_eq!(scan_batch_headers(&cut), (6, 6));
+        assert_eq!(scan_batch_headers(&Bytes::new()), (-1, 0));
     }
 
     fn offsets(mut f: CompletedFetch, from: i64) -> Vec<i64> {

@@ -264,12 +264,25 @@ impl Consumer {
     /// operation (OFFSET_OUT_OF_RANGE under `auto.offset.reset=none`, a fenced static
     /// member, ...).
     pub async fn recv(&self) -> Result<ConsumerRecord> {
+        let mut slot: Option<ConsumerRecord> = None;
         loop {
+            // Try first: with records buffered (the common case) no waiter is registered
+            // with `data_ready` at all.
+            if let Some(r) = self.take(&mut slot) {
+                r?;
+                if let Some(record) = slot.take() {
+                    return Ok(record);
+                }
+            }
             let ready = self.shared.data_ready.notified();
             tokio::pin!(ready);
+            // Registered before the second look, so a fetch landing in between wakes us.
             ready.as_mut().enable();
-            if let Some(r) = self.take(false) {
-                return r.map(|mut v| v.remove(0));
+            if let Some(r) = self.take(&mut slot) {
+                r?;
+                if let Some(record) = slot.take() {
+                    return Ok(record);
+                }
             }
             ready.await;
         }
@@ -277,17 +290,22 @@ impl Consumer {
 
     /// The buffered records of one partition from one fetch (waits for some). Cancel-safe.
     pub async fn recv_batch(&self) -> Result<PartitionRecords> {
+        let mut records = Vec::new();
         loop {
+            if let Some(r) = self.take(&mut records) {
+                r?;
+                if let Some(partition) = records.first().map(ConsumerRecord::topic_partition) {
+                    return Ok(PartitionRecords { partition, records });
+                }
+            }
             let ready = self.shared.data_ready.notified();
             tokio::pin!(ready);
             ready.as_mut().enable();
-            if let Some(r) = self.take(true) {
-                let records = r?;
-                let partition = records
-                    .first()
-                    .map(ConsumerRecord::topic_partition)
-                    .ok_or_else(|| Error::protocol("an empty batch was taken"))?;
-                return Ok(PartitionRecords { partition, records });
+            if let Some(r) = self.take(&mut records) {
+                r?;
+                if let Some(partition) = records.first().map(ConsumerRecord::topic_partition) {
+                    return Ok(PartitionRecords { partition, records });
+                }
             }
             ready.await;
         }
@@ -298,9 +316,14 @@ impl Consumer {
         futures::stream::unfold(self, |c| async move { Some((c.recv().await, c)) })
     }
 
-    /// Takes one record (or, with `all`, the rest of one fetch) from the buffer, moving
-    /// positions, without awaiting anything.
-    fn take(&self, all: bool) -> Option<Result<Vec<ConsumerRecord>>> {
+    /// Takes records from the buffer into `out`, moving positions, without awaiting
+    /// anything: one record for `recv`, the rest of one partition's fetch for
+    /// `recv_batch`. `None` when nothing was buffered.
+    ///
+    /// The lock is taken once per call and each partition is looked up once per fetch,
+    /// not per record: the records of a fetch are decoded in a tight loop under the
+    /// lock, straight into `out`.
+    fn take(&self, out: &mut impl TakeInto) -> Option<Result<()>> {
         let mut guard = self.shared.lock();
         let now = Instant::now();
         if now.duration_since(guard.last_poll) > self.shared.config.max_poll_interval / 2 {
@@ -315,7 +338,6 @@ impl Consumer {
         }
         let state = &mut *guard;
         let mut freed = false;
-        let mut out = Vec::new();
         let mut i = 0;
         let result = loop {
             let Some(f) = state.buffer.get_mut(i) else {
@@ -333,20 +355,32 @@ impl Consumer {
                 i += 1;
                 continue;
             }
-            let position = ps.position.unwrap_or(0);
-            match f.next_record(position) {
-                Ok(Some(record)) => {
-                    ps.position = Some(record.offset() + 1);
-                    out.push(ConsumerRecord {
-                        topic: Arc::clone(&f.topic),
-                        partition: f.tp.partition,
-                        record,
-                    });
-                    if !all {
-                        break Some(Ok(out));
+            let mut position = ps.position.unwrap_or(0);
+            let mut taken = false;
+            out.reserve(f.records_hint());
+            let step = loop {
+                match f.next_record(position) {
+                    Ok(Some(record)) => {
+                        position = record.offset() + 1;
+                        taken = true;
+                        let more = out.put(ConsumerRecord {
+                            topic: Arc::clone(&f.topic),
+                            partition: f.tp.partition,
+                            record,
+                        });
+                        if !more {
+                            break Ok(false);
+                        }
                     }
+                    Ok(None) => break Ok(true),
+                    Err(e) => break Err(e),
                 }
-                Ok(None) => {
+            };
+            ps.position = Some(position);
+            match step {
+                // `out` is full; the fetch may have more.
+                Ok(false) => break Some(Ok(())),
+                Ok(true) => {
                     if f.next_offset > position {
                         ps.position = Some(f.next_offset);
                     }
@@ -354,8 +388,8 @@ impl Consumer {
                         state.buffered_bytes -= f.bytes;
                     }
                     freed = true;
-                    if !out.is_empty() {
-                        break Some(Ok(out));
+                    if taken {
+                        break Some(Ok(()));
                     }
                 }
                 Err(e) => {
@@ -363,6 +397,12 @@ impl Consumer {
                         state.buffered_bytes -= f.bytes;
                     }
                     freed = true;
+                    if taken {
+                        // Hand out what was decoded before the bad batch (its position
+                        // has moved past them); the error comes with the next call.
+                        state.error = Some(e);
+                        break Some(Ok(()));
+                    }
                     break Some(Err(e));
                 }
             }
@@ -616,6 +656,37 @@ impl Drop for Consumer {
                 g.abort();
             }
         }
+    }
+}
+
+/// Where [`Consumer::take`] puts records: `recv` takes one, `recv_batch` a whole fetch.
+trait TakeInto {
+    /// Room for about `n` more records.
+    fn reserve(&mut self, n: usize);
+    /// Stores `record`; false when no more are wanted.
+    fn put(&mut self, record: ConsumerRecord) -> bool;
+}
+
+impl TakeInto for Option<ConsumerRecord> {
+    fn reserve(&mut self, _: usize) {}
+
+    #[inline]
+    fn put(&mut self, record: ConsumerRecord) -> bool {
+        *self = Some(record);
+        false
+    }
+}
+
+impl TakeInto for Vec<ConsumerRecord> {
+    #[inline]
+    fn reserve(&mut self, n: usize) {
+        Vec::reserve(self, n);
+    }
+
+    #[inline]
+    fn put(&mut self, record: ConsumerRecord) -> bool {
+        self.push(record);
+        true
     }
 }
 

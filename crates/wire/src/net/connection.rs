@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, trace};
 
 use super::frame::{self, Frame};
+use super::rcvlowat::LowWaterMark;
 use super::versions::{ApiVersions, API_VERSIONS_MAX};
 use crate::error::{Error, Result};
 
@@ -478,6 +479,7 @@ async fn wait_for_slot(shared: &Shared, max: usize) -> bool {
 /// Reads response frames and hands each to the waiter at the head of the FIFO.
 async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut mark = LowWaterMark::new();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         if shared.dead.load(Ordering::SeqCst) {
@@ -497,6 +499,7 @@ async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
                 return;
             }
         }
+        mark.update(&socket, frame::missing(&buf));
         let read = tokio::select! {
             read = socket.read_buf(&mut buf) => read,
             _ = shutdown.wait_for(|dead| *dead) => return,

@@ -224,6 +224,16 @@ pub(crate) fn split_frame(buf: &mut BytesMut) -> Result<Option<Bytes>> {
     Ok(Some(buf.split_to(len).freeze()))
 }
 
+/// How many bytes of the frame at the start of `buf` are still to be read (0 when `buf`
+/// does not hold a frame's length yet, or holds a whole frame).
+pub(crate) fn missing(buf: &[u8]) -> usize {
+    match *buf {
+        [a, b, c, d, ..] => usize::try_from(i32::from_be_bytes([a, b, c, d]))
+            .map_or(0, |len| len.saturating_add(4).saturating_sub(buf.len())),
+        _ => 0,
+    }
+}
+
 /// A hint for the error message when the first bytes are printable text.
 fn looks_like(first: &[u8]) -> String {
     if first.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
@@ -338,6 +348,16 @@ mod tests {
             Bytes::from_static(b"abc")
         );
         assert_eq!(&buf[..], b"XY");
+    }
+
+    #[test]
+    fn missing_counts_the_rest_of_the_current_frame() {
+        assert_eq!(missing(&[]), 0);
+        assert_eq!(missing(&[0, 0, 1]), 0);
+        assert_eq!(missing(&[0, 0, 1, 0]), 256);
+        assert_eq!(missing(&[0, 0, 0, 2, 7]), 1);
+        assert_eq!(missing(&[0, 0, 0, 2, 7, 7, 9]), 0);
+        assert_eq!(missing(&[0xff, 0xff, 0xff, 0xfe]), 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub(crate) mod frame;
+mod rcvlowat;
 pub mod versions;
 
 pub use connection::{BrokerConnection, ConnectionConfig};

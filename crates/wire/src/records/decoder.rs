@@ -10,7 +10,7 @@ use std::fmt;
 
 use bytes::{Buf, Bytes};
 
-use super::varint::{read_varint, read_varlong};
+use super::varint::{read_unsigned_long, read_varlong};
 use super::{
     compression, Compression, ControlRecord, RecordsError, TimestampType, BATCH_HEADER_LEN,
     DEFAULT_MAX_DECOMPRESSED_SIZE,
@@ -337,91 +337,107 @@ pub struct Records {
 }
 
 impl Records {
-    fn next_record(&mut self) -> Result<Option<Record>, RecordsError> {
-        if self.remaining == 0 {
-            if self.pos != self.data.len() {
-                return Err(RecordsError::Malformed("bytes left after the last record"));
-            }
-            return Ok(None);
-        }
-        let input = &self.data[self.pos..];
-        let (length, used) = read_varint(input)?;
-        let length = usize::try_from(length).map_err(|_| RecordsError::InvalidLength {
-            field: "record length",
-            value: i64::from(length),
-        })?;
-        let start = self.pos + used;
-        let end = start
-            .checked_add(length)
-            .filter(|&end| end <= self.data.len())
-            .ok_or(RecordsError::Truncated)?;
-        let record = self.parse_body(start, end)?;
-        self.pos = end;
-        self.remaining -= 1;
-        Ok(Some(record))
-    }
-
-    /// Parses the record in `data[start..end]`; its fields must fill it exactly.
-    fn parse_body(&self, start: usize, end: usize) -> Result<Record, RecordsError> {
-        let mut r = Cursor {
-            data: &self.data[..end],
-            pos: start,
-        };
+    /// Decodes the record at `pos` (there is one: `remaining > 0`), validating all of it
+    /// (headers included) so that nothing read from it later can fail. One pass over
+    /// the record's bytes: a [`Cursor`] bounded by the record's own length reads each
+    /// field once, and the `Bytes` for key, value and headers are cut from the validated
+    /// positions at the end.
+    #[inline(always)]
+    fn decode_one(&mut self) -> Result<Record, RecordsError> {
+        let data = &self.data;
+        let mut r = Cursor::new(data.get(self.pos..).unwrap_or_default());
+        let length = r.varint()?;
+        let start = self.pos + r.pos();
+        // Cut the cursor to the record: every later read is bounded by the record's end.
+        r = Cursor::new(
+            r.take(length)
+                .ok_or_else(|| length_error("record length", length))?,
+        );
+        let end = start + r.len;
         let _attributes = r.byte()?;
         let timestamp_delta = r.varlong()?;
         let offset_delta = r.varint()?;
         let key = r.nullable_bytes("key length")?;
         let value = r.nullable_bytes("value length")?;
         let header_count = r.varint()?;
-        let header_count =
-            u32::try_from(header_count).map_err(|_| RecordsError::InvalidLength {
-                field: "header count",
-                value: i64::from(header_count),
-            })?;
-        let headers_start = r.pos;
+        let Ok(header_count) = u32::try_from(header_count) else {
+            return Err(invalid_length("header count", header_count));
+        };
+        let headers_start = start + r.pos();
         for _ in 0..header_count {
-            let key = r.nullable_bytes("header key length")?;
-            if key.is_none() {
-                return Err(RecordsError::InvalidLength {
-                    field: "header key length",
-                    value: -1,
-                });
+            if r.nullable_bytes("header key length")?.is_none() {
+                return Err(invalid_length("header key length", -1));
             }
             r.nullable_bytes("header value length")?;
         }
-        if r.pos != end {
+        if !r.rest.is_empty() {
             return Err(RecordsError::Malformed(
                 "record fields do not fill its length",
             ));
         }
-        let slice = |range: Option<(usize, usize)>| range.map(|(s, e)| self.data.slice(s..e));
-        Ok(Record {
+        let slice =
+            |range: Option<(usize, usize)>| range.map(|(s, e)| data.slice(start + s..start + e));
+        let record = Record {
             offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
-            timestamp: self
-                .log_append_time
-                .unwrap_or_else(|| self.base_timestamp.wrapping_add(timestamp_delta)),
+            timestamp: match self.log_append_time {
+                Some(t) => t,
+                None => self.base_timestamp.wrapping_add(timestamp_delta),
+            },
             key: slice(key),
             value: slice(value),
-            headers: self.data.slice(headers_start..end),
+            // `slice` of an empty range allocates nothing and touches no refcount.
+            headers: data.slice(headers_start..end),
             header_count,
-        })
+        };
+        self.pos = end;
+        self.remaining -= 1;
+        Ok(record)
+    }
+
+    /// After the last record: the input must be used up. Ends iteration either way.
+    #[cold]
+    fn finish(&mut self) -> Option<Result<Record, RecordsError>> {
+        let done = self.remaining == 0 && self.pos == self.data.len();
+        let was_failed = self.remaining < 0;
+        self.remaining = -1;
+        if done || was_failed {
+            None
+        } else {
+            Some(Err(RecordsError::Malformed(
+                "bytes left after the last record",
+            )))
+        }
+    }
+}
+
+/// The error for a length that does not fit: negative, or longer than what is left.
+#[cold]
+fn length_error(field: &'static str, len: i32) -> RecordsError {
+    if len < 0 {
+        invalid_length(field, len)
+    } else {
+        RecordsError::Truncated
+    }
+}
+
+#[cold]
+fn invalid_length(field: &'static str, value: i32) -> RecordsError {
+    RecordsError::InvalidLength {
+        field,
+        value: i64::from(value),
     }
 }
 
 impl Iterator for Records {
     type Item = Result<Record, RecordsError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining < 0 {
-            return None;
+        if self.remaining <= 0 {
+            return self.finish();
         }
-        match self.next_record() {
-            Ok(record) => {
-                if record.is_none() {
-                    self.remaining = -1;
-                }
-                record.map(Ok)
-            }
+        match self.decode_one() {
+            Ok(record) => Some(Ok(record)),
             Err(e) => {
                 self.remaining = -1;
                 Some(Err(e))
@@ -536,17 +552,15 @@ impl Iterator for HeaderIter {
             return None;
         }
         self.remaining -= 1;
-        let mut r = Cursor {
-            data: &self.data,
-            pos: self.pos,
-        };
-        // Validated in `parse_body`; on the impossible error just stop.
+        let mut r = Cursor::new(self.data.get(self.pos..).unwrap_or_default());
+        // Validated in `Records::next_record`; on the impossible error just stop.
         let key = r.nullable_bytes("header key length").ok()??;
         let value = r.nullable_bytes("header value length").ok()?;
-        self.pos = r.pos;
+        let base = self.pos;
+        self.pos += r.pos();
         Some(RecordHeader {
-            key: self.data.slice(key.0..key.1),
-            value: value.map(|(s, e)| self.data.slice(s..e)),
+            key: self.data.slice(base + key.0..base + key.1),
+            value: value.map(|(s, e)| self.data.slice(base + s..base + e)),
         })
     }
 
@@ -555,54 +569,112 @@ impl Iterator for HeaderIter {
     }
 }
 
-/// Bounds-checked reading of record fields; ranges are returned, not slices, so callers can
-/// cut `Bytes` from the same positions.
+/// Bounds-checked reading of record fields from a shrinking slice; ranges (relative to
+/// where the cursor started) are returned, not slices, so callers can cut `Bytes` from
+/// the same positions.
 struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
+    rest: &'a [u8],
+    /// The length the cursor started with: `len - rest.len()` is the position.
+    len: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    #[inline(always)]
+    fn new(data: &'a [u8]) -> Self {
+        Cursor {
+            rest: data,
+            len: data.len(),
+        }
+    }
+
+    #[inline(always)]
+    fn pos(&self) -> usize {
+        self.len - self.rest.len()
+    }
+
+    /// The next `len` bytes, or `None` if `len` is negative or more than what is left.
+    #[inline(always)]
+    fn take(&mut self, len: i32) -> Option<&'a [u8]> {
+        // A negative length turns into a huge one and fails the same check.
+        let len = usize::try_from(len).ok()?;
+        if len > self.rest.len() {
+            return None;
+        }
+        let (taken, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Some(taken)
+    }
+
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, RecordsError> {
-        let b = *self.data.get(self.pos).ok_or(RecordsError::Truncated)?;
-        self.pos += 1;
+        let [b, ref rest @ ..] = *self.rest else {
+            return Err(RecordsError::Truncated);
+        };
+        self.rest = rest;
         Ok(b)
     }
 
-    fn varint(&mut self) -> Result<i32, RecordsError> {
-        let (v, used) = read_varint(self.data.get(self.pos..).unwrap_or_default())?;
-        self.pos += used;
-        Ok(v)
+    /// An unsigned varint of at most 5 bytes, not yet zigzag-decoded. The 1- and 2-byte
+    /// forms (nearly every length and delta) are read here without a loop.
+    #[inline(always)]
+    fn raw_varint(&mut self) -> Result<u32, RecordsError> {
+        if let [b0, ref rest @ ..] = *self.rest {
+            if b0 < 0x80 {
+                self.rest = rest;
+                return Ok(u32::from(b0));
+            }
+            if let [b1, ref rest @ ..] = *rest {
+                if b1 < 0x80 {
+                    self.rest = rest;
+                    return Ok(u32::from(b0 & 0x7f) | u32::from(b1) << 7);
+                }
+            }
+        }
+        // Out of line and by value, so the cursor can stay in registers on the fast path.
+        let (raw, used) = read_unsigned_long(self.rest, 5)?;
+        self.rest = self.rest.get(used..).unwrap_or_default();
+        // Bits past the 32nd are dropped, as Kafka's ByteUtils.readVarint does.
+        Ok(raw as u32)
     }
 
+    #[inline(always)]
+    fn varint(&mut self) -> Result<i32, RecordsError> {
+        self.raw_varint().map(unzigzag)
+    }
+
+    #[inline(always)]
     fn varlong(&mut self) -> Result<i64, RecordsError> {
-        let (v, used) = read_varlong(self.data.get(self.pos..).unwrap_or_default())?;
-        self.pos += used;
+        let (v, used) = read_varlong(self.rest)?;
+        self.rest = self.rest.get(used..).unwrap_or_default();
         Ok(v)
     }
 
     /// A varint length (-1 = null) and that many bytes, as a range.
+    #[inline(always)]
     fn nullable_bytes(
         &mut self,
         field: &'static str,
     ) -> Result<Option<(usize, usize)>, RecordsError> {
-        let len = self.varint()?;
-        if len == -1 {
+        let raw = self.raw_varint()?;
+        // Zigzag: even raw values are the lengths >= 0, raw 1 is -1 (null).
+        if raw & 1 == 0 {
+            let len = (raw >> 1) as usize;
+            if len > self.rest.len() {
+                return Err(RecordsError::Truncated);
+            }
+            let start = self.pos();
+            self.rest = &self.rest[len..];
+            return Ok(Some((start, start + len)));
+        }
+        if raw == 1 {
             return Ok(None);
         }
-        let len = usize::try_from(len).map_err(|_| RecordsError::InvalidLength {
-            field,
-            value: i64::from(len),
-        })?;
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|&end| end <= self.data.len())
-            .ok_or(RecordsError::Truncated)?;
-        let start = self.pos;
-        self.pos = end;
-        Ok(Some((start, end)))
+        Err(invalid_length(field, unzigzag(raw)))
     }
+}
+
+fn unzigzag(raw: u32) -> i32 {
+    ((raw >> 1) as i32) ^ -((raw & 1) as i32)
 }
 
 // Fixed-offset header reads; callers have checked the batch is at least 61 bytes long, so

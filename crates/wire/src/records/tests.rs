@@ -302,6 +302,67 @@ fn many_records_every_codec() {
     }
 }
 
+/// The decoder reads 1- and 2-byte varints inline and longer ones in a loop: lengths
+/// around every varint size boundary (63/64 is 1/2 bytes zigzagged, 8191/8192 is 2/3,
+/// 1048575/1048576 is 3/4) must round-trip, with headers after them.
+#[test]
+fn lengths_at_varint_size_boundaries_round_trip() {
+    let sizes = [
+        0usize, 1, 63, 64, 127, 128, 8191, 8192, 16384, 1_048_575, 1_048_576,
+    ];
+    let records: Vec<Owned> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Owned {
+            timestamp: 1_700_000_000_000 + (i as i64) * 1_000_000,
+            key: Some(vec![b'k'; n.min(70_000)]),
+            value: Some((0..n).map(|j| j as u8).collect()),
+            headers: vec![("h".to_owned(), Some(vec![b'v'; n.min(9000)]))],
+        })
+        .collect();
+    let bytes = build(BatchOptions::default(), &records);
+    assert_eq!(decode_all(bytes)[0].1, records);
+}
+
+/// A record whose length varint or field lengths run past the record's end: typed
+/// errors from every position a length can be cut at, never a panic.
+#[test]
+fn every_truncation_of_a_record_is_a_typed_error() {
+    let records = vec![Owned {
+        timestamp: 1_700_000_000_000,
+        key: Some(vec![b'k'; 200]),
+        value: Some(vec![b'v'; 9000]),
+        headers: vec![("trace".to_owned(), Some(vec![b'x'; 150]))],
+    }];
+    let good = build(BatchOptions::default(), &records);
+    // Shrink the record's own length (bytes 61..) one value at a time; the fields then
+    // overrun it.
+    let (len, used) = super::varint::read_varint(&good[61..]).unwrap();
+    for cut in [1, 2, 150, 200, 5000, len - 1] {
+        let mut body = Vec::new();
+        super::varint::put_varint(&mut body, len - cut);
+        let mut bad = good[..61].to_vec();
+        bad.extend_from_slice(&body);
+        bad.extend_from_slice(&good[61 + used..]);
+        let batch_len = (bad.len() - 12) as i32;
+        bad[8..12].copy_from_slice(&batch_len.to_be_bytes());
+        let crc = crc32c::crc32c(&bad[21..]);
+        bad[17..21].copy_from_slice(&crc.to_be_bytes());
+        let batch = RecordBatches::new(Bytes::from(bad))
+            .next()
+            .unwrap()
+            .unwrap();
+        let first = batch.records().unwrap().next().unwrap();
+        assert!(
+            matches!(
+                first,
+                Err(RecordsError::Truncated | RecordsError::Malformed(_))
+            ),
+            "cut {cut}: {first:?}"
+        );
+    }
+}
+
 #[test]
 fn uncompressed_values_are_slices_of_the_input() {
     let bytes = build(BatchOptions::default(), &sample_records(3));

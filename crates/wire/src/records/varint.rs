@@ -30,6 +30,7 @@ pub(crate) fn put_varlong(buf: &mut impl BufMut, value: i64) {
 ///
 /// Like Kafka's `ByteUtils.readVarint`, at most 5 bytes are read and bits past the 32nd
 /// are dropped; a 5th byte that still has its continuation bit set is an error.
+#[cfg(test)]
 pub(crate) fn read_varint(input: &[u8]) -> Result<(i32, usize), RecordsError> {
     let (raw, used) = read_unsigned(input, 5)?;
     // Truncation to 32 bits is the documented behaviour for over-long values.
@@ -38,6 +39,7 @@ pub(crate) fn read_varint(input: &[u8]) -> Result<(i32, usize), RecordsError> {
 }
 
 /// Reads a zigzag varlong (at most 10 bytes) from the start of `input`.
+#[inline]
 pub(crate) fn read_varlong(input: &[u8]) -> Result<(i64, usize), RecordsError> {
     let (raw, used) = read_unsigned(input, 10)?;
     Ok((((raw >> 1) as i64) ^ -((raw & 1) as i64), used))
@@ -65,7 +67,24 @@ fn put_unsigned(buf: &mut impl BufMut, mut value: u64) {
     buf.put_u8(value as u8);
 }
 
+/// The decoder's hot path: record lengths, deltas and field lengths are almost always 1
+/// or 2 bytes long, so those are read inline with no loop; longer ones take the general
+/// loop. `max_bytes` is 5 or 10, never below 2.
+#[inline(always)]
 fn read_unsigned(input: &[u8], max_bytes: usize) -> Result<(u64, usize), RecordsError> {
+    match *input {
+        [b0, ..] if b0 < 0x80 => Ok((u64::from(b0), 1)),
+        [b0, b1, ..] if b1 < 0x80 => Ok((u64::from(b0 & 0x7f) | u64::from(b1) << 7, 2)),
+        _ => read_unsigned_long(input, max_bytes),
+    }
+}
+
+/// The general loop, for varints longer than 2 bytes (and every error).
+#[inline(never)]
+pub(crate) fn read_unsigned_long(
+    input: &[u8],
+    max_bytes: usize,
+) -> Result<(u64, usize), RecordsError> {
     let mut value = 0u64;
     for (i, &byte) in input.iter().take(max_bytes).enumerate() {
         // shift <= 63 because max_bytes <= 10; bits shifted out are dropped on purpose.
