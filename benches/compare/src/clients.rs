@@ -139,8 +139,10 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
     ])?;
     let producer = Producer::new(config).await?;
     let value = bytes::Bytes::from(payload(a.size));
+    // One shared name: each record clones a reference count (rdkafka borrows a `&str`).
+    let topic: std::sync::Arc<str> = a.topic.as_str().into();
     if a.rate.is_some() {
-        let record = ProducerRecord::new(a.topic.clone(), value.clone());
+        let record = ProducerRecord::new(&topic, value.clone());
         producer.send(record).await?.await?;
         started = Instant::now();
     }
@@ -149,7 +151,7 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
     let mut pacer = Pacer::new(a.rate);
     for i in 0..a.records {
         pacer.wait(i).await;
-        let record = ProducerRecord::new(a.topic.clone(), value.clone());
+        let record = ProducerRecord::new(&topic, value.clone());
         let sent = Instant::now();
         let d = producer.send(record).await?;
         let d = d.map(|r| r.map(|_| ()).map_err(|e| e.to_string()));

@@ -110,7 +110,7 @@ impl Batch {
                 base_offset + i64::from(w.offset_delta)
             };
             let _ = w.tx.send(Ok(RecordMetadata {
-                topic: topic.to_string(),
+                topic: Arc::clone(&topic),
                 partition,
                 offset,
                 timestamp: if log_append_time >= 0 {

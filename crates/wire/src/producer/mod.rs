@@ -142,7 +142,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
 pub use config::{PartitionerChoice, PartitionerFactory, ProducerConfig};
-pub use record::{Delivery, ProducerRecord, RecordMetadata};
+pub use record::{Delivery, IntoTopic, ProducerRecord, RecordMetadata};
 
 use accumulator::{Accumulator, RecordParts};
 use idempotence::Idempotence;

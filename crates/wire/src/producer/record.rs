@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,11 +12,50 @@ use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 
+/// A topic name as [`ProducerRecord::new`] takes it: `&str`, `String`, `&String`,
+/// `Arc<str>` or `&Arc<str>`. The `Arc` forms are a reference count; the others allocate.
+pub trait IntoTopic {
+    /// The name as the record stores it.
+    fn into_topic(self) -> Arc<str>;
+}
+
+impl IntoTopic for &str {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl IntoTopic for String {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl IntoTopic for &String {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self.as_str())
+    }
+}
+
+impl IntoTopic for Arc<str> {
+    fn into_topic(self) -> Arc<str> {
+        self
+    }
+}
+
+impl IntoTopic for &Arc<str> {
+    fn into_topic(self) -> Arc<str> {
+        Arc::clone(self)
+    }
+}
+
 /// One record to produce (Java: `ProducerRecord`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
-    /// The topic.
-    pub topic: String,
+    /// The topic. An `Arc<str>`: a sender of many records clones one (a reference count)
+    /// instead of allocating a `String` per record; `&str` and `String` convert with
+    /// [`ProducerRecord::new`].
+    pub topic: Arc<str>,
     /// The key; keyed records are placed by murmur2 of the key (by default).
     pub key: Option<Bytes>,
     /// The value; `None` is a tombstone.
@@ -29,10 +69,11 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    /// A keyless record with `value` for `topic`.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    /// A keyless record with `value` for `topic` (a `&str`, a `String`, or an `Arc<str>`
+    /// cloned per record, which spares an allocation).
+    pub fn new(topic: impl IntoTopic, value: impl Into<Bytes>) -> Self {
         ProducerRecord {
-            topic: topic.into(),
+            topic: topic.into_topic(),
             key: None,
             value: Some(value.into()),
             headers: Vec::new(),
@@ -75,8 +116,9 @@ impl ProducerRecord {
 /// Where a record was written (Java: `RecordMetadata`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    /// The topic.
-    pub topic: String,
+    /// The topic, shared by every record of the batch (cloning it is a reference count,
+    /// not an allocation per record).
+    pub topic: std::sync::Arc<str>,
     /// The partition.
     pub partition: i32,
     /// The record's offset; `-1` with `acks=0`, or when the broker reported the batch as
