@@ -380,45 +380,12 @@ async fn a_sigkilled_pipeline_restarts_without_loss() {
     topics(&cluster, &input, &output, P).await;
     write_orders(&cluster, &input, P, N).await;
 
-    // `cargo test` builds the examples next to the test binaries' directory.
-    let exe = std::env::current_exe().unwrap();
-    let worker = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/orders_pipeline");
-    assert!(worker.exists(), "{} not built", worker.display());
-    let spawn = || {
-        std::process::Command::new(&worker)
-            .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
-            .env("ORDERS_WORKER", "1")
-            .env("ORDERS_INPUT", &input)
-            .env("ORDERS_OUTPUT", &output)
-            .env("ORDERS_GROUP", &group)
-            .env("ORDERS_MAX_IN_FLIGHT", BOUND.to_string())
-            .spawn()
-            .unwrap()
-    };
-    let mut first = spawn();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = read_all(&cluster, &output, P).await.len();
-        if done >= 8_000 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {done} outputs before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    let mut worker = orders_worker(&input, &output, &group, BOUND, None);
+    kill_after_outputs(&mut worker, &cluster, &output, P, 8_000).await;
     let at_kill = read_all(&cluster, &output, P).await.len();
     assert!((at_kill as u64) < N, "killed mid-run");
 
-    let mut second = spawn();
+    let mut second = worker.spawn().unwrap();
     let malformed = (0..N).filter(|i| i % 97 == 13).count();
     let good = N as usize - malformed;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

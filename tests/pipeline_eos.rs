@@ -395,48 +395,15 @@ async fn exactly_once_through_a_sigkill_and_restart() {
     topics(&cluster, &input, &output, P).await;
     write_orders(&cluster, &input, P, N).await;
 
-    // `cargo test` builds the examples next to the test binaries' directory.
-    let exe = std::env::current_exe().unwrap();
-    let worker = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/orders_pipeline");
-    assert!(worker.exists(), "{} not built", worker.display());
-    let spawn = || {
-        std::process::Command::new(&worker)
-            .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
-            .env("ORDERS_WORKER", "1")
-            .env("ORDERS_INPUT", &input)
-            .env("ORDERS_OUTPUT", &output)
-            .env("ORDERS_GROUP", &group)
-            .env("ORDERS_MAX_IN_FLIGHT", "500")
-            .env("ORDERS_TRANSACTIONAL_ID", format!("{input}-worker"))
-            .spawn()
-            .unwrap()
-    };
+    let txn_id = format!("{input}-worker");
+    let mut worker = orders_worker(&input, &output, &group, 500, Some(&txn_id));
     let started = std::time::Instant::now();
-    let mut first = spawn();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        // Committed or not: this only decides when to kill.
-        let written = read_all(&cluster, &output, P).await.len();
-        if written >= 8_000 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {written} outputs before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    // Committed or not: the outputs written only decide when to kill.
+    kill_after_outputs(&mut worker, &cluster, &output, P, 8_000).await;
     let at_kill = read_committed(&cluster, &output, P).await.len();
     assert!((at_kill as u64) < N, "killed mid-run");
 
-    let mut second = spawn();
+    let mut second = worker.spawn().unwrap();
     let malformed = (0..N).filter(|i| i % 97 == 13).count();
     let good = N as usize - malformed;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);

@@ -361,3 +361,60 @@ pub fn order_ids(records: &[Read]) -> BTreeMap<u64, u32> {
     }
     m
 }
+
+/// The `orders_pipeline` example as a worker process reading `input` into `output` in
+/// `group` (`cargo test` builds the examples next to the test binaries' directory);
+/// exactly-once when `transactional_id` is given.
+pub fn orders_worker(
+    input: &str,
+    output: &str,
+    group: &str,
+    max_in_flight: usize,
+    transactional_id: Option<&str>,
+) -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let worker = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/orders_pipeline");
+    assert!(worker.exists(), "{} not built", worker.display());
+    let mut cmd = std::process::Command::new(&worker);
+    cmd.env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+        .env("ORDERS_WORKER", "1")
+        .env("ORDERS_INPUT", input)
+        .env("ORDERS_OUTPUT", output)
+        .env("ORDERS_GROUP", group)
+        .env("ORDERS_MAX_IN_FLIGHT", max_in_flight.to_string());
+    if let Some(id) = transactional_id {
+        cmd.env("ORDERS_TRANSACTIONAL_ID", id);
+    }
+    cmd
+}
+
+/// Starts `worker`, waits (at most 60 s) until `output` holds `at_least` records, read
+/// uncommitted, then kills it with SIGKILL.
+pub async fn kill_after_outputs(
+    worker: &mut std::process::Command,
+    cluster: &Cluster,
+    output: &str,
+    partitions: i32,
+    at_least: usize,
+) {
+    let mut child = worker.spawn().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let written = read_all(cluster, output, partitions).await.len();
+        if written >= at_least {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {written} outputs before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
