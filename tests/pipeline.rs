@@ -11,7 +11,6 @@ use std::time::Duration;
 use sluice::pipeline::dlq::headers;
 use sluice::pipeline::runner::Pipeline;
 use sluice::wire::admin::Admin;
-use sluice_testkit::unique_topic;
 
 use pipeline_common::*;
 
@@ -22,11 +21,7 @@ use pipeline_common::*;
 async fn poison_records_go_to_the_dlq_and_everything_else_to_the_output() {
     const N: u64 = 100_000;
     const P: i32 = 4;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("pipe-poison");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("pipe-poison", P).await;
     write_input(&cluster, &input, P, 0, N).await;
 
     let producer = producer().await;
@@ -114,11 +109,7 @@ async fn poison_records_go_to_the_dlq_and_everything_else_to_the_output() {
 async fn a_rewind_does_not_dead_letter_the_queued_records_twice() {
     const FAILING: u64 = 20;
     let poison = 23..33u64;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("pipe-rewind-dlq");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, 1).await;
+    let (cluster, input, output, group) = setup("pipe-rewind-dlq", 1).await;
     let values: Vec<String> = (0..50u64)
         .map(|i| {
             if poison.contains(&i) {
@@ -212,11 +203,7 @@ async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
     const N: u64 = 20_000;
     const P: i32 = 4;
     const BOUND: usize = 500;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("pipe-outage");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("pipe-outage", P).await;
     write_input(&cluster, &input, P, 0, N).await;
 
     let producer = producer().await;
@@ -306,11 +293,7 @@ async fn a_rebalance_drains_and_commits_in_flight_work() {
     const N: u64 = 20_000;
     const P: i32 = 4;
     const BOUND: usize = 300;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("pipe-rebalance");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("pipe-rebalance", P).await;
     write_input(&cluster, &input, P, 0, N).await;
 
     let start = |slow: bool| {
@@ -373,11 +356,7 @@ async fn a_sigkilled_pipeline_restarts_without_loss() {
     const N: u64 = 30_000;
     const P: i32 = 4;
     const BOUND: usize = 500;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("pipe-kill");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("pipe-kill", P).await;
     write_orders(&cluster, &input, P, N).await;
 
     let mut worker = orders_worker(&input, &output, &group, BOUND, None);

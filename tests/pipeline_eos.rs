@@ -18,7 +18,6 @@ use sluice::wire::cluster::Cluster;
 use sluice::wire::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
 use sluice::wire::partition_client::IsolationLevel;
 use sluice::wire::producer::{Producer, ProducerConfig};
-use sluice_testkit::unique_topic;
 use tokio::task::JoinHandle;
 
 use pipeline_common::*;
@@ -194,11 +193,7 @@ fn start(
 async fn exactly_once_with_aborts_and_dead_letters() {
     const N: u64 = 20_000;
     const P: i32 = 4;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("eos-aborts");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("eos-aborts", P).await;
     write_input(&cluster, &input, P, 0, N).await;
 
     let downstream = Downstream::default();
@@ -307,11 +302,7 @@ async fn exactly_once_needs_a_transactional_producer() {
 async fn exactly_once_through_a_rebalance_with_work_in_flight() {
     const N: u64 = 20_000;
     const P: i32 = 4;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("eos-rebalance");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("eos-rebalance", P).await;
     write_input(&cluster, &input, P, 0, N).await;
 
     let slow = Downstream {
@@ -388,11 +379,7 @@ async fn exactly_once_through_a_rebalance_with_work_in_flight() {
 async fn exactly_once_through_a_sigkill_and_restart() {
     const N: u64 = 30_000;
     const P: i32 = 4;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("eos-kill");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("eos-kill", P).await;
     write_orders(&cluster, &input, P, N).await;
 
     let txn_id = format!("{input}-worker");
@@ -461,11 +448,7 @@ async fn exactly_once_through_a_sigkill_and_restart() {
 async fn a_fenced_pipeline_stops_with_a_transaction_error() {
     const N: u64 = 5_000;
     const P: i32 = 2;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("eos-fenced");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("eos-fenced", P).await;
     write_input(&cluster, &input, P, 0, N).await;
 
     let id = format!("{input}-txn");
@@ -520,11 +503,7 @@ async fn a_stuck_record_aborts_its_transaction_after_the_drain_timeout() {
     const N: u64 = 2_000;
     const P: i32 = 2;
     const STUCK: u64 = 501;
-    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
-    let input = unique_topic("eos-stuck");
-    let output = format!("{input}-out");
-    let group = format!("{input}-g");
-    topics(&cluster, &input, &output, P).await;
+    let (cluster, input, output, group) = setup("eos-stuck", P).await;
     write_input(&cluster, &input, P, 0, N).await;
 
     // The first call of STUCK takes a minute; the drain gives up after one second.

@@ -36,6 +36,17 @@ pub fn is_poison(i: u64) -> bool {
     i % 100 == 42
 }
 
+/// A test's cluster and names: a fresh input topic named after `prefix`, its output
+/// (`<input>-out`) and group (`<input>-g`), both topics created with `partitions`.
+pub async fn setup(prefix: &str, partitions: i32) -> (Cluster, String, String, String) {
+    let cluster = common::cluster(&sluice_testkit::bootstrap()).await;
+    let input = sluice_testkit::unique_topic(prefix);
+    let output = format!("{input}-out");
+    let group = format!("{input}-g");
+    topics(&cluster, &input, &output, partitions).await;
+    (cluster, input, output, group)
+}
+
 /// Creates `topic` (with one warm-up record per partition), `<topic>-dlt` and `out`.
 pub async fn topics(cluster: &Cluster, input: &str, output: &str, partitions: i32) {
     common::create_topic(cluster, input, partitions).await;
@@ -46,29 +57,41 @@ pub async fn topics(cluster: &Cluster, input: &str, output: &str, partitions: i3
 /// Writes records `from..to` round-robin over the partitions: value `"<i>"`, or
 /// `"poison-<i>"` for poison ones, key `"k<i>"`.
 pub async fn write_input(cluster: &Cluster, topic: &str, partitions: i32, from: u64, to: u64) {
+    write_round_robin(cluster, topic, partitions, from..to, |i| {
+        let v = if is_poison(i) {
+            format!("poison-{i}")
+        } else {
+            i.to_string()
+        };
+        (format!("k{i}"), v)
+    })
+    .await;
+}
+
+/// Writes record `i` of `ids` (key and value from `record(i)`) to partition
+/// `i % partitions`, in batches of up to 2000, the partitions in parallel.
+async fn write_round_robin(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+    record: fn(u64) -> (String, String),
+) {
     let now = now_ms();
     let mut handles = Vec::new();
     for p in 0..partitions {
         let client = PartitionClient::new(cluster.clone(), topic, p);
+        let ids = ids.clone();
         handles.push(tokio::spawn(async move {
-            let mine: Vec<u64> = (from..to)
+            let mine: Vec<u64> = ids
                 .filter(|i| (i % partitions as u64) as i32 == p)
                 .collect();
             for chunk in mine.chunks(2000) {
                 let mut b = RecordBatchBuilder::new(BatchOptions::default());
                 for &i in chunk {
-                    let v = if is_poison(i) {
-                        format!("poison-{i}")
-                    } else {
-                        i.to_string()
-                    };
-                    b.append(
-                        now,
-                        Some(format!("k{i}").as_bytes()),
-                        Some(v.as_bytes()),
-                        &[],
-                    )
-                    .unwrap();
+                    let (k, v) = record(i);
+                    b.append(now, Some(k.as_bytes()), Some(v.as_bytes()), &[])
+                        .unwrap();
                 }
                 client
                     .produce(b.finish().unwrap(), Acks::All, T)
@@ -314,36 +337,15 @@ pub async fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut f:
 /// Writes `n` order events as `examples/orders_pipeline.rs` generates them (the `i`-th is
 /// malformed when `i % 97 == 13`), round-robin over the partitions.
 pub async fn write_orders(cluster: &Cluster, topic: &str, partitions: i32, n: u64) {
-    let now = now_ms();
-    for p in 0..partitions {
-        let client = PartitionClient::new(cluster.clone(), topic, p);
-        let mine: Vec<u64> = (0..n)
-            .filter(|i| (i % partitions as u64) as i32 == p)
-            .collect();
-        for chunk in mine.chunks(2000) {
-            let mut b = RecordBatchBuilder::new(BatchOptions::default());
-            for &i in chunk {
-                let v = if i % 97 == 13 {
-                    format!(r#"{{"order_id":{i},"customer":"c-0001","amou"#)
-                } else {
-                    format!(
-                        r#"{{"order_id":{i},"customer":"c-0001","amount_cents":100,"country":"DE"}}"#
-                    )
-                };
-                b.append(
-                    now,
-                    Some(format!("order-{i}").as_bytes()),
-                    Some(v.as_bytes()),
-                    &[],
-                )
-                .unwrap();
-            }
-            client
-                .produce(b.finish().unwrap(), Acks::All, T)
-                .await
-                .unwrap();
-        }
-    }
+    write_round_robin(cluster, topic, partitions, 0..n, |i| {
+        let v = if i % 97 == 13 {
+            format!(r#"{{"order_id":{i},"customer":"c-0001","amou"#)
+        } else {
+            format!(r#"{{"order_id":{i},"customer":"c-0001","amount_cents":100,"country":"DE"}}"#)
+        };
+        (format!("order-{i}"), v)
+    })
+    .await;
 }
 
 /// The `order_id`s of enriched orders, with how many times each appeared.
