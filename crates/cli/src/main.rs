@@ -8,9 +8,13 @@
 //! sluice consume orders --group billing --count 10
 //! sluice groups describe billing
 //! sluice perf produce --topic orders --num-records 500000 --record-size 100 --throughput -1
+//! sluice -F client.properties metadata # a secured cluster (Java properties)
+//! sluice -X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 \
+//! -X sasl.username=alice -X sasl.password=... -X ssl.ca.location=ca.pem metadata
 //! ```
 
 mod commands;
+mod properties;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,6 +33,18 @@ struct Cli {
     /// Request timeout in milliseconds.
     #[arg(long, default_value_t = 30_000, global = true)]
     timeout_ms: u64,
+
+    /// Client settings from a Java / kcat properties file (`security.protocol`,
+    /// `ssl.*`, `sasl.*`, and producer or consumer keys). Applied before `-X`.
+    #[arg(short = 'F', long = "config-file", value_name = "FILE", global = true)]
+    config_file: Option<std::path::PathBuf>,
+
+    /// Any client setting as a Java-style `key=value` (`-X security.protocol=SSL`,
+    /// `-X enable.idempotence=false`, `-X session.timeout.ms=10000`); repeat for more.
+    /// Cluster and security keys apply to every command; producer keys to `produce` and
+    /// `perf produce`, consumer keys to `consume`.
+    #[arg(short = 'X', value_name = "KEY=VALUE", global = true)]
+    config: Vec<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -80,17 +96,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::anyhow!("no bootstrap servers: pass -b host:port or set SLUICE_BOOTSTRAP")
     })?;
     let timeout = Duration::from_millis(cli.timeout_ms);
-    let config = ClusterConfig::new(&bootstrap)
+    let mut config = ClusterConfig::new(&bootstrap)
         .client_id("sluice-cli")
         .request_timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)));
+    let mut settings = match &cli.config_file {
+        Some(path) => properties::read_file(path)?,
+        None => Vec::new(),
+    };
+    settings.extend(properties::from_args(&cli.config)?);
+    // Keys every client shares (security, client.id, timeouts) configure the cluster
+    // connection; the rest belong to the command's producer or consumer. `-b` wins over
+    // a bootstrap.servers in the file.
+    let mut client = Vec::new();
+    for (key, value) in settings {
+        if key == "bootstrap.servers" {
+            continue;
+        }
+        if !config.set(&key, &value)? {
+            client.push((key, value));
+        }
+    }
+    let reject_client_keys = |what: &str| -> anyhow::Result<()> {
+        match client.first() {
+            Some((key, _)) => anyhow::bail!("{key} is not a setting of `{what}`"),
+            None => Ok(()),
+        }
+    };
+    match &cli.command {
+        Command::Produce(_) | Command::Perf(_) | Command::Consume(_) => {}
+        Command::Metadata(_) => reject_client_keys("metadata")?,
+        Command::Topic(_) => reject_client_keys("topic")?,
+        Command::Groups(_) => reject_client_keys("groups")?,
+    }
     let cluster = Cluster::connect(config).await?;
     match cli.command {
         Command::Metadata(args) => commands::metadata::run(&cluster, args).await,
         Command::Topic(cmd) => commands::topic::run(&cluster, cmd, timeout).await,
-        Command::Produce(args) => commands::produce::run(&cluster, args, timeout).await,
-        Command::Consume(args) => commands::consume::run(&cluster, args).await,
+        Command::Produce(args) => commands::produce::run(&cluster, args, timeout, &client).await,
+        Command::Consume(args) => commands::consume::run(&cluster, args, &client).await,
         Command::Groups(cmd) => commands::groups::run(&cluster, cmd).await,
-        Command::Perf(cmd) => commands::perf::run(&cluster, cmd, timeout).await,
+        Command::Perf(cmd) => commands::perf::run(&cluster, cmd, timeout, &client).await,
     }
 }

@@ -15,6 +15,12 @@ pub(crate) fn invalid(key: &str, value: &str, expected: &str) -> Error {
     ))
 }
 
+/// The error for a bad value of a secret key (a password): names the key, never the
+/// value.
+pub(crate) fn secret_invalid(key: &str, why: &str) -> Error {
+    Error::config(format!("config {key:?}: {why}"))
+}
+
 /// A non-negative number of type `T` (use an unsigned `T` to refuse negatives).
 pub(crate) fn number<T: FromStr>(key: &str, value: &str) -> Result<T> {
     value

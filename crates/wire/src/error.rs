@@ -53,6 +53,15 @@ pub enum ErrorKind {
     /// say `commit` of a transactional producer with no transaction begun, or `send`
     /// outside a transaction.
     IllegalState,
+    /// The broker refused our credentials (SASL_AUTHENTICATION_FAILED, with the broker's
+    /// message), does not offer the SASL mechanism configured, or the listener does not
+    /// speak SASL at all. Fatal: retrying with the same credentials cannot succeed.
+    Authentication,
+    /// The TLS handshake failed: the broker's certificate is not trusted (unknown
+    /// issuer), has expired, or does not name the host we connected to, the broker
+    /// refused our client certificate, or the listener does not speak TLS. The message
+    /// names the cause and the broker address. Fatal.
+    Tls,
 }
 
 /// An error from the Sluice Kafka client.
@@ -171,6 +180,20 @@ impl Error {
         Error::new(ErrorKind::IllegalState, message)
     }
 
+    pub(crate) fn authentication(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Authentication, message)
+    }
+
+    /// The error a [`TokenProvider`](crate::net::TokenProvider) returns when it cannot
+    /// get a token: an [`ErrorKind::Authentication`] failure with `message`.
+    pub fn token_provider(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Authentication, message)
+    }
+
+    pub(crate) fn tls(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Tls, message)
+    }
+
     /// The same error with `context` in front of its message (kind and code kept).
     pub(crate) fn context(&self, context: impl fmt::Display) -> Self {
         Error {
@@ -213,8 +236,45 @@ impl Error {
             | ErrorKind::Config
             | ErrorKind::RecordTooLarge
             | ErrorKind::ProducerClosed
-            | ErrorKind::IllegalState => false,
+            | ErrorKind::IllegalState
+            | ErrorKind::Authentication
+            | ErrorKind::Tls => false,
         }
+    }
+
+    /// Whether no retry, of this call or any other, can succeed until the configuration
+    /// or the cluster's ACLs change: authentication and TLS failures, authorization
+    /// failures (TOPIC_, GROUP_, TRANSACTIONAL_ID_, CLUSTER_AUTHORIZATION_FAILED,
+    /// SASL_AUTHENTICATION_FAILED), an invalid configuration, or a broker too old for
+    /// an API we need. The producer, the consumer, admin and the pipeline runner report
+    /// these at once instead of retrying (Java: `AuthenticationException`,
+    /// `AuthorizationException`).
+    pub fn is_fatal(&self) -> bool {
+        match self.inner.kind {
+            ErrorKind::Authentication
+            | ErrorKind::Tls
+            | ErrorKind::Config
+            | ErrorKind::UnsupportedVersion => true,
+            ErrorKind::Kafka => self.is_authorization_failure(),
+            _ => false,
+        }
+    }
+
+    /// Whether the broker said the principal lacks a permission (an ACL is missing):
+    /// TOPIC_, GROUP_, TRANSACTIONAL_ID_ or CLUSTER_AUTHORIZATION_FAILED, or
+    /// SASL_AUTHENTICATION_FAILED sent in a response.
+    pub fn is_authorization_failure(&self) -> bool {
+        matches!(
+            self.inner.code,
+            Some(
+                KafkaCode::TopicAuthorizationFailed
+                    | KafkaCode::GroupAuthorizationFailed
+                    | KafkaCode::TransactionalIdAuthorizationFailed
+                    | KafkaCode::ClusterAuthorizationFailed
+                    | KafkaCode::DelegationTokenAuthorizationFailed
+                    | KafkaCode::SaslAuthenticationFailed
+            )
+        )
     }
 }
 

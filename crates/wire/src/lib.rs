@@ -94,6 +94,7 @@ pub mod net;
 pub mod partition_client;
 pub mod producer;
 pub mod records;
+mod sync;
 
 pub use error::{Error, ErrorKind, KafkaCode, Result};
 

@@ -54,7 +54,11 @@ fn parse_from(s: &str) -> Result<From, String> {
     }
 }
 
-pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    cluster: &Cluster,
+    args: Args,
+    settings: &[(String, String)],
+) -> anyhow::Result<()> {
     let md = cluster.refresh(&[&args.topic], false).await?;
     let topic = md
         .topic(&args.topic)
@@ -72,6 +76,9 @@ pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
             .collect(),
     };
     let mut config = ConsumerConfig::new("unused");
+    for (key, value) in settings {
+        config.set(key, value)?;
+    }
     config.cluster = cluster.config().clone();
     config.auto_offset_reset = match args.from {
         From::Latest => OffsetReset::Latest,

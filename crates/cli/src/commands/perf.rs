@@ -37,9 +37,14 @@ pub(crate) struct ProduceArgs {
     producer: ProducerArgs,
 }
 
-pub(crate) async fn run(cluster: &Cluster, cmd: Command, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    cluster: &Cluster,
+    cmd: Command,
+    timeout: Duration,
+    settings: &[(String, String)],
+) -> anyhow::Result<()> {
     match cmd {
-        Command::Produce(args) => produce(cluster, args, timeout).await,
+        Command::Produce(args) => produce(cluster, args, timeout, settings).await,
     }
 }
 
@@ -132,8 +137,13 @@ impl Stats {
     }
 }
 
-async fn produce(cluster: &Cluster, args: ProduceArgs, timeout: Duration) -> anyhow::Result<()> {
-    let config = args.producer.config(timeout)?;
+async fn produce(
+    cluster: &Cluster,
+    args: ProduceArgs,
+    timeout: Duration,
+    settings: &[(String, String)],
+) -> anyhow::Result<()> {
+    let config = args.producer.config(timeout, settings)?;
     let producer = Producer::with_cluster(cluster.clone(), config)?;
     // Printable, like ProducerPerformance's random uppercase payload.
     let payload: Bytes = (0..args.record_size)

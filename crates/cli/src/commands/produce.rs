@@ -27,15 +27,16 @@ pub(crate) struct ProducerArgs {
     /// batch.size in bytes.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Any producer config as a Java-style `key=value` (`-X enable.idempotence=false`);
-    /// repeat for more. Applied after the flags above.
-    #[arg(short = 'X', value_name = "KEY=VALUE")]
-    config: Vec<String>,
 }
 
 impl ProducerArgs {
-    /// The producer config these flags describe.
-    pub(crate) fn config(&self, timeout: Duration) -> anyhow::Result<ProducerConfig> {
+    /// The producer config these flags describe, with the `-F` / `-X` producer keys
+    /// applied after them.
+    pub(crate) fn config(
+        &self,
+        timeout: Duration,
+        settings: &[(String, String)],
+    ) -> anyhow::Result<ProducerConfig> {
         let mut config = ProducerConfig::default()
             .client_id("sluice-cli".to_string())
             .acks(self.acks)
@@ -48,11 +49,8 @@ impl ProducerArgs {
         if let Some(size) = self.batch_size {
             config = config.batch_size(size);
         }
-        for kv in &self.config {
-            let (k, v) = kv
-                .split_once('=')
-                .with_context(|| format!("-X {kv:?} is not KEY=VALUE"))?;
-            config.set(k.trim(), v)?;
+        for (k, v) in settings {
+            config.set(k, v)?;
         }
         config.validate()?;
         Ok(config)
@@ -95,7 +93,12 @@ pub(crate) fn parse_acks(s: &str) -> Result<Acks, String> {
 /// Deliveries awaited at most at once; more lines wait (bounded memory on long input).
 const MAX_PENDING: usize = 10_000;
 
-pub(crate) async fn run(cluster: &Cluster, args: Args, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    cluster: &Cluster,
+    args: Args,
+    timeout: Duration,
+    settings: &[(String, String)],
+) -> anyhow::Result<()> {
     let headers: Vec<(String, Option<Bytes>)> = args
         .headers
         .iter()
@@ -105,7 +108,7 @@ pub(crate) async fn run(cluster: &Cluster, args: Args, timeout: Duration) -> any
                 .with_context(|| format!("--header {h:?} is not KEY=VALUE"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let config = args.producer.config(timeout)?;
+    let config = args.producer.config(timeout, settings)?;
     let producer = Producer::with_cluster(cluster.clone(), config)?;
 
     // Standard input is blocking: read it on its own thread.

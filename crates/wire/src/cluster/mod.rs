@@ -19,8 +19,10 @@ use tracing::{debug, warn};
 
 pub use metadata::{BrokerInfo, Metadata, PartitionInfo, TopicInfo};
 
+use crate::config::ms;
 use crate::error::{Error, Result};
-use crate::net::{BrokerConnection, ConnectionConfig};
+use crate::net::{BrokerConnection, ConnectionConfig, SecurityConfig};
+use crate::sync::lock;
 
 /// How to reach and watch a cluster.
 #[derive(Debug, Clone)]
@@ -67,6 +69,41 @@ impl ClusterConfig {
         self.connection.connect_timeout = timeout;
         self
     }
+
+    /// Sets how connections are secured (TLS, SASL).
+    pub fn security(mut self, security: SecurityConfig) -> Self {
+        self.connection.security = security;
+        self
+    }
+
+    /// Sets one Java-style key that applies to every client: `bootstrap.servers`,
+    /// `client.id`, `request.timeout.ms`, `socket.connection.setup.timeout.ms`,
+    /// `metadata.max.age.ms`, and the security keys (`security.protocol`, `ssl.*`,
+    /// `sasl.*`; see [`SecurityConfig::set`]). Returns `Ok(false)` for any other key, so
+    /// a client's own config can try it.
+    ///
+    /// ```
+    /// use sluice_wire::cluster::ClusterConfig;
+    /// let mut config = ClusterConfig::new("127.0.0.1:9093");
+    /// config.set("security.protocol", "SSL")?;
+    /// config.set("ssl.ca.location", "/etc/kafka/ca.pem")?;
+    /// assert!(!config.set("linger.ms", "5")?);
+    /// # Ok::<(), sluice_wire::Error>(())
+    /// ```
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+        let value = value.trim();
+        match key {
+            "bootstrap.servers" => self.bootstrap = ClusterConfig::new(value).bootstrap,
+            "client.id" => self.connection.client_id = value.to_string(),
+            "request.timeout.ms" => self.connection.request_timeout = ms(key, value)?,
+            "socket.connection.setup.timeout.ms" => {
+                self.connection.connect_timeout = ms(key, value)?
+            }
+            "metadata.max.age.ms" => self.metadata_max_age = ms(key, value)?,
+            _ => return self.connection.security.set(key, value),
+        }
+        Ok(true)
+    }
 }
 
 /// A handle to a Kafka cluster. Clones share the metadata cache and connections.
@@ -105,6 +142,7 @@ impl Cluster {
         if config.bootstrap.is_empty() {
             return Err(Error::config("no bootstrap address given"));
         }
+        config.connection.security.validate()?;
         let cluster = Cluster {
             inner: Arc::new(Inner {
                 config,
@@ -266,13 +304,6 @@ impl Cluster {
             }
         }
         Err(last_error.unwrap_or_else(|| Error::no_broker("no broker is reachable")))
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

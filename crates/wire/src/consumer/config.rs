@@ -231,9 +231,11 @@ impl ConsumerConfig {
             // deserializers.
             "key.deserializer" | "value.deserializer" => {}
             _ => {
-                return Err(Error::config(format!(
-                    "unknown consumer config key {key:?}"
-                )))
+                if !self.cluster.set(key, value)? {
+                    return Err(Error::config(format!(
+                        "unknown consumer config key {key:?}"
+                    )));
+                }
             }
         }
         Ok(())

@@ -12,6 +12,15 @@
 //! one message; a caller that is dropped before or after it was written leaves the FIFO
 //! intact, and its response, when it comes, is read and discarded. Dropping a caller
 //! never corrupts the stream for others.
+//!
+//! # Security
+//! With TLS the socket is a rustls stream; with SASL the connection authenticates after
+//! ApiVersions and before it is handed out. The writer task owns authentication: it runs
+//! the exchange itself (so no other request can slip between two SASL messages) and, when
+//! the broker gave the session a lifetime (`connections.max.reauth.ms`, KIP-368),
+//! re-authenticates at 85 to 95 % of it. Requests written before a re-authentication are
+//! answered first (the broker answers in order); requests queued during it wait and go
+//! out after it, in their order. Nothing in flight fails or is reordered.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,17 +32,21 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tracing::{debug, trace};
+use tokio::time::Instant;
+use tracing::{debug, info, trace};
 
 use super::frame::{self, Frame};
 use super::rcvlowat::LowWaterMark;
+use super::security::{SecurityConfig, SecurityProtocol};
 use super::versions::{ApiVersions, API_VERSIONS_MAX};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sync::lock;
 
 /// How to open and use a broker connection.
 #[derive(Debug, Clone)]
@@ -51,6 +64,8 @@ pub struct ConnectionConfig {
     /// Requests written but not yet answered, at most. Default 5
     /// (Java: `max.in.flight.requests.per.connection`).
     pub max_in_flight: usize,
+    /// TLS and SASL (`security.protocol`, `ssl.*`, `sasl.*`). Default PLAINTEXT.
+    pub security: SecurityConfig,
 }
 
 impl Default for ConnectionConfig {
@@ -60,8 +75,28 @@ impl Default for ConnectionConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_in_flight: 5,
+            security: SecurityConfig::default(),
         }
     }
+}
+
+/// What the writer task is asked to do.
+enum Command {
+    /// Write a request.
+    Request(Outgoing),
+    /// Authenticate with SASL (once, right after ApiVersions), then keep the session
+    /// alive by re-authenticating before it expires.
+    Authenticate {
+        versions: SaslVersions,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// The versions of the two SASL requests, as negotiated.
+#[derive(Debug, Clone, Copy)]
+struct SaslVersions {
+    handshake: i16,
+    authenticate: i16,
 }
 
 /// A request on its way to the writer task.
@@ -145,7 +180,7 @@ impl Shared {
 #[derive(Clone)]
 pub struct BrokerConnection {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::Sender<Command>,
     versions: Arc<ApiVersions>,
     config: Arc<ConnectionConfig>,
 }
@@ -178,7 +213,6 @@ impl BrokerConnection {
             .await
             .map_err(|e| Error::io(format!("connecting to {addr}"), e))?;
         let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
         let shared = Arc::new(Shared {
             addr: addr.to_string(),
             in_flight: Mutex::new(InFlightQueue::default()),
@@ -188,26 +222,75 @@ impl BrokerConnection {
             next_correlation_id: AtomicI32::new(0),
         });
         let max_in_flight = config.max_in_flight.max(1);
+        let config = Arc::new(config);
         let (tx, rx) = mpsc::channel(max_in_flight);
-        tokio::spawn(write_loop(Arc::clone(&shared), write, rx, max_in_flight));
-        tokio::spawn(read_loop(Arc::clone(&shared), read));
+        let protocol = config.security.protocol;
+        if protocol.uses_tls() {
+            #[cfg(feature = "tls")]
+            {
+                let tls = super::tls::connect(&config.security.tls, addr, stream).await?;
+                let (read, write) = tokio::io::split(tls);
+                tokio::spawn(write_loop(
+                    Arc::clone(&shared),
+                    write,
+                    rx,
+                    max_in_flight,
+                    Arc::clone(&config),
+                ));
+                tokio::spawn(read_loop(Arc::clone(&shared), read));
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                drop((stream, rx));
+                return Err(super::tls::no_tls());
+            }
+        } else {
+            let (read, write) = stream.into_split();
+            tokio::spawn(write_loop(
+                Arc::clone(&shared),
+                write,
+                rx,
+                max_in_flight,
+                Arc::clone(&config),
+            ));
+            tokio::spawn(read_loop(Arc::clone(&shared), read));
+        }
         let mut conn = BrokerConnection {
             shared,
             tx,
             versions: Arc::new(ApiVersions::default()),
-            config: Arc::new(config),
+            config,
         };
-        let versions = conn.handshake().await;
-        match versions {
-            Ok(v) => {
-                conn.versions = Arc::new(v);
-                Ok(conn)
-            }
+        let result = conn.start(protocol).await;
+        match result {
+            Ok(()) => Ok(conn),
             Err(e) => {
                 conn.shared.poison(e.clone());
                 Err(e)
             }
         }
+    }
+
+    /// ApiVersions, then SASL if the protocol asks for it.
+    async fn start(&mut self, protocol: SecurityProtocol) -> Result<()> {
+        let versions = self
+            .handshake()
+            .await
+            .map_err(|e| hint_listener_mismatch(e, protocol, &self.shared.addr))?;
+        self.versions = Arc::new(versions);
+        if protocol.uses_sasl() {
+            let versions = SaslVersions {
+                handshake: self.versions.version_for(ApiKey::SaslHandshake)?,
+                authenticate: self.versions.version_for(ApiKey::SaslAuthenticate)?,
+            };
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(Command::Authenticate { versions, reply })
+                .await
+                .map_err(|_| self.shared.closed_error())?;
+            rx.await.map_err(|_| self.shared.closed_error())??;
+        }
+        Ok(())
     }
 
     /// ApiVersions: ask at our highest version; a broker that does not know it answers
@@ -359,7 +442,7 @@ impl BrokerConnection {
             reply,
         };
         self.tx
-            .send(outgoing)
+            .send(Command::Request(outgoing))
             .await
             .map_err(|_| self.shared.closed_error())
     }
@@ -367,62 +450,266 @@ impl BrokerConnection {
 
 /// Writes frames in the order they were queued, keeping at most `max_in_flight`
 /// answered requests outstanding. The in-flight entry is registered before the write so
-/// that a fast response always finds its waiter. Ends when every handle is dropped (then
-/// half-closes the socket, so the broker finishes answering and closes its side) or when
-/// the connection is poisoned.
-async fn write_loop(
+/// that a fast response always finds its waiter. Runs SASL authentication and
+/// re-authentication between writes (see the module docs). Ends when every handle is
+/// dropped (then half-closes the socket, so the broker finishes answering and closes its
+/// side) or when the connection is poisoned.
+async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    mut socket: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut socket: W,
+    mut rx: mpsc::Receiver<Command>,
     max_in_flight: usize,
+    config: Arc<ConnectionConfig>,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
+    // Set once authenticated: the versions to re-authenticate with, and when.
+    let mut session: Option<(SaslVersions, Option<Instant>)> = None;
     loop {
+        let reauth_at = session.and_then(|(_, at)| at);
         let next = tokio::select! {
-            next = rx.recv() => next,
+            biased;
             _ = shutdown.wait_for(|dead| *dead) => None,
+            _ = sleep_until(reauth_at) => session.map(|(versions, _)| Step::Reauthenticate(versions)),
+            next = rx.recv() => next.map(Step::Command),
         };
-        let Some(outgoing) = next else { break };
+        let outgoing = match next {
+            None => break,
+            Some(Step::Reauthenticate(versions)) => {
+                debug!(broker = %shared.addr, "re-authenticating (KIP-368)");
+                match authenticate(&shared, &mut socket, &config, versions).await {
+                    Ok(at) => session = Some((versions, at)),
+                    Err(e) => {
+                        shared.poison(e.context("re-authentication"));
+                        break;
+                    }
+                }
+                continue;
+            }
+            Some(Step::Command(Command::Authenticate { versions, reply })) => {
+                match authenticate(&shared, &mut socket, &config, versions).await {
+                    Ok(at) => {
+                        session = Some((versions, at));
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.clone()));
+                        shared.poison(e);
+                        break;
+                    }
+                }
+                continue;
+            }
+            Some(Step::Command(Command::Request(outgoing))) => outgoing,
+        };
         if let Some(reply) = outgoing.reply {
             if !wait_for_slot(&shared, max_in_flight).await {
                 let _ = reply.send(Err(shared.closed_error()));
                 break;
             }
-            let mut guard = match shared.in_flight.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            if let Some(err) = &guard.closed {
-                let _ = reply.send(Err(err.clone()));
+            if let Err(reply) = register(&shared, outgoing.correlation_id, outgoing.api_key, reply)
+            {
+                let _ = reply.send(Err(shared.closed_error()));
                 break;
             }
-            guard.queue.push_back(InFlight {
-                correlation_id: outgoing.correlation_id,
-                api_key: outgoing.api_key,
-                reply,
-            });
         } else if shared.dead.load(Ordering::SeqCst) {
             break;
         }
         trace!(broker = %shared.addr, correlation_id = outgoing.correlation_id, api_key = outgoing.api_key, "write");
         if let Err(e) = write_frame(&mut socket, outgoing.frame).await {
-            shared.poison(Error::io(format!("writing to {}", shared.addr), e));
+            shared.poison(super::tls::socket_error(
+                format!("writing to {}", shared.addr),
+                &shared.addr,
+                e,
+            ));
             break;
         }
     }
     // Fail whatever is still queued behind us with the connection's cause.
     rx.close();
-    while let Ok(outgoing) = rx.try_recv() {
-        if let Some(reply) = outgoing.reply {
-            let _ = reply.send(Err(shared.closed_error()));
+    while let Ok(command) = rx.try_recv() {
+        match command {
+            Command::Request(outgoing) => {
+                if let Some(reply) = outgoing.reply {
+                    let _ = reply.send(Err(shared.closed_error()));
+                }
+            }
+            Command::Authenticate { reply, .. } => {
+                let _ = reply.send(Err(shared.closed_error()));
+            }
         }
     }
     let _ = socket.shutdown().await;
 }
 
+/// One turn of the writer.
+enum Step {
+    Command(Command),
+    Reauthenticate(SaslVersions),
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Puts a waiter at the tail of the FIFO; gives the reply back if the connection is
+/// closed.
+fn register(
+    shared: &Shared,
+    correlation_id: i32,
+    api_key: i16,
+    reply: oneshot::Sender<Result<Bytes>>,
+) -> std::result::Result<(), oneshot::Sender<Result<Bytes>>> {
+    let mut guard = lock(&shared.in_flight);
+    if guard.closed.is_some() {
+        return Err(reply);
+    }
+    guard.queue.push_back(InFlight {
+        correlation_id,
+        api_key,
+        reply,
+    });
+    Ok(())
+}
+
+/// Writes `request` from the writer task itself and waits for its response (SASL
+/// messages, which nothing may overtake).
+async fn round_trip<R: Request, W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    socket: &mut W,
+    config: &ConnectionConfig,
+    request: &R,
+    version: i16,
+) -> Result<R::Response> {
+    let correlation_id = shared.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+    let frame =
+        frame::encode_request_spliced(correlation_id, &config.client_id, version, request, &[])?;
+    let (reply, rx) = oneshot::channel();
+    if register(shared, correlation_id, R::KEY, reply).is_err() {
+        return Err(shared.closed_error());
+    }
+    write_frame(socket, frame)
+        .await
+        .map_err(|e| Error::io(format!("writing to {}", shared.addr), e))?;
+    let payload = match tokio::time::timeout(config.request_timeout, rx).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(_)) => return Err(shared.closed_error()),
+        Err(_) => {
+            return Err(Error::timeout(
+                format!("SASL request (api key {}) to {}", R::KEY, shared.addr),
+                config.request_timeout,
+            ))
+        }
+    };
+    frame::decode_response::<R>(payload, version)
+}
+
+/// Runs one SASL authentication on the connection. Returns when to re-authenticate:
+/// at 85 to 95 % of the session lifetime the broker gave (as Java does), or never.
+async fn authenticate<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    socket: &mut W,
+    config: &ConnectionConfig,
+    versions: SaslVersions,
+) -> Result<Option<Instant>> {
+    let sasl = &config.security.sasl;
+    let mechanism = sasl.mechanism().name();
+    let addr = &shared.addr;
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+    let response = round_trip(shared, socket, config, &handshake, versions.handshake)
+        .await
+        .map_err(|e| {
+            if matches!(e.kind(), ErrorKind::ConnectionClosed | ErrorKind::Io) {
+                Error::authentication(format!(
+                    "{addr} closed the connection at the SASL handshake: is this listener SASL_PLAINTEXT / SASL_SSL? (security.protocol is {})",
+                    config.security.protocol
+                ))
+            } else {
+                e
+            }
+        })?;
+    match response.error_code {
+        0 => {}
+        33 => {
+            let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(Error::authentication(format!(
+                "{addr} does not offer SASL mechanism {mechanism} (it offers: {})",
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            )));
+        }
+        34 => {
+            return Err(Error::authentication(format!(
+                "{addr} refused the SASL handshake (ILLEGAL_SASL_STATE): this listener does not speak SASL; use security.protocol PLAINTEXT or SSL for it, or the port of a SASL listener"
+            )))
+        }
+        code => {
+            Error::check_code(code, || format!("SaslHandshake to {addr}"))?;
+        }
+    }
+    let mut exchange = sasl.begin().await?;
+    let mut server: Option<Bytes> = None;
+    let mut lifetime_ms = 0i64;
+    while let Some(message) = exchange.step(server.as_deref())? {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message));
+        let response = round_trip(shared, socket, config, &request, versions.authenticate).await?;
+        if response.error_code != 0 {
+            let detail = response
+                .error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| format!("error code {}", response.error_code));
+            return Err(Error::authentication(format!(
+                "SASL {mechanism} authentication with {addr} failed: {detail}"
+            )));
+        }
+        lifetime_ms = response.session_lifetime_ms;
+        server = Some(response.auth_bytes);
+    }
+    if lifetime_ms <= 0 {
+        debug!(broker = %addr, mechanism, "authenticated");
+        return Ok(None);
+    }
+    let lifetime = Duration::from_millis(lifetime_ms as u64);
+    let factor = 0.85 + 0.10 * jitter();
+    info!(broker = %addr, mechanism, session_ms = lifetime_ms, "authenticated; re-authenticating before the session ends");
+    Ok(Some(Instant::now() + lifetime.mul_f64(factor)))
+}
+
+/// A number in [0, 1) that differs between connections (spreads re-authentications).
+fn jitter() -> f64 {
+    let mut b = [0u8; 2];
+    if getrandom::getrandom(&mut b).is_err() {
+        return 0.5;
+    }
+    f64::from(u16::from_le_bytes(b)) / 65536.0
+}
+
+/// A plaintext client on a TLS listener sees its first request cut off; say what is the
+/// likely cause.
+fn hint_listener_mismatch(e: Error, protocol: SecurityProtocol, addr: &str) -> Error {
+    let cut = matches!(
+        e.kind(),
+        ErrorKind::ConnectionClosed | ErrorKind::Io | ErrorKind::Protocol
+    );
+    if cut && !protocol.uses_tls() {
+        return Error::protocol(format!(
+            "{addr} ended the connection at the first request ({e}): if this listener uses TLS, set security.protocol=SSL (or SASL_SSL)"
+        ));
+    }
+    e
+}
+
 /// Writes every part of `frame`, several per system call (`writev`) when it has more
 /// than one.
-async fn write_frame(socket: &mut OwnedWriteHalf, frame: Frame) -> std::io::Result<()> {
+async fn write_frame<W: AsyncWrite + Unpin>(socket: &mut W, frame: Frame) -> std::io::Result<()> {
     let mut parts = frame.parts;
     if let [one] = parts.as_slice() {
         return socket.write_all(one).await;
@@ -476,8 +763,25 @@ async fn wait_for_slot(shared: &Shared, max: usize) -> bool {
     }
 }
 
+/// The read side of a connection's socket.
+trait ReadSocket: AsyncRead + Unpin + Send + 'static {
+    /// Adjusts `SO_RCVLOWAT` for a frame of which `missing` bytes are still to come;
+    /// only on plain TCP (under TLS the bytes still to come are ciphertext, which the
+    /// plaintext count does not bound).
+    fn low_water(&self, _mark: &mut LowWaterMark, _missing: usize) {}
+}
+
+impl ReadSocket for OwnedReadHalf {
+    fn low_water(&self, mark: &mut LowWaterMark, missing: usize) {
+        mark.update(self, missing);
+    }
+}
+
+#[cfg(feature = "tls")]
+impl ReadSocket for tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>> {}
+
 /// Reads response frames and hands each to the waiter at the head of the FIFO.
-async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
+async fn read_loop<R: ReadSocket>(shared: Arc<Shared>, mut socket: R) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut mark = LowWaterMark::new();
     let mut shutdown = shared.shutdown.subscribe();
@@ -499,7 +803,7 @@ async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
                 return;
             }
         }
-        mark.update(&socket, frame::missing(&buf));
+        socket.low_water(&mut mark, frame::missing(&buf));
         let read = tokio::select! {
             read = socket.read_buf(&mut buf) => read,
             _ = shutdown.wait_for(|dead| *dead) => return,
@@ -520,7 +824,11 @@ async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
             }
             Ok(_) => {}
             Err(e) => {
-                shared.poison(Error::io(format!("reading from {}", shared.addr), e));
+                shared.poison(super::tls::socket_error(
+                    format!("reading from {}", shared.addr),
+                    &shared.addr,
+                    e,
+                ));
                 return;
             }
         }

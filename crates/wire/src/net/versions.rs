@@ -48,6 +48,10 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 4),
     (ApiKey::TxnOffsetCommit, 0, 4),
+    // v1: the mechanism's messages travel in SaslAuthenticate requests (KIP-152).
+    (ApiKey::SaslHandshake, 1, 1),
+    // v1 adds the session lifetime (KIP-368).
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The highest ApiVersions version we send first.

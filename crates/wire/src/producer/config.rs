@@ -9,6 +9,7 @@ use sluice_partition::{Murmur2Partitioner, Partitioner, RoundRobinPartitioner};
 
 use crate::config::{boolean, invalid, ms, number};
 use crate::error::{Error, Result};
+use crate::net::SecurityConfig;
 use crate::partition_client::Acks;
 use crate::records::Compression;
 
@@ -103,6 +104,8 @@ pub struct ProducerConfig {
     /// `transaction.timeout.ms`: how long the coordinator lets a transaction stay open
     /// before aborting it. Default 60 s.
     pub transaction_timeout: Duration,
+    /// `security.protocol`, `ssl.*`, `sasl.*`: TLS and SASL. Default PLAINTEXT.
+    pub security: SecurityConfig,
 }
 
 impl Default for ProducerConfig {
@@ -129,6 +132,7 @@ impl Default for ProducerConfig {
             metadata_max_age: Duration::from_secs(300),
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -184,6 +188,12 @@ impl ProducerConfig {
         allow_auto_create_topics: bool);
     setter!(/// Sets `transaction.timeout.ms`.
         transaction_timeout: Duration);
+
+    /// Sets how connections are secured (TLS, SASL).
+    pub fn security(mut self, security: SecurityConfig) -> Self {
+        self.security = security;
+        self
+    }
 
     /// Sets `transactional.id` (which makes the producer transactional).
     pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
@@ -280,9 +290,11 @@ impl ProducerConfig {
                 }
             }
             _ => {
-                return Err(Error::config(format!(
-                    "unknown producer config key {key:?}"
-                )))
+                if !self.security.set(key, value)? {
+                    return Err(Error::config(format!(
+                        "unknown producer config key {key:?}"
+                    )));
+                }
             }
         }
         Ok(self)

@@ -335,7 +335,8 @@ impl Producer {
         let mut cluster_config = ClusterConfig::new(&config.bootstrap_servers)
             .client_id(config.client_id.clone())
             .request_timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)));
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .security(config.security.clone());
         cluster_config.connection.max_in_flight = config.effective_max_in_flight();
         cluster_config.metadata_max_age = config.metadata_max_age;
         let cluster = Cluster::connect(cluster_config).await?;
