@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -127,6 +127,9 @@ struct Shared {
     /// Wakes the writer when a response frees an in-flight slot.
     slot_freed: Notify,
     next_correlation_id: AtomicI32,
+    /// SASL authentications completed on this connection (the first and every
+    /// re-authentication).
+    authentications: AtomicU64,
 }
 
 #[derive(Default)]
@@ -220,6 +223,7 @@ impl BrokerConnection {
             shutdown: watch::channel(false).0,
             slot_freed: Notify::new(),
             next_correlation_id: AtomicI32::new(0),
+            authentications: AtomicU64::new(0),
         });
         let max_in_flight = config.max_in_flight.max(1);
         let config = Arc::new(config);
@@ -327,6 +331,12 @@ impl BrokerConnection {
     /// The broker address this connection was opened to.
     pub fn addr(&self) -> &str {
         &self.shared.addr
+    }
+
+    /// How many SASL authentications this connection has completed: 1 after connecting
+    /// with SASL, one more for every re-authentication (KIP-368); 0 without SASL.
+    pub fn authentications(&self) -> u64 {
+        self.shared.authentications.load(Ordering::Relaxed)
     }
 
     /// The versions negotiated with this broker.
@@ -654,6 +664,7 @@ async fn authenticate<W: AsyncWrite + Unpin>(
         }
     }
     let mut exchange = sasl.begin().await?;
+    let done = &shared.authentications;
     let mut server: Option<Bytes> = None;
     let mut lifetime_ms = 0i64;
     while let Some(message) = exchange.step(server.as_deref())? {
@@ -673,6 +684,7 @@ async fn authenticate<W: AsyncWrite + Unpin>(
         lifetime_ms = response.session_lifetime_ms;
         server = Some(response.auth_bytes);
     }
+    done.fetch_add(1, Ordering::Relaxed);
     if lifetime_ms <= 0 {
         debug!(broker = %addr, mechanism, "authenticated");
         return Ok(None);
