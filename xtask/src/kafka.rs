@@ -943,6 +943,58 @@ mod tests {
     }
 
     #[test]
+    fn security_shape_listeners_and_files() {
+        let s = Shape {
+            security: true,
+            ..shape(3, "4.1.1")
+        };
+        assert_eq!(Shape::decode(&s.encode()), Some(s.clone()));
+        assert_eq!(
+            Shape::decode("4.1.1 1 19092").map(|s| s.security),
+            Some(false)
+        );
+        assert_eq!(
+            s.bootstrap_at(13),
+            "127.0.0.1:19105,127.0.0.1:19205,127.0.0.1:19305"
+        );
+        assert_eq!(s.bound_ports(2).len(), 3 + SECURE_LISTENERS.len());
+
+        let p = server_properties(&s, 2, Path::new("/n2"));
+        assert!(p.contains(
+            "listeners=PLAINTEXT://127.0.0.1:19192,CONTROLLER://127.0.0.1:19193,FAULTY://127.0.0.1:19194,\
+             SSL://127.0.0.1:19202,SASL_PLAINTEXT://127.0.0.1:19203,SASL_SSL://127.0.0.1:19204,\
+             MTLS://127.0.0.1:19205,EXPIRED://127.0.0.1:19206,WRONGNAME://127.0.0.1:19207,\
+             REAUTH://127.0.0.1:19208\n"
+        ));
+        assert!(p.contains(
+            "advertised.listeners=PLAINTEXT://127.0.0.1:19192,FAULTY://127.0.0.1:19195,SSL://127.0.0.1:19202,"
+        ));
+        assert!(p.contains(",MTLS:SSL,EXPIRED:SSL,WRONGNAME:SSL,REAUTH:SASL_PLAINTEXT\n"));
+        assert!(p.contains("inter.broker.listener.name=PLAINTEXT\n"));
+        assert!(p.contains("super.users=User:ANONYMOUS;User:admin;User:alice;User:sluice-client\n"));
+        assert!(p.contains("listener.name.reauth.connections.max.reauth.ms=10000\n"));
+        assert!(!p.contains("\nconnections.max.reauth.ms"));
+        for l in ["sasl_plaintext", "sasl_ssl", "reauth"] {
+            for m in ["plain", "scram-sha-256", "scram-sha-512", "oauthbearer"] {
+                assert!(p.contains(&format!("listener.name.{l}.{m}.sasl.jaas.config=")));
+            }
+        }
+        assert!(p.contains(r#"user_mallory="mallory-secret";"#));
+        assert!(!server_properties(&shape(1, "4.1.1"), 1, Path::new("/n1")).contains("SSL"));
+
+        let scram = scram_format_args();
+        assert_eq!(scram.len(), 12);
+        assert!(scram.contains(&"SCRAM-SHA-512=[name=alice,password=alice-secret]".to_string()));
+
+        let file = security_file(&s);
+        assert!(file.contains("listener.SASL_SSL.protocol=SASL_SSL\n"));
+        assert!(file.contains(
+            "listener.REAUTH.bootstrap=127.0.0.1:19108,127.0.0.1:19208,127.0.0.1:19308\n"
+        ));
+        assert!(file.contains("sasl.user.mallory=mallory-secret\n"));
+    }
+
+    #[test]
     fn single_node_3x_properties() {
         let p = server_properties(&shape(1, "3.9.1"), 1, Path::new("/n1"));
         assert!(p.contains("offsets.topic.replication.factor=1\n"));

@@ -1,24 +1,6 @@
 //! The TLS and SASL listeners of `cargo xtask kafka up --security`.
 //!
-//! `up --security` (and `cargo xtask test`, where it is the default) gives every broker,
-//! besides PLAINTEXT, these listeners (node `i`'s base port `P = port + 100*(i-1)`, all
-//! on 127.0.0.1):
-//!
-//! | name             | port | protocol       | what it tests |
-//! | ---              | ---  | ---            | --- |
-//! | `SSL`            | P+10 | SSL            | TLS; the broker's cert has SANs IP 127.0.0.1 and DNS localhost |
-//! | `SASL_PLAINTEXT` | P+11 | SASL_PLAINTEXT | PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER |
-//! | `SASL_SSL`       | P+12 | SASL_SSL       | the same four mechanisms over TLS |
-//! | `MTLS`           | P+13 | SSL            | client certificate required ([`Secured::client_cert_pem`]) |
-//! | `EXPIRED`        | P+14 | SSL            | the broker serves a cert that expired in 2001 |
-//! | `WRONGNAME`      | P+15 | SSL            | the broker serves a cert for `kafka.invalid` only |
-//! | `REAUTH`         | P+16 | SASL_PLAINTEXT | the four mechanisms; sessions expire after [`Secured::reauth_interval`] (KIP-368) |
-//!
-//! Users: `admin` and `alice` are super users, `mallory` has no ACL (its requests fail
-//! with authorization errors); each has the password `<name>-secret` for PLAIN and both
-//! SCRAMs. OAUTHBEARER takes Kafka's unsecured JWS tokens (`alg: none`); the principal is
-//! the token's `sub`. The mTLS client is `User:sluice-client`, a super user.
-//! Unauthenticated principals (PLAINTEXT, SSL) are `User:ANONYMOUS`, also a super user.
+//! See [`Secured`] for the listeners and users.
 
 use std::collections::BTreeMap;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -71,6 +53,26 @@ impl std::fmt::Display for SaslMechanism {
 /// The running cluster's secured listeners, certificates and users, as written by
 /// `cargo xtask kafka up --security` to `target/kafka/run/security`. Get one with
 /// [`secured`].
+///
+/// `up --security` (and `cargo xtask test`, where it is the default) gives every broker,
+/// besides PLAINTEXT, these listeners (node `i`'s base port `P = port + 100*(i-1)`, all
+/// on 127.0.0.1):
+///
+/// | name             | port | protocol       | what it tests |
+/// | ---              | ---  | ---            | --- |
+/// | `SSL`            | P+10 | SSL            | TLS; the broker's cert has SANs IP 127.0.0.1 and DNS localhost |
+/// | `SASL_PLAINTEXT` | P+11 | SASL_PLAINTEXT | PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER |
+/// | `SASL_SSL`       | P+12 | SASL_SSL       | the same four mechanisms over TLS |
+/// | `MTLS`           | P+13 | SSL            | client certificate required ([`Secured::client_cert_pem`]) |
+/// | `EXPIRED`        | P+14 | SSL            | the broker serves a cert that expired in 2001 |
+/// | `WRONGNAME`      | P+15 | SSL            | the broker serves a cert for `kafka.invalid` only |
+/// | `REAUTH`         | P+16 | SASL_PLAINTEXT | the four mechanisms; sessions expire after [`Secured::reauth_interval`] (KIP-368) |
+///
+/// Users: `admin` and `alice` are super users, `mallory` has no ACL (its requests fail
+/// with authorization errors); each has the password `<name>-secret` for PLAIN and both
+/// SCRAMs. OAUTHBEARER takes Kafka's unsecured JWS tokens (`alg: none`); the principal is
+/// the token's `sub`. The mTLS client is `User:sluice-client`, a super user.
+/// Unauthenticated principals (PLAINTEXT, SSL) are `User:ANONYMOUS`, also a super user.
 #[derive(Clone, Debug)]
 pub struct Secured {
     /// Listener name -> (security protocol, bootstrap of every broker).
@@ -84,8 +86,8 @@ pub struct Secured {
 const START_HINT: &str =
     "start Kafka with `cargo xtask kafka up --security` (or `cargo xtask test`)";
 
-/// The secured listeners of the test cluster (see the [module doc](self) for the
-/// listeners and users).
+/// The secured listeners of the test cluster (see [`Secured`] for the listeners and
+/// users).
 ///
 /// Panics with "start Kafka with `cargo xtask kafka up --security` (or `cargo xtask
 /// test`)" when `target/kafka/run/security` is missing (no cluster, or one started

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use sluice_testkit::{SaslMechanism, Secured};
+use sluice_testkit::SaslMechanism;
 
 /// Produce three keyed records as `admin` over `listener`/`mechanism` and read them back
 /// over the same listener and mechanism.
@@ -97,8 +97,7 @@ fn reauth_listener_round_trip() {
 
 /// Produce one record with `props` over `bootstrap`; must fail. Returns the error text
 /// (it holds the tool's stderr).
-fn produce_fails(sec: &Secured, bootstrap: &str, mut props: Vec<(String, String)>) -> String {
-    let _ = sec;
+fn produce_fails(bootstrap: &str, mut props: Vec<(String, String)>) -> String {
     // A failure surfaces when the first metadata request fails; don't wait 60 s for it.
     props.push(("max.block.ms".into(), "15000".into()));
     let topic = sluice_testkit::unique_topic("sec-denied");
@@ -120,7 +119,7 @@ fn mallory_is_not_authorized() {
         Some(SaslMechanism::ScramSha256),
         "mallory",
     );
-    let err = produce_fails(&sec, &sec.sasl_plaintext(), props);
+    let err = produce_fails(&sec.sasl_plaintext(), props);
     assert!(
         err.contains("TopicAuthorizationException") || err.contains("Not authorized"),
         "{err}"
@@ -136,7 +135,7 @@ fn wrong_scram_password_fails_authentication() {
         "alice",
         "not-alice-secret",
     );
-    let err = produce_fails(&sec, &sec.sasl_ssl(), props);
+    let err = produce_fails(&sec.sasl_ssl(), props);
     assert!(
         err.contains("SaslAuthenticationException") && err.contains("invalid credentials"),
         "{err}"
@@ -146,15 +145,11 @@ fn wrong_scram_password_fails_authentication() {
 #[test]
 fn tls_failures_expired_wrong_name_unknown_ca_and_no_client_cert() {
     let sec = sluice_testkit::secured();
-    let expired = produce_fails(&sec, &sec.expired(), sec.java_props("EXPIRED", None, ""));
+    let expired = produce_fails(&sec.expired(), sec.java_props("EXPIRED", None, ""));
     assert!(expired.contains("SslAuthenticationException"), "{expired}");
     assert!(expired.contains("validity check failed"), "{expired}");
 
-    let wrong = produce_fails(
-        &sec,
-        &sec.wrong_name(),
-        sec.java_props("WRONGNAME", None, ""),
-    );
+    let wrong = produce_fails(&sec.wrong_name(), sec.java_props("WRONGNAME", None, ""));
     assert!(wrong.contains("SslAuthenticationException"), "{wrong}");
     assert!(
         wrong.contains("No subject alternative names matching IP address 127.0.0.1"),
@@ -167,7 +162,7 @@ fn tls_failures_expired_wrong_name_unknown_ca_and_no_client_cert() {
             *v = sec.other_ca_pem().display().to_string();
         }
     }
-    let unknown = produce_fails(&sec, &sec.ssl(), other_ca);
+    let unknown = produce_fails(&sec.ssl(), other_ca);
     assert!(unknown.contains("SslAuthenticationException"), "{unknown}");
     assert!(
         unknown.contains("unable to find valid certification path"),
@@ -175,6 +170,6 @@ fn tls_failures_expired_wrong_name_unknown_ca_and_no_client_cert() {
     );
 
     // MTLS without a client certificate: the broker ends the handshake.
-    let no_cert = produce_fails(&sec, &sec.mtls(), sec.java_props("SSL", None, ""));
+    let no_cert = produce_fails(&sec.mtls(), sec.java_props("SSL", None, ""));
     assert!(no_cert.contains("SslAuthenticationException"), "{no_cert}");
 }
