@@ -471,11 +471,10 @@ async fn in_flight_requests_survive_re_authentication_on_one_connection() {
     assert_eq!(conn.authentications(), 1);
     let started = Instant::now();
     let mut requests = 0;
+    let request = kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![]));
     while started.elapsed() < Duration::from_secs(25) {
         // Five requests in flight at a time.
-        let batch = (0..5).map(|_| {
-            conn.send(&kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![])))
-        });
+        let batch = (0..5).map(|_| conn.send(&request));
         for r in join_all(batch).await {
             r.expect("a request across re-authentication");
             requests += 1;

@@ -137,6 +137,7 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
         version: kafka::DEFAULT_VERSION.to_string(),
         brokers: 1,
         port: args.port,
+        security: false,
     };
     let was_running = kafka::status().as_ref() == Some(&shape);
     let bootstrap = kafka::up(&shape)?;

@@ -7,8 +7,56 @@
 //! <version>/libs/.complete   marker: the cache is whole, skip mvn
 //! run/bootstrap              "127.0.0.1:19092[,...]" of the running cluster
 //! run/version                the Kafka version it runs (testkit finds the jars with it)
-//! run/shape                  "version brokers base-port" (to reuse a running cluster)
+//! run/shape                  "version brokers base-port [security]" (to reuse a running cluster)
+//! run/security               with --security only: listeners, TLS dir, users (see below)
+//! run/tls/                   with --security only: CA, broker and client certs (see `tls.rs`)
 //! run/node-<i>/server.properties, log4j*.properties, data/, kafka.out, server.log, kafka.pid
+//! ```
+//!
+//! # Listeners
+//!
+//! Node `i` (1-based) has the base port `P = port + 100*(i-1)`; every listener binds and
+//! advertises `127.0.0.1`. Always there:
+//!
+//! | listener   | port  | protocol  | what for |
+//! | ---        | ---   | ---       | --- |
+//! | PLAINTEXT  | P     | PLAINTEXT | clients; also inter-broker |
+//! | CONTROLLER | P+1   | PLAINTEXT | KRaft quorum |
+//! | FAULTY     | P+2   | PLAINTEXT | advertised as P+3, where a test's fault proxy listens |
+//!
+//! With `--security` (or `SLUICE_KAFKA_SECURITY=1`, the default of `cargo xtask test`):
+//!
+//! | listener       | port | protocol       | what for |
+//! | ---            | ---  | ---            | --- |
+//! | SSL            | P+10 | SSL            | TLS, server cert for 127.0.0.1/localhost |
+//! | SASL_PLAINTEXT | P+11 | SASL_PLAINTEXT | PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER |
+//! | SASL_SSL       | P+12 | SASL_SSL       | the same four mechanisms over TLS |
+//! | MTLS           | P+13 | SSL            | `ssl.client.auth=required` (client.pem, `User:sluice-client`) |
+//! | EXPIRED        | P+14 | SSL            | serves a certificate that expired in 2001 |
+//! | WRONGNAME      | P+15 | SSL            | serves a certificate for `kafka.invalid` only |
+//! | REAUTH         | P+16 | SASL_PLAINTEXT | the four mechanisms, `connections.max.reauth.ms=10000` (KIP-368) |
+//!
+//! SASL users (PLAIN in the JAAS config, SCRAM credentials written at storage format):
+//! `admin`/`admin-secret` and `alice`/`alice-secret` are super users, `mallory`/
+//! `mallory-secret` has no ACL. OAUTHBEARER uses Kafka's unsecured JWS tokens (no
+//! signature); the principal is the token's `sub`. The `StandardAuthorizer` is on, with
+//! `User:ANONYMOUS` a super user, so PLAINTEXT/SSL clients, the controllers and the
+//! inter-broker traffic are allowed everything, exactly as without `--security`.
+//!
+//! # `run/security`
+//!
+//! `key=value` lines (`#` starts a comment), for the testkit:
+//! ```text
+//! tls.dir=/abs/path/target/kafka/run/tls
+//! listener.SSL.protocol=SSL
+//! listener.SSL.bootstrap=127.0.0.1:19102,127.0.0.1:19202,...   (every broker)
+//! ...                                                            (every listener above)
+//! sasl.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER
+//! sasl.user.admin=admin-secret
+//! sasl.user.alice=alice-secret
+//! sasl.user.mallory=mallory-secret
+//! super.users=admin,alice,sluice-client
+//! reauth.ms=10000
 //! ```
 
 use std::fmt::Write as _;
@@ -20,7 +68,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::proto;
+use crate::{proto, tls};
 
 pub const DEFAULT_VERSION: &str = "4.1.1";
 pub const DEFAULT_PORT: u16 = 19092;
@@ -32,11 +80,55 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Set by the SIGINT/SIGTERM handler that `cargo xtask test`/`demo` install.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// A listener that `--security` adds to every broker: name, offset from the node's base
+/// port, security protocol.
+pub struct SecureListener {
+    pub name: &'static str,
+    pub offset: u16,
+    pub protocol: &'static str,
+}
+
+const fn listener(name: &'static str, offset: u16, protocol: &'static str) -> SecureListener {
+    SecureListener {
+        name,
+        offset,
+        protocol,
+    }
+}
+
+/// The listeners of `--security` (see the module doc).
+pub const SECURE_LISTENERS: [SecureListener; 7] = [
+    listener("SSL", 10, "SSL"),
+    listener("SASL_PLAINTEXT", 11, "SASL_PLAINTEXT"),
+    listener("SASL_SSL", 12, "SASL_SSL"),
+    listener("MTLS", 13, "SSL"),
+    listener("EXPIRED", 14, "SSL"),
+    listener("WRONGNAME", 15, "SSL"),
+    listener("REAUTH", 16, "SASL_PLAINTEXT"),
+];
+
+/// SASL mechanisms enabled on every SASL listener.
+pub const SASL_MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+/// SCRAM mechanisms whose credentials are written at storage format.
+const SCRAM_MECHANISMS: [&str; 2] = ["SCRAM-SHA-256", "SCRAM-SHA-512"];
+/// SASL users and their passwords (for PLAIN and both SCRAMs).
+pub const SASL_USERS: [(&str, &str); 3] = [
+    ("admin", "admin-secret"),
+    ("alice", "alice-secret"),
+    ("mallory", "mallory-secret"),
+];
+/// Principals (`User:<name>`) allowed everything besides `ANONYMOUS`.
+const SUPER_USERS: [&str; 3] = ["admin", "alice", tls::CLIENT_CN];
+/// `connections.max.reauth.ms` of the REAUTH listener.
+const REAUTH_MS: u32 = 10_000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shape {
     pub version: String,
     pub brokers: u16,
     pub port: u16,
+    /// Also the TLS and SASL listeners of [`SECURE_LISTENERS`].
+    pub security: bool,
 }
 
 impl Shape {
@@ -60,8 +152,27 @@ impl Shape {
             .join(",")
     }
 
+    /// Bootstrap list (every broker) of the listener at `offset` from the base port.
+    pub fn bootstrap_at(&self, offset: u16) -> String {
+        (1..=self.brokers)
+            .map(|i| format!("127.0.0.1:{}", self.port_of(i) + offset))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every port node `i` binds (the FAULTY proxy's P+3 is bound by tests, not here).
+    fn bound_ports(&self, i: u16) -> Vec<u16> {
+        let p = self.port_of(i);
+        let mut ports = vec![p, p + 1, p + 2];
+        if self.security {
+            ports.extend(SECURE_LISTENERS.iter().map(|l| p + l.offset));
+        }
+        ports
+    }
+
     fn encode(&self) -> String {
-        format!("{} {} {}", self.version, self.brokers, self.port)
+        let security = if self.security { " security" } else { "" };
+        format!("{} {} {}{security}", self.version, self.brokers, self.port)
     }
 
     fn decode(s: &str) -> Option<Shape> {
@@ -70,6 +181,7 @@ impl Shape {
             version: it.next()?.to_string(),
             brokers: it.next()?.parse().ok()?,
             port: it.next()?.parse().ok()?,
+            security: it.next() == Some("security"),
         })
     }
 }
@@ -87,6 +199,10 @@ pub fn kafka_dir() -> PathBuf {
 
 fn run_dir() -> PathBuf {
     kafka_dir().join("run")
+}
+
+fn tls_dir() -> PathBuf {
+    run_dir().join("tls")
 }
 
 fn node_dir(i: u16) -> PathBuf {
@@ -206,16 +322,29 @@ fn server_properties(shape: &Shape, i: u16, dir: &Path) -> String {
     // so a client bootstrapped at port+3 reaches every broker through the proxy.
     let fport = port + 2;
     let fadv = port + 3;
+    let mut listeners = format!(
+        "PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport},FAULTY://127.0.0.1:{fport}"
+    );
+    let mut advertised = format!("PLAINTEXT://127.0.0.1:{port},FAULTY://127.0.0.1:{fadv}");
+    let mut protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,FAULTY:PLAINTEXT".to_string();
+    if shape.security {
+        for l in &SECURE_LISTENERS {
+            let at = format!(",{}://127.0.0.1:{}", l.name, port + l.offset);
+            listeners += &at;
+            advertised += &at;
+            let _ = write!(protocols, ",{}:{}", l.name, l.protocol);
+        }
+    }
     let mut p = format!(
         "# Generated by `cargo xtask kafka up`; rewritten on every up.
 process.roles=broker,controller
 node.id={i}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport},FAULTY://127.0.0.1:{fport}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port},FAULTY://127.0.0.1:{fadv}
+listeners={listeners}
+advertised.listeners={advertised}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,FAULTY:PLAINTEXT
+listener.security.protocol.map={protocols}
 log.dirs={data}
 num.partitions=1
 default.replication.factor=1
@@ -247,7 +376,106 @@ share.coordinator.state.topic.num.partitions=3
 "
         );
     }
+    if shape.security {
+        p += &security_properties(&tls_dir());
+    }
     p
+}
+
+/// The broker side of `--security` (see the module doc). The listener names and
+/// ports are in `listeners`; this is the TLS, SASL and authorizer configuration.
+fn security_properties(tls: &Path) -> String {
+    let tls = |file: &str| tls.join(file).display().to_string();
+    let mut p = format!(
+        "
+# --- --security: TLS (PEM files from target/kafka/run/tls, made by xtask) ---
+# Every SSL/SASL_SSL listener serves broker.pem unless overridden per listener below.
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca}
+listener.name.mtls.ssl.client.auth=required
+listener.name.expired.ssl.keystore.location={expired}
+listener.name.wrongname.ssl.keystore.location={wrong}
+# The mTLS client's DN is CN={cn}; its principal is User:{cn}.
+ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT
+# --- --security: SASL ---
+sasl.enabled.mechanisms={mechanisms}
+listener.name.reauth.connections.max.reauth.ms={REAUTH_MS}
+# --- --security: authorization ---
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS;{supers}
+",
+        keystore = tls("broker-keystore.pem"),
+        ca = tls("ca.pem"),
+        expired = tls("expired-broker-keystore.pem"),
+        wrong = tls("wrong-name-broker-keystore.pem"),
+        cn = tls::CLIENT_CN,
+        mechanisms = SASL_MECHANISMS.join(","),
+        supers = SUPER_USERS
+            .iter()
+            .map(|u| format!("User:{u}"))
+            .collect::<Vec<_>>()
+            .join(";"),
+    );
+    let plain_users: String = SASL_USERS
+        .iter()
+        .map(|(u, pw)| format!(" user_{u}=\"{pw}\""))
+        .collect();
+    for l in SECURE_LISTENERS
+        .iter()
+        .filter(|l| l.protocol.starts_with("SASL_"))
+    {
+        let prefix = format!("listener.name.{}", l.name.to_lowercase());
+        let _ = write!(
+            p,
+            "{prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};
+{prefix}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+{prefix}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+{prefix}.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+"
+        );
+    }
+    p
+}
+
+/// `StorageTool format` arguments that store the SCRAM credentials of [`SASL_USERS`].
+fn scram_format_args() -> Vec<String> {
+    let mut args = Vec::new();
+    for mechanism in SCRAM_MECHANISMS {
+        for (user, password) in SASL_USERS {
+            args.push("--add-scram".to_string());
+            args.push(format!("{mechanism}=[name={user},password={password}]"));
+        }
+    }
+    args
+}
+
+/// The text of `run/security` (format in the module doc).
+fn security_file(shape: &Shape) -> String {
+    let mut s = String::from(
+        "# Written by `cargo xtask kafka up --security`; removed by `down`. Read by sluice-testkit.\n",
+    );
+    let _ = writeln!(s, "tls.dir={}", tls_dir().display());
+    let _ = writeln!(s, "listener.PLAINTEXT.protocol=PLAINTEXT");
+    let _ = writeln!(s, "listener.PLAINTEXT.bootstrap={}", shape.bootstrap());
+    for l in &SECURE_LISTENERS {
+        let _ = writeln!(s, "listener.{}.protocol={}", l.name, l.protocol);
+        let _ = writeln!(
+            s,
+            "listener.{}.bootstrap={}",
+            l.name,
+            shape.bootstrap_at(l.offset)
+        );
+    }
+    let _ = writeln!(s, "sasl.mechanisms={}", SASL_MECHANISMS.join(","));
+    for (user, password) in SASL_USERS {
+        let _ = writeln!(s, "sasl.user.{user}={password}");
+    }
+    let _ = writeln!(s, "super.users={}", SUPER_USERS.join(","));
+    let _ = writeln!(s, "reauth.ms={REAUTH_MS}");
+    s
 }
 
 /// Everything to `server.log` in the node dir; only WARN and above to the console
@@ -412,6 +640,7 @@ pub fn down() -> Result<()> {
     }
     let _ = fs::remove_file(run_dir().join("bootstrap"));
     let _ = fs::remove_file(run_dir().join("shape"));
+    let _ = fs::remove_file(run_dir().join("security"));
     Ok(())
 }
 
@@ -421,6 +650,12 @@ fn cluster_ready(shape: &Shape) -> bool {
         .all(|i| proto::api_versions_ok(&format!("127.0.0.1:{}", shape.port_of(i))).is_ok())
         && proto::broker_count(&format!("127.0.0.1:{}", shape.port))
             .is_ok_and(|n| n == shape.brokers as usize)
+        && (1..=shape.brokers).all(|i| {
+            secure_ports(shape, i)
+                .into_iter()
+                .all(|p| tcp_accepts(p).is_ok())
+        })
+        && (!shape.security || run_dir().join("security").exists())
 }
 
 fn port_free(port: u16) -> bool {
@@ -450,8 +685,12 @@ pub fn up(shape: &Shape) -> Result<String> {
         eprintln!("xtask: a cluster of another shape (or unhealthy) is running; stopping it first");
         down()?;
     }
+    let top = u32::from(shape.port) + 100 * (u32::from(shape.brokers) - 1) + 16;
+    if shape.security && top >= 32768 {
+        bail!("with --security, node ports reach port+100*(brokers-1)+16 = {top}: keep that below 32768 (pick a lower --port)");
+    }
     for i in 1..=shape.brokers {
-        for port in [shape.port_of(i), shape.port_of(i) + 1, shape.port_of(i) + 2] {
+        for port in shape.bound_ports(i) {
             if !port_free(port) {
                 bail!(
                     "port {port} on 127.0.0.1 is in use by something that is not our cluster; \
@@ -470,6 +709,9 @@ pub fn up(shape: &Shape) -> Result<String> {
     let run = run_dir();
     let _ = fs::remove_dir_all(&run);
     fs::create_dir_all(&run)?;
+    if shape.security {
+        tls::generate(&tls_dir())?;
+    }
 
     let mut formats = Vec::new();
     let mut log_flags = Vec::new();
@@ -494,6 +736,11 @@ pub fn up(shape: &Shape) -> Result<String> {
             ])
             .args(["kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c"])
             .arg(dir.join("server.properties"))
+            .args(if shape.security {
+                scram_format_args()
+            } else {
+                Vec::new()
+            })
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -562,6 +809,9 @@ pub fn up(shape: &Shape) -> Result<String> {
         bail!("{e:#}\n{}", logs.join("\n"));
     }
     let bootstrap = shape.bootstrap();
+    if shape.security {
+        fs::write(run.join("security"), security_file(shape))?;
+    }
     fs::write(run.join("bootstrap"), format!("{bootstrap}\n"))?;
     eprintln!(
         "xtask: Kafka is up in {:.1}s",
@@ -600,7 +850,7 @@ fn wait_ready(shape: &Shape, deadline: Instant) -> Result<()> {
     loop {
         check_alive()?;
         match proto::broker_count(&addr) {
-            Ok(n) if n == shape.brokers as usize => return Ok(()),
+            Ok(n) if n == shape.brokers as usize => break,
             r if Instant::now() > deadline => {
                 bail!(
                     "the cluster did not report {} registered brokers in time (last: {r:?})",
@@ -610,6 +860,38 @@ fn wait_ready(shape: &Shape, deadline: Instant) -> Result<()> {
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
     }
+    // The secured listeners start with the PLAINTEXT one; that they accept TCP is
+    // enough (speaking TLS or SASL here would mean a TLS stack in xtask).
+    for i in 1..=shape.brokers {
+        for port in secure_ports(shape, i) {
+            loop {
+                check_alive()?;
+                match tcp_accepts(port) {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() > deadline => {
+                        bail!("node {i}'s secured listener on 127.0.0.1:{port} did not accept TCP in time: {e}")
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn secure_ports(shape: &Shape, i: u16) -> Vec<u16> {
+    if !shape.security {
+        return Vec::new();
+    }
+    SECURE_LISTENERS
+        .iter()
+        .map(|l| shape.port_of(i) + l.offset)
+        .collect()
+}
+
+fn tcp_accepts(port: u16) -> std::io::Result<()> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map(drop)
 }
 
 /// The shape of our running cluster, if all its nodes are alive and answering.
@@ -627,6 +909,7 @@ mod tests {
             version: version.into(),
             brokers,
             port: DEFAULT_PORT,
+            security: false,
         }
     }
 
@@ -657,6 +940,58 @@ mod tests {
         assert!(p.contains("offsets.topic.replication.factor=3\n"));
         assert!(p.contains("transaction.state.log.min.isr=2\n"));
         assert!(p.contains("share.coordinator.state.topic.min.isr=2\n"));
+    }
+
+    #[test]
+    fn security_shape_listeners_and_files() {
+        let s = Shape {
+            security: true,
+            ..shape(3, "4.1.1")
+        };
+        assert_eq!(Shape::decode(&s.encode()), Some(s.clone()));
+        assert_eq!(
+            Shape::decode("4.1.1 1 19092").map(|s| s.security),
+            Some(false)
+        );
+        assert_eq!(
+            s.bootstrap_at(13),
+            "127.0.0.1:19105,127.0.0.1:19205,127.0.0.1:19305"
+        );
+        assert_eq!(s.bound_ports(2).len(), 3 + SECURE_LISTENERS.len());
+
+        let p = server_properties(&s, 2, Path::new("/n2"));
+        assert!(p.contains(
+            "listeners=PLAINTEXT://127.0.0.1:19192,CONTROLLER://127.0.0.1:19193,FAULTY://127.0.0.1:19194,\
+             SSL://127.0.0.1:19202,SASL_PLAINTEXT://127.0.0.1:19203,SASL_SSL://127.0.0.1:19204,\
+             MTLS://127.0.0.1:19205,EXPIRED://127.0.0.1:19206,WRONGNAME://127.0.0.1:19207,\
+             REAUTH://127.0.0.1:19208\n"
+        ));
+        assert!(p.contains(
+            "advertised.listeners=PLAINTEXT://127.0.0.1:19192,FAULTY://127.0.0.1:19195,SSL://127.0.0.1:19202,"
+        ));
+        assert!(p.contains(",MTLS:SSL,EXPIRED:SSL,WRONGNAME:SSL,REAUTH:SASL_PLAINTEXT\n"));
+        assert!(p.contains("inter.broker.listener.name=PLAINTEXT\n"));
+        assert!(p.contains("super.users=User:ANONYMOUS;User:admin;User:alice;User:sluice-client\n"));
+        assert!(p.contains("listener.name.reauth.connections.max.reauth.ms=10000\n"));
+        assert!(!p.contains("\nconnections.max.reauth.ms"));
+        for l in ["sasl_plaintext", "sasl_ssl", "reauth"] {
+            for m in ["plain", "scram-sha-256", "scram-sha-512", "oauthbearer"] {
+                assert!(p.contains(&format!("listener.name.{l}.{m}.sasl.jaas.config=")));
+            }
+        }
+        assert!(p.contains(r#"user_mallory="mallory-secret";"#));
+        assert!(!server_properties(&shape(1, "4.1.1"), 1, Path::new("/n1")).contains("SSL"));
+
+        let scram = scram_format_args();
+        assert_eq!(scram.len(), 12);
+        assert!(scram.contains(&"SCRAM-SHA-512=[name=alice,password=alice-secret]".to_string()));
+
+        let file = security_file(&s);
+        assert!(file.contains("listener.SASL_SSL.protocol=SASL_SSL\n"));
+        assert!(file.contains(
+            "listener.REAUTH.bootstrap=127.0.0.1:19108,127.0.0.1:19208,127.0.0.1:19308\n"
+        ));
+        assert!(file.contains("sasl.user.mallory=mallory-secret\n"));
     }
 
     #[test]

@@ -1,18 +1,24 @@
 //! `cargo xtask`: project automation for Sluice.
 //!
 //! ```text
-//! cargo xtask kafka up [--brokers 1|3] [--version 4.1.1] [--port 19092]
+//! cargo xtask kafka up [--brokers 1|3] [--version 4.1.1] [--port 19092] [--security]
 //! cargo xtask kafka down
 //! cargo xtask kafka status
 //! cargo xtask kafka classpath
-//! cargo xtask test [--brokers N] [--version V] [-- <cargo test args>]
-//! cargo xtask demo
+//! cargo xtask test [--brokers N] [--version V] [--no-security] [-- <cargo test args>]
+//! cargo xtask demo [--security]
 //! cargo xtask bench [--quick] [--records N] [--repeat R] [--clients a,b] [--port 19092]
 //! ```
+//!
+//! `--security` (env `SLUICE_KAFKA_SECURITY=1`; on by default for `test`, off with
+//! `--no-security` or `SLUICE_KAFKA_SECURITY=0`) adds TLS, mTLS and SASL listeners with
+//! test certificates and users to every broker, and writes `target/kafka/run/security`
+//! for the testkit: see the listener table in `kafka.rs`.
 
 mod bench;
 mod kafka;
 mod proto;
+mod tls;
 
 use std::process::{Command, ExitCode, ExitStatus};
 use std::sync::atomic::Ordering;
@@ -85,15 +91,41 @@ struct ClusterArgs {
     /// PLAINTEXT port of node 1; node i listens on port+100*(i-1), its controller on +1.
     #[arg(long, env = "SLUICE_KAFKA_PORT", default_value_t = kafka::DEFAULT_PORT)]
     port: u16,
+    /// Also start TLS, mTLS and SASL listeners on port+10..=port+16 of every node, with
+    /// generated certificates and test users (env SLUICE_KAFKA_SECURITY=1). The default
+    /// of `cargo xtask test`.
+    #[arg(long, overrides_with = "no_security")]
+    security: bool,
+    /// Without the TLS and SASL listeners (env SLUICE_KAFKA_SECURITY=0).
+    #[arg(long, overrides_with = "security")]
+    no_security: bool,
 }
 
 impl ClusterArgs {
-    fn shape(&self) -> Shape {
-        Shape {
+    /// The cluster to run; `security_default` applies when neither flag nor
+    /// SLUICE_KAFKA_SECURITY says.
+    fn shape(&self, security_default: bool) -> Result<Shape> {
+        let security = if self.security {
+            true
+        } else if self.no_security {
+            false
+        } else {
+            match std::env::var("SLUICE_KAFKA_SECURITY")
+                .as_deref()
+                .map(str::trim)
+            {
+                Err(_) | Ok("") => security_default,
+                Ok("1" | "true" | "yes" | "on") => true,
+                Ok("0" | "false" | "no" | "off") => false,
+                Ok(other) => bail!("SLUICE_KAFKA_SECURITY={other:?}: expected 1 or 0"),
+            }
+        };
+        Ok(Shape {
             version: self.version.clone(),
             brokers: self.brokers,
             port: self.port,
-        }
+            security,
+        })
     }
 }
 
@@ -111,7 +143,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Bench(args) => bench::run(args),
         Cmd::Kafka(KafkaCmd::Up { cluster }) => {
-            println!("{}", kafka::up(&cluster.shape())?);
+            println!("{}", kafka::up(&cluster.shape(false)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kafka(KafkaCmd::Down) => {
@@ -121,8 +153,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Kafka(KafkaCmd::Status) => match kafka::status() {
             Some(shape) => {
                 eprintln!(
-                    "xtask: Kafka {} with {} broker(s) is running",
-                    shape.version, shape.brokers
+                    "xtask: Kafka {} with {} broker(s){} is running",
+                    shape.version,
+                    shape.brokers,
+                    if shape.security {
+                        " and the --security listeners"
+                    } else {
+                        ""
+                    }
                 );
                 println!("{}", shape.bootstrap());
                 Ok(ExitCode::SUCCESS)
@@ -161,13 +199,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "--workspace".into()
                 }
             );
-            with_kafka(&cluster, &what, cmd)
+            // The security tests (testkit's, the client's TLS/SASL ones) run here too.
+            with_kafka(&cluster.shape(true)?, &what, cmd)
         }
         Cmd::Demo { cluster } => {
             let mut cmd = cargo();
             cmd.args(["run", "--quiet", "--example", "orders_pipeline"]);
             with_kafka(
-                &cluster,
+                &cluster.shape(false)?,
                 "the demo (cargo run --example orders_pipeline)",
                 cmd,
             )
@@ -198,7 +237,7 @@ fn install_signal_flag() {
 
 /// Run `cmd` with SLUICE_BOOTSTRAP pointing at a cluster; start (and afterwards stop)
 /// one unless SLUICE_BOOTSTRAP is already set or our cluster is already running.
-fn with_kafka(cluster: &ClusterArgs, what: &str, mut cmd: Command) -> Result<ExitCode> {
+fn with_kafka(shape: &Shape, what: &str, mut cmd: Command) -> Result<ExitCode> {
     install_signal_flag();
     let (bootstrap, started_here) = match std::env::var("SLUICE_BOOTSTRAP") {
         Ok(b) if !b.trim().is_empty() => {
@@ -208,8 +247,8 @@ fn with_kafka(cluster: &ClusterArgs, what: &str, mut cmd: Command) -> Result<Exi
         _ => {
             // A cluster of the same shape that is already up is used and left running;
             // one of another shape is replaced by `up` and so counts as started here.
-            let was_running = kafka::status().as_ref() == Some(&cluster.shape());
-            let b = kafka::up(&cluster.shape())?;
+            let was_running = kafka::status().as_ref() == Some(shape);
+            let b = kafka::up(shape)?;
             if was_running {
                 eprintln!(
                     "xtask: using the cluster that was already running; it stays up afterwards"

@@ -13,10 +13,24 @@
 //!     &bootstrap, &topic, 1, std::time::Duration::from_secs(20)).unwrap();
 //! assert_eq!(lines, ["NO_HEADERS\tk1\tv1"]);
 //! ```
+//!
+//! The TLS and SASL listeners of `cargo xtask kafka up --security` (on by default in
+//! `cargo xtask test`) are found with [`secured()`]; the `_with` variants of the console
+//! tools take Java client properties, such as [`Secured::java_props`] gives:
+//!
+//! ```no_run
+//! use sluice_testkit::SaslMechanism;
+//! let sec = sluice_testkit::secured();
+//! let props = sec.java_props("SASL_SSL", Some(SaslMechanism::ScramSha256), "admin");
+//! let topic = sluice_testkit::unique_topic("tls");
+//! sluice_testkit::console_produce_with(&sec.sasl_ssl(), &topic, ["v"], false, &props).unwrap();
+//! ```
 
 mod proxy;
+mod secured;
 
 pub use proxy::FaultProxy;
+pub use secured::{java_jaas_config, secured, SaslMechanism, Secured};
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -254,6 +268,55 @@ fn run_with_deadline(
     }
 }
 
+/// Escape `s` for a Java `.properties` file (as a key when `key`).
+fn properties_escape(s: &str, key: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '=' | ':' | ' ' if key => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' | '#' | '!' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Runs `f` with the path of a fresh Java properties file holding `props` (or with
+/// `None` when there are none); the file is removed afterwards.
+fn with_props_file<K, V, T>(props: &[(K, V)], f: impl FnOnce(Option<&Path>) -> T) -> Result<T>
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    if props.is_empty() {
+        return Ok(f(None));
+    }
+    let dir = kafka_dir().join("tools-props");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{}.properties", unique_topic("client")));
+    let mut text = String::from("# Written by sluice-testkit for one Java tool run.\n");
+    for (k, v) in props {
+        text.push_str(&properties_escape(k.as_ref(), true));
+        text.push('=');
+        text.push_str(&properties_escape(v.as_ref(), false));
+        text.push('\n');
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let result = f(Some(&path));
+    let _ = std::fs::remove_file(&path);
+    Ok(result)
+}
+
 /// Read up to `max_messages` records of `topic` from the beginning with Kafka's own
 /// console consumer (`org.apache.kafka.tools.consumer.ConsoleConsumer`), stopping early
 /// when no record arrives for `timeout`.
@@ -267,8 +330,42 @@ pub fn console_consume(
     max_messages: usize,
     timeout: Duration,
 ) -> Result<Vec<String>> {
+    console_consume_with(bootstrap, topic, max_messages, timeout, NO_PROPS)
+}
+
+/// No Java client properties, for the `_with` functions.
+const NO_PROPS: &[(&str, &str)] = &[];
+
+/// [`console_consume`] with Java consumer properties (`--consumer.config`), e.g. the
+/// security settings of [`Secured::java_props`] for a secured listener at `bootstrap`.
+pub fn console_consume_with<K, V>(
+    bootstrap: &str,
+    topic: &str,
+    max_messages: usize,
+    timeout: Duration,
+    props: &[(K, V)],
+) -> Result<Vec<String>>
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
     kafka_major(&kafka_libs())?;
+    with_props_file(props, |config| {
+        console_consume_inner(bootstrap, topic, max_messages, timeout, config)
+    })?
+}
+
+fn console_consume_inner(
+    bootstrap: &str,
+    topic: &str,
+    max_messages: usize,
+    timeout: Duration,
+    config: Option<&Path>,
+) -> Result<Vec<String>> {
     let mut cmd = tool("org.apache.kafka.tools.consumer.ConsoleConsumer")?;
+    if let Some(config) = config {
+        cmd.arg("--consumer.config").arg(config);
+    }
     cmd.args([
         "--bootstrap-server",
         bootstrap,
@@ -303,6 +400,39 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
+    console_produce_with(bootstrap, topic, lines, with_keys, NO_PROPS)
+}
+
+/// [`console_produce`] with Java producer properties (`--producer.config`), e.g. the
+/// security settings of [`Secured::java_props`] for a secured listener at `bootstrap`.
+/// A failed send (authentication, authorization) is an `Err` whose message holds the
+/// tool's stderr, e.g. `TopicAuthorizationException`.
+pub fn console_produce_with<I, S, K, V>(
+    bootstrap: &str,
+    topic: &str,
+    lines: I,
+    with_keys: bool,
+    props: &[(K, V)],
+) -> Result<()>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let lines: Vec<String> = lines.into_iter().map(|l| l.as_ref().to_string()).collect();
+    with_props_file(props, |config| {
+        console_produce_inner(bootstrap, topic, &lines, with_keys, config)
+    })?
+}
+
+fn console_produce_inner(
+    bootstrap: &str,
+    topic: &str,
+    lines: &[String],
+    with_keys: bool,
+    config: Option<&Path>,
+) -> Result<()> {
     let major = kafka_major(&kafka_libs())?;
     let class = if major >= 4 {
         "org.apache.kafka.tools.ConsoleProducer"
@@ -311,10 +441,13 @@ where
     };
     let mut input = String::new();
     for line in lines {
-        input.push_str(line.as_ref());
+        input.push_str(line);
         input.push('\n');
     }
     let mut cmd = tool(class)?;
+    if let Some(config) = config {
+        cmd.arg("--producer.config").arg(config);
+    }
     cmd.args(["--bootstrap-server", bootstrap, "--topic", topic])
         .args(["--producer-property", "acks=all"]);
     if with_keys {
