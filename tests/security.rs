@@ -99,7 +99,7 @@ async fn full_round(s: &Secured, listener: &str, mechanism: Option<SaslMechanism
         .unwrap_or_else(|e| panic!("{what}: init_transactions: {e}"));
     txn.begin().await.expect("begin");
     for i in 0..10 {
-        let _ = txn
+        let _delivery = txn
             .send(ProducerRecord::new(&topic, format!("txn-{i:02}")).partition(i % 2))
             .await
             .expect("send in transaction");
@@ -137,10 +137,16 @@ async fn full_round(s: &Secured, listener: &str, mechanism: Option<SaslMechanism
     for (tp, o) in &committed {
         let offset = o.as_ref().map_or(0, |o| o.offset);
         let processed = next_offset.get(&tp.partition).copied().unwrap_or(0);
-        assert!(offset >= processed, "{what}: {tp:?} committed {offset} < {processed}");
+        assert!(
+            offset >= processed,
+            "{what}: {tp:?} committed {offset} < {processed}"
+        );
         total += offset;
     }
-    assert!((60..=62).contains(&total), "{what}: committed offsets {committed:?}");
+    assert!(
+        (60..=62).contains(&total),
+        "{what}: committed offsets {committed:?}"
+    );
     consumer.close().await.expect("close");
     let expected: BTreeSet<String> = (0..50)
         .map(|i| format!("plain-{i:02}"))
@@ -256,7 +262,12 @@ async fn listener_mismatches_say_so_at_once() {
     let sasl = s.java_props("SASL_PLAINTEXT", Some(SaslMechanism::Plain), "admin");
     for (bootstrap, props, kind, words) in [
         // A plaintext client on a TLS port.
-        (s.ssl(), &plaintext, ErrorKind::Protocol, vec!["security.protocol=SSL"]),
+        (
+            s.ssl(),
+            &plaintext,
+            ErrorKind::Protocol,
+            vec!["security.protocol=SSL"],
+        ),
         // A TLS client on a plaintext port.
         (s.plaintext(), &ssl, ErrorKind::Tls, vec!["PLAINTEXT"]),
         // A SASL client on a listener without SASL.
@@ -291,7 +302,11 @@ async fn a_principal_without_acls_gets_fatal_authorization_errors() {
     let topic = new_topic(&admin, "sec-acl", 1).await;
     let mallory = connect(
         &s.sasl_plaintext(),
-        &s.java_props("SASL_PLAINTEXT", Some(SaslMechanism::ScramSha256), "mallory"),
+        &s.java_props(
+            "SASL_PLAINTEXT",
+            Some(SaslMechanism::ScramSha256),
+            "mallory",
+        ),
     )
     .await
     .expect("mallory authenticates; she is only not authorized");
@@ -330,7 +345,11 @@ async fn a_principal_without_acls_gets_fatal_authorization_errors() {
         &outcome.expect_err("mallory may not write"),
         &[KafkaCode::TopicAuthorizationFailed],
     );
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 
     // Transactional producer.
     let txn = Producer::with_cluster(
@@ -340,7 +359,9 @@ async fn a_principal_without_acls_gets_fatal_authorization_errors() {
     .unwrap();
     let started = Instant::now();
     denied(
-        &txn.init_transactions().await.expect_err("no transactional id ACL"),
+        &txn.init_transactions()
+            .await
+            .expect_err("no transactional id ACL"),
         &[
             KafkaCode::TransactionalIdAuthorizationFailed,
             KafkaCode::ClusterAuthorizationFailed,
@@ -457,7 +478,10 @@ async fn sixty_seconds_across_re_authentications_lose_and_duplicate_nothing() {
     for id in cluster.metadata().brokers.keys() {
         most = most.max(cluster.broker(*id).await.expect("broker").authentications());
     }
-    assert!(most >= 5, "only {most} authentications on one connection in 60 s");
+    assert!(
+        most >= 5,
+        "only {most} authentications on one connection in 60 s"
+    );
     consumer.close().await.expect("close");
     println!("re-authentication run: {sent} records, {most} authentications on one connection");
 }
@@ -473,7 +497,9 @@ async fn in_flight_requests_survive_re_authentication_on_one_connection() {
         assert!(config.security.set(k, v).unwrap());
     }
     let addr = s.reauth().split(',').next().unwrap().to_string();
-    let conn = BrokerConnection::connect(&addr, config).await.expect("connect");
+    let conn = BrokerConnection::connect(&addr, config)
+        .await
+        .expect("connect");
     assert_eq!(conn.authentications(), 1);
     let started = Instant::now();
     let mut requests = 0;
@@ -493,7 +519,10 @@ async fn in_flight_requests_survive_re_authentication_on_one_connection() {
         "{} authentications in 25 s",
         conn.authentications()
     );
-    println!("{requests} requests, {} authentications", conn.authentications());
+    println!(
+        "{requests} requests, {} authentications",
+        conn.authentications()
+    );
 }
 
 #[test]
@@ -517,9 +546,14 @@ fn java_reads_what_sluice_wrote_over_sasl_ssl_and_the_reverse() {
         producer.close(T).await.unwrap();
         topic
     });
-    let lines =
-        sluice_testkit::console_consume_with(&bootstrap, &topic, 5, Duration::from_secs(20), &props)
-            .expect("java console consumer over SASL_SSL");
+    let lines = sluice_testkit::console_consume_with(
+        &bootstrap,
+        &topic,
+        5,
+        Duration::from_secs(20),
+        &props,
+    )
+    .expect("java console consumer over SASL_SSL");
     let expected: Vec<String> = (0..5)
         .map(|i| format!("NO_HEADERS\tk{i}\tfrom-sluice-{i}"))
         .collect();
@@ -557,5 +591,48 @@ fn java_reads_what_sluice_wrote_over_sasl_ssl_and_the_reverse() {
         }
         got
     });
-    assert_eq!(got, ["j0\tfrom-java-0", "j1\tfrom-java-1", "j2\tfrom-java-2"]);
+    assert_eq!(
+        got,
+        ["j0\tfrom-java-0", "j1\tfrom-java-1", "j2\tfrom-java-2"]
+    );
+}
+
+/// The pipeline runner of a principal that may not read its input stops with the
+/// authorization error instead of retrying forever.
+#[tokio::test]
+async fn the_pipeline_runner_stops_on_a_missing_acl() {
+    use sluice::pipeline::runner::{Pipeline, RunError};
+    use sluice::pipeline::{ConsumedRecord, PipelineError, Processed};
+    let s = secured();
+    let admin = connect(
+        &s.sasl_plaintext(),
+        &s.java_props("SASL_PLAINTEXT", Some(SaslMechanism::Plain), "admin"),
+    )
+    .await
+    .expect("admin");
+    let input = new_topic(&admin, "sec-pipe", 1).await;
+    let mallory_props = s.java_props("SASL_PLAINTEXT", Some(SaslMechanism::Plain), "mallory");
+    let mallory = connect(&s.sasl_plaintext(), &mallory_props)
+        .await
+        .expect("mallory");
+    let producer = Producer::with_cluster(mallory.clone(), ProducerConfig::default()).unwrap();
+    let stack = tower::service_fn(|_r: ConsumedRecord| async {
+        Ok::<Processed, PipelineError>(Vec::new())
+    });
+    let consumer = consumer_config(&mallory, &sluice_testkit::unique_topic("sec-pipe-group"));
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        Pipeline::new(consumer, producer, [input], stack).run(),
+    )
+    .await
+    .expect("run() returns instead of retrying");
+    match result {
+        Err(RunError::Kafka(e)) => {
+            assert!(e.is_fatal() && e.is_authorization_failure(), "{e}");
+            println!("the runner stopped with: {e}");
+        }
+        other => panic!("expected an authorization error, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
 }

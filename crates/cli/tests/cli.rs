@@ -271,3 +271,89 @@ fn produce_flags_and_perf_produce() {
         assert!(last.contains(part), "{part} missing: {last}");
     }
 }
+
+/// A secured cluster from a Java properties file (`-F`) and from `-X` keys: SASL_SSL
+/// with SCRAM-SHA-512, the same file a Java client would use.
+#[test]
+fn secured_cluster_from_a_properties_file_and_from_x_keys() {
+    let s = sluice_testkit::secured();
+    let props = s.java_props(
+        "SASL_SSL",
+        Some(sluice_testkit::SaslMechanism::ScramSha512),
+        "alice",
+    );
+    let mut text = String::from("# client.properties as a Java client reads it\n");
+    for (k, v) in &props {
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    let dir = std::env::temp_dir().join(sluice_testkit::unique_topic("cli-props"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("client.properties");
+    std::fs::write(&file, text).unwrap();
+    let file = file.display().to_string();
+    let bootstrap = s.sasl_ssl();
+    let topic = sluice_testkit::unique_topic("cli-sec");
+
+    let with_file = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["-b", bootstrap.as_str(), "-F", file.as_str()];
+        all.extend_from_slice(args);
+        sluice(&all, stdin)
+    };
+    ok(&with_file(
+        &["topic", "create", &topic, "--partitions", "1"],
+        None,
+    ));
+    let out = with_file(&["produce", &topic, "-K", ":"], Some("a:1\nb:2\nc:3\n"));
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("produced 3 records"));
+
+    // The same cluster through -X keys, with librdkafka's names.
+    let (user, password) = s.alice();
+    let ca = s.ca_pem().display().to_string();
+    let x = [
+        "security.protocol=SASL_SSL".to_string(),
+        "sasl.mechanism=SCRAM-SHA-512".to_string(),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+        format!("ssl.ca.location={ca}"),
+    ];
+    let mut args = vec!["-b", bootstrap.as_str()];
+    for kv in &x {
+        args.extend(["-X", kv.as_str()]);
+    }
+    args.extend([
+        "consume",
+        &topic,
+        "--count",
+        "3",
+        "--group",
+        "cli-sec-group",
+    ]);
+    let out = ok(&sluice(&args, None));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for v in ["1", "2", "3"] {
+        assert!(out.contains(v), "{v} missing: {out}");
+    }
+
+    // A wrong password is one clear line and a failure, not a hang.
+    let started = std::time::Instant::now();
+    let out = sluice(
+        &[
+            "-b",
+            &bootstrap,
+            "-F",
+            &file,
+            "-X",
+            "sasl.password=wrong",
+            "metadata",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authentication"), "{err}");
+    assert!(!err.contains("wrong"), "the password is echoed: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    let _ = std::fs::remove_dir_all(&dir);
+}

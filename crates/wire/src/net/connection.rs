@@ -200,9 +200,11 @@ impl fmt::Debug for BrokerConnection {
 impl BrokerConnection {
     /// Connects to `addr` (`host:port`) and negotiates API versions.
     ///
-    /// Fails with [`ErrorKind::Io`](crate::ErrorKind::Io) when nothing listens there, [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)
+    /// Fails with [`ErrorKind::Io`] when nothing listens there, [`ErrorKind::Timeout`]
     /// when the connect or the handshake takes longer than `connect_timeout`, and
-    /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol) when the peer answers with something that is not Kafka.
+    /// [`ErrorKind::Protocol`] when the peer answers with something that is not Kafka.
+    /// With TLS or SASL configured, a failed handshake is [`ErrorKind::Tls`] and refused
+    /// credentials are [`ErrorKind::Authentication`]; both name the broker and the cause.
     pub async fn connect(addr: &str, config: ConnectionConfig) -> Result<Self> {
         let timeout = config.connect_timeout;
         match tokio::time::timeout(timeout, Self::connect_inner(addr, config)).await {

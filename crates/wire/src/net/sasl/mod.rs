@@ -1,7 +1,7 @@
 //! SASL authentication: the mechanisms (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,
 //! OAUTHBEARER), their settings, and the exchange of messages, with no I/O.
 //!
-//! The connection drives an [`Exchange`]: SaslHandshake (v1) names the mechanism, then
+//! The connection drives an exchange: SaslHandshake (v1) names the mechanism, then
 //! each client message travels in a SaslAuthenticate request and the broker's answer
 //! comes back in its response, until the mechanism is done. The broker's last response
 //! carries the session lifetime (KIP-368); the connection re-authenticates before it
