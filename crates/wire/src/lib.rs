@@ -46,11 +46,33 @@
 //! # }
 //! ```
 //!
+//! Against a secured cluster, with the keys a Java client's `client.properties` has
+//! (every config type takes them: [`ClusterConfig::set`](cluster::ClusterConfig::set),
+//! `ProducerConfig::set`, `ConsumerConfig::set`):
+//! ```no_run
+//! use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn run() -> Result<(), sluice_wire::Error> {
+//! let config = ProducerConfig::from_properties([
+//!     ("bootstrap.servers", "broker-1.example.com:9093"),
+//!     ("security.protocol", "SASL_SSL"),
+//!     ("sasl.mechanism", "SCRAM-SHA-512"),
+//!     ("sasl.jaas.config", r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="alice-secret";"#),
+//!     ("ssl.truststore.location", "/etc/kafka/ca.pem"),
+//! ])?;
+//! let producer = Producer::new(config).await?; // Authentication / Tls errors fail here
+//! producer.send(ProducerRecord::new("orders", "hello")).await?.await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - [`records`]: record batch v2: an encoder that appends in place, a zero-copy decoder,
 //!   gzip / snappy / lz4 / zstd in pure Rust, CRC-32C. No I/O.
 //! - [`net`]: one broker connection. Framing (no I/O) apart from the socket; ApiVersions
-//!   negotiation against one table of the versions we implement; pipelined requests.
+//!   negotiation against one table of the versions we implement; pipelined requests;
+//!   TLS (rustls; graviola as the C-free provider) and SASL (PLAIN, SCRAM-SHA-256/512,
+//!   OAUTHBEARER, re-authentication per KIP-368), owned by the connection.
 //! - [`cluster`]: bootstrap, a metadata cache (brokers, topics, partitions, leaders,
 //!   leader epochs) refreshed on demand and on a timer, one pooled connection per broker.
 //! - [`admin`]: create and delete topics, list offsets, describe the cluster; list and

@@ -576,6 +576,37 @@ mod tests {
     }
 
     #[test]
+    fn client_keys_load_as_pkcs8_pkcs1_and_sec1() {
+        for (cert, key) in [
+            (include_str!("testdata/rsa.pem"), include_str!("testdata/rsa-pkcs1.key")),
+            (include_str!("testdata/rsa.pem"), include_str!("testdata/rsa-pkcs8.key")),
+            (include_str!("testdata/ec.pem"), include_str!("testdata/ec-sec1.key")),
+            (include_str!("testdata/ec.pem"), include_str!("testdata/ec-pkcs8.key")),
+        ] {
+            let t = TlsConfig::default()
+                .ca_pem(cert)
+                .client_cert_pem(cert)
+                .client_key_pem(key);
+            let config = t.client_config().unwrap_or_else(|e| panic!("{}: {e}", &key[..40]));
+            assert!(config.client_auth_cert_resolver.has_certs());
+        }
+        let e = TlsConfig::default()
+            .ca_pem(include_str!("testdata/ec.pem"))
+            .client_cert_pem(include_str!("testdata/ec.pem"))
+            .client_key_pem(include_str!("testdata/ec-encrypted.key"))
+            .prepare()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("unencrypted"), "{e}");
+        let e = TlsConfig::default()
+            .ca_pem(include_str!("testdata/ec.pem"))
+            .client_cert_pem(include_str!("testdata/ec.pem"))
+            .prepare()
+            .unwrap_err();
+        assert!(e.to_string().contains("ssl.key.location"), "{e}");
+    }
+
+    #[test]
     fn garbage_pem_is_a_config_error() {
         let t = TlsConfig::default().ca_pem("not a certificate");
         let e = t.prepare().unwrap_err();
