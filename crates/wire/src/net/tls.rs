@@ -578,16 +578,30 @@ mod tests {
     #[test]
     fn client_keys_load_as_pkcs8_pkcs1_and_sec1() {
         for (cert, key) in [
-            (include_str!("testdata/rsa.pem"), include_str!("testdata/rsa-pkcs1.key")),
-            (include_str!("testdata/rsa.pem"), include_str!("testdata/rsa-pkcs8.key")),
-            (include_str!("testdata/ec.pem"), include_str!("testdata/ec-sec1.key")),
-            (include_str!("testdata/ec.pem"), include_str!("testdata/ec-pkcs8.key")),
+            (
+                include_str!("testdata/rsa.pem"),
+                include_str!("testdata/rsa-pkcs1.key"),
+            ),
+            (
+                include_str!("testdata/rsa.pem"),
+                include_str!("testdata/rsa-pkcs8.key"),
+            ),
+            (
+                include_str!("testdata/ec.pem"),
+                include_str!("testdata/ec-sec1.key"),
+            ),
+            (
+                include_str!("testdata/ec.pem"),
+                include_str!("testdata/ec-pkcs8.key"),
+            ),
         ] {
             let t = TlsConfig::default()
                 .ca_pem(cert)
                 .client_cert_pem(cert)
                 .client_key_pem(key);
-            let config = t.client_config().unwrap_or_else(|e| panic!("{}: {e}", &key[..40]));
+            let config = t
+                .client_config()
+                .unwrap_or_else(|e| panic!("{}: {e}", &key[..40]));
             assert!(config.client_auth_cert_resolver.has_certs());
         }
         let e = TlsConfig::default()

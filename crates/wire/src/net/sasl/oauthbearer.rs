@@ -54,7 +54,7 @@ pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<OAuthToken>> + Sen
 /// impl TokenProvider for FromFile {
 ///     fn token(&self) -> TokenFuture<'_> {
 ///         Box::pin(async move {
-///             let jwt = tokio::fs::read_to_string(&self.0).await.map_err(|e| {
+///             let jwt = std::fs::read_to_string(&self.0).map_err(|e| {
 ///                 sluice_wire::Error::token_provider(format!("reading {}: {e}", self.0.display()))
 ///             })?;
 ///             Ok(OAuthToken::new(jwt.trim(), Some(Duration::from_secs(300))))
