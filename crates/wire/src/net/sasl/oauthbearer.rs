@@ -136,7 +136,11 @@ impl UnsecuredToken {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|_| Error::config("the system clock is before 1970"))?;
-        let iat = now.as_secs_f64();
+        // Issued a second ago: the broker checks `iat` against a clock reading it may
+        // have taken before our connection arrived (its unsecured validator allows no
+        // skew), and a token "issued in the future" is refused as invalid_token. Java's
+        // login issues the token long before it is used, so never meets this.
+        let iat = (now.as_secs_f64() - 1.0).max(0.0);
         let exp = iat + self.lifetime.as_secs_f64();
         let mut claims = format!(
             r#"{{"iat":{iat:.3},"exp":{exp:.3},"sub":{}"#,
