@@ -108,6 +108,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod admin;
+mod backoff;
 pub mod cluster;
 mod config;
 pub mod consumer;

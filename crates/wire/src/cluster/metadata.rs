@@ -141,6 +141,21 @@ impl Metadata {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);
+            // A broker that has not caught up may answer with an older leader than we
+            // know (KIP-320): never go back to an older leader epoch, for the same topic.
+            if let Some(known) = previous.topics.get(&name) {
+                if known.topic_id == *t.topic_id.as_bytes() {
+                    for p in &mut partitions {
+                        if let Some(old) =
+                            known.partitions.iter().find(|o| o.partition == p.partition)
+                        {
+                            if old.leader_epoch > p.leader_epoch && p.leader_epoch >= 0 {
+                                *p = old.clone();
+                            }
+                        }
+                    }
+                }
+            }
             let error = KafkaCode::try_from_code(t.error_code);
             topics.insert(
                 name.clone(),
@@ -159,5 +174,39 @@ impl Metadata {
             brokers,
             topics,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn response(leader: i32, epoch: i32) -> MetadataResponse {
+        let partition = MetadataResponsePartition::default()
+            .with_partition_index(0)
+            .with_leader_id(BrokerId(leader))
+            .with_leader_epoch(epoch);
+        let topic = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+            .with_partitions(vec![partition]);
+        MetadataResponse::default().with_topics(vec![topic])
+    }
+
+    #[test]
+    fn an_older_leader_epoch_never_replaces_a_newer_one() {
+        let md = Metadata::merge(&Metadata::default(), response(1, 5), false);
+        assert_eq!(md.partition("t", 0).and_then(|p| p.leader), Some(1));
+        // A lagging broker still names the old leader at epoch 4: ignored.
+        let md = Metadata::merge(&md, response(2, 4), false);
+        assert_eq!(md.partition("t", 0).map(|p| p.leader_epoch), Some(5));
+        assert_eq!(md.partition("t", 0).and_then(|p| p.leader), Some(1));
+        // A newer epoch moves the leader.
+        let md = Metadata::merge(&md, response(3, 6), false);
+        assert_eq!(md.partition("t", 0).and_then(|p| p.leader), Some(3));
     }
 }

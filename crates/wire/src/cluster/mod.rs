@@ -5,17 +5,20 @@
 //! immutable [`Metadata`] values behind an `Arc`; readers never wait for a refresh.
 
 mod metadata;
+mod pool;
 
-use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::time::Instant;
 use tracing::{debug, warn};
+
+use self::pool::{Lookup, Pool};
 
 pub use metadata::{BrokerInfo, Metadata, PartitionInfo, TopicInfo};
 
@@ -34,6 +37,12 @@ pub struct ClusterConfig {
     /// Metadata older than this is refreshed in the background. Default 5 minutes
     /// (Java: `metadata.max.age.ms`).
     pub metadata_max_age: Duration,
+    /// After a failed connect, how long before the next one to that broker; doubles per
+    /// failure. Default 50 ms (Java: `reconnect.backoff.ms`).
+    pub reconnect_backoff: Duration,
+    /// The cap of [`reconnect_backoff`](Self::reconnect_backoff). Default 1 s (Java:
+    /// `reconnect.backoff.max.ms`).
+    pub reconnect_backoff_max: Duration,
 }
 
 impl ClusterConfig {
@@ -49,6 +58,8 @@ impl ClusterConfig {
                 .collect(),
             connection: ConnectionConfig::default(),
             metadata_max_age: Duration::from_secs(300),
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(1),
         }
     }
 
@@ -78,7 +89,8 @@ impl ClusterConfig {
 
     /// Sets one Java-style key that applies to every client: `bootstrap.servers`,
     /// `client.id`, `request.timeout.ms`, `socket.connection.setup.timeout.ms`,
-    /// `metadata.max.age.ms`, and the security keys (`security.protocol`, `ssl.*`,
+    /// `metadata.max.age.ms`, `reconnect.backoff.ms`, `reconnect.backoff.max.ms`, and the
+    /// security keys (`security.protocol`, `ssl.*`,
     /// `sasl.*`; see [`SecurityConfig::set`]). Returns `Ok(false)` for any other key, so
     /// a client's own config can try it.
     ///
@@ -100,6 +112,8 @@ impl ClusterConfig {
                 self.connection.connect_timeout = ms(key, value)?
             }
             "metadata.max.age.ms" => self.metadata_max_age = ms(key, value)?,
+            "reconnect.backoff.ms" => self.reconnect_backoff = ms(key, value)?,
+            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = ms(key, value)?,
             _ => return self.connection.security.set(key, value),
         }
         Ok(true)
@@ -117,11 +131,19 @@ struct Inner {
     metadata: RwLock<Arc<Metadata>>,
     /// Connections by node id. Bootstrap connections are kept apart: a bootstrap address
     /// may not be any broker's advertised address.
-    brokers: Mutex<HashMap<i32, BrokerConnection>>,
+    brokers: Pool,
     bootstrap: Mutex<Option<BrokerConnection>>,
-    /// Serialises connects to one broker, so concurrent callers share one connection.
-    connecting: AsyncMutex<()>,
+    /// A background refresh of all metadata is running (see
+    /// [`Cluster::request_refresh`]).
+    refreshing: AtomicBool,
+    /// When the last background refresh started: they are at least
+    /// [`REFRESH_SPACING`] apart.
+    last_refresh: Mutex<Option<Instant>>,
 }
+
+/// The least time between two background metadata refreshes asked for by failed
+/// connections (Java: `retry.backoff.ms`).
+const REFRESH_SPACING: Duration = Duration::from_millis(100);
 
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -145,11 +167,12 @@ impl Cluster {
         config.connection.security.validate()?;
         let cluster = Cluster {
             inner: Arc::new(Inner {
+                brokers: Pool::new(config.reconnect_backoff, config.reconnect_backoff_max),
                 config,
                 metadata: RwLock::new(Arc::new(Metadata::default())),
-                brokers: Mutex::new(HashMap::new()),
                 bootstrap: Mutex::new(None),
-                connecting: AsyncMutex::new(()),
+                refreshing: AtomicBool::new(false),
+                last_refresh: Mutex::new(None),
             }),
         };
         cluster.refresh_all().await?;
@@ -216,13 +239,33 @@ impl Cluster {
     }
 
     /// A live connection to broker `node_id`, opened if needed.
+    ///
+    /// Each broker connects on its own: a broker that is slow to answer holds up only
+    /// its own callers. After a failed connect the broker is skipped (this fails at once
+    /// with the last error) until its reconnect backoff has passed, and a metadata
+    /// refresh is started in the background, as after a lost connection: the broker's
+    /// partitions likely have new leaders.
     pub async fn broker(&self, node_id: i32) -> Result<BrokerConnection> {
-        if let Some(conn) = self.pooled(node_id) {
-            return Ok(conn);
-        }
-        let _one_at_a_time = self.inner.connecting.lock().await;
-        if let Some(conn) = self.pooled(node_id) {
-            return Ok(conn);
+        let gate = match self.inner.brokers.lookup(node_id) {
+            Lookup::Live(conn) => return Ok(conn),
+            Lookup::BackingOff(e) => {
+                self.request_refresh();
+                return Err(e);
+            }
+            Lookup::Connect { gate, lost } => {
+                if lost {
+                    debug!(broker = node_id, "connection lost; refreshing metadata");
+                    self.request_refresh();
+                }
+                gate
+            }
+        };
+        let _one_connect = gate.lock().await;
+        // Another caller may have connected, or failed, while we waited.
+        match self.inner.brokers.lookup(node_id) {
+            Lookup::Live(conn) => return Ok(conn),
+            Lookup::BackingOff(e) => return Err(e),
+            Lookup::Connect { .. } => {}
         }
         let addr = self
             .metadata()
@@ -230,14 +273,51 @@ impl Cluster {
             .get(&node_id)
             .map(BrokerInfo::addr)
             .ok_or_else(|| Error::no_broker(format!("broker {node_id} is not in the metadata")))?;
-        let conn = BrokerConnection::connect(&addr, self.inner.config.connection.clone()).await?;
-        lock(&self.inner.brokers).insert(node_id, conn.clone());
-        Ok(conn)
+        self.inner.brokers.attempt(node_id);
+        match BrokerConnection::connect(&addr, self.inner.config.connection.clone()).await {
+            Ok(conn) => {
+                self.inner.brokers.connected(node_id, conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                let wait = self.inner.brokers.failed(node_id, e.clone());
+                debug!(broker = node_id, %addr, error = %e, backoff = ?wait, "connect failed");
+                self.request_refresh();
+                Err(e)
+            }
+        }
     }
 
-    fn pooled(&self, node_id: i32) -> Option<BrokerConnection> {
-        let pool = lock(&self.inner.brokers);
-        pool.get(&node_id).filter(|c| !c.is_dead()).cloned()
+    /// How many times a connection to broker `node_id` was attempted (a diagnostic:
+    /// with the reconnect backoff, about one a second at most for a broker that is down).
+    pub fn connect_attempts(&self, node_id: i32) -> u64 {
+        self.inner.brokers.attempts(node_id)
+    }
+
+    /// Starts a refresh of all metadata in the background, unless one is running or
+    /// one started less than [`REFRESH_SPACING`] ago. Never waits.
+    pub(crate) fn request_refresh(&self) {
+        {
+            let mut last = lock(&self.inner.last_refresh);
+            if last.is_some_and(|t| t.elapsed() < REFRESH_SPACING) {
+                return;
+            }
+            if self.inner.refreshing.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.inner.refreshing.store(false, Ordering::Release);
+            return;
+        };
+        let cluster = self.clone();
+        handle.spawn(async move {
+            if let Err(e) = cluster.refresh_all().await {
+                debug!(error = %e, "background metadata refresh failed");
+            }
+            cluster.inner.refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// The connection to the leader of `topic`/`partition`, refreshing the topic's
@@ -274,8 +354,8 @@ impl Cluster {
     /// A live connection to some broker: a pooled one, else a known broker, else a
     /// bootstrap address.
     pub async fn any_broker(&self) -> Result<BrokerConnection> {
-        if let Some(conn) = lock(&self.inner.brokers).values().find(|c| !c.is_dead()) {
-            return Ok(conn.clone());
+        if let Some(conn) = self.inner.brokers.any_live() {
+            return Ok(conn);
         }
         let known: Vec<i32> = self.metadata().brokers.keys().copied().collect();
         let mut last_error = None;

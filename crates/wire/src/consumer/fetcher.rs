@@ -196,14 +196,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 retry_soon = true;
             }
         }
-        let (plan, leaderless) = plan(&shared, &busy);
+        let (plan, leaderless, backing_off) = plan(&shared, &busy);
         if !leaderless.is_empty() {
-            let topics: Vec<&str> = leaderless.iter().map(String::as_str).collect();
-            if let Err(e) = shared.cluster.refresh(&topics, false).await {
-                debug!(error = %e, "metadata refresh for leaderless partitions");
-            }
+            // In the background: partitions with a leader keep fetching meanwhile.
+            debug!(topics = ?leaderless, "partitions without a leader; refreshing metadata");
+            shared.cluster.request_refresh();
             retry_soon = true;
         }
+        retry_soon |= backing_off;
         for (leader, wanted) in plan {
             busy.insert(leader);
             let session = sessions.remove(&leader).unwrap_or_default();
@@ -214,9 +214,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             Some((leader, session, wanted, outcome)) = in_flight.next() => {
                 busy.remove(&leader);
                 sessions.insert(leader, session);
-                if let Err(e) = handle(&shared, wanted, outcome).await {
+                if let Err(e) = handle(&shared, wanted, outcome) {
                     debug!(broker = leader, error = %e, "fetch failed");
-                    tokio::time::sleep(shared.config.retry_backoff).await;
                 }
             }
             () = &mut wake => {}
@@ -226,20 +225,27 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 }
 
 /// Groups the fetchable partitions by leader, leaving out brokers with a fetch in flight.
-/// Also returns topics with a partition that has no known leader.
-fn plan(shared: &Shared, busy: &HashSet<i32>) -> (BTreeMap<i32, Wanted>, BTreeSet<String>) {
+/// Also returns topics with a partition that has no known leader, and whether a
+/// partition waits out a backoff after a failed fetch.
+fn plan(shared: &Shared, busy: &HashSet<i32>) -> (BTreeMap<i32, Wanted>, BTreeSet<String>, bool) {
     let md = shared.cluster.metadata();
     let state = shared.lock();
     let mut out: BTreeMap<i32, Wanted> = BTreeMap::new();
     let mut leaderless = BTreeSet::new();
+    let mut backing_off = false;
     if state.buffered_bytes >= shared.config.prefetch_max_bytes || state.membership.rebalancing {
-        return (out, leaderless);
+        return (out, leaderless, backing_off);
     }
+    let now = tokio::time::Instant::now();
     for (tp, ps) in &state.assignment {
         let Some(position) = ps.fetch_position else {
             continue;
         };
         if ps.paused {
+            continue;
+        }
+        if ps.retry_at.is_some_and(|at| at > now) {
+            backing_off = true;
             continue;
         }
         match md.partition(&tp.topic, tp.partition).and_then(|p| p.leader) {
@@ -254,7 +260,7 @@ fn plan(shared: &Shared, busy: &HashSet<i32>) -> (BTreeMap<i32, Wanted>, BTreeSe
             }
         }
     }
-    (out, leaderless)
+    (out, leaderless, backing_off)
 }
 
 async fn fetch(
@@ -359,14 +365,32 @@ async fn fetch_inner(
 }
 
 /// Applies a fetch's answers to the shared state, unless a seek or a reassignment made
-/// them stale.
-async fn handle(
+/// them stale. A failed fetch (the broker went away) or a partition error that says the
+/// leader moved backs those partitions off for `retry.backoff.ms` and refreshes metadata
+/// in the background; nothing here waits.
+fn handle(
     shared: &Shared,
     wanted: Wanted,
     outcome: Result<Vec<(TopicPartition, PartitionData)>>,
 ) -> Result<()> {
-    let parts = outcome?;
-    let mut refresh: BTreeSet<String> = BTreeSet::new();
+    let retry_at = tokio::time::Instant::now() + shared.config.retry_backoff;
+    let parts = match outcome {
+        Ok(parts) => parts,
+        Err(e) => {
+            // Java requests a metadata update on every disconnect: the leaders this
+            // broker had are likely elsewhere by now.
+            let mut state = shared.lock();
+            for (tp, &(_, epoch)) in &wanted {
+                if let Some(ps) = state.assignment.get_mut(tp).filter(|ps| ps.epoch == epoch) {
+                    ps.retry_at = Some(retry_at);
+                }
+            }
+            drop(state);
+            shared.cluster.request_refresh();
+            return Err(e);
+        }
+    };
+    let mut refresh = false;
     let mut arrived = false;
     {
         let mut state = shared.lock();
@@ -424,7 +448,8 @@ async fn handle(
                 }
                 Some(code) if code.is_retriable() || code == KafkaCode::FencedLeaderEpoch => {
                     debug!(%tp, ?code, "fetch error, refreshing metadata");
-                    refresh.insert(tp.topic.clone());
+                    ps.retry_at = Some(retry_at);
+                    refresh = true;
                 }
                 Some(code) => {
                     state.error = Some(Error::kafka(code, format!("fetching {tp} at {offset}")));
@@ -437,9 +462,8 @@ async fn handle(
         shared.data_ready.notify_waiters();
         shared.data_ready.notify_one();
     }
-    if !refresh.is_empty() {
-        let topics: Vec<&str> = refresh.iter().map(String::as_str).collect();
-        shared.cluster.refresh(&topics, false).await?;
+    if refresh {
+        shared.cluster.request_refresh();
     }
     Ok(())
 }

@@ -45,6 +45,9 @@ pub(crate) struct PartitionState {
     pub(crate) epoch: u64,
     pub(crate) high_watermark: i64,
     pub(crate) last_stable_offset: i64,
+    /// After a failed fetch (the leader moved, the broker went away), not fetched again
+    /// before this: a backoff, not a tight loop against a broker that cannot answer.
+    pub(crate) retry_at: Option<tokio::time::Instant>,
 }
 
 impl PartitionState {
@@ -57,6 +60,7 @@ impl PartitionState {
             epoch,
             high_watermark: -1,
             last_stable_offset: -1,
+            retry_at: None,
         }
     }
 }

@@ -692,18 +692,9 @@ async fn authenticate<W: AsyncWrite + Unpin>(
         return Ok(None);
     }
     let lifetime = Duration::from_millis(lifetime_ms as u64);
-    let factor = 0.85 + 0.10 * jitter();
+    let factor = 0.85 + 0.10 * crate::backoff::unit_random();
     info!(broker = %addr, mechanism, session_ms = lifetime_ms, "authenticated; re-authenticating before the session ends");
     Ok(Some(Instant::now() + lifetime.mul_f64(factor)))
-}
-
-/// A number in [0, 1) that differs between connections (spreads re-authentications).
-fn jitter() -> f64 {
-    let mut b = [0u8; 2];
-    if getrandom::getrandom(&mut b).is_err() {
-        return 0.5;
-    }
-    f64::from(u16::from_le_bytes(b)) / 65536.0
 }
 
 /// A plaintext client on a TLS listener sees its first request cut off; say what is the

@@ -9,7 +9,6 @@
 //! concurrently) guarantees it; separate tasks racing to the socket would not.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -466,34 +465,4 @@ async fn init_producer_id(shared: Arc<Shared>) {
     }
 }
 
-/// Exponential backoff with ±20 % jitter, as Java's `ExponentialBackoff` (KIP-580):
-/// `base * 2^(attempt-1)`, capped at `max`. The jitter comes from the standard library's
-/// randomly seeded hasher: no extra dependency for a few random bits.
-pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let capped = exp.min(max.max(base));
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(attempt);
-    let unit = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
-    capped.mul_f64(0.8 + 0.4 * unit)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_caps_and_jitters() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_millis(1000);
-        for attempt in 1..30 {
-            let b = backoff(base, max, attempt);
-            let nominal = (100u64 << (attempt - 1).min(20)).min(1000) as f64;
-            let ms = b.as_secs_f64() * 1000.0;
-            assert!(
-                ms >= nominal * 0.8 - 1.0 && ms <= nominal * 1.2 + 1.0,
-                "{attempt}: {ms}"
-            );
-        }
-    }
-}
+pub(crate) use crate::backoff::exponential as backoff;

@@ -130,9 +130,18 @@ impl Coordinator {
         let limit = self.cluster.config().connection.request_timeout;
         let deadline = Instant::now() + limit;
         loop {
-            match self.find().await {
-                Ok(addr) => {
-                    let conn = BrokerConnection::connect(&addr, self.conn_config.clone()).await?;
+            let found = match self.find().await {
+                // A coordinator that was just lost may still be named until its broker
+                // is fenced: a refused connect is retried (with fresh metadata) like
+                // COORDINATOR_NOT_AVAILABLE, within the same deadline.
+                Ok(addr) => BrokerConnection::connect(&addr, self.conn_config.clone())
+                    .await
+                    .map(|conn| (addr, conn))
+                    .inspect_err(|_| self.cluster.request_refresh()),
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok((addr, conn)) => {
                     debug!(group = %self.group_id, coordinator = %addr, "coordinator found");
                     let mut guard = match self.conns[lane as usize].lock() {
                         Ok(g) => g,
