@@ -101,12 +101,48 @@ pub struct ClusterDescription {
 #[derive(Debug, Clone)]
 pub struct Admin {
     cluster: Cluster,
+    api_timeout: Duration,
 }
 
 impl Admin {
     /// Administers `cluster`.
     pub fn new(cluster: Cluster) -> Self {
-        Admin { cluster }
+        Admin {
+            cluster,
+            api_timeout: DEFAULT_API_TIMEOUT,
+        }
+    }
+
+    /// How long a call keeps retrying retriable failures (a broker killed, a
+    /// coordinator moving) before it gives up with the last error. Default 60 s (Java:
+    /// `default.api.timeout.ms`).
+    pub fn api_timeout(mut self, timeout: Duration) -> Self {
+        self.api_timeout = timeout;
+        self
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the API timeout would pass.
+    pub(crate) async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.api_timeout;
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    attempt += 1;
+                    let wait = backoff(attempt);
+                    if !e.is_retriable() || tokio::time::Instant::now() + wait >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, attempt, "{what}: retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
     }
 
     /// The cluster this admin works on.
@@ -383,6 +419,9 @@ impl Admin {
 
 /// How many times admin calls retry a retriable error.
 pub const RETRIES: u32 = 8;
+
+/// Java's `default.api.timeout.ms`.
+const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// 50 ms, doubling per attempt, capped at 1 s.
 fn backoff(attempt: u32) -> Duration {

@@ -111,6 +111,9 @@ pub(crate) async fn run(
     let mut read = 0u64;
     let limit = args.count.unwrap_or(u64::MAX);
     let mut out = BufWriter::new(std::io::stdout().lock());
+    // Offsets printed but not yet committed: a failed commit is not the end of the run,
+    // the next commit carries them (as Java's commitAsync callers do).
+    let mut uncommitted: BTreeMap<TopicPartition, OffsetAndMetadata> = BTreeMap::new();
     while read < limit {
         let batch = consumer.recv_batch().await?;
         let mut last: Option<&ConsumerRecord> = None;
@@ -128,17 +131,28 @@ pub(crate) async fn run(
             if let Some(r) = last {
                 // Printed (and flushed): now it counts as processed.
                 out.flush()?;
-                let mut offsets = BTreeMap::new();
-                offsets.insert(
+                uncommitted.insert(
                     batch.partition.clone(),
                     OffsetAndMetadata::new(r.offset() + 1),
                 );
-                consumer.commit(&offsets).await?;
+                match consumer.commit(&uncommitted).await {
+                    Ok(()) => uncommitted.clear(),
+                    Err(e) if !e.is_fatal() => {
+                        eprintln!("warning: commit failed, the next one carries it: {e}");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }
     out.flush()?;
     drop(out);
+    if !uncommitted.is_empty() {
+        consumer
+            .commit(&uncommitted)
+            .await
+            .context("committing the last offsets")?;
+    }
     consumer.close().await?;
     if args.quiet {
         println!("{read} records");

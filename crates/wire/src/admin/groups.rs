@@ -110,8 +110,15 @@ impl Admin {
         )
     }
 
-    /// Lists the groups of every broker (each coordinates some).
+    /// Lists the groups of every broker (each coordinates some). Retriable failures
+    /// (a broker that went away, a coordinator moving) are retried for the
+    /// [API timeout](Admin::api_timeout).
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        self.retrying("listing groups", || self.list_groups_once())
+            .await
+    }
+
+    async fn list_groups_once(&self) -> Result<Vec<GroupListing>> {
         let md = self.cluster.refresh_all().await?;
         let mut out = BTreeMap::new();
         for &id in md.brokers.keys() {
@@ -138,8 +145,14 @@ impl Admin {
         Ok(out.into_values().collect())
     }
 
-    /// Describes `group`: state, assignor, members and what each owns.
+    /// Describes `group`: state, assignor, members and what each owns. Retriable
+    /// failures are retried for the [API timeout](Admin::api_timeout).
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        self.retrying("describing a group", || self.describe_group_once(group))
+            .await
+    }
+
+    async fn describe_group_once(&self, group: &str) -> Result<GroupDescription> {
         let coordinator = self.coordinator(group);
         let request = DescribeGroupsRequest::default()
             .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
@@ -176,8 +189,19 @@ impl Admin {
         })
     }
 
-    /// Every committed offset of `group`.
+    /// Every committed offset of `group`. Retriable failures are retried for the
+    /// [API timeout](Admin::api_timeout).
     pub async fn group_offsets(
+        &self,
+        group: &str,
+    ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
+        self.retrying("reading committed offsets", || {
+            self.group_offsets_once(group)
+        })
+        .await
+    }
+
+    async fn group_offsets_once(
         &self,
         group: &str,
     ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {

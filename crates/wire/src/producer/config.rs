@@ -106,6 +106,11 @@ pub struct ProducerConfig {
     pub transaction_timeout: Duration,
     /// `security.protocol`, `ssl.*`, `sasl.*`: TLS and SASL. Default PLAINTEXT.
     pub security: SecurityConfig,
+    /// `reconnect.backoff.ms`: the first wait before reconnecting to a broker that could
+    /// not be reached; doubles per failure. Default 50 ms.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms`: the cap of that wait. Default 1 s.
+    pub reconnect_backoff_max: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -133,6 +138,8 @@ impl Default for ProducerConfig {
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
             security: SecurityConfig::default(),
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(1),
         }
     }
 }
@@ -276,6 +283,8 @@ impl ProducerConfig {
                 self.allow_auto_create_topics = boolean(key, value)?;
             }
             "metadata.max.age.ms" => self.metadata_max_age = ms(key, value)?,
+            "reconnect.backoff.ms" => self.reconnect_backoff = ms(key, value)?,
+            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = ms(key, value)?,
             "transactional.id" => {
                 self.transactional_id = (!value.is_empty()).then(|| value.to_string());
             }

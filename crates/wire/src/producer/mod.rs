@@ -339,6 +339,8 @@ impl Producer {
             .security(config.security.clone());
         cluster_config.connection.max_in_flight = config.effective_max_in_flight();
         cluster_config.metadata_max_age = config.metadata_max_age;
+        cluster_config.reconnect_backoff = config.reconnect_backoff;
+        cluster_config.reconnect_backoff_max = config.reconnect_backoff_max;
         let cluster = Cluster::connect(cluster_config).await?;
         Producer::with_cluster(cluster, config)
     }
