@@ -697,16 +697,18 @@ async fn authenticate<W: AsyncWrite + Unpin>(
     Ok(Some(Instant::now() + lifetime.mul_f64(factor)))
 }
 
-/// A plaintext client on a TLS listener sees its first request cut off; say what is the
-/// likely cause.
+/// A plaintext client on a TLS listener sees its first request cut off or answered with
+/// bytes that are not Kafka: say what the likely cause is. The kind stays (a connection
+/// cut at that moment by the network is still retriable).
 fn hint_listener_mismatch(e: Error, protocol: SecurityProtocol, addr: &str) -> Error {
     let cut = matches!(
         e.kind(),
         ErrorKind::ConnectionClosed | ErrorKind::Io | ErrorKind::Protocol
     );
     if cut && !protocol.uses_tls() {
-        return Error::protocol(format!(
-            "{addr} ended the connection at the first request ({e}): if this listener uses TLS, set security.protocol=SSL (or SASL_SSL)"
+        return e.context(format!(
+            "{addr} ended the connection at the first request (if this listener uses TLS, \
+             set security.protocol=SSL or SASL_SSL)"
         ));
     }
     e
