@@ -24,29 +24,30 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::io::IoSlice;
-
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
-use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Request, StrBytes};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio::time::Instant;
-use tracing::{debug, info, trace};
+use tracing::debug;
+
+mod auth;
+mod reader;
+mod writer;
 
 use super::frame::{self, Frame};
-use super::rcvlowat::LowWaterMark;
 use super::security::{SecurityConfig, SecurityProtocol};
 use super::versions::{ApiVersions, API_VERSIONS_MAX};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::lock;
+use reader::read_loop;
+use writer::write_loop;
 
 /// How to open and use a broker connection.
 #[derive(Debug, Clone)]
@@ -460,110 +461,21 @@ impl BrokerConnection {
     }
 }
 
-/// Writes frames in the order they were queued, keeping at most `max_in_flight`
-/// answered requests outstanding. The in-flight entry is registered before the write so
-/// that a fast response always finds its waiter. Runs SASL authentication and
-/// re-authentication between writes (see the module docs). Ends when every handle is
-/// dropped (then half-closes the socket, so the broker finishes answering and closes its
-/// side) or when the connection is poisoned.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    shared: Arc<Shared>,
-    mut socket: W,
-    mut rx: mpsc::Receiver<Command>,
-    max_in_flight: usize,
-    config: Arc<ConnectionConfig>,
-) {
-    let mut shutdown = shared.shutdown.subscribe();
-    // Set once authenticated: the versions to re-authenticate with, and when.
-    let mut session: Option<(SaslVersions, Option<Instant>)> = None;
-    loop {
-        let reauth_at = session.and_then(|(_, at)| at);
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|dead| *dead) => None,
-            _ = sleep_until(reauth_at) => session.map(|(versions, _)| Step::Reauthenticate(versions)),
-            next = rx.recv() => next.map(Step::Command),
-        };
-        let outgoing = match next {
-            None => break,
-            Some(Step::Reauthenticate(versions)) => {
-                debug!(broker = %shared.addr, "re-authenticating (KIP-368)");
-                match authenticate(&shared, &mut socket, &config, versions).await {
-                    Ok(at) => session = Some((versions, at)),
-                    Err(e) => {
-                        shared.poison(e.context("re-authentication"));
-                        break;
-                    }
-                }
-                continue;
-            }
-            Some(Step::Command(Command::Authenticate { versions, reply })) => {
-                match authenticate(&shared, &mut socket, &config, versions).await {
-                    Ok(at) => {
-                        session = Some((versions, at));
-                        let _ = reply.send(Ok(()));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.clone()));
-                        shared.poison(e);
-                        break;
-                    }
-                }
-                continue;
-            }
-            Some(Step::Command(Command::Request(outgoing))) => outgoing,
-        };
-        if let Some(reply) = outgoing.reply {
-            if !wait_for_slot(&shared, max_in_flight).await {
-                let _ = reply.send(Err(shared.closed_error()));
-                break;
-            }
-            if let Err(reply) = register(&shared, outgoing.correlation_id, outgoing.api_key, reply)
-            {
-                let _ = reply.send(Err(shared.closed_error()));
-                break;
-            }
-        } else if shared.dead.load(Ordering::SeqCst) {
-            break;
-        }
-        trace!(broker = %shared.addr, correlation_id = outgoing.correlation_id, api_key = outgoing.api_key, "write");
-        if let Err(e) = write_frame(&mut socket, outgoing.frame).await {
-            shared.poison(super::tls::socket_error(
-                format!("writing to {}", shared.addr),
-                &shared.addr,
-                e,
-            ));
-            break;
-        }
+/// A plaintext client on a TLS listener sees its first request cut off or answered with
+/// bytes that are not Kafka: say what the likely cause is. The kind stays (a connection
+/// cut at that moment by the network is still retriable).
+fn hint_listener_mismatch(e: Error, protocol: SecurityProtocol, addr: &str) -> Error {
+    let cut = matches!(
+        e.kind(),
+        ErrorKind::ConnectionClosed | ErrorKind::Io | ErrorKind::Protocol
+    );
+    if cut && !protocol.uses_tls() {
+        return e.context(format!(
+            "{addr} ended the connection at the first request (if this listener uses TLS, \
+             set security.protocol=SSL or SASL_SSL)"
+        ));
     }
-    // Fail whatever is still queued behind us with the connection's cause.
-    rx.close();
-    while let Ok(command) = rx.try_recv() {
-        match command {
-            Command::Request(outgoing) => {
-                if let Some(reply) = outgoing.reply {
-                    let _ = reply.send(Err(shared.closed_error()));
-                }
-            }
-            Command::Authenticate { reply, .. } => {
-                let _ = reply.send(Err(shared.closed_error()));
-            }
-        }
-    }
-    let _ = socket.shutdown().await;
-}
-
-/// One turn of the writer.
-enum Step {
-    Command(Command),
-    Reauthenticate(SaslVersions),
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+    e
 }
 
 /// Puts a waiter at the tail of the FIFO; gives the reply back if the connection is
@@ -584,134 +496,6 @@ fn register(
         reply,
     });
     Ok(())
-}
-
-/// Writes `request` from the writer task itself and waits for its response (SASL
-/// messages, which nothing may overtake).
-async fn round_trip<R: Request, W: AsyncWrite + Unpin>(
-    shared: &Shared,
-    socket: &mut W,
-    config: &ConnectionConfig,
-    request: &R,
-    version: i16,
-) -> Result<R::Response> {
-    let correlation_id = shared.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-    let frame =
-        frame::encode_request_spliced(correlation_id, &config.client_id, version, request, &[])?;
-    let (reply, rx) = oneshot::channel();
-    if register(shared, correlation_id, R::KEY, reply).is_err() {
-        return Err(shared.closed_error());
-    }
-    write_frame(socket, frame)
-        .await
-        .map_err(|e| Error::io(format!("writing to {}", shared.addr), e))?;
-    let payload = match tokio::time::timeout(config.request_timeout, rx).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(_)) => return Err(shared.closed_error()),
-        Err(_) => {
-            return Err(Error::timeout(
-                format!("SASL request (api key {}) to {}", R::KEY, shared.addr),
-                config.request_timeout,
-            ))
-        }
-    };
-    frame::decode_response::<R>(payload, version)
-}
-
-/// Runs one SASL authentication on the connection. Returns when to re-authenticate:
-/// at 85 to 95 % of the session lifetime the broker gave (as Java does), or never.
-async fn authenticate<W: AsyncWrite + Unpin>(
-    shared: &Shared,
-    socket: &mut W,
-    config: &ConnectionConfig,
-    versions: SaslVersions,
-) -> Result<Option<Instant>> {
-    let sasl = &config.security.sasl;
-    let mechanism = sasl.mechanism().name();
-    let addr = &shared.addr;
-    let handshake =
-        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
-    let response = round_trip(shared, socket, config, &handshake, versions.handshake)
-        .await
-        .map_err(|e| {
-            if matches!(e.kind(), ErrorKind::ConnectionClosed | ErrorKind::Io) {
-                Error::authentication(format!(
-                    "{addr} closed the connection at the SASL handshake: is this listener SASL_PLAINTEXT / SASL_SSL? (security.protocol is {})",
-                    config.security.protocol
-                ))
-            } else {
-                e
-            }
-        })?;
-    match response.error_code {
-        0 => {}
-        33 => {
-            let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
-            return Err(Error::authentication(format!(
-                "{addr} does not offer SASL mechanism {mechanism} (it offers: {})",
-                if offered.is_empty() {
-                    "none".to_string()
-                } else {
-                    offered.join(", ")
-                }
-            )));
-        }
-        34 => {
-            return Err(Error::authentication(format!(
-                "{addr} refused the SASL handshake (ILLEGAL_SASL_STATE): this listener does not speak SASL; use security.protocol PLAINTEXT or SSL for it, or the port of a SASL listener"
-            )))
-        }
-        code => {
-            Error::check_code(code, || format!("SaslHandshake to {addr}"))?;
-        }
-    }
-    let mut exchange = sasl.begin().await?;
-    let done = &shared.authentications;
-    let mut server: Option<Bytes> = None;
-    let mut lifetime_ms = 0i64;
-    while let Some(message) = exchange.step(server.as_deref())? {
-        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message));
-        let response = round_trip(shared, socket, config, &request, versions.authenticate).await?;
-        if response.error_code != 0 {
-            let detail = response
-                .error_message
-                .as_ref()
-                .map(|m| m.to_string())
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| format!("error code {}", response.error_code));
-            return Err(Error::authentication(format!(
-                "SASL {mechanism} authentication with {addr} failed: {detail}"
-            )));
-        }
-        lifetime_ms = response.session_lifetime_ms;
-        server = Some(response.auth_bytes);
-    }
-    done.fetch_add(1, Ordering::Relaxed);
-    if lifetime_ms <= 0 {
-        debug!(broker = %addr, mechanism, "authenticated");
-        return Ok(None);
-    }
-    let lifetime = Duration::from_millis(lifetime_ms as u64);
-    let factor = 0.85 + 0.10 * crate::backoff::unit_random();
-    info!(broker = %addr, mechanism, session_ms = lifetime_ms, "authenticated; re-authenticating before the session ends");
-    Ok(Some(Instant::now() + lifetime.mul_f64(factor)))
-}
-
-/// A plaintext client on a TLS listener sees its first request cut off or answered with
-/// bytes that are not Kafka: say what the likely cause is. The kind stays (a connection
-/// cut at that moment by the network is still retriable).
-fn hint_listener_mismatch(e: Error, protocol: SecurityProtocol, addr: &str) -> Error {
-    let cut = matches!(
-        e.kind(),
-        ErrorKind::ConnectionClosed | ErrorKind::Io | ErrorKind::Protocol
-    );
-    if cut && !protocol.uses_tls() {
-        return e.context(format!(
-            "{addr} ended the connection at the first request (if this listener uses TLS, \
-             set security.protocol=SSL or SASL_SSL)"
-        ));
-    }
-    e
 }
 
 /// Writes every part of `frame`, several per system call (`writev`) when it has more
@@ -748,126 +532,3 @@ async fn write_frame<W: AsyncWrite + Unpin>(socket: &mut W, frame: Frame) -> std
 
 /// The most parts handed to one `writev` (Linux allows 1024).
 const MAX_IOVECS: usize = 64;
-
-/// Waits until fewer than `max` requests are in flight. False if the connection died.
-async fn wait_for_slot(shared: &Shared, max: usize) -> bool {
-    loop {
-        {
-            let guard = match shared.in_flight.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            if guard.closed.is_some() {
-                return false;
-            }
-            if guard.queue.len() < max {
-                return true;
-            }
-        }
-        // `notify_one` stores a permit when nobody waits, so a slot freed (or a poison)
-        // between the check above and this wait is not missed.
-        shared.slot_freed.notified().await;
-    }
-}
-
-/// The read side of a connection's socket.
-trait ReadSocket: AsyncRead + Unpin + Send + 'static {
-    /// Adjusts `SO_RCVLOWAT` for a frame of which `missing` bytes are still to come;
-    /// only on plain TCP (under TLS the bytes still to come are ciphertext, which the
-    /// plaintext count does not bound).
-    fn low_water(&self, _mark: &mut LowWaterMark, _missing: usize) {}
-}
-
-impl ReadSocket for OwnedReadHalf {
-    fn low_water(&self, mark: &mut LowWaterMark, missing: usize) {
-        mark.update(self, missing);
-    }
-}
-
-#[cfg(feature = "tls")]
-impl ReadSocket for tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>> {}
-
-/// Reads response frames and hands each to the waiter at the head of the FIFO.
-async fn read_loop<R: ReadSocket>(shared: Arc<Shared>, mut socket: R) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut mark = LowWaterMark::new();
-    let mut shutdown = shared.shutdown.subscribe();
-    loop {
-        if shared.dead.load(Ordering::SeqCst) {
-            return;
-        }
-        match frame::split_frame(&mut buf) {
-            Ok(Some(payload)) => {
-                if let Err(e) = deliver(&shared, payload) {
-                    shared.poison(e);
-                    return;
-                }
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                shared.poison(e);
-                return;
-            }
-        }
-        socket.low_water(&mut mark, frame::missing(&buf));
-        let read = tokio::select! {
-            read = socket.read_buf(&mut buf) => read,
-            _ = shutdown.wait_for(|dead| *dead) => return,
-        };
-        match read {
-            Ok(0) => {
-                let pending = !buf.is_empty();
-                let msg = if pending {
-                    format!(
-                        "{} closed the connection in the middle of a response",
-                        shared.addr
-                    )
-                } else {
-                    format!("{} closed the connection", shared.addr)
-                };
-                shared.poison(Error::closed(msg));
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                shared.poison(super::tls::socket_error(
-                    format!("reading from {}", shared.addr),
-                    &shared.addr,
-                    e,
-                ));
-                return;
-            }
-        }
-    }
-}
-
-fn deliver(shared: &Shared, payload: Bytes) -> Result<()> {
-    let correlation_id = frame::correlation_id(&payload)?;
-    let head = {
-        let mut guard = match shared.in_flight.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        guard.queue.pop_front()
-    };
-    shared.slot_freed.notify_one();
-    let Some(head) = head else {
-        return Err(Error::protocol(format!(
-            "{} sent a response (correlation id {correlation_id}) to no request",
-            shared.addr
-        )));
-    };
-    if head.correlation_id != correlation_id {
-        let err = Error::protocol(format!(
-            "{} answered correlation id {correlation_id}, expected {} (api key {})",
-            shared.addr, head.correlation_id, head.api_key
-        ));
-        let _ = head.reply.send(Err(err.clone()));
-        return Err(err);
-    }
-    if head.reply.send(Ok(payload)).is_err() {
-        trace!(broker = %shared.addr, correlation_id, "response for a cancelled request dropped");
-    }
-    Ok(())
-}
