@@ -523,3 +523,52 @@ async fn our_read_committed_consumer_skips_java_aborted_records() {
     want_all.sort();
     assert_eq!(values(&all), want_all);
 }
+
+/// A `commit()` whose future is dropped (a timeout around it) leaves the transaction
+/// committing; calling `commit()` again finishes it, and the records are visible once.
+/// (It used to stay stuck in Committing: every later call was an IllegalState error.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_commit_can_be_called_again() {
+    let faults = sluice_testkit::fault_cluster();
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-cancel", 1).await;
+    let config = ProducerConfig::new(faults.bootstrap())
+        .transactional_id(sluice_testkit::unique_topic("tx-cancel"))
+        .transaction_timeout(Duration::from_secs(20))
+        .max_block(Duration::from_secs(30));
+    let p = Producer::new(config).await.unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    for i in 0..10 {
+        let _delivery = p
+            .send(ProducerRecord::new(&topic, format!("c-{i:03}")))
+            .await
+            .unwrap();
+    }
+    // Every response now takes 400 ms: the commit cannot finish within 100 ms.
+    faults.set_latency(Duration::from_millis(400));
+    let first = tokio::time::timeout(Duration::from_millis(100), p.commit()).await;
+    assert!(
+        first.is_err(),
+        "the first commit should have been cancelled"
+    );
+    faults.set_latency(Duration::ZERO);
+    p.commit()
+        .await
+        .expect("commit again after a cancelled commit");
+    // The producer goes on: another transaction commits.
+    p.begin().await.unwrap();
+    let _delivery = p.send(ProducerRecord::new(&topic, "c-next")).await.unwrap();
+    p.commit().await.unwrap();
+    p.close(T).await.unwrap();
+    let got = read_all(
+        &topic,
+        1,
+        IsolationLevel::ReadCommitted,
+        Duration::from_secs(3),
+    )
+    .await;
+    let mut want = names("c", 10);
+    want.push("c-next".to_string());
+    assert_eq!(values(&got), want);
+}

@@ -634,11 +634,19 @@ impl Producer {
     /// Commits the transaction: sends what is buffered, waits for every delivery, then
     /// EndTxn(commit). If a record of the transaction failed, the transaction is not
     /// committed and this returns that failure (abortable, or fatal when fenced).
+    ///
+    /// Cancel-safe in Java's sense: when the future is dropped (a timeout around it),
+    /// the transaction stays committing and `commit()` may be called again; it picks up
+    /// where the first call stopped (EndTxn is idempotent at the coordinator).
     pub async fn commit(&self) -> Result<()> {
         let shared = self.shared();
         let ctx = shared.txn_ctx()?;
         let _op = ctx.op.lock().await;
-        shared.transition(&[Phase::InTransaction], Phase::Committing, "commit")?;
+        shared.transition(
+            &[Phase::InTransaction, Phase::Committing],
+            Phase::Committing,
+            "commit",
+        )?;
         self.flush().await;
         shared.adds_settled().await;
         // A failed batch or add moved us to AbortableError / FatalError.
@@ -661,13 +669,14 @@ impl Producer {
     /// flight are waited for, then EndTxn(abort); read_committed consumers never see the
     /// transaction's records. Allowed in a transaction and after an abortable error; after
     /// a fatal error it returns that error. When a sequence gap made the epoch unusable,
-    /// the coordinator bumps it (KIP-360) so the producer can go on.
+    /// the coordinator bumps it (KIP-360) so the producer can go on. Like
+    /// [`commit`](Self::commit), an abort whose future was dropped may be called again.
     pub async fn abort(&self) -> Result<()> {
         let shared = self.shared();
         let ctx = shared.txn_ctx()?;
         let _op = ctx.op.lock().await;
         shared.transition(
-            &[Phase::InTransaction, Phase::AbortableError],
+            &[Phase::InTransaction, Phase::AbortableError, Phase::Aborting],
             Phase::Aborting,
             "abort",
         )?;
