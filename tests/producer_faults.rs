@@ -197,3 +197,69 @@ async fn blackholed_broker_blocks_send_then_fails_deliveries() {
     );
     producer.close(Duration::from_secs(10)).await.unwrap();
 }
+
+/// A `send` cancelled while it waits for buffer memory must not leave the producer
+/// believing memory is short: afterwards batches linger again. (The count of blocked
+/// senders used to leak on cancellation, and every later batch went out at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_cancelled_while_blocked_on_memory_does_not_disable_linger() {
+    let faults = sluice_testkit::fault_cluster();
+    let direct = cluster(&sluice_testkit::bootstrap()).await;
+    let topic = sluice_testkit::unique_topic("producer-cancel-blocked");
+    create_topic(&direct, &topic, 1).await;
+    let linger = Duration::from_millis(800);
+    let config = ProducerConfig::new(faults.bootstrap())
+        .buffer_memory(64 * 1024)
+        .batch_size(16 * 1024)
+        .max_block(Duration::from_secs(20))
+        .request_timeout(Duration::from_secs(5))
+        .delivery_timeout(Duration::from_secs(60))
+        .linger(linger);
+    let producer = Producer::new(config).await.unwrap();
+    producer
+        .send(ProducerRecord::new(&topic, "warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    // Fill the buffer while nothing can be delivered, then cancel a blocked send.
+    faults.blackhole(true);
+    let record = Bytes::from(vec![b'x'; 1000]);
+    let mut deliveries = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            producer.send(ProducerRecord::new(&topic, record.clone())),
+        )
+        .await
+        {
+            Ok(sent) => {
+                deliveries.push(sent.unwrap());
+                assert!(deliveries.len() < 1_000, "send never blocked");
+            }
+            Err(_) => break, // cancelled while blocked on memory
+        }
+    }
+    faults.blackhole(false);
+    faults.reset_all();
+    for d in deliveries {
+        d.await
+            .expect("buffered records are delivered once the broker is back");
+    }
+
+    // With linger honoured, a lone record waits about `linger` before it is sent.
+    let started = Instant::now();
+    producer
+        .send(ProducerRecord::new(&topic, "after"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= linger.mul_f64(0.75),
+        "a lone record was delivered after {took:?}: linger ({linger:?}) is off"
+    );
+    producer.close(Duration::from_secs(10)).await.unwrap();
+}

@@ -490,14 +490,17 @@ impl Producer {
                     .batch_reservation(&parts)
                     .min(config.buffer_memory);
                 let permits = u32::try_from(reservation).unwrap_or(u32::MAX);
-                shared.blocked_senders.fetch_add(1, Ordering::SeqCst);
+                // A guard, not a pair of calls: a send cancelled while it waits must not
+                // leave the count raised (the sender would think memory is short for good
+                // and stop lingering).
+                let blocked = BlockedSender::new(&shared.blocked_senders);
                 shared.wake.notify_one();
                 let acquired = tokio::time::timeout_at(
                     deadline,
                     Arc::clone(&shared.memory).acquire_many_owned(permits),
                 )
                 .await;
-                shared.blocked_senders.fetch_sub(1, Ordering::SeqCst);
+                drop(blocked);
                 let permit = match acquired {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(Error::producer_closed("the producer is closed")),
@@ -611,6 +614,22 @@ fn now_ms() -> i64 {
 /// Micro-benchmark access to the accumulator (no network). Not a stable API.
 #[doc(hidden)]
 pub mod bench;
+
+/// Counts a `send` waiting for buffer memory while it lives (see `blocked_senders`).
+struct BlockedSender<'a>(&'a AtomicUsize);
+
+impl<'a> BlockedSender<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        BlockedSender(count)
+    }
+}
+
+impl Drop for BlockedSender<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 #[cfg(test)]
 mod tests {
