@@ -329,3 +329,59 @@ async fn auto_commit_commits_positions_on_its_interval_and_on_close() {
         "commit on close"
     );
 }
+
+/// A batch the client refuses to decode (it would decompress past the 64 MiB bound)
+/// stops the partition at that offset, as Java's consumer does: every `recv` reports
+/// the error, nothing after the batch is handed out, until the application seeks past
+/// it. (The rest of the fetch used to be skipped after one error: records lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_batch_stops_the_partition_at_its_offset() {
+    use sluice::wire::partition_client::{Acks, PartitionClient};
+    use sluice::wire::records::{BatchOptions, Compression, RecordBatchBuilder};
+
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "bad-batch", 1).await;
+    let client = PartitionClient::new(cluster.clone(), &topic, 0);
+    let one = |value: &[u8], compression| {
+        let mut b = RecordBatchBuilder::new(BatchOptions {
+            compression,
+            ..BatchOptions::default()
+        });
+        b.append(1_700_000_000_000, None, Some(value), &[]).unwrap();
+        b.finish().unwrap()
+    };
+    client
+        .produce(one(b"before", Compression::None), Acks::All, T)
+        .await
+        .unwrap();
+    // 65 MiB of zeros: a few KB compressed, more than the decoder may inflate.
+    let huge = vec![0u8; 65 * 1024 * 1024];
+    client
+        .produce(one(&huge, Compression::Zstd), Acks::All, T)
+        .await
+        .unwrap();
+    drop(huge);
+    client
+        .produce(one(b"after", Compression::None), Acks::All, T)
+        .await
+        .unwrap();
+
+    let c = Consumer::new(config(None)).await.unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    c.assign([tp.clone()]).unwrap();
+    let first = tokio::time::timeout(T, c.recv()).await.unwrap().unwrap();
+    assert_eq!(first.value().map(|v| &v[..]), Some(&b"before"[..]));
+    for attempt in 0..3 {
+        let e = tokio::time::timeout(T, c.recv())
+            .await
+            .unwrap()
+            .expect_err("the bad batch is reported, not skipped");
+        assert_eq!(e.kind(), sluice::wire::ErrorKind::Records, "{attempt}: {e}");
+        assert_eq!(c.position(&tp), Some(1), "stays at the bad offset");
+    }
+    c.seek(&tp, 2).unwrap();
+    let after = tokio::time::timeout(T, c.recv()).await.unwrap().unwrap();
+    assert_eq!(after.offset(), 2);
+    assert_eq!(after.value().map(|v| &v[..]), Some(&b"after"[..]));
+    c.close().await.unwrap();
+}

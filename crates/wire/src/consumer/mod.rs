@@ -393,9 +393,21 @@ impl Consumer {
                     }
                 }
                 Err(e) => {
-                    if let Some(f) = state.buffer.remove(i) {
-                        state.buffered_bytes -= f.bytes;
-                    }
+                    // Stay at the bad offset, as Java does: what is buffered past it is
+                    // dropped and fetched again from it, so every `recv` reports the error
+                    // until the application seeks past it. Nothing after it is handed out
+                    // (it used to be, after one error: the bad batch was skipped silently).
+                    let tp = f.tp.clone();
+                    ps.fetch_position = Some(position);
+                    let mut dropped = 0;
+                    state.buffer.retain(|b| {
+                        let keep = b.tp != tp;
+                        if !keep {
+                            dropped += b.bytes;
+                        }
+                        keep
+                    });
+                    state.buffered_bytes -= dropped;
                     freed = true;
                     if taken {
                         // Hand out what was decoded before the bad batch (its position
