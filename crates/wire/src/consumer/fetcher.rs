@@ -430,6 +430,14 @@ fn handle(
                     state.buffer.push_back(f);
                     arrived = true;
                 }
+                Some(KafkaCode::OffsetOutOfRange) if ps.position != Some(offset) => {
+                    // A read-ahead fetch: the records buffered before `offset` are valid
+                    // and still to be handed out. Decide when `recv` gets there (as Java
+                    // does, an out-of-range answer for an offset other than the position
+                    // resets nothing).
+                    debug!(%tp, offset, "read-ahead offset out of range; keeping the buffer");
+                    ps.retry_at = Some(retry_at);
+                }
                 Some(KafkaCode::OffsetOutOfRange) => {
                     if shared.config.auto_offset_reset == OffsetReset::None {
                         state.error = Some(Error::kafka(
