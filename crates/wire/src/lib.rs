@@ -118,6 +118,7 @@ pub mod partition_client;
 pub mod producer;
 pub mod records;
 mod sync;
+mod task;
 
 pub use error::{Error, ErrorKind, KafkaCode, Result};
 

@@ -179,7 +179,12 @@ impl Consumer {
             coordinator,
             listener,
         });
-        let fetcher = tokio::spawn(fetcher::run(Arc::clone(&shared)));
+        let watched = Arc::clone(&shared);
+        let fetcher = crate::task::spawn_watched(
+            "consumer's fetcher",
+            fetcher::run(Arc::clone(&shared)),
+            move |message| watched.fail(Error::illegal_state(message)),
+        );
         Ok(Consumer {
             shared,
             fetcher,

@@ -380,7 +380,17 @@ impl Producer {
             stopped: AtomicBool::new(false),
             partition_counts: Mutex::default(),
         });
-        tokio::spawn(sender::run(Arc::clone(&shared)));
+        let watched = Arc::clone(&shared);
+        crate::task::spawn_watched(
+            "producer's sender",
+            sender::run(Arc::clone(&shared)),
+            move |message| {
+                // Nothing will send what is queued: fail it, and every later send.
+                watched.state().closed = true;
+                watched.stopped.store(true, Ordering::SeqCst);
+                completion::abort_queued(&watched, &Error::producer_closed(message));
+            },
+        );
         Ok(Producer {
             handle: Arc::new(Handle { shared }),
         })
