@@ -260,6 +260,13 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                 {
                     continue;
                 }
+                // Without idempotence, max.in.flight.requests.per.connection=1 is how
+                // order is kept: the limit per connection alone does not hold across a
+                // leader change (the next batch would go to the new leader while the
+                // previous one is still in flight to the old). Java mutes the partition.
+                if stamp.is_none() && max_in_flight == 1 && queue.in_flight > 0 {
+                    continue;
+                }
                 let partition = i32::try_from(index).unwrap_or(i32::MAX);
                 if txn.as_ref().is_some_and(|t| !t.may_send(topic, partition)) {
                     continue;
