@@ -572,3 +572,70 @@ async fn a_cancelled_commit_can_be_called_again() {
     want.push("c-next".to_string());
     assert_eq!(values(&got), want);
 }
+
+/// After an exactly-once worker dies with offsets pending in its open transaction, the
+/// group's next owner waits for that partition's offset (OffsetFetch with
+/// require_stable answers UNSTABLE_OFFSET_COMMIT until the transaction ends); partitions
+/// that have a position keep fetching meanwhile. (The whole fetcher used to wait.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_transactional_offset_does_not_hold_up_partitions_with_a_position() {
+    use sluice::wire::consumer::ConsumerGroupMetadata;
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-unstable", 2).await;
+    consumer_common::produce(&cluster, &topic, 0, 0, 20).await;
+    consumer_common::produce(&cluster, &topic, 1, 0, 20).await;
+    let group = sluice_testkit::unique_topic("unstable-group");
+
+    // The "crashed" worker: offsets for partition 0 in a transaction left open.
+    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic(
+        "tx-unstable",
+    )))
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    let mut offsets = BTreeMap::new();
+    offsets.insert(TopicPartition::new(&topic, 0), OffsetAndMetadata::new(5));
+    let metadata = ConsumerGroupMetadata {
+        group_id: group.clone(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+    };
+    p.send_offsets_to_transaction(&offsets, &metadata)
+        .await
+        .unwrap();
+
+    let config =
+        consumer_common::config(Some(&group)).isolation_level(IsolationLevel::ReadCommitted);
+    let c = Consumer::new(config).await.unwrap();
+    let tp0 = TopicPartition::new(&topic, 0);
+    let tp1 = TopicPartition::new(&topic, 1);
+    c.assign([tp0.clone(), tp1.clone()]).unwrap();
+    c.seek(&tp1, 0).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut got = Vec::new();
+        while got.len() < 20 {
+            got.push(c.recv().await.expect("recv"));
+        }
+        got
+    })
+    .await
+    .expect("partition 1 is fetched while partition 0 waits on its pending offset");
+    assert!(got.iter().all(|r| r.partition() == 1));
+    assert_eq!(c.position(&tp0), None, "partition 0 still waits");
+
+    // The transaction ends: partition 0 starts at the offset it committed.
+    p.abort().await.unwrap();
+    p.close(T).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(40), c.recv())
+        .await
+        .expect("partition 0 resolves once the transaction is aborted")
+        .unwrap();
+    assert_eq!(
+        (first.partition(), first.offset()),
+        (0, 0),
+        "aborted offsets are not used"
+    );
+    c.close().await.unwrap();
+}

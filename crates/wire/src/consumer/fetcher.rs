@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, TopicName};
@@ -170,6 +171,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut sessions: HashMap<i32, FetchSession> = HashMap::new();
     let mut in_flight = FuturesUnordered::new();
     let mut busy: HashSet<i32> = HashSet::new();
+    // Offset lookups for partitions without a position run beside the fetches, one at a
+    // time: an OffsetFetch that waits out a pending transaction (require_stable) must not
+    // hold up partitions that have a position.
+    let mut resolving: Option<BoxFuture<'_, Result<()>>> = None;
+    let mut resolve_after: Option<tokio::time::Instant> = None;
     loop {
         let wake = shared.fetcher_wake.notified();
         tokio::pin!(wake);
@@ -178,23 +184,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             return;
         }
         let mut retry_soon = false;
-        let unresolved: Vec<(TopicPartition, Start, u64)> = shared
-            .lock()
-            .assignment
-            .iter()
-            .filter(|(_, ps)| ps.position.is_none())
-            .map(|(tp, ps)| (tp.clone(), ps.start, ps.epoch))
-            .collect();
-        if !unresolved.is_empty() {
-            if let Err(e) = offsets::resolve_positions(&shared, unresolved).await {
-                if e.is_retriable() {
-                    debug!(error = %e, "resolving positions, will retry");
-                } else {
-                    warn!(error = %e, "resolving positions failed");
-                    shared.fail(e);
-                }
-                retry_soon = true;
+        let may_resolve = resolve_after.is_none_or(|at| at <= tokio::time::Instant::now());
+        if resolving.is_none() && may_resolve {
+            let unresolved: Vec<(TopicPartition, Start, u64)> = shared
+                .lock()
+                .assignment
+                .iter()
+                .filter(|(_, ps)| ps.position.is_none())
+                .map(|(tp, ps)| (tp.clone(), ps.start, ps.epoch))
+                .collect();
+            if !unresolved.is_empty() {
+                resolving = Some(offsets::resolve_positions(&shared, unresolved).boxed());
             }
+        } else if resolving.is_none() {
+            retry_soon = true;
         }
         let (plan, leaderless, backing_off) = plan(&shared, &busy);
         if !leaderless.is_empty() {
@@ -211,6 +214,24 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         let backoff = tokio::time::sleep(shared.config.retry_backoff);
         tokio::select! {
+            resolved = async {
+                match resolving.as_mut() {
+                    Some(lookup) => lookup.await,
+                    None => std::future::pending().await,
+                }
+            }, if resolving.is_some() => {
+                resolving = None;
+                resolve_after = None;
+                if let Err(e) = resolved {
+                    if e.is_retriable() {
+                        debug!(error = %e, "resolving positions, will retry");
+                    } else {
+                        warn!(error = %e, "resolving positions failed");
+                        shared.fail(e);
+                    }
+                    resolve_after = Some(tokio::time::Instant::now() + shared.config.retry_backoff);
+                }
+            }
             Some((leader, session, wanted, outcome)) = in_flight.next() => {
                 busy.remove(&leader);
                 sessions.insert(leader, session);
