@@ -13,6 +13,13 @@
 //! run/node-<i>/server.properties, log4j*.properties, data/, kafka.out, server.log, kafka.pid
 //! ```
 //!
+//! # Replication
+//!
+//! With 3 or more brokers every topic is replicated like in production:
+//! `default.replication.factor=3` and `min.insync.replicas=2` (also for the internal
+//! offsets, transaction and share-state topics), so `acks=all` writes survive one broker
+//! down. Fewer brokers replicate everything `brokers` times with `min.insync.replicas=1`.
+//!
 //! # Listeners
 //!
 //! Node `i` (1-based) has the base port `P = port + 100*(i-1)`; every listener binds and
@@ -158,6 +165,21 @@ impl Shape {
             .map(|i| format!("127.0.0.1:{}", self.port_of(i) + offset))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The highest port the cluster uses: the last node's FAULTY proxy port (P+3) or,
+    /// with `--security`, its REAUTH listener (P+16).
+    fn top_port(&self) -> u32 {
+        u32::from(self.port) + 100 * (u32::from(self.brokers) - 1) + u32::from(self.top_offset())
+    }
+
+    /// The offset of [`Self::top_port`] from the last node's base port.
+    fn top_offset(&self) -> u16 {
+        if self.security {
+            16
+        } else {
+            3
+        }
     }
 
     /// Every port node `i` binds (the FAULTY proxy's P+3 is bound by tests, not here).
@@ -347,7 +369,8 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map={protocols}
 log.dirs={data}
 num.partitions=1
-default.replication.factor=1
+default.replication.factor={rf}
+min.insync.replicas={min_isr}
 auto.create.topics.enable=true
 delete.topic.enable=true
 offsets.topic.replication.factor={rf}
@@ -685,9 +708,13 @@ pub fn up(shape: &Shape) -> Result<String> {
         eprintln!("xtask: a cluster of another shape (or unhealthy) is running; stopping it first");
         down()?;
     }
-    let top = u32::from(shape.port) + 100 * (u32::from(shape.brokers) - 1) + 16;
-    if shape.security && top >= 32768 {
-        bail!("with --security, node ports reach port+100*(brokers-1)+16 = {top}: keep that below 32768 (pick a lower --port)");
+    let top = shape.top_port();
+    if top >= 32768 {
+        bail!(
+            "node ports reach port+100*(brokers-1)+{} = {top}: keep that below 32768, where \
+             the kernel's ephemeral ports start (pick a lower --port)",
+            shape.top_offset()
+        );
     }
     for i in 1..=shape.brokers {
         for port in shape.bound_ports(i) {
@@ -938,8 +965,29 @@ mod tests {
             "advertised.listeners=PLAINTEXT://127.0.0.1:19192,FAULTY://127.0.0.1:19195\n"
         ));
         assert!(p.contains("offsets.topic.replication.factor=3\n"));
+        assert!(p.contains("default.replication.factor=3\n"));
+        assert!(p.contains("min.insync.replicas=2\n"));
         assert!(p.contains("transaction.state.log.min.isr=2\n"));
         assert!(p.contains("share.coordinator.state.topic.min.isr=2\n"));
+    }
+
+    #[test]
+    fn ports_stay_below_the_ephemeral_range() {
+        let s = Shape {
+            port: 27092,
+            ..shape(3, "4.1.1")
+        };
+        assert_eq!(s.top_port(), 27295);
+        let secure = Shape {
+            security: true,
+            ..s.clone()
+        };
+        assert_eq!(secure.top_port(), 27308);
+        let high = Shape {
+            port: 32600,
+            ..s.clone()
+        };
+        assert!(high.top_port() >= 32768);
     }
 
     #[test]
@@ -998,6 +1046,8 @@ mod tests {
     fn single_node_3x_properties() {
         let p = server_properties(&shape(1, "3.9.1"), 1, Path::new("/n1"));
         assert!(p.contains("offsets.topic.replication.factor=1\n"));
+        assert!(p.contains("default.replication.factor=1\n"));
+        assert!(p.contains("min.insync.replicas=1\n"));
         assert!(p.contains("transaction.state.log.min.isr=1\n"));
         assert!(!p.contains("share.coordinator"));
         assert!(pom("3.9.1", 3).contains("slf4j-reload4j"));
