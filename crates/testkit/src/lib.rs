@@ -26,9 +26,15 @@
 //! sluice_testkit::console_produce_with(&sec.sasl_ssl(), &topic, ["v"], false, &props).unwrap();
 //! ```
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod admin;
+mod protocol;
 mod proxy;
 mod secured;
 
+pub use admin::{Admin, ElectionType, PartitionInfo};
+pub use protocol::{is_closed, is_timeout, KafkaConnection};
 pub use proxy::FaultProxy;
 pub use secured::{java_jaas_config, secured, SaslMechanism, Secured};
 
@@ -517,6 +523,11 @@ pub fn spawn_java_group_consumer(
         .spawn()
         .context("starting java (is a JDK 17+ on PATH or JAVA_HOME?)")?;
     Ok(JavaGroupConsumer { child })
+}
+
+/// Cluster queries through the brokers of [`bootstrap`] (see [`Admin`]).
+pub fn admin() -> Admin {
+    Admin::new(&bootstrap())
 }
 
 /// Every broker of the test cluster behind its own [`FaultProxy`], with a bootstrap that
