@@ -29,11 +29,13 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod admin;
+mod brokers;
 mod protocol;
 mod proxy;
 mod secured;
 
 pub use admin::{Admin, ElectionType, PartitionInfo};
+pub use brokers::{brokers, Brokers};
 pub use protocol::{is_closed, is_timeout, KafkaConnection};
 pub use proxy::FaultProxy;
 pub use secured::{java_jaas_config, secured, SaslMechanism, Secured};
