@@ -1,6 +1,6 @@
 //! A minimal blocking Kafka protocol client over `kafka-protocol`'s generated messages:
 //! enough for the cluster queries of [`crate::Admin`] and for tests that need to see
-//! exactly what a broker (or a proxy in front of it) answers, without the client under
+//! exactly what a broker (or a [`crate::KafkaProxy`]) answers, without the client under
 //! test in between.
 
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
 
@@ -291,6 +291,12 @@ impl KafkaConnection {
     pub fn close(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
+}
+
+/// The first 4 bytes of a response payload: its correlation id.
+pub(crate) fn response_correlation_id(payload: &[u8]) -> Option<i32> {
+    let mut b = payload.get(..4)?;
+    Some(b.get_i32())
 }
 
 #[cfg(test)]
