@@ -11,7 +11,23 @@
 //! run/security               with --security only: listeners, TLS dir, users (see below)
 //! run/tls/                   with --security only: CA, broker and client certs (see `tls.rs`)
 //! run/node-<i>/server.properties, log4j*.properties, data/, kafka.out, server.log, kafka.pid
+//! run/node-<i>/start.args    the node's command line, one argument per line (`java` first);
+//!                            `kafka start <i>` and sluice-testkit's `Brokers::start` rerun it
 //! ```
+//!
+//! # Replication
+//!
+//! With 3 or more brokers every topic is replicated like in production:
+//! `default.replication.factor=3` and `min.insync.replicas=2` (also for the internal
+//! offsets, transaction and share-state topics), so `acks=all` writes survive one broker
+//! down. Fewer brokers replicate everything `brokers` times with `min.insync.replicas=1`.
+//!
+//! # Restarting nodes
+//!
+//! `kafka kill <i>` (SIGKILL: no controlled shutdown, the controller fences the node after
+//! `broker.session.timeout.ms`), `kafka stop <i>` (SIGTERM: controlled shutdown, leaders
+//! move away first) and `kafka start <i>` (the same node id, properties and log dir; waits
+//! until it answers ApiVersions and every running node lists it in Metadata again).
 //!
 //! # Listeners
 //!
@@ -76,6 +92,10 @@ pub const DEFAULT_PORT: u16 = 19092;
 const CLUSTER_ID: &str = "c2x1aWNlLWRldi1jbHVzdA";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `stop <i>` waits for a controlled shutdown before it SIGKILLs.
+const NODE_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The file in a node dir that holds its command line, one argument per line.
+const START_ARGS: &str = "start.args";
 
 /// Set by the SIGINT/SIGTERM handler that `cargo xtask test`/`demo` install.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -158,6 +178,21 @@ impl Shape {
             .map(|i| format!("127.0.0.1:{}", self.port_of(i) + offset))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The highest port the cluster uses: the last node's FAULTY proxy port (P+3) or,
+    /// with `--security`, its REAUTH listener (P+16).
+    fn top_port(&self) -> u32 {
+        u32::from(self.port) + 100 * (u32::from(self.brokers) - 1) + u32::from(self.top_offset())
+    }
+
+    /// The offset of [`Self::top_port`] from the last node's base port.
+    fn top_offset(&self) -> u16 {
+        if self.security {
+            16
+        } else {
+            3
+        }
     }
 
     /// Every port node `i` binds (the FAULTY proxy's P+3 is bound by tests, not here).
@@ -347,7 +382,8 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map={protocols}
 log.dirs={data}
 num.partitions=1
-default.replication.factor=1
+default.replication.factor={rf}
+min.insync.replicas={min_isr}
 auto.create.topics.enable=true
 delete.topic.enable=true
 offsets.topic.replication.factor={rf}
@@ -685,9 +721,13 @@ pub fn up(shape: &Shape) -> Result<String> {
         eprintln!("xtask: a cluster of another shape (or unhealthy) is running; stopping it first");
         down()?;
     }
-    let top = u32::from(shape.port) + 100 * (u32::from(shape.brokers) - 1) + 16;
-    if shape.security && top >= 32768 {
-        bail!("with --security, node ports reach port+100*(brokers-1)+16 = {top}: keep that below 32768 (pick a lower --port)");
+    let top = shape.top_port();
+    if top >= 32768 {
+        bail!(
+            "node ports reach port+100*(brokers-1)+{} = {top}: keep that below 32768, where \
+             the kernel's ephemeral ports start (pick a lower --port)",
+            shape.top_offset()
+        );
     }
     for i in 1..=shape.brokers {
         for port in shape.bound_ports(i) {
@@ -761,37 +801,11 @@ pub fn up(shape: &Shape) -> Result<String> {
 
     for i in 1..=shape.brokers {
         let dir = node_dir(i);
-        let out = fs::File::create(dir.join("kafka.out"))?;
-        let mut cmd = Command::new(java());
-        cmd.args([
-            "-Xms256m",
-            "-Xmx512m",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-        ])
-        .args(["-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"])
-        .arg(&log_flags[i as usize - 1])
-        .arg(format!("-Dkafka.logs.dir={}", dir.display()))
-        .args(["-cp", &cp, "kafka.Kafka"])
-        .arg(dir.join("server.properties"))
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-        // Own process group: the broker outlives xtask and a terminal Ctrl-C.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().context("starting the Kafka broker")?;
-        let pid = child.id() as i32;
-        fs::write(dir.join("kafka.pid"), format!("{pid}\n"))?;
-        // spawn() can return before the kernel has set up the new program's arguments
-        // (a vfork parent resumes early in execve), so wait until /proc shows them.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !is_our_node(pid, i) {
-            if child.try_wait()?.is_some() || Instant::now() > deadline {
-                let _ = down();
-                bail!("Kafka node {i} did not start:\n{}", node_logs(i));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let args = node_command(&cp, &log_flags[i as usize - 1], &dir);
+        fs::write(dir.join(START_ARGS), args.join("\n") + "\n")?;
+        if let Err(e) = spawn_node(i) {
+            let _ = down();
+            return Err(e);
         }
     }
     fs::write(run.join("shape"), shape.encode())?;
@@ -818,6 +832,167 @@ pub fn up(shape: &Shape) -> Result<String> {
         started.elapsed().as_secs_f64()
     );
     Ok(bootstrap)
+}
+
+/// The command line of node `dir`'s broker (`java` first), as written to `start.args`.
+fn node_command(cp: &str, log_flag: &str, dir: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec![java().display().to_string()];
+    args.extend(
+        [
+            "-Xms256m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+        ]
+        .map(String::from),
+    );
+    args.push(log_flag.to_string());
+    args.push(format!("-Dkafka.logs.dir={}", dir.display()));
+    args.extend(["-cp".to_string(), cp.to_string(), "kafka.Kafka".to_string()]);
+    args.push(dir.join("server.properties").display().to_string());
+    args
+}
+
+/// Start node `i` from its `start.args` (output appended to `kafka.out`) and write its
+/// pid file; returns once `/proc` shows the broker's command line.
+fn spawn_node(i: u16) -> Result<()> {
+    let dir = node_dir(i);
+    let text = fs::read_to_string(dir.join(START_ARGS))
+        .with_context(|| format!("reading {}/{START_ARGS}", dir.display()))?;
+    let args: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let Some((program, args)) = args.split_first() else {
+        bail!("{}/{START_ARGS} is empty", dir.display());
+    };
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("kafka.out"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // Own process group: the broker outlives xtask and a terminal Ctrl-C.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().context("starting the Kafka broker")?;
+    let pid = child.id() as i32;
+    fs::write(dir.join("kafka.pid"), format!("{pid}\n"))?;
+    // spawn() can return before the kernel has set up the new program's arguments
+    // (a vfork parent resumes early in execve), so wait until /proc shows them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !is_our_node(pid, i) {
+        if child.try_wait()?.is_some() || Instant::now() > deadline {
+            bail!("Kafka node {i} did not start:\n{}", node_logs(i));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// The shape of the cluster in target/kafka/run (running or not), and that node `i` is
+/// one of its nodes.
+fn shape_with_node(i: u16) -> Result<Shape> {
+    let shape =
+        shape_on_disk().context("no cluster of ours: start one with `cargo xtask kafka up`")?;
+    if !(1..=shape.brokers).contains(&i) {
+        bail!(
+            "the cluster has nodes 1..={}; there is no node {i}",
+            shape.brokers
+        );
+    }
+    Ok(shape)
+}
+
+/// The pid of node `i` if it is running.
+fn node_pid(i: u16) -> Option<i32> {
+    read_pid(i).filter(|&pid| is_our_node(pid, i))
+}
+
+/// Whether node `i` of our cluster is running (its process is alive).
+pub fn node_running(i: u16) -> bool {
+    node_pid(i).is_some()
+}
+
+/// Send `sig` to node `i` and wait up to `timeout` for it to exit; false on timeout.
+fn signal_node(i: u16, sig: i32, timeout: Duration) -> Result<bool> {
+    shape_with_node(i)?;
+    let Some(pid) = node_pid(i) else {
+        bail!("node {i} is not running");
+    };
+    signal(pid, sig);
+    let deadline = Instant::now() + timeout;
+    while is_our_node(pid, i) {
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(true)
+}
+
+/// SIGKILL node `i` (no controlled shutdown) and wait until it is gone.
+pub fn kill_node(i: u16) -> Result<()> {
+    if !signal_node(i, libc::SIGKILL, Duration::from_secs(10))? {
+        bail!("node {i} is still alive 10 s after SIGKILL");
+    }
+    eprintln!("xtask: node {i} killed");
+    Ok(())
+}
+
+/// SIGTERM node `i` (a controlled shutdown: its leaders move away first) and wait until
+/// it has exited; SIGKILL after [`NODE_STOP_TIMEOUT`].
+pub fn stop_node(i: u16) -> Result<()> {
+    if !signal_node(i, libc::SIGTERM, NODE_STOP_TIMEOUT)? {
+        eprintln!("xtask: node {i} ignored SIGTERM for {NODE_STOP_TIMEOUT:?}; SIGKILL");
+        kill_node(i)?;
+    } else {
+        eprintln!("xtask: node {i} stopped");
+    }
+    Ok(())
+}
+
+/// Restart node `i` (same node id, properties and log dir) and wait until it serves
+/// ApiVersions and every running node, itself included, lists it in Metadata.
+pub fn start_node(i: u16) -> Result<()> {
+    let shape = shape_with_node(i)?;
+    if node_running(i) {
+        bail!("node {i} is already running");
+    }
+    let started = Instant::now();
+    spawn_node(i)?;
+    let deadline = started + READY_TIMEOUT;
+    let addr = format!("127.0.0.1:{}", shape.port_of(i));
+    let others = || (1..=shape.brokers).filter(|&j| j != i && node_running(j));
+    loop {
+        if !node_running(i) {
+            bail!("node {i} exited while starting:\n{}", node_logs(i));
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bail!("interrupted while waiting for node {i}");
+        }
+        let listed = |at: &str| proto::broker_ids(at).is_ok_and(|ids| ids.contains(&i32::from(i)));
+        let ready = proto::api_versions_ok(&addr).is_ok()
+            && listed(&addr)
+            && others().all(|j| listed(&format!("127.0.0.1:{}", shape.port_of(j))));
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "node {i} did not rejoin within {READY_TIMEOUT:?}:\n{}",
+                node_logs(i)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "xtask: node {i} is back in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn wait_ready(shape: &Shape, deadline: Instant) -> Result<()> {
@@ -894,9 +1069,14 @@ fn tcp_accepts(port: u16) -> std::io::Result<()> {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map(drop)
 }
 
+/// The shape in `run/shape`: the cluster `up` started last, whether its nodes run or not.
+pub fn shape_on_disk() -> Option<Shape> {
+    Shape::decode(&fs::read_to_string(run_dir().join("shape")).ok()?)
+}
+
 /// The shape of our running cluster, if all its nodes are alive and answering.
 pub fn status() -> Option<Shape> {
-    let shape = Shape::decode(&fs::read_to_string(run_dir().join("shape")).ok()?)?;
+    let shape = shape_on_disk()?;
     (running_nodes().len() == shape.brokers as usize && cluster_ready(&shape)).then_some(shape)
 }
 
@@ -938,8 +1118,43 @@ mod tests {
             "advertised.listeners=PLAINTEXT://127.0.0.1:19192,FAULTY://127.0.0.1:19195\n"
         ));
         assert!(p.contains("offsets.topic.replication.factor=3\n"));
+        assert!(p.contains("default.replication.factor=3\n"));
+        assert!(p.contains("min.insync.replicas=2\n"));
         assert!(p.contains("transaction.state.log.min.isr=2\n"));
         assert!(p.contains("share.coordinator.state.topic.min.isr=2\n"));
+    }
+
+    #[test]
+    fn ports_stay_below_the_ephemeral_range() {
+        let s = Shape {
+            port: 27092,
+            ..shape(3, "4.1.1")
+        };
+        assert_eq!(s.top_port(), 27295);
+        let secure = Shape {
+            security: true,
+            ..s.clone()
+        };
+        assert_eq!(secure.top_port(), 27308);
+        let high = Shape {
+            port: 32600,
+            ..s.clone()
+        };
+        assert!(high.top_port() >= 32768);
+    }
+
+    #[test]
+    fn node_command_runs_the_broker_with_its_properties() {
+        let args = node_command(
+            "/libs/*",
+            "-Dlog4j2.configurationFile=/n2/l",
+            Path::new("/n2"),
+        );
+        assert!(args[0].ends_with("java"));
+        assert_eq!(args.last().unwrap(), "/n2/server.properties");
+        let at = args.iter().position(|a| a == "-cp").unwrap();
+        assert_eq!(args[at + 1..at + 3], ["/libs/*", "kafka.Kafka"]);
+        assert!(args.contains(&"-Dkafka.logs.dir=/n2".to_string()));
     }
 
     #[test]
@@ -998,6 +1213,8 @@ mod tests {
     fn single_node_3x_properties() {
         let p = server_properties(&shape(1, "3.9.1"), 1, Path::new("/n1"));
         assert!(p.contains("offsets.topic.replication.factor=1\n"));
+        assert!(p.contains("default.replication.factor=1\n"));
+        assert!(p.contains("min.insync.replicas=1\n"));
         assert!(p.contains("transaction.state.log.min.isr=1\n"));
         assert!(!p.contains("share.coordinator"));
         assert!(pom("3.9.1", 3).contains("slf4j-reload4j"));

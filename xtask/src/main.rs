@@ -4,6 +4,9 @@
 //! cargo xtask kafka up [--brokers 1|3] [--version 4.1.1] [--port 19092] [--security]
 //! cargo xtask kafka down
 //! cargo xtask kafka status
+//! cargo xtask kafka kill <node>       # SIGKILL one node (1-based)
+//! cargo xtask kafka stop <node>       # SIGTERM: controlled shutdown
+//! cargo xtask kafka start <node>      # restart it; waits until it has rejoined
 //! cargo xtask kafka classpath
 //! cargo xtask test [--brokers N] [--version V] [--no-security] [-- <cargo test args>]
 //! cargo xtask demo [--security]
@@ -71,8 +74,27 @@ enum KafkaCmd {
     },
     /// Stop the cluster started by `up` (only the pids in its pid files).
     Down,
-    /// Print the bootstrap address if our cluster is running and answering.
+    /// Print the bootstrap address if our cluster is running and answering; say which
+    /// nodes are down otherwise.
     Status,
+    /// SIGKILL node N (1-based): no controlled shutdown; the controller fences it after
+    /// broker.session.timeout.ms. Waits until the process is gone.
+    Kill {
+        /// The node id (1..=brokers).
+        node: u16,
+    },
+    /// SIGTERM node N: a controlled shutdown (its partition leaders move away first).
+    /// Waits until it has exited (SIGKILL after 60 s).
+    Stop {
+        /// The node id (1..=brokers).
+        node: u16,
+    },
+    /// Restart node N with the same node id, properties and log dir; waits until it
+    /// answers ApiVersions and every running node lists it in Metadata again.
+    Start {
+        /// The node id (1..=brokers).
+        node: u16,
+    },
     /// Print the Java classpath (`<libs>/*`) of a Kafka version, fetching it if needed.
     Classpath {
         #[arg(long, env = "SLUICE_KAFKA_VERSION", default_value = kafka::DEFAULT_VERSION)]
@@ -166,10 +188,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             None => {
-                eprintln!("xtask: no cluster of ours is running");
+                match kafka::shape_on_disk() {
+                    Some(shape) if (1..=shape.brokers).any(kafka::node_running) => {
+                        for i in 1..=shape.brokers {
+                            let state = if kafka::node_running(i) {
+                                "running"
+                            } else {
+                                "down (`cargo xtask kafka start <node>` restarts it)"
+                            };
+                            eprintln!("xtask: node {i}: {state}");
+                        }
+                        eprintln!("xtask: the cluster is not whole (or not answering yet)");
+                    }
+                    _ => eprintln!("xtask: no cluster of ours is running"),
+                }
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Kafka(KafkaCmd::Kill { node }) => {
+            kafka::kill_node(node)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kafka(KafkaCmd::Stop { node }) => {
+            kafka::stop_node(node)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kafka(KafkaCmd::Start { node }) => {
+            install_signal_flag();
+            kafka::start_node(node)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Kafka(KafkaCmd::Classpath { version }) => {
             let major = version
                 .split('.')

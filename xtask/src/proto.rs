@@ -2,7 +2,7 @@
 //!
 //! A TCP connect succeeds long before a broker can serve requests, so readiness is
 //! checked with real requests: ApiVersions v0 (every broker answers it) and
-//! Metadata v4 (the oldest version Kafka 4.x still serves) to count registered brokers.
+//! Metadata v4 (the oldest version Kafka 4.x still serves) to list registered brokers.
 //! Hand-written on purpose: xtask must not depend on the client it is testing.
 
 use std::io::{self, Read, Write};
@@ -92,14 +92,67 @@ pub fn api_versions_ok(addr: &str) -> io::Result<()> {
 
 /// Metadata v4 for no topics: the number of brokers the cluster reports as registered.
 pub fn broker_count(addr: &str) -> io::Result<usize> {
+    broker_ids(addr).map(|ids| ids.len())
+}
+
+/// Metadata v4 for no topics: the node ids of the brokers `addr` reports as registered
+/// (KRaft lists only unfenced brokers), in the order of the response.
+pub fn broker_ids(addr: &str) -> io::Result<Vec<i32>> {
     let corr = 0x5100_0002;
     // topics: null array (-1); allow_auto_topic_creation: false.
     let mut req = (-1i32).to_be_bytes().to_vec();
     req.push(0);
     let body = round_trip(addr, &frame(API_METADATA, 4, corr, &req))?;
     check_correlation(&body, corr)?;
+    parse_broker_ids(&body)
+}
+
+/// The broker ids of a Metadata v4 response (after the length prefix).
+fn parse_broker_ids(body: &[u8]) -> io::Result<Vec<i32>> {
     // correlation id (4), throttle_time_ms (4), brokers array length (4).
-    let n = be_i32(&body, 8)?;
-    usize::try_from(n)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("broker count {n}")))
+    let n = be_i32(body, 8)?;
+    let n = usize::try_from(n)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("broker count {n}")))?;
+    let mut at = 12;
+    let mut ids = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        // node_id (4), host (string), port (4), rack (nullable string).
+        ids.push(be_i32(body, at)?);
+        at += 4;
+        at += 2 + usize::try_from(be_i16(body, at)?).unwrap_or(0);
+        at += 4;
+        at += 2 + usize::try_from(be_i16(body, at)?).unwrap_or(0);
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_brokers_of_a_metadata_v4_response() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+        b.extend_from_slice(&0i32.to_be_bytes()); // throttle
+        b.extend_from_slice(&2i32.to_be_bytes()); // two brokers
+        for (id, rack) in [(3, None), (1, Some("r1"))] {
+            b.extend_from_slice(&i32::to_be_bytes(id));
+            b.extend_from_slice(&9i16.to_be_bytes());
+            b.extend_from_slice(b"127.0.0.1");
+            b.extend_from_slice(&19092i32.to_be_bytes());
+            match rack {
+                None => b.extend_from_slice(&(-1i16).to_be_bytes()),
+                Some(r) => {
+                    b.extend_from_slice(&(r.len() as i16).to_be_bytes());
+                    b.extend_from_slice(r.as_bytes());
+                }
+            }
+        }
+        assert_eq!(parse_broker_ids(&b).unwrap(), [3, 1]);
+        assert!(
+            parse_broker_ids(&b[..20]).is_err(),
+            "a cut response is an error"
+        );
+    }
 }

@@ -25,10 +25,39 @@
 //! let topic = sluice_testkit::unique_topic("tls");
 //! sluice_testkit::console_produce_with(&sec.sasl_ssl(), &topic, ["v"], false, &props).unwrap();
 //! ```
+//!
+//! # Failover
+//!
+//! [`brokers()`] kills, stops and restarts the nodes of the `cargo xtask kafka up`
+//! cluster; [`admin()`] asks it who leads a partition, who coordinates a group or a
+//! transaction, elects leaders, creates topics and waits for full ISRs;
+//! [`kafka_fault_cluster()`] puts every broker behind a [`KafkaProxy`] whose [`Rule`]s
+//! rewrite error codes of, delay, or drop chosen responses:
+//!
+//! ```no_run
+//! use kafka_protocol::messages::ApiKey;
+//! use sluice_testkit::{codes, Rule};
+//! let faults = sluice_testkit::kafka_fault_cluster();
+//! let rule = faults.add_rule(
+//!     Rule::new(ApiKey::Produce).partition("orders", 0).nth(1).set_error(codes::NOT_LEADER_OR_FOLLOWER),
+//! );
+//! // ... a client bootstrapped at faults.bootstrap() produces to orders-0 ...
+//! assert_eq!(rule.hits(), 1);
+//! ```
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod admin;
+mod brokers;
+mod kafka_proxy;
+mod protocol;
 mod proxy;
 mod secured;
 
+pub use admin::{Admin, ElectionType, PartitionInfo};
+pub use brokers::{brokers, Brokers};
+pub use kafka_proxy::{codes, Action, KafkaProxy, Rewrite, Rule, RuleHandle};
+pub use protocol::{is_closed, is_timeout, KafkaConnection};
 pub use proxy::FaultProxy;
 pub use secured::{java_jaas_config, secured, SaslMechanism, Secured};
 
@@ -581,15 +610,15 @@ impl FaultCluster {
     }
 }
 
-/// Puts the cluster of [`bootstrap`] behind fault proxies (see [`FaultCluster`]). The
-/// proxies use fixed ports, so fault tests of one process run one at a time: this waits
-/// for the previous `FaultCluster` to be dropped.
-pub fn fault_cluster() -> FaultCluster {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// Serializes the users of the FAULTY proxy ports (`P+3`) within one test process:
+/// [`fault_cluster`] and [`kafka_fault_cluster`].
+static FAULTY_PORTS: Mutex<()> = Mutex::new(());
+
+/// For every broker of [`bootstrap`]: its FAULTY listener (`P+2`, checked to accept
+/// connections) and the address it advertises (`P+3`), where a proxy must listen.
+fn faulty_listeners() -> Vec<(String, String)> {
     let plain = bootstrap();
-    let mut proxies = Vec::new();
-    let mut addrs = Vec::new();
+    let mut out = Vec::new();
     for addr in plain.split(',').map(str::trim) {
         let (host, port) = addr
             .rsplit_once(':')
@@ -597,21 +626,37 @@ pub fn fault_cluster() -> FaultCluster {
             .unwrap_or_else(|| panic!("bootstrap address {addr} is not host:port"));
         let faulty = format!("{host}:{}", port + 2);
         let advertised = format!("{host}:{}", port + 3);
-        if TcpStream::connect_timeout(
-            &faulty
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .unwrap_or_else(|| panic!("cannot resolve {faulty}")),
-            Duration::from_secs(1),
-        )
-        .is_err()
-        {
-            panic!(
-                "no FAULTY listener at {faulty}: fault tests need a cluster started by \
-                 `cargo xtask kafka up` (it adds one per broker)"
-            );
-        }
+        let resolved = faulty
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .unwrap_or_else(|| panic!("cannot resolve {faulty}"));
+        // A broker that is down (killed by a test) refuses; one that never had the
+        // listener refuses too. Only the first case is fine, and only if some node has it.
+        let up = TcpStream::connect_timeout(&resolved, Duration::from_secs(1)).is_ok();
+        out.push((faulty, advertised, up));
+    }
+    if !out.iter().any(|(_, _, up)| *up) {
+        panic!(
+            "no FAULTY listener at {}: fault tests need a cluster started by \
+             `cargo xtask kafka up` (it adds one per broker)",
+            out.iter()
+                .map(|(f, _, _)| f.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    out.into_iter().map(|(f, a, _)| (f, a)).collect()
+}
+
+/// Puts the cluster of [`bootstrap`] behind fault proxies (see [`FaultCluster`]). The
+/// proxies use fixed ports, so fault tests of one process run one at a time: this waits
+/// for the previous `FaultCluster` (or [`KafkaFaultCluster`]) to be dropped.
+pub fn fault_cluster() -> FaultCluster {
+    let serial = FAULTY_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut proxies = Vec::new();
+    let mut addrs = Vec::new();
+    for (faulty, advertised) in faulty_listeners() {
         let proxy = FaultProxy::start_on(&advertised, &faulty)
             .unwrap_or_else(|e| panic!("cannot listen on {advertised} for the fault proxy: {e}"));
         proxies.push(proxy);
@@ -620,6 +665,92 @@ pub fn fault_cluster() -> FaultCluster {
     FaultCluster {
         proxies,
         bootstrap: addrs.join(","),
+        _serial: serial,
+    }
+}
+
+/// Cluster queries through the brokers of [`bootstrap`] (see [`Admin`]).
+pub fn admin() -> Admin {
+    Admin::new(&bootstrap())
+}
+
+/// Every broker of the test cluster behind its own [`KafkaProxy`], with a bootstrap that
+/// keeps the client behind them (the FAULTY listeners, as for [`FaultCluster`]).
+/// Dropping it stops the proxies and lets the next fault test in this process run.
+///
+/// Rules added here ([`Self::add_rule`]) apply on every proxy and count occurrences
+/// across all of them; `proxies[i].add_rule` applies to broker `i + 1` only.
+pub struct KafkaFaultCluster {
+    /// One proxy per broker, in bootstrap order (node 1 first).
+    pub proxies: Vec<KafkaProxy>,
+    bootstrap: String,
+    rules: std::sync::Arc<kafka_proxy::RuleSet>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl std::fmt::Debug for KafkaFaultCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaFaultCluster")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
+    }
+}
+
+impl KafkaFaultCluster {
+    /// The bootstrap that goes through the proxies.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Puts `rule` in force on every proxy; its counts are over all of them.
+    pub fn add_rule(&self, rule: Rule) -> RuleHandle {
+        self.rules.add(rule)
+    }
+
+    /// Takes every rule out of force: the cluster's and each proxy's own.
+    pub fn clear_rules(&self) {
+        self.rules.clear();
+        self.proxies.iter().for_each(KafkaProxy::clear_rules);
+    }
+
+    /// [`KafkaProxy::reset_all`] on every proxy.
+    pub fn reset_all(&self) {
+        self.proxies.iter().for_each(KafkaProxy::reset_all);
+    }
+
+    /// Connections accepted by all proxies so far.
+    pub fn connections(&self) -> u64 {
+        self.proxies.iter().map(KafkaProxy::connections).sum()
+    }
+
+    /// [`KafkaProxy::undecodable`] summed over the proxies.
+    pub fn undecodable(&self) -> u64 {
+        self.proxies.iter().map(KafkaProxy::undecodable).sum()
+    }
+}
+
+/// Puts the cluster of [`bootstrap`] behind Kafka-aware proxies (see
+/// [`KafkaFaultCluster`]). Shares the proxy ports with [`fault_cluster`]: waits until no
+/// `FaultCluster` or `KafkaFaultCluster` of this process is alive.
+pub fn kafka_fault_cluster() -> KafkaFaultCluster {
+    let serial = FAULTY_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let rules = std::sync::Arc::<kafka_proxy::RuleSet>::default();
+    let topic_ids = std::sync::Arc::<kafka_proxy::TopicIds>::default();
+    let mut proxies = Vec::new();
+    let mut addrs = Vec::new();
+    for (faulty, advertised) in faulty_listeners() {
+        let proxy =
+            KafkaProxy::start_shared(&advertised, &faulty, Some(rules.clone()), topic_ids.clone())
+                .unwrap_or_else(|e| {
+                    panic!("cannot listen on {advertised} for the Kafka proxy: {e}")
+                });
+        proxies.push(proxy);
+        addrs.push(advertised);
+    }
+    KafkaFaultCluster {
+        proxies,
+        bootstrap: addrs.join(","),
+        rules,
         _serial: serial,
     }
 }

@@ -41,6 +41,15 @@ pub struct FaultProxy {
     acceptor: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("addr", &self.addr)
+            .field("upstream", &self.state.upstream)
+            .finish()
+    }
+}
+
 impl FaultProxy {
     /// Listen on an ephemeral 127.0.0.1 port and forward every connection to `upstream`.
     pub fn start(upstream: &str) -> io::Result<FaultProxy> {
