@@ -385,3 +385,47 @@ async fn an_undecodable_batch_stops_the_partition_at_its_offset() {
     assert_eq!(after.value().map(|v| &v[..]), Some(&b"after"[..]));
     c.close().await.unwrap();
 }
+
+/// OFFSET_OUT_OF_RANGE answered to a read-ahead fetch (its offset is past what `recv`
+/// has taken) resets nothing: the buffered records before it are handed out, the
+/// read-ahead is tried again, and not a record is lost. The answer is rewritten by the
+/// Kafka-aware proxy in front of the real broker. (It used to reset the position, here
+/// to `latest`, skipping everything still to be read.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_out_of_range_on_a_read_ahead_fetch_keeps_the_buffered_records() {
+    use kafka_protocol::messages::ApiKey;
+    use sluice_testkit::{codes, Rule};
+
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "oor-read-ahead", 1).await;
+    for from in (0..2000).step_by(100) {
+        produce(&cluster, &topic, 0, from, 100).await;
+    }
+    let rule = faults.add_rule(
+        Rule::new(ApiKey::Fetch)
+            .partition(&topic, 0)
+            .nth(2)
+            .set_error(codes::OFFSET_OUT_OF_RANGE),
+    );
+    let mut config = sluice::wire::consumer::ConsumerConfig::new(faults.bootstrap())
+        .auto_offset_reset(OffsetReset::Latest)
+        .fetch_max_wait(Duration::from_millis(100));
+    config.max_partition_fetch_bytes = 4096;
+    let c = Consumer::new(config).await.unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    c.assign([tp.clone()]).unwrap();
+    c.seek(&tp, 0).unwrap();
+    assert!(
+        rule.wait_for_hits(1, Duration::from_secs(20)),
+        "the read-ahead fetch was never answered out of range"
+    );
+    let got = recv_n(&c, 2000, Duration::from_secs(60)).await;
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset()).collect();
+    assert_eq!(
+        offsets,
+        (0..2000).collect::<Vec<i64>>(),
+        "lost or repeated records"
+    );
+    c.close().await.unwrap();
+}
