@@ -17,6 +17,11 @@
 //! `--no-security` or `SLUICE_KAFKA_SECURITY=0`) adds TLS, mTLS and SASL listeners with
 //! test certificates and users to every broker, and writes `target/kafka/run/security`
 //! for the testkit: see the listener table in `kafka.rs`.
+//!
+//! With `--brokers 3` (or more), `test` also enables the root crate's `replicated`
+//! feature, which builds `tests/replicated.rs` (failover tests that need three brokers);
+//! the single-broker run does not build it. CI runs it alone:
+//! `cargo xtask test --brokers 3 --no-security -- --test replicated`.
 
 mod bench;
 mod kafka;
@@ -233,22 +238,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .iter()
                 .take_while(|a| *a != "--")
                 .any(|a| a == "-p" || a.starts_with("--package") || a.starts_with("-p"));
+            let shape = cluster.shape(true)?;
             let mut cmd = cargo();
             cmd.arg("test");
+            let mut cargo_args = Vec::new();
             if !picks_packages {
-                cmd.arg("--workspace");
-            }
-            cmd.args(&args);
-            let what = format!(
-                "cargo test {}",
-                if picks_packages {
-                    args.join(" ")
-                } else {
-                    "--workspace".into()
+                cargo_args.push("--workspace".to_string());
+                // tests/replicated.rs needs three brokers: built only with this feature.
+                if shape.brokers >= 3 {
+                    cargo_args.extend(["--features".to_string(), REPLICATED_FEATURE.into()]);
                 }
-            );
+            }
+            cargo_args.extend(args.iter().cloned());
+            cmd.args(&cargo_args);
+            let what = format!("cargo test {}", cargo_args.join(" "));
             // The security tests (testkit's, the client's TLS/SASL ones) run here too.
-            with_kafka(&cluster.shape(true)?, &what, cmd)
+            with_kafka(&shape, &what, cmd)
         }
         Cmd::Demo { cluster } => {
             let mut cmd = cargo();
@@ -261,6 +266,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
 }
+
+/// The root crate's feature that builds `tests/replicated.rs`.
+const REPLICATED_FEATURE: &str = "sluice/replicated";
 
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
