@@ -357,3 +357,55 @@ fn secured_cluster_from_a_properties_file_and_from_x_keys() {
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `consume --group` goes on after a failed commit: the next commit carries the offsets
+/// (here the final one), and the group's committed offset is what was printed. The
+/// failure is a real broker's OffsetCommit answer rewritten by the Kafka-aware proxy to
+/// REBALANCE_IN_PROGRESS. (The command used to exit on the first failed commit.)
+#[test]
+fn consume_survives_a_failed_commit() {
+    use kafka_protocol::messages::ApiKey;
+    use sluice_testkit::{codes, Rule};
+
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let topic = sluice_testkit::unique_topic("cli-commit");
+    let group = sluice_testkit::unique_topic("cli-commit-group");
+    ok(&sluice(
+        &["topic", "create", &topic, "--partitions", "1"],
+        None,
+    ));
+    ok(&sluice(&["produce", &topic], Some("a\nb\nc\n")));
+    let rule = faults.add_rule(
+        Rule::new(ApiKey::OffsetCommit)
+            .nth(1)
+            .set_error(codes::REBALANCE_IN_PROGRESS),
+    );
+    let out = sluice(
+        &[
+            "-b",
+            faults.bootstrap(),
+            "consume",
+            &topic,
+            "--group",
+            &group,
+            "--count",
+            "3",
+        ],
+        None,
+    );
+    let stdout = ok(&out);
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert_eq!(rule.hits(), 1, "the commit was not failed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("commit failed"), "{stderr}");
+    // The group resumes after the three printed records.
+    ok(&sluice(&["produce", &topic], Some("d\n")));
+    let next = ok(&sluice(
+        &["consume", &topic, "--group", &group, "--count", "1"],
+        None,
+    ));
+    assert!(
+        next.contains("offset:3 ") && next.contains("value:d"),
+        "{next}"
+    );
+}
