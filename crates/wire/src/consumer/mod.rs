@@ -414,7 +414,9 @@ impl Consumer {
         result
     }
 
-    /// Commits `offsets` for the group and waits for the coordinator's answer.
+    /// Commits `offsets` for the group and waits for the coordinator's answer, retrying
+    /// retriable failures up to the request timeout. It goes after the commits made
+    /// before it (see [`commit_async`](Self::commit_async)).
     pub async fn commit(
         &self,
         offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
@@ -430,13 +432,27 @@ impl Consumer {
     }
 
     /// Starts a commit and returns at once; await the [`PendingCommit`] for the answer.
+    ///
+    /// As Java's `commitAsync`: the request is sent once and never retried (a failure is
+    /// the answer; the next commit carries newer offsets), and this consumer's commits,
+    /// async and not, reach the coordinator one at a time in the order they were made,
+    /// so a commit never lands after a later one and the committed offset never goes
+    /// back.
     pub fn commit_async(
         &self,
         offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> PendingCommit {
         let shared = Arc::clone(&self.shared);
+        // The place in the queue is taken now, in the caller's order.
+        let turn = shared.coordinator.as_ref().map(|c| c.commits.join());
         PendingCommit(tokio::spawn(async move {
-            offsets::commit(&shared, &offsets).await
+            match turn {
+                Some(turn) => {
+                    offsets::commit_in_turn(&shared, &offsets, turn, offsets::Attempts::Once).await
+                }
+                // No group.id: fails saying so.
+                None => offsets::commit(&shared, &offsets).await,
+            }
         }))
     }
 
