@@ -278,6 +278,139 @@ async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
     );
 }
 
+/// A 40-second downstream outage, twice the consumer's 20 s `max.poll.interval.ms`, with
+/// a breaker that stays open 30 s before it probes (so the runner takes no record for
+/// longer than the poll interval): the breaker opens and the runner pauses its
+/// partitions, and pausing counts as polling (as
+/// Java's `poll()` with every partition paused does), so the member never leaves: the
+/// group stays `Stable` with the same member id, sampled every second through the
+/// outage. No record is dead-lettered because of the outage, nothing is lost, and the
+/// group's committed offsets reach the end of every partition (lag 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
+    const N: u64 = 4_000;
+    const P: i32 = 4;
+    const MAX_POLL: Duration = Duration::from_secs(20);
+    const OUTAGE: Duration = Duration::from_secs(40);
+    let (cluster, input, output, group) = setup("pipe-long-outage", P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let downstream = Downstream::default();
+    let (stack, breaker) = stack(
+        &producer,
+        &group,
+        &output,
+        downstream.clone(),
+        quick_breaker(Duration::from_secs(30)),
+    );
+    let consumer = consumer(&group).max_poll_interval(MAX_POLL);
+    let pipeline =
+        Pipeline::new(consumer, producer.clone(), [input.clone()], stack).max_in_flight(200);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+
+    wait_until("some records done", Duration::from_secs(30), || {
+        stats.completed() >= 500
+    })
+    .await;
+    let admin = Admin::new(cluster.clone());
+    let before = members(&admin, &group).await;
+    assert_eq!(before.len(), 1, "one member before the outage");
+    downstream
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut opened, mut paused) = (false, false);
+    let mut samples = Vec::new();
+    let outage_end = tokio::time::Instant::now() + OUTAGE;
+    let mut next_sample = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < outage_end {
+        opened |= breaker.state() == sluice::pipeline::breaker::BreakerState::Open;
+        paused |= stats.is_paused();
+        if tokio::time::Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(1);
+            let d = admin.describe_group(&group).await.unwrap();
+            let ids: Vec<String> = d.members.into_iter().map(|m| m.member_id).collect();
+            samples.push((d.state, ids));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let failures_in_outage = downstream
+        .failures
+        .load(std::sync::atomic::Ordering::SeqCst);
+    downstream
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let changed: Vec<&(String, Vec<String>)> = samples
+        .iter()
+        .filter(|(state, ids)| state != "Stable" || *ids != before)
+        .collect();
+    eprintln!(
+        "outage {OUTAGE:?} with max.poll.interval {MAX_POLL:?}: {} group samples, {} not the \
+         member from before (first: {:?}); {failures_in_outage} failed calls, {} pauses",
+        samples.len(),
+        changed.len(),
+        changed.first(),
+        stats.pauses()
+    );
+    assert!(opened, "the breaker opened during the outage");
+    assert!(paused && stats.pauses() > 0, "the partitions were paused");
+    assert!(samples.len() >= 30, "only {} samples", samples.len());
+    assert!(
+        changed.is_empty(),
+        "the member left or the group rebalanced during the outage ({} of {} samples): {:?}",
+        changed.len(),
+        samples.len(),
+        &changed[..changed.len().min(3)]
+    );
+
+    // The breaker probes 30 s after it opened, then closes.
+    let out = wait_for_outputs(&cluster, &output, P, N, Duration::from_secs(90)).await;
+    // Every partition holds a warm-up record and N / P inputs: committed up to its end.
+    let end = N as i64 / P as i64 + 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed = admin.group_offsets(&group).await.unwrap();
+        let at_end = (0..P).all(|p| {
+            committed
+                .get(&sluice::wire::consumer::TopicPartition::new(&input, p))
+                .is_some_and(|om| om.offset == end)
+        });
+        if at_end && stats.lag() == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "committed {committed:?} (want {end} per partition), lag {}",
+            stats.lag()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        members(&admin, &group).await,
+        before,
+        "the same member after the outage"
+    );
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    let dlq = read_all(&cluster, &format!("{input}-dlt"), P).await;
+    assert_eq!(dlq.len(), poison, "only poison records dead-lettered");
+    assert_eq!(out.len(), N as usize - poison, "nothing lost");
+    let duplicates: u32 = out.values().map(|c| c - 1).sum();
+    eprintln!(
+        "{} outputs, {duplicates} duplicates, {} dead letters",
+        out.len(),
+        dlq.len()
+    );
+    assert!(
+        duplicates <= 200,
+        "{duplicates} duplicates > the in-flight bound 200"
+    );
+}
+
 /// The group's member ids (sorted), with its state `Stable`.
 async fn members(admin: &Admin, group: &str) -> Vec<String> {
     let d = admin.describe_group(group).await.unwrap();

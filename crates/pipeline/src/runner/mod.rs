@@ -6,8 +6,11 @@
 //!    [`max_in_flight`](Pipeline::max_in_flight) records are *admitted and not yet
 //!    committed*, then waits for the stack's `poll_ready`. While the stack stays not ready
 //!    for longer than [`pause_after`](Pipeline::pause_after) (an open breaker, or a full
-//!    concurrency bound) it pauses every assigned partition (the consumer keeps its group
-//!    membership; lag grows visibly) and resumes them once the stack is ready again.
+//!    concurrency bound) it pauses every assigned partition (lag grows visibly) and
+//!    resumes them once the stack is ready again. Pausing is polling: while it takes no
+//!    record the runner tells the consumer the member is alive
+//!    ([`Consumer::keep_alive`]), so the member stays in the group however long the
+//!    stack stays not ready, past `max.poll.interval.ms`.
 //! 2. **Process and produce.** Each admitted record runs in its own task: the stack's
 //!    answer is produced through the [`Producer`], and only when every output is
 //!    acknowledged by the broker is the record marked done in the commit tracker. (The
@@ -291,6 +294,9 @@ where
             .clone()
             .ok_or(RunError::Config("the pipeline's consumer needs a group.id"))?;
         consumer.enable_auto_commit = false;
+        // Often enough that a member taking no record (paused) never reaches the poll
+        // interval.
+        let keep_alive = (consumer.max_poll_interval / 4).max(Duration::from_millis(10));
         let (requests, txn) = if exactly_once {
             if !producer.config().transactional() {
                 return Err(RunError::Config(
@@ -333,6 +339,7 @@ where
             group,
             max_in_flight,
             pause_after,
+            keep_alive,
             tasks: JoinSet::new(),
             events: mpsc::unbounded_channel(),
             commit_in_flight: false,
@@ -357,6 +364,9 @@ struct Runner<S> {
     group: String,
     max_in_flight: usize,
     pause_after: Duration,
+    /// How often the consumer is told the member is alive while the run loop takes no
+    /// record from it.
+    keep_alive: Duration,
     /// One task per admitted record.
     tasks: JoinSet<()>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
@@ -393,6 +403,8 @@ where
         commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut lag_tick = tokio::time::interval(lag_interval);
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut keep_alive_tick = tokio::time::interval(self.keep_alive);
+        keep_alive_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // A record taken from the consumer, waiting for the stack to be ready.
         let mut held: Option<ConsumedRecord> = None;
         let mut pause_at = Instant::now();
@@ -447,6 +459,13 @@ where
                     self.start_commit()
                 }
                 _ = lag_tick.tick() => self.publish_lag(),
+                // Not taking records (the stack is not ready, the in-flight bound is
+                // reached, or a transaction is ending): pausing is polling, as Java's
+                // poll() with every partition paused, so the member stays in the group
+                // however long an outage keeps the breaker open.
+                _ = keep_alive_tick.tick(), if held.is_some() || !gate_open => {
+                    self.consumer.keep_alive()?;
+                }
                 ready = ServiceExt::<ConsumedRecord>::ready(&mut self.stack),
                     if held.is_some() && admitting =>
                 {

@@ -311,6 +311,26 @@ impl Consumer {
         }
     }
 
+    /// Counts as a poll for `max.poll.interval.ms` without taking a record, as Java's
+    /// `poll()` does while every partition is paused: for an application that paused its
+    /// partitions, or holds a record it cannot process yet, and must stay in the group
+    /// meanwhile (a member that neither calls [`recv`](Self::recv) nor this for
+    /// `max.poll.interval.ms` leaves the group). Hands out no record. Fails, as `recv`
+    /// would, with the error a failed fetch or group operation left for the next poll.
+    pub fn keep_alive(&self) -> Result<()> {
+        let mut state = self.shared.lock();
+        let now = Instant::now();
+        if now.duration_since(state.last_poll) > self.shared.config.max_poll_interval / 2 {
+            // A member that left after a poll timeout rejoins.
+            self.shared.group_wake.notify_one();
+        }
+        state.last_poll = now;
+        match state.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Records as a [`Stream`]; it never ends on its own (errors are items).
     pub fn stream(&self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
         futures::stream::unfold(self, |c| async move { Some((c.recv().await, c)) })
