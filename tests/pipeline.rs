@@ -6,10 +6,11 @@
 mod common;
 mod pipeline_common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sluice::pipeline::dlq::headers;
-use sluice::pipeline::runner::Pipeline;
+use sluice::pipeline::runner::{Pipeline, RejectedOutput, RunError};
 use sluice::wire::admin::Admin;
 
 use pipeline_common::*;
@@ -524,4 +525,187 @@ async fn a_sigkilled_pipeline_restarts_without_loss() {
         "{duplicates} duplicates > bound {BOUND}"
     );
     eprintln!("sigkill: {at_kill} outputs at the kill, {duplicates} duplicates (bound {BOUND})");
+}
+
+/// Waits until `f` is true, polling every 50 ms, for at most `within`; whether it became
+/// true (the caller asserts with its figures).
+async fn became<F: FnMut() -> bool>(within: Duration, mut f: F) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while !f() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// The most calls of any input, and how many inputs had more than one.
+fn call_figures(calls: &Calls) -> (u32, usize) {
+    let calls = calls.lock().unwrap();
+    let max = calls.values().copied().max().unwrap_or(0);
+    (max, calls.values().filter(|&&c| c > 1).count())
+}
+
+/// At-least-once, an output topic that refuses the outputs of 2 % of the inputs as
+/// `refusal` says: each such input is dead-lettered once with the producer's error in
+/// `kafka_dlt-exception-message`, every other input is output once, the service is called
+/// once per input (no seek-back loop), and the committed offsets reach the end.
+async fn refused_outputs_are_dead_lettered(refusal: Refusal, code: &str) {
+    const N: u64 = 2_000;
+    const P: i32 = 4;
+    let (cluster, input, _, group) = setup("pipe-refused", P).await;
+    let output = format!("{input}-refusing");
+    create_refusing_topic(&cluster, &output, P, refusal).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let calls = Calls::default();
+    let stack = refused_output_stack(&output, refusal, calls.clone());
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .max_in_flight(200);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+    let total = N + P as u64;
+    let finished = became(Duration::from_secs(60), || stats.completed() >= total).await;
+    let (max_calls, called_again) = call_figures(&calls);
+    eprintln!(
+        "{refusal:?}: completed {} of {total}, admitted {}, redelivered {}; service calls: \
+         at most {max_calls} per input, {called_again} inputs called more than once",
+        stats.completed(),
+        stats.admitted(),
+        stats.redelivered()
+    );
+    assert!(
+        finished,
+        "the pipeline did not get through its input (a refused output loops)"
+    );
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let out = counts(&read_all(&cluster, &output, P).await);
+    let dlq = read_all(&cluster, &format!("{input}-dlt"), P).await;
+    let refused: Vec<u64> = (0..N).filter(|&i| is_rejected(i)).collect();
+    let mut dead: BTreeMap<u64, u32> = BTreeMap::new();
+    for r in &dlq {
+        let n = input_number(r.value.as_deref().unwrap()).unwrap();
+        *dead.entry(n).or_insert(0) += 1;
+        let message = String::from_utf8_lossy(&r.header(headers::EXCEPTION_MESSAGE)).into_owned();
+        assert!(message.contains(code), "{message}");
+        assert!(
+            message.contains(&output),
+            "names the output topic: {message}"
+        );
+    }
+    eprintln!(
+        "{refusal:?}: {} outputs, {} dead letters ({} refused inputs)",
+        out.len(),
+        dlq.len(),
+        refused.len()
+    );
+    for i in 0..N {
+        if is_rejected(i) {
+            assert_eq!(dead.get(&i), Some(&1), "input {i} dead-lettered once");
+            assert_eq!(out.get(&i), None, "input {i} has no output");
+        } else {
+            assert_eq!(out.get(&i), Some(&1), "input {i} output once");
+            assert_eq!(dead.get(&i), None, "input {i} not dead-lettered");
+        }
+    }
+    // A refused batch fails every record in it; their outputs are sent again alone, not
+    // processed again.
+    assert_eq!(max_calls, 1, "the service was called again for some input");
+    let committed = Admin::new(cluster.clone())
+        .group_offsets(&group)
+        .await
+        .unwrap();
+    for p in 0..P {
+        let tp = sluice::wire::consumer::TopicPartition::new(&input, p);
+        assert_eq!(
+            committed.get(&tp).map(|om| om.offset),
+            Some(N as i64 / P as i64 + 1),
+            "{tp} committed to its end"
+        );
+    }
+}
+
+/// Outputs larger than the output topic's `max.message.bytes` (MESSAGE_TOO_LARGE): see
+/// [`refused_outputs_are_dead_lettered`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_too_large_for_the_topic_are_dead_lettered_once() {
+    refused_outputs_are_dead_lettered(Refusal::TooLarge, "MessageTooLarge").await;
+}
+
+/// Outputs without a key on a compacted output topic (INVALID_RECORD): see
+/// [`refused_outputs_are_dead_lettered`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_outputs_on_a_compacted_topic_are_dead_lettered_once() {
+    refused_outputs_are_dead_lettered(Refusal::NullKeyOnCompacted, "InvalidRecord").await;
+}
+
+/// With `on_rejected_output(RejectedOutput::Fatal)` the first refused output stops the
+/// pipeline with `RunError::OutputRejected` naming the input record and carrying the
+/// producer's error; nothing at or after that record is committed in its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_output_stops_the_pipeline_when_asked_to() {
+    const N: u64 = 2_000;
+    const P: i32 = 4;
+    let (cluster, input, _, group) = setup("pipe-refused-fatal", P).await;
+    let output = format!("{input}-refusing");
+    create_refusing_topic(&cluster, &output, P, Refusal::TooLarge).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let calls = Calls::default();
+    let stack = refused_output_stack(&output, Refusal::TooLarge, calls.clone());
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .max_in_flight(200)
+        .on_rejected_output(RejectedOutput::Fatal);
+    let result = tokio::time::timeout(Duration::from_secs(60), pipeline.run())
+        .await
+        .expect("run() returned");
+    let (max_calls, _) = call_figures(&calls);
+    let Err(RunError::OutputRejected {
+        topic,
+        partition,
+        offset,
+        error,
+    }) = result
+    else {
+        panic!("want RunError::OutputRejected, got {result:?}");
+    };
+    eprintln!(
+        "stopped at {topic}-{partition}@{offset}: {error}; at most {max_calls} calls per input"
+    );
+    assert_eq!(topic, input);
+    assert_eq!(error.topic, output);
+    assert_eq!(
+        error.source.kafka_code().map(|c| c.code()),
+        Some(10),
+        "MESSAGE_TOO_LARGE: {error}"
+    );
+    let originals = read_all(&cluster, &input, P).await;
+    let record = originals
+        .iter()
+        .find(|r| r.partition == partition && r.offset == offset)
+        .expect("the input record exists");
+    assert!(is_rejected(
+        input_number(record.value.as_deref().unwrap()).unwrap()
+    ));
+    let committed = Admin::new(cluster.clone())
+        .group_offsets(&group)
+        .await
+        .unwrap();
+    let tp = sluice::wire::consumer::TopicPartition::new(&input, partition);
+    assert!(
+        committed.get(&tp).is_none_or(|om| om.offset <= offset),
+        "committed {committed:?} past the refused record"
+    );
+    assert!(
+        read_all(&cluster, &format!("{input}-dlt"), P)
+            .await
+            .is_empty(),
+        "nothing dead-lettered"
+    );
 }
