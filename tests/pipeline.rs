@@ -6,10 +6,11 @@
 mod common;
 mod pipeline_common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sluice::pipeline::dlq::headers;
-use sluice::pipeline::runner::Pipeline;
+use sluice::pipeline::runner::{Pipeline, RejectedOutput, RunError};
 use sluice::wire::admin::Admin;
 
 use pipeline_common::*;
@@ -278,6 +279,139 @@ async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
     );
 }
 
+/// A 40-second downstream outage, twice the consumer's 20 s `max.poll.interval.ms`, with
+/// a breaker that stays open 30 s before it probes (so the runner takes no record for
+/// longer than the poll interval): the breaker opens and the runner pauses its
+/// partitions, and pausing counts as polling (as
+/// Java's `poll()` with every partition paused does), so the member never leaves: the
+/// group stays `Stable` with the same member id, sampled every second through the
+/// outage. No record is dead-lettered because of the outage, nothing is lost, and the
+/// group's committed offsets reach the end of every partition (lag 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
+    const N: u64 = 4_000;
+    const P: i32 = 4;
+    const MAX_POLL: Duration = Duration::from_secs(20);
+    const OUTAGE: Duration = Duration::from_secs(40);
+    let (cluster, input, output, group) = setup("pipe-long-outage", P).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let downstream = Downstream::default();
+    let (stack, breaker) = stack(
+        &producer,
+        &group,
+        &output,
+        downstream.clone(),
+        quick_breaker(Duration::from_secs(30)),
+    );
+    let consumer = consumer(&group).max_poll_interval(MAX_POLL);
+    let pipeline =
+        Pipeline::new(consumer, producer.clone(), [input.clone()], stack).max_in_flight(200);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+
+    wait_until("some records done", Duration::from_secs(30), || {
+        stats.completed() >= 500
+    })
+    .await;
+    let admin = Admin::new(cluster.clone());
+    let before = members(&admin, &group).await;
+    assert_eq!(before.len(), 1, "one member before the outage");
+    downstream
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut opened, mut paused) = (false, false);
+    let mut samples = Vec::new();
+    let outage_end = tokio::time::Instant::now() + OUTAGE;
+    let mut next_sample = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < outage_end {
+        opened |= breaker.state() == sluice::pipeline::breaker::BreakerState::Open;
+        paused |= stats.is_paused();
+        if tokio::time::Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(1);
+            let d = admin.describe_group(&group).await.unwrap();
+            let ids: Vec<String> = d.members.into_iter().map(|m| m.member_id).collect();
+            samples.push((d.state, ids));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let failures_in_outage = downstream
+        .failures
+        .load(std::sync::atomic::Ordering::SeqCst);
+    downstream
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let changed: Vec<&(String, Vec<String>)> = samples
+        .iter()
+        .filter(|(state, ids)| state != "Stable" || *ids != before)
+        .collect();
+    eprintln!(
+        "outage {OUTAGE:?} with max.poll.interval {MAX_POLL:?}: {} group samples, {} not the \
+         member from before (first: {:?}); {failures_in_outage} failed calls, {} pauses",
+        samples.len(),
+        changed.len(),
+        changed.first(),
+        stats.pauses()
+    );
+    assert!(opened, "the breaker opened during the outage");
+    assert!(paused && stats.pauses() > 0, "the partitions were paused");
+    assert!(samples.len() >= 30, "only {} samples", samples.len());
+    assert!(
+        changed.is_empty(),
+        "the member left or the group rebalanced during the outage ({} of {} samples): {:?}",
+        changed.len(),
+        samples.len(),
+        &changed[..changed.len().min(3)]
+    );
+
+    // The breaker probes 30 s after it opened, then closes.
+    let out = wait_for_outputs(&cluster, &output, P, N, Duration::from_secs(90)).await;
+    // Every partition holds a warm-up record and N / P inputs: committed up to its end.
+    let end = N as i64 / P as i64 + 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed = admin.group_offsets(&group).await.unwrap();
+        let at_end = (0..P).all(|p| {
+            committed
+                .get(&sluice::wire::consumer::TopicPartition::new(&input, p))
+                .is_some_and(|om| om.offset == end)
+        });
+        if at_end && stats.lag() == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "committed {committed:?} (want {end} per partition), lag {}",
+            stats.lag()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        members(&admin, &group).await,
+        before,
+        "the same member after the outage"
+    );
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let poison = (0..N).filter(|&i| is_poison(i)).count();
+    let dlq = read_all(&cluster, &format!("{input}-dlt"), P).await;
+    assert_eq!(dlq.len(), poison, "only poison records dead-lettered");
+    assert_eq!(out.len(), N as usize - poison, "nothing lost");
+    let duplicates: u32 = out.values().map(|c| c - 1).sum();
+    eprintln!(
+        "{} outputs, {duplicates} duplicates, {} dead letters",
+        out.len(),
+        dlq.len()
+    );
+    assert!(
+        duplicates <= 200,
+        "{duplicates} duplicates > the in-flight bound 200"
+    );
+}
+
 /// The group's member ids (sorted), with its state `Stable`.
 async fn members(admin: &Admin, group: &str) -> Vec<String> {
     let d = admin.describe_group(group).await.unwrap();
@@ -391,4 +525,187 @@ async fn a_sigkilled_pipeline_restarts_without_loss() {
         "{duplicates} duplicates > bound {BOUND}"
     );
     eprintln!("sigkill: {at_kill} outputs at the kill, {duplicates} duplicates (bound {BOUND})");
+}
+
+/// Waits until `f` is true, polling every 50 ms, for at most `within`; whether it became
+/// true (the caller asserts with its figures).
+async fn became<F: FnMut() -> bool>(within: Duration, mut f: F) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while !f() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// The most calls of any input, and how many inputs had more than one.
+fn call_figures(calls: &Calls) -> (u32, usize) {
+    let calls = calls.lock().unwrap();
+    let max = calls.values().copied().max().unwrap_or(0);
+    (max, calls.values().filter(|&&c| c > 1).count())
+}
+
+/// At-least-once, an output topic that refuses the outputs of 2 % of the inputs as
+/// `refusal` says: each such input is dead-lettered once with the producer's error in
+/// `kafka_dlt-exception-message`, every other input is output once, the service is called
+/// once per input (no seek-back loop), and the committed offsets reach the end.
+async fn refused_outputs_are_dead_lettered(refusal: Refusal, code: &str) {
+    const N: u64 = 2_000;
+    const P: i32 = 4;
+    let (cluster, input, _, group) = setup("pipe-refused", P).await;
+    let output = format!("{input}-refusing");
+    create_refusing_topic(&cluster, &output, P, refusal).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let calls = Calls::default();
+    let stack = refused_output_stack(&output, refusal, calls.clone());
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .max_in_flight(200);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+    let total = N + P as u64;
+    let finished = became(Duration::from_secs(60), || stats.completed() >= total).await;
+    let (max_calls, called_again) = call_figures(&calls);
+    eprintln!(
+        "{refusal:?}: completed {} of {total}, admitted {}, redelivered {}; service calls: \
+         at most {max_calls} per input, {called_again} inputs called more than once",
+        stats.completed(),
+        stats.admitted(),
+        stats.redelivered()
+    );
+    assert!(
+        finished,
+        "the pipeline did not get through its input (a refused output loops)"
+    );
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let out = counts(&read_all(&cluster, &output, P).await);
+    let dlq = read_all(&cluster, &format!("{input}-dlt"), P).await;
+    let refused: Vec<u64> = (0..N).filter(|&i| is_rejected(i)).collect();
+    let mut dead: BTreeMap<u64, u32> = BTreeMap::new();
+    for r in &dlq {
+        let n = input_number(r.value.as_deref().unwrap()).unwrap();
+        *dead.entry(n).or_insert(0) += 1;
+        let message = String::from_utf8_lossy(&r.header(headers::EXCEPTION_MESSAGE)).into_owned();
+        assert!(message.contains(code), "{message}");
+        assert!(
+            message.contains(&output),
+            "names the output topic: {message}"
+        );
+    }
+    eprintln!(
+        "{refusal:?}: {} outputs, {} dead letters ({} refused inputs)",
+        out.len(),
+        dlq.len(),
+        refused.len()
+    );
+    for i in 0..N {
+        if is_rejected(i) {
+            assert_eq!(dead.get(&i), Some(&1), "input {i} dead-lettered once");
+            assert_eq!(out.get(&i), None, "input {i} has no output");
+        } else {
+            assert_eq!(out.get(&i), Some(&1), "input {i} output once");
+            assert_eq!(dead.get(&i), None, "input {i} not dead-lettered");
+        }
+    }
+    // A refused batch fails every record in it; their outputs are sent again alone, not
+    // processed again.
+    assert_eq!(max_calls, 1, "the service was called again for some input");
+    let committed = Admin::new(cluster.clone())
+        .group_offsets(&group)
+        .await
+        .unwrap();
+    for p in 0..P {
+        let tp = sluice::wire::consumer::TopicPartition::new(&input, p);
+        assert_eq!(
+            committed.get(&tp).map(|om| om.offset),
+            Some(N as i64 / P as i64 + 1),
+            "{tp} committed to its end"
+        );
+    }
+}
+
+/// Outputs larger than the output topic's `max.message.bytes` (MESSAGE_TOO_LARGE): see
+/// [`refused_outputs_are_dead_lettered`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_too_large_for_the_topic_are_dead_lettered_once() {
+    refused_outputs_are_dead_lettered(Refusal::TooLarge, "MessageTooLarge").await;
+}
+
+/// Outputs without a key on a compacted output topic (INVALID_RECORD): see
+/// [`refused_outputs_are_dead_lettered`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_outputs_on_a_compacted_topic_are_dead_lettered_once() {
+    refused_outputs_are_dead_lettered(Refusal::NullKeyOnCompacted, "InvalidRecord").await;
+}
+
+/// With `on_rejected_output(RejectedOutput::Fatal)` the first refused output stops the
+/// pipeline with `RunError::OutputRejected` naming the input record and carrying the
+/// producer's error; nothing at or after that record is committed in its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_output_stops_the_pipeline_when_asked_to() {
+    const N: u64 = 2_000;
+    const P: i32 = 4;
+    let (cluster, input, _, group) = setup("pipe-refused-fatal", P).await;
+    let output = format!("{input}-refusing");
+    create_refusing_topic(&cluster, &output, P, Refusal::TooLarge).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = producer().await;
+    let calls = Calls::default();
+    let stack = refused_output_stack(&output, Refusal::TooLarge, calls.clone());
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .max_in_flight(200)
+        .on_rejected_output(RejectedOutput::Fatal);
+    let result = tokio::time::timeout(Duration::from_secs(60), pipeline.run())
+        .await
+        .expect("run() returned");
+    let (max_calls, _) = call_figures(&calls);
+    let Err(RunError::OutputRejected {
+        topic,
+        partition,
+        offset,
+        error,
+    }) = result
+    else {
+        panic!("want RunError::OutputRejected, got {result:?}");
+    };
+    eprintln!(
+        "stopped at {topic}-{partition}@{offset}: {error}; at most {max_calls} calls per input"
+    );
+    assert_eq!(topic, input);
+    assert_eq!(error.topic, output);
+    assert_eq!(
+        error.source.kafka_code().map(|c| c.code()),
+        Some(10),
+        "MESSAGE_TOO_LARGE: {error}"
+    );
+    let originals = read_all(&cluster, &input, P).await;
+    let record = originals
+        .iter()
+        .find(|r| r.partition == partition && r.offset == offset)
+        .expect("the input record exists");
+    assert!(is_rejected(
+        input_number(record.value.as_deref().unwrap()).unwrap()
+    ));
+    let committed = Admin::new(cluster.clone())
+        .group_offsets(&group)
+        .await
+        .unwrap();
+    let tp = sluice::wire::consumer::TopicPartition::new(&input, partition);
+    assert!(
+        committed.get(&tp).is_none_or(|om| om.offset <= offset),
+        "committed {committed:?} past the refused record"
+    );
+    assert!(
+        read_all(&cluster, &format!("{input}-dlt"), P)
+            .await
+            .is_empty(),
+        "nothing dead-lettered"
+    );
 }

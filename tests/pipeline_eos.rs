@@ -550,3 +550,100 @@ async fn a_stuck_record_aborts_its_transaction_after_the_drain_timeout() {
     );
     producer.close(Duration::from_secs(10)).await.unwrap();
 }
+
+/// Exactly-once, an output topic whose `max.message.bytes` refuses the outputs of 2 % of
+/// the inputs: a refused batch makes the producer fail the whole transaction, so it
+/// aborts and the records that saw the error run again each in a transaction of its own;
+/// the one refused there is dead-lettered in the next. Transactions commit (not every
+/// one aborts), a `read_committed` reader sees every other input output exactly once and
+/// each refused input dead-lettered exactly once with the producer's error, the service
+/// is called a bounded number of times per input, and the committed offsets reach the
+/// end.
+///
+/// Ignored: the transactional producer's `abort()` never returns after a batch of the
+/// transaction failed with MESSAGE_TOO_LARGE (the run loop waits in it: 2 transactions
+/// commit, then nothing), a producer defect outside the runner. Run it with
+/// `--ignored` once the producer is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "Producer::abort hangs after MESSAGE_TOO_LARGE inside a transaction"]
+async fn refused_outputs_are_dead_lettered_and_transactions_commit() {
+    const N: u64 = 2_000;
+    const P: i32 = 4;
+    let (cluster, input, _, group) = setup("eos-refused", P).await;
+    let output = format!("{input}-refusing");
+    create_refusing_topic(&cluster, &output, P, Refusal::TooLarge).await;
+    write_input(&cluster, &input, P, 0, N).await;
+
+    let producer = txn_producer(&format!("{input}-txn")).await;
+    let calls = Calls::default();
+    let stack = refused_output_stack(&output, Refusal::TooLarge, calls.clone());
+    let pipeline = Pipeline::new(consumer(&group), producer.clone(), [input.clone()], stack)
+        .exactly_once(true)
+        .max_in_flight(200);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+    let end = N as i64 / P as i64 + 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let finished = loop {
+        let c = committed(&group, &input, P).await;
+        if c.values().all(|&o| o == end) && c.len() == P as usize {
+            break true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (max_calls, called_again) = {
+        let calls = calls.lock().unwrap();
+        (
+            calls.values().copied().max().unwrap_or(0),
+            calls.values().filter(|&&c| c > 1).count(),
+        )
+    };
+    eprintln!(
+        "exactly-once, refused outputs: {} transactions committed, {} aborted, {} \
+         redelivered; service calls: at most {max_calls} per input, {called_again} inputs \
+         called more than once",
+        stats.commits(),
+        stats.aborts(),
+        stats.redelivered()
+    );
+    assert!(
+        finished,
+        "committed offsets never reached the end: {:?}",
+        committed(&group, &input, P).await
+    );
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let out = counts(&read_committed(&cluster, &output, P).await);
+    let dlq = read_committed(&cluster, &format!("{input}-dlt"), P).await;
+    let mut dead: BTreeMap<u64, u32> = BTreeMap::new();
+    for r in &dlq {
+        *dead
+            .entry(input_number(r.value.as_deref().unwrap()).unwrap())
+            .or_insert(0) += 1;
+        let message = String::from_utf8_lossy(&r.header(headers::EXCEPTION_MESSAGE)).into_owned();
+        assert!(message.contains("MessageTooLarge"), "{message}");
+    }
+    let duplicates: u32 = out.values().map(|c| c - 1).sum();
+    eprintln!(
+        "exactly-once, refused outputs: {} outputs ({duplicates} duplicates), {} dead letters",
+        out.len(),
+        dlq.len()
+    );
+    for i in 0..N {
+        if is_rejected(i) {
+            assert_eq!(dead.get(&i), Some(&1), "input {i} dead-lettered once");
+            assert_eq!(out.get(&i), None, "input {i} has no output");
+        } else {
+            assert_eq!(out.get(&i), Some(&1), "input {i} output exactly once");
+            assert_eq!(dead.get(&i), None, "input {i} not dead-lettered");
+        }
+    }
+    assert_eq!(duplicates, 0);
+    assert!(stats.commits() > stats.aborts(), "most transactions commit");
+    assert!(max_calls <= 8, "an input was called {max_calls} times");
+}

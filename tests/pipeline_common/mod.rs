@@ -420,3 +420,90 @@ pub async fn kill_after_outputs(
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
+
+/// Outputs the broker refuses: every 50th input (from 7) makes an output the output topic
+/// will never accept.
+pub fn is_rejected(i: u64) -> bool {
+    i % 50 == 7
+}
+
+/// How an output topic refuses the outputs of [`is_rejected`] inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max.message.bytes` 20,000, and those outputs are 30,000 bytes: MESSAGE_TOO_LARGE.
+    /// (Above the producer's 16 KB `batch.size`, as the topic limit usually is: a batch
+    /// the producer cannot split, between the two sizes, would fail all its records.)
+    TooLarge,
+    /// `cleanup.policy=compact`, and those outputs have no key: INVALID_RECORD.
+    NullKeyOnCompacted,
+}
+
+/// Creates the output topic `name` refusing outputs as `refusal` says (no warm-up
+/// record: a compacted topic refuses its null key).
+pub async fn create_refusing_topic(
+    cluster: &Cluster,
+    name: &str,
+    partitions: i32,
+    refusal: Refusal,
+) {
+    let topic = sluice::wire::admin::NewTopic::new(name, partitions);
+    let topic = match refusal {
+        Refusal::TooLarge => topic.config("max.message.bytes", "20000"),
+        Refusal::NullKeyOnCompacted => topic.config("cleanup.policy", "compact"),
+    };
+    sluice::wire::admin::Admin::new(cluster.clone())
+        .create_topics(&[topic], common::T)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let md = cluster.refresh(&[name], false).await.unwrap();
+        if md.topic(name).is_some_and(|t| {
+            t.partitions.len() == partitions as usize
+                && t.partitions.iter().all(|p| p.leader.is_some())
+        }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("topic {name} has no leaders");
+}
+
+/// The number in an input value (`"<i>"` or `"poison-<i>"`); `None` for warm-ups.
+pub fn input_number(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?;
+    text.rsplit('-').next()?.parse().ok()
+}
+
+/// Calls of the service per input number.
+pub type Calls = Arc<Mutex<BTreeMap<u64, u32>>>;
+
+/// Per-partition order around a service that counts its calls per input and answers one
+/// output per input to `output`: value `"<i>"`, key `"k<i>"`, except that the outputs of
+/// [`is_rejected`] inputs are what `refusal` makes the topic refuse.
+pub fn refused_output_stack(output: &str, refusal: Refusal, calls: Calls) -> Stack {
+    let output: Arc<str> = Arc::from(output);
+    let svc = ServiceBuilder::new()
+        .layer(ConcurrencyLayer::new(Order::PerPartition, 256))
+        .service(service_fn(move |r: ConsumedRecord| {
+            let (output, calls) = (Arc::clone(&output), Arc::clone(&calls));
+            async move {
+                let Some(n) = r.value.as_deref().and_then(input_number) else {
+                    return Ok::<Processed, PipelineError>(vec![]);
+                };
+                *calls.lock().unwrap().entry(n).or_insert(0) += 1;
+                let mut out =
+                    OutputRecord::new(output.to_string()).with_value(Bytes::from(n.to_string()));
+                out.key = Some(Bytes::from(format!("k{n}")));
+                if is_rejected(n) {
+                    match refusal {
+                        Refusal::TooLarge => {
+                            out.value = Some(Bytes::from(format!("{n}:{}", "x".repeat(30_000))))
+                        }
+                        Refusal::NullKeyOnCompacted => out.key = None,
+                    }
+                }
+                Ok(vec![out])
+            }
+        }));
+    BoxService::new(svc)
+}

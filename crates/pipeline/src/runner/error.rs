@@ -1,3 +1,4 @@
+use super::output::OutputRejected;
 use crate::PipelineError;
 
 /// Why [`Pipeline::run`](super::Pipeline::run) stopped other than by a shutdown request.
@@ -23,6 +24,22 @@ pub enum RunError {
         /// The error.
         #[source]
         error: PipelineError,
+    },
+    /// The broker refused an output of a record for good (too large, invalid, not
+    /// authorized) and the pipeline was built with
+    /// [`RejectedOutput::Fatal`](super::RejectedOutput::Fatal). Nothing at or after the
+    /// record was committed in its partition.
+    #[error("record {topic}-{partition}@{offset}: {error}")]
+    OutputRejected {
+        /// The input record's topic.
+        topic: String,
+        /// The input record's partition.
+        partition: i32,
+        /// The input record's offset.
+        offset: i64,
+        /// The refused output's topic and the producer's error.
+        #[source]
+        error: OutputRejected,
     },
     /// The stack's `poll_ready` failed.
     #[error("the stack failed to become ready: {0}")]

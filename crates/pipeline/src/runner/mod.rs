@@ -6,8 +6,11 @@
 //!    [`max_in_flight`](Pipeline::max_in_flight) records are *admitted and not yet
 //!    committed*, then waits for the stack's `poll_ready`. While the stack stays not ready
 //!    for longer than [`pause_after`](Pipeline::pause_after) (an open breaker, or a full
-//!    concurrency bound) it pauses every assigned partition (the consumer keeps its group
-//!    membership; lag grows visibly) and resumes them once the stack is ready again.
+//!    concurrency bound) it pauses every assigned partition (lag grows visibly) and
+//!    resumes them once the stack is ready again. Pausing is polling: while it takes no
+//!    record the runner tells the consumer the member is alive
+//!    ([`Consumer::keep_alive`]), so the member stays in the group however long the
+//!    stack stays not ready, past `max.poll.interval.ms`.
 //! 2. **Process and produce.** Each admitted record runs in its own task: the stack's
 //!    answer is produced through the [`Producer`], and only when every output is
 //!    acknowledged by the broker is the record marked done in the commit tracker. (The
@@ -20,8 +23,10 @@
 //!    commit inside the producer's transaction instead: see [below](#exactly-once).)
 //!
 //! Errors out of the stack: a [`Retriable`](crate::Disposition::Retriable) one (retries
-//! spent, an output not acknowledged) is never skipped: the partition is rewound to the
-//! record (`seek`) and it is fetched again. That partition's later records admitted
+//! spent, an output not acknowledged for a retriable reason) is never skipped: the
+//! partition is rewound to the record (`seek`) and it is fetched again, after a backoff
+//! ([`redelivery_backoff`](Pipeline::redelivery_backoff)) that doubles with each
+//! consecutive failure of the partition, during which the partition is paused. That partition's later records admitted
 //! before the rewind are *superseded*: they are fetched again too, so their tasks drop
 //! their answers at once (nothing produced, nothing committed). With the concurrency
 //! layer's per-partition order such a record is still queued behind the failed one
@@ -34,6 +39,13 @@
 //! keeps whatever it did. Exactly-once mode aborts such writes with the transaction.
 //! [`Fatal`](crate::Disposition::Fatal), and a dead-letter error no DLQ layer handled,
 //! stop the pipeline with [`RunError::Fatal`].
+//!
+//! **Outputs the broker refuses.** A producer error on an output is classified like any
+//! other failure ([`output`] has the table): a retriable one is redelivered with the
+//! backoff above; an output the broker will never accept (too large for the topic's
+//! `max.message.bytes`, INVALID_RECORD such as a null key on a compacted topic, not
+//! authorized) is this record's failure: it is dead-lettered or stops the pipeline, as
+//! [`on_rejected_output`](Pipeline::on_rejected_output) says, and never loops.
 //!
 //! **Rebalances.** On revoke the listener stops admitting records of those partitions,
 //! waits for their records in flight (at most [`drain_timeout`](Pipeline::drain_timeout)),
@@ -102,6 +114,7 @@
 //!   fatal error the open transaction is aborted instead.
 
 mod error;
+pub mod output;
 mod rebalance;
 mod shutdown;
 mod sink;
@@ -125,6 +138,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tower::{Service, ServiceExt};
 
 pub use self::error::RunError;
+pub use self::output::{OutputRejected, RejectedOutput};
 use self::rebalance::Rebalance;
 pub use self::shutdown::Shutdown;
 pub(crate) use self::sink::producer_record;
@@ -150,6 +164,8 @@ pub struct Pipeline<S> {
     drain_timeout: Duration,
     lag_interval: Duration,
     exactly_once: bool,
+    rejected_output: RejectedOutput,
+    redelivery_backoff: (Duration, Duration),
 }
 
 /// Messages from record tasks and commit tasks to the run loop.
@@ -166,6 +182,13 @@ enum Event {
         partition: i32,
         offset: i64,
         error: PipelineError,
+    },
+    /// Exactly-once: an output of the record was refused; the transaction aborts.
+    Refused {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        error: OutputRejected,
     },
     /// A commit finished.
     Committed {
@@ -186,7 +209,9 @@ where
     /// Defaults: `max_in_flight` 1000, `commit_interval` 100 ms, `pause_after` 100 ms,
     /// `drain_timeout` 30 s, `lag_interval` 1 s, a [`Shutdown`] nobody cancels (see
     /// [`shutdown`](Self::shutdown)), at-least-once (see
-    /// [`exactly_once`](Self::exactly_once)).
+    /// [`exactly_once`](Self::exactly_once)), refused outputs dead-lettered (see
+    /// [`on_rejected_output`](Self::on_rejected_output)), `redelivery_backoff` 100 ms
+    /// doubling up to 5 s.
     pub fn new<I, T>(consumer: ConsumerConfig, producer: Producer, topics: I, stack: S) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -205,7 +230,26 @@ where
             drain_timeout: Duration::from_secs(30),
             lag_interval: Duration::from_secs(1),
             exactly_once: false,
+            rejected_output: RejectedOutput::DeadLetter,
+            redelivery_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
         }
+    }
+
+    /// What happens to a record one of whose outputs the broker refuses for good (too
+    /// large, invalid, not authorized): dead-lettered (the default) or the pipeline stops
+    /// with [`RunError::OutputRejected`]. See [`RejectedOutput`].
+    pub fn on_rejected_output(mut self, what: RejectedOutput) -> Self {
+        self.rejected_output = what;
+        self
+    }
+
+    /// How long a partition waits before a record that failed retriably is fetched again:
+    /// `initial` after its first failure, doubling with each consecutive one, at most
+    /// `max` (a success of the partition starts again from `initial`). The partition is
+    /// paused meanwhile; the others go on. Default 100 ms to 5 s.
+    pub fn redelivery_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.redelivery_backoff = (initial, max.max(initial));
+        self
     }
 
     /// At most `n` records admitted and not yet committed (at least 1). This is the
@@ -285,12 +329,17 @@ where
             drain_timeout,
             lag_interval,
             exactly_once,
+            rejected_output,
+            redelivery_backoff,
         } = self;
         let group = consumer
             .group_id
             .clone()
             .ok_or(RunError::Config("the pipeline's consumer needs a group.id"))?;
         consumer.enable_auto_commit = false;
+        // Often enough that a member taking no record (paused) never reaches the poll
+        // interval.
+        let keep_alive = (consumer.max_poll_interval / 4).max(Duration::from_millis(10));
         let (requests, txn) = if exactly_once {
             if !producer.config().transactional() {
                 return Err(RunError::Config(
@@ -313,7 +362,9 @@ where
         } else {
             (None, None)
         };
-        let shared = Arc::new(Shared::new(stats, exactly_once));
+        let shared = Arc::new(
+            Shared::new(stats, exactly_once).with_rejected_output(rejected_output, &group),
+        );
         let listener = Arc::new(Rebalance {
             shared: Arc::clone(&shared),
             drain_timeout,
@@ -333,6 +384,9 @@ where
             group,
             max_in_flight,
             pause_after,
+            keep_alive,
+            redelivery_backoff,
+            backoff: HashMap::new(),
             tasks: JoinSet::new(),
             events: mpsc::unbounded_channel(),
             commit_in_flight: false,
@@ -357,6 +411,13 @@ struct Runner<S> {
     group: String,
     max_in_flight: usize,
     pause_after: Duration,
+    /// How often the consumer is told the member is alive while the run loop takes no
+    /// record from it.
+    keep_alive: Duration,
+    /// (initial, max) of the redelivery backoff.
+    redelivery_backoff: (Duration, Duration),
+    /// Partitions paused until a redelivery backoff ends, with its end.
+    backoff: HashMap<TopicPartition, Instant>,
     /// One task per admitted record.
     tasks: JoinSet<()>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
@@ -393,6 +454,8 @@ where
         commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut lag_tick = tokio::time::interval(lag_interval);
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut keep_alive_tick = tokio::time::interval(self.keep_alive);
+        keep_alive_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // A record taken from the consumer, waiting for the stack to be ready.
         let mut held: Option<ConsumedRecord> = None;
         let mut pause_at = Instant::now();
@@ -423,6 +486,9 @@ where
             let admitting = self.txn.as_ref().is_none_or(Transaction::admitting);
             let gate_open = !bound_reached && admitting;
             let drain_deadline = self.txn.as_ref().and_then(Transaction::deadline);
+            let backing_off = !self.backoff.is_empty();
+
+            let backoff_end = self.next_backoff_end();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -447,15 +513,37 @@ where
                     self.start_commit()
                 }
                 _ = lag_tick.tick() => self.publish_lag(),
+                _ = tokio::time::sleep_until(backoff_end), if backing_off => {
+                    self.end_backoffs();
+                }
+                // Not taking records (the stack is not ready, the in-flight bound is
+                // reached, or a transaction is ending): pausing is polling, as Java's
+                // poll() with every partition paused, so the member stays in the group
+                // however long an outage keeps the breaker open.
+                _ = keep_alive_tick.tick(), if held.is_some() || !gate_open => {
+                    self.consumer.keep_alive()?;
+                }
                 ready = ServiceExt::<ConsumedRecord>::ready(&mut self.stack),
                     if held.is_some() && admitting =>
                 {
                     let svc = ready.map_err(RunError::NotReady)?;
                     if self.paused {
-                        self.consumer.resume(&self.consumer.paused());
+                        resume_unpaused(&self.consumer, &self.backoff, &self.shared);
                         self.paused = false;
-                        self.shared.stats.set_paused(false);
                         tracing::info!("stack ready again: partitions resumed");
+                    }
+                    let isolate = self.txn.is_some()
+                        && held.as_ref().is_some_and(|r| {
+                            self.shared.is_suspect(&r.topic, r.partition, r.offset)
+                        });
+                    if isolate && self.txn.as_ref().is_some_and(Transaction::is_open) {
+                        // A record that saw a refused output runs in a transaction of its
+                        // own, to tell whether the refused output is its own: the open
+                        // transaction ends first, the record stays held.
+                        if let Some(txn) = self.txn.as_mut() {
+                            txn.end(Ending::Commit, &self.shared);
+                        }
+                        continue;
                     }
                     if let Some(record) = held.take() {
                         let (topic, partition, offset) =
@@ -465,12 +553,17 @@ where
                         if let Some(admitted) = self.shared.admit(&topic, partition, offset) {
                             if let Some(txn) = self.txn.as_mut() {
                                 if let Err(e) = txn.join(&self.producer, &record).await {
-                                    self.shared.finish(&topic, partition);
+                                    self.shared.finish(&topic, partition, false);
                                     return Err(e);
                                 }
                             }
                             task::spawn(svc, record, admitted, &self.shared, &self.producer,
                                 &self.events.0, &mut self.tasks);
+                            if isolate {
+                                if let Some(txn) = self.txn.as_mut() {
+                                    txn.end(Ending::Commit, &self.shared);
+                                }
+                            }
                         } else {
                             tracing::debug!(%topic, partition, offset,
                                 "partition not ours any more: record dropped");
@@ -493,10 +586,51 @@ where
     }
 
     fn resume(&mut self) {
-        self.consumer.resume(&self.consumer.paused());
+        resume_unpaused(&self.consumer, &self.backoff, &self.shared);
         self.paused = false;
-        self.shared.stats.set_paused(false);
         tracing::info!("partitions resumed (the record waiting for readiness was dropped)");
+    }
+
+    /// A record of `tp` failed retriably for the `failures`-th time in a row: the
+    /// partition is paused for the backoff.
+    fn back_off(&mut self, tp: TopicPartition, failures: u32) {
+        let (initial, max) = self.redelivery_backoff;
+        let factor = 1u32 << failures.saturating_sub(1).min(20);
+        let delay = initial.saturating_mul(factor).min(max);
+        if delay.is_zero() {
+            return;
+        }
+        tracing::debug!(%tp, failures, ?delay, "retriable failure: backing off");
+        self.consumer.pause(std::slice::from_ref(&tp));
+        let until = Instant::now() + delay;
+        let end = self.backoff.entry(tp).or_insert(until);
+        *end = (*end).max(until);
+    }
+
+    /// The earliest end of a redelivery backoff (now when there is none).
+    fn next_backoff_end(&self) -> Instant {
+        self.backoff
+            .values()
+            .min()
+            .copied()
+            .unwrap_or_else(Instant::now)
+    }
+
+    /// Resumes the partitions whose backoff ended (unless the runner's pause holds them).
+    fn end_backoffs(&mut self) {
+        let now = Instant::now();
+        let ended: Vec<TopicPartition> = self
+            .backoff
+            .iter()
+            .filter(|(_, end)| **end <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in &ended {
+            self.backoff.remove(tp);
+        }
+        if !self.paused {
+            self.consumer.resume(&ended);
+        }
     }
 
     /// The commit interval passed: commit through the consumer, or end the transaction.
@@ -517,42 +651,31 @@ where
                 topic,
                 partition,
                 offset,
-            } => {
-                self.shared.stats.add_redelivered();
-                if let Some(txn) = self.txn.as_mut() {
-                    // The whole transaction is redone: its other records' outputs and
-                    // offsets cannot commit without this one's.
-                    tracing::debug!(%topic, partition, offset,
-                        "retriable failure: aborting the transaction");
-                    txn.end(Ending::Abort, &self.shared);
-                    return Ok(());
-                }
-                let tp = TopicPartition::new(topic.as_ref(), partition);
-                // Rewind only forwards of the record: after a rewind, later failures of
-                // the same partition are already covered.
-                if self.consumer.position(&tp).is_some_and(|p| p > offset) {
-                    tracing::debug!(%topic, partition, offset, "retriable failure: rewinding");
-                    self.consumer.seek(&tp, offset)?;
-                    if held
-                        .as_ref()
-                        .is_some_and(|h| h.topic == topic && h.partition == partition)
-                    {
-                        *held = None;
-                    }
-                }
-                Ok(())
-            }
+            } => self.redeliver(topic, partition, offset, held),
             Event::Fatal {
                 topic,
                 partition,
                 offset,
                 error,
-            } => Err(RunError::Fatal {
-                topic: topic.to_string(),
+            } => Err(self.fatal(topic.to_string(), partition, offset, error)),
+            Event::Refused {
+                topic,
                 partition,
                 offset,
                 error,
-            }),
+            } => {
+                if self.shared.output_refused(&topic, partition, offset, error) {
+                    tracing::warn!(%topic, partition, offset, "exactly-once: the record's \
+                        output was refused in a transaction of its own; it is dead-lettered \
+                        when fetched again");
+                } else {
+                    tracing::debug!(%topic, partition, offset, "an output was refused; the \
+                        record runs again on its own, to tell whether the refused output is \
+                        its own (the producer fails a whole batch, and exactly-once the whole \
+                        transaction)");
+                }
+                self.redeliver(topic, partition, offset, held)
+            }
             Event::Committed { offsets, result } => {
                 self.commit_in_flight = false;
                 match result {
@@ -568,6 +691,78 @@ where
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The record failed retriably (or saw a refused output): the partition backs off
+    /// and is fetched again from it (exactly-once: the transaction aborts).
+    fn redeliver(
+        &mut self,
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        held: &mut Option<ConsumedRecord>,
+    ) -> Result<(), RunError> {
+        self.shared.stats.add_redelivered();
+        let failures = self.shared.failed(&topic, partition);
+        self.back_off(TopicPartition::new(topic.as_ref(), partition), failures);
+        if let Some(txn) = self.txn.as_mut() {
+            // The whole transaction is redone: its other records' outputs and offsets
+            // cannot commit without this one's.
+            tracing::debug!(%topic, partition, offset, "aborting the transaction");
+            txn.end(Ending::Abort, &self.shared);
+            return Ok(());
+        }
+        let tp = TopicPartition::new(topic.as_ref(), partition);
+        // Rewind only forwards of the record: after a rewind, later failures of the same
+        // partition are already covered.
+        if self.consumer.position(&tp).is_some_and(|p| p > offset) {
+            tracing::debug!(%topic, partition, offset, "rewinding");
+            self.consumer.seek(&tp, offset)?;
+            if held
+                .as_ref()
+                .is_some_and(|h| h.topic == topic && h.partition == partition)
+            {
+                *held = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The error a fatal record failure stops the pipeline with: a refused output as
+    /// [`RunError::OutputRejected`]; in exactly-once mode a producer that cannot go on
+    /// as [`RunError::Transaction`].
+    fn fatal(&self, topic: String, partition: i32, offset: i64, error: PipelineError) -> RunError {
+        if self.txn.is_some() {
+            if let Some(e) = error
+                .downcast_ref::<sluice_wire::Error>()
+                .filter(|e| e.is_fatal_producer_error())
+            {
+                return RunError::Transaction(e.clone());
+            }
+        }
+        if error.downcast_ref::<OutputRejected>().is_none() {
+            return RunError::Fatal {
+                topic,
+                partition,
+                offset,
+                error,
+            };
+        }
+        match error.into_inner().downcast::<OutputRejected>() {
+            Ok(rejected) => RunError::OutputRejected {
+                topic,
+                partition,
+                offset,
+                error: *rejected,
+            },
+            // Checked above; kept whole all the same.
+            Err(other) => RunError::Fatal {
+                topic,
+                partition,
+                offset,
+                error: PipelineError::fatal(other),
+            },
         }
     }
 
@@ -728,6 +923,22 @@ where
         }
         result
     }
+}
+
+/// Ends the runner's pause: resumes every paused partition but those waiting out a
+/// redelivery backoff.
+fn resume_unpaused(
+    consumer: &Consumer,
+    backoff: &HashMap<TopicPartition, Instant>,
+    shared: &Shared,
+) {
+    let paused: Vec<TopicPartition> = consumer
+        .paused()
+        .into_iter()
+        .filter(|tp| !backoff.contains_key(tp))
+        .collect();
+    consumer.resume(&paused);
+    shared.stats.set_paused(false);
 }
 
 fn commit_map(offsets: &[(Arc<str>, i32, i64)]) -> BTreeMap<TopicPartition, OffsetAndMetadata> {

@@ -2,12 +2,13 @@
 //! partitions may admit records, what runs and what is not committed yet, and the
 //! counters users read through [`PipelineStats`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{oneshot, watch, Notify};
 
+use super::output::{OutputRejected, RejectedOutput};
 use crate::commit::{CommitHandle, Ticket};
 
 type Key = (Arc<str>, i32);
@@ -53,6 +54,16 @@ struct PartitionState {
     rewound: watch::Sender<u64>,
     /// The hand-off of the last admitted record, for the next one to wait on.
     handoff: Option<oneshot::Receiver<()>>,
+    /// Retriable failures since the partition's last record that succeeded: the
+    /// redelivery backoff doubles with each.
+    failures: u32,
+    /// Exactly-once: records that saw a refused output in an aborted transaction. Any
+    /// record whose transaction failed may see the error (the producer fails every batch
+    /// of a failed transaction with it), so each runs again in a transaction of its own.
+    suspects: BTreeSet<i64>,
+    /// Exactly-once: records whose output was refused in a transaction of their own:
+    /// dead-lettered when fetched again, without calling the stack.
+    refused: BTreeMap<i64, OutputRejected>,
 }
 
 impl PartitionState {
@@ -66,6 +77,9 @@ impl PartitionState {
             rewinds: Vec::new(),
             rewound: watch::Sender::new(0),
             handoff: None,
+            failures: 0,
+            suspects: BTreeSet::new(),
+            refused: BTreeMap::new(),
         }
     }
 }
@@ -83,6 +97,14 @@ pub(crate) struct Shared {
     /// Exactly-once mode: (records, outputs) finished in the open transaction, added to
     /// the stats when it commits and dropped when it aborts.
     in_transaction: Mutex<(u64, u64)>,
+    /// What a record whose output the broker refuses becomes.
+    pub(crate) rejected_output: RejectedOutput,
+    /// The group id, for the dead letters' headers.
+    pub(crate) group: String,
+    /// At-least-once: held shared while outputs are in the producer, exclusively to send
+    /// a refused output again alone (the producer fails every record of a refused batch:
+    /// alone, a refusal is the record's own).
+    pub(crate) producing: tokio::sync::RwLock<()>,
 }
 
 impl Shared {
@@ -94,7 +116,69 @@ impl Shared {
             progress: Notify::new(),
             exactly_once,
             in_transaction: Mutex::new((0, 0)),
+            rejected_output: RejectedOutput::default(),
+            group: String::new(),
+            producing: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// With `rejected_output` and the `group` id for dead letters.
+    pub(crate) fn with_rejected_output(mut self, rejected: RejectedOutput, group: &str) -> Self {
+        self.rejected_output = rejected;
+        self.group = group.to_owned();
+        self
+    }
+
+    /// A record of the partition failed retriably: the consecutive failures so far.
+    pub(crate) fn failed(&self, topic: &Arc<str>, partition: i32) -> u32 {
+        self.lock()
+            .get_mut(&(topic.clone(), partition))
+            .map_or(1, |p| {
+                p.failures = p.failures.saturating_add(1);
+                p.failures
+            })
+    }
+
+    /// Exactly-once: the record saw its output refused in the transaction. The first
+    /// time it becomes a suspect (false); a suspect, which ran in a transaction of its
+    /// own, is the culprit: it is dead-lettered when fetched again (true).
+    pub(crate) fn output_refused(
+        &self,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+        error: OutputRejected,
+    ) -> bool {
+        let mut parts = self.lock();
+        let Some(p) = parts.get_mut(&(topic.clone(), partition)) else {
+            return false;
+        };
+        if p.suspects.remove(&offset) {
+            p.refused.insert(offset, error);
+            true
+        } else {
+            p.suspects.insert(offset);
+            false
+        }
+    }
+
+    /// Exactly-once: whether the record must run in a transaction of its own.
+    pub(crate) fn is_suspect(&self, topic: &Arc<str>, partition: i32, offset: i64) -> bool {
+        self.lock()
+            .get(&(topic.clone(), partition))
+            .is_some_and(|p| p.suspects.contains(&offset))
+    }
+
+    /// Exactly-once: the refused output of the record, if it is known to be refused.
+    pub(crate) fn refused(
+        &self,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+    ) -> Option<OutputRejected> {
+        self.lock()
+            .get(&(topic.clone(), partition))
+            .and_then(|p| p.refused.get(&offset).cloned())
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, PartitionState>> {
@@ -237,9 +321,12 @@ impl Shared {
         }
     }
 
-    /// A record task ended, whatever its outcome.
-    pub(crate) fn finish(&self, topic: &Arc<str>, partition: i32) {
+    /// A record task ended, whatever its outcome; `succeeded` if it did not fail.
+    pub(crate) fn finish(&self, topic: &Arc<str>, partition: i32, succeeded: bool) {
         if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
+            if succeeded {
+                p.failures = 0;
+            }
             p.running = p.running.saturating_sub(1);
             if p.running == 0 {
                 p.rewinds.clear();
@@ -267,6 +354,8 @@ impl Shared {
         if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
             p.uncommitted.retain(|&o| o >= offset);
             p.committed = Some(p.committed.map_or(offset, |c| c.max(offset)));
+            p.suspects.retain(|&o| o >= offset);
+            p.refused.retain(|&o, _| o >= offset);
         }
     }
 

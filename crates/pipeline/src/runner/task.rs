@@ -9,12 +9,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tower::Service;
 
+use super::output::{self, Failure, OutputRejected, RejectedOutput};
 use super::state::{Admitted, Shared};
 use super::{producer_record, Event};
 use crate::{ConsumedRecord, Disposition, PipelineError, Processed};
 
 /// Calls the stack with `record`, admitted as `admitted`, and spawns the task that
-/// produces its outputs and marks it done.
+/// produces its outputs and marks it done. A record whose output is known to be refused
+/// (exactly-once, see [`Shared::refused`]) is dead-lettered instead, without calling the
+/// stack.
 pub(super) fn spawn<S>(
     svc: &mut S,
     record: ConsumedRecord,
@@ -29,17 +32,46 @@ pub(super) fn spawn<S>(
 {
     let (topic, partition, offset) = (Arc::clone(&record.topic), record.partition, record.offset);
     shared.stats.add_admitted();
-    let answer = svc.call(record);
+    let refused = match shared.exactly_once {
+        true => shared.refused(&topic, partition, offset),
+        false => None,
+    };
+    // Kept to dead-letter the record if the broker refuses an output.
+    let original = (shared.rejected_output == RejectedOutput::DeadLetter).then(|| record.clone());
+    let answer = match refused {
+        Some(_) => futures::future::Either::Left(std::future::ready(Ok(Vec::new()))),
+        None => futures::future::Either::Right(svc.call(record)),
+    };
     let task = RecordTask {
         topic,
         partition,
         offset,
         admitted,
+        original,
+        refused,
         shared: Arc::clone(shared),
         producer: producer.clone(),
         events: events.clone(),
     };
     tasks.spawn(task.run(answer));
+}
+
+/// An output the producer did not deliver.
+struct FailedOutput {
+    /// A copy to send again (at-least-once, refused outputs dead-lettered).
+    record: Option<sluice_wire::producer::ProducerRecord>,
+    topic: Arc<str>,
+    error: sluice_wire::Error,
+}
+
+/// How a record's task ended, when it was not superseded.
+enum Outcome {
+    /// Done, with this many outputs (or dead letters) acknowledged.
+    Done(u64),
+    /// The stack or the producer failed.
+    Failed(PipelineError),
+    /// Exactly-once: an output was refused; the transaction must abort.
+    Refused(OutputRejected),
 }
 
 /// What one record's task needs after the stack answered.
@@ -48,6 +80,11 @@ struct RecordTask {
     partition: i32,
     offset: i64,
     admitted: Admitted,
+    /// The record, to dead-letter it if an output is refused.
+    original: Option<ConsumedRecord>,
+    /// Exactly-once: the record's output was refused in a transaction of its own; it is
+    /// dead-lettered, not produced.
+    refused: Option<OutputRejected>,
     shared: Arc<Shared>,
     producer: Producer,
     events: mpsc::UnboundedSender<Event>,
@@ -79,15 +116,24 @@ impl RecordTask {
         let Some(outcome) = outcome else {
             tracing::trace!(topic = %self.topic, partition = self.partition,
                 offset = self.offset, "superseded by a rewind: answer dropped");
-            self.shared.finish(&self.topic, self.partition);
+            self.shared.finish(&self.topic, self.partition, true);
             return;
         };
+        let succeeded = matches!(outcome, Outcome::Done(_));
         match outcome {
-            Ok(n) => {
+            Outcome::Done(n) => {
                 self.shared.done(&self.admitted.ticket);
                 self.shared.completed(n);
             }
-            Err(error) if error.disposition() == Disposition::Retriable => {
+            Outcome::Refused(error) => {
+                let _ = self.events.send(Event::Refused {
+                    topic: Arc::clone(&self.topic),
+                    partition: self.partition,
+                    offset: self.offset,
+                    error,
+                });
+            }
+            Outcome::Failed(error) if error.disposition() == Disposition::Retriable => {
                 tracing::debug!(topic = %self.topic, partition = self.partition,
                     offset = self.offset, %error, "retriable failure: fetching it again");
                 // Marked rewound in `process`, before the answer was dropped.
@@ -97,7 +143,7 @@ impl RecordTask {
                     offset: self.offset,
                 });
             }
-            Err(error) => {
+            Outcome::Failed(error) => {
                 let _ = self.events.send(Event::Fatal {
                     topic: Arc::clone(&self.topic),
                     partition: self.partition,
@@ -106,7 +152,7 @@ impl RecordTask {
                 });
             }
         }
-        self.shared.finish(&self.topic, self.partition);
+        self.shared.finish(&self.topic, self.partition, succeeded);
     }
 
     /// Resolves once a rewind superseded this record; never if the partition is
@@ -131,7 +177,7 @@ impl RecordTask {
         answer: F,
         after: Option<oneshot::Receiver<()>>,
         handed_over: &mut Option<oneshot::Sender<()>>,
-    ) -> Option<Result<u64, PipelineError>>
+    ) -> Option<Outcome>
     where
         F: Future<Output = Result<Processed, PipelineError>>,
     {
@@ -165,21 +211,143 @@ impl RecordTask {
                 {
                     return None;
                 }
-                let produced = self.produce(outputs, handed_over).await;
-                if let Err(e) = &produced {
+                let outcome = match self.refused.clone() {
+                    Some(refused) => self.dead_letter(refused).await,
+                    None => {
+                        let (n, failures) = self.produce(outputs, handed_over).await;
+                        self.settle(n, failures).await
+                    }
+                };
+                if let Outcome::Failed(e) = &outcome {
                     if e.disposition() == Disposition::Retriable {
                         self.rewind();
                     }
                 }
-                Some(produced)
+                Some(outcome)
             }
             Err(e) => {
                 if e.disposition() == Disposition::Retriable {
                     self.rewind();
                 }
                 answer.set(None);
-                Some(Err(e))
+                Some(Outcome::Failed(e))
             }
+        }
+    }
+
+    /// The outcome of a record `n` of whose outputs were acknowledged and the others
+    /// failed: each producer error classified as any failure is (see [`output`]), the
+    /// worst deciding. A refused output stops the pipeline or is dead-lettered, as the
+    /// pipeline says; exactly-once it aborts the transaction first.
+    async fn settle(&self, n: u64, failures: Vec<FailedOutput>) -> Outcome {
+        let worst = failures.iter().map(|f| output::classify(&f.error)).max();
+        let Some(worst) = worst else {
+            return Outcome::Done(n);
+        };
+        let first = |kind: Failure| {
+            failures
+                .iter()
+                .find(|f| output::classify(&f.error) == kind)
+                .map(|f| f.error.clone())
+        };
+        match worst {
+            Failure::Fatal => Outcome::Failed(PipelineError::fatal(
+                first(Failure::Fatal).unwrap_or_else(|| failures[0].error.clone()),
+            )),
+            Failure::Retriable => Outcome::Failed(PipelineError::retriable(
+                first(Failure::Retriable).unwrap_or_else(|| failures[0].error.clone()),
+            )),
+            Failure::Rejected => {
+                let rejected = OutputRejected {
+                    topic: failures[0].topic.to_string(),
+                    source: failures[0].error.clone(),
+                };
+                tracing::warn!(topic = %self.topic, partition = self.partition,
+                    offset = self.offset, error = %rejected, "an output was refused");
+                match self.shared.rejected_output {
+                    RejectedOutput::Fatal => Outcome::Failed(PipelineError::fatal(rejected)),
+                    // The producer fails every batch of a failed transaction, whose
+                    // records all see the error: the transaction aborts, and each of them
+                    // runs again in a transaction of its own to tell.
+                    RejectedOutput::DeadLetter if self.shared.exactly_once => {
+                        self.rewind();
+                        Outcome::Refused(rejected)
+                    }
+                    RejectedOutput::DeadLetter => self.alone(n, failures).await,
+                }
+            }
+        }
+    }
+
+    /// At-least-once: sends the refused outputs again while no other output is in the
+    /// producer. The producer fails every record of a refused batch, so another record's
+    /// output may have been refused in this one's stead; alone, a refusal is this
+    /// record's own, and it is dead-lettered. (An output accepted on its own lands after
+    /// outputs of later records of the partition.)
+    async fn alone(&self, mut n: u64, failures: Vec<FailedOutput>) -> Outcome {
+        let only = self.shared.producing.write().await;
+        for failed in failures {
+            let Some(record) = failed.record else {
+                return Outcome::Failed(PipelineError::fatal(failed.error));
+            };
+            let written = match self.producer.send(record).await {
+                Ok(delivery) => delivery.await,
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    return match output::classify(&e) {
+                        Failure::Rejected => {
+                            drop(only);
+                            self.dead_letter(OutputRejected {
+                                topic: failed.topic.to_string(),
+                                source: e,
+                            })
+                            .await
+                        }
+                        Failure::Retriable => Outcome::Failed(PipelineError::retriable(e)),
+                        Failure::Fatal => Outcome::Failed(PipelineError::fatal(e)),
+                    };
+                }
+            }
+        }
+        tracing::debug!(topic = %self.topic, partition = self.partition, offset = self.offset,
+            "refused outputs accepted on their own: another record's output was refused");
+        Outcome::Done(n)
+    }
+
+    /// Writes the record's dead letter through the pipeline's producer (inside the
+    /// transaction, exactly-once) and waits for the acknowledgement. A dead letter that
+    /// is refused too stops the pipeline.
+    async fn dead_letter(&self, rejected: OutputRejected) -> Outcome {
+        let Some(record) = self.original.as_ref() else {
+            return Outcome::Failed(PipelineError::fatal(rejected));
+        };
+        let letter = output::dead_letter(record, &rejected, &self.shared.group);
+        let dlq = letter.topic.to_string();
+        let written = match self.producer.send(letter).await {
+            Ok(delivery) => delivery.await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(at) => {
+                tracing::warn!(topic = %self.topic, partition = self.partition,
+                    offset = self.offset, dlq.topic = %at.topic, dlq.partition = at.partition,
+                    dlq.offset = at.offset, error = %rejected, "record dead-lettered");
+                metrics::counter!(crate::metrics::DEAD_LETTERED, "topic" => self.topic.to_string())
+                    .increment(1);
+                Outcome::Done(0)
+            }
+            Err(e) => match output::classify(&e) {
+                Failure::Retriable => Outcome::Failed(PipelineError::retriable(e)),
+                Failure::Rejected | Failure::Fatal => {
+                    Outcome::Failed(PipelineError::fatal(OutputRejected {
+                        topic: dlq,
+                        source: e,
+                    }))
+                }
+            },
         }
     }
 
@@ -189,29 +357,49 @@ impl RecordTask {
         self.shared.rewind(&self.topic, self.partition, self.offset);
     }
 
-    /// Sends every output, then waits for every acknowledgement. A failure is retriable:
-    /// the record is processed again (at-least-once: its acknowledged outputs are then
-    /// duplicated; exactly-once: the transaction is aborted, so they are not).
+    /// Sends every output, then waits for every acknowledgement: how many were
+    /// acknowledged, and the outputs that failed.
     async fn produce(
         &self,
         outputs: Processed,
         handed_over: &mut Option<oneshot::Sender<()>>,
-    ) -> Result<u64, PipelineError> {
+    ) -> (u64, Vec<FailedOutput>) {
+        // At-least-once a refused output is sent again alone: keep a copy (cheap: shared
+        // bytes) and let that resend wait for the outputs in flight.
+        let again =
+            !self.shared.exactly_once && self.shared.rejected_output == RejectedOutput::DeadLetter;
+        let _producing = match again {
+            true => Some(self.shared.producing.read().await),
+            false => None,
+        };
         let mut deliveries = Vec::with_capacity(outputs.len());
+        let mut failures = Vec::new();
         for output in outputs {
-            let delivery = self
-                .producer
-                .send(producer_record(output))
-                .await
-                .map_err(PipelineError::retriable)?;
-            deliveries.push(delivery);
+            let record = producer_record(output);
+            let topic = Arc::clone(&record.topic);
+            let copy = again.then(|| record.clone());
+            match self.producer.send(record).await {
+                Ok(delivery) => deliveries.push((topic, copy, delivery)),
+                Err(error) => failures.push(FailedOutput {
+                    record: copy,
+                    topic,
+                    error,
+                }),
+            }
         }
         // In the producer's buffer, in order: the next record's outputs may follow.
         drop(handed_over.take());
-        let n = deliveries.len() as u64;
-        for delivery in deliveries {
-            delivery.await.map_err(PipelineError::retriable)?;
+        let mut n = 0;
+        for (topic, copy, delivery) in deliveries {
+            match delivery.await {
+                Ok(_) => n += 1,
+                Err(error) => failures.push(FailedOutput {
+                    record: copy,
+                    topic,
+                    error,
+                }),
+            }
         }
-        Ok(n)
+        (n, failures)
     }
 }

@@ -78,6 +78,11 @@ impl Transaction {
         }
     }
 
+    /// Whether a transaction is open (begun, not yet committed or aborted).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// Whether records may be admitted (the transaction is not ending).
     pub(crate) fn admitting(&self) -> bool {
         self.ending.is_none()

@@ -316,6 +316,26 @@ impl Consumer {
         }
     }
 
+    /// Counts as a poll for `max.poll.interval.ms` without taking a record, as Java's
+    /// `poll()` does while every partition is paused: for an application that paused its
+    /// partitions, or holds a record it cannot process yet, and must stay in the group
+    /// meanwhile (a member that neither calls [`recv`](Self::recv) nor this for
+    /// `max.poll.interval.ms` leaves the group). Hands out no record. Fails, as `recv`
+    /// would, with the error a failed fetch or group operation left for the next poll.
+    pub fn keep_alive(&self) -> Result<()> {
+        let mut state = self.shared.lock();
+        let now = Instant::now();
+        if now.duration_since(state.last_poll) > self.shared.config.max_poll_interval / 2 {
+            // A member that left after a poll timeout rejoins.
+            self.shared.group_wake.notify_one();
+        }
+        state.last_poll = now;
+        match state.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Records as a [`Stream`]; it never ends on its own (errors are items).
     pub fn stream(&self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
         futures::stream::unfold(self, |c| async move { Some((c.recv().await, c)) })
@@ -431,7 +451,9 @@ impl Consumer {
         result
     }
 
-    /// Commits `offsets` for the group and waits for the coordinator's answer.
+    /// Commits `offsets` for the group and waits for the coordinator's answer, retrying
+    /// retriable failures up to the request timeout. It goes after the commits made
+    /// before it (see [`commit_async`](Self::commit_async)).
     pub async fn commit(
         &self,
         offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
@@ -447,13 +469,27 @@ impl Consumer {
     }
 
     /// Starts a commit and returns at once; await the [`PendingCommit`] for the answer.
+    ///
+    /// As Java's `commitAsync`: the request is sent once and never retried (a failure is
+    /// the answer; the next commit carries newer offsets), and this consumer's commits,
+    /// async and not, reach the coordinator one at a time in the order they were made,
+    /// so a commit never lands after a later one and the committed offset never goes
+    /// back.
     pub fn commit_async(
         &self,
         offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> PendingCommit {
         let shared = Arc::clone(&self.shared);
+        // The place in the queue is taken now, in the caller's order.
+        let turn = shared.coordinator.as_ref().map(|c| c.commits.join());
         PendingCommit(tokio::spawn(async move {
-            offsets::commit(&shared, &offsets).await
+            match turn {
+                Some(turn) => {
+                    offsets::commit_in_turn(&shared, &offsets, turn, offsets::Attempts::Once).await
+                }
+                // No group.id: fails saying so.
+                None => offsets::commit(&shared, &offsets).await,
+            }
         }))
     }
 

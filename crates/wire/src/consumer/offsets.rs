@@ -12,6 +12,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -85,10 +86,70 @@ fn coordinator(shared: &Shared) -> Result<&Coordinator> {
         .ok_or_else(|| Error::config("committed offsets need a group.id"))
 }
 
-/// Commits `offsets` for the group and waits for the coordinator's answer. Coordinator
-/// moves and loads are retried up to the request timeout; REBALANCE_IN_PROGRESS,
-/// ILLEGAL_GENERATION and UNKNOWN_MEMBER_ID are returned: the partitions may have moved
-/// and the commit would overwrite their new owner's progress.
+/// The order of one consumer's commits: each one goes to the coordinator only once the
+/// commit asked for before it has its answer, so the broker applies them in the order
+/// they were asked for, and an older commit never lands after a newer one (the committed
+/// offset of a partition never goes back). Java gets the same from sending every commit
+/// on one connection and never retrying `commitAsync`.
+///
+/// A place in the queue is taken synchronously, when the commit is asked for (not when
+/// its task first runs), and given up when its [`CommitTurn`] is dropped, answered or
+/// cancelled.
+#[derive(Debug, Default)]
+pub(crate) struct CommitQueue {
+    /// Closes when the last commit asked for has its answer.
+    last: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl CommitQueue {
+    /// A place at the back of the queue.
+    pub(crate) fn join(&self) -> CommitTurn {
+        let (done, next) = oneshot::channel();
+        let mut last = match self.last.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        CommitTurn {
+            ahead: last.replace(next),
+            _done: done,
+        }
+    }
+}
+
+/// A commit's place in its consumer's [`CommitQueue`].
+#[derive(Debug)]
+pub(crate) struct CommitTurn {
+    /// The commit before this one; closed once it has its answer.
+    ahead: Option<oneshot::Receiver<()>>,
+    /// Dropped with the turn: lets the next commit go.
+    _done: oneshot::Sender<()>,
+}
+
+impl CommitTurn {
+    /// Waits until the commit ahead has its answer.
+    async fn wait(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            let _ = ahead.await;
+        }
+    }
+}
+
+/// How often a commit is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempts {
+    /// `commit`, `commitSync`: retriable failures (a coordinator move or load, a cut
+    /// connection) are retried up to the request timeout.
+    UntilTimeout,
+    /// `commit_async` (Java: `commitAsync` never retries): one request; its failure is
+    /// returned, and the next commit carries newer offsets anyway.
+    Once,
+}
+
+/// Commits `offsets` for the group and waits for the coordinator's answer, after every
+/// commit asked for before it (see [`CommitQueue`]). Coordinator moves and loads are
+/// retried up to the request timeout; REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION and
+/// UNKNOWN_MEMBER_ID are returned: the partitions may have moved and the commit would
+/// overwrite their new owner's progress.
 pub(crate) async fn commit(
     shared: &Shared,
     offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
@@ -96,7 +157,23 @@ pub(crate) async fn commit(
     if offsets.is_empty() {
         return Ok(());
     }
+    let turn = coordinator(shared)?.commits.join();
+    commit_in_turn(shared, offsets, turn, Attempts::UntilTimeout).await
+}
+
+/// Commits `offsets` once its `turn` comes (taken from the coordinator's
+/// [`CommitQueue`] when the commit was asked for), sending it as `attempts` says.
+pub(crate) async fn commit_in_turn(
+    shared: &Shared,
+    offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    mut turn: CommitTurn,
+    attempts: Attempts,
+) -> Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
     let coordinator = coordinator(shared)?;
+    turn.wait().await;
     let (member_id, generation) = {
         let state = shared.lock();
         if state.subscription.is_some() {
@@ -167,6 +244,12 @@ pub(crate) async fn commit(
         .await;
         match result {
             Ok(()) => return Ok(()),
+            Err(e) if e.is_retriable() && attempts == Attempts::Once => {
+                if e.kafka_code().is_some_and(is_coordinator_error) {
+                    coordinator.invalidate();
+                }
+                return Err(e);
+            }
             Err(e) if e.is_retriable() && Instant::now() < deadline => {
                 if e.kafka_code().is_some_and(is_coordinator_error) {
                     coordinator.invalidate();

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::cluster::Cluster;
+use crate::consumer::offsets::CommitQueue;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::net::{BrokerConnection, ConnectionConfig};
 
@@ -44,6 +45,9 @@ pub(crate) struct Coordinator {
     conns: [Mutex<Option<BrokerConnection>>; 2],
     connecting: AsyncMutex<()>,
     backoff: Duration,
+    /// The order of the group's offset commits from this client (see
+    /// [`CommitQueue`](crate::consumer::offsets::CommitQueue)).
+    pub(crate) commits: CommitQueue,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -73,6 +77,7 @@ impl Coordinator {
             conns: [Mutex::new(None), Mutex::new(None)],
             connecting: AsyncMutex::new(()),
             backoff,
+            commits: CommitQueue::default(),
         }
     }
 
