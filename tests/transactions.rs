@@ -640,14 +640,11 @@ async fn a_pending_transactional_offset_does_not_hold_up_partitions_with_a_posit
     c.close().await.unwrap();
 }
 
-/// A record the broker refuses (MESSAGE_TOO_LARGE: bigger than the topic's
-/// `max.message.bytes`) fails the transaction; `abort()` returns and the producer goes
-/// on with the next transaction.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abort_after_a_record_the_broker_refuses() {
+/// A topic whose `max.message.bytes` is 1000, and an initialised transactional producer.
+async fn refusing_topic_and_producer(prefix: &str) -> (String, Producer) {
     use sluice::wire::admin::{Admin, NewTopic};
     let cluster = cluster().await;
-    let topic = sluice_testkit::unique_topic("txn-too-large");
+    let topic = sluice_testkit::unique_topic(prefix);
     Admin::new(cluster.clone())
         .create_topics(
             &[NewTopic::new(&topic, 1).config("max.message.bytes", "1000")],
@@ -655,12 +652,43 @@ async fn abort_after_a_record_the_broker_refuses() {
         )
         .await
         .unwrap();
-    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic(
-        "tx-large",
-    )))
-    .await
-    .unwrap();
+    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic(prefix)))
+        .await
+        .unwrap();
     p.init_transactions().await.unwrap();
+    (topic, p)
+}
+
+/// After a failed transaction: `abort()` returns, the next transaction commits, and a
+/// read_committed reader sees only its record.
+async fn abort_then_go_on(topic: &str, p: Producer) {
+    tokio::time::timeout(T, p.abort())
+        .await
+        .expect("abort returns")
+        .expect("abort succeeds");
+    p.begin().await.unwrap();
+    let _d = p.send(ProducerRecord::new(topic, "next")).await.unwrap();
+    tokio::time::timeout(T, p.commit())
+        .await
+        .expect("commit returns")
+        .unwrap();
+    p.close(T).await.unwrap();
+    let got = read_all(
+        topic,
+        1,
+        IsolationLevel::ReadCommitted,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(values(&got), ["next"]);
+}
+
+/// A record the broker refuses (MESSAGE_TOO_LARGE: bigger than the topic's
+/// `max.message.bytes`) fails the transaction; `abort()` returns and the producer goes
+/// on with the next transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_a_record_the_broker_refuses() {
+    let (topic, p) = refusing_topic_and_producer("txn-too-large").await;
     p.begin().await.unwrap();
     let small = p.send(ProducerRecord::new(&topic, "small")).await.unwrap();
     tokio::time::timeout(T, small)
@@ -676,25 +704,7 @@ async fn abort_after_a_record_the_broker_refuses() {
         .expect("the big record's outcome")
         .unwrap_err();
     assert!(format!("{e}").contains("MessageTooLarge"), "{e}");
-    tokio::time::timeout(T, p.abort())
-        .await
-        .expect("abort returns")
-        .expect("abort succeeds");
-    p.begin().await.unwrap();
-    let _d = p.send(ProducerRecord::new(&topic, "next")).await.unwrap();
-    tokio::time::timeout(T, p.commit())
-        .await
-        .expect("commit returns")
-        .unwrap();
-    p.close(T).await.unwrap();
-    let got = read_all(
-        &topic,
-        1,
-        IsolationLevel::ReadCommitted,
-        Duration::from_secs(3),
-    )
-    .await;
-    assert_eq!(values(&got), ["next"]);
+    abort_then_go_on(&topic, p).await;
 }
 
 /// The same with the refused record in one batch with an accepted one. Today both
@@ -703,22 +713,7 @@ async fn abort_after_a_record_the_broker_refuses() {
 /// producer's one-owner rework), but `abort()` returns and the producer goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_after_a_refused_record_that_shared_a_batch() {
-    use sluice::wire::admin::{Admin, NewTopic};
-    let cluster = cluster().await;
-    let topic = sluice_testkit::unique_topic("txn-too-large-split");
-    Admin::new(cluster.clone())
-        .create_topics(
-            &[NewTopic::new(&topic, 1).config("max.message.bytes", "1000")],
-            T,
-        )
-        .await
-        .unwrap();
-    let p = Producer::new(txn_producer_config(&sluice_testkit::unique_topic(
-        "tx-split",
-    )))
-    .await
-    .unwrap();
-    p.init_transactions().await.unwrap();
+    let (topic, p) = refusing_topic_and_producer("txn-too-large-split").await;
     p.begin().await.unwrap();
     let small = p.send(ProducerRecord::new(&topic, "small")).await.unwrap();
     let big = p
@@ -732,23 +727,5 @@ async fn abort_after_a_refused_record_that_shared_a_batch() {
         .await
         .expect("the small record's outcome");
     assert!(big.is_err(), "{small:?}");
-    tokio::time::timeout(T, p.abort())
-        .await
-        .expect("abort returns")
-        .expect("abort succeeds");
-    p.begin().await.unwrap();
-    let _d = p.send(ProducerRecord::new(&topic, "next")).await.unwrap();
-    tokio::time::timeout(T, p.commit())
-        .await
-        .expect("commit returns")
-        .unwrap();
-    p.close(T).await.unwrap();
-    let got = read_all(
-        &topic,
-        1,
-        IsolationLevel::ReadCommitted,
-        Duration::from_secs(3),
-    )
-    .await;
-    assert_eq!(values(&got), ["next"]);
+    abort_then_go_on(&topic, p).await;
 }

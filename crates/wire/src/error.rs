@@ -190,6 +190,7 @@ impl Error {
         Error::new(ErrorKind::Authentication, message)
     }
 
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn tls(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Tls, message)
     }

@@ -237,14 +237,7 @@ impl BrokerConnection {
             {
                 let tls = super::tls::connect(&config.security.tls, addr, stream).await?;
                 let (read, write) = tokio::io::split(tls);
-                tokio::spawn(write_loop(
-                    Arc::clone(&shared),
-                    write,
-                    rx,
-                    max_in_flight,
-                    Arc::clone(&config),
-                ));
-                tokio::spawn(read_loop(Arc::clone(&shared), read));
+                spawn_tasks(&shared, read, write, rx, max_in_flight, &config);
             }
             #[cfg(not(feature = "tls"))]
             {
@@ -253,14 +246,7 @@ impl BrokerConnection {
             }
         } else {
             let (read, write) = stream.into_split();
-            tokio::spawn(write_loop(
-                Arc::clone(&shared),
-                write,
-                rx,
-                max_in_flight,
-                Arc::clone(&config),
-            ));
-            tokio::spawn(read_loop(Arc::clone(&shared), read));
+            spawn_tasks(&shared, read, write, rx, max_in_flight, &config);
         }
         let mut conn = BrokerConnection {
             shared,
@@ -480,6 +466,28 @@ fn hint_listener_mismatch(e: Error, protocol: SecurityProtocol, addr: &str) -> E
 
 /// Puts a waiter at the tail of the FIFO; gives the reply back if the connection is
 /// closed.
+/// Starts the connection's writer and reader tasks on the two halves of its socket.
+fn spawn_tasks<R, W>(
+    shared: &Arc<Shared>,
+    read: R,
+    write: W,
+    rx: mpsc::Receiver<Command>,
+    max_in_flight: usize,
+    config: &Arc<ConnectionConfig>,
+) where
+    R: reader::ReadSocket,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(write_loop(
+        Arc::clone(shared),
+        write,
+        rx,
+        max_in_flight,
+        Arc::clone(config),
+    ));
+    tokio::spawn(read_loop(Arc::clone(shared), read));
+}
+
 fn register(
     shared: &Shared,
     correlation_id: i32,

@@ -34,6 +34,7 @@ impl fmt::Debug for Pem {
 }
 
 impl Pem {
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     fn read(&self, key: &str) -> Result<Vec<u8>> {
         match self {
             Pem::Text(t) => Ok(t.as_bytes().to_vec()),
