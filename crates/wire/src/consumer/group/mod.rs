@@ -304,11 +304,14 @@ async fn join(
     cooperative: bool,
 ) -> Result<Joined> {
     let config = &shared.config;
+    // Eager: nothing more is handed out from the moment the revoke starts (Java calls
+    // onPartitionsRevoked inside poll), so the positions committed on revoke are the
+    // last records the application got.
+    shared.lock().membership.rebalancing = !cooperative;
     if !cooperative {
         let all = m.owned.clone();
         revoke(shared, coordinator, m, all).await;
     }
-    shared.lock().membership.rebalancing = !cooperative;
     let subscription = Subscription {
         topics: topics.to_vec(),
         owned: m.owned.clone(),
