@@ -2,9 +2,10 @@
 //! verification, and the handshake, whose failures become [`ErrorKind::Tls`] errors that
 //! name the cause and the broker.
 //!
-//! The crypto provider is chosen at build time: graviola (pure Rust and assembly, no C
-//! compiler; feature `tls` on x86_64 and aarch64), else ring (`tls-ring`), else
-//! aws-lc-rs (`tls-aws-lc`).
+//! The crypto provider, in this order: the process-wide default provider if the
+//! application installed one (`rustls::crypto::CryptoProvider::install_default`), else
+//! aws-lc-rs (feature `tls-aws-lc`), else ring (`tls-ring`), else graviola (pure Rust
+//! and assembly, no C compiler; the default `tls` feature, on x86_64 and aarch64).
 //!
 //! [`ErrorKind::Tls`]: crate::ErrorKind::Tls
 
@@ -288,30 +289,35 @@ mod build {
     use super::TlsConfig;
     use crate::error::{Error, Result};
 
+    /// The crypto provider: the process-wide default if the application installed one
+    /// (`rustls::crypto::CryptoProvider::install_default`, rustls' own convention), else
+    /// aws-lc-rs with the `tls-aws-lc` feature, else ring with `tls-ring`, else graviola
+    /// (the default: no C compiler). The C-backed providers win over graviola when their
+    /// feature is on, because nobody enables them by accident.
     pub(super) fn provider() -> Result<Arc<CryptoProvider>> {
-        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-        {
-            Ok(Arc::new(rustls_graviola::default_provider()))
+        if let Some(installed) = CryptoProvider::get_default() {
+            return Ok(Arc::clone(installed));
         }
-        #[cfg(all(
-            not(any(target_arch = "x86_64", target_arch = "aarch64")),
-            feature = "tls-ring"
-        ))]
+        #[cfg(feature = "tls-aws-lc")]
+        {
+            Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        }
+        #[cfg(all(not(feature = "tls-aws-lc"), feature = "tls-ring"))]
         {
             Ok(Arc::new(rustls::crypto::ring::default_provider()))
         }
         #[cfg(all(
-            not(any(target_arch = "x86_64", target_arch = "aarch64")),
+            not(feature = "tls-aws-lc"),
             not(feature = "tls-ring"),
-            feature = "tls-aws-lc"
+            any(target_arch = "x86_64", target_arch = "aarch64")
         ))]
         {
-            Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            Ok(Arc::new(rustls_graviola::default_provider()))
         }
         #[cfg(all(
-            not(any(target_arch = "x86_64", target_arch = "aarch64")),
+            not(feature = "tls-aws-lc"),
             not(feature = "tls-ring"),
-            not(feature = "tls-aws-lc")
+            not(any(target_arch = "x86_64", target_arch = "aarch64"))
         ))]
         {
             Err(Error::config(
