@@ -15,7 +15,7 @@
 //! 1 KiB acks=all + idempotence + lz4 and consume 1 KiB, each over the SSL listener and
 //! over PLAINTEXT (the twin that gives the cost of TLS), for Sluice with each rustls crypto
 //! provider (`sluice` = sluice-wire's default, graviola; `sluice-ring`; `sluice-aws-lc`),
-//! rdkafka (librdkafka with OpenSSL) and Java. The providers only differ under TLS, so
+//! rdkafka (librdkafka with OpenSSL; `rdkafka-tuned` consumes too) and Java. The providers only differ under TLS, so
 //! `sluice-ring` and `sluice-aws-lc` skip the PLAINTEXT twins.
 //!
 //! The defaults are the full run behind BENCHMARKS.md; `--quick` is for iteration.
@@ -50,7 +50,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Clients to run (default: sluice,rdkafka,rdkafka-tuned,rskafka,java; with `--tls`:
-    /// sluice,sluice-ring,sluice-aws-lc,rdkafka,java).
+    /// sluice,sluice-ring,sluice-aws-lc,rdkafka,rdkafka-tuned,java).
     #[arg(long, value_delimiter = ',')]
     clients: Vec<String>,
     /// Run the TLS suite (see the module docs) instead of the default one.
@@ -71,7 +71,14 @@ const CLIENTS: [&str; 7] = [
     "java",
 ];
 const DEFAULT_CLIENTS: [&str; 5] = ["sluice", "rdkafka", "rdkafka-tuned", "rskafka", "java"];
-const TLS_CLIENTS: [&str; 5] = ["sluice", "sluice-ring", "sluice-aws-lc", "rdkafka", "java"];
+const TLS_CLIENTS: [&str; 6] = [
+    "sluice",
+    "sluice-ring",
+    "sluice-aws-lc",
+    "rdkafka",
+    "rdkafka-tuned",
+    "java",
+];
 
 /// Sluice with a crypto provider other than its default: the same client as `sluice`
 /// except under TLS.
