@@ -14,13 +14,15 @@
 //! never corrupts the stream for others.
 //!
 //! # Security
-//! With TLS the socket is a rustls stream; with SASL the connection authenticates after
-//! ApiVersions and before it is handed out. The writer task owns authentication: it runs
-//! the exchange itself (so no other request can slip between two SASL messages) and, when
-//! the broker gave the session a lifetime (`connections.max.reauth.ms`, KIP-368),
-//! re-authenticates at 85 to 95 % of it. Requests written before a re-authentication are
-//! answered first (the broker answers in order); requests queued during it wait and go
-//! out after it, in their order. Nothing in flight fails or is reordered.
+//! With TLS the socket is a rustls stream over a read-ahead TCP stream that also sets
+//! `SO_RCVLOWAT` for large responses (`net/readahead.rs`); with SASL the connection
+//! authenticates after ApiVersions and before it is handed out. The writer task owns
+//! authentication: it runs the exchange itself (so no other request can slip between two
+//! SASL messages) and, when the broker gave the session a lifetime
+//! (`connections.max.reauth.ms`, KIP-368), re-authenticates at 85 to 95 % of it. Requests
+//! written before a re-authentication are answered first (the broker answers in order);
+//! requests queued during it wait and go out after it, in their order. Nothing in flight
+//! fails or is reordered.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -43,6 +45,8 @@ use tracing::{debug, info, trace};
 
 use super::frame::{self, Frame};
 use super::rcvlowat::LowWaterMark;
+#[cfg(feature = "tls")]
+use super::readahead::{Missing, ReadAhead};
 use super::security::{SecurityConfig, SecurityProtocol};
 use super::versions::{ApiVersions, API_VERSIONS_MAX};
 use crate::error::{Error, ErrorKind, Result};
@@ -232,8 +236,11 @@ impl BrokerConnection {
         if protocol.uses_tls() {
             #[cfg(feature = "tls")]
             {
+                let missing = Missing::default();
+                let stream = ReadAhead::new(stream, missing.clone());
                 let tls = super::tls::connect(&config.security.tls, addr, stream).await?;
                 let (read, write) = tokio::io::split(tls);
+                let read = TlsRead { read, missing };
                 tokio::spawn(write_loop(
                     Arc::clone(&shared),
                     write,
@@ -777,20 +784,41 @@ async fn wait_for_slot(shared: &Shared, max: usize) -> bool {
 
 /// The read side of a connection's socket.
 trait ReadSocket: AsyncRead + Unpin + Send + 'static {
-    /// Adjusts `SO_RCVLOWAT` for a frame of which `missing` bytes are still to come;
-    /// only on plain TCP (under TLS the bytes still to come are ciphertext, which the
-    /// plaintext count does not bound).
-    fn low_water(&self, _mark: &mut LowWaterMark, _missing: usize) {}
+    /// Adjusts `SO_RCVLOWAT` for a frame of which `missing` bytes are still to come.
+    fn low_water(&self, mark: &mut LowWaterMark, missing: usize);
 }
 
 impl ReadSocket for OwnedReadHalf {
     fn low_water(&self, mark: &mut LowWaterMark, missing: usize) {
-        mark.update(self, missing);
+        mark.update(self.as_ref(), missing);
+    }
+}
+
+/// The read side under TLS. The socket's mark is set below rustls, by [`ReadAhead`],
+/// which knows when it is about to wait (see `net/readahead.rs`).
+#[cfg(feature = "tls")]
+struct TlsRead {
+    read: tokio::io::ReadHalf<tokio_rustls::client::TlsStream<ReadAhead>>,
+    missing: Missing,
+}
+
+#[cfg(feature = "tls")]
+impl AsyncRead for TlsRead {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.read).poll_read(cx, buf)
     }
 }
 
 #[cfg(feature = "tls")]
-impl ReadSocket for tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>> {}
+impl ReadSocket for TlsRead {
+    fn low_water(&self, _mark: &mut LowWaterMark, missing: usize) {
+        self.missing.set(missing);
+    }
+}
 
 /// Reads response frames and hands each to the waiter at the head of the FIFO.
 async fn read_loop<R: ReadSocket>(shared: Arc<Shared>, mut socket: R) {

@@ -281,13 +281,13 @@ mod build {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
     use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
-    use tokio::net::TcpStream;
     use tokio_rustls::client::TlsStream;
     use tokio_rustls::TlsConnector;
     use tracing::warn;
 
     use super::TlsConfig;
     use crate::error::{Error, Result};
+    use crate::net::readahead::ReadAhead;
 
     /// The crypto provider: the process-wide default if the application installed one
     /// (`rustls::crypto::CryptoProvider::install_default`, rustls' own convention), else
@@ -457,8 +457,8 @@ mod build {
     pub(crate) async fn connect(
         tls: &TlsConfig,
         addr: &str,
-        tcp: TcpStream,
-    ) -> Result<TlsStream<TcpStream>> {
+        tcp: ReadAhead,
+    ) -> Result<TlsStream<ReadAhead>> {
         let config = tls.client_config()?;
         let host = host_of(addr);
         let name = ServerName::try_from(host.to_string()).map_err(|_| {
