@@ -11,6 +11,13 @@
 //! `target/bench/results.jsonl`; `compare report` then writes the medians to
 //! `target/bench/results.md` and charts to `target/bench/*.png`.
 //!
+//! `--tls` runs the TLS suite instead, on a broker started with `--security`: produce
+//! 1 KiB acks=all + idempotence + lz4 and consume 1 KiB, each over the SSL listener and
+//! over PLAINTEXT (the twin that gives the cost of TLS), for Sluice with each rustls crypto
+//! provider (`sluice` = sluice-wire's default, graviola; `sluice-ring`; `sluice-aws-lc`),
+//! rdkafka (librdkafka with OpenSSL; `rdkafka-tuned` consumes too) and Java. The providers only differ under TLS, so
+//! `sluice-ring` and `sluice-aws-lc` skip the PLAINTEXT twins.
+//!
 //! The defaults are the full run behind BENCHMARKS.md; `--quick` is for iteration.
 
 use std::fs::{File, OpenOptions};
@@ -42,19 +49,42 @@ pub struct BenchArgs {
     /// once built).
     #[arg(long)]
     quick: bool,
-    /// Clients to run (default: all five).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "sluice,rdkafka,rdkafka-tuned,rskafka,java"
-    )]
+    /// Clients to run (default: sluice,rdkafka,rdkafka-tuned,rskafka,java; with `--tls`:
+    /// sluice,sluice-ring,sluice-aws-lc,rdkafka,rdkafka-tuned,java).
+    #[arg(long, value_delimiter = ',')]
     clients: Vec<String>,
+    /// Run the TLS suite (see the module docs) instead of the default one.
+    #[arg(long)]
+    tls: bool,
     /// PLAINTEXT port of the benchmark broker (its controller listens on port + 1).
     #[arg(long, env = "SLUICE_KAFKA_PORT", default_value_t = kafka::DEFAULT_PORT)]
     port: u16,
 }
 
-const CLIENTS: [&str; 5] = ["sluice", "rdkafka", "rdkafka-tuned", "rskafka", "java"];
+const CLIENTS: [&str; 7] = [
+    "sluice",
+    "sluice-ring",
+    "sluice-aws-lc",
+    "rdkafka",
+    "rdkafka-tuned",
+    "rskafka",
+    "java",
+];
+const DEFAULT_CLIENTS: [&str; 5] = ["sluice", "rdkafka", "rdkafka-tuned", "rskafka", "java"];
+const TLS_CLIENTS: [&str; 6] = [
+    "sluice",
+    "sluice-ring",
+    "sluice-aws-lc",
+    "rdkafka",
+    "rdkafka-tuned",
+    "java",
+];
+
+/// Sluice with a crypto provider other than its default: the same client as `sluice`
+/// except under TLS.
+fn is_provider_variant(client: &str) -> bool {
+    matches!(client, "sluice-ring" | "sluice-aws-lc")
+}
 
 /// Producer settings of a scenario. The fixed-rate latency scenario uses `MODES[0]`.
 struct Mode {
@@ -89,10 +119,36 @@ fn size_label(size: usize) -> String {
     }
 }
 
+/// How clients reach the broker: a listener and what it takes to use it.
+struct Transport {
+    /// `PLAINTEXT` or `SSL`; also the last word of the scenario names.
+    name: &'static str,
+    bootstrap: String,
+    /// The CA of the broker's certificate (SSL).
+    ca: Option<PathBuf>,
+    /// Java client properties for the listener (SSL): `--producer.config` /
+    /// `--consumer.config`.
+    java_config: Option<PathBuf>,
+}
+
+impl Transport {
+    /// `--security-protocol` / `--ca` of the compare binary.
+    fn compare_args(&self, cmd: &mut Command) {
+        if let Some(ca) = &self.ca {
+            cmd.args(["--security-protocol", self.name])
+                .arg("--ca")
+                .arg(ca);
+        }
+    }
+}
+
 /// Everything a run needs to know about where things are.
 struct Env {
     compare: PathBuf,
-    bootstrap: String,
+    /// The PLAINTEXT listener: topics are created and deleted through it.
+    plain: Transport,
+    /// The SSL listener (`--tls` only).
+    ssl: Option<Transport>,
     java: PathBuf,
     classpath: String,
     log4j: PathBuf,
@@ -106,10 +162,21 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
         args.repeat = 1;
         args.latency_secs = 2;
     }
+    if args.clients.is_empty() {
+        let default: &[&str] = if args.tls {
+            &TLS_CLIENTS
+        } else {
+            &DEFAULT_CLIENTS
+        };
+        args.clients = default.iter().map(|c| c.to_string()).collect();
+    }
     for c in &args.clients {
         if !CLIENTS.contains(&c.as_str()) {
             bail!("unknown client {c} ({})", CLIENTS.join(", "));
         }
+    }
+    if args.tls && args.clients.iter().any(|c| c == "rskafka") {
+        bail!("--tls: the harness's rskafka client has no TLS; leave it out of --clients");
     }
     if args.clients.iter().all(|c| c == "rdkafka-tuned") {
         bail!("rdkafka-tuned only consumes: add a client that produces the topics");
@@ -121,6 +188,7 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
     install_signal_flag();
     let root = kafka::workspace_root();
     let manifest = root.join("benches/compare/Cargo.toml");
+    check_build_prerequisites()?;
     eprintln!("xtask: building benches/compare (release; librdkafka from source the first time)");
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(&root)
@@ -137,7 +205,7 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
         version: kafka::DEFAULT_VERSION.to_string(),
         brokers: 1,
         port: args.port,
-        security: false,
+        security: args.tls,
     };
     let was_running = kafka::status().as_ref() == Some(&shape);
     let bootstrap = kafka::up(&shape)?;
@@ -180,9 +248,39 @@ fn run_all(
         .write(true)
         .truncate(true)
         .open(&results_path)?;
+    let ssl = if shape.security {
+        let ca = kafka::tls_dir().join("ca.pem");
+        let java_config = out.join("java-ssl.properties");
+        std::fs::write(
+            &java_config,
+            format!(
+                "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={}\n",
+                ca.display()
+            ),
+        )?;
+        let offset = kafka::SECURE_LISTENERS
+            .iter()
+            .find(|l| l.name == "SSL")
+            .context("no SSL listener in kafka::SECURE_LISTENERS")?
+            .offset;
+        Some(Transport {
+            name: "SSL",
+            bootstrap: format!("127.0.0.1:{}", shape.port + offset),
+            ca: Some(ca),
+            java_config: Some(java_config),
+        })
+    } else {
+        None
+    };
     let mut env = Env {
         compare,
-        bootstrap,
+        plain: Transport {
+            name: "PLAINTEXT",
+            bootstrap,
+            ca: None,
+            java_config: None,
+        },
+        ssl,
         java: kafka::java(),
         classpath: format!("{}/*", kafka::libs_dir(&shape.version).display()),
         log4j,
@@ -190,30 +288,168 @@ fn run_all(
         results,
     };
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    if args.tls {
+        run_tls(args, &mut env, stamp)?;
+    } else {
+        run_default(args, &mut env, stamp)?;
+    }
+    drop(env.results);
+    eprintln!("xtask: results in {}", results_path.display());
+    let status = Command::new(&env.compare)
+        .arg("report")
+        .arg("--input")
+        .arg(&results_path)
+        .arg("--out-dir")
+        .arg(&env.out)
+        .status()?;
+    if !status.success() {
+        bail!("compare report failed ({status})");
+    }
+    Ok(())
+}
+
+/// The clients of repeat `rep`: the order rotates each repeat so none always runs first
+/// or last. Also the producing clients (rdkafka-tuned only consumes; see
+/// `RDKAFKA_TUNED_CONSUMER` in the compare crate) and the one whose uncompressed acks=1
+/// topic the consume scenarios read: rdkafka's when it runs, the same data for all.
+fn rotation(args: &BenchArgs, rep: u32) -> (Vec<String>, Vec<String>, String) {
+    let mut clients = args.clients.clone();
+    let len = clients.len().max(1);
+    clients.rotate_left(rep as usize % len);
+    let producers: Vec<String> = clients
+        .iter()
+        .filter(|c| *c != "rdkafka-tuned")
+        .cloned()
+        .collect();
+    let writer = if producers.iter().any(|c| c == "rdkafka") {
+        "rdkafka".to_string()
+    } else {
+        producers[0].clone()
+    };
+    (clients, producers, writer)
+}
+
+/// The TLS suite (`--tls`, see the module docs): per repeat, the produce scenario over
+/// both listeners, then one uncompressed acks=1 topic written over PLAINTEXT (not
+/// measured) and read by every consumer over both listeners. Which listener goes first
+/// alternates between repeats.
+fn run_tls(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
+    let mode = &MODES[0];
+    let size = 1024;
     let n = args.records;
     for rep in 0..args.repeat {
-        // Rotate the client order each repeat so none always runs first or last.
-        let mut clients = args.clients.clone();
-        let len = clients.len().max(1);
-        clients.rotate_left(rep as usize % len);
-        // rdkafka-tuned only consumes (see `RDKAFKA_TUNED_CONSUMER` in the compare crate).
-        let producers: Vec<&String> = clients.iter().filter(|c| *c != "rdkafka-tuned").collect();
-        // The consume scenarios read the topic rdkafka wrote uncompressed with acks=1 in
-        // this repeat (or, without rdkafka, the first producer's), the same data for all.
-        let writer = if producers.iter().any(|c| *c == "rdkafka") {
-            "rdkafka"
+        let (clients, producers, writer) = rotation(args, rep);
+        // The setup producer must be a compare client (not Java).
+        let writer = if writer == "java" {
+            "sluice".to_string()
         } else {
-            producers[0].as_str()
+            writer
         };
+        if env.ssl.is_none() {
+            bail!("--tls without the SSL listener");
+        }
+        let mut nets = [Net::Plain, Net::Ssl];
+        if rep % 2 == 1 {
+            nets.reverse();
+        }
+        let mut topics = Vec::new();
+        for net in nets {
+            let name = env.transport(net).name;
+            let scenario = format!("produce {} {} {name}", size_label(size), mode.label);
+            for client in &producers {
+                if net == Net::Plain && is_provider_variant(client) {
+                    continue;
+                }
+                check_interrupted()?;
+                let topic = format!("bench-{stamp}-r{rep}-tls-{}-{client}", name.to_lowercase());
+                create_topic(env, &topic)?;
+                topics.push(topic.clone());
+                eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+                let run = Produce {
+                    n,
+                    size,
+                    mode,
+                    rate: None,
+                };
+                produce(env, net, client, &scenario, &topic, &run, rep)?;
+            }
+        }
+        let topic = format!("bench-{stamp}-r{rep}-tls-consume");
+        create_topic(env, &topic)?;
+        topics.push(topic.clone());
+        eprintln!(
+            "xtask: [{}/{}] writing {n} x {} for the consume scenarios ({writer}, PLAINTEXT, not measured)",
+            rep + 1,
+            args.repeat,
+            size_label(size)
+        );
+        let mut cmd = Command::new(&env.compare);
+        cmd.args(["produce", "--client", &writer, "--bootstrap"])
+            .arg(&env.plain.bootstrap)
+            .args(["--topic", &topic, "--records", &n.to_string()])
+            .args(["--size", &size.to_string(), "--acks", MODES[1].acks])
+            .args(["--compression", MODES[1].compression])
+            .args(["--idempotence", &MODES[1].idempotence.to_string()]);
+        measure(env, cmd, &format!("{topic}-write"))?;
+        for net in nets {
+            let scenario = format!("consume {} {}", size_label(size), env.transport(net).name);
+            for client in &clients {
+                if net == Net::Plain && is_provider_variant(client) {
+                    continue;
+                }
+                check_interrupted()?;
+                eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+                consume(env, net, client, &scenario, &topic, n, rep)?;
+            }
+        }
+        delete_topics(env, &topics);
+    }
+    Ok(())
+}
+
+fn delete_topics(env: &Env, topics: &[String]) {
+    for topic in topics {
+        let status = Command::new(&env.compare)
+            .args(["delete-topic", "--bootstrap", &env.plain.bootstrap])
+            .args(["--topic", topic])
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("xtask: warning: deleting {topic} failed");
+        }
+    }
+}
+
+/// Which listener a run uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Net {
+    Plain,
+    Ssl,
+}
+
+impl Env {
+    fn transport(&self, net: Net) -> &Transport {
+        match net {
+            Net::Plain => &self.plain,
+            Net::Ssl => self.ssl.as_ref().unwrap_or(&self.plain),
+        }
+    }
+}
+
+/// The default suite: produce (2 sizes x 2 modes), the fixed-rate latency scenario and
+/// consume (2 sizes), all over PLAINTEXT.
+fn run_default(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
+    let n = args.records;
+    for rep in 0..args.repeat {
+        let (clients, producers, writer) = rotation(args, rep);
         let mut topics = Vec::new();
         let mut consume_topics = Vec::new();
         for size in SIZES {
             for (mi, mode) in MODES.iter().enumerate() {
                 let scenario = format!("produce {} {}", size_label(size), mode.label);
-                for &client in &producers {
+                for client in &producers {
                     check_interrupted()?;
                     let topic = format!("bench-{stamp}-r{rep}-{size}-m{mi}-{client}");
-                    create_topic(&env, &topic)?;
+                    create_topic(env, &topic)?;
                     topics.push(topic.clone());
                     eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
                     let run = Produce {
@@ -222,8 +458,8 @@ fn run_all(
                         mode,
                         rate: None,
                     };
-                    produce(&mut env, client, &scenario, &topic, &run, rep)?;
-                    if mi == 1 && client == writer {
+                    produce(env, Net::Plain, client, &scenario, &topic, &run, rep)?;
+                    if mi == 1 && *client == writer {
                         consume_topics.push((size, topic.clone()));
                     }
                 }
@@ -244,48 +480,67 @@ fn run_all(
             mode,
             rate: Some(args.latency_rate),
         };
-        for &client in &producers {
+        for client in &producers {
             check_interrupted()?;
             let topic = format!("bench-{stamp}-r{rep}-latency-{client}");
-            create_topic(&env, &topic)?;
+            create_topic(env, &topic)?;
             topics.push(topic.clone());
             eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-            produce(&mut env, client, &scenario, &topic, &fixed_rate, rep)?;
+            produce(env, Net::Plain, client, &scenario, &topic, &fixed_rate, rep)?;
         }
         for (size, topic) in &consume_topics {
             let scenario = format!("consume {}", size_label(*size));
             for client in &clients {
                 check_interrupted()?;
                 eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-                consume(&mut env, client, &scenario, topic, n, rep)?;
+                consume(env, Net::Plain, client, &scenario, topic, n, rep)?;
             }
         }
-        for topic in &topics {
-            let status = Command::new(&env.compare)
-                .args([
-                    "delete-topic",
-                    "--bootstrap",
-                    &env.bootstrap,
-                    "--topic",
-                    topic,
-                ])
-                .status()?;
-            if !status.success() {
-                eprintln!("xtask: warning: deleting {topic} failed");
-            }
+        delete_topics(env, &topics);
+    }
+    Ok(())
+}
+
+/// What building `benches/compare` needs from the system besides Rust: rdkafka compiles
+/// librdkafka with cmake and a C/C++ compiler, against the system's OpenSSL (the TLS
+/// scenarios) and, for librdkafka 2.12.1's cmake build, the libcurl headers (see
+/// BENCHMARKS.md). Checked before the build so a missing one is named, not buried in
+/// cmake output. CI does not run the bench; these are only needed here.
+fn check_build_prerequisites() -> Result<()> {
+    let ok = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut missing = Vec::new();
+    if !ok("cmake", &["--version"]) {
+        missing.push("cmake (Debian: cmake)");
+    }
+    if !ok("c++", &["--version"]) {
+        missing.push("a C/C++ compiler (Debian: build-essential)");
+    }
+    if !ok("pkg-config", &["--version"]) {
+        missing.push("pkg-config (Debian: pkg-config)");
+    } else {
+        if !ok("pkg-config", &["--exists", "openssl"]) {
+            missing.push("the OpenSSL headers, for librdkafka's TLS (Debian: libssl-dev)");
+        }
+        if !ok("pkg-config", &["--exists", "libcurl"]) {
+            missing.push(
+                "the libcurl headers, for librdkafka's cmake build (Debian: libcurl4-openssl-dev)",
+            );
         }
     }
-    drop(env.results);
-    eprintln!("xtask: results in {}", results_path.display());
-    let status = Command::new(&env.compare)
-        .arg("report")
-        .arg("--input")
-        .arg(&results_path)
-        .arg("--out-dir")
-        .arg(&env.out)
-        .status()?;
-    if !status.success() {
-        bail!("compare report failed ({status})");
+    if !missing.is_empty() {
+        bail!(
+            "building benches/compare (rdkafka = librdkafka from source) needs:\n  - {}\n\
+             On Debian/Ubuntu: apt-get install -y cmake build-essential pkg-config libssl-dev \
+             libcurl4-openssl-dev",
+            missing.join("\n  - ")
+        );
     }
     Ok(())
 }
@@ -302,7 +557,7 @@ fn create_topic(env: &Env, topic: &str) -> Result<()> {
         .args([
             "create-topic",
             "--bootstrap",
-            &env.bootstrap,
+            &env.plain.bootstrap,
             "--topic",
             topic,
         ])
@@ -325,6 +580,7 @@ struct Produce<'a> {
 
 fn produce(
     env: &mut Env,
+    net: Net,
     client: &str,
     scenario: &str,
     topic: &str,
@@ -337,6 +593,7 @@ fn produce(
         mode,
         rate,
     } = *run;
+    let transport = env.transport(net);
     if client == "java" {
         // ProducerPerformance's --throughput: -1 is flat out, else records per second.
         let throughput = rate.map_or("-1".to_string(), |r| r.to_string());
@@ -349,22 +606,27 @@ fn produce(
                 &throughput,
             ])
             .arg("--producer-props")
-            .arg(format!("bootstrap.servers={}", env.bootstrap))
+            .arg(format!("bootstrap.servers={}", transport.bootstrap))
             .arg(format!("acks={}", mode.acks))
             .arg(format!("enable.idempotence={}", mode.idempotence))
             .arg(format!("compression.type={}", mode.compression))
             .args(["linger.ms=5", "batch.size=65536"]);
+        if let Some(config) = &transport.java_config {
+            cmd.arg("--producer.config").arg(config);
+        }
         let measured = measure(env, cmd, &format!("{topic}-java"))?;
         let line = java_producer_line(&measured.stdout, scenario, n, size)?;
         return record(env, &line, &measured, rep);
     }
     let mut cmd = Command::new(&env.compare);
-    cmd.args(["produce", "--client", client, "--bootstrap", &env.bootstrap])
+    cmd.args(["produce", "--client", client, "--bootstrap"])
+        .arg(&transport.bootstrap)
         .args(["--topic", topic, "--records", &n.to_string()])
         .args(["--size", &size.to_string(), "--acks", mode.acks])
         .args(["--compression", mode.compression])
         .args(["--idempotence", &mode.idempotence.to_string()])
         .args(["--scenario", scenario]);
+    transport.compare_args(&mut cmd);
     if let Some(r) = rate {
         cmd.args(["--rate", &r.to_string()]);
     }
@@ -375,26 +637,33 @@ fn produce(
 
 fn consume(
     env: &mut Env,
+    net: Net,
     client: &str,
     scenario: &str,
     topic: &str,
     n: u64,
     rep: u32,
 ) -> Result<()> {
-    let log = format!("{topic}-consume-{client}");
+    let transport = env.transport(net);
+    let log = format!("{topic}-consume-{}-{client}", transport.name.to_lowercase());
     if client == "java" {
         let mut cmd = java(env, "org.apache.kafka.tools.ConsumerPerformance");
-        cmd.args(["--bootstrap-server", &env.bootstrap, "--topic", topic])
+        cmd.args(["--bootstrap-server", &transport.bootstrap, "--topic", topic])
             .args(["--messages", &n.to_string()]);
+        if let Some(config) = &transport.java_config {
+            cmd.arg("--consumer.config").arg(config);
+        }
         let run = measure(env, cmd, &log)?;
         let line = java_consumer_line(&run.stdout, scenario)?;
         return record(env, &line, &run, rep);
     }
     let mut cmd = Command::new(&env.compare);
-    cmd.args(["consume", "--client", client, "--bootstrap", &env.bootstrap])
+    cmd.args(["consume", "--client", client, "--bootstrap"])
+        .arg(&transport.bootstrap)
         .args(["--topic", topic, "--records", &n.to_string()])
         .args(["--partitions", &PARTITIONS.to_string()])
         .args(["--scenario", scenario]);
+    transport.compare_args(&mut cmd);
     let run = measure(env, cmd, &log)?;
     let line = last_json_line(&run.stdout)?;
     record(env, &line, &run, rep)

@@ -236,7 +236,8 @@ fn run_dir() -> PathBuf {
     kafka_dir().join("run")
 }
 
-fn tls_dir() -> PathBuf {
+/// The CA and certificates of `--security` (`run/tls/`).
+pub fn tls_dir() -> PathBuf {
     run_dir().join("tls")
 }
 

@@ -126,7 +126,7 @@ fn check_errors(errors: u64, first: Option<String>) -> Result<()> {
 pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
     use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
     let mut started = Instant::now();
-    let config = ProducerConfig::from_properties([
+    let mut config = ProducerConfig::from_properties([
         ("bootstrap.servers", a.bootstrap.as_str()),
         ("acks", a.acks.as_str()),
         (
@@ -137,6 +137,10 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
         ("linger.ms", "5"),
         ("batch.size", "65536"),
     ])?;
+    if let Some(ca) = a.tls.ca() {
+        config.set("security.protocol", "SSL")?;
+        config.set("ssl.ca.location", &ca)?;
+    }
     let producer = Producer::new(config).await?;
     let value = bytes::Bytes::from(payload(a.size));
     // One shared name: each record clones a reference count (rdkafka borrows a `&str`).
@@ -176,7 +180,12 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
 pub async fn sluice_consume(a: &ConsumeArgs) -> Result<RunResult> {
     use sluice_wire::consumer::{Consumer, ConsumerConfig, TopicPartition};
     let started = Instant::now();
-    let consumer = Consumer::new(ConsumerConfig::new(&a.bootstrap)).await?;
+    let mut config = ConsumerConfig::new(&a.bootstrap);
+    if let Some(ca) = a.tls.ca() {
+        config.set("security.protocol", "SSL")?;
+        config.set("ssl.ca.location", &ca)?;
+    }
+    let consumer = Consumer::new(config).await?;
     let parts: Vec<TopicPartition> = (0..a.partitions)
         .map(|p| TopicPartition::new(a.topic.clone(), p))
         .collect();
@@ -259,6 +268,17 @@ pub const RDKAFKA_TUNED_CONSUMER: [(&str, &str); 2] = [
     ("queued.min.messages", "1000000"),
 ];
 
+/// librdkafka's TLS settings for `tls` (none for PLAINTEXT).
+fn rdkafka_tls(tls: &crate::TlsArgs) -> Vec<(String, String)> {
+    match tls.ca() {
+        Some(ca) => vec![
+            ("security.protocol".into(), "ssl".into()),
+            ("ssl.ca.location".into(), ca),
+        ],
+        None => Vec::new(),
+    }
+}
+
 fn owned(kvs: &[(&str, &str)]) -> Vec<(String, String)> {
     kvs.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -277,6 +297,7 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         .set("compression.type", &a.compression)
         .set("linger.ms", "5")
         .set("batch.size", "65536")
+        .set_all(rdkafka_tls(&a.tls))
         .set_all(rdkafka_extra())
         .create()
         .context("creating the rdkafka producer")?;
@@ -345,6 +366,7 @@ pub async fn rdkafka_consume(a: &ConsumeArgs, tuned: bool) -> Result<RunResult> 
         } else {
             Vec::new()
         })
+        .set_all(rdkafka_tls(&a.tls))
         .set_all(rdkafka_extra())
         .create()
         .context("creating the rdkafka consumer")?;
@@ -377,6 +399,9 @@ pub async fn rdkafka_consume(a: &ConsumeArgs, tuned: bool) -> Result<RunResult> 
 /// partition (linger 5 ms, `RecordAggregator` of 64 KiB), records round-robin over the
 /// partitions. Its produce requests are always acks=all and never idempotent.
 pub async fn rskafka_produce(a: &ProduceArgs) -> Result<RunResult> {
+    if a.tls.ssl() {
+        bail!("the rskafka client of this harness has no TLS (its `transport-tls` feature is off)");
+    }
     use rskafka::client::partition::{Compression, UnknownTopicHandling};
     use rskafka::client::producer::aggregator::RecordAggregator;
     use rskafka::client::producer::BatchProducerBuilder;
@@ -475,6 +500,9 @@ async fn rskafka_partitions(client: &rskafka::client::Client, topic: &str) -> Re
 /// One `StreamConsumer` per partition from the earliest offset (fetches up to 1 MiB,
 /// wait 500 ms), merged.
 pub async fn rskafka_consume(a: &ConsumeArgs) -> Result<RunResult> {
+    if a.tls.ssl() {
+        bail!("the rskafka client of this harness has no TLS (its `transport-tls` feature is off)");
+    }
     use rskafka::client::consumer::{StartOffset, StreamConsumerBuilder};
     use rskafka::client::partition::UnknownTopicHandling;
     use rskafka::client::ClientBuilder;

@@ -4,11 +4,12 @@
 //! ```text
 //! compare create-topic --bootstrap B --topic T [--partitions 6]
 //! compare delete-topic --bootstrap B --topic T
-//! compare produce --client sluice|rdkafka|rskafka --bootstrap B --topic T
+//! compare produce --client sluice|sluice-ring|sluice-aws-lc|rdkafka|rskafka
+//!                 --bootstrap B --topic T
 //!                 --records N --size S --acks all|1 --compression lz4|none
-//!                 --idempotence true|false [--rate R]
-//! compare consume --client sluice|rdkafka|rdkafka-tuned|rskafka --bootstrap B --topic T
-//!                 --records N
+//!                 --idempotence true|false [--rate R] [--security-protocol SSL --ca CA.pem]
+//! compare consume --client sluice|sluice-ring|sluice-aws-lc|rdkafka|rdkafka-tuned|rskafka
+//!                 --bootstrap B --topic T --records N [--security-protocol SSL --ca CA.pem]
 //! compare report --input results.jsonl --out-dir target/bench
 //! ```
 //!
@@ -35,7 +36,12 @@ struct Cli {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Client {
+    /// Sluice with sluice-wire's default TLS provider (graviola).
     Sluice,
+    /// Sluice with rustls' ring provider (installed as the process default).
+    SluiceRing,
+    /// Sluice with rustls' aws-lc-rs provider (installed as the process default).
+    SluiceAwsLc,
     /// librdkafka at its defaults (plus the scenario's settings).
     Rdkafka,
     /// librdkafka's consumer with the throughput settings of
@@ -48,6 +54,8 @@ impl Client {
     fn name(self) -> &'static str {
         match self {
             Client::Sluice => "sluice",
+            Client::SluiceRing => "sluice-ring",
+            Client::SluiceAwsLc => "sluice-aws-lc",
             Client::Rdkafka => "rdkafka",
             Client::RdkafkaTuned => "rdkafka-tuned",
             Client::Rskafka => "rskafka",
@@ -114,6 +122,41 @@ pub struct ProduceArgs {
     /// Label for the result line (defaults to one derived from the settings).
     #[arg(long)]
     pub scenario: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How the client connects: PLAINTEXT (the default) or SSL with a CA file.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TlsArgs {
+    /// `PLAINTEXT` or `SSL`.
+    #[arg(long, default_value = "PLAINTEXT")]
+    pub security_protocol: String,
+    /// PEM file of the CA that signed the broker's certificate (with SSL).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn ssl(&self) -> bool {
+        self.security_protocol.eq_ignore_ascii_case("SSL")
+    }
+
+    fn check(&self) -> Result<()> {
+        match self.security_protocol.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Ok(()),
+            "SSL" if self.ca.is_some() => Ok(()),
+            "SSL" => bail!("--security-protocol SSL needs --ca"),
+            other => bail!("--security-protocol must be PLAINTEXT or SSL, not {other}"),
+        }
+    }
+
+    /// The CA path as a string (SSL only).
+    pub fn ca(&self) -> Option<String> {
+        self.ssl()
+            .then(|| self.ca.as_ref().map(|p| p.display().to_string()))
+            .flatten()
+    }
 }
 
 impl ProduceArgs {
@@ -147,6 +190,22 @@ pub struct ConsumeArgs {
     pub partitions: i32,
     #[arg(long)]
     pub scenario: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// Installs the rustls crypto provider a `sluice-*` client names as the process default,
+/// which sluice-wire uses instead of its own (see `provider()` in its `net/tls.rs`).
+fn install_provider(client: Client) -> Result<()> {
+    let provider = match client {
+        Client::SluiceRing => rustls::crypto::ring::default_provider(),
+        Client::SluiceAwsLc => rustls::crypto::aws_lc_rs::default_provider(),
+        _ => return Ok(()),
+    };
+    if provider.install_default().is_err() {
+        bail!("a rustls crypto provider was already installed");
+    }
+    Ok(())
 }
 
 pub fn size_label(size: usize) -> String {
@@ -222,8 +281,12 @@ fn main() -> Result<()> {
                 if args.rate == Some(0) {
                     bail!("--rate must be at least 1");
                 }
+                args.tls.check()?;
+                install_provider(args.client)?;
                 let mut r = match args.client {
-                    Client::Sluice => clients::sluice_produce(&args).await?,
+                    Client::Sluice | Client::SluiceRing | Client::SluiceAwsLc => {
+                        clients::sluice_produce(&args).await?
+                    }
                     Client::Rdkafka => clients::rdkafka_produce(&args).await?,
                     Client::RdkafkaTuned => {
                         bail!("rdkafka-tuned only consumes (see clients::RDKAFKA_TUNED_CONSUMER)")
@@ -240,8 +303,12 @@ fn main() -> Result<()> {
                     .scenario
                     .clone()
                     .unwrap_or_else(|| "consume".to_string());
+                args.tls.check()?;
+                install_provider(args.client)?;
                 let mut r = match args.client {
-                    Client::Sluice => clients::sluice_consume(&args).await?,
+                    Client::Sluice | Client::SluiceRing | Client::SluiceAwsLc => {
+                        clients::sluice_consume(&args).await?
+                    }
                     Client::Rdkafka => clients::rdkafka_consume(&args, false).await?,
                     Client::RdkafkaTuned => clients::rdkafka_consume(&args, true).await?,
                     Client::Rskafka => clients::rskafka_consume(&args).await?,

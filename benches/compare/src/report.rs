@@ -4,6 +4,11 @@
 //! Scenarios named `latency ...` run at a fixed rate: their records/s is the rate, not a
 //! throughput, so they are left out of the throughput chart and the throughput ratios and
 //! get a latency chart and latency ratios of their own.
+//!
+//! Scenarios that end in ` SSL` and have a twin ending in ` PLAINTEXT` (`cargo xtask bench
+//! --tls`) also get a table of what TLS costs each client: SSL ÷ PLAINTEXT. The Sluice
+//! variants with another crypto provider (`sluice-ring`, `sluice-aws-lc`) run over SSL
+//! only; their PLAINTEXT figure is plain `sluice`'s (the provider is not used there).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,7 +61,15 @@ fn median_opt(v: Vec<Option<f64>>) -> Option<f64> {
     (!v.is_empty()).then(|| median(v))
 }
 
-const CLIENT_ORDER: [&str; 5] = ["sluice", "rdkafka", "rdkafka-tuned", "rskafka", "java"];
+const CLIENT_ORDER: [&str; 7] = [
+    "sluice",
+    "sluice-ring",
+    "sluice-aws-lc",
+    "rdkafka",
+    "rdkafka-tuned",
+    "rskafka",
+    "java",
+];
 
 fn is_fixed_rate(scenario: &str) -> bool {
     scenario.starts_with("latency ")
@@ -72,6 +85,8 @@ fn client_rank(c: &str) -> usize {
 fn color(c: &str) -> RGBColor {
     match c {
         "sluice" => RGBColor(0x1f, 0x77, 0xb4),
+        "sluice-ring" => RGBColor(0x17, 0xbe, 0xcf),
+        "sluice-aws-lc" => RGBColor(0x94, 0x67, 0xbd),
         "rdkafka" => RGBColor(0xd6, 0x27, 0x28),
         "rdkafka-tuned" => RGBColor(0xff, 0x98, 0x96),
         "rskafka" => RGBColor(0x2c, 0xa0, 0x2c),
@@ -198,6 +213,52 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The SSL ÷ PLAINTEXT table (see the module docs); nothing without SSL scenarios.
+fn tls_cost(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
+    let pairs: Vec<(&String, &str, &Vec<(String, Med)>, &Vec<(String, Med)>)> = by_scenario
+        .iter()
+        .filter_map(|(name, ssl)| {
+            let base = name.strip_suffix(" SSL")?;
+            let plain = by_scenario.get(&format!("{base} PLAINTEXT"))?;
+            Some((name, base, ssl, plain))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    s.push_str("
+The cost of TLS for each client: SSL ÷ PLAINTEXT on the same broker (medians; throughput <1 means slower over SSL; CPU per record >1 means more CPU over SSL). `sluice-ring` and `sluice-aws-lc` are divided by plain `sluice`'s PLAINTEXT run:
+
+");
+    s.push_str(
+        "| scenario | client | throughput SSL / PLAINTEXT | CPU per record SSL / PLAINTEXT |
+",
+    );
+    s.push_str(
+        "|---|---|---:|---:|
+",
+    );
+    for (_, base, ssl, plain) in pairs {
+        for (client, m) in ssl {
+            let twin = if client.starts_with("sluice") {
+                plain
+                    .iter()
+                    .find(|(c, _)| c == client)
+                    .or_else(|| plain.iter().find(|(c, _)| c == "sluice"))
+            } else {
+                plain.iter().find(|(c, _)| c == client)
+            };
+            let Some((_, p)) = twin else { continue };
+            let _ = writeln!(
+                s,
+                "| {base} | {client} | {:.2} | {:.2} |",
+                m.rps / p.rps,
+                m.cpu_per_m / p.cpu_per_m
+            );
+        }
+    }
+}
+
 fn fmt_opt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.1}"))
 }
@@ -233,21 +294,29 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
     };
     for (scenario, clients) in by_scenario.iter().filter(|(s, _)| !is_fixed_rate(s)) {
         let get = |name: &str| clients.iter().find(|(c, _)| c == name).map(|(_, m)| m);
-        let Some(sl) = get("sluice") else { continue };
         let rps: fn(&Med) -> Option<f64> = |m| Some(m.rps);
         let cpu: fn(&Med) -> Option<f64> = |m| Some(m.cpu_per_m);
-        let _ = writeln!(
-            s,
-            "| {scenario} | {} | {} | {} | {} | {} | {} | {} |",
-            ratio(sl, get("rdkafka"), rps),
-            ratio(sl, get("rdkafka"), cpu),
-            ratio(sl, get("rdkafka-tuned"), rps),
-            ratio(sl, get("rdkafka-tuned"), cpu),
-            ratio(sl, get("java"), rps),
-            ratio(sl, get("java"), cpu),
-            ratio(sl, get("rskafka"), rps),
-        );
+        // One row per Sluice client (`sluice`, and the other crypto providers under TLS).
+        for (name, sl) in clients.iter().filter(|(c, _)| c.starts_with("sluice")) {
+            let label = if name == "sluice" {
+                scenario.clone()
+            } else {
+                format!("{scenario} ({name})")
+            };
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {} | {} | {} | {} | {} | {} |",
+                ratio(sl, get("rdkafka"), rps),
+                ratio(sl, get("rdkafka"), cpu),
+                ratio(sl, get("rdkafka-tuned"), rps),
+                ratio(sl, get("rdkafka-tuned"), cpu),
+                ratio(sl, get("java"), rps),
+                ratio(sl, get("java"), cpu),
+                ratio(sl, get("rskafka"), rps),
+            );
+        }
     }
+    tls_cost(&mut s, by_scenario);
     if by_scenario.keys().any(|s| is_fixed_rate(s)) {
         s.push_str("\nSluice's delivery latency relative to the others at a fixed rate (medians; <1 means Sluice's records are acknowledged sooner):\n\n");
         s.push_str("| scenario | p50 / rdkafka | p99 / rdkafka | p50 / Java | p99 / Java | p50 / rskafka | p99 / rskafka |\n");

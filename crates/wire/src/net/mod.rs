@@ -4,6 +4,8 @@
 pub mod connection;
 pub(crate) mod frame;
 mod rcvlowat;
+#[cfg(feature = "tls")]
+mod readahead;
 pub mod sasl;
 pub mod security;
 pub mod tls;

@@ -14,7 +14,7 @@
 //! receive buffer to hold that much, so a mark above the current receive window cannot
 //! stall the connection. Elsewhere, and if the option cannot be set, nothing changes.
 
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
 use tracing::debug;
 
 /// Frames missing fewer bytes than this are read as the segments come.
@@ -40,7 +40,7 @@ impl LowWaterMark {
 
     /// Sets the mark for a frame of which `missing` bytes are still to be read (0 between
     /// frames).
-    pub(crate) fn update(&mut self, socket: &OwnedReadHalf, missing: usize) {
+    pub(crate) fn update(&mut self, socket: &TcpStream, missing: usize) {
         if !self.enabled {
             return;
         }
@@ -73,7 +73,7 @@ mod sys {
     use std::os::fd::AsRawFd;
     use std::sync::OnceLock;
 
-    use tokio::net::tcp::OwnedReadHalf;
+    use tokio::net::TcpStream;
 
     /// Linux >= 4.18 (`tcp_set_rcvlowat` grows the receive buffer to fit the mark).
     pub(super) fn supported() -> bool {
@@ -86,9 +86,9 @@ mod sys {
         })
     }
 
-    pub(super) fn set(socket: &OwnedReadHalf, mark: usize) -> io::Result<()> {
+    pub(super) fn set(socket: &TcpStream, mark: usize) -> io::Result<()> {
         let value = libc::c_int::try_from(mark).unwrap_or(libc::c_int::MAX);
-        let fd = AsRef::<tokio::net::TcpStream>::as_ref(socket).as_raw_fd();
+        let fd = socket.as_raw_fd();
         // SAFETY: `fd` is the open socket `socket` owns, alive for this call; the option
         // value points at a live `c_int` and its length says so.
         let rc = unsafe {
@@ -112,13 +112,13 @@ mod sys {
 mod sys {
     use std::io;
 
-    use tokio::net::tcp::OwnedReadHalf;
+    use tokio::net::TcpStream;
 
     pub(super) fn supported() -> bool {
         false
     }
 
-    pub(super) fn set(_: &OwnedReadHalf, _: usize) -> io::Result<()> {
+    pub(super) fn set(_: &TcpStream, _: usize) -> io::Result<()> {
         Ok(())
     }
 }

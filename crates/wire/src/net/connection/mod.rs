@@ -235,8 +235,11 @@ impl BrokerConnection {
         if protocol.uses_tls() {
             #[cfg(feature = "tls")]
             {
+                let missing = super::readahead::Missing::default();
+                let stream = super::readahead::ReadAhead::new(stream, missing.clone());
                 let tls = super::tls::connect(&config.security.tls, addr, stream).await?;
                 let (read, write) = tokio::io::split(tls);
+                let read = reader::TlsRead::new(read, missing);
                 spawn_tasks(&shared, read, write, rx, max_in_flight, &config);
             }
             #[cfg(not(feature = "tls"))]

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::tcp::OwnedReadHalf;
-#[cfg(feature = "tls")]
-use tokio::net::TcpStream;
 use tracing::trace;
 
 use super::Shared;
@@ -18,20 +16,54 @@ use crate::net::rcvlowat::LowWaterMark;
 
 /// The read side of a connection's socket.
 pub(super) trait ReadSocket: AsyncRead + Unpin + Send + 'static {
-    /// Adjusts `SO_RCVLOWAT` for a frame of which `missing` bytes are still to come;
-    /// only on plain TCP (under TLS the bytes still to come are ciphertext, which the
-    /// plaintext count does not bound).
-    fn low_water(&self, _mark: &mut LowWaterMark, _missing: usize) {}
+    /// Adjusts `SO_RCVLOWAT` for a frame of which `missing` bytes are still to come.
+    fn low_water(&self, mark: &mut LowWaterMark, missing: usize);
 }
 
 impl ReadSocket for OwnedReadHalf {
     fn low_water(&self, mark: &mut LowWaterMark, missing: usize) {
-        mark.update(self, missing);
+        mark.update(self.as_ref(), missing);
+    }
+}
+
+/// The read side under TLS. The socket's mark is set below rustls, by
+/// [`ReadAhead`](crate::net::readahead::ReadAhead), which knows when it is about to wait
+/// (see `net/readahead.rs`).
+#[cfg(feature = "tls")]
+pub(super) struct TlsRead {
+    read: tokio::io::ReadHalf<tokio_rustls::client::TlsStream<crate::net::readahead::ReadAhead>>,
+    missing: crate::net::readahead::Missing,
+}
+
+#[cfg(feature = "tls")]
+impl TlsRead {
+    pub(super) fn new(
+        read: tokio::io::ReadHalf<
+            tokio_rustls::client::TlsStream<crate::net::readahead::ReadAhead>,
+        >,
+        missing: crate::net::readahead::Missing,
+    ) -> Self {
+        TlsRead { read, missing }
     }
 }
 
 #[cfg(feature = "tls")]
-impl ReadSocket for tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>> {}
+impl AsyncRead for TlsRead {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl ReadSocket for TlsRead {
+    fn low_water(&self, _mark: &mut LowWaterMark, missing: usize) {
+        self.missing.set(missing);
+    }
+}
 
 /// Reads response frames and hands each to the waiter at the head of the FIFO.
 pub(super) async fn read_loop<R: ReadSocket>(shared: Arc<Shared>, mut socket: R) {

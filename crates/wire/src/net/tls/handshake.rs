@@ -9,38 +9,43 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tracing::warn;
 
 use super::TlsConfig;
 use crate::error::{Error, Result};
+use crate::net::readahead::ReadAhead;
 
+/// The crypto provider: the process-wide default if the application installed one
+/// (`rustls::crypto::CryptoProvider::install_default`, rustls' own convention), else
+/// aws-lc-rs with the `tls-aws-lc` feature, else ring with `tls-ring`, else graviola
+/// (the default: no C compiler). The C-backed providers win over graviola when their
+/// feature is on, because nobody enables them by accident.
 pub(super) fn provider() -> Result<Arc<CryptoProvider>> {
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    {
-        Ok(Arc::new(rustls_graviola::default_provider()))
+    if let Some(installed) = CryptoProvider::get_default() {
+        return Ok(Arc::clone(installed));
     }
-    #[cfg(all(
-        not(any(target_arch = "x86_64", target_arch = "aarch64")),
-        feature = "tls-ring"
-    ))]
+    #[cfg(feature = "tls-aws-lc")]
+    {
+        Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    }
+    #[cfg(all(not(feature = "tls-aws-lc"), feature = "tls-ring"))]
     {
         Ok(Arc::new(rustls::crypto::ring::default_provider()))
     }
     #[cfg(all(
-        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        not(feature = "tls-aws-lc"),
         not(feature = "tls-ring"),
-        feature = "tls-aws-lc"
+        any(target_arch = "x86_64", target_arch = "aarch64")
     ))]
     {
-        Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        Ok(Arc::new(rustls_graviola::default_provider()))
     }
     #[cfg(all(
-        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        not(feature = "tls-aws-lc"),
         not(feature = "tls-ring"),
-        not(feature = "tls-aws-lc")
+        not(any(target_arch = "x86_64", target_arch = "aarch64"))
     ))]
     {
         Err(Error::config(
@@ -179,8 +184,8 @@ impl ServerCertVerifier for NoHostnameCheck {
 pub(crate) async fn connect(
     tls: &TlsConfig,
     addr: &str,
-    tcp: TcpStream,
-) -> Result<TlsStream<TcpStream>> {
+    tcp: ReadAhead,
+) -> Result<TlsStream<ReadAhead>> {
     let config = tls.client_config()?;
     let host = host_of(addr);
     let name = ServerName::try_from(host.to_string())

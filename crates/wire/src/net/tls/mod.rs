@@ -2,9 +2,10 @@
 //! verification, and the handshake, whose failures become [`ErrorKind::Tls`] errors that
 //! name the cause and the broker.
 //!
-//! The crypto provider is chosen at build time: graviola (pure Rust and assembly, no C
-//! compiler; feature `tls` on x86_64 and aarch64), else ring (`tls-ring`), else
-//! aws-lc-rs (`tls-aws-lc`).
+//! The crypto provider, in this order: the process-wide default provider if the
+//! application installed one (`rustls::crypto::CryptoProvider::install_default`), else
+//! aws-lc-rs (feature `tls-aws-lc`), else ring (`tls-ring`), else graviola (pure Rust
+//! and assembly, no C compiler; the default `tls` feature, on x86_64 and aarch64).
 //!
 //! [`ErrorKind::Tls`]: crate::ErrorKind::Tls
 
