@@ -215,12 +215,13 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
 
 /// The SSL ÷ PLAINTEXT table (see the module docs); nothing without SSL scenarios.
 fn tls_cost(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
-    let pairs: Vec<(&String, &str, &Vec<(String, Med)>, &Vec<(String, Med)>)> = by_scenario
+    type Runs = Vec<(String, Med)>;
+    let pairs: Vec<(&str, &Runs, &Runs)> = by_scenario
         .iter()
         .filter_map(|(name, ssl)| {
             let base = name.strip_suffix(" SSL")?;
             let plain = by_scenario.get(&format!("{base} PLAINTEXT"))?;
-            Some((name, base, ssl, plain))
+            Some((base, ssl, plain))
         })
         .collect();
     if pairs.is_empty() {
@@ -238,7 +239,7 @@ The cost of TLS for each client: SSL ÷ PLAINTEXT on the same broker (medians; t
         "|---|---|---:|---:|
 ",
     );
-    for (_, base, ssl, plain) in pairs {
+    for (base, ssl, plain) in pairs {
         for (client, m) in ssl {
             let twin = if client.starts_with("sluice") {
                 plain

@@ -40,6 +40,15 @@ pub(super) fn provider() -> Result<Arc<CryptoProvider>> {
         any(target_arch = "x86_64", target_arch = "aarch64")
     ))]
     {
+        if !graviola::util::is_cpu_supported() {
+            return Err(Error::config(
+                "TLS: this CPU lacks what the default crypto provider (graviola) needs \
+                 (x86_64: AES-NI, PCLMULQDQ, AVX, AVX2, BMI1 and ADX; aarch64: AES, PMULL \
+                 and SHA2; valgrind hides ADX): build sluice-wire with its `tls-ring` or \
+                 `tls-aws-lc` feature, or install a rustls CryptoProvider as the process \
+                 default",
+            ));
+        }
         Ok(Arc::new(rustls_graviola::default_provider()))
     }
     #[cfg(all(
