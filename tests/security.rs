@@ -54,8 +54,9 @@ fn consumer_config(cluster: &Cluster, group: &str) -> ConsumerConfig {
     let mut c = ConsumerConfig::new("unused")
         .group_id(group)
         .auto_offset_reset(OffsetReset::Earliest)
-        .session_timeout(Duration::from_secs(6))
-        .heartbeat_interval(Duration::from_millis(500))
+        // Ten consumers join at once on two loaded cores: room for a late heartbeat.
+        .session_timeout(Duration::from_secs(15))
+        .heartbeat_interval(Duration::from_secs(1))
         .fetch_max_wait(Duration::from_millis(100))
         .isolation_level(IsolationLevel::ReadCommitted);
     c.cluster = cluster.config().clone();
