@@ -533,3 +533,45 @@ async fn a_callback_slower_than_the_session_timeout_keeps_the_membership() {
     wait_for_split(&admin, &group, &topic, 2, 1, T).await;
     c.close().await.unwrap();
 }
+
+/// A member waiting in `recv` on an idle topic is polling: it stays in the group past
+/// `max.poll.interval.ms` (Java's poll resets the poll timer while it waits) and gets the
+/// next record when one comes. (It used to leave after the interval and, still waiting
+/// in the same `recv`, never rejoin: the record never arrived.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_waiting_in_recv_on_an_idle_topic_stays_in_the_group() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "idle-recv", 1).await;
+    let group = sluice_testkit::unique_topic("idle-recv-group");
+    let c = Consumer::new(config(Some(&group)).max_poll_interval(Duration::from_secs(8)))
+        .await
+        .unwrap();
+    c.subscribe([topic.clone()]).unwrap();
+    produce(&cluster, &topic, 0, 0, 1).await;
+    let first = tokio::time::timeout(Duration::from_secs(30), c.recv())
+        .await
+        .expect("the first record")
+        .unwrap();
+    assert_eq!(first.offset(), 0);
+    let before = c.group_metadata().expect("a member");
+    // Nothing to read for longer than max.poll.interval.ms, waiting in recv all along.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(14), c.recv())
+            .await
+            .is_err(),
+        "no record was written"
+    );
+    produce(&cluster, &topic, 0, 1, 1).await;
+    let next = tokio::time::timeout(Duration::from_secs(15), c.recv())
+        .await
+        .expect("the next record reaches a member that waited in recv")
+        .unwrap();
+    assert_eq!(next.offset(), 1);
+    let after = c.group_metadata().expect("still a member");
+    assert_eq!(
+        (before.member_id, before.generation_id),
+        (after.member_id, after.generation_id),
+        "the member left and rejoined"
+    );
+    c.close().await.unwrap();
+}

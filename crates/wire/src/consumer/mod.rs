@@ -108,6 +108,25 @@ pub struct ConsumerGroupMetadata {
     pub group_instance_id: Option<String>,
 }
 
+/// Counts a `recv` waiting for records while it lives (see `State::waiting_recvs`); a
+/// guard, so a cancelled `recv` is uncounted too. Leaving it refreshes the poll time.
+struct WaitingRecv<'a>(&'a Shared);
+
+impl<'a> WaitingRecv<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.lock().waiting_recvs += 1;
+        WaitingRecv(shared)
+    }
+}
+
+impl Drop for WaitingRecv<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.waiting_recvs = state.waiting_recvs.saturating_sub(1);
+        state.last_poll = Instant::now();
+    }
+}
+
 /// A Kafka consumer. See the [module docs](self).
 pub struct Consumer {
     shared: Arc<Shared>,
@@ -170,6 +189,7 @@ impl Consumer {
                 subscription: None,
                 membership: Membership::default(),
                 last_poll: Instant::now(),
+                waiting_recvs: 0,
                 closed: false,
                 next_epoch: 0,
             }),
@@ -289,6 +309,7 @@ impl Consumer {
                     return Ok(record);
                 }
             }
+            let _polling = WaitingRecv::new(&self.shared);
             ready.await;
         }
     }
@@ -312,6 +333,7 @@ impl Consumer {
                     return Ok(PartitionRecords { partition, records });
                 }
             }
+            let _polling = WaitingRecv::new(&self.shared);
             ready.await;
         }
     }

@@ -85,6 +85,10 @@ pub(crate) struct State {
     pub(crate) subscription: Option<Vec<String>>,
     pub(crate) membership: Membership,
     pub(crate) last_poll: Instant,
+    /// `recv` / `recv_batch` calls waiting for records right now. A member waiting in
+    /// `recv` is polling (as Java's `poll` resets the poll timer while it waits), so the
+    /// group task never counts that time against `max.poll.interval.ms`.
+    pub(crate) waiting_recvs: usize,
     pub(crate) closed: bool,
     pub(crate) next_epoch: u64,
 }

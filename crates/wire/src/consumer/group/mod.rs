@@ -94,7 +94,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let s = shared.lock();
             (
                 s.closed,
-                s.last_poll,
+                // A recv waiting for records is polling right now.
+                if s.waiting_recvs > 0 {
+                    std::time::Instant::now()
+                } else {
+                    s.last_poll
+                },
                 s.subscription.clone().unwrap_or_default(),
             )
         };
