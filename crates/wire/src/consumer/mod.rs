@@ -44,6 +44,7 @@
 //! so dropping the future never loses or repeats a record. [`Consumer::commit`] may be
 //! dropped, but then whether the commit happened is unknown.
 
+mod commit_queue;
 pub mod config;
 mod fetch_session;
 mod fetcher;

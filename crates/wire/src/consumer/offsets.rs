@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use super::commit_queue::CommitTurn;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -86,54 +86,6 @@ fn coordinator(shared: &Shared) -> Result<&Coordinator> {
         .ok_or_else(|| Error::config("committed offsets need a group.id"))
 }
 
-/// The order of one consumer's commits: each one goes to the coordinator only once the
-/// commit asked for before it has its answer, so the broker applies them in the order
-/// they were asked for, and an older commit never lands after a newer one (the committed
-/// offset of a partition never goes back). Java gets the same from sending every commit
-/// on one connection and never retrying `commitAsync`.
-///
-/// A place in the queue is taken synchronously, when the commit is asked for (not when
-/// its task first runs), and given up when its [`CommitTurn`] is dropped, answered or
-/// cancelled.
-#[derive(Debug, Default)]
-pub(crate) struct CommitQueue {
-    /// Closes when the last commit asked for has its answer.
-    last: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
-}
-
-impl CommitQueue {
-    /// A place at the back of the queue.
-    pub(crate) fn join(&self) -> CommitTurn {
-        let (done, next) = oneshot::channel();
-        let mut last = match self.last.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        CommitTurn {
-            ahead: last.replace(next),
-            _done: done,
-        }
-    }
-}
-
-/// A commit's place in its consumer's [`CommitQueue`].
-#[derive(Debug)]
-pub(crate) struct CommitTurn {
-    /// The commit before this one; closed once it has its answer.
-    ahead: Option<oneshot::Receiver<()>>,
-    /// Dropped with the turn: lets the next commit go.
-    _done: oneshot::Sender<()>,
-}
-
-impl CommitTurn {
-    /// Waits until the commit ahead has its answer.
-    async fn wait(&mut self) {
-        if let Some(ahead) = self.ahead.take() {
-            let _ = ahead.await;
-        }
-    }
-}
-
 /// How often a commit is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Attempts {
@@ -146,7 +98,7 @@ pub(crate) enum Attempts {
 }
 
 /// Commits `offsets` for the group and waits for the coordinator's answer, after every
-/// commit asked for before it (see [`CommitQueue`]). Coordinator moves and loads are
+/// commit asked for before it (see [`CommitQueue`](super::commit_queue::CommitQueue)). Coordinator moves and loads are
 /// retried up to the request timeout; REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION and
 /// UNKNOWN_MEMBER_ID are returned: the partitions may have moved and the commit would
 /// overwrite their new owner's progress.
@@ -162,7 +114,7 @@ pub(crate) async fn commit(
 }
 
 /// Commits `offsets` once its `turn` comes (taken from the coordinator's
-/// [`CommitQueue`] when the commit was asked for), sending it as `attempts` says.
+/// [`CommitQueue`](super::commit_queue::CommitQueue) when the commit was asked for), sending it as `attempts` says.
 pub(crate) async fn commit_in_turn(
     shared: &Shared,
     offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,

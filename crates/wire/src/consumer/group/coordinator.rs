@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::cluster::Cluster;
-use crate::consumer::offsets::CommitQueue;
+use crate::consumer::commit_queue::CommitQueue;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::net::{BrokerConnection, ConnectionConfig};
 
@@ -46,7 +46,7 @@ pub(crate) struct Coordinator {
     connecting: AsyncMutex<()>,
     backoff: Duration,
     /// The order of the group's offset commits from this client (see
-    /// [`CommitQueue`](crate::consumer::offsets::CommitQueue)).
+    /// [`CommitQueue`](crate::consumer::commit_queue::CommitQueue)).
     pub(crate) commits: CommitQueue,
 }
 
