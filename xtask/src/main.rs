@@ -8,7 +8,10 @@
 //! cargo xtask kafka stop <node>       # SIGTERM: controlled shutdown
 //! cargo xtask kafka start <node>      # restart it; waits until it has rejoined
 //! cargo xtask kafka classpath
-//! cargo xtask test [--brokers N] [--version V] [--no-security] [-- <cargo test args>]
+//! cargo xtask registry up [--port 18081] [--version 3.0.9]   # Apicurio Registry
+//! cargo xtask registry down
+//! cargo xtask registry status
+//! cargo xtask test [--brokers N] [--version V] [--no-security] [--no-registry] [-- <cargo test args>]
 //! cargo xtask demo [--security]
 //! cargo xtask bench [--quick] [--records N] [--repeat R] [--clients a,b] [--port 19092]
 //! ```
@@ -22,10 +25,15 @@
 //! feature, which builds `tests/replicated.rs` (failover tests that need three brokers);
 //! the single-broker run does not build it. CI runs it alone:
 //! `cargo xtask test --brokers 3 --no-security -- --test replicated`.
+//!
+//! `test` also starts (and afterwards stops) a schema registry for sluice-schema's tests
+//! and passes its URL as SLUICE_REGISTRY_URL, unless that is already set or
+//! `--no-registry` is given: see `registry.rs`.
 
 mod bench;
 mod kafka;
 mod proto;
+mod registry;
 mod tls;
 
 use std::process::{Command, ExitCode, ExitStatus};
@@ -51,11 +59,21 @@ enum Cmd {
     /// Manage the local Apache Kafka (KRaft) cluster used by the tests.
     #[command(subcommand)]
     Kafka(KafkaCmd),
+    /// Manage the local schema registry (Apicurio Registry, Confluent-compatible API)
+    /// used by sluice-schema's tests.
+    #[command(subcommand)]
+    Registry(RegistryCmd),
     /// Run `cargo test --workspace` against Kafka (started and stopped unless
-    /// SLUICE_BOOTSTRAP is set).
+    /// SLUICE_BOOTSTRAP is set) and a schema registry (started and stopped unless
+    /// SLUICE_REGISTRY_URL is set or --no-registry is given).
     Test {
         #[command(flatten)]
         cluster: ClusterArgs,
+        /// Start no schema registry (for runs that build no schema test).
+        #[arg(long)]
+        no_registry: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -105,6 +123,35 @@ enum KafkaCmd {
         #[arg(long, env = "SLUICE_KAFKA_VERSION", default_value = kafka::DEFAULT_VERSION)]
         version: String,
     },
+}
+
+#[derive(Subcommand)]
+enum RegistryCmd {
+    /// Fetch Apicurio Registry from Maven Central (cached), start it in memory on
+    /// 127.0.0.1, wait for `/health/ready` and print the URL of its Confluent-compatible
+    /// API. Reuses our running registry if it serves the same port.
+    Up {
+        /// The registry's HTTP port.
+        #[arg(long, env = "SLUICE_REGISTRY_PORT", default_value_t = registry::DEFAULT_PORT)]
+        port: u16,
+        /// Apicurio Registry version (`io.apicurio:apicurio-registry-app:<v>:tar.gz:all`).
+        #[arg(long, env = "SLUICE_REGISTRY_VERSION", default_value = registry::DEFAULT_VERSION)]
+        version: String,
+    },
+    /// Stop the registry started by `up` (only the pid in its pid file).
+    Down,
+    /// Print the URL if our registry is running.
+    Status,
+}
+
+#[derive(Args, Clone)]
+struct RegistryArgs {
+    /// The schema registry's HTTP port.
+    #[arg(long = "registry-port", env = "SLUICE_REGISTRY_PORT", default_value_t = registry::DEFAULT_PORT)]
+    registry_port: u16,
+    /// Apicurio Registry version (`io.apicurio:apicurio-registry-app:<v>:tar.gz:all`).
+    #[arg(long = "registry-version", env = "SLUICE_REGISTRY_VERSION", default_value = registry::DEFAULT_VERSION)]
+    registry_version: String,
 }
 
 #[derive(Args, Clone)]
@@ -232,7 +279,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}/*", kafka::fetch(&version, major)?.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Test { cluster, args } => {
+        Cmd::Registry(RegistryCmd::Up { port, version }) => {
+            install_signal_flag();
+            println!("{}", registry::up(&version, port)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Registry(RegistryCmd::Down) => {
+            registry::down()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Registry(RegistryCmd::Status) => match registry::running() {
+            Some((pid, url)) => {
+                eprintln!("xtask: Apicurio Registry (pid {pid}) is running");
+                println!("{url}");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("xtask: no Apicurio Registry of ours is running");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Cmd::Test {
+            cluster,
+            no_registry,
+            registry,
+            args,
+        } => {
             // `--workspace` would override a `-p` given after `--`.
             let picks_packages = args
                 .iter()
@@ -253,7 +325,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cmd.args(&cargo_args);
             let what = format!("cargo test {}", cargo_args.join(" "));
             // The security tests (testkit's, the client's TLS/SASL ones) run here too.
-            with_kafka(&shape, &what, cmd)
+            if no_registry {
+                with_kafka(&shape, &what, cmd)
+            } else {
+                with_registry(&registry, cmd, |cmd| with_kafka(&shape, &what, cmd))
+            }
         }
         Cmd::Demo { cluster } => {
             let mut cmd = cargo();
@@ -335,6 +411,34 @@ fn with_kafka(shape: &Shape, what: &str, mut cmd: Command) -> Result<ExitCode> {
             status.code().map_or(1, |c| c.clamp(1, 255) as u8),
         ))
     }
+}
+
+/// Run `inner` with SLUICE_REGISTRY_URL set on `cmd`; start (and afterwards stop) a
+/// registry unless SLUICE_REGISTRY_URL is already set or ours is already running.
+fn with_registry(
+    args: &RegistryArgs,
+    mut cmd: Command,
+    inner: impl FnOnce(Command) -> Result<ExitCode>,
+) -> Result<ExitCode> {
+    install_signal_flag();
+    if let Ok(url) = std::env::var("SLUICE_REGISTRY_URL") {
+        if !url.trim().is_empty() {
+            eprintln!("xtask: SLUICE_REGISTRY_URL={url} is set; using that registry");
+            return inner(cmd);
+        }
+    }
+    // Ours on another port is replaced by `up`, and so counts as started here.
+    let was_running =
+        registry::running().is_some_and(|(_, url)| url == registry::url(args.registry_port));
+    let url = registry::up(&args.registry_version, args.registry_port)?;
+    cmd.env("SLUICE_REGISTRY_URL", &url);
+    let result = inner(cmd);
+    if was_running {
+        eprintln!("xtask: the registry was already running; it stays up afterwards");
+    } else if let Err(e) = registry::down() {
+        eprintln!("xtask: warning: stopping the registry failed: {e:#}");
+    }
+    result
 }
 
 /// Wait for the child; on SIGTERM/SIGINT to us, pass SIGTERM on once and keep waiting.
