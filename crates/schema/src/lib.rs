@@ -1,0 +1,84 @@
+//! Schema-registry serdes for Kafka records, in pure Rust: the Confluent wire format, a
+//! caching client for the Confluent Schema Registry REST API, and Avro.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use sluice_schema::{AvroDeserializer, AvroSerializer, Registry};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Order {
+//!     id: i64,
+//!     amount: f64,
+//! }
+//!
+//! const ORDER: &str = r#"{"type": "record", "name": "Order", "namespace": "shop",
+//!     "fields": [{"name": "id", "type": "long"}, {"name": "amount", "type": "double"}]}"#;
+//!
+//! # async fn demo() -> sluice_schema::Result<()> {
+//! // Confluent: http://host:8081; Apicurio: http://host:8080/apis/ccompat/v7.
+//! let registry = Registry::builder("https://registry.example.com")
+//!     .basic_auth("api-key", "api-secret")
+//!     .build()?;
+//!
+//! // Registers the schema under "orders-value" on first use, then frames every record
+//! // as magic byte 0 + the 4-byte schema id + the Avro datum.
+//! let serializer = AvroSerializer::new(registry.clone(), ORDER)?;
+//! let bytes = serializer.serialize("orders", &Order { id: 7, amount: 9.5 }).await?;
+//!
+//! // Reads any record a Confluent-compatible serializer wrote (Java, Go, Python, Sluice),
+//! // fetching each writer schema once.
+//! let deserializer = AvroDeserializer::new(registry);
+//! let order: Order = deserializer.deserialize_into(&bytes).await?;
+//! assert_eq!(order, Order { id: 7, amount: 9.5 });
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The crate knows no Kafka client: it turns values into record bytes and back, for any
+//! client (sluice-wire's, or another) to send and receive.
+//!
+//! # Layout
+//!
+//! - [`framing`]: the wire format (magic byte, schema id, Protobuf message indexes); no
+//!   I/O, every length checked against the bytes there are.
+//! - [`Registry`]: the REST client. Caches by id and by schema, so serializing and
+//!   deserializing make one HTTP request per distinct schema, not per record; a bound on
+//!   requests in flight; retries with backoff on 5xx, 429 and timeouts; 4xx answers as
+//!   typed [`Error`]s. Apicurio's differences from Confluent's registry are listed there.
+//! - [`AvroSerializer`], [`AvroDeserializer`]: Avro with `apache-avro`, auto-registration
+//!   on or off, the writer's schema resolved against a reader schema (evolution).
+//! - [`SubjectNameStrategy`]: topic, record and topic-record subject names, as the Java
+//!   serializers derive them.
+//!
+//! # Errors
+//!
+//! One [`Error`] enum. A record's own failure (wrong magic byte, short buffer, unknown
+//! schema id, a datum that does not decode) is not retriable: dead-letter the record. A
+//! registry outage ([`Error::is_retriable`]: timeouts, refused connections, 5xx) is the
+//! world's failure: pause and try again later.
+//!
+//! # TLS without a C compiler
+//!
+//! HTTPS uses rustls with the graviola crypto provider (x86_64 and aarch64), so building
+//! this crate needs no C compiler; a provider installed as the process default
+//! (`rustls::crypto::CryptoProvider::install_default`) is used instead when there is one.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod avro;
+mod error;
+pub mod framing;
+mod registry;
+mod schema;
+mod subject;
+mod tls;
+
+pub use avro::{AvroDeserializer, AvroSerializer};
+pub use error::{Error, Result};
+pub use registry::{Registry, RegistryBuilder};
+pub use schema::{Compatibility, RegisteredSchema, Schema, SchemaReference, SchemaType, Version};
+pub use subject::SubjectNameStrategy;
+
+/// Re-exported so that callers build and match Avro values and schemas with the same
+/// `apache-avro` version this crate uses.
+pub use apache_avro;
