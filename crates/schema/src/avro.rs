@@ -43,7 +43,7 @@ impl AvroSerializer {
     /// A serializer of values (not keys) with the Avro schema `schema` (JSON), the topic
     /// strategy and auto-registration on (the Java serializer's defaults).
     ///
-    /// Errors with [`Error::Avro`] if the schema does not parse.
+    /// Errors with [`Error::Avro`](crate::Error::Avro) if the schema does not parse.
     pub fn new(registry: Registry, schema: &str) -> Result<Self> {
         let parsed = AvroSchema::parse_str(schema)?;
         let record = parsed.name().map(|n| n.fullname(None));
@@ -75,7 +75,7 @@ impl AvroSerializer {
 
     /// With `true` (the default) the schema is registered under the subject on first
     /// use; with `false` it must already be registered there, else serializing fails with
-    /// [`Error::SchemaNotFound`] or [`Error::SubjectNotFound`] (production setups that
+    /// [`Error::SchemaNotFound`](crate::Error::SchemaNotFound) or [`Error::SubjectNotFound`](crate::Error::SubjectNotFound) (production setups that
     /// register schemas from CI, not from applications).
     #[must_use]
     pub fn auto_register(mut self, on: bool) -> Self {
@@ -171,7 +171,7 @@ impl AvroDeserializer {
     /// Resolve every record into `reader` (Avro JSON): the shape this application
     /// expects, whatever compatible version wrote the record.
     ///
-    /// Errors with [`Error::Avro`] if the schema does not parse.
+    /// Errors with [`Error::Avro`](crate::Error::Avro) if the schema does not parse.
     pub fn reader_schema(mut self, reader: &str) -> Result<Self> {
         self.reader = Some(AvroSchema::parse_str(reader)?);
         Ok(self)
@@ -221,10 +221,10 @@ impl AvroDeserializer {
     /// Decode a framed record into an Avro [`Value`] (in the reader schema's shape if one
     /// was given).
     ///
-    /// Errors: [`Error::WrongMagic`], [`Error::ShortBuffer`], [`Error::UnknownSchemaId`]
-    /// (this record's failure: dead-letter it), [`Error::Avro`] (bad datum, or a writer
+    /// Errors: [`Error::WrongMagic`](crate::Error::WrongMagic), [`Error::ShortBuffer`](crate::Error::ShortBuffer), [`Error::UnknownSchemaId`](crate::Error::UnknownSchemaId)
+    /// (this record's failure: dead-letter it), [`Error::Avro`](crate::Error::Avro) (bad datum, or a writer
     /// schema the reader schema cannot resolve); registry outages are
-    /// [`Error::is_retriable`].
+    /// [`Error::is_retriable`](crate::Error::is_retriable).
     pub async fn deserialize(&self, bytes: &[u8]) -> Result<Value> {
         let (id, mut payload) = framing::read_header(bytes)?;
         let writer = self.writer(id).await?;

@@ -1,0 +1,406 @@
+//! sluice-schema against a real registry: Apicurio Registry's Confluent-compatible API,
+//! started by `cargo xtask registry up` (or `cargo xtask test`), found via
+//! SLUICE_REGISTRY_URL. Every test uses subjects of its own, so the tests share one
+//! registry and run in parallel.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_schema::apache_avro::types::Value;
+use sluice_schema::apache_avro::{self};
+use sluice_schema::{
+    framing, AvroDeserializer, AvroSerializer, Compatibility, Error, Registry, Schema,
+    SchemaReference, SubjectNameStrategy, Version,
+};
+
+fn url() -> String {
+    match std::env::var("SLUICE_REGISTRY_URL") {
+        Ok(u) if !u.trim().is_empty() => u,
+        _ => panic!(
+            "SLUICE_REGISTRY_URL is not set: start a registry with `cargo xtask registry up` \
+             and export SLUICE_REGISTRY_URL=<the URL it prints>, or run `cargo xtask test`"
+        ),
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new(url()).expect("registry client")
+}
+
+/// A name no other test (or earlier run against the same registry) uses.
+fn unique(what: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{what}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+const V1: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"long"},
+    {"name":"amount","type":"double"}]}"#;
+/// V1 plus a field with a default: BACKWARD compatible (a V2 reader reads V1 data).
+const V2: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"long"},
+    {"name":"amount","type":"double"},
+    {"name":"currency","type":"string","default":"EUR"}]}"#;
+/// A field added without a default and `amount` removed: not BACKWARD compatible.
+const BREAKING: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"long"},
+    {"name":"customer","type":"string"}]}"#;
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct OrderV1 {
+    id: i64,
+    amount: f64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct OrderV2 {
+    id: i64,
+    amount: f64,
+    currency: String,
+}
+
+#[tokio::test]
+async fn register_is_idempotent_and_lookups_are_cached() {
+    let subject = unique("idem-value");
+    let r = registry();
+    let id = r.register(&subject, &Schema::avro(V1)).await.unwrap();
+    assert_eq!(r.http_requests(), 1);
+    // Same subject and schema: the cache answers.
+    assert_eq!(r.register(&subject, &Schema::avro(V1)).await.unwrap(), id);
+    assert_eq!(r.schema_by_id(id).await.unwrap().schema, V1);
+    assert_eq!(r.http_requests(), 1, "cached register/by-id made a request");
+
+    // A fresh client: the registry itself says the schema is already there (no new
+    // version), and by-id is fetched once, then cached.
+    let fresh = registry();
+    assert_eq!(
+        fresh.register(&subject, &Schema::avro(V1)).await.unwrap(),
+        id
+    );
+    let latest = fresh.version(&subject, Version::Latest).await.unwrap();
+    assert_eq!((latest.version, latest.id), (1, id));
+    let other = registry();
+    for _ in 0..5 {
+        let s = other.schema_by_id(id).await.unwrap();
+        assert_eq!(s.schema, V1);
+        assert_eq!(s.schema_type, sluice_schema::SchemaType::Avro);
+    }
+    assert_eq!(other.http_requests(), 1);
+    assert_eq!(other.id_of(&subject, &Schema::avro(V1)).await.unwrap(), id);
+    assert_eq!(other.http_requests(), 2);
+}
+
+#[tokio::test]
+async fn backward_subject_accepts_a_compatible_change_and_rejects_a_breaking_one() {
+    let subject = unique("evolve-value");
+    let r = registry();
+    // Apicurio's default is NONE (it would accept anything): set the rule first.
+    assert_eq!(
+        r.set_compatibility(Some(&subject), Compatibility::Backward)
+            .await
+            .unwrap(),
+        Compatibility::Backward
+    );
+    assert_eq!(
+        r.compatibility(Some(&subject)).await.unwrap(),
+        Compatibility::Backward
+    );
+    let id1 = r.register(&subject, &Schema::avro(V1)).await.unwrap();
+    assert!(r
+        .is_compatible(&subject, Version::Latest, &Schema::avro(V2))
+        .await
+        .unwrap());
+    assert!(!r
+        .is_compatible(&subject, Version::Latest, &Schema::avro(BREAKING))
+        .await
+        .unwrap());
+    let id2 = r.register(&subject, &Schema::avro(V2)).await.unwrap();
+    assert_ne!(id1, id2);
+    let err = r
+        .register(&subject, &Schema::avro(BREAKING))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Incompatible { subject: s, .. } if *s == subject),
+        "{err:?}"
+    );
+    assert!(!err.is_retriable());
+
+    let latest = r.version(&subject, Version::Latest).await.unwrap();
+    assert_eq!((latest.version, latest.id), (2, id2));
+    assert_eq!(latest.schema.schema, V2);
+    let first = r.version(&subject, Version::Number(1)).await.unwrap();
+    assert_eq!((first.version, first.id), (1, id1));
+    assert!(matches!(
+        r.version(&subject, Version::Number(3)).await,
+        Err(Error::VersionNotFound { version, .. }) if version == "3"
+    ));
+    assert!(matches!(
+        r.version(&unique("missing"), Version::Latest).await,
+        Err(Error::SubjectNotFound { .. })
+    ));
+    assert!(matches!(
+        r.register(&subject, &Schema::avro("{not json")).await,
+        Err(Error::InvalidSchema { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_subject_without_a_rule_of_its_own_has_the_global_one() {
+    let r = registry();
+    let global = r.compatibility(None).await.unwrap();
+    // Not registered at all (Apicurio: 40401), and registered without a rule.
+    assert_eq!(
+        r.compatibility(Some(&unique("norule"))).await.unwrap(),
+        global
+    );
+    let subject = unique("norule-value");
+    r.register(&subject, &Schema::avro(V1)).await.unwrap();
+    assert_eq!(r.compatibility(Some(&subject)).await.unwrap(), global);
+}
+
+#[tokio::test]
+async fn old_data_is_read_with_a_new_reader_schema_and_new_data_with_the_old() {
+    let topic = unique("orders");
+    let r = registry();
+    r.set_compatibility(Some(&format!("{topic}-value")), Compatibility::Backward)
+        .await
+        .unwrap();
+    let v1 = AvroSerializer::new(r.clone(), V1).unwrap();
+    let old = v1
+        .serialize(&topic, &OrderV1 { id: 1, amount: 2.5 })
+        .await
+        .unwrap();
+    let v2 = AvroSerializer::new(r.clone(), V2).unwrap();
+    let new = v2
+        .serialize(
+            &topic,
+            &OrderV2 {
+                id: 2,
+                amount: 4.0,
+                currency: "USD".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (id_old, _) = framing::read_header(&old).unwrap();
+    let (id_new, _) = framing::read_header(&new).unwrap();
+    assert_ne!(id_old, id_new);
+
+    // A V2 application reads V1 data: the added field takes its default.
+    let reader_v2 = AvroDeserializer::new(registry()).reader_schema(V2).unwrap();
+    let got: OrderV2 = reader_v2.deserialize_into(&old).await.unwrap();
+    assert_eq!(
+        got,
+        OrderV2 {
+            id: 1,
+            amount: 2.5,
+            currency: "EUR".into()
+        }
+    );
+    let got: OrderV2 = reader_v2.deserialize_into(&new).await.unwrap();
+    assert_eq!(got.currency, "USD");
+    // A V1 application reads V2 data: the field it does not know is skipped.
+    let reader_v1 = AvroDeserializer::new(registry()).reader_schema(V1).unwrap();
+    let got: OrderV1 = reader_v1.deserialize_into(&new).await.unwrap();
+    assert_eq!(got, OrderV1 { id: 2, amount: 4.0 });
+    // Without a reader schema: the writer's shape.
+    let plain = AvroDeserializer::new(registry());
+    let Value::Record(fields) = plain.deserialize(&new).await.unwrap() else {
+        panic!("not a record");
+    };
+    assert_eq!(fields.len(), 3);
+    assert_eq!(fields[2], ("currency".into(), Value::String("USD".into())));
+}
+
+#[tokio::test]
+async fn bad_bytes_and_unknown_ids_are_typed_errors_of_the_record() {
+    let de = AvroDeserializer::new(registry());
+    let mut unknown = Vec::new();
+    framing::write_header(2_000_000_000, &mut unknown);
+    unknown.extend_from_slice(&[2, 0]);
+    let err = de.deserialize(&unknown).await.unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownSchemaId(2_000_000_000)),
+        "{err:?}"
+    );
+    assert!(!err.is_retriable());
+    assert!(matches!(
+        de.deserialize(b"{\"id\":1}").await,
+        Err(Error::WrongMagic { found: b'{' })
+    ));
+    assert!(matches!(
+        de.deserialize(&[0, 0, 1]).await,
+        Err(Error::ShortBuffer { .. })
+    ));
+    // A known id with a datum cut short: the codec's error, not a panic.
+    let topic = unique("cut");
+    let ser = AvroSerializer::new(registry(), V1).unwrap();
+    let bytes = ser
+        .serialize(&topic, &OrderV1 { id: 1, amount: 1.0 })
+        .await
+        .unwrap();
+    assert!(matches!(
+        de.deserialize(&bytes[..bytes.len() - 3]).await,
+        Err(Error::Avro(_))
+    ));
+}
+
+#[tokio::test]
+async fn auto_register_off_needs_the_schema_registered_first() {
+    let topic = unique("strict");
+    let r = registry();
+    let ser = AvroSerializer::new(r.clone(), V1)
+        .unwrap()
+        .auto_register(false);
+    let record = OrderV1 { id: 1, amount: 1.0 };
+    let err = ser.serialize(&topic, &record).await.unwrap_err();
+    assert!(matches!(err, Error::SubjectNotFound { .. }), "{err:?}");
+    let id = registry()
+        .register(&format!("{topic}-value"), &Schema::avro(V1))
+        .await
+        .unwrap();
+    let bytes = ser.serialize(&topic, &record).await.unwrap();
+    assert_eq!(framing::read_header(&bytes).unwrap().0, id);
+    // Registered under the topic's subject, not under another schema's.
+    let other = AvroSerializer::new(r, V2).unwrap().auto_register(false);
+    assert!(matches!(
+        other.serialize(&topic, &record).await,
+        Err(Error::SchemaNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn registry_requests_per_records_equal_the_distinct_schemas() {
+    const RECORDS: usize = 3_000;
+    let topics = [unique("calls-a"), unique("calls-b"), unique("calls-c")];
+    let producer_side = registry();
+    // Three schemas (one per topic): V1 on two topics, V2 on the third, and the record
+    // strategy for one of them, so subjects differ in kind too.
+    let sers = [
+        AvroSerializer::new(producer_side.clone(), V1).unwrap(),
+        AvroSerializer::new(producer_side.clone(), V2).unwrap(),
+        AvroSerializer::new(producer_side.clone(), V1)
+            .unwrap()
+            .strategy(SubjectNameStrategy::TopicRecord),
+    ];
+    let mut framed = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        let k = i % 3;
+        let bytes = if k == 1 {
+            let v = OrderV2 {
+                id: i as i64,
+                amount: i as f64,
+                currency: "EUR".into(),
+            };
+            sers[k].serialize(&topics[k], &v).await.unwrap()
+        } else {
+            let v = OrderV1 {
+                id: i as i64,
+                amount: i as f64,
+            };
+            sers[k].serialize(&topics[k], &v).await.unwrap()
+        };
+        framed.push(bytes);
+    }
+    // V1 under "<a>-value" and "<c>-shop.Order" is one schema text with one id
+    // (content ids), but two subjects: two registrations.
+    assert_eq!(producer_side.http_requests(), 3);
+
+    let consumer_side = registry();
+    let de = AvroDeserializer::new(consumer_side.clone())
+        .reader_schema(V2)
+        .unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, bytes) in framed.iter().enumerate() {
+        ids.insert(framing::read_header(bytes).unwrap().0);
+        let got: OrderV2 = de.deserialize_into(bytes).await.unwrap();
+        assert_eq!((got.id, got.amount), (i as i64, i as f64));
+    }
+    // One request per distinct schema id, for 3,000 records.
+    assert_eq!(ids.len(), 2);
+    assert_eq!(consumer_side.http_requests(), ids.len() as u64);
+}
+
+#[tokio::test]
+async fn a_schema_with_references_is_decoded_with_them() {
+    let money_subject = unique("money");
+    let r = registry();
+    let money = r#"{"type":"record","name":"Money","namespace":"shop",
+        "fields":[{"name":"units","type":"long"},{"name":"currency","type":"string"}]}"#;
+    r.register(&money_subject, &Schema::avro(money))
+        .await
+        .unwrap();
+    let invoice = r#"{"type":"record","name":"Invoice","namespace":"shop",
+        "fields":[{"name":"number","type":"int"},{"name":"total","type":"shop.Money"}]}"#;
+    let schema = Schema::avro(invoice).with_references(vec![SchemaReference {
+        name: "shop.Money".into(),
+        subject: money_subject.clone(),
+        version: 1,
+    }]);
+    let id = r
+        .register(&unique("invoices-value"), &schema)
+        .await
+        .unwrap();
+    // Write a record as a producer holding both schemas would.
+    let (parsed, refs) = apache_avro::Schema::parse_str_with_list(invoice, [money]).unwrap();
+    let value = Value::Record(vec![
+        ("number".into(), Value::Int(42)),
+        (
+            "total".into(),
+            Value::Record(vec![
+                ("units".into(), Value::Long(1999)),
+                ("currency".into(), Value::String("EUR".into())),
+            ]),
+        ),
+    ]);
+    let datum =
+        apache_avro::to_avro_datum_schemata(&parsed, refs.iter().collect(), value.clone()).unwrap();
+    let mut bytes = Vec::new();
+    framing::write_header(id, &mut bytes);
+    bytes.extend_from_slice(&datum);
+
+    let consumer_side = registry();
+    let de = AvroDeserializer::new(consumer_side.clone());
+    assert_eq!(de.deserialize(&bytes).await.unwrap(), value);
+    // The schema by id, then the reference by subject and version.
+    assert_eq!(consumer_side.http_requests(), 2);
+    assert_eq!(
+        consumer_side.schema_by_id(id).await.unwrap().references[0].subject,
+        money_subject
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_is_retried_then_a_retriable_error() {
+    // A port nobody listens on: every attempt is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = Registry::builder(format!("http://127.0.0.1:{port}/apis/ccompat/v7"))
+        .retries(2, Duration::from_millis(20), Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = r.schema_by_id(1).await.unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    assert!(err.is_retriable());
+    // The first attempt and two retries, with backoff in between (>= 15 + 30 ms).
+    assert_eq!(r.http_requests(), 3);
+    assert!(started.elapsed() >= Duration::from_millis(45));
+    // A 4xx is never retried: one request.
+    let real = registry();
+    let _ = real.schema_by_id(2_000_000_001).await.unwrap_err();
+    assert_eq!(real.http_requests(), 1);
+}
