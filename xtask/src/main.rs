@@ -282,6 +282,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Registry(RegistryCmd::Up { port, version }) => {
             install_signal_flag();
             println!("{}", registry::up(&version, port)?);
+            eprintln!("xtask: for the schema tests:");
+            for (k, v) in registry::test_env(port) {
+                eprintln!("  export {k}={v}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Registry(RegistryCmd::Down) => {
@@ -413,7 +417,8 @@ fn with_kafka(shape: &Shape, what: &str, mut cmd: Command) -> Result<ExitCode> {
     }
 }
 
-/// Run `inner` with SLUICE_REGISTRY_URL set on `cmd`; start (and afterwards stop) a
+/// Run `inner` with SLUICE_REGISTRY_URL (and the TLS variables of
+/// `registry::test_env`) set on `cmd`; start (and afterwards stop) a
 /// registry unless SLUICE_REGISTRY_URL is already set or ours is already running.
 fn with_registry(
     args: &RegistryArgs,
@@ -430,8 +435,8 @@ fn with_registry(
     // Ours on another port is replaced by `up`, and so counts as started here.
     let was_running =
         registry::running().is_some_and(|(_, url)| url == registry::url(args.registry_port));
-    let url = registry::up(&args.registry_version, args.registry_port)?;
-    cmd.env("SLUICE_REGISTRY_URL", &url);
+    registry::up(&args.registry_version, args.registry_port)?;
+    cmd.envs(registry::test_env(args.registry_port));
     let result = inner(cmd);
     if was_running {
         eprintln!("xtask: the registry was already running; it stays up afterwards");

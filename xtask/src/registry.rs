@@ -11,6 +11,9 @@
 //! <version>/app/.complete                                marker: the cache is whole
 //! run/registry.pid      the pid of the Java process `up` started (the only one `down` signals)
 //! run/url               "http://127.0.0.1:<port>/apis/ccompat/v7" (the Confluent-compatible API)
+//! run/tls-url           "https://127.0.0.1:<port+1>/apis/ccompat/v7": the same API over TLS
+//! run/tls/              the certificates of `tls.rs` (fresh on every `up`): the registry
+//!                       serves broker.pem (SANs 127.0.0.1, localhost); clients trust ca.pem
 //! run/registry.out      its stdout and stderr
 //! ```
 //!
@@ -50,6 +53,11 @@ fn app_dir(version: &str) -> PathBuf {
     registry_dir().join(version).join("app")
 }
 
+/// The CA, server and client certificates of the HTTPS port.
+pub fn tls_dir() -> PathBuf {
+    run_dir().join("tls")
+}
+
 fn runner_jar(version: &str) -> PathBuf {
     app_dir(version).join(format!("apicurio-registry-app-{version}-runner.jar"))
 }
@@ -57,6 +65,11 @@ fn runner_jar(version: &str) -> PathBuf {
 /// The URL of the Confluent-compatible API of a registry on `port`.
 pub fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}/apis/ccompat/v7")
+}
+
+/// The HTTPS URL of the same API: on the next port.
+pub fn tls_url(port: u16) -> String {
+    format!("https://127.0.0.1:{}/apis/ccompat/v7", port + 1)
 }
 
 /// Make sure `target/registry/<version>/app` holds the unpacked application.
@@ -130,7 +143,7 @@ fn fetch(version: &str) -> Result<PathBuf> {
 
 /// The command line of `up` (without `java`): the port is in it, so `is_ours` can tell our
 /// registry from any other Java process, and `status` the port it serves.
-fn command(version: &str, port: u16) -> Vec<String> {
+fn command(version: &str, port: u16, tls: &Path) -> Vec<String> {
     vec![
         // A small heap and the C1 compiler only: the registry holds a few test schemas,
         // and starts faster on a busy machine with less JIT work.
@@ -138,6 +151,16 @@ fn command(version: &str, port: u16) -> Vec<String> {
         "-XX:TieredStopAtLevel=1".into(),
         format!("-Dquarkus.http.port={port}"),
         "-Dquarkus.http.host=127.0.0.1".into(),
+        // HTTPS beside HTTP, with the test CA's server certificate (PEM, EC P-256).
+        format!("-Dquarkus.http.ssl-port={}", port + 1),
+        format!(
+            "-Dquarkus.http.ssl.certificate.files={}",
+            tls.join("broker.pem").display()
+        ),
+        format!(
+            "-Dquarkus.http.ssl.certificate.key-files={}",
+            tls.join("broker.key").display()
+        ),
         // In-memory H2 (the default of 3.x, said here so that a changed default cannot
         // leave state behind between runs).
         "-Dapicurio.storage.kind=sql".into(),
@@ -165,6 +188,18 @@ fn is_ours(pid: i32) -> bool {
     let cmdline = String::from_utf8_lossy(&raw);
     let ours = registry_dir().display().to_string();
     cmdline.contains("apicurio-registry-app") && cmdline.contains(&ours)
+}
+
+/// The environment the schema tests read: the registry's URLs and the CA of its HTTPS port.
+pub fn test_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("SLUICE_REGISTRY_URL", url(port)),
+        ("SLUICE_REGISTRY_TLS_URL", tls_url(port)),
+        (
+            "SLUICE_REGISTRY_CA",
+            tls_dir().join("ca.pem").display().to_string(),
+        ),
+    ]
 }
 
 /// The pid and URL of our running registry, if there is one.
@@ -226,18 +261,22 @@ pub fn up(version: &str, port: u16) -> Result<String> {
         }
         down()?;
     }
-    if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-        bail!(
-            "port {port} is in use by a process that is not our registry: pick another with --port"
-        );
+    if port == u16::MAX {
+        bail!("--port {port}: the HTTPS port (port + 1) would not fit");
+    }
+    for p in [port, port + 1] {
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
+            bail!("port {p} is in use by a process that is not our registry: pick another with --port");
+        }
     }
     fetch(version)?;
     let run = run_dir();
     fs::create_dir_all(&run)?;
+    crate::tls::generate(&tls_dir())?;
     let out = fs::File::create(run.join("registry.out"))?;
     let started = Instant::now();
     let mut child = Command::new(java())
-        .args(command(version, port))
+        .args(command(version, port, &tls_dir()))
         .current_dir(&run)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
@@ -248,7 +287,7 @@ pub fn up(version: &str, port: u16) -> Result<String> {
     fs::write(run.join("registry.pid"), format!("{pid}\n"))?;
     let deadline = started + START_TIMEOUT;
     loop {
-        if ready(port) {
+        if ready(port) && TcpStream::connect(("127.0.0.1", port + 1)).is_ok() {
             break;
         }
         if let Some(status) = child.try_wait()? {
@@ -272,10 +311,14 @@ pub fn up(version: &str, port: u16) -> Result<String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let url = url(port);
+    fs::write(run.join("tls-url"), format!("{}\n", tls_url(port)))?;
     fs::write(run.join("url"), format!("{url}\n"))?;
     eprintln!(
-        "xtask: Apicurio Registry {version} (pid {pid}) ready in {:.1}s",
-        started.elapsed().as_secs_f64()
+        "xtask: Apicurio Registry {version} (pid {pid}) ready in {:.1}s; HTTPS at {} \
+         (CA {})",
+        started.elapsed().as_secs_f64(),
+        tls_url(port),
+        tls_dir().join("ca.pem").display()
     );
     Ok(url)
 }
@@ -301,6 +344,7 @@ pub fn down() -> Result<()> {
     }
     let _ = fs::remove_file(run_dir().join("registry.pid"));
     let _ = fs::remove_file(run_dir().join("url"));
+    let _ = fs::remove_file(run_dir().join("tls-url"));
     Ok(())
 }
 
@@ -317,8 +361,10 @@ mod tests {
 
     #[test]
     fn command_binds_loopback_on_the_port_with_in_memory_storage() {
-        let cmd = command("3.0.9", 28080);
+        let cmd = command("3.0.9", 28080, Path::new("/t"));
         assert!(cmd.contains(&"-Dquarkus.http.port=28080".to_string()));
+        assert!(cmd.contains(&"-Dquarkus.http.ssl-port=28081".to_string()));
+        assert!(cmd.contains(&"-Dquarkus.http.ssl.certificate.files=/t/broker.pem".to_string()));
         assert!(cmd.contains(&"-Dquarkus.http.host=127.0.0.1".to_string()));
         assert!(cmd
             .iter()
@@ -332,6 +378,7 @@ mod tests {
     fn url_names_the_confluent_compatible_api() {
         assert_eq!(url(28080), "http://127.0.0.1:28080/apis/ccompat/v7");
         assert_eq!(port_of(&url(28080)), Some(28080));
+        assert_eq!(tls_url(28080), "https://127.0.0.1:28081/apis/ccompat/v7");
         assert_eq!(port_of("http://example.com/"), None);
     }
 }

@@ -74,9 +74,14 @@ pub enum Error {
         /// The registry's message (or the start of the body).
         message: String,
     },
-    /// The request did not get an answer (connect, TLS, timeout) after the retries.
+    /// The request did not get an answer (connect, TLS, timeout) after the retries. The
+    /// source is the HTTP client's error (boxed: which HTTP client is not API).
     #[error("registry request failed: {0}")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The TLS handshake failed for a reason retrying cannot fix (the certificate is not
+    /// trusted, names another host, has expired; no protocol in common). Not retried.
+    #[error("TLS handshake with the registry failed: {0}")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The registry's answer was not the JSON the API describes.
     #[error("unexpected registry reply: {0}")]
     BadReply(String),

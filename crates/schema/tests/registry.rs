@@ -404,3 +404,73 @@ async fn an_unreachable_registry_is_retried_then_a_retriable_error() {
     let _ = real.schema_by_id(2_000_000_001).await.unwrap_err();
     assert_eq!(real.http_requests(), 1);
 }
+
+/// The registry's HTTPS URL and the directory of its test CA (`cargo xtask registry up`
+/// serves HTTPS on the next port with a certificate of `target/registry/run/tls/`).
+fn tls() -> (String, std::path::PathBuf) {
+    let get = |k: &str| match std::env::var(k) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => panic!(
+            "{k} is not set: `cargo xtask registry up` prints the exports the schema \
+             tests need (or run `cargo xtask test`)"
+        ),
+    };
+    let ca = std::path::PathBuf::from(get("SLUICE_REGISTRY_CA"));
+    (get("SLUICE_REGISTRY_TLS_URL"), ca)
+}
+
+/// Every message in an error's source chain, for matching on the cause.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text += &format!(": {s}");
+        cur = s.source();
+    }
+    text
+}
+
+#[tokio::test]
+async fn https_with_the_registry_ca_works_and_with_another_ca_is_refused() {
+    let (url, ca) = tls();
+    let r = Registry::builder(&url)
+        .ca_pem(std::fs::read(&ca).unwrap())
+        .build()
+        .unwrap();
+    let topic = unique("tls");
+    let ser = AvroSerializer::new(r.clone(), V1).unwrap();
+    let bytes = ser
+        .serialize(&topic, &OrderV1 { id: 5, amount: 0.5 })
+        .await
+        .unwrap();
+    let got: OrderV1 = AvroDeserializer::new(
+        Registry::builder(&url)
+            .ca_pem(std::fs::read(&ca).unwrap())
+            .build()
+            .unwrap(),
+    )
+    .deserialize_into(&bytes)
+    .await
+    .unwrap();
+    assert_eq!(got, OrderV1 { id: 5, amount: 0.5 });
+    // The plain-HTTP port of the same registry knows the same id.
+    let id = framing::read_header(&bytes).unwrap().0;
+    assert_eq!(registry().schema_by_id(id).await.unwrap().schema, V1);
+
+    // A CA that did not sign the registry's certificate: the handshake fails, and is
+    // not retried (the default 3 retries would not change the answer).
+    let other = ca.with_file_name("other-ca.pem");
+    let untrusting = Registry::builder(&url)
+        .ca_pem(std::fs::read(other).unwrap())
+        .build()
+        .unwrap();
+    let err = untrusting.schema_by_id(id).await.unwrap_err();
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    assert!(!err.is_retriable());
+    let text = chain(&err);
+    assert!(
+        text.contains("UnknownIssuer") || text.contains("unknown issuer"),
+        "{text}"
+    );
+    assert_eq!(untrusting.http_requests(), 1);
+}

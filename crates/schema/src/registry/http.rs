@@ -179,9 +179,9 @@ impl Transport {
                 .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
                 .body(bytes);
         }
-        let resp = req.send().await.map_err(Error::Transport)?;
+        let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(Error::Transport)?;
+        let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 Error::BadReply(format!("{e}: {}", String::from_utf8_lossy(preview(&bytes))))
@@ -189,6 +189,30 @@ impl Transport {
         }
         Err(api_error(status, &bytes))
     }
+}
+
+/// A failed exchange: [`Error::Tls`] if rustls refused the handshake (its error sits
+/// inside `io::Error`s in the chain), else [`Error::Transport`] (retried).
+fn transport(e: reqwest::Error) -> Error {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = cur {
+        // Look through io::Errors wrapping io::Errors: their source() skips a level.
+        let mut inner = err;
+        loop {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Error::Tls(Box::new(tls.clone()));
+            }
+            match inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(next) => inner = next,
+                None => break,
+            }
+        }
+        cur = err.source();
+    }
+    Error::Transport(Box::new(e))
 }
 
 fn preview(bytes: &[u8]) -> &[u8] {
