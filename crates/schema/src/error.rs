@@ -91,6 +91,12 @@ pub enum Error {
     /// The subject cannot be derived (e.g. the record strategy for a schema with no name).
     #[error("subject name: {0}")]
     Subject(String),
+    /// A JSON payload or schema that does not parse, or a value with no JSON form.
+    #[error("json: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A value that breaks its JSON Schema (the first few violations).
+    #[error("value breaks its schema: {0}")]
+    Invalid(String),
     /// Avro parse, encode, decode or schema-resolution failure.
     #[error("avro: {0}")]
     Avro(#[source] Box<apache_avro::Error>),

@@ -1,5 +1,5 @@
 //! Schema-registry serdes for Kafka records, in pure Rust: the Confluent wire format, a
-//! caching client for the Confluent Schema Registry REST API, and Avro.
+//! caching client for the Confluent Schema Registry REST API, Avro and JSON Schema.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -47,6 +47,8 @@
 //!   typed [`Error`]s. Apicurio's differences from Confluent's registry are listed there.
 //! - [`AvroSerializer`], [`AvroDeserializer`]: Avro with `apache-avro`, auto-registration
 //!   on or off, the writer's schema resolved against a reader schema (evolution).
+//! - `JsonSerializer`, `JsonDeserializer` (feature `json`, on by default): JSON Schema,
+//!   values validated on both sides with `jsonschema`.
 //! - [`SubjectNameStrategy`]: topic, record and topic-record subject names, as the Java
 //!   serializers derive them.
 //!
@@ -68,6 +70,8 @@
 mod avro;
 mod error;
 pub mod framing;
+#[cfg(feature = "json")]
+mod json;
 mod registry;
 mod schema;
 mod subject;
@@ -75,6 +79,8 @@ mod tls;
 
 pub use avro::{AvroDeserializer, AvroSerializer};
 pub use error::{Error, Result};
+#[cfg(feature = "json")]
+pub use json::{JsonDeserializer, JsonSerializer};
 pub use registry::{Registry, RegistryBuilder};
 pub use schema::{Compatibility, RegisteredSchema, Schema, SchemaReference, SchemaType, Version};
 pub use subject::SubjectNameStrategy;

@@ -474,3 +474,90 @@ async fn https_with_the_registry_ca_works_and_with_another_ca_is_refused() {
     );
     assert_eq!(untrusting.http_requests(), 1);
 }
+
+#[cfg(feature = "json")]
+const PAYMENT: &str = r#"{"$schema":"http://json-schema.org/draft-07/schema#",
+    "title":"shop.Payment","type":"object",
+    "properties":{"id":{"type":"integer"},"amount":{"type":"number","minimum":0}},
+    "required":["id","amount"],"additionalProperties":false}"#;
+
+#[cfg(feature = "json")]
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Payment {
+    id: i64,
+    amount: f64,
+}
+
+#[cfg(feature = "json")]
+#[tokio::test]
+async fn json_schema_values_are_validated_on_both_sides() {
+    use sluice_schema::{JsonDeserializer, JsonSerializer, SchemaType};
+    let topic = unique("payments");
+    let producer_side = registry();
+    let ser = JsonSerializer::new(producer_side.clone(), PAYMENT)
+        .unwrap()
+        .strategy(SubjectNameStrategy::TopicRecord);
+    // A value that breaks the schema is refused before anything is registered.
+    let err = ser
+        .serialize(
+            &topic,
+            &Payment {
+                id: 1,
+                amount: -5.0,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(why) if why.contains("minimum")),
+        "{err:?}"
+    );
+    assert_eq!(producer_side.http_requests(), 0);
+
+    let mut framed = Vec::new();
+    for i in 0..100 {
+        let p = Payment {
+            id: i,
+            amount: i as f64 / 2.0,
+        };
+        framed.push(ser.serialize(&topic, &p).await.unwrap());
+    }
+    assert_eq!(producer_side.http_requests(), 1);
+    let (id, payload) = framing::read_header(&framed[3]).unwrap();
+    let text: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    assert_eq!(text, serde_json::json!({ "id": 3, "amount": 1.5 }));
+    // Registered as JSON under <topic>-<title>.
+    let registered = producer_side
+        .version(&format!("{topic}-shop.Payment"), Version::Latest)
+        .await
+        .unwrap();
+    assert_eq!(registered.id, id);
+    assert_eq!(registered.schema.schema_type, SchemaType::Json);
+
+    let consumer_side = registry();
+    let de = JsonDeserializer::new(consumer_side.clone());
+    for (i, bytes) in framed.iter().enumerate() {
+        let p: Payment = de.deserialize_into(bytes).await.unwrap();
+        assert_eq!(p.id, i as i64);
+    }
+    assert_eq!(consumer_side.http_requests(), 1);
+
+    // Written by a producer that did not validate: the consumer refuses it...
+    let mut rogue = Vec::new();
+    framing::write_header(id, &mut rogue);
+    rogue.extend_from_slice(br#"{"id":"seven","amount":1}"#);
+    assert!(matches!(
+        de.deserialize(&rogue).await,
+        Err(Error::Invalid(_))
+    ));
+    // ...unless told not to validate.
+    let lax = JsonDeserializer::new(registry()).validate(false);
+    assert_eq!(lax.deserialize(&rogue).await.unwrap()["id"], "seven");
+    let mut not_json = Vec::new();
+    framing::write_header(id, &mut not_json);
+    not_json.extend_from_slice(b"{oops");
+    assert!(matches!(
+        de.deserialize(&not_json).await,
+        Err(Error::Json(_))
+    ));
+}
