@@ -561,3 +561,54 @@ async fn json_schema_values_are_validated_on_both_sides() {
         Err(Error::Json(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_reads_of_one_schema_make_one_request() {
+    let topic = unique("herd");
+    let ser = AvroSerializer::new(registry(), V1).unwrap();
+    let bytes = ser
+        .serialize(&topic, &OrderV1 { id: 9, amount: 9.0 })
+        .await
+        .unwrap();
+    let (id, _) = framing::read_header(&bytes).unwrap();
+    // 64 partitions' first records arrive at once, all with the same new schema id.
+    let consumer_side = registry();
+    let de = std::sync::Arc::new(AvroDeserializer::new(consumer_side.clone()));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let de = de.clone();
+            let bytes = bytes.clone();
+            tokio::spawn(async move { de.deserialize_into::<OrderV1>(&bytes).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), OrderV1 { id: 9, amount: 9.0 });
+    }
+    assert_eq!(
+        consumer_side.http_requests(),
+        1,
+        "schema {id} fetched more than once"
+    );
+    // The same for registration: 64 producers of one new subject register it once.
+    let producer_side = registry();
+    let ser = std::sync::Arc::new(AvroSerializer::new(producer_side.clone(), V2).unwrap());
+    let topic = unique("herd-register");
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let ser = ser.clone();
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                let v = OrderV2 {
+                    id: i,
+                    amount: 1.0,
+                    currency: "EUR".into(),
+                };
+                ser.serialize(&topic, &v).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(producer_side.http_requests(), 1);
+}

@@ -21,6 +21,7 @@
 //! - The ids it hands out are content ids: the same schema text under two subjects has
 //!   one id (as in Confluent's).
 
+mod flight;
 mod http;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use crate::schema::{
     Compatibility, RegisteredSchema, Schema, SchemaReference, SchemaType, Version,
 };
 use crate::tls::{self, TlsOptions};
+use flight::Flights;
 use http::{Auth, Backoff, Ctx, Transport};
 
 /// A schema-registry client. Cheap to clone: clones share the connection pool, the
@@ -58,6 +60,10 @@ struct Inner {
     by_schema: RwLock<HashMap<String, HashMap<Schema, u32>>>,
     /// (subject, version) -> registered schema: what reference resolution asks for.
     by_version: RwLock<HashMap<(String, i32), Arc<RegisteredSchema>>>,
+    /// One fetch per id at a time (concurrent misses wait for it, then hit the cache).
+    id_flights: Flights<u32>,
+    /// One register or lookup per (subject, schema) at a time.
+    schema_flights: Flights<(String, Schema)>,
 }
 
 /// Builds a [`Registry`]: URL, authentication, TLS, timeouts, retries, request bound.
@@ -177,6 +183,8 @@ impl RegistryBuilder {
                 by_id: RwLock::default(),
                 by_schema: RwLock::default(),
                 by_version: RwLock::default(),
+                id_flights: Flights::default(),
+                schema_flights: Flights::default(),
             }),
         })
     }
@@ -270,6 +278,11 @@ impl Registry {
         self.inner.transport.requests()
     }
 
+    fn cached_schema(&self, id: u32) -> Option<Arc<Schema>> {
+        let map = self.inner.by_id.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&id).map(Arc::clone)
+    }
+
     fn cached_id(&self, subject: &str, schema: &Schema) -> Option<u32> {
         let map = self
             .inner
@@ -305,6 +318,14 @@ impl Registry {
         if let Some(id) = self.cached_id(subject, schema) {
             return Ok(id);
         }
+        let _flight = self
+            .inner
+            .schema_flights
+            .enter((subject.to_string(), schema.clone()))
+            .await;
+        if let Some(id) = self.cached_id(subject, schema) {
+            return Ok(id);
+        }
         #[derive(Deserialize)]
         struct Id {
             id: u32,
@@ -336,6 +357,14 @@ impl Registry {
         if let Some(id) = self.cached_id(subject, schema) {
             return Ok(id);
         }
+        let _flight = self
+            .inner
+            .schema_flights
+            .enter((subject.to_string(), schema.clone()))
+            .await;
+        if let Some(id) = self.cached_id(subject, schema) {
+            return Ok(id);
+        }
         let reply = self
             .inner
             .transport
@@ -359,14 +388,12 @@ impl Registry {
     ///
     /// Errors: [`Error::UnknownSchemaId`].
     pub async fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>> {
-        if let Some(s) = self
-            .inner
-            .by_id
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
-            return Ok(Arc::clone(s));
+        if let Some(s) = self.cached_schema(id) {
+            return Ok(s);
+        }
+        let _flight = self.inner.id_flights.enter(id).await;
+        if let Some(s) = self.cached_schema(id) {
+            return Ok(s);
         }
         let id_text = id.to_string();
         let reply = self
