@@ -97,6 +97,10 @@ pub enum Error {
     /// A value that breaks its JSON Schema (the first few violations).
     #[error("value breaks its schema: {0}")]
     Invalid(String),
+    /// A Protobuf message that does not decode, does not fit the schema, or is not at the
+    /// record's message index.
+    #[error("protobuf: {0}")]
+    Protobuf(String),
     /// Avro parse, encode, decode or schema-resolution failure.
     #[error("avro: {0}")]
     Avro(#[source] Box<apache_avro::Error>),

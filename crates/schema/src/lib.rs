@@ -1,5 +1,6 @@
 //! Schema-registry serdes for Kafka records, in pure Rust: the Confluent wire format, a
-//! caching client for the Confluent Schema Registry REST API, Avro and JSON Schema.
+//! caching client for the Confluent Schema Registry REST API, Avro, JSON Schema and
+//! Protobuf.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -49,6 +50,9 @@
 //!   on or off, the writer's schema resolved against a reader schema (evolution).
 //! - `JsonSerializer`, `JsonDeserializer` (feature `json`, on by default): JSON Schema,
 //!   values validated on both sides with `jsonschema`.
+//! - `ProtobufSerializer`, `ProtobufDeserializer` (feature `protobuf`, on by default):
+//!   `.proto` source compiled at run time (pure Rust), dynamic messages, the
+//!   message-index list for nested messages, imports through registry references.
 //! - [`SubjectNameStrategy`]: topic, record and topic-record subject names, as the Java
 //!   serializers derive them.
 //!
@@ -72,6 +76,8 @@ mod error;
 pub mod framing;
 #[cfg(feature = "json")]
 mod json;
+#[cfg(feature = "protobuf")]
+mod protobuf;
 mod registry;
 mod schema;
 mod subject;
@@ -81,6 +87,12 @@ pub use avro::{AvroDeserializer, AvroSerializer};
 pub use error::{Error, Result};
 #[cfg(feature = "json")]
 pub use json::{JsonDeserializer, JsonSerializer};
+/// Re-exported (feature `protobuf`): build and read [`prost_reflect::DynamicMessage`]s
+/// with the version this crate uses.
+#[cfg(feature = "protobuf")]
+pub use prost_reflect;
+#[cfg(feature = "protobuf")]
+pub use protobuf::{ProtobufDeserializer, ProtobufSerializer};
 pub use registry::{Registry, RegistryBuilder};
 pub use schema::{Compatibility, RegisteredSchema, Schema, SchemaReference, SchemaType, Version};
 pub use subject::SubjectNameStrategy;

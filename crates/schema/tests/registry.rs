@@ -612,3 +612,118 @@ async fn concurrent_first_reads_of_one_schema_make_one_request() {
     }
     assert_eq!(producer_side.http_requests(), 1);
 }
+
+#[cfg(feature = "protobuf")]
+#[tokio::test]
+async fn protobuf_nested_messages_and_imports_through_references() {
+    use sluice_schema::prost_reflect::{DynamicMessage, ReflectMessage, Value as PValue};
+    use sluice_schema::{ProtobufDeserializer, ProtobufSerializer, SchemaType};
+    let r = registry();
+    // The imported file, registered under a subject of its own.
+    let common_subject = unique("shop-common");
+    let common = r#"syntax = "proto3";
+package shop.common;
+message Money { int64 units = 1; string currency = 2; }
+"#;
+    r.register(&common_subject, &Schema::new(SchemaType::Protobuf, common))
+        .await
+        .unwrap();
+    let import = SchemaReference {
+        name: "shop/common.proto".into(),
+        subject: common_subject.clone(),
+        version: 1,
+    };
+    let order = r#"syntax = "proto3";
+package shop;
+import "shop/common.proto";
+message Header { string trace = 1; }
+message Order {
+  int64 id = 1;
+  shop.common.Money total = 2;
+  message Line { string sku = 1; int32 qty = 2; }
+  repeated Line lines = 3;
+}
+"#;
+    let topic = unique("pb-orders");
+    let imports = [(import.clone(), common)];
+    let orders = ProtobufSerializer::new(r.clone(), order, "shop.Order", &imports).unwrap();
+    let lines = ProtobufSerializer::new(r.clone(), order, "shop.Order.Line", &imports)
+        .unwrap()
+        .strategy(SubjectNameStrategy::TopicRecord);
+    let headers = ProtobufSerializer::new(r.clone(), order, "shop.Header", &imports)
+        .unwrap()
+        .strategy(SubjectNameStrategy::TopicRecord);
+
+    let order_bytes = orders
+        .serialize_json(
+            &topic,
+            &serde_json::json!({
+                "id": "42",
+                "total": { "units": 1999, "currency": "EUR" },
+                "lines": [{ "sku": "A-1", "qty": 2 }, { "sku": "B-2", "qty": 1 }]
+            }),
+        )
+        .await
+        .unwrap();
+    let line_bytes = lines
+        .serialize_json(&topic, &serde_json::json!({ "sku": "C-3", "qty": 7 }))
+        .await
+        .unwrap();
+    let mut header = DynamicMessage::new(headers.descriptor().clone());
+    header.set_field_by_name("trace", PValue::String("t-1".into()));
+    let header_bytes = headers.serialize(&topic, &header).await.unwrap();
+    // The index lists on the wire: [1] = count 1 (zig-zag 2) + index 1 (2); [1, 0] =
+    // 4, 2, 0; [0] = the single byte 0.
+    assert_eq!(&order_bytes[5..7], &[2, 2]);
+    assert_eq!(&line_bytes[5..8], &[4, 2, 0]);
+    assert_eq!(header_bytes[5], 0);
+    // One schema text, registered under three subjects (topic, topic-record x2): same id.
+    let ids: std::collections::BTreeSet<u32> = [&order_bytes, &line_bytes, &header_bytes]
+        .iter()
+        .map(|b| framing::read_header(b).unwrap().0)
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let registered = r
+        .version(&format!("{topic}-shop.Order.Line"), Version::Latest)
+        .await
+        .unwrap();
+    assert_eq!(registered.schema.schema_type, SchemaType::Protobuf);
+    assert_eq!(registered.schema.references, vec![import]);
+
+    let consumer_side = registry();
+    let de = ProtobufDeserializer::new(consumer_side.clone());
+    let got = de.deserialize(&order_bytes).await.unwrap();
+    assert_eq!(got.descriptor().full_name(), "shop.Order");
+    assert_eq!(
+        serde_json::to_value(&got).unwrap(),
+        serde_json::json!({
+            "id": "42",
+            "total": { "units": "1999", "currency": "EUR" },
+            "lines": [{ "sku": "A-1", "qty": 2 }, { "sku": "B-2", "qty": 1 }]
+        })
+    );
+    let got = de.deserialize(&line_bytes).await.unwrap();
+    assert_eq!(got.descriptor().full_name(), "shop.Order.Line");
+    assert_eq!(got.get_field_by_name("qty").unwrap().as_i32(), Some(7));
+    let got = de.deserialize(&header_bytes).await.unwrap();
+    assert_eq!(got.descriptor().full_name(), "shop.Header");
+    assert_eq!(
+        got.get_field_by_name("trace").unwrap().as_str(),
+        Some("t-1")
+    );
+    // The schema by id and its import by subject and version, once for all three.
+    assert_eq!(consumer_side.http_requests(), 2);
+
+    // An index list that names no message: a typed error of the record.
+    let mut bad = order_bytes[..5].to_vec();
+    framing::write_message_indexes(&[1, 7], &mut bad);
+    assert!(matches!(
+        de.deserialize(&bad).await,
+        Err(Error::Protobuf(_))
+    ));
+    // A message of another type is refused by the serializer.
+    assert!(matches!(
+        orders.serialize(&topic, &header).await,
+        Err(Error::Protobuf(_))
+    ));
+}
