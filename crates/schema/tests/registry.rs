@@ -727,3 +727,49 @@ message Order {
         Err(Error::Protobuf(_))
     ));
 }
+
+#[tokio::test]
+async fn requests_in_flight_are_bounded_and_a_silent_registry_times_out() {
+    // A registry that accepts connections and never answers (a blackholed server).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(sock);
+        }
+    });
+    let r = Registry::builder(format!("http://127.0.0.1:{port}"))
+        .max_in_flight(1)
+        .timeout(Duration::from_millis(300))
+        .retries(0, Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..3)
+        .map(|i| {
+            let r = r.clone();
+            tokio::spawn(async move { r.schema_by_id(100 + i).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Three callers, one request on the wire: the others wait for the permit.
+    assert_eq!(r.http_requests(), 1);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    for c in calls {
+        let err = c.await.unwrap().unwrap_err();
+        assert!(matches!(err, Error::Transport(_)), "{err:?}");
+        assert!(err.is_retriable(), "a timeout is the registry's failure");
+    }
+    // One after the other: three timeouts of 300 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(850),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.http_requests(), 3);
+    server.abort();
+}

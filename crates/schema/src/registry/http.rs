@@ -155,14 +155,8 @@ impl Transport {
         }
     }
 
-    async fn attempt(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Value> {
-        // The permit bounds requests in flight, not the waits between retries.
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Config("registry client closed".into()))?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    /// The HTTP request: the API's media type, the credentials, the JSON body.
+    fn request(&self, method: Method, url: Url, body: Option<&Value>) -> Result<reqwest::Request> {
         let mut req = self
             .client
             .request(method, url)
@@ -179,7 +173,20 @@ impl Transport {
                 .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
                 .body(bytes);
         }
-        let resp = req.send().await.map_err(transport)?;
+        req.build()
+            .map_err(|e| Error::Config(format!("cannot build the request: {e}")))
+    }
+
+    async fn attempt(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Value> {
+        // The permit bounds requests in flight, not the waits between retries.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Config("registry client closed".into()))?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let req = self.request(method, url, body)?;
+        let resp = self.client.execute(req).await.map_err(transport)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
@@ -355,24 +362,64 @@ mod tests {
         assert!(!format!("{:?}", Auth::Bearer("tok".into())).contains("tok"));
     }
 
-    #[test]
-    fn subjects_are_percent_encoded_path_segments() {
+    fn transport(auth: Auth) -> Transport {
         let tls = crate::tls::client_config(&Default::default(), false).unwrap();
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .build()
             .unwrap();
-        let t = Transport::new(
+        Transport::new(
             client,
             Url::parse("http://h:1/apis/ccompat/v7/").unwrap(),
-            Auth::None,
+            auth,
             1,
             Backoff {
                 retries: 0,
                 initial: Duration::ZERO,
                 max: Duration::ZERO,
             },
+        )
+    }
+
+    #[test]
+    fn requests_carry_the_media_type_and_the_credentials() {
+        let header = |t: &Transport, body: Option<&Value>| {
+            let req = t
+                .request(Method::POST, t.url(&["subjects", "s"], None), body)
+                .unwrap();
+            let h = |name| {
+                req.headers()
+                    .get(name)
+                    .map(|v: &reqwest::header::HeaderValue| v.to_str().unwrap().to_string())
+            };
+            (
+                h(reqwest::header::AUTHORIZATION),
+                h(reqwest::header::ACCEPT),
+                h(reqwest::header::CONTENT_TYPE),
+            )
+        };
+        let basic = transport(Auth::Basic {
+            user: "key".into(),
+            password: "secret".into(),
+        });
+        // base64("key:secret")
+        assert_eq!(
+            header(&basic, None).0.as_deref(),
+            Some("Basic a2V5OnNlY3JldA==")
         );
+        let bearer = transport(Auth::Bearer("tok-1".into()));
+        let (auth, accept, content_type) = header(&bearer, Some(&serde_json::json!({})));
+        assert_eq!(auth.as_deref(), Some("Bearer tok-1"));
+        assert_eq!(accept.as_deref(), Some(CONTENT_TYPE));
+        assert_eq!(content_type.as_deref(), Some(CONTENT_TYPE));
+        let none = transport(Auth::None);
+        let (auth, _, content_type) = header(&none, None);
+        assert_eq!((auth, content_type), (None, None));
+    }
+
+    #[test]
+    fn subjects_are_percent_encoded_path_segments() {
+        let t = transport(Auth::None);
         assert_eq!(
             t.url(&["subjects", "a/b c", "versions"], None).as_str(),
             "http://h:1/apis/ccompat/v7/subjects/a%2Fb%20c/versions"
