@@ -375,9 +375,8 @@ impl Shared {
         let mut st = self.state();
         let st = &mut *st;
         if let Some(idem) = st.idem.as_mut() {
-            // The sequence reset of an epoch bump, then the coordinator's id and epoch.
-            idem.bump_epoch(&mut st.acc);
-            idem.state = ProducerIdState::Ready { id, epoch };
+            // The coordinator's id and epoch; every partition's sequences from 0.
+            idem.reset(&mut st.acc, id, epoch);
         }
         Ok(())
     }
