@@ -707,10 +707,12 @@ async fn abort_after_a_record_the_broker_refuses() {
     abort_then_go_on(&topic, p).await;
 }
 
-/// The same with the refused record in one batch with an accepted one. Today both
-/// records fail (splitting the batch needs fresh sequences, which a transaction cannot
-/// get without an epoch bump; Java rewrites the sequences instead: left for the
-/// producer's one-owner rework), but `abort()` returns and the producer goes on.
+/// The same with the refused record in one batch with an accepted one: the batch is
+/// split, its parts take its sequence range (as Java's `splitAndReenqueue`; a
+/// transaction cannot bump its epoch to re-sequence), so the accepted record is written
+/// and only the refused one fails, with MESSAGE_TOO_LARGE (it used to be both, with a
+/// generic OUT_OF_ORDER_SEQUENCE_NUMBER "sequence gap"). `abort()` returns and the
+/// producer goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_after_a_refused_record_that_shared_a_batch() {
     let (topic, p) = refusing_topic_and_producer("txn-too-large-split").await;
@@ -726,6 +728,9 @@ async fn abort_after_a_refused_record_that_shared_a_batch() {
     let small = tokio::time::timeout(T, small)
         .await
         .expect("the small record's outcome");
-    assert!(big.is_err(), "{small:?}");
+    let e = big.expect_err("the big record is refused");
+    assert!(format!("{e}").contains("MessageTooLarge"), "{e}");
+    let small = small.expect("the small record of the split batch is written");
+    assert_eq!(small.offset, 0, "{small:?}");
     abort_then_go_on(&topic, p).await;
 }

@@ -11,7 +11,8 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use super::record::RecordMetadata;
 use crate::error::{Error, Result};
 use crate::records::{
-    BatchOptions, Compression, Header, Record, RecordBatchBuilder, RecordBatches, RecordHeader,
+    rewrite_producer_state, BatchOptions, Compression, Header, Record, RecordBatchBuilder,
+    RecordBatches, RecordHeader,
 };
 
 /// Bytes a record may take beyond its key, value and headers: the length, attribute,
@@ -148,6 +149,11 @@ impl Batch {
     /// original's id (its place in the queue and for `flush`), creation time (delivery
     /// timeout) and memory, shared out between them. Gives the batch back when there is
     /// nothing to split: one record, or one part.
+    ///
+    /// A stamped batch's parts are stamped with its producer id and epoch and take its
+    /// sequence range in order (Java does the same): the broker wrote none of it, so the
+    /// parts fill the range exactly and the batches behind keep their sequences; no
+    /// epoch bump is needed, which matters in a transaction, where none is possible.
     pub(crate) fn split(
         mut self,
         target: usize,
@@ -157,11 +163,15 @@ impl Batch {
             Ok(parts) if parts.len() >= 2 => parts,
             _ => return Err(Box::new(self)),
         };
+        let parts = match self.stamp_parts(parts) {
+            Ok(parts) => parts,
+            Err(_) => return Err(Box::new(self)),
+        };
         let mut waiters = std::mem::take(&mut self.waiters).into_iter();
         let total = self._memory.num_permits();
         let n = parts.len();
         let mut out = Vec::with_capacity(n);
-        for (i, (payload, count)) in parts.into_iter().enumerate() {
+        for (i, (payload, count, stamp)) in parts.into_iter().enumerate() {
             let share = if i + 1 == n {
                 self._memory.num_permits()
             } else {
@@ -188,11 +198,34 @@ impl Batch {
                 closed: true,
                 attempts: 0,
                 retry_at: None,
-                stamp: None,
+                stamp,
                 last_error: self.last_error.clone(),
                 capacity: share,
                 _memory: memory,
             });
+        }
+        Ok(out)
+    }
+
+    /// The parts of a stamped batch with its producer state and consecutive sequences
+    /// from its own; unstamped parts as they are.
+    #[allow(clippy::type_complexity)]
+    fn stamp_parts(
+        &self,
+        parts: Vec<(Bytes, usize)>,
+    ) -> Result<Vec<(Bytes, usize, Option<Stamp>)>> {
+        let Some(stamp) = self.stamp else {
+            return Ok(parts.into_iter().map(|(p, c)| (p, c, None)).collect());
+        };
+        let mut sequence = stamp.sequence;
+        let mut out = Vec::with_capacity(parts.len());
+        for (payload, count) in parts {
+            let producer = stamp.producer;
+            let stamped = rewrite_producer_state(&payload, producer.id, producer.epoch, sequence)?;
+            out.push((stamped, count, Some(Stamp { producer, sequence })));
+            let count = i32::try_from(count).unwrap_or(i32::MAX);
+            // Sequences wrap at i32::MAX, as the broker expects.
+            sequence = sequence.wrapping_add(count) & i32::MAX;
         }
         Ok(out)
     }

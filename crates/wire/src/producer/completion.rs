@@ -81,9 +81,9 @@ pub(crate) fn complete_job(
                 }
                 Err(e) => {
                     // Too large for the broker: split and resend the parts (Java:
-                    // splitAndReenqueue). With idempotence the parts need fresh
-                    // sequences, and so do the batches behind them: bump the epoch and
-                    // rewrite this partition's sequences.
+                    // splitAndReenqueue). With idempotence the parts take the refused
+                    // batch's sequence range (see `Batch::split`): the batches behind
+                    // keep theirs, no epoch bump.
                     let too_large = matches!(
                         e.kafka_code(),
                         Some(KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge)
@@ -92,20 +92,13 @@ pub(crate) fn complete_job(
                         && batch.record_count() > 1
                         && batch.created + config.delivery_timeout > now
                     {
-                        let had_sequence = batch.stamp.is_some();
                         match batch.split(config.batch_size, config.compression) {
                             Ok(parts) => {
                                 debug!(topic = %parts[0].topic, partition = parts[0].partition, parts = parts.len(), "batch too large for the broker, split");
                                 let (id, more) = (parts[0].id, parts.len() - 1);
                                 for mut part in parts {
                                     part.last_error = Some(e.clone());
-                                    queue.requeue(part);
-                                }
-                                if had_sequence && st.idem.is_some() {
-                                    queue.request_rewrite();
-                                    if let Some(idem) = st.idem.as_mut() {
-                                        idem.bump_required = true;
-                                    }
+                                    queue.on_retry(part);
                                 }
                                 st.acc.track_more(id, more);
 
