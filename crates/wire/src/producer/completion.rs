@@ -203,6 +203,14 @@ pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
         for b in &failed {
             st.acc.untrack(b.id);
         }
+        // A stamped batch that is never written leaves a gap in its partition's
+        // sequences: a transactional abort then asks the coordinator for a new epoch;
+        // an idempotent producer (closing) has no use for the partition any more.
+        if failed.iter().any(|b| b.stamp.is_some()) {
+            if let (Some(idem), Some(_)) = (st.idem.as_mut(), st.txn.as_ref()) {
+                idem.bump_required = true;
+            }
+        }
     }
     let records = failed.iter().map(Batch::record_count).sum();
     for b in failed {

@@ -185,10 +185,19 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
             ));
         }
         if let Some(err) = txn.failing() {
+            let mut stamped = false;
             for queues in acc.topics.values_mut() {
                 for q in queues.iter_mut() {
+                    stamped |= q.batches.iter().any(|b| b.stamp.is_some());
                     plan.failed
                         .extend(q.batches.drain(..).map(|b| (b, err.clone())));
+                }
+            }
+            // A stamped batch that is never written leaves a gap in its partition's
+            // sequences: the abort asks the coordinator for a new epoch.
+            if stamped {
+                if let Some(i) = idem.as_mut() {
+                    i.bump_required = true;
                 }
             }
             txn.pending.clear();

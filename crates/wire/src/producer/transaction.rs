@@ -96,10 +96,14 @@ impl TxnState {
         ) && self.added.contains(&(topic.to_string(), partition))
     }
 
-    /// Whether queued batches must be failed (the transaction is lost).
+    /// Whether queued batches must be failed, and with what: the transaction is lost, or
+    /// being aborted (Java's `abortUndrainedBatches`). While aborting, a batch that comes
+    /// back for a retry after `abort` failed the queue must fail too, or `abort` would
+    /// wait for it: nothing is sent any more.
     pub(crate) fn failing(&self) -> Option<Error> {
         match self.phase {
             Phase::AbortableError | Phase::FatalError => self.error.clone(),
+            Phase::Aborting => Some(Error::illegal_state("the transaction was aborted")),
             _ => None,
         }
     }
@@ -646,8 +650,19 @@ impl Producer {
             Phase::Committing,
             "commit",
         )?;
-        self.flush().await;
-        shared.adds_settled().await;
+        // Bounded like every wait (Java: max.block.ms); on timeout the transaction stays
+        // committing and `commit` may be called again.
+        let max_block = shared.config.max_block;
+        let settled = async {
+            self.flush().await;
+            shared.adds_settled().await;
+        };
+        if tokio::time::timeout(max_block, settled).await.is_err() {
+            return Err(Error::timeout(
+                "commit: waiting for the transaction's records",
+                max_block,
+            ));
+        }
         // A failed batch or add moved us to AbortableError / FatalError.
         shared.transition(&[Phase::Committing], Phase::Committing, "commit")?;
         match shared.end_txn(true).await {
@@ -681,8 +696,19 @@ impl Producer {
         )?;
         completion::abort_queued(shared, &Error::illegal_state("the transaction was aborted"));
         shared.wake.notify_one();
-        self.flush().await;
-        shared.adds_settled().await;
+        // Records in flight come back (those due for a retry fail: nothing is sent while
+        // aborting). Bounded like every wait; on timeout the abort may be tried again.
+        let max_block = shared.config.max_block;
+        let settled = async {
+            self.flush().await;
+            shared.adds_settled().await;
+        };
+        if tokio::time::timeout(max_block, settled).await.is_err() {
+            return Err(self.fail_fatally_or_keep(Error::timeout(
+                "abort: waiting for the transaction's records in flight",
+                max_block,
+            )));
+        }
         if let Err(e) = shared.end_txn(false).await {
             return Err(self.fail_fatally_or_keep(e));
         }
