@@ -734,3 +734,83 @@ async fn abort_after_a_refused_record_that_shared_a_batch() {
     assert_eq!(small.offset, 0, "{small:?}");
     abort_then_go_on(&topic, p).await;
 }
+
+/// `abort()` waits for the transaction's records in flight at most `max.block.ms`: with a
+/// Produce response that never comes (dropped after the broker wrote the batch, the
+/// connection left open and dead), it fails with a Timeout in about that time instead of
+/// waiting; once the request has timed out, `abort()` called again succeeds, and the next
+/// transaction commits while a read_committed reader sees nothing of the aborted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_waits_at_most_max_block_for_records_in_flight() {
+    use sluice::wire::ErrorKind;
+    use std::time::Instant;
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-abort-deadline", 1).await;
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let hang = faults.add_rule(
+        sluice_testkit::Rule::new(kafka_protocol::messages::ApiKey::Produce)
+            .topic(&topic)
+            .nth(1)
+            .drop_and_hang(),
+    );
+    let max_block = Duration::from_secs(2);
+    let p = Producer::new(
+        ProducerConfig::new(faults.bootstrap())
+            .transactional_id(sluice_testkit::unique_topic("txn-abort-deadline"))
+            .transaction_timeout(Duration::from_secs(20))
+            .max_block(max_block)
+            .request_timeout(Duration::from_secs(6)),
+    )
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    let lost = p.send(ProducerRecord::new(&topic, "lost")).await.unwrap();
+    let deadline = Instant::now() + T;
+    while hang.hits() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the Produce response was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let result = tokio::time::timeout(T, p.abort())
+        .await
+        .expect("abort returns");
+    let waited = started.elapsed();
+    let Err(e) = result else {
+        panic!("abort cannot finish while the record is in flight, yet it returned Ok after {waited:?}");
+    };
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        waited >= max_block && waited < max_block + Duration::from_secs(2),
+        "abort waited {waited:?} for max.block.ms {max_block:?}"
+    );
+    // The request times out, the record fails, and the abort goes through.
+    let outcome = tokio::time::timeout(T, lost)
+        .await
+        .expect("the record's outcome");
+    assert!(outcome.is_err(), "{outcome:?}");
+    tokio::time::timeout(T, p.abort())
+        .await
+        .expect("abort returns")
+        .expect("the second abort succeeds");
+    eprintln!("abort timed out after {waited:?}; the second abort succeeded");
+    p.begin().await.unwrap();
+    let _d = p.send(ProducerRecord::new(&topic, "next")).await.unwrap();
+    tokio::time::timeout(T, p.commit())
+        .await
+        .expect("commit returns")
+        .unwrap();
+    p.close(T).await.unwrap();
+    drop(faults);
+    let got = read_all(
+        &topic,
+        1,
+        IsolationLevel::ReadCommitted,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(values(&got), ["next"]);
+}
