@@ -322,12 +322,12 @@ async fn bump_leaves_other_partitions_alone(code: i16) {
     create_topic(&direct, &topic_b, 1).await;
     // A's leader is known: the refused first write is the one the rule rewrites.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !direct
+    while direct
         .refresh(&[&topic_a], false)
         .await
         .unwrap()
         .partition(&topic_a, 0)
-        .is_some_and(|p| p.leader.is_some())
+        .is_none_or(|p| p.leader.is_none())
     {
         assert!(Instant::now() < deadline, "{topic_a} has no leader");
         tokio::time::sleep(Duration::from_millis(100)).await;

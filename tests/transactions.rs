@@ -814,3 +814,101 @@ async fn abort_waits_at_most_max_block_for_records_in_flight() {
     .await;
     assert_eq!(values(&got), ["next"]);
 }
+
+/// A sequence error inside a transaction (OUT_OF_ORDER_SEQUENCE_NUMBER on the first
+/// unacknowledged batch, set by the Kafka-aware proxy) fails the record and makes the
+/// transaction abortable; the producer never bumps its epoch itself in a transaction:
+/// `abort()` asks the coordinator (InitProducerId with the current id and epoch,
+/// KIP-360), and the next transaction writes under the new epoch from sequence 0 and
+/// commits. Read back: only the committed records, the last one a higher epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_error_in_a_transaction_aborts_it_and_the_abort_bumps_the_epoch() {
+    use sluice::wire::partition_client::FetchOptions;
+    use sluice::wire::records::RecordBatches;
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-sequence-error", 1).await;
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let p = Producer::new(
+        ProducerConfig::new(faults.bootstrap())
+            .transactional_id(sluice_testkit::unique_topic("txn-sequence-error"))
+            .transaction_timeout(Duration::from_secs(20))
+            .max_block(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    let first = p.send(ProducerRecord::new(&topic, "first")).await.unwrap();
+    tokio::time::timeout(T, p.commit()).await.unwrap().unwrap();
+    first.await.unwrap();
+
+    let rule = faults.add_rule(
+        sluice_testkit::Rule::new(kafka_protocol::messages::ApiKey::Produce)
+            .topic(&topic)
+            .nth(1)
+            .set_error(sluice_testkit::codes::OUT_OF_ORDER_SEQUENCE_NUMBER),
+    );
+    p.begin().await.unwrap();
+    let lost = p.send(ProducerRecord::new(&topic, "lost")).await.unwrap();
+    let e = tokio::time::timeout(T, lost)
+        .await
+        .expect("the record's outcome")
+        .expect_err("the record fails");
+    assert_eq!(rule.hits(), 1);
+    assert!(e.is_abortable(), "{e}");
+    let c = tokio::time::timeout(T, p.commit())
+        .await
+        .expect("commit returns")
+        .expect_err("the transaction cannot commit");
+    assert!(c.is_abortable(), "{c}");
+    tokio::time::timeout(T, p.abort())
+        .await
+        .expect("abort returns")
+        .expect("abort succeeds");
+    p.begin().await.unwrap();
+    let next = p.send(ProducerRecord::new(&topic, "next")).await.unwrap();
+    tokio::time::timeout(T, p.commit()).await.unwrap().unwrap();
+    next.await.unwrap();
+    p.close(T).await.unwrap();
+    drop(faults);
+
+    let got = read_all(
+        &topic,
+        1,
+        IsolationLevel::ReadCommitted,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(values(&got), ["first", "next"]);
+    // The data batches as written: (value, epoch, base sequence).
+    let client = PartitionClient::new(cluster.clone(), &topic, 0);
+    let fetched = client
+        .fetch(0, FetchOptions::default())
+        .await
+        .expect("fetch");
+    let mut batches = Vec::new();
+    for batch in RecordBatches::new(fetched.records) {
+        let batch = batch.expect("a batch");
+        if batch.is_control() {
+            continue;
+        }
+        for r in batch.records().expect("records") {
+            let r = r.expect("a record");
+            let v = String::from_utf8_lossy(r.value().expect("a value")).into_owned();
+            batches.push((v, batch.producer_epoch(), batch.base_sequence()));
+        }
+    }
+    eprintln!("data batches (value, epoch, sequence): {batches:?}");
+    let epoch = |v: &str| batches.iter().find(|b| b.0 == v).map(|b| b.1);
+    let (first, next) = (epoch("first").unwrap(), epoch("next").unwrap());
+    assert_eq!(
+        next,
+        first + 1,
+        "the abort bumped the epoch once: {batches:?}"
+    );
+    assert_eq!(
+        batches.last().map(|b| b.2),
+        Some(0),
+        "new epoch, sequence 0"
+    );
+}
