@@ -301,4 +301,54 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn the_parts_of_a_split_batch_take_its_producer_state_and_sequence_range() {
+        let memory = Arc::new(Semaphore::new(1 << 20));
+        let mut acc = Accumulator::new(64 * 1024, Compression::None);
+        let producer = ProducerIdEpoch { id: 9, epoch: 2 };
+        // One batch of one record first: the big batch starts at sequence 1.
+        new_batch(&mut acc, &memory, 0);
+        let value = [b'x'; 300];
+        let record = RecordParts {
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(&value),
+            headers: &[],
+        };
+        let permit = Arc::clone(&memory)
+            .try_acquire_many_owned(64 * 1024)
+            .unwrap();
+        acc.append_new("t", 0, &record, permit).unwrap();
+        for _ in 0..5 {
+            assert!(acc.try_append("t", 0, &record).unwrap().is_some());
+        }
+        let q = acc.queue_mut("t", 0);
+        let mut first = q.batches.pop_front().unwrap();
+        q.stamp(&mut first, Some(producer)).unwrap();
+        let mut big = q.batches.pop_front().unwrap();
+        q.stamp(&mut big, Some(producer)).unwrap();
+        assert_eq!(big.stamp.map(|s| s.sequence), Some(1));
+
+        let parts = big.split(700, Compression::None).unwrap();
+        assert!(parts.len() >= 2, "{} parts", parts.len());
+        let mut sequence = 1;
+        for part in &parts {
+            assert_eq!(part.stamp, Some(Stamp { producer, sequence }));
+            let header = crate::records::RecordBatches::new(part.payload.clone().unwrap())
+                .next()
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (
+                    header.producer_id(),
+                    header.producer_epoch(),
+                    header.base_sequence()
+                ),
+                (9, 2, sequence)
+            );
+            sequence += i32::try_from(part.record_count()).unwrap();
+        }
+        assert_eq!(sequence, 7, "the parts fill the big batch's range exactly");
+    }
 }
