@@ -640,7 +640,9 @@ impl Producer {
     ///
     /// Cancel-safe in Java's sense: when the future is dropped (a timeout around it),
     /// the transaction stays committing and `commit()` may be called again; it picks up
-    /// where the first call stopped (EndTxn is idempotent at the coordinator).
+    /// where the first call stopped (EndTxn is idempotent at the coordinator). Waiting
+    /// for the records takes at most `max.block.ms`, then this fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) and may be called again.
     pub async fn commit(&self) -> Result<()> {
         let shared = self.shared();
         let ctx = shared.txn_ctx()?;
@@ -685,6 +687,9 @@ impl Producer {
     /// a fatal error it returns that error. When a sequence gap made the epoch unusable,
     /// the coordinator bumps it (KIP-360) so the producer can go on. Like
     /// [`commit`](Self::commit), an abort whose future was dropped may be called again.
+    /// Records in flight are waited for at most `max.block.ms`; past it this fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), the transaction stays abortable
+    /// and `abort` may be called again.
     pub async fn abort(&self) -> Result<()> {
         let shared = self.shared();
         let ctx = shared.txn_ctx()?;
