@@ -559,13 +559,7 @@ async fn a_stuck_record_aborts_its_transaction_after_the_drain_timeout() {
 /// each refused input dead-lettered exactly once with the producer's error, the service
 /// is called a bounded number of times per input, and the committed offsets reach the
 /// end.
-///
-/// Ignored: the transactional producer's `abort()` never returns after a batch of the
-/// transaction failed with MESSAGE_TOO_LARGE (the run loop waits in it: 2 transactions
-/// commit, then nothing), a producer defect outside the runner. Run it with
-/// `--ignored` once the producer is fixed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Producer::abort hangs after MESSAGE_TOO_LARGE inside a transaction"]
 async fn refused_outputs_are_dead_lettered_and_transactions_commit() {
     const N: u64 = 2_000;
     const P: i32 = 4;

@@ -1,7 +1,9 @@
 //! The producer behind fault proxies (`sluice_testkit::fault_cluster`): connections cut
 //! every few hundred KB and at random lose nothing and duplicate nothing with
 //! idempotence; a blackholed broker makes `send` block on a full buffer and fail after
-//! `max.block.ms`, and buffered records fail after `delivery.timeout.ms`.
+//! `max.block.ms`, and buffered records fail after `delivery.timeout.ms`. Behind the
+//! Kafka-aware proxy (`sluice_testkit::kafka_fault_cluster`): an epoch bump caused by
+//! one partition does not write another partition's retried batch twice.
 
 mod common;
 
@@ -258,4 +260,163 @@ async fn a_send_cancelled_while_blocked_on_memory_does_not_disable_linger() {
         "a lone record was delivered after {took:?}: linger ({linger:?}) is off"
     );
     producer.close(Duration::from_secs(10)).await.unwrap();
+}
+
+/// Sets a topic config through IncrementalAlterConfigs (the testkit admin has none).
+fn set_topic_config(topic: &str, key: &str, value: &str) {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2) // topic
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_string(key.to_string()))
+                .with_config_operation(0) // SET
+                .with_value(Some(StrBytes::from_string(value.to_string())))]),
+    ]);
+    let admin = sluice_testkit::admin();
+    let response = admin.connect().unwrap().request(&request).unwrap();
+    for r in &response.responses {
+        assert_eq!(r.error_code, 0, "IncrementalAlterConfigs {topic}: {r:?}");
+    }
+}
+
+/// Polls a rule's hit count from async code.
+async fn wait_for_hits(rule: &sluice_testkit::RuleHandle, n: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rule.hits() < n {
+        assert!(Instant::now() < deadline, "{what}: the rule never fired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Hazard 2 of issue 13: an epoch bump caused by one partition must not re-sequence
+/// another partition's batch that waits out a retry backoff while its first attempt is
+/// already in the log (Java rewrites only the partitions that caused the bump).
+///
+/// Partition B (topic `b`): its first Produce response is dropped after the broker
+/// wrote the batch, so the batch retries after a backoff of about 1.5 s. Meanwhile
+/// partition A (topic `a` with `max.message.bytes=512`, so the broker refuses the
+/// 1.4 KB batch without writing it: MESSAGE_TOO_LARGE) gets that response rewritten to
+/// `code` (OUT_OF_ORDER_SEQUENCE_NUMBER on the first unacknowledged batch, or
+/// UNKNOWN_PRODUCER_ID): the producer bumps its epoch. (A refusal is needed: a batch the
+/// broker wrote and that is reported as a sequence error is rewritten and written again,
+/// by Java too; `min.insync.replicas` above the replica count no longer refuses since
+/// KIP-966.) Then A's limit is raised, more records go to both, and both partitions are
+/// read back: every record exactly once, in send order.
+async fn bump_leaves_other_partitions_alone(code: i16) {
+    let direct = cluster(&sluice_testkit::bootstrap()).await;
+    let topic_a = sluice_testkit::unique_topic("bump-a");
+    let topic_b = sluice_testkit::unique_topic("bump-b");
+    sluice::wire::admin::Admin::new(direct.clone())
+        .create_topics(
+            &[sluice::wire::admin::NewTopic::new(&topic_a, 1).config("max.message.bytes", "512")],
+            common::T,
+        )
+        .await
+        .unwrap();
+    create_topic(&direct, &topic_b, 1).await;
+    // A's leader is known: the refused first write is the one the rule rewrites.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while direct
+        .refresh(&[&topic_a], false)
+        .await
+        .unwrap()
+        .partition(&topic_a, 0)
+        .is_none_or(|p| p.leader.is_none())
+    {
+        assert!(Instant::now() < deadline, "{topic_a} has no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let drop_b = faults.add_rule(
+        sluice_testkit::Rule::new(kafka_protocol::messages::ApiKey::Produce)
+            .partition(&topic_b, 0)
+            .nth(1)
+            .drop_and_close(),
+    );
+    let fail_a = faults.add_rule(
+        sluice_testkit::Rule::new(kafka_protocol::messages::ApiKey::Produce)
+            .partition(&topic_a, 0)
+            .nth(1)
+            .set_error(code),
+    );
+    let config = ProducerConfig::new(faults.bootstrap())
+        .linger(Duration::from_millis(5))
+        .request_timeout(Duration::from_secs(10))
+        .delivery_timeout(Duration::from_secs(60))
+        .retry_backoff(Duration::from_millis(1500))
+        .retry_backoff_max(Duration::from_millis(2000));
+    let producer = Producer::new(config).await.unwrap();
+    let mut deliveries = Vec::new();
+    let send = |topic: &str, from: usize, to: usize| -> Vec<ProducerRecord> {
+        (from..to)
+            .map(|i| ProducerRecord::new(topic, value(i)).partition(0))
+            .collect()
+    };
+    // B's first batch: written, its response lost.
+    for r in send(&topic_b, 0, 10) {
+        deliveries.push(producer.send(r).await.unwrap());
+    }
+    wait_for_hits(&drop_b, 1, "dropping B's response").await;
+    // A's first batch, while B's waits out its backoff: refused, reported as `code`.
+    for r in send(&topic_a, 0, 10) {
+        deliveries.push(producer.send(r).await.unwrap());
+    }
+    wait_for_hits(&fail_a, 1, "failing A's batch").await;
+    set_topic_config(&topic_a, "max.message.bytes", "1048588");
+    // More for both, under whatever epoch each partition is on now.
+    for r in send(&topic_b, 10, 20) {
+        deliveries.push(producer.send(r).await.unwrap());
+    }
+    for r in send(&topic_a, 10, 20) {
+        deliveries.push(producer.send(r).await.unwrap());
+    }
+    let mut offsets = Vec::new();
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let m = d
+            .await
+            .unwrap_or_else(|e| panic!("delivery {i} failed: {e}"));
+        offsets.push(m.offset);
+    }
+    producer.close(Duration::from_secs(30)).await.unwrap();
+    eprintln!(
+        "offsets B 0..10, A 0..10, B 10..20, A 10..20: {offsets:?}; rules fired: drop B {}, fail A {}",
+        drop_b.hits(),
+        fail_a.hits()
+    );
+
+    for topic in [&topic_a, &topic_b] {
+        let read: Vec<usize> = read_partition(&direct, topic, 0)
+            .await
+            .into_iter()
+            .map(|r| {
+                let v = r.value.unwrap();
+                std::str::from_utf8(&v[..8]).unwrap().parse().unwrap()
+            })
+            .collect();
+        let expected: Vec<usize> = (0..20).collect();
+        assert_eq!(
+            read,
+            expected,
+            "{topic}: every record once, in order ({} read for 20 sent)",
+            read.len()
+        );
+    }
+    drop(faults);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_sequence_on_one_partition_does_not_duplicate_another() {
+    bump_leaves_other_partitions_alone(sluice_testkit::codes::OUT_OF_ORDER_SEQUENCE_NUMBER).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_producer_id_on_one_partition_does_not_duplicate_another() {
+    bump_leaves_other_partitions_alone(sluice_testkit::codes::UNKNOWN_PRODUCER_ID).await;
 }

@@ -707,10 +707,12 @@ async fn abort_after_a_record_the_broker_refuses() {
     abort_then_go_on(&topic, p).await;
 }
 
-/// The same with the refused record in one batch with an accepted one. Today both
-/// records fail (splitting the batch needs fresh sequences, which a transaction cannot
-/// get without an epoch bump; Java rewrites the sequences instead: left for the
-/// producer's one-owner rework), but `abort()` returns and the producer goes on.
+/// The same with the refused record in one batch with an accepted one: the batch is
+/// split, its parts take its sequence range (as Java's `splitAndReenqueue`; a
+/// transaction cannot bump its epoch to re-sequence), so the accepted record is written
+/// and only the refused one fails, with MESSAGE_TOO_LARGE (it used to be both, with a
+/// generic OUT_OF_ORDER_SEQUENCE_NUMBER "sequence gap"). `abort()` returns and the
+/// producer goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_after_a_refused_record_that_shared_a_batch() {
     let (topic, p) = refusing_topic_and_producer("txn-too-large-split").await;
@@ -726,6 +728,187 @@ async fn abort_after_a_refused_record_that_shared_a_batch() {
     let small = tokio::time::timeout(T, small)
         .await
         .expect("the small record's outcome");
-    assert!(big.is_err(), "{small:?}");
+    let e = big.expect_err("the big record is refused");
+    assert!(format!("{e}").contains("MessageTooLarge"), "{e}");
+    let small = small.expect("the small record of the split batch is written");
+    assert_eq!(small.offset, 0, "{small:?}");
     abort_then_go_on(&topic, p).await;
+}
+
+/// `abort()` waits for the transaction's records in flight at most `max.block.ms`: with a
+/// Produce response that never comes (dropped after the broker wrote the batch, the
+/// connection left open and dead), it fails with a Timeout in about that time instead of
+/// waiting; once the request has timed out, `abort()` called again succeeds, and the next
+/// transaction commits while a read_committed reader sees nothing of the aborted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_waits_at_most_max_block_for_records_in_flight() {
+    use sluice::wire::ErrorKind;
+    use std::time::Instant;
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-abort-deadline", 1).await;
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let hang = faults.add_rule(
+        sluice_testkit::Rule::new(kafka_protocol::messages::ApiKey::Produce)
+            .topic(&topic)
+            .nth(1)
+            .drop_and_hang(),
+    );
+    let max_block = Duration::from_secs(2);
+    let p = Producer::new(
+        ProducerConfig::new(faults.bootstrap())
+            .transactional_id(sluice_testkit::unique_topic("txn-abort-deadline"))
+            .transaction_timeout(Duration::from_secs(20))
+            .max_block(max_block)
+            .request_timeout(Duration::from_secs(6)),
+    )
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    let lost = p.send(ProducerRecord::new(&topic, "lost")).await.unwrap();
+    let deadline = Instant::now() + T;
+    while hang.hits() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the Produce response was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let result = tokio::time::timeout(T, p.abort())
+        .await
+        .expect("abort returns");
+    let waited = started.elapsed();
+    let Err(e) = result else {
+        panic!("abort cannot finish while the record is in flight, yet it returned Ok after {waited:?}");
+    };
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        waited >= max_block && waited < max_block + Duration::from_secs(2),
+        "abort waited {waited:?} for max.block.ms {max_block:?}"
+    );
+    // The request times out, the record fails, and the abort goes through.
+    let outcome = tokio::time::timeout(T, lost)
+        .await
+        .expect("the record's outcome");
+    assert!(outcome.is_err(), "{outcome:?}");
+    tokio::time::timeout(T, p.abort())
+        .await
+        .expect("abort returns")
+        .expect("the second abort succeeds");
+    eprintln!("abort timed out after {waited:?}; the second abort succeeded");
+    p.begin().await.unwrap();
+    let _d = p.send(ProducerRecord::new(&topic, "next")).await.unwrap();
+    tokio::time::timeout(T, p.commit())
+        .await
+        .expect("commit returns")
+        .unwrap();
+    p.close(T).await.unwrap();
+    drop(faults);
+    let got = read_all(
+        &topic,
+        1,
+        IsolationLevel::ReadCommitted,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(values(&got), ["next"]);
+}
+
+/// A sequence error inside a transaction (OUT_OF_ORDER_SEQUENCE_NUMBER on the first
+/// unacknowledged batch, set by the Kafka-aware proxy) fails the record and makes the
+/// transaction abortable; the producer never bumps its epoch itself in a transaction:
+/// `abort()` asks the coordinator (InitProducerId with the current id and epoch,
+/// KIP-360), and the next transaction writes under the new epoch from sequence 0 and
+/// commits. Read back: only the committed records, the last one a higher epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_error_in_a_transaction_aborts_it_and_the_abort_bumps_the_epoch() {
+    use sluice::wire::partition_client::FetchOptions;
+    use sluice::wire::records::RecordBatches;
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "txn-sequence-error", 1).await;
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let p = Producer::new(
+        ProducerConfig::new(faults.bootstrap())
+            .transactional_id(sluice_testkit::unique_topic("txn-sequence-error"))
+            .transaction_timeout(Duration::from_secs(20))
+            .max_block(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    let first = p.send(ProducerRecord::new(&topic, "first")).await.unwrap();
+    tokio::time::timeout(T, p.commit()).await.unwrap().unwrap();
+    first.await.unwrap();
+
+    let rule = faults.add_rule(
+        sluice_testkit::Rule::new(kafka_protocol::messages::ApiKey::Produce)
+            .topic(&topic)
+            .nth(1)
+            .set_error(sluice_testkit::codes::OUT_OF_ORDER_SEQUENCE_NUMBER),
+    );
+    p.begin().await.unwrap();
+    let lost = p.send(ProducerRecord::new(&topic, "lost")).await.unwrap();
+    let e = tokio::time::timeout(T, lost)
+        .await
+        .expect("the record's outcome")
+        .expect_err("the record fails");
+    assert_eq!(rule.hits(), 1);
+    assert!(e.is_abortable(), "{e}");
+    let c = tokio::time::timeout(T, p.commit())
+        .await
+        .expect("commit returns")
+        .expect_err("the transaction cannot commit");
+    assert!(c.is_abortable(), "{c}");
+    tokio::time::timeout(T, p.abort())
+        .await
+        .expect("abort returns")
+        .expect("abort succeeds");
+    p.begin().await.unwrap();
+    let next = p.send(ProducerRecord::new(&topic, "next")).await.unwrap();
+    tokio::time::timeout(T, p.commit()).await.unwrap().unwrap();
+    next.await.unwrap();
+    p.close(T).await.unwrap();
+    drop(faults);
+
+    let got = read_all(
+        &topic,
+        1,
+        IsolationLevel::ReadCommitted,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(values(&got), ["first", "next"]);
+    // The data batches as written: (value, epoch, base sequence).
+    let client = PartitionClient::new(cluster.clone(), &topic, 0);
+    let fetched = client
+        .fetch(0, FetchOptions::default())
+        .await
+        .expect("fetch");
+    let mut batches = Vec::new();
+    for batch in RecordBatches::new(fetched.records) {
+        let batch = batch.expect("a batch");
+        if batch.is_control() {
+            continue;
+        }
+        for r in batch.records().expect("records") {
+            let r = r.expect("a record");
+            let v = String::from_utf8_lossy(r.value().expect("a value")).into_owned();
+            batches.push((v, batch.producer_epoch(), batch.base_sequence()));
+        }
+    }
+    eprintln!("data batches (value, epoch, sequence): {batches:?}");
+    let epoch = |v: &str| batches.iter().find(|b| b.0 == v).map(|b| b.1);
+    let (first, next) = (epoch("first").unwrap(), epoch("next").unwrap());
+    assert_eq!(
+        next,
+        first + 1,
+        "the abort bumped the epoch once: {batches:?}"
+    );
+    assert_eq!(
+        batches.last().map(|b| b.2),
+        Some(0),
+        "new epoch, sequence 0"
+    );
 }

@@ -8,275 +8,17 @@
 //! `buffer.memory`, and `send` waits (up to `max.block.ms`) for permits: that is the
 //! backpressure. Sizes are counted before compression, an upper bound.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
+use super::batch::{Batch, Waiter, RECORD_OVERHEAD};
+use super::partition_queue::PartitionQueue;
 use super::record::RecordMetadata;
-use crate::error::{Error, Result};
-use crate::records::{
-    BatchOptions, Compression, Header, Record, RecordBatchBuilder, RecordBatches, RecordHeader,
-    BATCH_HEADER_LEN,
-};
-
-/// Bytes a record may take beyond its key, value and headers: the length, attribute,
-/// timestamp and offset deltas and the counts, as varints (at most 5 + 1 + 10 + 5 + 5 +
-/// 5 + 5).
-pub(crate) const RECORD_OVERHEAD: usize = 36;
-
-/// A record's outcome channel and where it sits in its batch.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    pub(crate) tx: oneshot::Sender<Result<RecordMetadata>>,
-    pub(crate) offset_delta: u32,
-    pub(crate) timestamp: i64,
-}
-
-/// One batch of one partition: open (appendable), then finished bytes sent and resent
-/// until it is acknowledged or fails.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    /// Increasing in creation order over the whole producer (flush waits by id).
-    pub(crate) id: u64,
-    /// Empty, or for a part of a split batch: its index, after its parent's path. The
-    /// queue is ordered by `(id, split_path)`.
-    split_path: Vec<u32>,
-    pub(crate) topic: Arc<str>,
-    pub(crate) partition: i32,
-    builder: Option<RecordBatchBuilder>,
-    /// The encoded batch once finished (stamped with producer state when idempotent).
-    pub(crate) payload: Option<Bytes>,
-    pub(crate) waiters: Vec<Waiter>,
-    pub(crate) created: Instant,
-    /// No more appends: the next record did not fit.
-    pub(crate) closed: bool,
-    /// Sends so far.
-    pub(crate) attempts: u32,
-    /// Not to be resent before this (backoff).
-    pub(crate) retry_at: Option<Instant>,
-    /// Sequence of the first record once assigned (idempotence), with the epoch it was
-    /// assigned under.
-    pub(crate) sequence: Option<(i32, i16)>,
-    pub(crate) last_error: Option<Error>,
-    capacity: usize,
-    _memory: OwnedSemaphorePermit,
-}
-
-impl Batch {
-    pub(crate) fn record_count(&self) -> usize {
-        self.waiters.len()
-    }
-
-    /// Encoded bytes so far (uncompressed size while open).
-    pub(crate) fn size(&self) -> usize {
-        match (&self.payload, &self.builder) {
-            (Some(p), _) => p.len(),
-            (None, Some(b)) => b.estimated_size(),
-            (None, None) => 0,
-        }
-    }
-
-    /// Finishes the builder (compressing) if not done yet.
-    pub(crate) fn finish(&mut self) -> Result<&Bytes> {
-        if self.payload.is_none() {
-            if let Some(builder) = self.builder.take() {
-                self.payload = Some(builder.finish()?);
-            }
-        }
-        self.closed = true;
-        self.payload
-            .as_ref()
-            .ok_or_else(|| Error::protocol("a producer batch has neither records nor bytes"))
-    }
-
-    /// Resolves every record of the batch with `base_offset + offset delta`.
-    pub(crate) fn complete(self, base_offset: i64, log_append_time: i64) {
-        // Memory first: whoever sees the outcome may count on the buffer being free.
-        let Batch {
-            waiters,
-            topic,
-            partition,
-            _memory,
-            ..
-        } = self;
-        drop(_memory);
-        for w in waiters {
-            let offset = if base_offset < 0 {
-                -1
-            } else {
-                base_offset + i64::from(w.offset_delta)
-            };
-            let _ = w.tx.send(Ok(RecordMetadata {
-                topic: Arc::clone(&topic),
-                partition,
-                offset,
-                timestamp: if log_append_time >= 0 {
-                    log_append_time
-                } else {
-                    w.timestamp
-                },
-            }));
-        }
-    }
-
-    /// Fails every record of the batch with `err`.
-    pub(crate) fn fail(self, err: &Error) {
-        let Batch {
-            waiters, _memory, ..
-        } = self;
-        drop(_memory);
-        for w in waiters {
-            let _ = w.tx.send(Err(err.clone()));
-        }
-    }
-}
-
-impl Batch {
-    /// Splits a finished batch the broker refused as too large (MESSAGE_TOO_LARGE) into
-    /// batches of at most `target` bytes before compression, in record order, each
-    /// record keeping its delivery, as Java's `splitAndReenqueue`. The parts keep the
-    /// original's id (its place in the queue and for `flush`), creation time (delivery
-    /// timeout) and memory, shared out between them. Gives the batch back when there is
-    /// nothing to split: one record, or one part.
-    pub(crate) fn split(
-        mut self,
-        target: usize,
-        compression: Compression,
-    ) -> std::result::Result<Vec<Batch>, Box<Batch>> {
-        let parts = match self.split_records(target, compression) {
-            Ok(parts) if parts.len() >= 2 => parts,
-            _ => return Err(Box::new(self)),
-        };
-        let mut waiters = std::mem::take(&mut self.waiters).into_iter();
-        let total = self._memory.num_permits();
-        let n = parts.len();
-        let mut out = Vec::with_capacity(n);
-        for (i, (payload, count)) in parts.into_iter().enumerate() {
-            let share = if i + 1 == n {
-                self._memory.num_permits()
-            } else {
-                total / n
-            };
-            let Some(memory) = self._memory.split(share) else {
-                return Err(Box::new(self));
-            };
-            let mut part_waiters: Vec<Waiter> = waiters.by_ref().take(count).collect();
-            for (delta, w) in part_waiters.iter_mut().enumerate() {
-                w.offset_delta = u32::try_from(delta).unwrap_or(u32::MAX);
-            }
-            let mut split_path = self.split_path.clone();
-            split_path.push(u32::try_from(i).unwrap_or(u32::MAX));
-            out.push(Batch {
-                id: self.id,
-                split_path,
-                topic: Arc::clone(&self.topic),
-                partition: self.partition,
-                builder: None,
-                payload: Some(payload),
-                waiters: part_waiters,
-                created: self.created,
-                closed: true,
-                attempts: 0,
-                retry_at: None,
-                sequence: None,
-                last_error: self.last_error.clone(),
-                capacity: share,
-                _memory: memory,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Re-encodes the records of the finished batch into batches of about `target`
-    /// bytes (halving at least, so repeated splits end at single records).
-    fn split_records(
-        &self,
-        target: usize,
-        compression: Compression,
-    ) -> Result<Vec<(Bytes, usize)>> {
-        let payload = self
-            .payload
-            .clone()
-            .ok_or_else(|| Error::protocol("splitting a batch that was never finished"))?;
-        let batch = RecordBatches::new(payload)
-            .next()
-            .ok_or_else(|| Error::protocol("splitting an empty batch"))??;
-        let records: Vec<Record> = batch.records()?.collect::<Result<_, _>>()?;
-        let uncompressed: usize = records
-            .iter()
-            .map(|r| {
-                r.key().map_or(0, Bytes::len) + r.value().map_or(0, Bytes::len) + RECORD_OVERHEAD
-            })
-            .sum();
-        let target = target.min(uncompressed / 2).max(1);
-        let options = BatchOptions {
-            compression,
-            transactional: batch.is_transactional(),
-            ..BatchOptions::default()
-        };
-        let mut parts = Vec::new();
-        let mut builder = RecordBatchBuilder::with_capacity(options, target);
-        for r in &records {
-            let headers: Vec<RecordHeader> = r.headers().collect();
-            let headers: Vec<Header<'_>> = headers
-                .iter()
-                .map(|h| Header::new(h.key_str().unwrap_or(""), h.value.as_deref()))
-                .collect();
-            let (key, value) = (r.key().map(|b| &b[..]), r.value().map(|b| &b[..]));
-            let size = builder.record_size(r.timestamp(), key, value, &headers)?;
-            if !builder.is_empty() && builder.estimated_size() + size > target {
-                let full = std::mem::replace(
-                    &mut builder,
-                    RecordBatchBuilder::with_capacity(options, target),
-                );
-                let count = full.len();
-                parts.push((full.finish()?, count));
-            }
-            builder.append(r.timestamp(), key, value, &headers)?;
-        }
-        if !builder.is_empty() {
-            let count = builder.len();
-            parts.push((builder.finish()?, count));
-        }
-        Ok(parts)
-    }
-}
-
-/// The queue of one partition, with its idempotence sequence state.
-#[derive(Debug, Default)]
-pub(crate) struct PartitionQueue {
-    /// Oldest first; the last one may be open. Batches sent and waiting for a retry are
-    /// put back at their place (by id), so order is kept.
-    pub(crate) batches: VecDeque<Batch>,
-    /// Batches of this partition in requests not yet answered.
-    pub(crate) in_flight: usize,
-    /// Next sequence to assign (idempotence).
-    pub(crate) next_sequence: i32,
-    /// The sequence the broker expects next: one past the last acknowledged record.
-    pub(crate) acked_sequence: i32,
-    /// A sequenced batch is being resent: send one at a time until the queue is past
-    /// the batches that were in flight (as the Java client does).
-    pub(crate) retrying: bool,
-    /// The broker acknowledged a batch of this partition under the current epoch.
-    pub(crate) confirmed: bool,
-}
-
-impl PartitionQueue {
-    /// Puts a batch that must be resent back at its place: before every batch created
-    /// after it (and, for parts of a split batch, before the parts after it).
-    pub(crate) fn requeue(&mut self, batch: Batch) {
-        let key = (batch.id, &batch.split_path);
-        let at = self
-            .batches
-            .iter()
-            .position(|b| (b.id, &b.split_path) > key)
-            .unwrap_or(self.batches.len());
-        self.batches.insert(at, batch);
-    }
-}
+use crate::error::Result;
+use crate::records::{BatchOptions, Compression, Header, RecordBatchBuilder, BATCH_HEADER_LEN};
 
 /// One record's parts, borrowed from the caller's [`ProducerRecord`](super::ProducerRecord).
 #[derive(Debug, Clone, Copy)]
@@ -437,7 +179,7 @@ impl Accumulator {
             closed: full,
             attempts: 0,
             retry_at: None,
-            sequence: None,
+            stamp: None,
             last_error: None,
             capacity,
             _memory: memory,
@@ -495,6 +237,7 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use tokio::sync::Semaphore;
 
     fn parts(value: &[u8]) -> RecordParts<'_> {

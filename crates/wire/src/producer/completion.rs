@@ -7,7 +7,7 @@ use kafka_protocol::messages::ProduceResponse;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::accumulator::Batch;
+use super::batch::Batch;
 use super::idempotence;
 use super::sender::{backoff, Job};
 use super::Shared;
@@ -66,7 +66,7 @@ pub(crate) fn complete_job(
         for mut batch in job.batches {
             let outcome = batch_outcome(&response, &batch);
             let queue = st.acc.queue_mut(&batch.topic, batch.partition);
-            queue.in_flight = queue.in_flight.saturating_sub(1);
+            queue.on_response();
             let outcome = match outcome {
                 Err(e) if e.kafka_code() == Some(KafkaCode::DuplicateSequenceNumber) => {
                     Ok((-1, -1))
@@ -75,27 +75,15 @@ pub(crate) fn complete_job(
             };
             match outcome {
                 Ok(ok) => {
-                    if let Some((seq, _)) = batch.sequence {
-                        let count = i32::try_from(batch.record_count()).unwrap_or(i32::MAX);
-                        let end = seq.wrapping_add(count) & i32::MAX;
-                        // Only forward: a resent batch may be acknowledged (as a
-                        // duplicate) after a later one.
-                        let ahead = end.wrapping_sub(queue.acked_sequence) & i32::MAX;
-                        if ahead > 0 && ahead < 1 << 30 {
-                            queue.acked_sequence = end;
-                        }
-                        queue.confirmed = true;
-                    }
-                    if queue.batches.front().is_none_or(|b| b.sequence.is_none()) {
-                        queue.retrying = false;
-                    }
+                    queue.on_ack(&batch);
                     st.acc.untrack(batch.id);
                     done.push((batch, Ok(ok)));
                 }
                 Err(e) => {
                     // Too large for the broker: split and resend the parts (Java:
-                    // splitAndReenqueue). With idempotence the parts need fresh
-                    // sequences, and so do the batches behind them: bump the epoch.
+                    // splitAndReenqueue). With idempotence the parts take the refused
+                    // batch's sequence range (see `Batch::split`): the batches behind
+                    // keep theirs, no epoch bump.
                     let too_large = matches!(
                         e.kafka_code(),
                         Some(KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge)
@@ -104,21 +92,16 @@ pub(crate) fn complete_job(
                         && batch.record_count() > 1
                         && batch.created + config.delivery_timeout > now
                     {
-                        let had_sequence = batch.sequence.is_some();
                         match batch.split(config.batch_size, config.compression) {
                             Ok(parts) => {
                                 debug!(topic = %parts[0].topic, partition = parts[0].partition, parts = parts.len(), "batch too large for the broker, split");
                                 let (id, more) = (parts[0].id, parts.len() - 1);
                                 for mut part in parts {
                                     part.last_error = Some(e.clone());
-                                    queue.requeue(part);
+                                    queue.on_retry(part);
                                 }
                                 st.acc.track_more(id, more);
-                                if had_sequence {
-                                    if let Some(idem) = st.idem.as_mut() {
-                                        idem.bump_required = true;
-                                    }
-                                }
+
                                 continue;
                             }
                             Err(unsplit) => batch = *unsplit,
@@ -131,10 +114,7 @@ pub(crate) fn complete_job(
                         .flatten();
                     // At the head, or behind what the broker already acknowledged: resending
                     // cannot fix it, only a new epoch can.
-                    let is_head = batch.sequence.is_some_and(|(s, _)| {
-                        let behind = queue.acked_sequence.wrapping_sub(s);
-                        (0..1 << 30).contains(&behind)
-                    });
+                    let is_head = queue.is_first_unacked(&batch);
                     let bump = match sequence_error {
                         Some(KafkaCode::UnknownProducerId) => true,
                         Some(_) => is_head,
@@ -153,13 +133,11 @@ pub(crate) fn complete_job(
                         );
                         batch.retry_at = Some(now + backoff);
                         batch.last_error = Some(e);
-                        if batch.sequence.is_some() {
-                            queue.retrying = true;
-                        }
-                        queue.requeue(batch);
+                        queue.on_retry(batch);
                         st.refresh_wanted = true;
                         if bump {
                             if let Some(idem) = st.idem.as_mut() {
+                                queue.request_rewrite();
                                 idem.bump_required = true;
                             }
                         }
@@ -174,8 +152,12 @@ pub(crate) fn complete_job(
                             e
                         };
                         warn!(topic = %batch.topic, partition = batch.partition, records = batch.record_count(), error = %e, "produce failed");
-                        if batch.sequence.is_some() {
+                        if batch.stamp.is_some() {
                             if let Some(idem) = st.idem.as_mut() {
+                                // Its gap would stall every later batch of the partition.
+                                st.acc
+                                    .queue_mut(&batch.topic, batch.partition)
+                                    .request_rewrite();
                                 idem.bump_required = true;
                             }
                         }
@@ -220,6 +202,14 @@ pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
         }
         for b in &failed {
             st.acc.untrack(b.id);
+        }
+        // A stamped batch that is never written leaves a gap in its partition's
+        // sequences: a transactional abort then asks the coordinator for a new epoch;
+        // an idempotent producer (closing) has no use for the partition any more.
+        if failed.iter().any(|b| b.stamp.is_some()) {
+            if let (Some(idem), Some(_)) = (st.idem.as_mut(), st.txn.as_ref()) {
+                idem.bump_required = true;
+            }
         }
     }
     let records = failed.iter().map(Batch::record_count).sum();

@@ -23,6 +23,9 @@
 //! - `record.rs`: [`ProducerRecord`], [`RecordMetadata`], [`Delivery`].
 //! - `accumulator.rs`: per-partition batches appended in place, bounded by
 //!   `buffer.memory`.
+//! - `batch.rs`: one batch: open, finished, stamped, split when too large.
+//! - `partition_queue.rs`: one partition's batches, in-flight count and sequences, the
+//!   one owner of that state (and of what an epoch bump does to it).
 //! - `sender.rs`: drains ready batches into one Produce request per broker; one task per
 //!   broker writes them in order.
 //! - `completion.rs`: responses resolve deliveries, or put batches back for a retry with
@@ -123,10 +126,12 @@
 //! transaction) is not used even where the broker offers it.
 
 mod accumulator;
+mod batch;
 mod completion;
 mod config;
 mod idempotence;
 mod metrics;
+mod partition_queue;
 mod record;
 mod sender;
 mod transaction;

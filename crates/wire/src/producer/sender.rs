@@ -21,14 +21,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn, Instrument};
 
-use super::accumulator::Batch;
+use super::batch::Batch;
 use super::completion::complete_job;
 use super::idempotence::{self, ProducerIdState};
 use super::transaction::TV1_PRODUCE_MAX;
 use super::{Shared, State};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::partition_client::Acks;
-use crate::records::rewrite_producer_state;
 
 /// Longest the sender sleeps without a reason to wake.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
@@ -150,7 +149,11 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                 let deadline = b.created + config.delivery_timeout;
                 if deadline <= std_now {
                     if let Some(b) = queue.batches.remove(i) {
-                        expired_sequenced |= b.sequence.is_some();
+                        if b.stamp.is_some() {
+                            // Its gap would stall every later batch of the partition.
+                            expired_sequenced = true;
+                            queue.request_rewrite();
+                        }
                         let err = expired_error(topic, &b, config.delivery_timeout);
                         plan.failed.push((b, err));
                     }
@@ -182,10 +185,19 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
             ));
         }
         if let Some(err) = txn.failing() {
+            let mut stamped = false;
             for queues in acc.topics.values_mut() {
                 for q in queues.iter_mut() {
+                    stamped |= q.batches.iter().any(|b| b.stamp.is_some());
                     plan.failed
                         .extend(q.batches.drain(..).map(|b| (b, err.clone())));
+                }
+            }
+            // A stamped batch that is never written leaves a gap in its partition's
+            // sequences: the abort asks the coordinator for a new epoch.
+            if stamped {
+                if let Some(i) = idem.as_mut() {
+                    i.bump_required = true;
                 }
             }
             txn.pending.clear();
@@ -250,21 +262,14 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     wake(&mut plan, Instant::from_std(lingered));
                     continue;
                 }
-                // One at a time while retrying, and until the broker confirmed a first
-                // batch under this epoch: a broker that does not know our producer id on
-                // a partition accepts any sequence, so a later batch could land before a
-                // first one that failed (say, NOT_LEADER right after topic creation).
-                let one_at_a_time = queue.retrying || !queue.confirmed;
-                if stamp.is_some()
-                    && (queue.in_flight >= 5 || (one_at_a_time && queue.in_flight > 0))
-                {
+                if stamp.is_some_and(|current| !queue.may_send_head(current)) {
                     continue;
                 }
                 // Without idempotence, max.in.flight.requests.per.connection=1 is how
                 // order is kept: the limit per connection alone does not hold across a
                 // leader change (the next batch would go to the new leader while the
                 // previous one is still in flight to the old). Java mutes the partition.
-                if stamp.is_none() && max_in_flight == 1 && queue.in_flight > 0 {
+                if stamp.is_none() && max_in_flight == 1 && queue.in_flight() > 0 {
                     continue;
                 }
                 let partition = i32::try_from(index).unwrap_or(i32::MAX);
@@ -287,13 +292,13 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                 let Some(mut batch) = queue.batches.pop_front() else {
                     continue;
                 };
-                if let Err(e) = prepare(&mut batch, stamp, &mut queue.next_sequence) {
+                if let Err(e) = queue.stamp(&mut batch, stamp) {
                     plan.failed.push((batch, e));
                     continue;
                 }
                 batch.attempts += 1;
                 batch.retry_at = None;
-                queue.in_flight += 1;
+                queue.on_sent();
                 let entry = round.entry(node).or_default();
                 entry.1 += batch.size();
                 entry.0.push(batch);
@@ -313,27 +318,6 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
     }
     plan.exit = *closed && acc.is_empty() && *total_in_flight == 0;
     plan
-}
-
-/// Finishes the batch and, when idempotent, gives it its sequence (first send) and
-/// stamps producer id, epoch and sequence into its header.
-fn prepare(batch: &mut Batch, stamp: Option<(i64, i16)>, next_sequence: &mut i32) -> Result<()> {
-    batch.finish()?;
-    let Some((producer_id, epoch)) = stamp else {
-        return Ok(());
-    };
-    if batch.sequence.is_some() {
-        return Ok(());
-    }
-    let sequence = *next_sequence;
-    let count = i32::try_from(batch.record_count()).unwrap_or(i32::MAX);
-    // Sequences wrap at i32::MAX, as the broker expects.
-    *next_sequence = sequence.wrapping_add(count) & i32::MAX;
-    let payload = batch.finish()?;
-    let stamped = rewrite_producer_state(payload, producer_id, epoch, sequence)?;
-    batch.payload = Some(stamped);
-    batch.sequence = Some((sequence, epoch));
-    Ok(())
 }
 
 fn expired_error(topic: &str, batch: &Batch, timeout: Duration) -> Error {

@@ -96,10 +96,14 @@ impl TxnState {
         ) && self.added.contains(&(topic.to_string(), partition))
     }
 
-    /// Whether queued batches must be failed (the transaction is lost).
+    /// Whether queued batches must be failed, and with what: the transaction is lost, or
+    /// being aborted (Java's `abortUndrainedBatches`). While aborting, a batch that comes
+    /// back for a retry after `abort` failed the queue must fail too, or `abort` would
+    /// wait for it: nothing is sent any more.
     pub(crate) fn failing(&self) -> Option<Error> {
         match self.phase {
             Phase::AbortableError | Phase::FatalError => self.error.clone(),
+            Phase::Aborting => Some(Error::illegal_state("the transaction was aborted")),
             _ => None,
         }
     }
@@ -375,9 +379,8 @@ impl Shared {
         let mut st = self.state();
         let st = &mut *st;
         if let Some(idem) = st.idem.as_mut() {
-            // The sequence reset of an epoch bump, then the coordinator's id and epoch.
-            idem.bump_epoch(&mut st.acc);
-            idem.state = ProducerIdState::Ready { id, epoch };
+            // The coordinator's id and epoch; every partition's sequences from 0.
+            idem.reset(&mut st.acc, id, epoch);
         }
         Ok(())
     }
@@ -637,7 +640,9 @@ impl Producer {
     ///
     /// Cancel-safe in Java's sense: when the future is dropped (a timeout around it),
     /// the transaction stays committing and `commit()` may be called again; it picks up
-    /// where the first call stopped (EndTxn is idempotent at the coordinator).
+    /// where the first call stopped (EndTxn is idempotent at the coordinator). Waiting
+    /// for the records takes at most `max.block.ms`, then this fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) and may be called again.
     pub async fn commit(&self) -> Result<()> {
         let shared = self.shared();
         let ctx = shared.txn_ctx()?;
@@ -647,8 +652,19 @@ impl Producer {
             Phase::Committing,
             "commit",
         )?;
-        self.flush().await;
-        shared.adds_settled().await;
+        // Bounded like every wait (Java: max.block.ms); on timeout the transaction stays
+        // committing and `commit` may be called again.
+        let max_block = shared.config.max_block;
+        let settled = async {
+            self.flush().await;
+            shared.adds_settled().await;
+        };
+        if tokio::time::timeout(max_block, settled).await.is_err() {
+            return Err(Error::timeout(
+                "commit: waiting for the transaction's records",
+                max_block,
+            ));
+        }
         // A failed batch or add moved us to AbortableError / FatalError.
         shared.transition(&[Phase::Committing], Phase::Committing, "commit")?;
         match shared.end_txn(true).await {
@@ -671,6 +687,9 @@ impl Producer {
     /// a fatal error it returns that error. When a sequence gap made the epoch unusable,
     /// the coordinator bumps it (KIP-360) so the producer can go on. Like
     /// [`commit`](Self::commit), an abort whose future was dropped may be called again.
+    /// Records in flight are waited for at most `max.block.ms`; past it this fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), the transaction stays abortable
+    /// and `abort` may be called again.
     pub async fn abort(&self) -> Result<()> {
         let shared = self.shared();
         let ctx = shared.txn_ctx()?;
@@ -682,8 +701,19 @@ impl Producer {
         )?;
         completion::abort_queued(shared, &Error::illegal_state("the transaction was aborted"));
         shared.wake.notify_one();
-        self.flush().await;
-        shared.adds_settled().await;
+        // Records in flight come back (those due for a retry fail: nothing is sent while
+        // aborting). Bounded like every wait; on timeout the abort may be tried again.
+        let max_block = shared.config.max_block;
+        let settled = async {
+            self.flush().await;
+            shared.adds_settled().await;
+        };
+        if tokio::time::timeout(max_block, settled).await.is_err() {
+            return Err(self.fail_fatally_or_keep(Error::timeout(
+                "abort: waiting for the transaction's records in flight",
+                max_block,
+            )));
+        }
         if let Err(e) = shared.end_txn(false).await {
             return Err(self.fail_fatally_or_keep(e));
         }
