@@ -30,9 +30,10 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::{debug, warn};
 
 use super::config::OffsetReset;
-use super::fetch_session::FetchSession;
+use super::fetch_session::{FetchAt, FetchSession};
 use super::offsets;
 use super::state::{Shared, Start};
+use super::validation::{self, Validate};
 use super::TopicPartition;
 use crate::error::{Error, KafkaCode, Result};
 use crate::partition_client::IsolationLevel;
@@ -53,6 +54,10 @@ pub(crate) struct CompletedFetch {
     /// The offset after the last batch looked at: where the position goes once this
     /// fetch is used up, so skipped control and aborted batches are not fetched again.
     pub(crate) next_offset: i64,
+    /// The partition leader epoch of the last batch looked at (-1 when the batch has
+    /// none), `None` before the first: the epoch of the position once this fetch moved
+    /// it (Java: `CompletedFetch.lastEpoch`).
+    pub(crate) last_epoch: Option<i32>,
     read_committed: bool,
     /// `(first offset, producer id)` of aborted transactions not yet reached.
     aborted: VecDeque<(i64, i64)>,
@@ -91,6 +96,7 @@ impl CompletedFetch {
             batches: RecordBatches::new(records),
             current: None,
             next_offset: -1,
+            last_epoch: None,
             read_committed,
             aborted: aborted.into(),
             aborted_producers: HashSet::new(),
@@ -123,6 +129,7 @@ impl CompletedFetch {
             };
             let batch = batch?;
             self.next_offset = self.next_offset.max(batch.next_offset());
+            self.last_epoch = Some(batch.partition_leader_epoch());
             if self.read_committed && batch.is_transactional() {
                 while let Some(&(first, pid)) = self.aborted.front() {
                     if first > batch.last_offset() {
@@ -156,8 +163,9 @@ impl CompletedFetch {
     }
 }
 
-/// A partition to fetch: its offset and the epoch it was planned under.
-type Wanted = BTreeMap<TopicPartition, (i64, u64)>;
+/// A partition to fetch: its offset and current leader epoch, and the (seek) epoch it
+/// was planned under.
+type Wanted = BTreeMap<TopicPartition, (FetchAt, u64)>;
 
 type Outcome = (
     i32,
@@ -176,6 +184,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // hold up partitions that have a position.
     let mut resolving: Option<BoxFuture<'_, Result<()>>> = None;
     let mut resolve_after: Option<tokio::time::Instant> = None;
+    // Positions checked with OffsetForLeaderEpoch after a leader change (KIP-320), one
+    // round at a time, beside the fetches of the other partitions.
+    let mut validating: Option<BoxFuture<'_, ()>> = None;
     loop {
         let wake = shared.fetcher_wake.notified();
         tokio::pin!(wake);
@@ -199,7 +210,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         } else if resolving.is_none() {
             retry_soon = true;
         }
-        let (plan, leaderless, backing_off) = plan(&shared, &busy);
+        let Planned {
+            fetches: plan,
+            leaderless,
+            backing_off,
+            validate,
+        } = plan(&shared, &busy);
+        if validating.is_none() && !validate.is_empty() {
+            validating = Some(validation::validate(&shared, validate).boxed());
+        }
         if !leaderless.is_empty() {
             // In the background: partitions with a leader keep fetching meanwhile.
             debug!(topics = ?leaderless, "partitions without a leader; refreshing metadata");
@@ -232,6 +251,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     resolve_after = Some(tokio::time::Instant::now() + shared.config.retry_backoff);
                 }
             }
+            () = async {
+                match validating.as_mut() {
+                    Some(round) => round.await,
+                    None => std::future::pending().await,
+                }
+            }, if validating.is_some() => {
+                validating = None;
+            }
             Some((leader, session, wanted, outcome)) = in_flight.next() => {
                 busy.remove(&leader);
                 sessions.insert(leader, session);
@@ -245,43 +272,119 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Groups the fetchable partitions by leader, leaving out brokers with a fetch in flight.
-/// Also returns topics with a partition that has no known leader, and whether a
-/// partition waits out a backoff after a failed fetch.
-fn plan(shared: &Shared, busy: &HashSet<i32>) -> (BTreeMap<i32, Wanted>, BTreeSet<String>, bool) {
+/// What the fetch loop does next.
+#[derive(Default)]
+struct Planned {
+    /// The fetchable partitions by leader, leaving out brokers with a fetch in flight.
+    fetches: BTreeMap<i32, Wanted>,
+    /// Topics with a partition that has no known leader.
+    leaderless: BTreeSet<String>,
+    /// A partition waits out a backoff after a failed fetch or validation.
+    backing_off: bool,
+    /// Positions to validate with the new leader before fetching them again.
+    validate: Vec<Validate>,
+}
+
+/// Plans the next fetches. First compares each position's leader with the metadata's,
+/// as Java's `maybeValidatePositionForCurrentLeader`: a new leader (or a new leader
+/// epoch) for a position whose leader epoch is known stops the partition until
+/// OffsetForLeaderEpoch has checked the position (what is buffered of it is dropped: it
+/// came from the old leader and may have been truncated); without an epoch the new
+/// leader is just taken.
+fn plan(shared: &Shared, busy: &HashSet<i32>) -> Planned {
     let md = shared.cluster.metadata();
-    let state = shared.lock();
-    let mut out: BTreeMap<i32, Wanted> = BTreeMap::new();
-    let mut leaderless = BTreeSet::new();
-    let mut backing_off = false;
-    if state.buffered_bytes >= shared.config.prefetch_max_bytes || state.membership.rebalancing {
-        return (out, leaderless, backing_off);
+    let mut guard = shared.lock();
+    let state = &mut *guard;
+    let mut out = Planned::default();
+    let mut to_validate = Vec::new();
+    for (tp, ps) in state.assignment.iter_mut() {
+        let Some(position) = ps.position else {
+            continue;
+        };
+        let Some(p) = md.partition(&tp.topic, tp.partition) else {
+            continue;
+        };
+        let Some(leader) = p.leader else {
+            continue;
+        };
+        if ps.current_leader == Some((leader, p.leader_epoch)) {
+            continue;
+        }
+        ps.current_leader = Some((leader, p.leader_epoch));
+        if p.leader_epoch >= 0 && ps.offset_epoch.is_some() {
+            debug!(%tp, position, leader, leader_epoch = p.leader_epoch, "new leader: validating the position");
+            ps.validating = true;
+            ps.fetch_position = Some(position);
+            ps.retry_at = None;
+            to_validate.push(tp.clone());
+        }
+    }
+    for tp in to_validate {
+        // A new epoch: fetches in flight and buffered records of the old leader are stale.
+        let epoch = state.bump();
+        state.drop_buffered(&tp);
+        if let Some(ps) = state.assignment.get_mut(&tp) {
+            ps.epoch = epoch;
+        }
     }
     let now = tokio::time::Instant::now();
+    for (tp, ps) in &state.assignment {
+        if !ps.validating {
+            continue;
+        }
+        if ps.retry_at.is_some_and(|at| at > now) {
+            out.backing_off = true;
+            continue;
+        }
+        if let (Some(position), Some(offset_epoch), Some((leader, leader_epoch))) =
+            (ps.position, ps.offset_epoch, ps.current_leader)
+        {
+            out.validate.push(Validate {
+                tp: tp.clone(),
+                position,
+                offset_epoch,
+                leader,
+                leader_epoch,
+                epoch: ps.epoch,
+            });
+        }
+    }
+    if state.buffered_bytes >= shared.config.prefetch_max_bytes || state.membership.rebalancing {
+        return out;
+    }
     for (tp, ps) in &state.assignment {
         let Some(position) = ps.fetch_position else {
             continue;
         };
-        if ps.paused {
+        if ps.paused || ps.validating {
             continue;
         }
         if ps.retry_at.is_some_and(|at| at > now) {
-            backing_off = true;
+            out.backing_off = true;
             continue;
         }
-        match md.partition(&tp.topic, tp.partition).and_then(|p| p.leader) {
+        let partition = md.partition(&tp.topic, tp.partition);
+        match partition.and_then(|p| p.leader) {
             Some(leader) if !busy.contains(&leader) => {
-                out.entry(leader)
+                // The epoch the position was checked against (Java sends
+                // `position.currentLeader.epoch`), -1 before any.
+                let leader_epoch = ps.current_leader.map_or(-1, |(_, e)| e);
+                let at = FetchAt {
+                    offset: position,
+                    leader_epoch,
+                };
+                out.fetches
+                    .entry(leader)
                     .or_default()
-                    .insert(tp.clone(), (position, ps.epoch));
+                    .insert(tp.clone(), (at, ps.epoch));
             }
             Some(_) => {}
             None => {
-                leaderless.insert(tp.topic.clone());
+                out.leaderless.insert(tp.topic.clone());
             }
         }
     }
-    (out, leaderless, backing_off)
+    out
 }
 
 async fn fetch(
@@ -308,17 +411,19 @@ async fn fetch_inner(
     if session.supported != (version >= 7) {
         *session = FetchSession::new(version >= 7);
     }
-    let offsets: BTreeMap<TopicPartition, i64> =
-        wanted.iter().map(|(tp, (o, _))| (tp.clone(), *o)).collect();
+    let offsets: BTreeMap<TopicPartition, FetchAt> = wanted
+        .iter()
+        .map(|(tp, (at, _))| (tp.clone(), *at))
+        .collect();
     let plan = session.plan(&offsets);
     let c = &shared.config;
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-    for (tp, offset) in &plan.send {
+    for (tp, at) in &plan.send {
         topics.entry(tp.topic.as_str()).or_default().push(
             FetchPartition::default()
                 .with_partition(tp.partition)
-                .with_current_leader_epoch(-1)
-                .with_fetch_offset(*offset)
+                .with_current_leader_epoch(at.leader_epoch)
+                .with_fetch_offset(at.offset)
                 .with_last_fetched_epoch(-1)
                 .with_log_start_offset(-1)
                 .with_partition_max_bytes(c.max_partition_fetch_bytes),
@@ -416,7 +521,7 @@ fn handle(
     {
         let mut state = shared.lock();
         for (tp, data) in parts {
-            let Some(&(offset, epoch)) = wanted.get(&tp) else {
+            let Some(&(FetchAt { offset, .. }, epoch)) = wanted.get(&tp) else {
                 continue;
             };
             let Some(ps) = state.assignment.get_mut(&tp) else {
@@ -470,12 +575,19 @@ fn handle(
                         arrived = true;
                     } else {
                         debug!(%tp, offset, "offset out of range, resetting");
-                        ps.position = None;
-                        ps.fetch_position = None;
+                        ps.set_position(None, None);
                         ps.start = Start::Reset;
                     }
                 }
+                Some(KafkaCode::UnknownLeaderEpoch) => {
+                    // The broker has not caught up with the leader epoch we know: it
+                    // will; retry after the backoff (metadata is newer than the broker).
+                    debug!(%tp, "UNKNOWN_LEADER_EPOCH: the broker lags our metadata, retrying");
+                    ps.retry_at = Some(retry_at);
+                }
                 Some(code) if code.is_retriable() || code == KafkaCode::FencedLeaderEpoch => {
+                    // FENCED_LEADER_EPOCH: our metadata is older than the broker's; the
+                    // refresh brings the new leader, which validates the position.
                     debug!(%tp, ?code, "fetch error, refreshing metadata");
                     ps.retry_at = Some(retry_at);
                     refresh = true;

@@ -34,6 +34,10 @@
 //!   (KIP-227), lazy zero-copy decoding, `read_committed` filtering.
 //! - `offsets.rs`: [`TopicPartition`], [`OffsetAndMetadata`]; commit, committed
 //!   offsets, position resolution and resets.
+//! - `validation.rs`: after a leader change, positions are checked against the new
+//!   leader's log (KIP-320, OffsetForLeaderEpoch); a truncated log is reported
+//!   ([`ErrorKind::LogTruncation`](crate::ErrorKind::LogTruncation)) or, with an
+//!   `auto.offset.reset`, the position goes back to where the logs diverge.
 //! - `record.rs`: [`ConsumerRecord`], [`PartitionRecords`].
 //! - `group/`: membership (coordinator, join / sync / heartbeat / leave), the
 //!   `ConsumerProtocol` bytes, the assignors, the [`RebalanceListener`].
@@ -52,6 +56,7 @@ pub mod group;
 mod offsets;
 mod record;
 mod state;
+mod validation;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -425,6 +430,11 @@ impl Consumer {
                 }
             };
             ps.position = Some(position);
+            if step.is_ok() {
+                if let Some(e) = f.last_epoch {
+                    ps.offset_epoch = (e >= 0).then_some(e);
+                }
+            }
             match step {
                 // `out` is full; the fetch may have more.
                 Ok(false) => break Some(Ok(())),
@@ -578,9 +588,9 @@ impl Consumer {
             for tp in partitions {
                 let epoch = state.bump();
                 state.drop_buffered(tp);
+                state.clear_truncation(tp);
                 if let Some(ps) = state.assignment.get_mut(tp) {
-                    ps.position = None;
-                    ps.fetch_position = None;
+                    ps.set_position(None, None);
                     ps.start = Start::Spec(spec);
                     ps.epoch = epoch;
                 }
@@ -775,9 +785,9 @@ pub(crate) fn seek_to(shared: &Shared, tp: &TopicPartition, offset: i64) -> bool
         }
         let epoch = state.bump();
         state.drop_buffered(tp);
+        state.clear_truncation(tp);
         if let Some(ps) = state.assignment.get_mut(tp) {
-            ps.position = Some(offset);
-            ps.fetch_position = Some(offset);
+            ps.set_position(Some(offset), None);
             ps.epoch = epoch;
         }
     }

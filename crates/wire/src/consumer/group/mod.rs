@@ -231,8 +231,14 @@ pub(crate) fn positions(
     partitions
         .iter()
         .filter_map(|tp| {
-            let pos = state.assignment.get(tp)?.position?;
-            Some((tp.clone(), OffsetAndMetadata::new(pos)))
+            let ps = state.assignment.get(tp)?;
+            // With the leader epoch of the last record consumed (`committed_leader_epoch`),
+            // so whoever resumes from this commit can validate it (KIP-320).
+            let om = OffsetAndMetadata {
+                leader_epoch: ps.offset_epoch,
+                ..OffsetAndMetadata::new(ps.position?)
+            };
+            Some((tp.clone(), om))
         })
         .collect()
 }
