@@ -64,7 +64,7 @@ pub enum ErrorKind {
     Tls,
     /// The consumer found that the log of a partition was truncated below its position
     /// (an unclean leader election, KIP-320) and `auto.offset.reset` is `none`, so it
-    /// does not move on by itself. [`Error::log_truncation`] names the partition, the
+    /// does not move on by itself. [`Error::truncation`] names the partition, the
     /// position and the first offset known to diverge; seek to go on (Java:
     /// `LogTruncationException`).
     LogTruncation,
