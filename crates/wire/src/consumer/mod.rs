@@ -184,6 +184,7 @@ impl Consumer {
                 config.retry_backoff,
             )
         });
+        let next_auto_commit = Instant::now() + config.auto_commit_interval;
         let shared = Arc::new(Shared {
             config,
             cluster,
@@ -198,6 +199,7 @@ impl Consumer {
                 waiting_recvs: 0,
                 closed: false,
                 next_epoch: 0,
+                next_auto_commit,
             }),
             data_ready: Notify::new(),
             fetcher_wake: Notify::new(),
@@ -316,7 +318,7 @@ impl Consumer {
                 }
             }
             let _polling = WaitingRecv::new(&self.shared);
-            ready.await;
+            self.wait_for(ready).await;
         }
     }
 
@@ -340,8 +342,65 @@ impl Consumer {
                 }
             }
             let _polling = WaitingRecv::new(&self.shared);
-            ready.await;
+            self.wait_for(ready).await;
         }
+    }
+
+    /// Waits for `ready` (records arrived, an error is waiting), or, with
+    /// `enable.auto.commit`, until the next auto-commit is due: a `recv` that waits long
+    /// commits meanwhile, as Java's `poll` does while it waits.
+    async fn wait_for(&self, ready: Pin<&mut tokio::sync::futures::Notified<'_>>) {
+        if !self.shared.config.enable_auto_commit {
+            ready.await;
+            return;
+        }
+        let due = tokio::time::Instant::from_std(self.shared.lock().next_auto_commit);
+        tokio::select! {
+            () = ready => {}
+            () = tokio::time::sleep_until(due) => {}
+        }
+    }
+
+    /// With `enable.auto.commit`, once `auto.commit.interval.ms` has passed: commits the
+    /// positions of every assigned partition, that is of the records handed out by the
+    /// calls before this one (Java: `maybeAutoCommitOffsetsAsync` at the start of
+    /// `poll`). Called before this call takes a record, under the state lock; the commit
+    /// runs in the background (one attempt, in turn after the commits before it, as
+    /// `commit_async`) and never holds up the records.
+    fn maybe_auto_commit(&self, state: &mut State, now: Instant) {
+        let shared = &self.shared;
+        if !shared.config.enable_auto_commit || now < state.next_auto_commit {
+            return;
+        }
+        let Some(coordinator) = &shared.coordinator else {
+            return;
+        };
+        state.next_auto_commit = now + shared.config.auto_commit_interval;
+        let subscribed = state.subscription.is_some();
+        if state.membership.rebalancing || (subscribed && state.membership.generation < 0) {
+            // Not a member now: the revoke before the rebalance commits instead.
+            return;
+        }
+        let offsets = group::positions_of(state, state.assignment.keys());
+        if offsets.is_empty() {
+            return;
+        }
+        let turn = coordinator.commits.join();
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            let result =
+                offsets::commit_in_turn(&shared, &offsets, turn, offsets::Attempts::Once).await;
+            if let Err(e) = result {
+                warn!(error = %e, "auto-commit failed");
+                if e.is_retriable() {
+                    // Java tries again after retry.backoff.ms rather than a whole interval.
+                    let mut state = shared.lock();
+                    state.next_auto_commit = state
+                        .next_auto_commit
+                        .min(Instant::now() + shared.config.retry_backoff);
+                }
+            }
+        });
     }
 
     /// Counts as a poll for `max.poll.interval.ms` without taking a record, as Java's
@@ -358,6 +417,7 @@ impl Consumer {
             self.shared.group_wake.notify_one();
         }
         state.last_poll = now;
+        self.maybe_auto_commit(&mut state, now);
         match state.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -383,6 +443,8 @@ impl Consumer {
             self.shared.group_wake.notify_one();
         }
         guard.last_poll = now;
+        // Before this call hands out anything: what earlier calls handed out is processed.
+        self.maybe_auto_commit(&mut guard, now);
         if let Some(e) = guard.error.take() {
             return Some(Err(e));
         }

@@ -116,6 +116,9 @@ pub(crate) struct State {
     pub(crate) waiting_recvs: usize,
     pub(crate) closed: bool,
     pub(crate) next_epoch: u64,
+    /// With `enable.auto.commit`, when the next `recv` commits the positions of what
+    /// the calls before it handed out (Java's `nextAutoCommitTimer`).
+    pub(crate) next_auto_commit: Instant,
 }
 
 impl State {
