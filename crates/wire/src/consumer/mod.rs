@@ -31,7 +31,8 @@
 //! - `state.rs`: assignment, positions and the prefetch buffer, shared by the handle and
 //!   the background tasks.
 //! - `fetcher.rs` + `fetch_session.rs`: one fetch in flight per broker, fetch sessions
-//!   (KIP-227), lazy zero-copy decoding, `read_committed` filtering.
+//!   (KIP-227); `completed_fetch.rs`: a buffered fetch, decoded lazily and zero-copy,
+//!   with `read_committed` filtering.
 //! - `offsets.rs`: [`TopicPartition`], [`OffsetAndMetadata`]; commit, committed
 //!   offsets, position resolution and resets.
 //! - `validation.rs`: after a leader change, positions are checked against the new
@@ -49,6 +50,7 @@
 //! dropped, but then whether the commit happened is unknown.
 
 mod commit_queue;
+mod completed_fetch;
 pub mod config;
 mod fetch_session;
 mod fetcher;

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::completed_fetch::CompletedFetch;
 use super::config::ConsumerConfig;
-use super::fetcher::CompletedFetch;
 use super::group::coordinator::Coordinator;
 use super::group::listener::RebalanceListener;
 use super::TopicPartition;
