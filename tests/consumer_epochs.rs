@@ -42,12 +42,16 @@ async fn commits_carry_the_leader_epoch_of_the_last_record() {
     c.assign([tp.clone()]).unwrap();
     let got = recv_n(&c, 20, T).await;
     assert_eq!(got.last().map(|r| r.offset()), Some(19));
+    let epoch = leader_epoch(&topic);
+    assert!(epoch >= 0, "the broker names a leader epoch");
+    assert!(
+        got.iter().all(|r| r.leader_epoch() == Some(epoch)),
+        "every record names its batch's leader epoch"
+    );
     c.commit_positions().await.unwrap();
     let committed = c.committed(std::slice::from_ref(&tp)).await.unwrap();
     let om = committed[&tp].clone().expect("a committed offset");
     assert_eq!(om.offset, 20);
-    let epoch = leader_epoch(&topic);
-    assert!(epoch >= 0, "the broker names a leader epoch");
     assert_eq!(
         om.leader_epoch,
         Some(epoch),

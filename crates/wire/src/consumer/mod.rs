@@ -484,6 +484,7 @@ impl Consumer {
                             topic: Arc::clone(&f.topic),
                             partition: f.tp.partition,
                             record,
+                            leader_epoch: f.last_epoch.filter(|e| *e >= 0),
                         });
                         if !more {
                             break Ok(false);
