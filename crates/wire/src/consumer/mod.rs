@@ -352,7 +352,7 @@ impl Consumer {
     /// `enable.auto.commit`, until the next auto-commit is due: a `recv` that waits long
     /// commits meanwhile, as Java's `poll` does while it waits.
     async fn wait_for(&self, ready: Pin<&mut tokio::sync::futures::Notified<'_>>) {
-        if !self.shared.config.enable_auto_commit {
+        if !self.shared.config.enable_auto_commit || self.shared.coordinator.is_none() {
             ready.await;
             return;
         }
@@ -374,10 +374,11 @@ impl Consumer {
         if !shared.config.enable_auto_commit || now < state.next_auto_commit {
             return;
         }
+        state.next_auto_commit = now + shared.config.auto_commit_interval;
         let Some(coordinator) = &shared.coordinator else {
+            // No group.id: nothing to commit to (Java refuses this configuration).
             return;
         };
-        state.next_auto_commit = now + shared.config.auto_commit_interval;
         let subscribed = state.subscription.is_some();
         if state.membership.rebalancing || (subscribed && state.membership.generation < 0) {
             // Not a member now: the revoke before the rebalance commits instead.
