@@ -124,6 +124,7 @@ async fn an_unclean_election_truncation_is_reported_or_reset_to_the_divergent_of
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    let elected = std::time::Instant::now();
     let after = admin.partition(&topic, 0).unwrap();
     assert!(
         after.leader_epoch > epoch_before,
@@ -149,6 +150,12 @@ async fn an_unclean_election_truncation_is_reported_or_reset_to_the_divergent_of
             ),
             Err(e) => e,
         };
+        if attempt == 0 {
+            eprintln!(
+                "truncation reported {:?} after the election (K written meanwhile): {err}",
+                elected.elapsed()
+            );
+        }
         assert_eq!(err.kind(), ErrorKind::LogTruncation, "{err}");
         let t = err.truncation().expect("the truncation's details");
         assert_eq!((t.topic.as_str(), t.partition), (topic.as_str(), 0));
@@ -158,6 +165,10 @@ async fn an_unclean_election_truncation_is_reported_or_reset_to_the_divergent_of
 
     // earliest: back to the divergent offset N, then every record written to Y since.
     let got = recv_n(&lenient, K, Duration::from_secs(60)).await;
+    eprintln!(
+        "reset=earliest: {K} records from offset {N} read {:?} after the election",
+        elected.elapsed()
+    );
     let offsets: Vec<i64> = got.iter().map(|r| r.offset()).collect();
     assert_eq!(offsets, (N as i64..(N + K) as i64).collect::<Vec<i64>>());
     let values: Vec<String> = got.iter().map(value).collect();
