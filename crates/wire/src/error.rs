@@ -165,7 +165,8 @@ impl Error {
 
     /// A truncated log found by the consumer (see [`ErrorKind::LogTruncation`]).
     pub(crate) fn log_truncation(truncation: LogTruncation) -> Self {
-        let message = format!("{truncation}, and auto.offset.reset is none");
+        // Displayed as "<message>: <truncation>".
+        let message = "log truncation detected and auto.offset.reset is none (seek to go on)";
         Error::with_source(ErrorKind::LogTruncation, message, truncation)
     }
 
