@@ -166,8 +166,9 @@ async fn a_committed_epoch_unknown_to_the_leader_is_a_typed_truncation() {
 }
 
 /// Reads 2000 records while the proxy answers some fetches with `code` for the
-/// partition; every record arrives exactly once, in order.
-async fn every_record_once_despite(code: i16, times: u64) {
+/// partition; every record arrives exactly once, in order. Whether the consumer asked
+/// for metadata meanwhile is checked against `refreshes`.
+async fn every_record_once_despite(code: i16, times: u64, refreshes: bool) {
     let faults = sluice_testkit::kafka_fault_cluster();
     let cluster = cluster().await;
     let topic = topic(&cluster, "epoch-fetch-error", 1).await;
@@ -186,6 +187,7 @@ async fn every_record_once_despite(code: i16, times: u64) {
         .fetch_max_wait(Duration::from_millis(100));
     config.max_partition_fetch_bytes = 4096;
     let c = Consumer::new(config).await.unwrap();
+    let metadata = faults.add_rule(Rule::new(ApiKey::Metadata));
     c.assign([TopicPartition::new(&topic, 0)]).unwrap();
     let got = recv_n(&c, 2000, Duration::from_secs(60)).await;
     let offsets: Vec<i64> = got.iter().map(|r| r.offset()).collect();
@@ -195,19 +197,25 @@ async fn every_record_once_despite(code: i16, times: u64) {
         "lost or repeated records"
     );
     assert_eq!(rule.hits(), times, "every rewritten answer was seen");
+    if refreshes {
+        assert!(metadata.hits() >= 1, "metadata was refreshed");
+    } else {
+        assert_eq!(metadata.hits(), 0, "no metadata refresh");
+    }
     c.close().await.unwrap();
 }
 
 /// FENCED_LEADER_EPOCH on a fetch (our metadata is older than the broker's): the
 /// consumer refreshes metadata, fetches again and loses or repeats nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fenced_leader_epoch_on_fetch_costs_no_record() {
-    every_record_once_despite(codes::FENCED_LEADER_EPOCH, 2).await;
+async fn fenced_leader_epoch_on_fetch_refreshes_and_costs_no_record() {
+    every_record_once_despite(codes::FENCED_LEADER_EPOCH, 2, true).await;
 }
 
-/// UNKNOWN_LEADER_EPOCH on a fetch (the broker lags our metadata): retried after the
-/// backoff, nothing lost or repeated.
+/// UNKNOWN_LEADER_EPOCH on a fetch (the broker lags our metadata, which is the newer
+/// one): retried after the backoff without a metadata refresh, nothing lost or
+/// repeated. (It used to refresh metadata, as for a moved leader.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_leader_epoch_on_fetch_costs_no_record() {
-    every_record_once_despite(codes::UNKNOWN_LEADER_EPOCH, 3).await;
+async fn unknown_leader_epoch_on_fetch_backs_off_and_costs_no_record() {
+    every_record_once_despite(codes::UNKNOWN_LEADER_EPOCH, 3, false).await;
 }
