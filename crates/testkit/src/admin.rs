@@ -5,13 +5,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, ElectLeadersRequest, FindCoordinatorRequest,
-    MetadataRequest, MetadataResponse, TopicName,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ElectLeadersRequest,
+    FindCoordinatorRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -229,22 +231,64 @@ impl Admin {
         replication_factor: i16,
         configs: &[(&str, &str)],
     ) -> Result<()> {
+        let creatable = CreatableTopic::default()
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor);
+        self.create(topic, creatable, partitions, configs)
+    }
+
+    /// Creates `topic` with the replicas of partition `i` on the brokers
+    /// `assignment[i]` (the first is the preferred leader) and topic `configs`, then
+    /// waits as [`create_topic`](Self::create_topic) does.
+    ///
+    /// ```no_run
+    /// let admin = sluice_testkit::admin();
+    /// // One partition on nodes 2 and 3, led by 2.
+    /// admin.create_topic_on("t", &[vec![2, 3]], &[("min.insync.replicas", "1")]).unwrap();
+    /// ```
+    pub fn create_topic_on(
+        &self,
+        topic: &str,
+        assignment: &[Vec<i32>],
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let creatable = CreatableTopic::default()
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                assignment
+                    .iter()
+                    .zip(0..)
+                    .map(|(brokers, i)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(i)
+                            .with_broker_ids(brokers.iter().map(|&b| BrokerId(b)).collect())
+                    })
+                    .collect(),
+            );
+        let partitions = i32::try_from(assignment.len()).context("too many partitions")?;
+        self.create(topic, creatable, partitions, configs)
+    }
+
+    fn create(
+        &self,
+        topic: &str,
+        creatable: CreatableTopic,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
         let request = CreateTopicsRequest::default()
             .with_timeout_ms(30_000)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(topic_name(topic))
-                .with_num_partitions(partitions)
-                .with_replication_factor(replication_factor)
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(StrBytes::from_string(k.to_string()))
-                                .with_value(Some(StrBytes::from_string(v.to_string())))
-                        })
-                        .collect(),
-                )]);
+            .with_topics(vec![creatable.with_name(topic_name(topic)).with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )]);
         let response = self.connect()?.request(&request)?;
         for t in &response.topics {
             if t.error_code != 0 {

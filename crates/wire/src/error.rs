@@ -62,7 +62,46 @@ pub enum ErrorKind {
     /// refused our client certificate, or the listener does not speak TLS. The message
     /// names the cause and the broker address. Fatal.
     Tls,
+    /// The consumer found that the log of a partition was truncated below its position
+    /// (an unclean leader election, KIP-320) and `auto.offset.reset` is `none`, so it
+    /// does not move on by itself. [`Error::truncation`] names the partition, the
+    /// position and the first offset known to diverge; seek to go on (Java:
+    /// `LogTruncationException`).
+    LogTruncation,
 }
+
+/// Where a partition's log was truncated below the consumer's position (see
+/// [`ErrorKind::LogTruncation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTruncation {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The consumer's position (the next offset it would have read).
+    pub position: i64,
+    /// The leader epoch of the last record consumed before the position.
+    pub position_epoch: i32,
+    /// The first offset known to diverge: the end offset of `position_epoch` on the new
+    /// leader; `None` when the leader knows nothing of that epoch.
+    pub divergent_offset: Option<i64>,
+}
+
+impl fmt::Display for LogTruncation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the log of {}-{} was truncated below position {} (leader epoch {})",
+            self.topic, self.partition, self.position, self.position_epoch
+        )?;
+        match self.divergent_offset {
+            Some(o) => write!(f, ": it diverges from offset {o}"),
+            None => write!(f, ": the new leader has no record of that epoch"),
+        }
+    }
+}
+
+impl std::error::Error for LogTruncation {}
 
 /// An error from the Sluice Kafka client.
 #[derive(Clone)]
@@ -122,6 +161,18 @@ impl Error {
             None => Ok(()),
             Some(code) => Err(Error::kafka(code, context())),
         }
+    }
+
+    /// A truncated log found by the consumer (see [`ErrorKind::LogTruncation`]).
+    pub(crate) fn log_truncation(truncation: LogTruncation) -> Self {
+        // Displayed as "<message>: <truncation>".
+        let message = "log truncation detected and auto.offset.reset is none (seek to go on)";
+        Error::with_source(ErrorKind::LogTruncation, message, truncation)
+    }
+
+    /// What was truncated, when [`kind`](Self::kind) is [`ErrorKind::LogTruncation`].
+    pub fn truncation(&self) -> Option<&LogTruncation> {
+        self.inner.source.as_ref()?.downcast_ref::<LogTruncation>()
     }
 
     pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Self {
@@ -239,7 +290,8 @@ impl Error {
             | ErrorKind::ProducerClosed
             | ErrorKind::IllegalState
             | ErrorKind::Authentication
-            | ErrorKind::Tls => false,
+            | ErrorKind::Tls
+            | ErrorKind::LogTruncation => false,
         }
     }
 

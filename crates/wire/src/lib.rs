@@ -120,7 +120,7 @@ pub mod records;
 mod sync;
 mod task;
 
-pub use error::{Error, ErrorKind, KafkaCode, Result};
+pub use error::{Error, ErrorKind, KafkaCode, LogTruncation, Result};
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -70,7 +70,11 @@ pub struct ConsumerConfig {
     /// `group.instance.id`: static membership (KIP-345). Default none (dynamic member).
     pub group_instance_id: Option<String>,
     /// `enable.auto.commit`. Default **false** here (Java: true): offsets are committed
-    /// when the application says it has processed them.
+    /// when the application says it has processed them. When on, as in Java: a `recv` /
+    /// `recv_batch` (or `keep_alive`) called once `auto.commit.interval.ms` has passed
+    /// commits, in the background, the positions of what the calls before it handed out
+    /// (a record the application still holds is never committed); positions are also
+    /// committed before partitions are revoked and on `close`.
     pub enable_auto_commit: bool,
     /// `auto.commit.interval.ms`. Default 5 s.
     pub auto_commit_interval: Duration,

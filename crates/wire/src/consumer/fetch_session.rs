@@ -1,6 +1,7 @@
 //! Incremental fetch sessions (KIP-227), one per broker, as Java's
 //! `FetchSessionHandler`: the first fetch is full and asks the broker for a session; later
-//! fetches name only partitions that are new or whose fetch offset moved, and list the
+//! fetches name only partitions that are new or whose fetch offset or current leader
+//! epoch (KIP-320) changed, and list the
 //! partitions to drop as forgotten. The broker answers with the session's partitions that
 //! have news. Any session error starts over with a full fetch.
 
@@ -8,12 +9,22 @@ use std::collections::BTreeMap;
 
 use super::TopicPartition;
 
+/// Where to fetch a partition from: the offset, and the leader epoch the consumer knows
+/// for the partition (sent as `current_leader_epoch`, -1 when unknown), so a broker
+/// with a newer epoch answers FENCED_LEADER_EPOCH and one with an older epoch
+/// UNKNOWN_LEADER_EPOCH instead of serving a stale view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FetchAt {
+    pub(crate) offset: i64,
+    pub(crate) leader_epoch: i32,
+}
+
 /// What to put in the next Fetch request.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct FetchPlan {
     pub(crate) session_id: i32,
     pub(crate) epoch: i32,
-    pub(crate) send: Vec<(TopicPartition, i64)>,
+    pub(crate) send: Vec<(TopicPartition, FetchAt)>,
     pub(crate) forget: Vec<TopicPartition>,
 }
 
@@ -23,10 +34,10 @@ pub(crate) struct FetchSession {
     id: i32,
     /// The epoch of the next request; 0 asks for a new session.
     epoch: i32,
-    /// The partitions and fetch offsets the broker's session holds.
-    partitions: BTreeMap<TopicPartition, i64>,
+    /// The partitions, fetch offsets and leader epochs the broker's session holds.
+    partitions: BTreeMap<TopicPartition, FetchAt>,
     /// What the request in flight, once answered, makes the session hold.
-    pending: Option<BTreeMap<TopicPartition, i64>>,
+    pending: Option<BTreeMap<TopicPartition, FetchAt>>,
     /// False when the broker's Fetch version predates sessions (< 7).
     pub(crate) supported: bool,
 }
@@ -39,7 +50,7 @@ impl FetchSession {
         }
     }
 
-    pub(crate) fn plan(&mut self, wanted: &BTreeMap<TopicPartition, i64>) -> FetchPlan {
+    pub(crate) fn plan(&mut self, wanted: &BTreeMap<TopicPartition, FetchAt>) -> FetchPlan {
         self.pending = Some(wanted.clone());
         if !self.supported {
             return FetchPlan {
@@ -110,11 +121,39 @@ impl FetchSession {
 mod tests {
     use super::*;
 
-    fn wanted(items: &[(i32, i64)]) -> BTreeMap<TopicPartition, i64> {
+    fn wanted(items: &[(i32, i64)]) -> BTreeMap<TopicPartition, FetchAt> {
         items
             .iter()
-            .map(|&(p, o)| (TopicPartition::new("t", p), o))
+            .map(|&(p, offset)| {
+                let at = FetchAt {
+                    offset,
+                    leader_epoch: 3,
+                };
+                (TopicPartition::new("t", p), at)
+            })
             .collect()
+    }
+
+    #[test]
+    fn a_new_leader_epoch_resends_the_partition() {
+        let mut s = FetchSession::new(true);
+        s.plan(&wanted(&[(0, 10), (1, 20)]));
+        s.answered(42);
+        let mut next = wanted(&[(0, 10), (1, 20)]);
+        if let Some(at) = next.get_mut(&TopicPartition::new("t", 1)) {
+            at.leader_epoch = 4;
+        }
+        let p = s.plan(&next);
+        assert_eq!(
+            p.send,
+            [(
+                TopicPartition::new("t", 1),
+                FetchAt {
+                    offset: 20,
+                    leader_epoch: 4
+                }
+            )]
+        );
     }
 
     #[test]

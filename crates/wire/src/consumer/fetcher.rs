@@ -10,16 +10,15 @@
 //! (heartbeats, joins, commits) has dedicated connections to the coordinator, so a
 //! fetch long-polling for `fetch.max.wait.ms` never delays a heartbeat.
 //!
-//! Records are decoded lazily, when `recv` asks for them, by the zero-copy decoder: a
-//! [`CompletedFetch`] holds the response's bytes and walks them batch by batch. Under
-//! `read_committed` it drops batches of aborted transactions (from the response's list of
-//! aborted transactions and the abort markers), as Java's `FetchCollector` does; control
-//! batches are always skipped.
+//! Records are decoded lazily, when `recv` asks for them: a [`CompletedFetch`] holds the
+//! response's bytes (`completed_fetch.rs`).
+//!
+//! Before planning fetches it compares each position's leader with the metadata's; a
+//! new leader sends the position to validation (`validation.rs`, KIP-320) first.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -29,135 +28,19 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tracing::{debug, warn};
 
+use super::completed_fetch::{scan_batch_headers, CompletedFetch};
 use super::config::OffsetReset;
-use super::fetch_session::FetchSession;
+use super::fetch_session::{FetchAt, FetchSession};
 use super::offsets;
 use super::state::{Shared, Start};
+use super::validation::{self, Validate};
 use super::TopicPartition;
 use crate::error::{Error, KafkaCode, Result};
 use crate::partition_client::IsolationLevel;
-use crate::records::{ControlRecordType, Record, RecordBatches, Records};
 
-/// One partition's records from one fetch response, decoded as they are taken.
-pub(crate) struct CompletedFetch {
-    pub(crate) tp: TopicPartition,
-    pub(crate) topic: Arc<str>,
-    /// The partition's epoch when the fetch was sent; stale after a seek.
-    pub(crate) epoch: u64,
-    pub(crate) bytes: usize,
-    /// About how many records the fetch holds (from the batch headers, capped by what
-    /// the bytes can hold), to size `recv_batch`'s vector once.
-    records_hint: usize,
-    batches: RecordBatches,
-    current: Option<Records>,
-    /// The offset after the last batch looked at: where the position goes once this
-    /// fetch is used up, so skipped control and aborted batches are not fetched again.
-    pub(crate) next_offset: i64,
-    read_committed: bool,
-    /// `(first offset, producer id)` of aborted transactions not yet reached.
-    aborted: VecDeque<(i64, i64)>,
-    aborted_producers: HashSet<i64>,
-}
-
-impl std::fmt::Debug for CompletedFetch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompletedFetch")
-            .field("tp", &self.tp)
-            .field("bytes", &self.bytes)
-            .field("next_offset", &self.next_offset)
-            .finish()
-    }
-}
-
-impl CompletedFetch {
-    pub(crate) fn new(
-        tp: TopicPartition,
-        epoch: u64,
-        records: Bytes,
-        read_committed: bool,
-        mut aborted: Vec<(i64, i64)>,
-    ) -> Self {
-        aborted.sort_unstable();
-        // Every record takes at least 7 bytes (length, attributes, timestamp and offset
-        // deltas, key and value lengths, header count): a hostile record count cannot
-        // size an allocation beyond what the response itself occupies.
-        let records_hint = scan_batch_headers(&records).1.min(records.len() / 7);
-        CompletedFetch {
-            topic: Arc::from(tp.topic.as_str()),
-            tp,
-            epoch,
-            bytes: records.len(),
-            records_hint,
-            batches: RecordBatches::new(records),
-            current: None,
-            next_offset: -1,
-            read_committed,
-            aborted: aborted.into(),
-            aborted_producers: HashSet::new(),
-        }
-    }
-
-    /// About how many records are left to take (an estimate for sizing buffers).
-    pub(crate) fn records_hint(&self) -> usize {
-        self.records_hint
-    }
-
-    /// The next record at or after `position`, or `None` when this fetch is used up.
-    #[inline]
-    pub(crate) fn next_record(&mut self, position: i64) -> Result<Option<Record>> {
-        loop {
-            if let Some(records) = &mut self.current {
-                match records.next() {
-                    Some(r) => {
-                        let r = r?;
-                        if r.offset() >= position {
-                            return Ok(Some(r));
-                        }
-                        continue;
-                    }
-                    None => self.current = None,
-                }
-            }
-            let Some(batch) = self.batches.next() else {
-                return Ok(None);
-            };
-            let batch = batch?;
-            self.next_offset = self.next_offset.max(batch.next_offset());
-            if self.read_committed && batch.is_transactional() {
-                while let Some(&(first, pid)) = self.aborted.front() {
-                    if first > batch.last_offset() {
-                        break;
-                    }
-                    self.aborted_producers.insert(pid);
-                    self.aborted.pop_front();
-                }
-            }
-            if batch.is_control() {
-                if self.read_committed {
-                    if let Ok(Some(c)) = batch.control_record() {
-                        if c.kind == ControlRecordType::Abort {
-                            self.aborted_producers.remove(&batch.producer_id());
-                        }
-                    }
-                }
-                continue;
-            }
-            if batch.next_offset() <= position {
-                continue;
-            }
-            if self.read_committed
-                && batch.is_transactional()
-                && self.aborted_producers.contains(&batch.producer_id())
-            {
-                continue;
-            }
-            self.current = Some(batch.records()?);
-        }
-    }
-}
-
-/// A partition to fetch: its offset and the epoch it was planned under.
-type Wanted = BTreeMap<TopicPartition, (i64, u64)>;
+/// A partition to fetch: its offset and current leader epoch, and the (seek) epoch it
+/// was planned under.
+type Wanted = BTreeMap<TopicPartition, (FetchAt, u64)>;
 
 type Outcome = (
     i32,
@@ -176,6 +59,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // hold up partitions that have a position.
     let mut resolving: Option<BoxFuture<'_, Result<()>>> = None;
     let mut resolve_after: Option<tokio::time::Instant> = None;
+    // Positions checked with OffsetForLeaderEpoch after a leader change (KIP-320), one
+    // round at a time, beside the fetches of the other partitions.
+    let mut validating: Option<BoxFuture<'_, ()>> = None;
     loop {
         let wake = shared.fetcher_wake.notified();
         tokio::pin!(wake);
@@ -199,7 +85,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         } else if resolving.is_none() {
             retry_soon = true;
         }
-        let (plan, leaderless, backing_off) = plan(&shared, &busy);
+        let Planned {
+            fetches: plan,
+            leaderless,
+            backing_off,
+            validate,
+        } = plan(&shared, &busy);
+        if validating.is_none() && !validate.is_empty() {
+            validating = Some(validation::validate(&shared, validate).boxed());
+        }
         if !leaderless.is_empty() {
             // In the background: partitions with a leader keep fetching meanwhile.
             debug!(topics = ?leaderless, "partitions without a leader; refreshing metadata");
@@ -232,6 +126,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     resolve_after = Some(tokio::time::Instant::now() + shared.config.retry_backoff);
                 }
             }
+            () = async {
+                match validating.as_mut() {
+                    Some(round) => round.await,
+                    None => std::future::pending().await,
+                }
+            }, if validating.is_some() => {
+                validating = None;
+            }
             Some((leader, session, wanted, outcome)) = in_flight.next() => {
                 busy.remove(&leader);
                 sessions.insert(leader, session);
@@ -245,43 +147,119 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Groups the fetchable partitions by leader, leaving out brokers with a fetch in flight.
-/// Also returns topics with a partition that has no known leader, and whether a
-/// partition waits out a backoff after a failed fetch.
-fn plan(shared: &Shared, busy: &HashSet<i32>) -> (BTreeMap<i32, Wanted>, BTreeSet<String>, bool) {
+/// What the fetch loop does next.
+#[derive(Default)]
+struct Planned {
+    /// The fetchable partitions by leader, leaving out brokers with a fetch in flight.
+    fetches: BTreeMap<i32, Wanted>,
+    /// Topics with a partition that has no known leader.
+    leaderless: BTreeSet<String>,
+    /// A partition waits out a backoff after a failed fetch or validation.
+    backing_off: bool,
+    /// Positions to validate with the new leader before fetching them again.
+    validate: Vec<Validate>,
+}
+
+/// Plans the next fetches. First compares each position's leader with the metadata's,
+/// as Java's `maybeValidatePositionForCurrentLeader`: a new leader (or a new leader
+/// epoch) for a position whose leader epoch is known stops the partition until
+/// OffsetForLeaderEpoch has checked the position (what is buffered of it is dropped: it
+/// came from the old leader and may have been truncated); without an epoch the new
+/// leader is just taken.
+fn plan(shared: &Shared, busy: &HashSet<i32>) -> Planned {
     let md = shared.cluster.metadata();
-    let state = shared.lock();
-    let mut out: BTreeMap<i32, Wanted> = BTreeMap::new();
-    let mut leaderless = BTreeSet::new();
-    let mut backing_off = false;
-    if state.buffered_bytes >= shared.config.prefetch_max_bytes || state.membership.rebalancing {
-        return (out, leaderless, backing_off);
+    let mut guard = shared.lock();
+    let state = &mut *guard;
+    let mut out = Planned::default();
+    let mut to_validate = Vec::new();
+    for (tp, ps) in state.assignment.iter_mut() {
+        let Some(position) = ps.position else {
+            continue;
+        };
+        let Some(p) = md.partition(&tp.topic, tp.partition) else {
+            continue;
+        };
+        let Some(leader) = p.leader else {
+            continue;
+        };
+        if ps.current_leader == Some((leader, p.leader_epoch)) {
+            continue;
+        }
+        ps.current_leader = Some((leader, p.leader_epoch));
+        if p.leader_epoch >= 0 && ps.offset_epoch.is_some() {
+            debug!(%tp, position, leader, leader_epoch = p.leader_epoch, "new leader: validating the position");
+            ps.validating = true;
+            ps.fetch_position = Some(position);
+            ps.retry_at = None;
+            to_validate.push(tp.clone());
+        }
+    }
+    for tp in to_validate {
+        // A new epoch: fetches in flight and buffered records of the old leader are stale.
+        let epoch = state.bump();
+        state.drop_buffered(&tp);
+        if let Some(ps) = state.assignment.get_mut(&tp) {
+            ps.epoch = epoch;
+        }
     }
     let now = tokio::time::Instant::now();
+    for (tp, ps) in &state.assignment {
+        if !ps.validating {
+            continue;
+        }
+        if ps.retry_at.is_some_and(|at| at > now) {
+            out.backing_off = true;
+            continue;
+        }
+        if let (Some(position), Some(offset_epoch), Some((leader, leader_epoch))) =
+            (ps.position, ps.offset_epoch, ps.current_leader)
+        {
+            out.validate.push(Validate {
+                tp: tp.clone(),
+                position,
+                offset_epoch,
+                leader,
+                leader_epoch,
+                epoch: ps.epoch,
+            });
+        }
+    }
+    if state.buffered_bytes >= shared.config.prefetch_max_bytes || state.membership.rebalancing {
+        return out;
+    }
     for (tp, ps) in &state.assignment {
         let Some(position) = ps.fetch_position else {
             continue;
         };
-        if ps.paused {
+        if ps.paused || ps.validating {
             continue;
         }
         if ps.retry_at.is_some_and(|at| at > now) {
-            backing_off = true;
+            out.backing_off = true;
             continue;
         }
-        match md.partition(&tp.topic, tp.partition).and_then(|p| p.leader) {
+        let partition = md.partition(&tp.topic, tp.partition);
+        match partition.and_then(|p| p.leader) {
             Some(leader) if !busy.contains(&leader) => {
-                out.entry(leader)
+                // The epoch the position was checked against (Java sends
+                // `position.currentLeader.epoch`), -1 before any.
+                let leader_epoch = ps.current_leader.map_or(-1, |(_, e)| e);
+                let at = FetchAt {
+                    offset: position,
+                    leader_epoch,
+                };
+                out.fetches
+                    .entry(leader)
                     .or_default()
-                    .insert(tp.clone(), (position, ps.epoch));
+                    .insert(tp.clone(), (at, ps.epoch));
             }
             Some(_) => {}
             None => {
-                leaderless.insert(tp.topic.clone());
+                out.leaderless.insert(tp.topic.clone());
             }
         }
     }
-    (out, leaderless, backing_off)
+    out
 }
 
 async fn fetch(
@@ -308,17 +286,19 @@ async fn fetch_inner(
     if session.supported != (version >= 7) {
         *session = FetchSession::new(version >= 7);
     }
-    let offsets: BTreeMap<TopicPartition, i64> =
-        wanted.iter().map(|(tp, (o, _))| (tp.clone(), *o)).collect();
+    let offsets: BTreeMap<TopicPartition, FetchAt> = wanted
+        .iter()
+        .map(|(tp, (at, _))| (tp.clone(), *at))
+        .collect();
     let plan = session.plan(&offsets);
     let c = &shared.config;
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-    for (tp, offset) in &plan.send {
+    for (tp, at) in &plan.send {
         topics.entry(tp.topic.as_str()).or_default().push(
             FetchPartition::default()
                 .with_partition(tp.partition)
-                .with_current_leader_epoch(-1)
-                .with_fetch_offset(*offset)
+                .with_current_leader_epoch(at.leader_epoch)
+                .with_fetch_offset(at.offset)
                 .with_last_fetched_epoch(-1)
                 .with_log_start_offset(-1)
                 .with_partition_max_bytes(c.max_partition_fetch_bytes),
@@ -416,7 +396,7 @@ fn handle(
     {
         let mut state = shared.lock();
         for (tp, data) in parts {
-            let Some(&(offset, epoch)) = wanted.get(&tp) else {
+            let Some(&(FetchAt { offset, .. }, epoch)) = wanted.get(&tp) else {
                 continue;
             };
             let Some(ps) = state.assignment.get_mut(&tp) else {
@@ -470,12 +450,19 @@ fn handle(
                         arrived = true;
                     } else {
                         debug!(%tp, offset, "offset out of range, resetting");
-                        ps.position = None;
-                        ps.fetch_position = None;
+                        ps.set_position(None, None);
                         ps.start = Start::Reset;
                     }
                 }
+                Some(KafkaCode::UnknownLeaderEpoch) => {
+                    // The broker has not caught up with the leader epoch we know: it
+                    // will; retry after the backoff (metadata is newer than the broker).
+                    debug!(%tp, "UNKNOWN_LEADER_EPOCH: the broker lags our metadata, retrying");
+                    ps.retry_at = Some(retry_at);
+                }
                 Some(code) if code.is_retriable() || code == KafkaCode::FencedLeaderEpoch => {
+                    // FENCED_LEADER_EPOCH: our metadata is older than the broker's; the
+                    // refresh brings the new leader, which validates the position.
                     debug!(%tp, ?code, "fetch error, refreshing metadata");
                     ps.retry_at = Some(retry_at);
                     refresh = true;
@@ -497,129 +484,6 @@ fn handle(
     Ok(())
 }
 
-/// The offset after the last complete batch in `records` and the number of records the
-/// complete batches declare, read from the batch headers alone (base offset at byte 0,
-/// length at 8, last offset delta at 23, record count at 57), so the next fetch can be
-/// sent before these records are decoded.
-fn scan_batch_headers(records: &Bytes) -> (i64, usize) {
-    let mut pos = 0usize;
-    let mut next = -1;
-    let mut count = 0usize;
-    while let (Some(base), Some(len), Some(delta)) = (
-        be_i64(records, pos),
-        be_i32(records, pos + 8),
-        be_i32(records, pos + 23),
-    ) {
-        let Ok(len) = usize::try_from(len) else { break };
-        let end = pos + 12 + len;
-        if len < 49 || end > records.len() {
-            break;
-        }
-        next = next.max(base + i64::from(delta) + 1);
-        let declared = be_i32(records, pos + 57).unwrap_or(0);
-        count = count.saturating_add(usize::try_from(declared).unwrap_or(0));
-        pos = end;
-    }
-    (next, count)
-}
-
-fn be_i64(b: &[u8], at: usize) -> Option<i64> {
-    let s = b.get(at..at + 8)?;
-    Some(i64::from_be_bytes(s.try_into().ok()?))
-}
-
-fn be_i32(b: &[u8], at: usize) -> Option<i32> {
-    let s = b.get(at..at + 4)?;
-    Some(i32::from_be_bytes(s.try_into().ok()?))
-}
-
 fn name(t: &str) -> TopicName {
     TopicName(StrBytes::from_string(t.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::records::{BatchOptions, RecordBatchBuilder};
-
-    fn batch(base: i64, pid: i64, n: usize, transactional: bool) -> Bytes {
-        let mut b = RecordBatchBuilder::new(BatchOptions {
-            base_offset: base,
-            producer_id: pid,
-            producer_epoch: 0,
-            base_sequence: 0,
-            transactional,
-            ..BatchOptions::default()
-        });
-        for i in 0..n {
-            b.append(0, None, Some(format!("v{i}").as_bytes()), &[])
-                .unwrap();
-        }
-        b.finish().unwrap()
-    }
-
-    fn marker(offset: i64, pid: i64, kind: ControlRecordType) -> Bytes {
-        let mut b = RecordBatchBuilder::new(BatchOptions {
-            base_offset: offset,
-            producer_id: pid,
-            producer_epoch: 0,
-            transactional: true,
-            is_control: true,
-            ..BatchOptions::default()
-        });
-        b.append_control(0, kind, 0).unwrap();
-        b.finish().unwrap()
-    }
-
-    /// pid 1 writes 0-1 and aborts (marker 2); pid 2 writes 3-4 and commits (marker
-    /// 5); a plain batch follows at 6.
-    fn log() -> Bytes {
-        let mut all = Vec::new();
-        for part in [
-            batch(0, 1, 2, true),
-            marker(2, 1, ControlRecordType::Abort),
-            batch(3, 2, 2, true),
-            marker(5, 2, ControlRecordType::Commit),
-            batch(6, -1, 1, false),
-        ] {
-            all.extend_from_slice(&part);
-        }
-        Bytes::from(all)
-    }
-
-    #[test]
-    fn batch_header_scan_ignores_a_cut_batch() {
-        let all = log();
-        // Records 0-1, marker 2, records 3-4, marker 5, record 6.
-        assert_eq!(scan_batch_headers(&all), (7, 7));
-        let cut = all.slice(..all.len() - 3);
-        assert_eq!(scan_batch_headers(&cut), (6, 6));
-        assert_eq!(scan_batch_headers(&Bytes::new()), (-1, 0));
-    }
-
-    fn offsets(mut f: CompletedFetch, from: i64) -> Vec<i64> {
-        let mut out = Vec::new();
-        while let Some(r) = f.next_record(from).unwrap() {
-            out.push(r.offset());
-        }
-        assert_eq!(f.next_offset, 7, "the position moves past markers");
-        out
-    }
-
-    #[test]
-    fn read_committed_drops_aborted_transactions_and_markers() {
-        let tp = TopicPartition::new("t", 0);
-        let f = CompletedFetch::new(tp, 0, log(), true, vec![(0, 1)]);
-        assert_eq!(offsets(f, 0), [3, 4, 6]);
-    }
-
-    #[test]
-    fn read_uncommitted_skips_only_markers() {
-        let tp = TopicPartition::new("t", 0);
-        let f = CompletedFetch::new(tp.clone(), 0, log(), false, vec![]);
-        assert_eq!(offsets(f, 0), [0, 1, 3, 4, 6]);
-        // A fetch that starts inside a batch skips the records before the position.
-        let f = CompletedFetch::new(tp, 0, log(), false, vec![]);
-        assert_eq!(offsets(f, 4), [4, 6]);
-    }
 }

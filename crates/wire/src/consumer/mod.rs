@@ -31,9 +31,14 @@
 //! - `state.rs`: assignment, positions and the prefetch buffer, shared by the handle and
 //!   the background tasks.
 //! - `fetcher.rs` + `fetch_session.rs`: one fetch in flight per broker, fetch sessions
-//!   (KIP-227), lazy zero-copy decoding, `read_committed` filtering.
+//!   (KIP-227); `completed_fetch.rs`: a buffered fetch, decoded lazily and zero-copy,
+//!   with `read_committed` filtering.
 //! - `offsets.rs`: [`TopicPartition`], [`OffsetAndMetadata`]; commit, committed
 //!   offsets, position resolution and resets.
+//! - `validation.rs`: after a leader change, positions are checked against the new
+//!   leader's log (KIP-320, OffsetForLeaderEpoch); a truncated log is reported
+//!   ([`ErrorKind::LogTruncation`](crate::ErrorKind::LogTruncation)) or, with an
+//!   `auto.offset.reset`, the position goes back to where the logs diverge.
 //! - `record.rs`: [`ConsumerRecord`], [`PartitionRecords`].
 //! - `group/`: membership (coordinator, join / sync / heartbeat / leave), the
 //!   `ConsumerProtocol` bytes, the assignors, the [`RebalanceListener`].
@@ -45,6 +50,7 @@
 //! dropped, but then whether the commit happened is unknown.
 
 mod commit_queue;
+mod completed_fetch;
 pub mod config;
 mod fetch_session;
 mod fetcher;
@@ -52,6 +58,7 @@ pub mod group;
 mod offsets;
 mod record;
 mod state;
+mod validation;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -179,6 +186,7 @@ impl Consumer {
                 config.retry_backoff,
             )
         });
+        let next_auto_commit = Instant::now() + config.auto_commit_interval;
         let shared = Arc::new(Shared {
             config,
             cluster,
@@ -193,6 +201,7 @@ impl Consumer {
                 waiting_recvs: 0,
                 closed: false,
                 next_epoch: 0,
+                next_auto_commit,
             }),
             data_ready: Notify::new(),
             fetcher_wake: Notify::new(),
@@ -311,7 +320,7 @@ impl Consumer {
                 }
             }
             let _polling = WaitingRecv::new(&self.shared);
-            ready.await;
+            self.wait_for(ready).await;
         }
     }
 
@@ -335,8 +344,66 @@ impl Consumer {
                 }
             }
             let _polling = WaitingRecv::new(&self.shared);
-            ready.await;
+            self.wait_for(ready).await;
         }
+    }
+
+    /// Waits for `ready` (records arrived, an error is waiting), or, with
+    /// `enable.auto.commit`, until the next auto-commit is due: a `recv` that waits long
+    /// commits meanwhile, as Java's `poll` does while it waits.
+    async fn wait_for(&self, ready: Pin<&mut tokio::sync::futures::Notified<'_>>) {
+        if !self.shared.config.enable_auto_commit || self.shared.coordinator.is_none() {
+            ready.await;
+            return;
+        }
+        let due = tokio::time::Instant::from_std(self.shared.lock().next_auto_commit);
+        tokio::select! {
+            () = ready => {}
+            () = tokio::time::sleep_until(due) => {}
+        }
+    }
+
+    /// With `enable.auto.commit`, once `auto.commit.interval.ms` has passed: commits the
+    /// positions of every assigned partition, that is of the records handed out by the
+    /// calls before this one (Java: `maybeAutoCommitOffsetsAsync` at the start of
+    /// `poll`). Called before this call takes a record, under the state lock; the commit
+    /// runs in the background (one attempt, in turn after the commits before it, as
+    /// `commit_async`) and never holds up the records.
+    fn maybe_auto_commit(&self, state: &mut State, now: Instant) {
+        let shared = &self.shared;
+        if !shared.config.enable_auto_commit || now < state.next_auto_commit {
+            return;
+        }
+        state.next_auto_commit = now + shared.config.auto_commit_interval;
+        let Some(coordinator) = &shared.coordinator else {
+            // No group.id: nothing to commit to (Java refuses this configuration).
+            return;
+        };
+        let subscribed = state.subscription.is_some();
+        if state.membership.rebalancing || (subscribed && state.membership.generation < 0) {
+            // Not a member now: the revoke before the rebalance commits instead.
+            return;
+        }
+        let offsets = group::positions_of(state, state.assignment.keys());
+        if offsets.is_empty() {
+            return;
+        }
+        let turn = coordinator.commits.join();
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            let result =
+                offsets::commit_in_turn(&shared, &offsets, turn, offsets::Attempts::Once).await;
+            if let Err(e) = result {
+                warn!(error = %e, "auto-commit failed");
+                if e.is_retriable() {
+                    // Java tries again after retry.backoff.ms rather than a whole interval.
+                    let mut state = shared.lock();
+                    state.next_auto_commit = state
+                        .next_auto_commit
+                        .min(Instant::now() + shared.config.retry_backoff);
+                }
+            }
+        });
     }
 
     /// Counts as a poll for `max.poll.interval.ms` without taking a record, as Java's
@@ -353,6 +420,7 @@ impl Consumer {
             self.shared.group_wake.notify_one();
         }
         state.last_poll = now;
+        self.maybe_auto_commit(&mut state, now);
         match state.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -378,6 +446,8 @@ impl Consumer {
             self.shared.group_wake.notify_one();
         }
         guard.last_poll = now;
+        // Before this call hands out anything: what earlier calls handed out is processed.
+        self.maybe_auto_commit(&mut guard, now);
         if let Some(e) = guard.error.take() {
             return Some(Err(e));
         }
@@ -415,6 +485,7 @@ impl Consumer {
                             topic: Arc::clone(&f.topic),
                             partition: f.tp.partition,
                             record,
+                            leader_epoch: f.last_epoch.filter(|e| *e >= 0),
                         });
                         if !more {
                             break Ok(false);
@@ -425,6 +496,11 @@ impl Consumer {
                 }
             };
             ps.position = Some(position);
+            if step.is_ok() {
+                if let Some(e) = f.last_epoch {
+                    ps.offset_epoch = (e >= 0).then_some(e);
+                }
+            }
             match step {
                 // `out` is full; the fetch may have more.
                 Ok(false) => break Some(Ok(())),
@@ -578,9 +654,9 @@ impl Consumer {
             for tp in partitions {
                 let epoch = state.bump();
                 state.drop_buffered(tp);
+                state.clear_truncation(tp);
                 if let Some(ps) = state.assignment.get_mut(tp) {
-                    ps.position = None;
-                    ps.fetch_position = None;
+                    ps.set_position(None, None);
                     ps.start = Start::Spec(spec);
                     ps.epoch = epoch;
                 }
@@ -775,9 +851,9 @@ pub(crate) fn seek_to(shared: &Shared, tp: &TopicPartition, offset: i64) -> bool
         }
         let epoch = state.bump();
         state.drop_buffered(tp);
+        state.clear_truncation(tp);
         if let Some(ps) = state.assignment.get_mut(tp) {
-            ps.position = Some(offset);
-            ps.fetch_position = Some(offset);
+            ps.set_position(Some(offset), None);
             ps.epoch = epoch;
         }
     }

@@ -294,7 +294,8 @@ pub(crate) async fn resolve_positions(
     shared: &Arc<Shared>,
     pending: Vec<(TopicPartition, Start, u64)>,
 ) -> Result<()> {
-    let mut found: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    // Offsets found, with the leader epoch of a committed offset.
+    let mut found: BTreeMap<TopicPartition, (i64, Option<i32>)> = BTreeMap::new();
     let mut by_spec: BTreeMap<(String, SpecKey), Vec<i32>> = BTreeMap::new();
     let want_committed: Vec<TopicPartition> = pending
         .iter()
@@ -310,7 +311,9 @@ pub(crate) async fn resolve_positions(
         let spec = match start {
             Start::Committed => match committed.get(tp).cloned().flatten() {
                 Some(om) => {
-                    found.insert(tp.clone(), om.offset);
+                    // The committed leader epoch seeds the position's epoch: validated
+                    // against the current leader before the first fetch (KIP-320).
+                    found.insert(tp.clone(), (om.offset, om.leader_epoch));
                     continue;
                 }
                 None => reset_spec(shared, tp)?,
@@ -345,16 +348,17 @@ pub(crate) async fn resolve_positions(
                     .and_then(|l| l.get(&p))
                     .map_or(0, |l| l.offset)
             };
-            found.insert(TopicPartition::new(topic.clone(), p), offset);
+            found.insert(TopicPartition::new(topic.clone(), p), (offset, None));
         }
     }
     let mut state = shared.lock();
     for (tp, _, epoch) in pending {
-        if let (Some(ps), Some(&offset)) = (state.assignment.get_mut(&tp), found.get(&tp)) {
+        if let (Some(ps), Some(&(offset, offset_epoch))) =
+            (state.assignment.get_mut(&tp), found.get(&tp))
+        {
             if ps.epoch == epoch && ps.position.is_none() {
-                debug!(%tp, offset, "position resolved");
-                ps.position = Some(offset);
-                ps.fetch_position = Some(offset);
+                debug!(%tp, offset, ?offset_epoch, "position resolved");
+                ps.set_position(Some(offset), offset_epoch);
             }
         }
     }

@@ -16,6 +16,8 @@ pub struct ConsumerRecord {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) record: Record,
+    /// The partition leader epoch of the record's batch; `None` when it has none.
+    pub(crate) leader_epoch: Option<i32>,
 }
 
 impl ConsumerRecord {
@@ -50,6 +52,14 @@ impl ConsumerRecord {
     /// The headers, in order.
     pub fn headers(&self) -> HeaderIter {
         self.record.headers()
+    }
+    /// The leader epoch of the batch this record came from (KIP-320), `None` when the
+    /// batch carries none. Commit it with the offset
+    /// ([`OffsetAndMetadata::leader_epoch`](super::OffsetAndMetadata::leader_epoch)),
+    /// so a consumer that resumes from the commit can check the log was not truncated
+    /// below it (Java: `ConsumerRecord.leaderEpoch()`).
+    pub fn leader_epoch(&self) -> Option<i32> {
+        self.leader_epoch
     }
     /// The decoded record.
     pub fn record(&self) -> &Record {

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::completed_fetch::CompletedFetch;
 use super::config::ConsumerConfig;
-use super::fetcher::CompletedFetch;
 use super::group::coordinator::Coordinator;
 use super::group::listener::RebalanceListener;
 use super::TopicPartition;
@@ -37,6 +37,18 @@ pub(crate) struct PartitionState {
     /// ahead while `recv` works through the buffer. Set together with `position` on
     /// every seek and reset.
     pub(crate) fetch_position: Option<i64>,
+    /// The leader epoch of the record batch the position came from (the last batch
+    /// consumed, or the committed offset's leader epoch): the epoch validated after a
+    /// leader change (KIP-320). `None` after a seek or a reset: no validation then, as in
+    /// Java.
+    pub(crate) offset_epoch: Option<i32>,
+    /// The leader (node id, leader epoch) the position was last checked against; the
+    /// epoch goes out as the fetch's `current_leader_epoch`. When metadata names another
+    /// one, a position with an `offset_epoch` is validated before fetching again.
+    pub(crate) current_leader: Option<(i32, i32)>,
+    /// Waiting for OffsetForLeaderEpoch to say whether the log was truncated below the
+    /// position (Java: `AWAIT_VALIDATION`): not fetched, nothing handed out.
+    pub(crate) validating: bool,
     /// How to resolve a missing position.
     pub(crate) start: Start,
     pub(crate) paused: bool,
@@ -55,6 +67,9 @@ impl PartitionState {
         PartitionState {
             position: None,
             fetch_position: None,
+            offset_epoch: None,
+            current_leader: None,
+            validating: false,
             start,
             paused: false,
             epoch,
@@ -62,6 +77,16 @@ impl PartitionState {
             last_stable_offset: -1,
             retry_at: None,
         }
+    }
+
+    /// Moves the position and the fetch position to `offset` (`None`: to be resolved
+    /// again), whose record came from a batch of leader epoch `offset_epoch` when known.
+    /// Ends a validation: a seek or a reset is trusted as it is, as in Java.
+    pub(crate) fn set_position(&mut self, offset: Option<i64>, offset_epoch: Option<i32>) {
+        self.position = offset;
+        self.fetch_position = offset;
+        self.offset_epoch = offset_epoch;
+        self.validating = false;
     }
 }
 
@@ -91,6 +116,9 @@ pub(crate) struct State {
     pub(crate) waiting_recvs: usize,
     pub(crate) closed: bool,
     pub(crate) next_epoch: u64,
+    /// With `enable.auto.commit`, when the next `recv` commits the positions of what
+    /// the calls before it handed out (Java's `nextAutoCommitTimer`).
+    pub(crate) next_auto_commit: Instant,
 }
 
 impl State {
@@ -117,6 +145,19 @@ impl State {
         let epoch = self.bump();
         self.assignment
             .insert(tp, PartitionState::new(start, epoch));
+    }
+
+    /// Forgets a log truncation of `tp` waiting for `recv`: the application moved the
+    /// position (a seek), so it no longer applies.
+    pub(crate) fn clear_truncation(&mut self, tp: &TopicPartition) {
+        let stale = self
+            .error
+            .as_ref()
+            .and_then(Error::truncation)
+            .is_some_and(|t| t.topic == tp.topic && t.partition == tp.partition);
+        if stale {
+            self.error = None;
+        }
     }
 
     pub(crate) fn remove(&mut self, tp: &TopicPartition) {

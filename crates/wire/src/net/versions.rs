@@ -33,6 +33,9 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 7),
+    // v3 is the first a consumer may send (replica id -1, current leader epoch); Java
+    // skips position validation against older brokers, and so do we.
+    (ApiKey::OffsetForLeaderEpoch, 3, 4),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     // v3+ carry producer id / epoch (KIP-360); we send -1/-1 (a fresh id). v5 only

@@ -42,7 +42,7 @@ use self::coordinator::{is_coordinator_error, Coordinator, Lane};
 use self::listener::RebalanceContext;
 use self::protocol::Subscription;
 use super::config::AssignmentStrategy;
-use super::state::{Shared, Start};
+use super::state::{Shared, Start, State};
 use super::{offsets, OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, KafkaCode, Result};
 
@@ -81,7 +81,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         ..GroupMember::default()
     };
     let mut next_heartbeat = Instant::now();
-    let mut next_auto_commit = Instant::now() + config.auto_commit_interval;
     let metadata_max_age = shared.cluster.config().metadata_max_age;
     let mut next_metadata_check = Instant::now() + metadata_max_age;
     // Partition counts of the subscribed topics when we last joined.
@@ -153,7 +152,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
             continue;
         }
-        let auto_commit = config.enable_auto_commit;
         tokio::select! {
             () = tokio::time::sleep_until(next_heartbeat) => {
                 next_heartbeat = Instant::now() + config.heartbeat_interval;
@@ -164,12 +162,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     }
                     debug!(error = %e, "heartbeat failed");
                     next_heartbeat = Instant::now() + config.retry_backoff;
-                }
-            }
-            () = tokio::time::sleep_until(next_auto_commit), if auto_commit => {
-                next_auto_commit = Instant::now() + config.auto_commit_interval;
-                if let Err(e) = offsets::commit(&shared, &positions(&shared, &m.owned)).await {
-                    warn!(error = %e, "auto-commit failed");
                 }
             }
             () = tokio::time::sleep_until(next_metadata_check) => {
@@ -227,12 +219,25 @@ pub(crate) fn positions(
     shared: &Shared,
     partitions: &[TopicPartition],
 ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-    let state = shared.lock();
+    positions_of(&shared.lock(), partitions)
+}
+
+/// The positions of `partitions` in `state`, as offsets to commit.
+pub(crate) fn positions_of<'a>(
+    state: &State,
+    partitions: impl IntoIterator<Item = &'a TopicPartition>,
+) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
     partitions
-        .iter()
+        .into_iter()
         .filter_map(|tp| {
-            let pos = state.assignment.get(tp)?.position?;
-            Some((tp.clone(), OffsetAndMetadata::new(pos)))
+            let ps = state.assignment.get(tp)?;
+            // With the leader epoch of the last record consumed (`committed_leader_epoch`),
+            // so whoever resumes from this commit can validate it (KIP-320).
+            let om = OffsetAndMetadata {
+                leader_epoch: ps.offset_epoch,
+                ..OffsetAndMetadata::new(ps.position?)
+            };
+            Some((tp.clone(), om))
         })
         .collect()
 }
