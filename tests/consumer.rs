@@ -256,6 +256,67 @@ async fn auto_offset_reset_earliest_latest_and_none() {
     none.close().await.unwrap();
 }
 
+/// With `auto.offset.reset=none` and nothing committed, a seek made after `assign` but
+/// before the application polls wins, as in Java (positions are resolved in `poll`):
+/// `recv` hands out the record at the seek, never "no committed offset". Here the
+/// lookup has long answered (1 s) before the seek; a second partition seeks while its
+/// lookup is delayed in flight by the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_after_assign_wins_over_reset_none() {
+    use kafka_protocol::messages::ApiKey;
+    use sluice_testkit::Rule;
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-seek-none", 2).await;
+    produce(&cluster, &topic, 0, 0, 10).await;
+    produce(&cluster, &topic, 1, 0, 10).await;
+    let (p0, p1) = (
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    );
+    let group = sluice_testkit::unique_topic("g-seek-none");
+    let none = config(Some(&group)).auto_offset_reset(OffsetReset::None);
+
+    // The lookup answered "nothing committed" long before the seek.
+    let c = Consumer::with_cluster(cluster.clone(), none.clone()).unwrap();
+    c.assign([p0.clone()]).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.seek(&p0, 4).unwrap();
+    let r = tokio::time::timeout(T, c.recv())
+        .await
+        .expect("an answer")
+        .expect("the seek wins: no error");
+    assert_eq!((r.partition(), r.offset()), (0, 4));
+    c.close().await.unwrap();
+
+    // The lookup is still out (OffsetFetch answers held 1.5 s) when the seek comes.
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let held = faults.add_rule(
+        Rule::new(ApiKey::OffsetFetch)
+            .always()
+            .delay(Duration::from_millis(1500)),
+    );
+    let mut cfg = none;
+    cfg.cluster = sluice::wire::cluster::ClusterConfig::new(faults.bootstrap());
+    let c = Consumer::new(cfg).await.unwrap();
+    c.assign([p1.clone()]).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.seek(&p1, 6).unwrap();
+    let r = tokio::time::timeout(T, c.recv())
+        .await
+        .expect("an answer")
+        .expect("the seek wins: no error");
+    assert_eq!((r.partition(), r.offset()), (1, 6));
+    // Nothing reported later either (the stale lookup answered meanwhile).
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let r = tokio::time::timeout(T, c.recv())
+        .await
+        .expect("an answer")
+        .expect("no stale error");
+    assert_eq!(r.offset(), 7);
+    assert!(held.hits() >= 1, "the lookup went through the proxy");
+    c.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn lag_is_log_end_minus_committed_per_partition() {
     let cluster = cluster().await;

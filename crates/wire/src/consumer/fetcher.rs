@@ -57,7 +57,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // Offset lookups for partitions without a position run beside the fetches, one at a
     // time: an OffsetFetch that waits out a pending transaction (require_stable) must not
     // hold up partitions that have a position.
-    let mut resolving: Option<BoxFuture<'_, Result<()>>> = None;
+    let mut resolving: Option<BoxFuture<'_, Result<bool>>> = None;
     let mut resolve_after: Option<tokio::time::Instant> = None;
     // Positions checked with OffsetForLeaderEpoch after a leader change (KIP-320), one
     // round at a time, beside the fetches of the other partitions.
@@ -116,13 +116,25 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }, if resolving.is_some() => {
                 resolving = None;
                 resolve_after = None;
-                if let Err(e) = resolved {
-                    if e.is_retriable() {
-                        debug!(error = %e, "resolving positions, will retry");
-                    } else {
-                        warn!(error = %e, "resolving positions failed");
-                        shared.fail(e);
+                let again = match resolved {
+                    Ok(flagged) => {
+                        if flagged {
+                            // No committed offset under reset none: `recv` reports it.
+                            shared.wake_recv();
+                        }
+                        flagged
                     }
+                    Err(e) => {
+                        if e.is_retriable() {
+                            debug!(error = %e, "resolving positions, will retry");
+                        } else {
+                            warn!(error = %e, "resolving positions failed");
+                            shared.fail(e);
+                        }
+                        true
+                    }
+                };
+                if again {
                     resolve_after = Some(tokio::time::Instant::now() + shared.config.retry_backoff);
                 }
             }

@@ -421,7 +421,7 @@ impl Consumer {
         }
         state.last_poll = now;
         self.maybe_auto_commit(&mut state, now);
-        match state.error.take() {
+        match state.error.take().or_else(|| state.take_no_offset()) {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -449,6 +449,11 @@ impl Consumer {
         // Before this call hands out anything: what earlier calls handed out is processed.
         self.maybe_auto_commit(&mut guard, now);
         if let Some(e) = guard.error.take() {
+            return Some(Err(e));
+        }
+        // Checked here, when the application polls, not when the lookup answered: a
+        // seek made in between wins (Java resolves positions inside `poll`).
+        if let Some(e) = guard.take_no_offset() {
             return Some(Err(e));
         }
         if guard.membership.rebalancing {

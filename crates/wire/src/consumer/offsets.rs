@@ -20,7 +20,7 @@ use super::config::OffsetReset;
 use super::group::coordinator::{is_coordinator_error, Coordinator, Lane};
 use super::state::{Shared, Start};
 use crate::admin::{Admin, OffsetSpec};
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, Result};
 use crate::partition_client::IsolationLevel;
 
 /// A partition of a topic.
@@ -289,14 +289,19 @@ pub(crate) async fn committed(
 }
 
 /// Gives positions to partitions that have none, unless a seek or reassignment made
-/// the request stale by the time the answers come.
+/// the request stale by the time the answers come. A partition with no committed
+/// offset under `auto.offset.reset=none` gets no position: it is flagged for the next
+/// `recv` to report, if no seek came meanwhile (see `PartitionState::no_offset`); the
+/// others are resolved all the same. Returns whether any partition was flagged, so the
+/// caller looks again after a backoff (someone may commit an offset meanwhile).
 pub(crate) async fn resolve_positions(
     shared: &Arc<Shared>,
     pending: Vec<(TopicPartition, Start, u64)>,
-) -> Result<()> {
+) -> Result<bool> {
     // Offsets found, with the leader epoch of a committed offset.
     let mut found: BTreeMap<TopicPartition, (i64, Option<i32>)> = BTreeMap::new();
     let mut by_spec: BTreeMap<(String, SpecKey), Vec<i32>> = BTreeMap::new();
+    let mut no_offset: Vec<&TopicPartition> = Vec::new();
     let want_committed: Vec<TopicPartition> = pending
         .iter()
         .filter(|(_, s, _)| *s == Start::Committed)
@@ -316,10 +321,14 @@ pub(crate) async fn resolve_positions(
                     found.insert(tp.clone(), (om.offset, om.leader_epoch));
                     continue;
                 }
-                None => reset_spec(shared, tp)?,
+                None => reset_spec(shared),
             },
-            Start::Reset => reset_spec(shared, tp)?,
-            Start::Spec(s) => *s,
+            Start::Reset => reset_spec(shared),
+            Start::Spec(s) => Some(*s),
+        };
+        let Some(spec) = spec else {
+            no_offset.push(tp);
+            continue;
         };
         by_spec
             .entry((tp.topic.clone(), SpecKey(spec)))
@@ -351,28 +360,33 @@ pub(crate) async fn resolve_positions(
             found.insert(TopicPartition::new(topic.clone(), p), (offset, None));
         }
     }
+    let mut flagged = false;
     let mut state = shared.lock();
-    for (tp, _, epoch) in pending {
-        if let (Some(ps), Some(&(offset, offset_epoch))) =
-            (state.assignment.get_mut(&tp), found.get(&tp))
-        {
-            if ps.epoch == epoch && ps.position.is_none() {
-                debug!(%tp, offset, ?offset_epoch, "position resolved");
-                ps.set_position(Some(offset), offset_epoch);
-            }
+    for (tp, _, epoch) in &pending {
+        let Some(ps) = state.assignment.get_mut(tp) else {
+            continue;
+        };
+        if ps.epoch != *epoch || ps.position.is_some() {
+            // A seek or a reassignment since the lookup started: it wins.
+            continue;
+        }
+        if let Some(&(offset, offset_epoch)) = found.get(tp) {
+            debug!(%tp, offset, ?offset_epoch, "position resolved");
+            ps.set_position(Some(offset), offset_epoch);
+        } else if no_offset.contains(&tp) {
+            ps.no_offset = true;
+            flagged = true;
         }
     }
-    Ok(())
+    Ok(flagged)
 }
 
-fn reset_spec(shared: &Shared, tp: &TopicPartition) -> Result<OffsetSpec> {
+/// Where `auto.offset.reset` starts a partition; `None` for `none`.
+fn reset_spec(shared: &Shared) -> Option<OffsetSpec> {
     match shared.config.auto_offset_reset {
-        OffsetReset::Earliest => Ok(OffsetSpec::Earliest),
-        OffsetReset::Latest => Ok(OffsetSpec::Latest),
-        OffsetReset::None => Err(Error::kafka(
-            KafkaCode::OffsetOutOfRange,
-            format!("{tp} has no committed offset (or it is out of range) and auto.offset.reset is none"),
-        )),
+        OffsetReset::Earliest => Some(OffsetSpec::Earliest),
+        OffsetReset::Latest => Some(OffsetSpec::Latest),
+        OffsetReset::None => None,
     }
 }
 

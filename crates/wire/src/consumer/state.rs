@@ -16,7 +16,7 @@ use super::group::listener::RebalanceListener;
 use super::TopicPartition;
 use crate::admin::OffsetSpec;
 use crate::cluster::Cluster;
-use crate::error::Error;
+use crate::error::{Error, KafkaCode};
 
 /// Where a partition without a position starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,11 @@ pub(crate) struct PartitionState {
     /// Waiting for OffsetForLeaderEpoch to say whether the log was truncated below the
     /// position (Java: `AWAIT_VALIDATION`): not fetched, nothing handed out.
     pub(crate) validating: bool,
+    /// The lookup found no committed offset and `auto.offset.reset` is none: the next
+    /// `recv` reports it (Java's `NoOffsetForPartitionException`, thrown from `poll`),
+    /// unless a seek gives the partition a position first. Set only for the seek epoch
+    /// the lookup was made for, so a seek made while it was out wins.
+    pub(crate) no_offset: bool,
     /// How to resolve a missing position.
     pub(crate) start: Start,
     pub(crate) paused: bool,
@@ -70,6 +75,7 @@ impl PartitionState {
             offset_epoch: None,
             current_leader: None,
             validating: false,
+            no_offset: false,
             start,
             paused: false,
             epoch,
@@ -87,6 +93,7 @@ impl PartitionState {
         self.fetch_position = offset;
         self.offset_epoch = offset_epoch;
         self.validating = false;
+        self.no_offset = false;
     }
 }
 
@@ -160,6 +167,28 @@ impl State {
         }
     }
 
+    /// The error for partitions the lookup found without a committed offset under
+    /// `auto.offset.reset=none` and that still have no position (no seek since), taken:
+    /// the lookup, retried every `retry.backoff.ms`, raises it again if it still holds.
+    pub(crate) fn take_no_offset(&mut self) -> Option<Error> {
+        let mut missing = Vec::new();
+        for (tp, ps) in self.assignment.iter_mut() {
+            if std::mem::take(&mut ps.no_offset) && ps.position.is_none() {
+                missing.push(tp.to_string());
+            }
+        }
+        if missing.is_empty() {
+            return None;
+        }
+        Some(Error::kafka(
+            KafkaCode::OffsetOutOfRange,
+            format!(
+                "{} has no committed offset (or it is out of range) and auto.offset.reset is none",
+                missing.join(", ")
+            ),
+        ))
+    }
+
     pub(crate) fn remove(&mut self, tp: &TopicPartition) {
         self.assignment.remove(tp);
         self.drop_buffered(tp);
@@ -199,6 +228,11 @@ impl Shared {
     /// Hands `err` to the next `recv`.
     pub(crate) fn fail(&self, err: Error) {
         self.lock().error = Some(err);
+        self.wake_recv();
+    }
+
+    /// Wakes `recv`: records or an error are waiting.
+    pub(crate) fn wake_recv(&self) {
         self.data_ready.notify_waiters();
         self.data_ready.notify_one();
     }
