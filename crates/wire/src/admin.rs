@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, ListOffsetsRequest,
-    TopicName,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
+pub use crate::cluster::{ListedOffset, OffsetSpec};
+
 use crate::cluster::{BrokerInfo, Cluster};
-use crate::error::{Error, ErrorKind, KafkaCode, Result};
+use crate::error::{Error, KafkaCode, Result};
 use crate::partition_client::IsolationLevel;
 
 /// A topic to create.
@@ -52,38 +52,6 @@ impl NewTopic {
         self.configs.insert(key.into(), value.into());
         self
     }
-}
-
-/// Which offset [`Admin::list_offsets`] looks up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffsetSpec {
-    /// The log start offset.
-    Earliest,
-    /// The log end offset (the high watermark: the offset the next record gets).
-    Latest,
-    /// The first offset whose timestamp is at or after this many ms since the epoch.
-    Timestamp(i64),
-}
-
-impl OffsetSpec {
-    fn wire(self) -> i64 {
-        match self {
-            OffsetSpec::Earliest => -2,
-            OffsetSpec::Latest => -1,
-            OffsetSpec::Timestamp(ts) => ts,
-        }
-    }
-}
-
-/// One partition's answer to [`Admin::list_offsets`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListedOffset {
-    /// The offset, or `-1` when no record has a timestamp at or after the one asked for.
-    pub offset: i64,
-    /// The timestamp of that record, `-1` for earliest and latest.
-    pub timestamp: i64,
-    /// The leader epoch of that record, `-1` when unknown.
-    pub leader_epoch: i32,
 }
 
 /// What [`Admin::describe_cluster`] returns.
@@ -276,96 +244,14 @@ impl Admin {
         spec: OffsetSpec,
         isolation: IsolationLevel,
     ) -> Result<BTreeMap<i32, ListedOffset>> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .list_offsets_once(topic, partitions, spec, isolation)
-                .await
-            {
-                // A partition still missing after the refresh inside `list_offsets_once`
-                // does not exist; retrying would only wait.
-                Err(e)
-                    if e.is_retriable()
-                        && e.kind() != ErrorKind::UnknownTopicOrPartition
-                        && attempt < RETRIES =>
-                {
-                    attempt += 1;
-                    tracing::debug!(topic, error = %e, attempt, "list offsets retried");
-                    tokio::time::sleep(backoff(attempt)).await;
-                    self.cluster.refresh(&[topic], false).await?;
-                }
-                result => return result,
-            }
-        }
-    }
-
-    async fn list_offsets_once(
-        &self,
-        topic: &str,
-        partitions: &[i32],
-        spec: OffsetSpec,
-        isolation: IsolationLevel,
-    ) -> Result<BTreeMap<i32, ListedOffset>> {
-        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        let mut md = self.cluster.metadata();
-        if partitions.iter().any(|p| md.partition(topic, *p).is_none()) {
-            md = self.cluster.refresh(&[topic], false).await?;
-        }
-        for &p in partitions {
-            let info = md.partition(topic, p).ok_or_else(|| {
-                Error::unknown_topic(format!("partition {topic}-{p} is not in the metadata"))
-            })?;
-            let leader = info
-                .leader
-                .ok_or_else(|| Error::no_broker(format!("partition {topic}-{p} has no leader")))?;
-            by_leader.entry(leader).or_default().push(p);
-        }
-        let mut out = BTreeMap::new();
-        for (leader, parts) in by_leader {
-            let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_isolation_level(match isolation {
-                    IsolationLevel::ReadUncommitted => 0,
-                    IsolationLevel::ReadCommitted => 1,
-                })
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic_name(topic))
-                    .with_partitions(
-                        parts
-                            .iter()
-                            .map(|&p| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(p)
-                                    .with_current_leader_epoch(-1)
-                                    .with_timestamp(spec.wire())
-                            })
-                            .collect(),
-                    )]);
-            let response = self.cluster.broker(leader).await?.send(&request).await?;
-            for t in response.topics {
-                for p in t.partitions {
-                    Error::check_code(p.error_code, || {
-                        format!("listing offsets of {topic}-{}", p.partition_index)
-                    })?;
-                    out.insert(
-                        p.partition_index,
-                        ListedOffset {
-                            offset: p.offset,
-                            timestamp: p.timestamp,
-                            leader_epoch: p.leader_epoch,
-                        },
-                    );
-                }
-            }
-        }
-        for p in partitions {
-            if !out.contains_key(p) {
-                return Err(Error::protocol(format!(
-                    "ListOffsets response has no entry for {topic}-{p}"
-                )));
-            }
-        }
-        Ok(out)
+        crate::cluster::list_offsets(
+            &self.cluster,
+            topic,
+            partitions,
+            spec,
+            isolation == IsolationLevel::ReadCommitted,
+        )
+        .await
     }
 
     /// Describes the cluster: id, controller and brokers.
@@ -418,15 +304,12 @@ impl Admin {
 }
 
 /// How many times admin calls retry a retriable error.
-pub const RETRIES: u32 = 8;
+pub const RETRIES: u32 = crate::cluster::RETRIES;
 
 /// Java's `default.api.timeout.ms`.
 const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// 50 ms, doubling per attempt, capped at 1 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(1))
-}
+use crate::cluster::admin_backoff as backoff;
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))

@@ -4,6 +4,7 @@
 //! [`Cluster`] is a cheap handle (clones share everything). Metadata snapshots are
 //! immutable [`Metadata`] values behind an `Arc`; readers never wait for a refresh.
 
+mod list_offsets;
 mod metadata;
 mod pool;
 
@@ -20,6 +21,8 @@ use tracing::{debug, warn};
 
 use self::pool::{Lookup, Pool};
 
+pub(crate) use list_offsets::{admin_backoff, list_offsets, RETRIES};
+pub use list_offsets::{ListedOffset, OffsetSpec};
 pub use metadata::{BrokerInfo, Metadata, PartitionInfo, TopicInfo};
 
 use crate::config::ms;

@@ -80,8 +80,8 @@ pub use record::{ConsumerRecord, PartitionRecords};
 
 use self::group::coordinator::Coordinator;
 use self::state::{Membership, Shared, Start, State};
-use crate::admin::OffsetSpec;
 use crate::cluster::Cluster;
+use crate::cluster::OffsetSpec;
 use crate::error::{Error, Result};
 
 /// A commit running in the background ([`Consumer::commit_async`]). Await it for the
@@ -138,6 +138,8 @@ impl Drop for WaitingRecv<'_> {
 /// A Kafka consumer. See the [module docs](self).
 pub struct Consumer {
     shared: Arc<Shared>,
+    /// Handed to the group task when it starts; called on close too.
+    listener: Option<Arc<dyn RebalanceListener>>,
     fetcher: JoinHandle<()>,
     group: Mutex<Option<JoinHandle<()>>>,
 }
@@ -207,7 +209,6 @@ impl Consumer {
             fetcher_wake: Notify::new(),
             group_wake: Notify::new(),
             coordinator,
-            listener,
         });
         let watched = Arc::clone(&shared);
         let fetcher = crate::task::spawn_watched(
@@ -217,6 +218,7 @@ impl Consumer {
         );
         Ok(Consumer {
             shared,
+            listener,
             fetcher,
             group: Mutex::new(None),
         })
@@ -250,7 +252,10 @@ impl Consumer {
             Err(p) => p.into_inner(),
         };
         if group.is_none() {
-            *group = Some(tokio::spawn(group::run(Arc::clone(&self.shared))));
+            *group = Some(tokio::spawn(group::run(
+                Arc::clone(&self.shared),
+                self.listener.clone(),
+            )));
         }
         self.shared.group_wake.notify_one();
         Ok(())
@@ -617,7 +622,7 @@ impl Consumer {
 
     /// Makes `offset` the next offset read from the assigned partition `tp`.
     pub fn seek(&self, tp: &TopicPartition, offset: i64) -> Result<()> {
-        if seek_to(&self.shared, tp, offset) {
+        if self.shared.seek_to(tp, offset) {
             Ok(())
         } else {
             Err(Error::config(format!(
@@ -783,7 +788,7 @@ impl Consumer {
         }
         if let (true, Some(coordinator)) = (subscribed, &shared.coordinator) {
             if generation >= 0 {
-                if let Some(l) = &shared.listener {
+                if let Some(l) = &self.listener {
                     let ctx = RebalanceContext {
                         shared: Arc::clone(shared),
                     };
@@ -845,23 +850,4 @@ impl TakeInto for Vec<ConsumerRecord> {
         self.push(record);
         true
     }
-}
-
-/// Sets the position of an assigned partition; false when `tp` is not assigned.
-pub(crate) fn seek_to(shared: &Shared, tp: &TopicPartition, offset: i64) -> bool {
-    {
-        let mut state = shared.lock();
-        if !state.assignment.contains_key(tp) {
-            return false;
-        }
-        let epoch = state.bump();
-        state.drop_buffered(tp);
-        state.clear_truncation(tp);
-        if let Some(ps) = state.assignment.get_mut(tp) {
-            ps.set_position(Some(offset), None);
-            ps.epoch = epoch;
-        }
-    }
-    shared.fetcher_wake.notify_one();
-    true
 }

@@ -19,7 +19,7 @@ use tracing::debug;
 use super::config::OffsetReset;
 use super::group::coordinator::{is_coordinator_error, Coordinator, Lane};
 use super::state::{Shared, Start};
-use crate::admin::{Admin, OffsetSpec};
+use crate::cluster::{list_offsets, OffsetSpec};
 use crate::error::{Error, Result};
 use crate::partition_client::IsolationLevel;
 
@@ -335,9 +335,10 @@ pub(crate) async fn resolve_positions(
             .or_default()
             .push(tp.partition);
     }
-    let admin = Admin::new(shared.cluster.clone());
+    // Read uncommitted, as before (Java lists with the consumer's isolation level).
+    let cluster = &shared.cluster;
     for ((topic, SpecKey(spec)), parts) in by_spec {
-        let listed = admin.list_offsets(&topic, &parts, spec).await?;
+        let listed = list_offsets(cluster, &topic, &parts, spec, false).await?;
         let mut latest = None;
         for (p, lo) in listed {
             let offset = if lo.offset >= 0 {
@@ -347,9 +348,7 @@ pub(crate) async fn resolve_positions(
                 // offsetsForTimes + seekToEnd would.
                 if latest.is_none() {
                     latest = Some(
-                        admin
-                            .list_offsets(&topic, &parts, OffsetSpec::Latest)
-                            .await?,
+                        list_offsets(cluster, &topic, &parts, OffsetSpec::Latest, false).await?,
                     );
                 }
                 latest

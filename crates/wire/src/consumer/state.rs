@@ -4,7 +4,7 @@
 //! across an `.await`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -12,10 +12,9 @@ use tokio::sync::Notify;
 use super::completed_fetch::CompletedFetch;
 use super::config::ConsumerConfig;
 use super::group::coordinator::Coordinator;
-use super::group::listener::RebalanceListener;
 use super::TopicPartition;
-use crate::admin::OffsetSpec;
 use crate::cluster::Cluster;
+use crate::cluster::OffsetSpec;
 use crate::error::{Error, KafkaCode};
 
 /// Where a partition without a position starts.
@@ -206,7 +205,6 @@ pub(crate) struct Shared {
     /// Wakes the group task: subscription changed, a poll after a poll timeout, close.
     pub(crate) group_wake: Notify,
     pub(crate) coordinator: Option<Coordinator>,
-    pub(crate) listener: Option<Arc<dyn RebalanceListener>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -229,6 +227,26 @@ impl Shared {
     pub(crate) fn fail(&self, err: Error) {
         self.lock().error = Some(err);
         self.wake_recv();
+    }
+
+    /// Sets the position of an assigned partition (a seek); false when `tp` is not
+    /// assigned.
+    pub(crate) fn seek_to(&self, tp: &TopicPartition, offset: i64) -> bool {
+        {
+            let mut state = self.lock();
+            if !state.assignment.contains_key(tp) {
+                return false;
+            }
+            let epoch = state.bump();
+            state.drop_buffered(tp);
+            state.clear_truncation(tp);
+            if let Some(ps) = state.assignment.get_mut(tp) {
+                ps.set_position(Some(offset), None);
+                ps.epoch = epoch;
+            }
+        }
+        self.fetcher_wake.notify_one();
+        true
     }
 
     /// Wakes `recv`: records or an error are waiting.

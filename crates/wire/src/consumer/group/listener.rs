@@ -79,6 +79,6 @@ impl RebalanceContext {
 
     /// Sets the position of an assigned partition.
     pub fn seek(&self, tp: &TopicPartition, offset: i64) {
-        super::super::seek_to(&self.shared, tp, offset);
+        self.shared.seek_to(tp, offset);
     }
 }

@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 
 use self::assignor::Member;
 use self::coordinator::{is_coordinator_error, Coordinator, Lane};
-use self::listener::RebalanceContext;
+use self::listener::{RebalanceContext, RebalanceListener};
 use self::protocol::Subscription;
 use super::config::AssignmentStrategy;
 use super::state::{Shared, Start, State};
@@ -47,8 +47,10 @@ use super::{offsets, OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, KafkaCode, Result};
 
 /// This member's view of the group.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct GroupMember {
+    /// The application's callbacks around rebalances.
+    listener: Option<Arc<dyn RebalanceListener>>,
     member_id: String,
     generation: i32,
     owned: Vec<TopicPartition>,
@@ -66,7 +68,7 @@ enum Joined {
 }
 
 /// Runs until the consumer closes or the member is fenced.
-pub(crate) async fn run(shared: Arc<Shared>) {
+pub(crate) async fn run(shared: Arc<Shared>, listener: Option<Arc<dyn RebalanceListener>>) {
     let Some(coordinator) = shared.coordinator.as_ref() else {
         return;
     };
@@ -76,6 +78,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         .iter()
         .all(|s| *s == AssignmentStrategy::CooperativeSticky);
     let mut m = GroupMember {
+        listener,
         generation: -1,
         need_join: true,
         ..GroupMember::default()
@@ -257,7 +260,7 @@ async fn revoke(
             warn!(error = %e, "commit on revoke failed");
         }
     }
-    if let Some(l) = &shared.listener {
+    if let Some(l) = &m.listener {
         let ctx = RebalanceContext {
             shared: Arc::clone(shared),
         };
@@ -286,7 +289,7 @@ async fn lose(shared: &Arc<Shared>, m: &mut GroupMember) {
     if lost.is_empty() {
         return;
     }
-    if let Some(l) = &shared.listener {
+    if let Some(l) = &m.listener {
         let ctx = RebalanceContext {
             shared: Arc::clone(shared),
         };
@@ -418,7 +421,7 @@ async fn join(
         }
     }
     m.owned = assigned;
-    if let Some(l) = &shared.listener {
+    if let Some(l) = &m.listener {
         let ctx = RebalanceContext {
             shared: Arc::clone(shared),
         };
