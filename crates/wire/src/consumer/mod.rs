@@ -39,6 +39,9 @@
 //!   leader's log (KIP-320, OffsetForLeaderEpoch); a truncated log is reported
 //!   ([`ErrorKind::LogTruncation`](crate::ErrorKind::LogTruncation)) or, with an
 //!   `auto.offset.reset`, the position goes back to where the logs diverge.
+//! - `poll.rs`: what one `recv` / `recv_batch` / `keep_alive` does: the poll timer,
+//!   auto-commit, waiting errors, taking records from the buffer.
+//! - `close.rs`: the last auto-commit, the revoke callback and LeaveGroup on close.
 //! - `record.rs`: [`ConsumerRecord`], [`PartitionRecords`].
 //! - `group/`: membership (coordinator, join / sync / heartbeat / leave), the
 //!   `ConsumerProtocol` bytes, the assignors, the [`RebalanceListener`].
@@ -49,6 +52,7 @@
 //! so dropping the future never loses or repeats a record. [`Consumer::commit`] may be
 //! dropped, but then whether the commit happened is unknown.
 
+mod close;
 mod commit_queue;
 mod completed_fetch;
 pub mod config;
@@ -56,6 +60,7 @@ mod fetch_session;
 mod fetcher;
 pub mod group;
 mod offsets;
+mod poll;
 mod record;
 mod state;
 mod validation;
@@ -71,7 +76,6 @@ use std::time::Instant;
 use futures::Stream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::warn;
 
 pub use config::{AssignmentStrategy, ConsumerConfig, OffsetReset};
 pub use group::listener::{RebalanceContext, RebalanceListener};
@@ -114,25 +118,6 @@ pub struct ConsumerGroupMetadata {
     pub member_id: String,
     /// `group.instance.id` of a static member.
     pub group_instance_id: Option<String>,
-}
-
-/// Counts a `recv` waiting for records while it lives (see `State::waiting_recvs`); a
-/// guard, so a cancelled `recv` is uncounted too. Leaving it refreshes the poll time.
-struct WaitingRecv<'a>(&'a Shared);
-
-impl<'a> WaitingRecv<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        shared.lock().waiting_recvs += 1;
-        WaitingRecv(shared)
-    }
-}
-
-impl Drop for WaitingRecv<'_> {
-    fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.waiting_recvs = state.waiting_recvs.saturating_sub(1);
-        state.last_poll = Instant::now();
-    }
 }
 
 /// A Kafka consumer. See the [module docs](self).
@@ -304,111 +289,12 @@ impl Consumer {
     /// operation (OFFSET_OUT_OF_RANGE under `auto.offset.reset=none`, a fenced static
     /// member, ...).
     pub async fn recv(&self) -> Result<ConsumerRecord> {
-        let mut slot: Option<ConsumerRecord> = None;
-        loop {
-            // Try first: with records buffered (the common case) no waiter is registered
-            // with `data_ready` at all.
-            if let Some(r) = self.take(&mut slot) {
-                r?;
-                if let Some(record) = slot.take() {
-                    return Ok(record);
-                }
-            }
-            let ready = self.shared.data_ready.notified();
-            tokio::pin!(ready);
-            // Registered before the second look, so a fetch landing in between wakes us.
-            ready.as_mut().enable();
-            if let Some(r) = self.take(&mut slot) {
-                r?;
-                if let Some(record) = slot.take() {
-                    return Ok(record);
-                }
-            }
-            let _polling = WaitingRecv::new(&self.shared);
-            self.wait_for(ready).await;
-        }
+        poll::recv(&self.shared).await
     }
 
     /// The buffered records of one partition from one fetch (waits for some). Cancel-safe.
     pub async fn recv_batch(&self) -> Result<PartitionRecords> {
-        let mut records = Vec::new();
-        loop {
-            if let Some(r) = self.take(&mut records) {
-                r?;
-                if let Some(partition) = records.first().map(ConsumerRecord::topic_partition) {
-                    return Ok(PartitionRecords { partition, records });
-                }
-            }
-            let ready = self.shared.data_ready.notified();
-            tokio::pin!(ready);
-            ready.as_mut().enable();
-            if let Some(r) = self.take(&mut records) {
-                r?;
-                if let Some(partition) = records.first().map(ConsumerRecord::topic_partition) {
-                    return Ok(PartitionRecords { partition, records });
-                }
-            }
-            let _polling = WaitingRecv::new(&self.shared);
-            self.wait_for(ready).await;
-        }
-    }
-
-    /// Waits for `ready` (records arrived, an error is waiting), or, with
-    /// `enable.auto.commit`, until the next auto-commit is due: a `recv` that waits long
-    /// commits meanwhile, as Java's `poll` does while it waits.
-    async fn wait_for(&self, ready: Pin<&mut tokio::sync::futures::Notified<'_>>) {
-        if !self.shared.config.enable_auto_commit || self.shared.coordinator.is_none() {
-            ready.await;
-            return;
-        }
-        let due = tokio::time::Instant::from_std(self.shared.lock().next_auto_commit);
-        tokio::select! {
-            () = ready => {}
-            () = tokio::time::sleep_until(due) => {}
-        }
-    }
-
-    /// With `enable.auto.commit`, once `auto.commit.interval.ms` has passed: commits the
-    /// positions of every assigned partition, that is of the records handed out by the
-    /// calls before this one (Java: `maybeAutoCommitOffsetsAsync` at the start of
-    /// `poll`). Called before this call takes a record, under the state lock; the commit
-    /// runs in the background (one attempt, in turn after the commits before it, as
-    /// `commit_async`) and never holds up the records.
-    fn maybe_auto_commit(&self, state: &mut State, now: Instant) {
-        let shared = &self.shared;
-        if !shared.config.enable_auto_commit || now < state.next_auto_commit {
-            return;
-        }
-        state.next_auto_commit = now + shared.config.auto_commit_interval;
-        let Some(coordinator) = &shared.coordinator else {
-            // No group.id: nothing to commit to (Java refuses this configuration).
-            return;
-        };
-        let subscribed = state.subscription.is_some();
-        if state.membership.rebalancing || (subscribed && state.membership.generation < 0) {
-            // Not a member now: the revoke before the rebalance commits instead.
-            return;
-        }
-        let offsets = group::positions_of(state, state.assignment.keys());
-        if offsets.is_empty() {
-            return;
-        }
-        let turn = coordinator.commits.join();
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            let result =
-                offsets::commit_in_turn(&shared, &offsets, turn, offsets::Attempts::Once).await;
-            if let Err(e) = result {
-                warn!(error = %e, "auto-commit failed");
-                if e.is_retriable() {
-                    // Java tries again after retry.backoff.ms rather than a whole interval.
-                    let mut state = shared.lock();
-                    state.next_auto_commit = state
-                        .next_auto_commit
-                        .min(Instant::now() + shared.config.retry_backoff);
-                }
-            }
-        });
+        poll::recv_batch(&self.shared).await
     }
 
     /// Counts as a poll for `max.poll.interval.ms` without taking a record, as Java's
@@ -418,146 +304,12 @@ impl Consumer {
     /// `max.poll.interval.ms` leaves the group). Hands out no record. Fails, as `recv`
     /// would, with the error a failed fetch or group operation left for the next poll.
     pub fn keep_alive(&self) -> Result<()> {
-        let mut state = self.shared.lock();
-        let now = Instant::now();
-        if now.duration_since(state.last_poll) > self.shared.config.max_poll_interval / 2 {
-            // A member that left after a poll timeout rejoins.
-            self.shared.group_wake.notify_one();
-        }
-        state.last_poll = now;
-        self.maybe_auto_commit(&mut state, now);
-        match state.error.take().or_else(|| state.take_no_offset()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        poll::keep_alive(&self.shared)
     }
 
     /// Records as a [`Stream`]; it never ends on its own (errors are items).
     pub fn stream(&self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
         futures::stream::unfold(self, |c| async move { Some((c.recv().await, c)) })
-    }
-
-    /// Takes records from the buffer into `out`, moving positions, without awaiting
-    /// anything: one record for `recv`, the rest of one partition's fetch for
-    /// `recv_batch`. `None` when nothing was buffered.
-    ///
-    /// The lock is taken once per call and each partition is looked up once per fetch,
-    /// not per record: the records of a fetch are decoded in a tight loop under the
-    /// lock, straight into `out`.
-    fn take(&self, out: &mut impl TakeInto) -> Option<Result<()>> {
-        let mut guard = self.shared.lock();
-        let now = Instant::now();
-        if now.duration_since(guard.last_poll) > self.shared.config.max_poll_interval / 2 {
-            self.shared.group_wake.notify_one();
-        }
-        guard.last_poll = now;
-        // Before this call hands out anything: what earlier calls handed out is processed.
-        self.maybe_auto_commit(&mut guard, now);
-        if let Some(e) = guard.error.take() {
-            return Some(Err(e));
-        }
-        // Checked here, when the application polls, not when the lookup answered: a
-        // seek made in between wins (Java resolves positions inside `poll`).
-        if let Some(e) = guard.take_no_offset() {
-            return Some(Err(e));
-        }
-        if guard.membership.rebalancing {
-            return None;
-        }
-        let state = &mut *guard;
-        let mut freed = false;
-        let mut i = 0;
-        let result = loop {
-            let Some(f) = state.buffer.get_mut(i) else {
-                break None;
-            };
-            let ps = state.assignment.get_mut(&f.tp);
-            let Some(ps) = ps.filter(|ps| ps.epoch == f.epoch && ps.position.is_some()) else {
-                if let Some(f) = state.buffer.remove(i) {
-                    state.buffered_bytes -= f.bytes;
-                }
-                freed = true;
-                continue;
-            };
-            if ps.paused {
-                i += 1;
-                continue;
-            }
-            let mut position = ps.position.unwrap_or(0);
-            let mut taken = false;
-            out.reserve(f.records_hint());
-            let step = loop {
-                match f.next_record(position) {
-                    Ok(Some(record)) => {
-                        position = record.offset() + 1;
-                        taken = true;
-                        let more = out.put(ConsumerRecord {
-                            topic: Arc::clone(&f.topic),
-                            partition: f.tp.partition,
-                            record,
-                            leader_epoch: f.last_epoch.filter(|e| *e >= 0),
-                        });
-                        if !more {
-                            break Ok(false);
-                        }
-                    }
-                    Ok(None) => break Ok(true),
-                    Err(e) => break Err(e),
-                }
-            };
-            ps.position = Some(position);
-            if step.is_ok() {
-                if let Some(e) = f.last_epoch {
-                    ps.offset_epoch = (e >= 0).then_some(e);
-                }
-            }
-            match step {
-                // `out` is full; the fetch may have more.
-                Ok(false) => break Some(Ok(())),
-                Ok(true) => {
-                    if f.next_offset > position {
-                        ps.position = Some(f.next_offset);
-                    }
-                    if let Some(f) = state.buffer.remove(i) {
-                        state.buffered_bytes -= f.bytes;
-                    }
-                    freed = true;
-                    if taken {
-                        break Some(Ok(()));
-                    }
-                }
-                Err(e) => {
-                    // Stay at the bad offset, as Java does: what is buffered past it is
-                    // dropped and fetched again from it, so every `recv` reports the error
-                    // until the application seeks past it. Nothing after it is handed out
-                    // (it used to be, after one error: the bad batch was skipped silently).
-                    let tp = f.tp.clone();
-                    ps.fetch_position = Some(position);
-                    let mut dropped = 0;
-                    state.buffer.retain(|b| {
-                        let keep = b.tp != tp;
-                        if !keep {
-                            dropped += b.bytes;
-                        }
-                        keep
-                    });
-                    state.buffered_bytes -= dropped;
-                    freed = true;
-                    if taken {
-                        // Hand out what was decoded before the bad batch (its position
-                        // has moved past them); the error comes with the next call.
-                        state.error = Some(e);
-                        break Some(Ok(()));
-                    }
-                    break Some(Err(e));
-                }
-            }
-        };
-        drop(guard);
-        if freed {
-            self.shared.fetcher_wake.notify_one();
-        }
-        result
     }
 
     /// Commits `offsets` for the group and waits for the coordinator's answer, retrying
@@ -766,45 +518,7 @@ impl Consumer {
             g.abort();
             let _ = g.await;
         }
-        let shared = &self.shared;
-        let owned = self.assignment();
-        let mut result = Ok(());
-        let (subscribed, member_id, generation) = {
-            let s = shared.lock();
-            (
-                s.subscription.is_some(),
-                s.membership.member_id.clone(),
-                s.membership.generation,
-            )
-        };
-        if shared.config.enable_auto_commit
-            && shared.coordinator.is_some()
-            && (!subscribed || generation >= 0)
-        {
-            if let Err(e) = offsets::commit(shared, &group::positions(shared, &owned)).await {
-                warn!(error = %e, "commit on close failed");
-                result = Err(e);
-            }
-        }
-        if let (true, Some(coordinator)) = (subscribed, &shared.coordinator) {
-            if generation >= 0 {
-                if let Some(l) = &self.listener {
-                    let ctx = RebalanceContext {
-                        shared: Arc::clone(shared),
-                    };
-                    l.on_partitions_revoked(&ctx, &owned).await;
-                }
-            }
-            // The group task may have left a JoinGroup unanswered on the old connection.
-            coordinator.reset(group::coordinator::Lane::Membership);
-            if let Err(e) = group::leave(shared, coordinator, &member_id).await {
-                warn!(error = %e, "LeaveGroup on close failed");
-                if result.is_ok() {
-                    result = Err(e);
-                }
-            }
-        }
-        result
+        close::close(&self.shared, self.listener.as_ref()).await
     }
 }
 
@@ -818,36 +532,5 @@ impl Drop for Consumer {
                 g.abort();
             }
         }
-    }
-}
-
-/// Where [`Consumer::take`] puts records: `recv` takes one, `recv_batch` a whole fetch.
-trait TakeInto {
-    /// Room for about `n` more records.
-    fn reserve(&mut self, n: usize);
-    /// Stores `record`; false when no more are wanted.
-    fn put(&mut self, record: ConsumerRecord) -> bool;
-}
-
-impl TakeInto for Option<ConsumerRecord> {
-    fn reserve(&mut self, _: usize) {}
-
-    #[inline]
-    fn put(&mut self, record: ConsumerRecord) -> bool {
-        *self = Some(record);
-        false
-    }
-}
-
-impl TakeInto for Vec<ConsumerRecord> {
-    #[inline]
-    fn reserve(&mut self, n: usize) {
-        Vec::reserve(self, n);
-    }
-
-    #[inline]
-    fn put(&mut self, record: ConsumerRecord) -> bool {
-        self.push(record);
-        true
     }
 }
