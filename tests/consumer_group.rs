@@ -575,3 +575,176 @@ async fn a_member_waiting_in_recv_on_an_idle_topic_stays_in_the_group() {
     );
     c.close().await.unwrap();
 }
+
+/// One revoked partition: its position at the revoke's start and end, and the offset
+/// committed.
+type Revoke = (TopicPartition, Option<i64>, Option<i64>, i64);
+
+/// A member under an eager protocol that records when its revoke starts, commits what
+/// it processed, and holds the revoke for 700 ms.
+struct RevokeCommits {
+    processed: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
+    /// Per revoke: (partition, position at the start, position at the end, committed).
+    revokes: Mutex<Vec<Revoke>>,
+    revoking: AtomicBool,
+}
+
+impl RebalanceListener for RevokeCommits {
+    fn on_partitions_revoked<'a>(
+        &'a self,
+        ctx: &'a RebalanceContext,
+        p: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.revoking.store(true, Ordering::SeqCst);
+            let before: Vec<Option<i64>> = p.iter().map(|tp| ctx.position(tp)).collect();
+            let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = {
+                let processed = self.processed.lock().unwrap();
+                p.iter()
+                    .filter_map(|tp| {
+                        Some((tp.clone(), OffsetAndMetadata::new(*processed.get(tp)?)))
+                    })
+                    .collect()
+            };
+            ctx.commit(&offsets).await.expect("commit on revoke");
+            // Long enough for a member that still hands out records to hand out many.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let mut revokes = self.revokes.lock().unwrap();
+            for (tp, before) in p.iter().zip(before) {
+                let committed = offsets.get(tp).map_or(-1, |o| o.offset);
+                revokes.push((tp.clone(), before, ctx.position(tp), committed));
+            }
+            self.revoking.store(false, Ordering::SeqCst);
+        })
+    }
+}
+
+/// Eager `range` rebalance (Java calls onPartitionsRevoked inside poll): from the
+/// moment the revoke starts the member hands out nothing, so the offsets it commits in
+/// the revoke are the last it processed, and the member that gets the partitions next
+/// resumes there. Member A reads a 4-partition backlog slowly; B joins; A's revoke
+/// commits and waits 700 ms. Asserted: A's positions do not move during the revoke, A
+/// hands out no record while it revokes, and nothing is processed twice beyond the one
+/// record per partition that A may have received but not yet recorded when the revoke
+/// began (the at-least-once bound here: 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eager_rebalance_hands_out_nothing_once_the_revoke_starts() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "g-eager", 4).await;
+    let group = sluice_testkit::unique_topic("g-eager");
+    for p in 0..4 {
+        produce(&cluster, &topic, p, 0, 1500).await;
+    }
+    let eager = |c: ConsumerConfig| c.assignment_strategies(vec![AssignmentStrategy::Range]);
+    let listener = Arc::new(RevokeCommits {
+        processed: Arc::default(),
+        revokes: Mutex::new(Vec::new()),
+        revoking: AtomicBool::new(false),
+    });
+    let dyn_listener: Arc<dyn RebalanceListener> = listener.clone();
+    let a = Arc::new(
+        Consumer::with_listener(cluster.clone(), eager(config(Some(&group))), dyn_listener)
+            .unwrap(),
+    );
+    a.subscribe([topic.clone()]).unwrap();
+    // (member, partition, offset)
+    let seen: Arc<Mutex<Vec<(char, i32, i64)>>> = Arc::default();
+    let during_revoke = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let task_a = {
+        let (a, seen, l, during, stop) = (
+            Arc::clone(&a),
+            Arc::clone(&seen),
+            Arc::clone(&listener),
+            Arc::clone(&during_revoke),
+            Arc::clone(&stop),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(200), a.recv()).await
+                else {
+                    continue;
+                };
+                if l.revoking.load(Ordering::SeqCst) {
+                    during.fetch_add(1, Ordering::SeqCst);
+                }
+                seen.lock().unwrap().push(('a', r.partition(), r.offset()));
+                l.processed
+                    .lock()
+                    .unwrap()
+                    .insert(r.topic_partition(), r.offset() + 1);
+                // Slow processing: A still has a backlog when B joins.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    wait_until("A under way", T, || seen.lock().unwrap().len() >= 300).await;
+    let b = Arc::new(Consumer::with_cluster(cluster.clone(), eager(config(Some(&group)))).unwrap());
+    b.subscribe([topic.clone()]).unwrap();
+    let task_b = {
+        let (b, seen, stop) = (Arc::clone(&b), Arc::clone(&seen), Arc::clone(&stop));
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(200), b.recv()).await
+                else {
+                    continue;
+                };
+                seen.lock().unwrap().push(('b', r.partition(), r.offset()));
+                let mut o = BTreeMap::new();
+                o.insert(r.topic_partition(), OffsetAndMetadata::new(r.offset() + 1));
+                let _ = b.commit(&o).await;
+            }
+        })
+    };
+    wait_until("every record", Duration::from_secs(90), || {
+        let s = seen.lock().unwrap();
+        s.iter()
+            .map(|(_, p, o)| (*p, *o))
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 6000
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+
+    let revokes = listener.revokes.lock().unwrap().clone();
+    assert!(!revokes.is_empty(), "A was revoked at least once");
+    for (tp, before, after, committed) in &revokes {
+        assert_eq!(
+            before, after,
+            "{tp}: A's position moved during its revoke: {revokes:?}"
+        );
+        if let Some(before) = before {
+            assert!(
+                *committed >= before - 1 && *committed <= *before,
+                "{tp}: committed {committed}, position {before}: {revokes:?}"
+            );
+        }
+    }
+    assert_eq!(
+        during_revoke.load(Ordering::SeqCst),
+        0,
+        "records A handed out while revoking"
+    );
+    let s = seen.lock().unwrap().clone();
+    let mut count: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for (_, p, o) in s.iter() {
+        *count.entry((*p, *o)).or_default() += 1;
+    }
+    let twice = count.values().filter(|n| **n > 1).count();
+    println!(
+        "revokes {}, records handed out {}, processed twice {twice}",
+        revokes.len(),
+        s.len()
+    );
+    assert!(twice <= 4, "processed twice: {twice} records (bound 4)");
+    assert_eq!(count.len(), 6000);
+    let (a, b) = (
+        Arc::try_unwrap(a).expect("sole owner"),
+        Arc::try_unwrap(b).expect("sole owner"),
+    );
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+}
