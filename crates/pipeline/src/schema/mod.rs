@@ -58,9 +58,9 @@
 //! let stack = ServiceBuilder::new()
 //!     .layer(BreakerLayer::new(BreakerConfig::new().wait_in_open(Duration::from_secs(5))))
 //!     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
-//!     .layer(DecodeLayer::new(AvroDecoder::<Order>::typed(AvroDeserializer::new(registry.clone()))))
+//!     .layer(DecodeLayer::new(AvroDecoder::<Order>::new(AvroDeserializer::new(registry.clone()))))
 //!     .layer(EncodeLayer::new(AvroEncoder::<Invoice>::new(AvroSerializer::new(registry, INVOICE)?)))
-//!     .service(service_fn(|r: Decoded<_, Order>| async move {
+//!     .service(service_fn(|r: Decoded<bytes::Bytes, Order>| async move {
 //!         let order = r.value.ok_or_else(|| PipelineError::dead_letter("tombstone"))?;
 //!         let invoice = Invoice { order: order.id, total: order.amount * 1.2 };
 //!         Ok::<_, PipelineError>(vec![Produce::new("invoices", invoice)])
