@@ -148,3 +148,88 @@ fn avro_json_lines_round_trip_through_the_registry() {
     assert!(stderr.contains("does not fit the schema"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `consume --value-format json-schema` and `--value-format protobuf` print what
+/// sluice-schema's serializers framed, as JSON.
+#[test]
+fn json_schema_and_protobuf_values_print_as_json() {
+    use sluice_schema::{JsonSerializer, ProtobufSerializer, Registry};
+    use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+
+    let url = registry_url();
+    let json_topic = sluice_testkit::unique_topic("cli-json");
+    let proto_topic = sluice_testkit::unique_topic("cli-proto");
+    for t in [&json_topic, &proto_topic] {
+        ok(&sluice(&["topic", "create", t, "--partitions", "1"], None));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let registry = Registry::new(&url).unwrap();
+        let json = JsonSerializer::new(
+            registry.clone(),
+            r#"{"title": "Point", "type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}}, "required": ["x", "y"]}"#,
+        )
+        .unwrap();
+        let proto = ProtobufSerializer::new(
+            registry,
+            "syntax = \"proto3\"; package cli; message Point { int64 x = 1; string label = 2; }",
+            "cli.Point",
+            &[],
+        )
+        .unwrap();
+        let producer = Producer::new(ProducerConfig::new(sluice_testkit::bootstrap()))
+            .await
+            .unwrap();
+        for i in 0..2i64 {
+            let value = serde_json::json!({"x": i, "y": -i});
+            let bytes = json.serialize(&json_topic, &value).await.unwrap();
+            let d = producer
+                .send(ProducerRecord::new(&json_topic, bytes).partition(0))
+                .await
+                .unwrap();
+            d.await.unwrap();
+            let value = serde_json::json!({"x": i + 10, "label": format!("p{i}")});
+            let bytes = proto.serialize_json(&proto_topic, &value).await.unwrap();
+            let d = producer
+                .send(ProducerRecord::new(&proto_topic, bytes).partition(0))
+                .await
+                .unwrap();
+            d.await.unwrap();
+        }
+        producer.close(std::time::Duration::from_secs(10)).await.unwrap();
+    });
+
+    let values = |topic: &str, format: &str| -> Vec<serde_json::Value> {
+        let out = ok(&sluice(
+            &[
+                "consume",
+                topic,
+                "-c",
+                "2",
+                "--value-format",
+                format,
+                "--registry",
+                &url,
+            ],
+            None,
+        ));
+        out.lines()
+            .map(|l| serde_json::from_str(l.split_once("value:").unwrap().1).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        values(&json_topic, "json-schema"),
+        vec![
+            serde_json::json!({"x": 0, "y": 0}),
+            serde_json::json!({"x": 1, "y": -1})
+        ]
+    );
+    // Protobuf's JSON mapping writes int64 as a string.
+    assert_eq!(
+        values(&proto_topic, "protobuf"),
+        vec![
+            serde_json::json!({"x": "10", "label": "p0"}),
+            serde_json::json!({"x": "11", "label": "p1"})
+        ]
+    );
+}
