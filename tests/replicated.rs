@@ -10,8 +10,15 @@
 //! [`three_brokers`]): that makes the tests of this file run one at a time, and dropping
 //! it restarts any node a test left down, so the next test finds the whole cluster.
 
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesUnordered, StreamExt};
+use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
 use sluice_testkit::Brokers;
 
 /// The cluster's brokers; fails at once, saying how to start them, with fewer than three.
@@ -281,5 +288,331 @@ async fn the_consumer_follows_new_leaders_when_a_broker_is_killed() {
         "R4: broker {victim} (leading {victim_partitions:?}) down {down_for:?}: worst resume \
          {worst:?} after election, {attempts_down} connect attempts to it, {sent} records, \
          0 lost, 0 duplicated"
+    );
+}
+
+/// A size from the environment variable `name`, else `default`: CI runs the scaled-down
+/// default, a run by hand sets the full size of the issue's figure.
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A runtime for a plain `#[test]` whose thread drives the brokers (a [`Brokers`] stays
+/// on the thread that took it) while clients run on the runtime's workers.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The node leading the most partitions of `topic` (the lowest id on a tie), with them.
+fn busiest_leader(brokers: &Brokers, topic: &str) -> (i32, Vec<i32>) {
+    let mut led: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for p in brokers.admin().partitions(topic).unwrap() {
+        if let Some(leader) = p.leader {
+            led.entry(leader).or_default().push(p.partition);
+        }
+    }
+    led.into_iter()
+        .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(&a.0)))
+        .expect("the topic has leaders")
+}
+
+/// One round of leader failover on `topic`: SIGKILLs the node leading the most of its
+/// partitions, waits until each of them has another leader, lets traffic run on the new
+/// leaders for `down`, restarts the node and waits until every ISR is full again.
+/// Returns the node and the partitions it led.
+fn kill_busiest_leader(brokers: &Brokers, topic: &str, down: Duration) -> (i32, Vec<i32>) {
+    let admin = brokers.admin();
+    let (node, led) = busiest_leader(brokers, topic);
+    let killed = Instant::now();
+    brokers.kill(node).unwrap();
+    for &p in &led {
+        admin
+            .wait_for_leader(topic, p, Some(node), Duration::from_secs(30))
+            .unwrap();
+    }
+    let elected = killed.elapsed();
+    std::thread::sleep(down);
+    brokers.start(node).unwrap();
+    admin
+        .wait_until_isr_full(topic, Duration::from_secs(120))
+        .unwrap();
+    eprintln!(
+        "{topic}: node {node} (leading {led:?}) killed, new leaders after {elected:?}, \
+         back in every ISR {:?} after the kill",
+        killed.elapsed()
+    );
+    (node, led)
+}
+
+/// What [`produce_through_kills`] wrote and how the acknowledgements came.
+#[derive(Debug)]
+struct ProduceRun {
+    /// Per partition, how many records were sent and acknowledged: values `p:0..p:n-1`.
+    sent: BTreeMap<i32, u64>,
+    /// The longest gap between two consecutive acknowledgements.
+    longest_stall: Duration,
+    /// The nodes killed, each with the partitions it led.
+    kills: Vec<(i32, Vec<i32>)>,
+    /// How long the whole run took.
+    elapsed: Duration,
+}
+
+/// Produces records `"<p>:<seq>"` (`seq` counting from 0 per partition `p`) round-robin
+/// to the `partitions` of `topic` with a producer made from `config`, until at least
+/// `records` are sent and `kills` rounds of [`kill_busiest_leader`] are done (the first
+/// starts once records flow). The sends are paced so that `records` take about as long as
+/// the kills (25 s a round), so the records span the kills rather than end before them. Every send and every acknowledgement must
+/// succeed. The longest stall is measured over acknowledgements, in the order they
+/// arrive (not in the order of the sends).
+fn produce_through_kills(
+    brokers: &Brokers,
+    rt: &tokio::runtime::Runtime,
+    config: ProducerConfig,
+    topic: &str,
+    partitions: i32,
+    records: u64,
+    kills: u64,
+) -> ProduceRun {
+    let started = Instant::now();
+    let rate = records as f64 / (kills as f64 * 25.0 + 5.0);
+    let kills_done = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (topic, kills_done, acked) = (topic.to_string(), kills_done.clone(), acked.clone());
+        rt.spawn(async move {
+            let producer = Producer::new(config).await.unwrap();
+            let (tx, mut rx) =
+                tokio::sync::mpsc::unbounded_channel::<sluice::wire::producer::Delivery>();
+            let collector = tokio::spawn(async move {
+                let mut pending = FuturesUnordered::new();
+                let (mut open, mut last, mut longest) = (true, None::<Instant>, Duration::ZERO);
+                let mut failed = Vec::new();
+                loop {
+                    tokio::select! {
+                        d = rx.recv(), if open => match d {
+                            Some(d) => pending.push(d),
+                            None => open = false,
+                        },
+                        Some(r) = pending.next(), if !pending.is_empty() => {
+                            let now = Instant::now();
+                            if let Some(l) = last {
+                                longest = longest.max(now - l);
+                            }
+                            last = Some(now);
+                            match r {
+                                Ok(_) => {
+                                    acked.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => failed.push(e.to_string()),
+                            }
+                        }
+                        else => break,
+                    }
+                }
+                (longest, failed)
+            });
+            let mut seq = vec![0u64; partitions as usize];
+            let mut i = 0u64;
+            let paced = Instant::now();
+            while i < records || !kills_done.load(Ordering::SeqCst) {
+                if i % 500 == 0 {
+                    let due = paced + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let p = (i % partitions as u64) as i32;
+                let value = format!("{p}:{}", seq[p as usize]);
+                let record = ProducerRecord::new(&topic, value).partition(p);
+                tx.send(producer.send(record).await.expect("send")).unwrap();
+                seq[p as usize] += 1;
+                i += 1;
+            }
+            drop(tx);
+            let (longest, failed) = collector.await.unwrap();
+            producer.close(Duration::from_secs(60)).await.unwrap();
+            assert!(
+                failed.is_empty(),
+                "{} of {i} records not acknowledged, the first: {}",
+                failed.len(),
+                failed[0]
+            );
+            let sent: BTreeMap<i32, u64> = (0..partitions).map(|p| (p, seq[p as usize])).collect();
+            (sent, longest)
+        })
+    };
+    // The first kill once the producer is acknowledged (warm connections, a steady flow).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::Relaxed) < 1_000 {
+        assert!(Instant::now() < deadline, "nothing acknowledged in 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut killed = Vec::new();
+    for _ in 0..kills {
+        killed.push(kill_busiest_leader(brokers, topic, Duration::from_secs(2)));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    kills_done.store(true, Ordering::SeqCst);
+    let (sent, longest_stall) = rt.block_on(writer).unwrap();
+    ProduceRun {
+        sent,
+        longest_stall,
+        kills: killed,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Per partition of `topic`, the `seq`s of the `"<p>:<seq>"` records in log order.
+fn read_seqs(
+    rt: &tokio::runtime::Runtime,
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Vec<u64>> {
+    rt.block_on(async {
+        let cluster = common::cluster(bootstrap).await;
+        let mut out = BTreeMap::new();
+        for p in 0..partitions {
+            let seqs = common::read_partition(&cluster, topic, p)
+                .await
+                .into_iter()
+                .map(|r| {
+                    let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+                    let (part, seq) = v.split_once(':').unwrap();
+                    assert_eq!(part.parse::<i32>().unwrap(), p, "{v} in partition {p}");
+                    seq.parse().unwrap()
+                })
+                .collect();
+            out.insert(p, seqs);
+        }
+        out
+    })
+}
+
+/// Lost, duplicated and out-of-order records of one partition that should hold exactly
+/// `0..sent` in order. Out of order: a record whose first copy comes after the first
+/// copy of a later one.
+fn tally(seqs: &[u64], sent: u64) -> (u64, u64, u64) {
+    let mut first = BTreeMap::new();
+    for (i, &s) in seqs.iter().enumerate() {
+        first.entry(s).or_insert(i);
+    }
+    let lost = (0..sent).filter(|s| !first.contains_key(s)).count() as u64;
+    let duplicated = (seqs.len() - first.len()) as u64;
+    // In order of seq, the positions of the first copies must increase.
+    let positions: Vec<usize> = first.values().copied().collect();
+    let reordered = positions.windows(2).filter(|w| w[1] < w[0]).count() as u64;
+    (lost, duplicated, reordered)
+}
+
+/// R1 of the reliability issue: an idempotent acks=all producer writes to 6 partitions
+/// while the broker leading the most of them is SIGKILLed and restarted, again and again.
+/// Every record is acknowledged and in the log exactly once, in order per partition; the
+/// longest stall (gap between two acknowledgements) is measured and stays under 30 s.
+/// CI: 100,000 records, 2 kills; the issue's figure: `SLUICE_R1_RECORDS=1000000
+/// SLUICE_R1_KILLS=5`.
+#[test]
+fn an_idempotent_producer_loses_and_duplicates_nothing_through_leader_kills() {
+    const PARTITIONS: i32 = 6;
+    let records = env_or("SLUICE_R1_RECORDS", 100_000);
+    let kills = env_or("SLUICE_R1_KILLS", 2);
+    let brokers = three_brokers();
+    let topic = sluice_testkit::unique_topic("r1-idempotent");
+    brokers
+        .admin()
+        .create_topic(&topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
+        .unwrap();
+    brokers
+        .admin()
+        .wait_until_isr_full(&topic, Duration::from_secs(30))
+        .unwrap();
+    let bootstrap = brokers.bootstrap();
+    let rt = runtime();
+    let config = ProducerConfig::new(bootstrap.clone())
+        .acks(sluice::wire::partition_client::Acks::All)
+        .enable_idempotence(true)
+        .linger(Duration::from_millis(5))
+        .delivery_timeout(Duration::from_secs(300));
+    let run = produce_through_kills(&brokers, &rt, config, &topic, PARTITIONS, records, kills);
+    let logged = read_seqs(&rt, &bootstrap, &topic, PARTITIONS);
+    let (mut lost, mut duplicated, mut reordered) = (0, 0, 0);
+    for (p, seqs) in &logged {
+        let (l, d, r) = tally(seqs, run.sent[p]);
+        (lost, duplicated, reordered) = (lost + l, duplicated + d, reordered + r);
+        assert!(
+            seqs.iter().copied().eq(0..run.sent[p]),
+            "partition {p}: {} records in the log for {} sent: {l} lost, {d} duplicated, \
+             {r} out of order",
+            seqs.len(),
+            run.sent[p]
+        );
+    }
+    let total: u64 = run.sent.values().sum();
+    assert!(
+        run.longest_stall < Duration::from_secs(30),
+        "acknowledgements stalled for {:?}",
+        run.longest_stall
+    );
+    println!(
+        "R1: {total} records over {PARTITIONS} partitions, {} kills {:?}, in {:.1}s: \
+         {lost} lost, {duplicated} duplicated, {reordered} out of order; longest stall \
+         {:.2}s",
+        run.kills.len(),
+        run.kills,
+        run.elapsed.as_secs_f64(),
+        run.longest_stall.as_secs_f64()
+    );
+}
+
+/// Hazard 3 of the reliability issue: without idempotence, acks=all and
+/// `max.in.flight.requests.per.connection=1` keep the order of each partition across a
+/// leader kill (a batch waiting for its retry is not overtaken by the next one). Retries
+/// may write a batch twice (no idempotence), so order is judged by first copies; nothing
+/// acknowledged is lost.
+#[test]
+fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_kill() {
+    const PARTITIONS: i32 = 6;
+    let brokers = three_brokers();
+    let topic = sluice_testkit::unique_topic("hazard3-order");
+    brokers
+        .admin()
+        .create_topic(&topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
+        .unwrap();
+    brokers
+        .admin()
+        .wait_until_isr_full(&topic, Duration::from_secs(30))
+        .unwrap();
+    let bootstrap = brokers.bootstrap();
+    let rt = runtime();
+    let config = ProducerConfig::new(bootstrap.clone())
+        .acks(sluice::wire::partition_client::Acks::All)
+        .enable_idempotence(false)
+        .max_in_flight(1)
+        .linger(Duration::from_millis(5))
+        .delivery_timeout(Duration::from_secs(300));
+    let records = env_or("SLUICE_HAZARD3_RECORDS", 30_000);
+    let run = produce_through_kills(&brokers, &rt, config, &topic, PARTITIONS, records, 1);
+    let logged = read_seqs(&rt, &bootstrap, &topic, PARTITIONS);
+    let (mut lost, mut duplicated, mut reordered) = (0, 0, 0);
+    for (p, seqs) in &logged {
+        let (l, d, r) = tally(seqs, run.sent[p]);
+        assert_eq!(
+            (l, r),
+            (0, 0),
+            "partition {p}: {l} lost, {r} out of order ({d} duplicated)"
+        );
+        (lost, duplicated, reordered) = (lost + l, duplicated + d, reordered + r);
+    }
+    println!(
+        "hazard 3: {} records, kill {:?}: {lost} lost, {reordered} out of order, \
+         {duplicated} duplicated (allowed without idempotence); longest stall {:.2}s",
+        run.sent.values().sum::<u64>(),
+        run.kills,
+        run.longest_stall.as_secs_f64()
     );
 }
