@@ -422,7 +422,7 @@ fn produce_through_kills(
             let mut i = 0u64;
             let paced = Instant::now();
             while i < records || !kills_done.load(Ordering::SeqCst) {
-                if i % 500 == 0 {
+                if i.is_multiple_of(500) {
                     let due = paced + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
