@@ -15,6 +15,7 @@
 //! it restarts any node a test left down, so the next test finds the whole cluster.
 
 mod common;
+mod pipeline_common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -925,4 +926,188 @@ fn a_group_loses_nothing_while_members_and_the_coordinator_are_killed() {
         log.abandoned,
         samples.len()
     );
+}
+
+/// A worker process, SIGKILLed if the test ends (or fails) with it still running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most `within`) until `done` says so, asking every 500 ms.
+fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The orders pipeline (`examples/orders_pipeline.rs` as a worker process) over `n`
+/// orders on 4 partitions, with faults on the way: the worker SIGKILLed once a sixth of
+/// the outputs are written, the broker leading the most input partitions SIGKILLed at a
+/// third, the worker SIGKILLed again at half (the broker still down), then a last worker
+/// while the broker comes back, stopped with SIGTERM once done. Then input = output +
+/// dead-lettered: every good order is in the output, every malformed one in the DLQ, and
+/// the group's committed offsets are the input's end. Exactly-once reads read_committed
+/// and allows no duplicate; at-least-once reports its duplicates.
+fn orders_pipeline_through_kills(exactly_once: bool) {
+    use pipeline_common::{
+        committed, dead_letter_counts, end_offsets, order_ids, orders_worker, read_all,
+        read_committed, setup, write_orders, Read,
+    };
+
+    const P: i32 = 4;
+    let n = env_or("SLUICE_ORDERS_RECORDS", 30_000);
+    let mode = if exactly_once {
+        "exactly-once"
+    } else {
+        "at-least-once"
+    };
+    let brokers = three_brokers();
+    let rt = runtime();
+    let prefix = if exactly_once {
+        "orders-eos-kills"
+    } else {
+        "orders-alo-kills"
+    };
+    let (cluster, input, output, group) = rt.block_on(setup(prefix, P));
+    let dlq = format!("{input}-dlt");
+    rt.block_on(write_orders(&cluster, &input, P, n));
+    let malformed = (0..n).filter(|i| i % 97 == 13).count();
+    let good = n as usize - malformed;
+    let read = |topic: &str| -> Vec<Read> {
+        if exactly_once {
+            rt.block_on(read_committed(&cluster, topic, P))
+        } else {
+            rt.block_on(read_all(&cluster, topic, P))
+        }
+    };
+    // Outputs written so far (end offsets: committed or not, markers too): they only
+    // decide when the faults come. 0 while the broker being asked is down.
+    let all: Vec<i32> = (0..P).collect();
+    let written = || {
+        rt.block_on(
+            sluice::wire::admin::Admin::new(cluster.clone()).list_offsets(
+                &output,
+                &all,
+                sluice::wire::admin::OffsetSpec::Latest,
+            ),
+        )
+        .map_or(0, |ends| {
+            ends.values().map(|o| o.offset as usize).sum::<usize>() - P as usize
+        })
+    };
+    let txn_id = exactly_once.then(|| format!("{input}-worker"));
+    let mut worker = orders_worker(&input, &output, &group, 500, txn_id.as_deref());
+    let started = Instant::now();
+
+    let mut first = KillOnDrop(worker.spawn().unwrap());
+    wait_for("a sixth of the outputs", Duration::from_secs(90), || {
+        written() >= good / 6
+    });
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let at_kill_1 = written();
+
+    let mut second = KillOnDrop(worker.spawn().unwrap());
+    wait_for("a third of the outputs", Duration::from_secs(90), || {
+        written() >= good / 3
+    });
+    let (node, led) = busiest_leader(&brokers, &input);
+    let at_broker_kill = written();
+    brokers.kill(node).unwrap();
+    wait_for(
+        "half of the outputs, a broker down",
+        Duration::from_secs(120),
+        || written() >= good / 2,
+    );
+    second.0.kill().unwrap();
+    second.0.wait().unwrap();
+    let at_kill_2 = written();
+
+    let mut last = KillOnDrop(worker.spawn().unwrap());
+    brokers.start(node).unwrap();
+    wait_for("every order through", Duration::from_secs(180), || {
+        order_ids(&read(&output)).len() >= good
+            && dead_letter_counts(&read(&dlq)).len() >= malformed
+            && rt.block_on(committed(&group, &input, P))
+                == rt.block_on(end_offsets(&cluster, &input, P))
+    });
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &last.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = last.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "the last worker stopped cleanly: {status}"
+    );
+    let elapsed = started.elapsed();
+
+    let out = read(&output);
+    let ids = order_ids(&out);
+    let out_duplicates: u32 = ids.values().map(|c| c - 1).sum();
+    let dead_letters = read(&dlq);
+    let dead = dead_letter_counts(&dead_letters);
+    let dlq_duplicates = dead_letters.len() - dead.len();
+    assert!(
+        ids.keys().all(|i| i % 97 != 13),
+        "a malformed order in the output"
+    );
+    assert_eq!(ids.len(), good, "every good order in the output");
+    assert_eq!(dead.len(), malformed, "every malformed order dead-lettered");
+    assert_eq!(
+        ids.len() + dead.len(),
+        n as usize,
+        "input = output + dead-lettered"
+    );
+    assert_eq!(
+        rt.block_on(committed(&group, &input, P)),
+        rt.block_on(end_offsets(&cluster, &input, P)),
+        "the committed offsets are the input's end"
+    );
+    if exactly_once {
+        assert_eq!(
+            out_duplicates, 0,
+            "exactly-once: no duplicate output (read_committed)"
+        );
+        assert_eq!(dlq_duplicates, 0, "exactly-once: no duplicate dead letter");
+    }
+    println!(
+        "orders {mode}: {n} orders = {} output + {} dead-lettered; worker killed at {at_kill_1} \
+         and {at_kill_2} outputs written, node {node} (leading input partitions {led:?}) \
+         killed at {at_broker_kill}; duplicates: {out_duplicates} output, {dlq_duplicates} \
+         dead letters{}; {:.1}s",
+        ids.len(),
+        dead.len(),
+        if exactly_once {
+            " (read_committed)"
+        } else {
+            ""
+        },
+        elapsed.as_secs_f64()
+    );
+}
+
+/// The orders pipeline at-least-once through two worker SIGKILLs and a broker SIGKILL:
+/// see [`orders_pipeline_through_kills`].
+#[test]
+fn the_orders_pipeline_at_least_once_survives_worker_and_broker_kills() {
+    orders_pipeline_through_kills(false);
+}
+
+/// The orders pipeline exactly-once through two worker SIGKILLs and a broker SIGKILL,
+/// read_committed: 0 duplicates. See [`orders_pipeline_through_kills`].
+#[test]
+fn the_orders_pipeline_exactly_once_survives_worker_and_broker_kills() {
+    orders_pipeline_through_kills(true);
 }
