@@ -1111,3 +1111,193 @@ fn the_orders_pipeline_at_least_once_survives_worker_and_broker_kills() {
 fn the_orders_pipeline_exactly_once_survives_worker_and_broker_kills() {
     orders_pipeline_through_kills(true);
 }
+
+/// Hazard 5 of the reliability issue: one broker blackholed (connections stay open,
+/// every byte dropped, new connections accepted and never answered) must not stall the
+/// partitions led by the other two. All clients go through [`sluice_testkit::fault_cluster`];
+/// when the blackhole starts every proxied connection is also cut, so the producer and
+/// the consumer must reconnect to the healthy brokers while a connect to the blackholed
+/// one hangs. During the blackhole (20 s, `SLUICE_HAZARD5_SECS`) the healthy partitions
+/// keep being acknowledged and consumed (at least half of what was produced to them in
+/// the window, counted, not timed); afterwards every record arrives, nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_broker_does_not_stall_the_partitions_of_the_others() {
+    use sluice::wire::cluster::{Cluster, ClusterConfig};
+    use sluice::wire::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+
+    const PARTITIONS: i32 = 6;
+    const RATE: f64 = 300.0;
+    let window = Duration::from_secs(env_or("SLUICE_HAZARD5_SECS", 20));
+    let brokers = three_brokers();
+    let admin = brokers.admin();
+    let topic = sluice_testkit::unique_topic("hazard5-blackhole");
+    admin
+        .create_topic(&topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
+        .unwrap();
+    admin
+        .wait_until_isr_full(&topic, Duration::from_secs(30))
+        .unwrap();
+    let leaders: BTreeMap<i32, i32> = tokio::task::block_in_place(|| {
+        admin
+            .partitions(&topic)
+            .unwrap()
+            .iter()
+            .map(|p| (p.partition, p.leader.unwrap()))
+            .collect()
+    });
+    let faults = sluice_testkit::fault_cluster();
+    let bootstrap = faults.bootstrap().to_string();
+    let holed = leaders[&0];
+    let healthy: Vec<i32> = (0..PARTITIONS).filter(|p| leaders[p] != holed).collect();
+    assert!(!healthy.is_empty(), "{leaders:?}");
+
+    // Acknowledgements, as (partition, when, ok).
+    type Acks = Arc<std::sync::Mutex<Vec<(i32, Instant, bool)>>>;
+    let acks: Acks = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = Producer::new(
+        ProducerConfig::new(bootstrap.clone())
+            .linger(Duration::from_millis(5))
+            .request_timeout(Duration::from_secs(10))
+            .delivery_timeout(Duration::from_secs(180)),
+    )
+    .await
+    .unwrap();
+    let writer = {
+        let (topic, stop, acks, producer) =
+            (topic.clone(), stop.clone(), acks.clone(), producer.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut sent = Vec::new();
+            let mut waits = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let i = sent.len() as u64;
+                tokio::time::sleep_until(
+                    (started + Duration::from_secs_f64(i as f64 / RATE)).into(),
+                )
+                .await;
+                let p = (i % PARTITIONS as u64) as i32;
+                let record = ProducerRecord::new(&topic, i.to_string()).partition(p);
+                let d = producer.send(record).await.expect("send");
+                sent.push((p, Instant::now()));
+                let acks = acks.clone();
+                waits.push(tokio::spawn(async move {
+                    let ok = d.await.is_ok();
+                    acks.lock().unwrap().push((p, Instant::now(), ok));
+                }));
+            }
+            for w in waits {
+                w.await.unwrap();
+            }
+            sent
+        })
+    };
+
+    let mut config = ConsumerConfig::new("unused")
+        .auto_offset_reset(OffsetReset::Earliest)
+        .fetch_max_wait(Duration::from_millis(100));
+    config.cluster = ClusterConfig::new(&bootstrap).request_timeout(Duration::from_secs(10));
+    let cluster = Cluster::connect(config.cluster.clone()).await.unwrap();
+    let consumer = Consumer::with_cluster(cluster, config).unwrap();
+    consumer
+        .assign((0..PARTITIONS).map(|p| TopicPartition::new(&topic, p)))
+        .unwrap();
+    // (partition, value, when)
+    let mut received: Vec<(i32, u64, Instant)> = Vec::new();
+    let take = |r: sluice::wire::consumer::ConsumerRecord,
+                    into: &mut Vec<(i32, u64, Instant)>| {
+        let v = std::str::from_utf8(r.value().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        into.push((r.partition(), v, Instant::now()));
+    };
+    let warm = Instant::now();
+    while received
+        .iter()
+        .map(|r| r.0)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        < PARTITIONS as usize
+    {
+        assert!(warm.elapsed() < Duration::from_secs(60), "warm-up");
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            take(r.unwrap(), &mut received);
+        }
+    }
+
+    let holed_at = Instant::now();
+    faults.proxies[holed as usize - 1].blackhole(true);
+    faults.reset_all();
+    while holed_at.elapsed() < window {
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
+            take(r.expect("recv with a broker blackholed"), &mut received);
+        }
+    }
+    let holed_until = Instant::now();
+    faults.proxies[holed as usize - 1].blackhole(false);
+    stop.store(true, Ordering::SeqCst);
+    let sent = writer.await.unwrap();
+    producer.close(Duration::from_secs(60)).await.unwrap();
+
+    // Progress on the healthy partitions while the blackhole lasted.
+    let in_window = |t: Instant| t >= holed_at && t < holed_until;
+    let produced = sent
+        .iter()
+        .filter(|(p, t)| healthy.contains(p) && in_window(*t))
+        .count();
+    let acked = acks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, t, ok)| *ok && healthy.contains(p) && in_window(*t))
+        .count();
+    let consumed = received
+        .iter()
+        .filter(|(p, _, t)| healthy.contains(p) && in_window(*t))
+        .count();
+    let holed_acked = acks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, t, ok)| *ok && !healthy.contains(p) && in_window(*t))
+        .count();
+    assert!(
+        acked * 2 >= produced && consumed * 2 >= produced,
+        "the healthy partitions {healthy:?} stalled while node {holed} was blackholed: \
+         {produced} produced to them in {window:?}, {acked} acknowledged, {consumed} consumed"
+    );
+
+    // Afterwards, everything arrives.
+    let failed = acks.lock().unwrap().iter().filter(|a| !a.2).count();
+    assert_eq!(failed, 0, "deliveries failed");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let distinct = |r: &[(i32, u64, Instant)]| {
+        r.iter()
+            .map(|x| x.1)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    while distinct(&received) < sent.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} records consumed 120 s after the blackhole",
+            distinct(&received),
+            sent.len()
+        );
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            take(r.unwrap(), &mut received);
+        }
+    }
+    consumer.close().await.unwrap();
+    println!(
+        "hazard 5: node {holed} (leading {:?}) blackholed {window:?}: the healthy partitions \
+         {healthy:?} had {produced} records produced, {acked} acknowledged, {consumed} \
+         consumed meanwhile ({holed_acked} acknowledged on the blackholed node's); then all \
+         {} records consumed, 0 lost",
+        (0..PARTITIONS)
+            .filter(|p| leaders[p] == holed)
+            .collect::<Vec<_>>(),
+        sent.len()
+    );
+}
