@@ -1204,8 +1204,7 @@ async fn a_blackholed_broker_does_not_stall_the_partitions_of_the_others() {
         .unwrap();
     // (partition, value, when)
     let mut received: Vec<(i32, u64, Instant)> = Vec::new();
-    let take = |r: sluice::wire::consumer::ConsumerRecord,
-                    into: &mut Vec<(i32, u64, Instant)>| {
+    let take = |r: sluice::wire::consumer::ConsumerRecord, into: &mut Vec<(i32, u64, Instant)>| {
         let v = std::str::from_utf8(r.value().unwrap())
             .unwrap()
             .parse()
