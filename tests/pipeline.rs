@@ -303,8 +303,8 @@ async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
                 .unwrap_or(default),
         )
     };
-    let max_poll = secs("SLUICE_R5_max_poll_SECS", 20);
-    let outage = secs("SLUICE_R5_outage_SECS", 40);
+    let max_poll = secs("SLUICE_R5_MAX_POLL_SECS", 20);
+    let outage = secs("SLUICE_R5_OUTAGE_SECS", 40);
     // Open longer than the poll interval: no record taken for that long.
     let open_for = max_poll * 3 / 2;
     let (cluster, input, output, group) = setup("pipe-long-outage", P).await;
