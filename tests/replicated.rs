@@ -296,6 +296,17 @@ async fn the_consumer_follows_new_leaders_when_a_broker_is_killed() {
     );
 }
 
+/// Creates `topic` with `partitions`, replication factor 3 and `min.insync.replicas=2`,
+/// and waits until every replica is in sync.
+fn replicated_topic(admin: &sluice_testkit::Admin, topic: &str, partitions: i32) {
+    admin
+        .create_topic(topic, partitions, 3, &[("min.insync.replicas", "2")])
+        .unwrap();
+    admin
+        .wait_until_isr_full(topic, Duration::from_secs(30))
+        .unwrap();
+}
+
 /// A size from the environment variable `name`, else `default`: CI runs the scaled-down
 /// default, a run by hand sets the full size of the issue's figure.
 fn env_or(name: &str, default: u64) -> u64 {
@@ -369,13 +380,120 @@ struct ProduceRun {
     elapsed: Duration,
 }
 
-/// Produces records `"<p>:<seq>"` (`seq` counting from 0 per partition `p`) round-robin
-/// to the `partitions` of `topic` with a producer made from `config`, until at least
-/// `records` are sent and `kills` rounds of [`kill_busiest_leader`] are done (the first
-/// starts once records flow). The sends are paced so that `records` take about as long as
-/// the kills (25 s a round), so the records span the kills rather than end before them. Every send and every acknowledgement must
-/// succeed. The longest stall is measured over acknowledgements, in the order they
-/// arrive (not in the order of the sends).
+/// A producer task writing records `"<p>:<seq>"` (`seq` counting from 0 per partition
+/// `p`) round-robin to the partitions of a topic, `rate` a second, until at least
+/// `records` are sent and [`Writer::finish`] is called. Every send and every
+/// acknowledgement must succeed. It measures the longest stall: the longest gap between
+/// two acknowledgements, in the order they arrive (not in the order of the sends).
+struct Writer {
+    handle: tokio::task::JoinHandle<(BTreeMap<i32, u64>, Duration)>,
+    acked: Arc<std::sync::atomic::AtomicU64>,
+    done: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn spawn(
+        rt: &tokio::runtime::Runtime,
+        config: ProducerConfig,
+        topic: &str,
+        partitions: i32,
+        records: u64,
+        rate: f64,
+    ) -> Writer {
+        let done = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let handle = {
+            let (topic, done, acked) = (topic.to_string(), done.clone(), acked.clone());
+            rt.spawn(async move {
+                let producer = Producer::new(config).await.unwrap();
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::unbounded_channel::<sluice::wire::producer::Delivery>();
+                let collector = tokio::spawn(async move {
+                    let mut pending = FuturesUnordered::new();
+                    let (mut open, mut last, mut longest) = (true, None::<Instant>, Duration::ZERO);
+                    let mut failed = Vec::new();
+                    loop {
+                        tokio::select! {
+                            d = rx.recv(), if open => match d {
+                                Some(d) => pending.push(d),
+                                None => open = false,
+                            },
+                            Some(r) = pending.next(), if !pending.is_empty() => {
+                                let now = Instant::now();
+                                if let Some(l) = last {
+                                    longest = longest.max(now - l);
+                                }
+                                last = Some(now);
+                                match r {
+                                    Ok(_) => {
+                                        acked.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Err(e) => failed.push(e.to_string()),
+                                }
+                            }
+                            else => break,
+                        }
+                    }
+                    (longest, failed)
+                });
+                let mut seq = vec![0u64; partitions as usize];
+                let mut i = 0u64;
+                let paced = Instant::now();
+                while i < records || !done.load(Ordering::SeqCst) {
+                    if i.is_multiple_of(500) {
+                        let due = paced + Duration::from_secs_f64(i as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let p = (i % partitions as u64) as i32;
+                    let value = format!("{p}:{}", seq[p as usize]);
+                    let record = ProducerRecord::new(&topic, value).partition(p);
+                    tx.send(producer.send(record).await.expect("send")).unwrap();
+                    seq[p as usize] += 1;
+                    i += 1;
+                }
+                drop(tx);
+                let (longest, failed) = collector.await.unwrap();
+                producer.close(Duration::from_secs(60)).await.unwrap();
+                assert!(
+                    failed.is_empty(),
+                    "{} of {i} records not acknowledged, the first: {}",
+                    failed.len(),
+                    failed[0]
+                );
+                let sent: BTreeMap<i32, u64> =
+                    (0..partitions).map(|p| (p, seq[p as usize])).collect();
+                (sent, longest)
+            })
+        };
+        Writer {
+            handle,
+            acked,
+            done,
+        }
+    }
+
+    /// Waits (up to 60 s) until `n` records are acknowledged.
+    fn wait_acked(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acked.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "not {n} acknowledged in 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops once `records` are sent; returns how many went to each partition, all
+    /// acknowledged, and the longest stall.
+    fn finish(self, rt: &tokio::runtime::Runtime) -> (BTreeMap<i32, u64>, Duration) {
+        self.done.store(true, Ordering::SeqCst);
+        rt.block_on(self.handle).unwrap()
+    }
+}
+
+/// Records (see [`Writer`]) to the `partitions` of `topic` with a producer made from
+/// `config`, until at least `records` are sent and `kills` rounds of
+/// [`kill_busiest_leader`] are done (the first starts once records flow). The sends are
+/// paced so that `records` take about as long as the kills (25 s a round), so the
+/// records span the kills rather than end before them.
 fn produce_through_kills(
     brokers: &Brokers,
     rt: &tokio::runtime::Runtime,
@@ -387,83 +505,15 @@ fn produce_through_kills(
 ) -> ProduceRun {
     let started = Instant::now();
     let rate = records as f64 / (kills as f64 * 25.0 + 5.0);
-    let kills_done = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let writer = {
-        let (topic, kills_done, acked) = (topic.to_string(), kills_done.clone(), acked.clone());
-        rt.spawn(async move {
-            let producer = Producer::new(config).await.unwrap();
-            let (tx, mut rx) =
-                tokio::sync::mpsc::unbounded_channel::<sluice::wire::producer::Delivery>();
-            let collector = tokio::spawn(async move {
-                let mut pending = FuturesUnordered::new();
-                let (mut open, mut last, mut longest) = (true, None::<Instant>, Duration::ZERO);
-                let mut failed = Vec::new();
-                loop {
-                    tokio::select! {
-                        d = rx.recv(), if open => match d {
-                            Some(d) => pending.push(d),
-                            None => open = false,
-                        },
-                        Some(r) = pending.next(), if !pending.is_empty() => {
-                            let now = Instant::now();
-                            if let Some(l) = last {
-                                longest = longest.max(now - l);
-                            }
-                            last = Some(now);
-                            match r {
-                                Ok(_) => {
-                                    acked.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Err(e) => failed.push(e.to_string()),
-                            }
-                        }
-                        else => break,
-                    }
-                }
-                (longest, failed)
-            });
-            let mut seq = vec![0u64; partitions as usize];
-            let mut i = 0u64;
-            let paced = Instant::now();
-            while i < records || !kills_done.load(Ordering::SeqCst) {
-                if i.is_multiple_of(500) {
-                    let due = paced + Duration::from_secs_f64(i as f64 / rate);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let p = (i % partitions as u64) as i32;
-                let value = format!("{p}:{}", seq[p as usize]);
-                let record = ProducerRecord::new(&topic, value).partition(p);
-                tx.send(producer.send(record).await.expect("send")).unwrap();
-                seq[p as usize] += 1;
-                i += 1;
-            }
-            drop(tx);
-            let (longest, failed) = collector.await.unwrap();
-            producer.close(Duration::from_secs(60)).await.unwrap();
-            assert!(
-                failed.is_empty(),
-                "{} of {i} records not acknowledged, the first: {}",
-                failed.len(),
-                failed[0]
-            );
-            let sent: BTreeMap<i32, u64> = (0..partitions).map(|p| (p, seq[p as usize])).collect();
-            (sent, longest)
-        })
-    };
+    let writer = Writer::spawn(rt, config, topic, partitions, records, rate);
     // The first kill once the producer is acknowledged (warm connections, a steady flow).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::Relaxed) < 1_000 {
-        assert!(Instant::now() < deadline, "nothing acknowledged in 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    writer.wait_acked(1_000);
     let mut killed = Vec::new();
     for _ in 0..kills {
         killed.push(kill_busiest_leader(brokers, topic, Duration::from_secs(2)));
         std::thread::sleep(Duration::from_secs(2));
     }
-    kills_done.store(true, Ordering::SeqCst);
-    let (sent, longest_stall) = rt.block_on(writer).unwrap();
+    let (sent, longest_stall) = writer.finish(rt);
     ProduceRun {
         sent,
         longest_stall,
@@ -528,14 +578,7 @@ fn an_idempotent_producer_loses_and_duplicates_nothing_through_leader_kills() {
     let kills = env_or("SLUICE_R1_KILLS", 2);
     let brokers = three_brokers();
     let topic = sluice_testkit::unique_topic("r1-idempotent");
-    brokers
-        .admin()
-        .create_topic(&topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
-        .unwrap();
-    brokers
-        .admin()
-        .wait_until_isr_full(&topic, Duration::from_secs(30))
-        .unwrap();
+    replicated_topic(brokers.admin(), &topic, PARTITIONS);
     let bootstrap = brokers.bootstrap();
     let rt = runtime();
     let config = ProducerConfig::new(bootstrap.clone())
@@ -576,49 +619,82 @@ fn an_idempotent_producer_loses_and_duplicates_nothing_through_leader_kills() {
 
 /// Hazard 3 of the reliability issue: without idempotence, acks=all and
 /// `max.in.flight.requests.per.connection=1` keep the order of each partition across a
-/// leader kill (a batch waiting for its retry is not overtaken by the next one). Retries
-/// may write a batch twice (no idempotence), so order is judged by first copies; nothing
-/// acknowledged is lost.
+/// leader change. The old leaders are made slow (800 ms each way through their
+/// [`sluice_testkit::fault_cluster`] proxy) and a preferred election moves the
+/// leadership back to the node that lost it, while records flow: a batch that reaches
+/// the old leader after the election comes back NOT_LEADER and is retried, and the batch
+/// after it must not overtake it on the new leader (which a per-connection limit alone
+/// allows: the new leader's connection has nothing in flight). Retries may write a batch
+/// twice (no idempotence), so order is judged by first copies; nothing is lost.
+/// `SLUICE_HAZARD3_ROUNDS` (2) elections.
 #[test]
-fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_kill() {
+fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_change() {
     const PARTITIONS: i32 = 6;
+    let rounds = env_or("SLUICE_HAZARD3_ROUNDS", 2);
     let brokers = three_brokers();
+    let admin = brokers.admin();
     let topic = sluice_testkit::unique_topic("hazard3-order");
-    brokers
-        .admin()
-        .create_topic(&topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
-        .unwrap();
-    brokers
-        .admin()
-        .wait_until_isr_full(&topic, Duration::from_secs(30))
-        .unwrap();
+    replicated_topic(admin, &topic, PARTITIONS);
     let bootstrap = brokers.bootstrap();
     let rt = runtime();
-    let config = ProducerConfig::new(bootstrap.clone())
+    let faults = sluice_testkit::fault_cluster();
+    let mut config = ProducerConfig::new(faults.bootstrap())
         .acks(sluice::wire::partition_client::Acks::All)
         .enable_idempotence(false)
         .max_in_flight(1)
         .linger(Duration::from_millis(5))
         .delivery_timeout(Duration::from_secs(300));
-    let records = env_or("SLUICE_HAZARD3_RECORDS", 30_000);
-    let run = produce_through_kills(&brokers, &rt, config, &topic, PARTITIONS, records, 1);
+    // The producer learns the new leaders from a periodic refresh, while its batch to the
+    // old one is still on the way.
+    config.metadata_max_age = Duration::from_millis(200);
+    let writer = Writer::spawn(&rt, config, &topic, PARTITIONS, 0, 600.0);
+    writer.wait_acked(1_000);
+    let mut moves = Vec::new();
+    for _ in 0..rounds {
+        // Leaders away from their preferred replica: kill the busiest, bring it back.
+        let (node, led) = kill_busiest_leader(&brokers, &topic, Duration::ZERO);
+        let slow: Vec<i32> = led
+            .iter()
+            .filter_map(|&p| admin.leader_of(&topic, p).unwrap())
+            .collect();
+        for &n in &slow {
+            faults.proxies[n as usize - 1].set_latency(Duration::from_millis(800));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        admin.elect_preferred_leaders(&topic).unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        for &n in &slow {
+            faults.proxies[n as usize - 1].set_latency(Duration::ZERO);
+        }
+        let back: Vec<i32> = led
+            .iter()
+            .filter(|&&p| admin.leader_of(&topic, p).unwrap() == Some(node))
+            .copied()
+            .collect();
+        moves.push((node, back));
+    }
+    let (sent, longest) = writer.finish(&rt);
     let logged = read_seqs(&rt, &bootstrap, &topic, PARTITIONS);
     let (mut lost, mut duplicated, mut reordered) = (0, 0, 0);
     for (p, seqs) in &logged {
-        let (l, d, r) = tally(seqs, run.sent[p]);
-        assert_eq!(
-            (l, r),
-            (0, 0),
-            "partition {p}: {l} lost, {r} out of order ({d} duplicated)"
-        );
+        let (l, d, r) = tally(seqs, sent[p]);
         (lost, duplicated, reordered) = (lost + l, duplicated + d, reordered + r);
     }
+    assert_eq!(
+        (lost, reordered),
+        (0, 0),
+        "{lost} lost, {reordered} out of order ({duplicated} duplicated) over {:?}",
+        logged
+            .iter()
+            .map(|(p, s)| (p, tally(s, sent[p])))
+            .collect::<Vec<_>>()
+    );
     println!(
-        "hazard 3: {} records, kill {:?}: {lost} lost, {reordered} out of order, \
-         {duplicated} duplicated (allowed without idempotence); longest stall {:.2}s",
-        run.sent.values().sum::<u64>(),
-        run.kills,
-        run.longest_stall.as_secs_f64()
+        "hazard 3: {} records, leadership moved back to (node, partitions) {moves:?}: \
+         {lost} lost, {reordered} out of order, {duplicated} duplicated (allowed without \
+         idempotence); longest stall {:.2}s",
+        sent.values().sum::<u64>(),
+        longest.as_secs_f64()
     );
 }
 
@@ -740,12 +816,7 @@ fn a_group_loses_nothing_while_members_and_the_coordinator_are_killed() {
     let admin = brokers.admin();
     let topic = sluice_testkit::unique_topic("r3-group");
     let group = format!("{topic}-g");
-    admin
-        .create_topic(&topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
-        .unwrap();
-    admin
-        .wait_until_isr_full(&topic, Duration::from_secs(30))
-        .unwrap();
+    replicated_topic(admin, &topic, PARTITIONS);
     let bootstrap = brokers.bootstrap();
     let rt = runtime();
 
@@ -1131,12 +1202,7 @@ async fn a_blackholed_broker_does_not_stall_the_partitions_of_the_others() {
     let brokers = three_brokers();
     let admin = brokers.admin();
     let topic = sluice_testkit::unique_topic("hazard5-blackhole");
-    admin
-        .create_topic(&topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
-        .unwrap();
-    admin
-        .wait_until_isr_full(&topic, Duration::from_secs(30))
-        .unwrap();
+    replicated_topic(admin, &topic, PARTITIONS);
     let leaders: BTreeMap<i32, i32> = tokio::task::block_in_place(|| {
         admin
             .partitions(&topic)
