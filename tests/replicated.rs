@@ -1188,9 +1188,11 @@ fn the_orders_pipeline_exactly_once_survives_worker_and_broker_kills() {
 /// partitions led by the other two. All clients go through [`sluice_testkit::fault_cluster`];
 /// when the blackhole starts every proxied connection is also cut, so the producer and
 /// the consumer must reconnect to the healthy brokers while a connect to the blackholed
-/// one hangs. During the blackhole (20 s, `SLUICE_HAZARD5_SECS`) the healthy partitions
-/// keep being acknowledged and consumed (at least half of what was produced to them in
-/// the window, counted, not timed); afterwards every record arrives, nothing is lost.
+/// one hangs, and the healthy brokers' connections are cut again every 4 s. During the
+/// blackhole (20 s, `SLUICE_HAZARD5_SECS`) the healthy partitions keep being
+/// acknowledged and consumed: at least 4/5 of what was produced to them in the window
+/// (counted, not timed; about all of it today, about 3/5 with one connect gate for all
+/// brokers, as before the fix); afterwards every record arrives, nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blackholed_broker_does_not_stall_the_partitions_of_the_others() {
     use sluice::wire::cluster::{Cluster, ClusterConfig};
@@ -1294,7 +1296,20 @@ async fn a_blackholed_broker_does_not_stall_the_partitions_of_the_others() {
     let holed_at = Instant::now();
     faults.proxies[holed as usize - 1].blackhole(true);
     faults.reset_all();
+    // And again every 4 s on the healthy brokers: each time the clients reconnect to them
+    // while a connect to the blackholed one may be hanging.
+    let mut next_cut = holed_at + Duration::from_secs(4);
+    let mut cuts = 1;
     while holed_at.elapsed() < window {
+        if Instant::now() >= next_cut {
+            for (i, proxy) in faults.proxies.iter().enumerate() {
+                if i as i32 + 1 != holed {
+                    proxy.reset_all();
+                }
+            }
+            next_cut += Duration::from_secs(4);
+            cuts += 1;
+        }
         if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
             take(r.expect("recv with a broker blackholed"), &mut received);
         }
@@ -1328,7 +1343,7 @@ async fn a_blackholed_broker_does_not_stall_the_partitions_of_the_others() {
         .filter(|(p, t, ok)| *ok && !healthy.contains(p) && in_window(*t))
         .count();
     assert!(
-        acked * 2 >= produced && consumed * 2 >= produced,
+        acked * 5 >= produced * 4 && consumed * 5 >= produced * 4,
         "the healthy partitions {healthy:?} stalled while node {holed} was blackholed: \
          {produced} produced to them in {window:?}, {acked} acknowledged, {consumed} consumed"
     );
@@ -1358,8 +1373,8 @@ async fn a_blackholed_broker_does_not_stall_the_partitions_of_the_others() {
     println!(
         "hazard 5: node {holed} (leading {:?}) blackholed {window:?}: the healthy partitions \
          {healthy:?} had {produced} records produced, {acked} acknowledged, {consumed} \
-         consumed meanwhile ({holed_acked} acknowledged on the blackholed node's); then all \
-         {} records consumed, 0 lost",
+         consumed meanwhile ({holed_acked} acknowledged on the blackholed node's; their \
+         connections cut {cuts} times); then all {} records consumed, 0 lost",
         (0..PARTITIONS)
             .filter(|p| leaders[p] == holed)
             .collect::<Vec<_>>(),
