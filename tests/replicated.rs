@@ -617,6 +617,25 @@ fn an_idempotent_producer_loses_and_duplicates_nothing_through_leader_kills() {
     );
 }
 
+/// How many batches the producer with `client_id` put back for a resend
+/// (`sluice_producer_retries_total`), read from a Prometheus recorder installed for this
+/// test process.
+fn retries(client_id: &str) -> u64 {
+    static RECORDER: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    let handle = RECORDER.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap()
+    });
+    handle
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("sluice_producer_retries_total{") && l.contains(client_id))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Hazard 3 of the reliability issue: without idempotence, acks=all and
 /// `max.in.flight.requests.per.connection=1` keep the order of each partition across a
 /// leader change. The old leaders are made slow (800 ms each way through their
@@ -626,7 +645,8 @@ fn an_idempotent_producer_loses_and_duplicates_nothing_through_leader_kills() {
 /// after it must not overtake it on the new leader (which a per-connection limit alone
 /// allows: the new leader's connection has nothing in flight). Retries may write a batch
 /// twice (no idempotence), so order is judged by first copies; nothing is lost.
-/// `SLUICE_HAZARD3_ROUNDS` (2) elections.
+/// `SLUICE_HAZARD3_ROUNDS` (2) elections, more (up to 5) until an election has made the
+/// producer retry a batch: a run where no batch met the old leader late tests nothing.
 #[test]
 fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_change() {
     const PARTITIONS: i32 = 6;
@@ -638,7 +658,9 @@ fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_change(
     let bootstrap = brokers.bootstrap();
     let rt = runtime();
     let faults = sluice_testkit::fault_cluster();
+    let client_id = format!("{topic}-producer");
     let mut config = ProducerConfig::new(faults.bootstrap())
+        .client_id(client_id.clone())
         .acks(sluice::wire::partition_client::Acks::All)
         .enable_idempotence(false)
         .max_in_flight(1)
@@ -647,10 +669,13 @@ fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_change(
     // The producer learns the new leaders from a periodic refresh, while its batch to the
     // old one is still on the way.
     config.metadata_max_age = Duration::from_millis(200);
+    retries(&client_id); // installs the recorder before the producer counts anything
     let writer = Writer::spawn(&rt, config, &topic, PARTITIONS, 0, 600.0);
     writer.wait_acked(1_000);
     let mut moves = Vec::new();
-    for _ in 0..rounds {
+    // Until the producer retried at least once (the path under test ran), up to 5 rounds.
+    let mut retried = 0;
+    while (moves.len() as u64) < rounds || (retried == 0 && moves.len() < 5) {
         // Leaders away from their preferred replica: kill the busiest, bring it back.
         let (node, led) = kill_busiest_leader(&brokers, &topic, Duration::ZERO);
         let slow: Vec<i32> = led
@@ -661,8 +686,11 @@ fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_change(
             faults.proxies[n as usize - 1].set_latency(Duration::from_millis(800));
         }
         std::thread::sleep(Duration::from_secs(3));
+        let before = retries(&client_id);
         admin.elect_preferred_leaders(&topic).unwrap();
         std::thread::sleep(Duration::from_secs(5));
+        // Retries the election caused (the kill before it causes some too).
+        retried += retries(&client_id) - before;
         for &n in &slow {
             faults.proxies[n as usize - 1].set_latency(Duration::ZERO);
         }
@@ -674,6 +702,11 @@ fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_change(
         moves.push((node, back));
     }
     let (sent, longest) = writer.finish(&rt);
+    assert!(
+        retried > 0,
+        "no election made a batch retry in {} rounds: nothing tested",
+        moves.len()
+    );
     let logged = read_seqs(&rt, &bootstrap, &topic, PARTITIONS);
     let (mut lost, mut duplicated, mut reordered) = (0, 0, 0);
     for (p, seqs) in &logged {
@@ -691,8 +724,8 @@ fn without_idempotence_one_request_in_flight_keeps_order_across_a_leader_change(
     );
     println!(
         "hazard 3: {} records, leadership moved back to (node, partitions) {moves:?}: \
-         {lost} lost, {reordered} out of order, {duplicated} duplicated (allowed without \
-         idempotence); longest stall {:.2}s",
+         {retried} batches retried after the elections, {lost} lost, {reordered} out of order, {duplicated} \
+         duplicated (allowed without idempotence); longest stall {:.2}s",
         sent.values().sum::<u64>(),
         longest.as_secs_f64()
     );
