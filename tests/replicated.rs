@@ -1061,7 +1061,8 @@ fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
 /// while the broker comes back, stopped with SIGTERM once done. Then input = output +
 /// dead-lettered: every good order is in the output, every malformed one in the DLQ, and
 /// the group's committed offsets are the input's end. Exactly-once reads read_committed
-/// and allows no duplicate; at-least-once reports its duplicates.
+/// and allows no duplicate; at-least-once allows the in-flight bound: 3 faults × the
+/// worker's 500 admitted records.
 fn orders_pipeline_through_kills(exactly_once: bool) {
     use pipeline_common::{
         committed, dead_letter_counts, end_offsets, order_ids, orders_worker, read_all,
@@ -1178,6 +1179,15 @@ fn orders_pipeline_through_kills(exactly_once: bool) {
         rt.block_on(committed(&group, &input, P)),
         rt.block_on(end_offsets(&cluster, &input, P)),
         "the committed offsets are the input's end"
+    );
+    // At-least-once: each fault (two worker kills; the broker kill, which may take the
+    // group coordinator and force a rejoin) re-delivers at most what was admitted and not
+    // committed (the worker's max.in.flight, 500). The outputs are idempotent.
+    let bound = 3 * 500;
+    assert!(
+        out_duplicates as usize + dlq_duplicates <= bound,
+        "{out_duplicates} output + {dlq_duplicates} dead-letter duplicates, more than the \
+         in-flight bound {bound} (3 faults × 500)"
     );
     if exactly_once {
         assert_eq!(
