@@ -10,8 +10,9 @@ use tokio::task::JoinSet;
 use tower::Service;
 
 use super::output::{self, Failure, OutputRejected, RejectedOutput};
+use super::producer_record;
+use super::run_loop::Event;
 use super::state::{Admitted, Shared};
-use super::{producer_record, Event};
 use crate::{ConsumedRecord, Disposition, PipelineError, Processed};
 
 /// Calls the stack with `record`, admitted as `admitted`, and spawns the task that

@@ -23,9 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tower::Service;
 
+use super::commit_map;
+use super::run_loop::Runner;
 use super::state::Shared;
 use super::RunError;
-use super::{commit_map, Runner};
 use crate::{ConsumedRecord, PipelineError, Processed};
 
 /// What the rebalance listener asks of the run loop in exactly-once mode. The reply
