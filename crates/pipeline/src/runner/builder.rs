@@ -13,11 +13,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tower::Service;
 
+use super::at_least_once::AtLeastOnce;
 use super::output::RejectedOutput;
 use super::rebalance::Rebalance;
 use super::run_loop::Runner;
 use super::shutdown::Shutdown;
 use super::state::{PipelineStats, Shared};
+use super::strategy::CommitStrategy;
 use super::transaction::Transaction;
 use super::RunError;
 use crate::{ConsumedRecord, PipelineError, Processed};
@@ -185,7 +187,7 @@ where
         // Often enough that a member taking no record (paused) never reaches the poll
         // interval.
         let keep_alive = (consumer.max_poll_interval / 4).max(Duration::from_millis(10));
-        let (requests, txn) = if exactly_once {
+        let (requests, strategy) = if exactly_once {
             if !producer.config().transactional() {
                 return Err(RunError::Config(
                     "exactly-once mode needs a producer with a transactional.id",
@@ -203,9 +205,12 @@ where
                     .map_err(RunError::Transaction)?;
             }
             let (tx, rx) = mpsc::unbounded_channel();
-            (Some(tx), Some(Transaction::new(rx, drain_timeout)))
+            (
+                Some(tx),
+                CommitStrategy::ExactlyOnce(Transaction::new(rx, drain_timeout)),
+            )
         } else {
-            (None, None)
+            (None, CommitStrategy::AtLeastOnce(AtLeastOnce::default()))
         };
         let shared = Arc::new(
             Shared::new(stats, exactly_once).with_rejected_output(rejected_output, &group),
@@ -234,10 +239,9 @@ where
             backoff: HashMap::new(),
             tasks: JoinSet::new(),
             events: mpsc::unbounded_channel(),
-            commit_in_flight: false,
             paused: false,
             topics: HashMap::new(),
-            txn,
+            strategy,
         };
         let outcome = runner
             .run_loop(&shutdown, commit_interval, lag_interval)

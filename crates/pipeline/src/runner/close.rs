@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use tower::Service;
 
-use super::run_loop::{Event, Runner};
-use super::transaction::{Ending, Transaction};
-use super::{commit_map, RunError};
+use super::event::Event;
+use super::run_loop::Runner;
+use super::strategy::{CommitStrategy, Ctx};
+use super::transaction::Ending;
+use super::RunError;
 use crate::{ConsumedRecord, PipelineError, Processed};
 
 impl<S> Runner<S>
@@ -24,9 +26,9 @@ where
         clean: bool,
     ) -> Result<(), RunError> {
         self.consumer.pause(&self.consumer.assignment());
-        let mut result = match self.txn.is_some() {
-            true => self.close_transaction(clean).await,
-            false => self.drain_and_commit(drain_timeout).await,
+        let mut result = match &self.strategy {
+            CommitStrategy::AtLeastOnce(_) => self.drain_and_commit(drain_timeout).await,
+            CommitStrategy::ExactlyOnce(_) => self.close_transaction(clean).await,
         };
         // Revokes through the listener (nothing left to drain) and leaves the group.
         let closed = self.consumer.close().await;
@@ -52,14 +54,8 @@ where
             );
             self.tasks.abort_all();
         }
-        let offsets = self.shared.commits.committable();
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        self.consumer.commit(&commit_map(&offsets)).await?;
-        self.shared.stats.add_commit();
-        for (t, p, o) in offsets {
-            self.shared.committed(&t, p, o);
+        if let CommitStrategy::AtLeastOnce(alo) = &mut self.strategy {
+            alo.commit_final(&self.consumer, &self.shared).await?;
         }
         Ok(())
     }
@@ -71,22 +67,19 @@ where
     async fn close_transaction(&mut self, clean: bool) -> Result<(), RunError> {
         let mut held = None;
         let result = async {
-            if let Some(txn) = self.txn.as_mut() {
-                txn.end(
-                    if clean { Ending::Commit } else { Ending::Abort },
-                    &self.shared,
-                );
-            }
+            let how = if clean { Ending::Commit } else { Ending::Abort };
+            self.strategy.end(how, &self.shared);
             loop {
-                let Some(deadline) = self.txn.as_ref().and_then(Transaction::deadline) else {
+                let Some(deadline) = self.strategy.drain_deadline() else {
                     return Ok(());
                 };
-                if self
-                    .txn
-                    .as_ref()
-                    .is_some_and(|t| t.ready_to_end(self.tasks.len()))
-                {
-                    return self.end_transaction(&mut held).await;
+                if self.strategy.end_due(self.tasks.len(), false, &self.shared) {
+                    let ctx = Ctx {
+                        consumer: &self.consumer,
+                        producer: &self.producer,
+                        shared: &self.shared,
+                    };
+                    return self.strategy.end_transaction(ctx, &mut held).await;
                 }
                 let timed_out = tokio::select! {
                     _ = self.tasks.join_next() => false,
@@ -100,16 +93,13 @@ where
                     _ = tokio::time::sleep_until(deadline) => true,
                 };
                 if timed_out {
-                    if let Some(txn) = self.txn.as_mut() {
-                        txn.drain_timed_out(self.tasks.len(), &self.shared);
-                    }
+                    self.strategy
+                        .drain_timed_out(self.tasks.len(), &self.shared);
                 }
             }
         }
         .await;
-        if let Some(txn) = self.txn.as_mut() {
-            txn.close_requests();
-        }
+        self.strategy.close_requests();
         if result.is_err() {
             // Whatever still runs cannot commit; let it go.
             self.tasks.abort_all();

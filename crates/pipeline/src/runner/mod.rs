@@ -113,15 +113,18 @@
 //! - **Shutdown** drains, commits the open transaction, and leaves the group; after a
 //!   fatal error the open transaction is aborted instead.
 
+mod at_least_once;
 mod builder;
 mod close;
 mod error;
+mod event;
 pub mod output;
 mod rebalance;
 mod run_loop;
 mod shutdown;
 mod sink;
 mod state;
+mod strategy;
 mod task;
 mod transaction;
 

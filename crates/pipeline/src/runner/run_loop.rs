@@ -12,41 +12,13 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tower::{Service, ServiceExt};
 
+use super::event::Event;
 use super::output::OutputRejected;
 use super::shutdown::Shutdown;
 use super::state::Shared;
-use super::transaction::{self, Ending, Transaction};
-use super::{commit_map, task, RunError};
+use super::strategy::{Admission, CommitStrategy, Ctx, OnFailure};
+use super::{task, RunError};
 use crate::{ConsumedRecord, PipelineError, Processed};
-
-/// Messages from record tasks and commit tasks to the run loop.
-pub(super) enum Event {
-    /// A record failed retriably: fetch it again.
-    Redeliver {
-        topic: Arc<str>,
-        partition: i32,
-        offset: i64,
-    },
-    /// A record failed fatally.
-    Fatal {
-        topic: Arc<str>,
-        partition: i32,
-        offset: i64,
-        error: PipelineError,
-    },
-    /// Exactly-once: an output of the record was refused; the transaction aborts.
-    Refused {
-        topic: Arc<str>,
-        partition: i32,
-        offset: i64,
-        error: OutputRejected,
-    },
-    /// A commit finished.
-    Committed {
-        offsets: Vec<(Arc<str>, i32, i64)>,
-        result: sluice_wire::Result<()>,
-    },
-}
 
 /// The run loop's state.
 pub(super) struct Runner<S> {
@@ -67,22 +39,12 @@ pub(super) struct Runner<S> {
     /// One task per admitted record.
     pub(super) tasks: JoinSet<()>,
     pub(super) events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
-    /// At-least-once: a consumer commit is running.
-    pub(super) commit_in_flight: bool,
     /// Whether the runner paused the partitions (the stack stayed not ready).
     pub(super) paused: bool,
     /// Interned topic names.
     pub(super) topics: HashMap<String, Arc<str>>,
-    /// `Some` in exactly-once mode.
-    pub(super) txn: Option<Transaction>,
-}
-
-/// The next listener request in exactly-once mode; never in at-least-once mode.
-async fn next_request(txn: &mut Option<Transaction>) -> Option<transaction::Request> {
-    match txn {
-        Some(t) => t.request().await,
-        None => std::future::pending().await,
-    }
+    /// At-least-once or exactly-once.
+    pub(super) strategy: CommitStrategy,
 }
 
 impl<S> Runner<S>
@@ -111,27 +73,25 @@ where
                 // the next one must come from the consumer, which pauses nothing then.
                 self.resume();
             }
-            if self.txn.is_some() {
-                // Events sent by tasks that have ended come first: a retriable failure
-                // turns the transaction's end into an abort.
+            if self.strategy.events_first() {
                 while let Ok(event) = self.events.1.try_recv() {
                     self.on_event(event, &mut held)?;
                 }
                 let running = self.tasks.len();
                 let bound_reached = self.shared.uncommitted() >= self.max_in_flight;
-                if let Some(txn) = self.txn.as_mut() {
-                    if bound_reached {
-                        txn.end(Ending::Commit, &self.shared);
-                    }
-                    if txn.ready_to_end(running) {
-                        self.end_transaction(&mut held).await?;
-                    }
+                if self.strategy.end_due(running, bound_reached, &self.shared) {
+                    let ctx = Ctx {
+                        consumer: &self.consumer,
+                        producer: &self.producer,
+                        shared: &self.shared,
+                    };
+                    self.strategy.end_transaction(ctx, &mut held).await?;
                 }
             }
             let bound_reached = self.shared.uncommitted() >= self.max_in_flight;
-            let admitting = self.txn.as_ref().is_none_or(Transaction::admitting);
+            let admitting = self.strategy.admitting();
             let gate_open = !bound_reached && admitting;
-            let drain_deadline = self.txn.as_ref().and_then(Transaction::deadline);
+            let drain_deadline = self.strategy.drain_deadline();
             let backing_off = !self.backoff.is_empty();
 
             let backoff_end = self.next_backoff_end();
@@ -142,21 +102,17 @@ where
                     self.on_event(event, &mut held)?;
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
-                Some(request) = next_request(&mut self.txn) => {
-                    if let Some(txn) = self.txn.as_mut() {
-                        txn.on_request(request, &self.shared);
-                    }
-                }
+                signal = self.strategy.signal() => self.strategy.on_signal(signal, &self.shared),
                 _ = tokio::time::sleep_until(drain_deadline.unwrap_or_else(Instant::now)),
                     if drain_deadline.is_some() =>
                 {
-                    if let Some(txn) = self.txn.as_mut() {
-                        txn.drain_timed_out(self.tasks.len(), &self.shared);
-                    }
+                    self.strategy.drain_timed_out(self.tasks.len(), &self.shared);
                 }
-                _ = commit_tick.tick() => self.commit_due(),
-                _ = self.shared.progress.notified(), if !gate_open && self.txn.is_none() => {
-                    self.start_commit()
+                _ = commit_tick.tick() => self.strategy.on_interval(&self.consumer, &self.shared),
+                _ = self.shared.progress.notified(),
+                    if !gate_open && self.strategy.commits_on_progress() =>
+                {
+                    self.strategy.on_progress(&self.consumer, &self.shared)
                 }
                 _ = lag_tick.tick() => self.publish_lag(),
                 _ = tokio::time::sleep_until(backoff_end), if backing_off => {
@@ -178,42 +134,30 @@ where
                         self.paused = false;
                         tracing::info!("stack ready again: partitions resumed");
                     }
-                    let isolate = self.txn.is_some()
-                        && held.as_ref().is_some_and(|r| {
-                            self.shared.is_suspect(&r.topic, r.partition, r.offset)
-                        });
-                    if isolate && self.txn.as_ref().is_some_and(Transaction::is_open) {
-                        // A record that saw a refused output runs in a transaction of its
-                        // own, to tell whether the refused output is its own: the open
-                        // transaction ends first, the record stays held.
-                        if let Some(txn) = self.txn.as_mut() {
-                            txn.end(Ending::Commit, &self.shared);
+                    let Some(record) = held.take() else { continue };
+                    // Exactly-once, a record may have to wait for the open transaction to end.
+                    let alone = match self.strategy.admission(&record, &self.shared) {
+                        Admission::Wait => {
+                            held = Some(record);
+                            continue;
                         }
-                        continue;
-                    }
-                    if let Some(record) = held.take() {
-                        let (topic, partition, offset) =
-                            (Arc::clone(&record.topic), record.partition, record.offset);
-                        // A record of a partition no longer ours is dropped (its next
-                        // owner reads it).
-                        if let Some(admitted) = self.shared.admit(&topic, partition, offset) {
-                            if let Some(txn) = self.txn.as_mut() {
-                                if let Err(e) = txn.join(&self.producer, &record).await {
-                                    self.shared.finish(&topic, partition, false);
-                                    return Err(e);
-                                }
-                            }
-                            task::spawn(svc, record, admitted, &self.shared, &self.producer,
-                                &self.events.0, &mut self.tasks);
-                            if isolate {
-                                if let Some(txn) = self.txn.as_mut() {
-                                    txn.end(Ending::Commit, &self.shared);
-                                }
-                            }
-                        } else {
-                            tracing::debug!(%topic, partition, offset,
-                                "partition not ours any more: record dropped");
+                        Admission::Admit { alone } => alone,
+                    };
+                    let (topic, partition, offset) =
+                        (Arc::clone(&record.topic), record.partition, record.offset);
+                    // A record of a partition no longer ours is dropped (its next
+                    // owner reads it).
+                    if let Some(admitted) = self.shared.admit(&topic, partition, offset) {
+                        if let Err(e) = self.strategy.join(&self.producer, &record).await {
+                            self.shared.finish(&topic, partition, false);
+                            return Err(e);
                         }
+                        task::spawn(svc, record, admitted, &self.shared, &self.producer,
+                            &self.events.0, &mut self.tasks);
+                        self.strategy.after_admit(alone, &self.shared);
+                    } else {
+                        tracing::debug!(%topic, partition, offset,
+                            "partition not ours any more: record dropped");
                     }
                 }
                 _ = tokio::time::sleep_until(pause_at), if held.is_some() && admitting && !self.paused => {
@@ -279,14 +223,6 @@ where
         }
     }
 
-    /// The commit interval passed: commit through the consumer, or end the transaction.
-    fn commit_due(&mut self) {
-        match self.txn.as_mut() {
-            None => self.start_commit(),
-            Some(txn) => txn.end(Ending::Commit, &self.shared),
-        }
-    }
-
     pub(super) fn on_event(
         &mut self,
         event: Event,
@@ -322,21 +258,6 @@ where
                 }
                 self.redeliver(topic, partition, offset, held)
             }
-            Event::Committed { offsets, result } => {
-                self.commit_in_flight = false;
-                match result {
-                    Ok(()) => {
-                        self.shared.stats.add_commit();
-                        for (t, p, o) in offsets {
-                            self.shared.committed(&t, p, o);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "commit failed; retrying on the next tick")
-                    }
-                }
-                Ok(())
-            }
         }
     }
 
@@ -352,11 +273,8 @@ where
         self.shared.stats.add_redelivered();
         let failures = self.shared.failed(&topic, partition);
         self.back_off(TopicPartition::new(topic.as_ref(), partition), failures);
-        if let Some(txn) = self.txn.as_mut() {
-            // The whole transaction is redone: its other records' outputs and offsets
-            // cannot commit without this one's.
+        if let OnFailure::Aborting = self.strategy.on_failure(&self.shared) {
             tracing::debug!(%topic, partition, offset, "aborting the transaction");
-            txn.end(Ending::Abort, &self.shared);
             return Ok(());
         }
         let tp = TopicPartition::new(topic.as_ref(), partition);
@@ -379,7 +297,7 @@ where
     /// [`RunError::OutputRejected`]; in exactly-once mode a producer that cannot go on
     /// as [`RunError::Transaction`].
     fn fatal(&self, topic: String, partition: i32, offset: i64, error: PipelineError) -> RunError {
-        if self.txn.is_some() {
+        if self.strategy.transactional() {
             if let Some(e) = error
                 .downcast_ref::<sluice_wire::Error>()
                 .filter(|e| e.is_fatal_producer_error())
@@ -410,24 +328,6 @@ where
                 error: PipelineError::fatal(other),
             },
         }
-    }
-
-    fn start_commit(&mut self) {
-        if self.commit_in_flight {
-            return;
-        }
-        let offsets = self.shared.commits.committable();
-        if offsets.is_empty() {
-            return;
-        }
-        let map = commit_map(&offsets);
-        let pending = self.consumer.commit_async(map);
-        let events = self.events.0.clone();
-        self.commit_in_flight = true;
-        tokio::spawn(async move {
-            let result = pending.await;
-            let _ = events.send(Event::Committed { offsets, result });
-        });
     }
 
     fn publish_lag(&self) {

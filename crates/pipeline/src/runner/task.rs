@@ -9,9 +9,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tower::Service;
 
+use super::event::Event;
 use super::output::{self, Failure, OutputRejected, RejectedOutput};
 use super::producer_record;
-use super::run_loop::Event;
 use super::state::{Admitted, Shared};
 use crate::{ConsumedRecord, Disposition, PipelineError, Processed};
 
