@@ -161,8 +161,25 @@ where
     }
 
     /// Runs until the shutdown token is cancelled (then `Ok`) or something fatal happens.
-    /// Either way it drains, commits, leaves the group and flushes the producer first.
+    /// Either way it drains, commits, leaves the group and flushes the producer first;
+    /// unless the token is [forced](Shutdown::force), which ends the run at once with
+    /// [`RunError::Interrupted`] (what a caller does then is its own choice: the library
+    /// never exits the process).
     pub async fn run(self) -> Result<(), RunError> {
+        let shutdown = self.shutdown.clone();
+        tokio::select! {
+            biased;
+            // Dropping the run drops its record tasks (aborted), the consumer and the
+            // open transaction (never committed): the effect of a crash, in-process.
+            () = shutdown.forced() => {
+                tracing::warn!("shutdown forced: stopped without draining");
+                Err(RunError::Interrupted)
+            }
+            result = self.run_to_end() => result,
+        }
+    }
+
+    async fn run_to_end(self) -> Result<(), RunError> {
         let Pipeline {
             mut consumer,
             producer,

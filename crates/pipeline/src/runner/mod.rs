@@ -52,9 +52,10 @@
 //! commits what finished and releases them. On lost it releases them without committing.
 //!
 //! **Shutdown.** When the [`Shutdown`] token is cancelled (for example by
-//! [`Shutdown::on_signals`]: the first SIGINT/SIGTERM drains, a second exits at once) the
-//! runner stops fetching, drains (bounded), commits, leaves the group and flushes the
-//! producer.
+//! [`Shutdown::on_signals`]: the first SIGINT/SIGTERM) the runner stops fetching, drains
+//! (bounded), commits, leaves the group and flushes the producer. When it is *forced*
+//! ([`Shutdown::force`]; a second signal) the runner stops at once and `run` returns
+//! [`RunError::Interrupted`]: the library never exits the process, the caller decides.
 //!
 //! **Output order.** A record's outputs are handed to the producer only after those of
 //! the record admitted before it in the same partition (or once that one ended without
