@@ -138,7 +138,7 @@ where
     /// Exactly-once mode (default off): the outputs of many records, the dead letters the
     /// stack writes through the same producer, and the input offsets commit together in
     /// one transaction of the producer, which needs a `transactional.id`. See the
-    /// [module docs](self#exactly-once).
+    /// [module docs](super#exactly-once).
     pub fn exactly_once(mut self, on: bool) -> Self {
         self.exactly_once = on;
         self

@@ -9,10 +9,10 @@
 //!    concurrency bound) it pauses every assigned partition (lag grows visibly) and
 //!    resumes them once the stack is ready again. Pausing is polling: while it takes no
 //!    record the runner tells the consumer the member is alive
-//!    ([`Consumer::keep_alive`]), so the member stays in the group however long the
+//!    ([`Consumer::keep_alive`](sluice_wire::consumer::Consumer::keep_alive)), so the member stays in the group however long the
 //!    stack stays not ready, past `max.poll.interval.ms`.
 //! 2. **Process and produce.** Each admitted record runs in its own task: the stack's
-//!    answer is produced through the [`Producer`], and only when every output is
+//!    answer is produced through the [`Producer`](sluice_wire::producer::Producer), and only when every output is
 //!    acknowledged by the broker is the record marked done in the commit tracker. (The
 //!    runner does this tracking itself; do not add a [`CommitLayer`](crate::commit::CommitLayer)
 //!    to the stack you give it, whose `Ok` comes before the outputs are produced.)
@@ -113,6 +113,15 @@
 //!   never waits for the group task, so the two cannot deadlock.
 //! - **Shutdown** drains, commits the open transaction, and leaves the group; after a
 //!   fatal error the open transaction is aborted instead.
+//!
+//! # Files
+//!
+//! `builder.rs` ([`Pipeline`] and its settings; `run` sets up), `run_loop.rs` (admission,
+//! events, pause and backoff), `close.rs` (drain, final commit, leave). The commit modes
+//! are one `CommitStrategy` (`strategy.rs`): `at_least_once.rs` (consumer commits, polled
+//! by the loop) and `transaction.rs` (exactly-once). `state.rs` is what the loop, the
+//! record tasks (`task.rs`) and the rebalance listener (`rebalance.rs`) share, with the
+//! one offset tracker ([`CommitTracker`](crate::commit::CommitTracker)).
 
 mod at_least_once;
 mod builder;

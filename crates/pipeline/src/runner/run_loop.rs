@@ -73,6 +73,8 @@ where
                 // the next one must come from the consumer, which pauses nothing then.
                 self.resume();
             }
+            // Exactly-once: events of tasks that have ended come first (a retriable failure
+            // turns the transaction's end into an abort), then a due transaction ends.
             if self.strategy.events_first() {
                 while let Ok(event) = self.events.1.try_recv() {
                     self.on_event(event, &mut held)?;
