@@ -9,9 +9,15 @@ use tracing::{debug, warn};
 
 use super::batch::Batch;
 use super::idempotence;
-use super::sender::{backoff, Job};
 use super::Shared;
 use crate::error::{Error, KafkaCode, Result};
+
+/// Batches for one broker, sent as one Produce request: what the sender hands its
+/// broker task, and what [`complete_job`] resolves.
+pub(crate) struct Job {
+    pub(crate) node: i32,
+    pub(crate) batches: Vec<Batch>,
+}
 
 /// The outcome of one batch in a response.
 fn batch_outcome(response: &Result<Option<ProduceResponse>>, batch: &Batch) -> Result<(i64, i64)> {
@@ -126,12 +132,7 @@ pub(crate) fn complete_job(
                     if retriable && !expired && !out_of_retries {
                         debug!(topic = %batch.topic, partition = batch.partition, attempt = batch.attempts, error = %e, "produce retried");
                         shared.metrics.retry();
-                        let backoff = backoff(
-                            config.retry_backoff,
-                            config.retry_backoff_max,
-                            batch.attempts,
-                        );
-                        batch.retry_at = Some(now + backoff);
+                        batch.retry_at = Some(now + config.retry_backoff_for(batch.attempts));
                         batch.last_error = Some(e);
                         queue.on_retry(batch);
                         st.refresh_wanted = true;

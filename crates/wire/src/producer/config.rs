@@ -372,6 +372,12 @@ impl ProducerConfig {
         Ok(())
     }
 
+    /// The pause before retry number `attempt` (from 1) of a produce or a producer
+    /// request: `retry.backoff.ms` doubling up to `retry.backoff.max.ms`, ±20 % jitter.
+    pub(crate) fn retry_backoff_for(&self, attempt: u32) -> Duration {
+        crate::backoff::exponential(self.retry_backoff, self.retry_backoff_max, attempt)
+    }
+
     /// The effective per-connection in-flight bound (5 at most with idempotence,
     /// otherwise as configured).
     pub(crate) fn effective_max_in_flight(&self) -> usize {

@@ -22,21 +22,15 @@ use tokio::time::Instant;
 use tracing::{debug, warn, Instrument};
 
 use super::batch::Batch;
-use super::completion::complete_job;
+use super::completion::{complete_job, Job};
 use super::idempotence::{self, ProducerIdState};
-use super::transaction::TV1_PRODUCE_MAX;
 use super::{Shared, State};
 use crate::error::Error;
+use crate::net::versions::TV1_PRODUCE_MAX;
 use crate::partition_client::Acks;
 
 /// Longest the sender sleeps without a reason to wake.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
-
-/// Batches for one broker, sent as one Produce request.
-pub(crate) struct Job {
-    pub(crate) node: i32,
-    pub(crate) batches: Vec<Batch>,
-}
 
 /// What one drain pass decided, acted on after the lock is released.
 #[derive(Default)]
@@ -444,16 +438,8 @@ async fn init_producer_id(shared: Arc<Shared>) {
                 if shared.stopped.load(Ordering::SeqCst) {
                     return;
                 }
-                let config = &shared.config;
-                tokio::time::sleep(backoff(
-                    config.retry_backoff,
-                    config.retry_backoff_max,
-                    attempt,
-                ))
-                .await;
+                tokio::time::sleep(shared.config.retry_backoff_for(attempt)).await;
             }
         }
     }
 }
-
-pub(crate) use crate::backoff::exponential as backoff;

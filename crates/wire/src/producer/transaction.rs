@@ -36,16 +36,10 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::idempotence::ProducerIdState;
-use super::sender::backoff;
 use super::{completion, Producer, Shared};
 use crate::consumer::group::coordinator::{is_coordinator_error, Coordinator, Lane};
 use crate::consumer::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, KafkaCode, Result};
-
-/// The highest Produce version a transactional producer sends: v12 tells a broker with
-/// transaction version 2 that the client relies on it (partitions added implicitly,
-/// epoch bumped on every commit), which is not the protocol we speak.
-pub(crate) const TV1_PRODUCE_MAX: i16 = 11;
 
 /// Where the transaction stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +234,7 @@ where
                 let pause = if e.kafka_code() == Some(KafkaCode::ConcurrentTransactions) {
                     Duration::from_millis(20)
                 } else {
-                    backoff(config.retry_backoff, config.retry_backoff_max, attempt)
+                    config.retry_backoff_for(attempt)
                 };
                 tokio::time::sleep(pause).await;
             }
