@@ -27,6 +27,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 use super::accumulator::Accumulator;
 use super::batch::ProducerIdEpoch;
 use crate::cluster::Cluster;
+use crate::config::wire_ms;
 use crate::error::{Error, KafkaCode, Result};
 
 /// The producer id state of an idempotent producer.
@@ -122,7 +123,7 @@ pub(crate) fn sequence_error(err: &Error) -> Option<KafkaCode> {
 pub(crate) async fn init_producer_id(cluster: &Cluster, timeout: Duration) -> Result<(i64, i16)> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
-        .with_transaction_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+        .with_transaction_timeout_ms(wire_ms(timeout))
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let conn = cluster.any_broker().await?;

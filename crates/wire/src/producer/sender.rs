@@ -25,6 +25,7 @@ use super::batch::Batch;
 use super::completion::{complete_job, Job};
 use super::idempotence::{self, ProducerIdState};
 use super::{Shared, State};
+use crate::config::wire_ms;
 use crate::error::Error;
 use crate::net::versions::TV1_PRODUCE_MAX;
 use crate::partition_client::Acks;
@@ -413,9 +414,7 @@ fn build_request(shared: &Shared, batches: &[Batch]) -> ProduceRequest {
                 .map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
         )
         .with_acks(shared.config.acks.wire())
-        .with_timeout_ms(
-            i32::try_from(shared.config.request_timeout.as_millis()).unwrap_or(i32::MAX),
-        )
+        .with_timeout_ms(wire_ms(shared.config.request_timeout))
         .with_topic_data(topics)
 }
 

@@ -39,6 +39,7 @@ use super::idempotence::ProducerIdState;
 use super::{completion, Producer, Shared};
 use crate::consumer::group::coordinator::{is_coordinator_error, Coordinator, Lane};
 use crate::consumer::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
+use crate::config::wire_ms;
 use crate::error::{Error, KafkaCode, Result};
 
 /// Where the transaction stands.
@@ -350,8 +351,7 @@ impl Shared {
     async fn init_producer_id(&self, current: Option<(i64, i16)>) -> Result<()> {
         let ctx = self.txn_ctx()?;
         let (pid, epoch) = current.unwrap_or((-1, -1));
-        let timeout_ms =
-            i32::try_from(self.config.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
+        let timeout_ms = wire_ms(self.config.transaction_timeout);
         let deadline = Instant::now() + self.config.max_block;
         let response = call(
             self,
