@@ -152,7 +152,7 @@ pub use record::{Delivery, IntoTopic, ProducerRecord, RecordMetadata};
 use accumulator::{Accumulator, RecordParts};
 use idempotence::Idempotence;
 use metrics::ProducerMetrics;
-use transaction::{Phase, TxnContext, TxnState};
+use transaction::{TxnContext, TxnState};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{Error, Result};
@@ -598,26 +598,9 @@ impl Producer {
 /// For a transactional producer: a send is allowed in a transaction only, and its
 /// partition joins the transaction (queued for the sender's next AddPartitionsToTxn).
 fn check_transaction(st: &mut State, topic: &str, partition: i32) -> Result<()> {
-    let Some(txn) = st.txn.as_mut() else {
-        return Ok(());
-    };
-    match txn.phase {
-        Phase::InTransaction => {
-            let tp = (topic.to_string(), partition);
-            if !txn.added.contains(&tp) && !txn.adding.contains(&tp) {
-                txn.pending.insert(tp);
-            }
-            Ok(())
-        }
-        Phase::AbortableError | Phase::FatalError => Err(txn.error.clone().map_or_else(
-            || Error::illegal_state("the transaction failed"),
-            |e| e.context("send: the transaction failed earlier"),
-        )),
-        phase => Err(Error::illegal_state(format!(
-            "send on a transactional producer outside a transaction (state {phase:?}): \
-             call begin() first"
-        ))),
-    }
+    st.txn
+        .as_mut()
+        .map_or(Ok(()), |txn| txn.on_send(topic, partition))
 }
 
 fn now_ms() -> i64 {

@@ -195,9 +195,8 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     i.bump_required = true;
                 }
             }
-            txn.pending.clear();
-        } else if !txn.pending.is_empty() && txn.adding.is_empty() {
-            txn.adding = std::mem::take(&mut txn.pending);
+            txn.drop_pending();
+        } else if txn.start_adding() {
             plan.add_partitions = true;
         }
     }
