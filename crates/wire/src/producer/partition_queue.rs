@@ -1,6 +1,13 @@
 //! The queue of one partition: its batches, its in-flight count and its idempotence
-//! sequence state, with the producer id and epoch those sequences belong to. The sender
-//! and the response handling go through its methods; nothing else writes its state.
+//! sequence state, with the producer id and epoch those sequences belong to. Its fields
+//! are private; the events of a partition are its methods: a record is appended
+//! ([`try_append`](PartitionQueue::try_append), [`push_new`](PartitionQueue::push_new)),
+//! batches expire ([`expire`](PartitionQueue::expire)), the head is drained when ready
+//! ([`head`](PartitionQueue::head), [`drain_ready`](PartitionQueue::drain_ready)), a
+//! response acknowledges a batch ([`on_ack`](PartitionQueue::on_ack)) or fails it
+//! ([`on_error`](PartitionQueue::on_error): retry, split or fail), the queue is failed
+//! ([`take_queued`](PartitionQueue::take_queued)), an epoch bump rewrites it
+//! ([`rewrite_sequences`](PartitionQueue::rewrite_sequences)).
 //!
 //! Epoch bumps (as Java's `TransactionManager` with its `TxnPartitionEntry`): a batch,
 //! once stamped, keeps its producer id, epoch and sequence for every resend. A bump
@@ -12,21 +19,84 @@
 //! 0 while older batches of the partition may still be written.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
-use super::batch::{Batch, ProducerIdEpoch, Stamp};
-use crate::error::Result;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use super::batch::{Batch, ProducerIdEpoch, RecordParts, Stamp};
+use super::config::ProducerConfig;
+use super::record::RecordMetadata;
+use crate::error::{Error, KafkaCode, Result};
 use crate::records::rewrite_producer_state;
 
 /// Batches of one partition in flight at most with idempotence (the broker keeps the
 /// last five per producer for duplicate detection).
 const MAX_IN_FLIGHT_IDEMPOTENT: usize = 5;
 
+/// What the sender's drain asks of every partition's head batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DrainRules {
+    pub(crate) now: Instant,
+    /// `linger.ms`.
+    pub(crate) linger: Duration,
+    /// Send without lingering: the producer is closing, or a `send` waits for memory.
+    pub(crate) urgent: bool,
+    /// Batches with a lower id are flushed: send without lingering.
+    pub(crate) flush_upto: u64,
+    /// The producer id and epoch to stamp with: `Some` for an idempotent producer.
+    pub(crate) producer: Option<ProducerIdEpoch>,
+    /// Without idempotence and with `max.in.flight.requests.per.connection=1`: one
+    /// batch of the partition in flight at a time.
+    pub(crate) one_in_flight: bool,
+}
+
+/// Where a partition's head batch stands for the drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// Nothing queued.
+    Empty,
+    /// Waiting for its retry backoff or its linger to pass at this instant.
+    Until(Instant),
+    /// Held back by the ordering rules until a response comes.
+    Blocked,
+    /// May be sent now; its size in bytes.
+    Ready { size: usize },
+}
+
+/// What [`PartitionQueue::on_error`] did with a batch the broker or the network failed.
+#[derive(Debug)]
+pub(crate) enum OnError {
+    /// Too large for the broker: split into `1 + more` batches carrying `id`, queued at
+    /// its place.
+    Split { id: u64, more: usize },
+    /// Queued again for a resend after its backoff. `bump`: the producer's epoch must be
+    /// bumped first (this partition's sequences are rewritten then).
+    Retry { bump: bool },
+    /// Failed for good with `error`. `bump`: its sequences left a gap in the partition,
+    /// an epoch bump must follow.
+    Fail {
+        batch: Box<Batch>,
+        error: Error,
+        bump: bool,
+    },
+}
+
+/// Errors that call for an epoch bump when the batch is the first unacknowledged one of
+/// its partition (OUT_OF_ORDER_SEQUENCE_NUMBER), or always (UNKNOWN_PRODUCER_ID).
+fn sequence_error(err: &Error) -> Option<KafkaCode> {
+    match err.kafka_code() {
+        Some(c @ (KafkaCode::OutOfOrderSequenceNumber | KafkaCode::UnknownProducerId)) => Some(c),
+        _ => None,
+    }
+}
+
 /// The queue of one partition, with its idempotence sequence state.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionQueue {
     /// Oldest first; the last one may be open. Batches sent and waiting for a retry are
     /// put back at their place (by id), so order is kept.
-    pub(crate) batches: VecDeque<Batch>,
+    batches: VecDeque<Batch>,
     /// Batches of this partition in requests not yet answered.
     in_flight: usize,
     /// The producer id and epoch the sequences below count under; `None` before the
@@ -48,7 +118,7 @@ pub(crate) struct PartitionQueue {
 impl PartitionQueue {
     /// Puts a batch that must be resent back at its place: before every batch created
     /// after it (and, for parts of a split batch, before the parts after it).
-    pub(crate) fn requeue(&mut self, batch: Batch) {
+    fn requeue(&mut self, batch: Batch) {
         let key = (batch.id, &batch.split_path);
         let at = self
             .batches
@@ -58,9 +128,125 @@ impl PartitionQueue {
         self.batches.insert(at, batch);
     }
 
-    /// Batches of this partition in requests not yet answered.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight
+    /// Appends `record` to the open (last) batch if it fits there; with its outcome
+    /// channel and whether the batch is full now. `None`: a new batch is needed.
+    pub(crate) fn try_append(
+        &mut self,
+        record: &RecordParts<'_>,
+    ) -> Result<Option<(oneshot::Receiver<Result<RecordMetadata>>, bool)>> {
+        match self.batches.back_mut() {
+            Some(batch) => batch.try_append(record),
+            None => Ok(None),
+        }
+    }
+
+    /// Queues a new open batch behind the others, closing the one before; whether that
+    /// one was still open (not sent) until now.
+    pub(crate) fn push_new(&mut self, batch: Batch) -> bool {
+        let mut closed_previous = false;
+        if let Some(open) = self.batches.back_mut() {
+            closed_previous = open.payload.is_none();
+            open.closed = true;
+        }
+        self.batches.push_back(batch);
+        closed_previous
+    }
+
+    /// The queued batches, oldest first.
+    #[cfg(test)]
+    pub(crate) fn batches(&self) -> impl Iterator<Item = &Batch> {
+        self.batches.iter()
+    }
+
+    /// Takes the batches whose delivery timeout (`timeout` from their creation) passed by
+    /// `now`, for the caller to fail; with the earliest deadline of those left. A stamped
+    /// batch that expires leaves a gap in the sequences: the partition asks for a
+    /// rewrite.
+    pub(crate) fn expire(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+    ) -> (Vec<Batch>, Option<Instant>) {
+        let mut expired = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut i = 0;
+        while i < self.batches.len() {
+            let deadline = self.batches[i].created + timeout;
+            if deadline <= now {
+                if let Some(b) = self.batches.remove(i) {
+                    if b.stamp.is_some() {
+                        self.rewrite = true;
+                    }
+                    expired.push(b);
+                }
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                i += 1;
+            }
+        }
+        (expired, next)
+    }
+
+    /// Where the head batch stands under `rules`: waiting for its backoff or linger,
+    /// held back by the ordering rules, or ready.
+    pub(crate) fn head(&self, rules: &DrainRules) -> Head {
+        let Some(head) = self.batches.front() else {
+            return Head::Empty;
+        };
+        if let Some(at) = head.retry_at.filter(|&at| at > rules.now) {
+            return Head::Until(at);
+        }
+        let lingered = head.created + rules.linger;
+        let ready =
+            head.closed || rules.urgent || head.id < rules.flush_upto || lingered <= rules.now;
+        if !ready {
+            return Head::Until(lingered);
+        }
+        if rules
+            .producer
+            .is_some_and(|current| !self.may_send_head(current))
+        {
+            return Head::Blocked;
+        }
+        // Without idempotence, max.in.flight.requests.per.connection=1 is how order is
+        // kept: the limit per connection alone does not hold across a leader change (the
+        // next batch would go to the new leader while the previous one is still in
+        // flight to the old). Java mutes the partition.
+        if rules.producer.is_none() && rules.one_in_flight && self.in_flight > 0 {
+            return Head::Blocked;
+        }
+        Head::Ready { size: head.size() }
+    }
+
+    /// Takes the head batch for a request: finished, stamped with `producer` (see
+    /// [`stamp`](Self::stamp)) and counted in flight. Call after [`head`](Self::head)
+    /// said it is ready. A batch that cannot be finished or stamped comes back with the
+    /// error, to be failed.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn drain_ready(
+        &mut self,
+        producer: Option<ProducerIdEpoch>,
+    ) -> Option<std::result::Result<Batch, (Batch, Error)>> {
+        let mut batch = self.batches.pop_front()?;
+        if let Err(e) = self.stamp(&mut batch, producer) {
+            return Some(Err((batch, e)));
+        }
+        batch.attempts += 1;
+        batch.retry_at = None;
+        self.in_flight += 1;
+        Some(Ok(batch))
+    }
+
+    /// Takes every queued (not in-flight) batch, for the caller to fail: the producer
+    /// closes, or the transaction is lost or aborted.
+    pub(crate) fn take_queued(&mut self) -> Vec<Batch> {
+        self.batches.drain(..).collect()
+    }
+
+    /// Takes every batch but the open one (micro-benchmarks: no sender drains them).
+    pub(crate) fn take_closed(&mut self) -> Vec<Batch> {
+        let keep = usize::from(!self.batches.is_empty());
+        self.batches.drain(..self.batches.len() - keep).collect()
     }
 
     /// Whether the head batch may be sent now as far as idempotence goes, with `current`
@@ -91,11 +277,7 @@ impl PartitionQueue {
     /// sequence into its header. A partition whose sequences count under another id or
     /// epoch (and has nothing stamped left, see [`may_send_head`](Self::may_send_head))
     /// starts again at 0 under `current`.
-    pub(crate) fn stamp(
-        &mut self,
-        batch: &mut Batch,
-        current: Option<ProducerIdEpoch>,
-    ) -> Result<()> {
+    fn stamp(&mut self, batch: &mut Batch, current: Option<ProducerIdEpoch>) -> Result<()> {
         let payload = batch.finish()?.clone();
         let Some(current) = current else {
             return Ok(());
@@ -119,18 +301,10 @@ impl PartitionQueue {
         Ok(())
     }
 
-    /// A batch of this partition was put in a request.
-    pub(crate) fn on_sent(&mut self) {
-        self.in_flight += 1;
-    }
-
-    /// A request with a batch of this partition came back (or failed).
-    pub(crate) fn on_response(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-    }
-
-    /// The broker acknowledged `batch` (or reported it a duplicate).
+    /// The broker acknowledged `batch` (or reported it a duplicate), drained from this
+    /// queue; the caller completes it.
     pub(crate) fn on_ack(&mut self, batch: &Batch) {
+        self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(stamp) = batch.stamp.filter(|s| Some(s.producer) == self.producer) {
             let count = i32::try_from(batch.record_count()).unwrap_or(i32::MAX);
             let end = stamp.sequence.wrapping_add(count) & i32::MAX;
@@ -149,7 +323,7 @@ impl PartitionQueue {
 
     /// Whether `batch` is the first unacknowledged one of the partition (or behind what
     /// the broker acknowledged): a sequence error on it cannot be repaired by resending.
-    pub(crate) fn is_first_unacked(&self, batch: &Batch) -> bool {
+    fn is_first_unacked(&self, batch: &Batch) -> bool {
         batch
             .stamp
             .filter(|s| Some(s.producer) == self.producer)
@@ -159,23 +333,100 @@ impl PartitionQueue {
             })
     }
 
+    /// A request with `batch`, drained from this queue, failed with `error` (the
+    /// broker's code for the partition, or the request's failure) at `now`. Decides as
+    /// Java's `Sender.completeBatch`:
+    /// - too large for the broker (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE) with more
+    ///   than one record: split and resend the parts (Java: `splitAndReenqueue`); with
+    ///   idempotence the parts take the batch's sequence range (see [`Batch::split`]),
+    ///   the batches behind keep theirs, no epoch bump;
+    /// - retriable, within `delivery.timeout.ms` and `retries`: queued again at its
+    ///   place after its backoff. With idempotence a sequence error on the first
+    ///   unacknowledged batch, or UNKNOWN_PRODUCER_ID, cannot be repaired by resending:
+    ///   the partition asks for the epoch bump that rewrites its sequences;
+    /// - otherwise failed (a timeout when the delivery timeout passed); a stamped
+    ///   batch's gap would stall every later batch of the partition: an epoch bump
+    ///   rewrites it.
+    pub(crate) fn on_error(
+        &mut self,
+        mut batch: Batch,
+        error: Error,
+        config: &ProducerConfig,
+        now: Instant,
+    ) -> OnError {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let too_large = matches!(
+            error.kafka_code(),
+            Some(KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge)
+        );
+        if too_large && batch.record_count() > 1 && batch.created + config.delivery_timeout > now {
+            match batch.split(config.batch_size, config.compression) {
+                Ok(parts) => {
+                    debug!(topic = %parts[0].topic, partition = parts[0].partition, parts = parts.len(), "batch too large for the broker, split");
+                    let (id, more) = (parts[0].id, parts.len() - 1);
+                    for mut part in parts {
+                        part.last_error = Some(error.clone());
+                        self.on_retry(part);
+                    }
+                    return OnError::Split { id, more };
+                }
+                Err(unsplit) => batch = *unsplit,
+            }
+        }
+        let idempotent = config.idempotent();
+        let sequence_error = idempotent.then(|| sequence_error(&error)).flatten();
+        // At the head, or behind what the broker already acknowledged: resending cannot
+        // fix it, only a new epoch can.
+        let bump = match sequence_error {
+            Some(KafkaCode::UnknownProducerId) => true,
+            Some(_) => self.is_first_unacked(&batch),
+            None => false,
+        };
+        let retriable = bump || sequence_error.is_some() || error.is_retriable();
+        let expired = batch.created + config.delivery_timeout <= now;
+        let out_of_retries = batch.attempts > config.retries;
+        if retriable && !expired && !out_of_retries {
+            debug!(topic = %batch.topic, partition = batch.partition, attempt = batch.attempts, error = %error, "produce retried");
+            batch.retry_at = Some(now + config.retry_backoff_for(batch.attempts));
+            batch.last_error = Some(error);
+            self.on_retry(batch);
+            if bump {
+                self.rewrite = true;
+            }
+            return OnError::Retry { bump };
+        }
+        let error = if expired {
+            Error::timeout(
+                format!("delivering to {}-{}", batch.topic, batch.partition),
+                config.delivery_timeout,
+            )
+            .context(format!("last error: {error}"))
+        } else {
+            error
+        };
+        warn!(topic = %batch.topic, partition = batch.partition, records = batch.record_count(), error = %error, "produce failed");
+        let bump = idempotent && batch.stamp.is_some();
+        if bump {
+            self.rewrite = true;
+        }
+        OnError::Fail {
+            batch: Box::new(batch),
+            error,
+            bump,
+        }
+    }
+
     /// Puts `batch` back for a resend after its backoff.
-    pub(crate) fn on_retry(&mut self, batch: Batch) {
+    fn on_retry(&mut self, batch: Batch) {
         if batch.stamp.is_some() {
             self.retrying = true;
         }
         self.requeue(batch);
     }
 
-    /// This partition caused an epoch bump (a sequence error on its first unacknowledged
-    /// batch, an unknown producer id, a stamped batch that failed for good or was split):
-    /// the bump rewrites its sequences.
-    pub(crate) fn request_rewrite(&mut self) {
-        self.rewrite = true;
-    }
-
-    /// Whether [`request_rewrite`](Self::request_rewrite) was called since the last
-    /// rewrite.
+    /// Whether this partition caused an epoch bump since its last rewrite (a sequence
+    /// error on its first unacknowledged batch, an unknown producer id, a stamped batch
+    /// that expired or failed for good): the bump rewrites its sequences.
     pub(crate) fn rewrite_requested(&self) -> bool {
         self.rewrite
     }
@@ -197,5 +448,257 @@ impl PartitionQueue {
         self.retrying = false;
         self.confirmed = false;
         self.rewrite = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::records::{BatchOptions, Compression};
+
+    const PRODUCER: ProducerIdEpoch = ProducerIdEpoch { id: 5, epoch: 0 };
+
+    /// A queue of `n` batches of `records` records of 300 bytes each, ids from 0.
+    fn queue(n: u64, records: usize) -> PartitionQueue {
+        let memory = Arc::new(Semaphore::new(1 << 20));
+        let value = [b'x'; 300];
+        let record = RecordParts {
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(&value),
+            headers: &[],
+        };
+        let mut q = PartitionQueue::default();
+        for id in 0..n {
+            let permit = Arc::clone(&memory)
+                .try_acquire_many_owned(64 * 1024)
+                .unwrap();
+            let options = BatchOptions {
+                compression: Compression::None,
+                ..BatchOptions::default()
+            };
+            let (batch, _rx, _) = Batch::open(id, "t", 0, options, &record, permit).unwrap();
+            q.push_new(batch);
+            for _ in 1..records {
+                assert!(q.try_append(&record).unwrap().is_some());
+            }
+        }
+        q
+    }
+
+    fn rules(now: Instant) -> DrainRules {
+        DrainRules {
+            now,
+            linger: Duration::ZERO,
+            urgent: false,
+            flush_upto: 0,
+            producer: Some(PRODUCER),
+            one_in_flight: false,
+        }
+    }
+
+    fn error(code: KafkaCode) -> Error {
+        Error::kafka(code, "test")
+    }
+
+    #[test]
+    fn a_retriable_error_queues_the_batch_again_at_its_place_after_its_backoff() {
+        let config = ProducerConfig::new("b:9092").retry_backoff(Duration::from_millis(100));
+        let mut q = queue(2, 1);
+        let now = Instant::now();
+        let first = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        assert_eq!(q.in_flight, 1);
+        let retry = q.on_error(first, error(KafkaCode::NotLeaderOrFollower), &config, now);
+        assert!(matches!(retry, OnError::Retry { bump: false }), "{retry:?}");
+        assert_eq!(q.in_flight, 0);
+        assert!(!q.rewrite_requested());
+        let ids: Vec<u64> = q.batches().map(|b| b.id).collect();
+        assert_eq!(ids, vec![0, 1], "back before the batch behind it");
+        match q.head(&rules(now)) {
+            Head::Until(at) => {
+                let wait = at - now;
+                assert!(wait >= Duration::from_millis(80) && wait <= Duration::from_millis(120));
+            }
+            other => panic!("the retry waits out its backoff, got {other:?}"),
+        }
+        let later = now + Duration::from_millis(200);
+        assert!(matches!(q.head(&rules(later)), Head::Ready { .. }));
+        let again = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        assert_eq!(again.attempts, 2);
+        assert_eq!(
+            again.stamp.map(|s| s.sequence),
+            Some(0),
+            "a resend keeps its sequence"
+        );
+        assert_eq!(
+            q.head(&rules(later)),
+            Head::Blocked,
+            "one at a time while retrying"
+        );
+    }
+
+    #[test]
+    fn a_sequence_error_at_the_head_asks_for_a_bump_and_one_behind_it_does_not() {
+        let config = ProducerConfig::new("b:9092");
+        let now = Instant::now();
+        let mut q = queue(2, 1);
+        let first = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        q.on_ack(&first);
+        let second = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        // The second batch is the first unacknowledged one: resending cannot fix it.
+        let retry = q.on_error(
+            second,
+            error(KafkaCode::OutOfOrderSequenceNumber),
+            &config,
+            now,
+        );
+        assert!(matches!(retry, OnError::Retry { bump: true }), "{retry:?}");
+        assert!(q.rewrite_requested());
+        q.rewrite_sequences();
+        assert!(!q.rewrite_requested());
+        let resent = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        assert_eq!(
+            resent.stamp.map(|s| s.sequence),
+            Some(0),
+            "rewritten from 0"
+        );
+
+        // Behind an unacknowledged batch the error may be that batch's fault: resend.
+        let mut q = queue(2, 1);
+        let _first = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        let second = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        let retry = q.on_error(
+            second,
+            error(KafkaCode::OutOfOrderSequenceNumber),
+            &config,
+            now,
+        );
+        assert!(matches!(retry, OnError::Retry { bump: false }), "{retry:?}");
+        assert!(!q.rewrite_requested());
+    }
+
+    #[test]
+    fn a_batch_fails_for_good_when_not_retriable_or_out_of_retries_or_time() {
+        let now = Instant::now();
+        let idempotent = ProducerConfig::new("b:9092");
+        let mut q = queue(1, 1);
+        let b = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        match q.on_error(
+            b,
+            error(KafkaCode::TopicAuthorizationFailed),
+            &idempotent,
+            now,
+        ) {
+            OnError::Fail { error, bump, .. } => {
+                assert_eq!(
+                    error.kafka_code(),
+                    Some(KafkaCode::TopicAuthorizationFailed)
+                );
+                assert!(bump, "a stamped batch's gap needs an epoch bump");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(q.rewrite_requested());
+
+        let plain = ProducerConfig::new("b:9092")
+            .enable_idempotence(false)
+            .retries(0);
+        let mut q = queue(1, 1);
+        let b = q.drain_ready(None).unwrap().unwrap();
+        match q.on_error(b, error(KafkaCode::NotLeaderOrFollower), &plain, now) {
+            OnError::Fail { error, bump, .. } => {
+                assert_eq!(error.kafka_code(), Some(KafkaCode::NotLeaderOrFollower));
+                assert!(!bump);
+            }
+            other => panic!("retries = 0: {other:?}"),
+        }
+        assert!(!q.rewrite_requested());
+        assert_eq!(q.batches().count(), 0);
+
+        let short = ProducerConfig::new("b:9092").delivery_timeout(Duration::from_millis(10));
+        let mut q = queue(1, 1);
+        let b = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        let late = now + Duration::from_secs(1);
+        match q.on_error(b, error(KafkaCode::NotLeaderOrFollower), &short, late) {
+            OnError::Fail { error, .. } => {
+                assert_eq!(error.kind(), crate::ErrorKind::Timeout, "{error}");
+                assert!(error.to_string().contains("last error"), "{error}");
+            }
+            other => panic!("past delivery.timeout.ms: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_too_large_is_split_in_place_and_a_single_record_fails() {
+        let config = ProducerConfig::new("b:9092").batch_size(1000);
+        let now = Instant::now();
+        let mut q = queue(2, 6);
+        let big = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        match q.on_error(big, error(KafkaCode::MessageTooLarge), &config, now) {
+            OnError::Split { id, more } => {
+                assert_eq!(id, 0);
+                assert!(more >= 1, "{more}");
+                let queued: Vec<(u64, usize)> =
+                    q.batches().map(|b| (b.id, b.record_count())).collect();
+                assert_eq!(queued.len(), more + 2, "{queued:?}");
+                assert!(queued[..=more].iter().all(|&(id, _)| id == 0), "{queued:?}");
+                let records: usize = queued[..=more].iter().map(|&(_, n)| n).sum();
+                assert_eq!(records, 6, "every record in a part, once");
+                assert_eq!(
+                    queued[more + 1].0,
+                    1,
+                    "the next batch stays behind the parts"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut q = queue(1, 1);
+        let single = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        assert!(matches!(
+            q.on_error(single, error(KafkaCode::MessageTooLarge), &config, now),
+            OnError::Fail { .. }
+        ));
+    }
+
+    #[test]
+    fn expired_batches_leave_the_queue_and_a_stamped_one_asks_for_a_rewrite() {
+        let config = ProducerConfig::new("b:9092");
+        let start = Instant::now();
+        let mut q = queue(3, 1);
+        let (expired, next) = q.expire(start, Duration::from_secs(60));
+        assert!(expired.is_empty());
+        assert!(next.is_some_and(|at| at > start + Duration::from_secs(59)));
+        // The head goes out and comes back for a retry, stamped.
+        let head = q.drain_ready(Some(PRODUCER)).unwrap().unwrap();
+        let _ = q.on_error(head, error(KafkaCode::NotLeaderOrFollower), &config, start);
+        let (expired, next) = q.expire(start + Duration::from_secs(61), Duration::from_secs(60));
+        assert_eq!(expired.len(), 3);
+        assert_eq!(next, None);
+        assert!(q.rewrite_requested(), "the stamped batch left a gap");
+        assert_eq!(q.head(&rules(start)), Head::Empty);
+    }
+
+    #[test]
+    fn head_waits_for_linger_and_without_idempotence_one_in_flight_when_asked() {
+        let now = Instant::now();
+        let mut q = queue(2, 1);
+        let mut r = rules(now);
+        r.linger = Duration::from_secs(5);
+        r.producer = None;
+        // A closed head (a batch behind it was opened) is ready at once.
+        assert!(matches!(q.head(&r), Head::Ready { .. }));
+        let _first = q.drain_ready(None).unwrap().unwrap();
+        match q.head(&r) {
+            Head::Until(at) => assert!(at > now + Duration::from_secs(4)),
+            other => panic!("the open batch lingers: {other:?}"),
+        }
+        r.flush_upto = 2;
+        assert!(matches!(q.head(&r), Head::Ready { .. }), "flushed");
+        r.one_in_flight = true;
+        assert_eq!(q.head(&r), Head::Blocked, "max.in.flight = 1");
     }
 }

@@ -24,6 +24,7 @@ use tracing::{debug, warn, Instrument};
 use super::batch::Batch;
 use super::completion::{complete_job, Job};
 use super::idempotence::{self, ProducerIdState};
+use super::partition_queue::{DrainRules, Head};
 use super::{Shared, State};
 use crate::config::wire_ms;
 use crate::error::Error;
@@ -138,24 +139,15 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
     let mut expired_sequenced = false;
     for (topic, queues) in acc.topics.iter_mut() {
         for queue in queues.iter_mut() {
-            let mut i = 0;
-            while i < queue.batches.len() {
-                let b = &queue.batches[i];
-                let deadline = b.created + config.delivery_timeout;
-                if deadline <= std_now {
-                    if let Some(b) = queue.batches.remove(i) {
-                        if b.stamp.is_some() {
-                            // Its gap would stall every later batch of the partition.
-                            expired_sequenced = true;
-                            queue.request_rewrite();
-                        }
-                        let err = expired_error(topic, &b, config.delivery_timeout);
-                        plan.failed.push((b, err));
-                    }
-                } else {
-                    wake(&mut plan, Instant::from_std(deadline));
-                    i += 1;
-                }
+            let (expired, next) = queue.expire(std_now, config.delivery_timeout);
+            if let Some(at) = next {
+                wake(&mut plan, Instant::from_std(at));
+            }
+            for b in expired {
+                // Its gap would stall every later batch of the partition.
+                expired_sequenced |= b.stamp.is_some();
+                let err = expired_error(topic, &b, config.delivery_timeout);
+                plan.failed.push((b, err));
             }
         }
     }
@@ -183,9 +175,10 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
             let mut stamped = false;
             for queues in acc.topics.values_mut() {
                 for q in queues.iter_mut() {
-                    stamped |= q.batches.iter().any(|b| b.stamp.is_some());
+                    let queued = q.take_queued();
+                    stamped |= queued.iter().any(|b| b.stamp.is_some());
                     plan.failed
-                        .extend(q.batches.drain(..).map(|b| (b, err.clone())));
+                        .extend(queued.into_iter().map(|b| (b, err.clone())));
                 }
             }
             // A stamped batch that is never written leaves a gap in its partition's
@@ -229,43 +222,28 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
     }
 
     let metadata = shared.cluster.metadata();
-    let exhausted = shared.blocked_senders.load(Ordering::SeqCst) > 0;
-    let flush_upto = acc.flush_upto;
+    let rules = DrainRules {
+        now: std_now,
+        linger: config.linger,
+        urgent: *closed || shared.blocked_senders.load(Ordering::SeqCst) > 0,
+        flush_upto: acc.flush_upto,
+        producer: stamp,
+        one_in_flight: config.effective_max_in_flight() == 1,
+    };
     let max_in_flight = config.effective_max_in_flight();
     loop {
         // One round: at most one batch per partition, one request per broker.
         let mut round: HashMap<i32, (Vec<Batch>, usize)> = HashMap::new();
         for (topic, queues) in acc.topics.iter_mut() {
             for (index, queue) in queues.iter_mut().enumerate() {
-                let Some(head) = queue.batches.front() else {
-                    continue;
-                };
-                if let Some(at) = head.retry_at {
-                    if at > std_now {
+                let size = match queue.head(&rules) {
+                    Head::Ready { size } => size,
+                    Head::Until(at) => {
                         wake(&mut plan, Instant::from_std(at));
                         continue;
                     }
-                }
-                let lingered = head.created + config.linger;
-                let ready = head.closed
-                    || *closed
-                    || exhausted
-                    || head.id < flush_upto
-                    || lingered <= std_now;
-                if !ready {
-                    wake(&mut plan, Instant::from_std(lingered));
-                    continue;
-                }
-                if stamp.is_some_and(|current| !queue.may_send_head(current)) {
-                    continue;
-                }
-                // Without idempotence, max.in.flight.requests.per.connection=1 is how
-                // order is kept: the limit per connection alone does not hold across a
-                // leader change (the next batch would go to the new leader while the
-                // previous one is still in flight to the old). Java mutes the partition.
-                if stamp.is_none() && max_in_flight == 1 && queue.in_flight() > 0 {
-                    continue;
-                }
+                    Head::Empty | Head::Blocked => continue,
+                };
                 let partition = i32::try_from(index).unwrap_or(i32::MAX);
                 if txn.as_ref().is_some_and(|t| !t.may_send(topic, partition)) {
                     continue;
@@ -274,7 +252,6 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     plan.refresh = true;
                     continue;
                 };
-                let size = head.size();
                 match round.get(&node) {
                     Some((_, bytes)) if bytes + size > config.max_request_size => continue,
                     Some(_) => {}
@@ -283,16 +260,14 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     }
                     None => {}
                 }
-                let Some(mut batch) = queue.batches.pop_front() else {
-                    continue;
+                let batch = match queue.drain_ready(stamp) {
+                    Some(Ok(batch)) => batch,
+                    Some(Err(failed)) => {
+                        plan.failed.push(failed);
+                        continue;
+                    }
+                    None => continue,
                 };
-                if let Err(e) = queue.stamp(&mut batch, stamp) {
-                    plan.failed.push((batch, e));
-                    continue;
-                }
-                batch.attempts += 1;
-                batch.retry_at = None;
-                queue.on_sent();
                 let entry = round.entry(node).or_default();
                 entry.1 += batch.size();
                 entry.0.push(batch);
