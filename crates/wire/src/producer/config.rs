@@ -51,7 +51,12 @@ impl PartitionerChoice {
 
 /// Settings of a [`Producer`](super::Producer). Defaults are those of the Java client
 /// 4.x; each field names its Java key.
+///
+/// Non-exhaustive, so a new setting is not a breaking change: build one with
+/// [`new`](Self::new) or [`Default`], then the setters, [`set`](Self::set) or field
+/// assignment.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProducerConfig {
     /// `bootstrap.servers`: `host:port[,host:port...]`. Only used by
     /// [`Producer::new`](super::Producer::new). Default empty.
