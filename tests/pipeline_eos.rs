@@ -533,5 +533,15 @@ async fn refused_outputs_are_dead_lettered_and_transactions_commit() {
     }
     assert_eq!(duplicates, 0);
     assert!(stats.commits() > stats.aborts(), "most transactions commit");
-    assert!(max_calls <= 8, "an input was called {max_calls} times");
+    // An input runs again only when a transaction it was in aborts, and every abort
+    // starts at a refused output: once in the transaction it shared (after which the
+    // records that saw the error run alone) and once alone (then it is dead-lettered).
+    // So an input shares at most one abort per refused input, and runs at most once
+    // more alone: the bound is the refused count + 2 (runs observed 7 to 10 calls; a
+    // pipeline that loops on a refused output never gets here: `finished` fails first).
+    let refused = (0..N).filter(|&i| is_rejected(i)).count() as u32;
+    assert!(
+        max_calls <= refused + 2,
+        "an input was called {max_calls} times, more than the {refused} refused inputs + 2"
+    );
 }
