@@ -31,7 +31,7 @@ use sluice::pipeline::concurrency::{ConcurrencyLayer, Ordering as Order};
 use sluice::pipeline::dlq::{headers, DeadLetterLayer};
 use sluice::pipeline::metrics::InstrumentLayer;
 use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
-use sluice::pipeline::runner::{Pipeline, PipelineStats, ProducerSink, Shutdown};
+use sluice::pipeline::runner::{Pipeline, PipelineStats, ProducerSink, RunError, Shutdown};
 use sluice::pipeline::{ConsumedRecord, OutputRecord, PipelineError, Processed};
 use sluice::wire::admin::{Admin, NewTopic};
 use sluice::wire::cluster::{Cluster, ClusterConfig};
@@ -226,7 +226,7 @@ async fn worker(bootstrap: &str) -> Result<(), Error> {
     }
     let producer = Producer::new(config).await?;
     let (stack, _) = build(&producer, &group, &output, Downstream::default());
-    Pipeline::new(
+    let outcome = Pipeline::new(
         consumer(bootstrap, &group),
         producer.clone(),
         [input],
@@ -236,7 +236,12 @@ async fn worker(bootstrap: &str) -> Result<(), Error> {
     .exactly_once(transactional_id.is_some())
     .shutdown(Shutdown::on_signals())
     .run()
-    .await?;
+    .await;
+    // A second SIGINT/SIGTERM: the library stopped without draining; exiting is ours.
+    if let Err(RunError::Interrupted) = outcome {
+        std::process::exit(130);
+    }
+    outcome?;
     producer.close(Duration::from_secs(10)).await?;
     Ok(())
 }
@@ -308,7 +313,12 @@ async fn demo(bootstrap: &str) -> Result<(), Error> {
     let started = Instant::now();
     let finished = progress(&stats, &breaker, &downstream, malformed as u64, &stop).await;
     stop.cancel();
-    run.await??;
+    let outcome = run.await?;
+    if let Err(RunError::Interrupted) = outcome {
+        // A second Ctrl-C: the pipeline stopped without draining; exiting is ours.
+        std::process::exit(130);
+    }
+    outcome?;
     println!();
     println!(
         "pipeline stopped after {:.1}s",

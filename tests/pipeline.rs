@@ -287,12 +287,26 @@ async fn an_outage_opens_the_breaker_pauses_and_loses_nothing() {
 /// group stays `Stable` with the same member id, sampled every second through the
 /// outage. No record is dead-lettered because of the outage, nothing is lost, and the
 /// group's committed offsets reach the end of every partition (lag 0).
+///
+/// R5 of the reliability issue at full size (a 6-minute outage, `max.poll.interval.ms`
+/// 5 minutes; the breaker then waits 7.5 minutes, 1.5 poll intervals, before it probes):
+/// `SLUICE_R5_MAX_POLL_SECS=300 SLUICE_R5_OUTAGE_SECS=360`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
     const N: u64 = 4_000;
     const P: i32 = 4;
-    const MAX_POLL: Duration = Duration::from_secs(20);
-    const OUTAGE: Duration = Duration::from_secs(40);
+    let secs = |name: &str, default: u64| {
+        Duration::from_secs(
+            std::env::var(name)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default),
+        )
+    };
+    let max_poll = secs("SLUICE_R5_MAX_POLL_SECS", 20);
+    let outage = secs("SLUICE_R5_OUTAGE_SECS", 40);
+    // Open longer than the poll interval: no record taken for that long.
+    let open_for = max_poll * 3 / 2;
     let (cluster, input, output, group) = setup("pipe-long-outage", P).await;
     write_input(&cluster, &input, P, 0, N).await;
 
@@ -303,9 +317,9 @@ async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
         &group,
         &output,
         downstream.clone(),
-        quick_breaker(Duration::from_secs(30)),
+        quick_breaker(open_for),
     );
-    let consumer = consumer(&group).max_poll_interval(MAX_POLL);
+    let consumer = consumer(&group).max_poll_interval(max_poll);
     let pipeline =
         Pipeline::new(consumer, producer.clone(), [input.clone()], stack).max_in_flight(200);
     let stats = pipeline.stats();
@@ -324,7 +338,7 @@ async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let (mut opened, mut paused) = (false, false);
     let mut samples = Vec::new();
-    let outage_end = tokio::time::Instant::now() + OUTAGE;
+    let outage_end = tokio::time::Instant::now() + outage;
     let mut next_sample = tokio::time::Instant::now();
     while tokio::time::Instant::now() < outage_end {
         opened |= breaker.state() == sluice::pipeline::breaker::BreakerState::Open;
@@ -348,7 +362,7 @@ async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
         .filter(|(state, ids)| state != "Stable" || *ids != before)
         .collect();
     eprintln!(
-        "outage {OUTAGE:?} with max.poll.interval {MAX_POLL:?}: {} group samples, {} not the \
+        "outage {outage:?} with max.poll.interval {max_poll:?}, breaker open {open_for:?}: {} group samples, {} not the \
          member from before (first: {:?}); {failures_in_outage} failed calls, {} pauses",
         samples.len(),
         changed.len(),
@@ -357,7 +371,12 @@ async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
     );
     assert!(opened, "the breaker opened during the outage");
     assert!(paused && stats.pauses() > 0, "the partitions were paused");
-    assert!(samples.len() >= 30, "only {} samples", samples.len());
+    let want_samples = (outage.as_secs() * 3 / 4) as usize;
+    assert!(
+        samples.len() >= want_samples,
+        "only {} samples",
+        samples.len()
+    );
     assert!(
         changed.is_empty(),
         "the member left or the group rebalanced during the outage ({} of {} samples): {:?}",
@@ -366,8 +385,15 @@ async fn a_breaker_open_longer_than_max_poll_interval_keeps_the_member() {
         &changed[..changed.len().min(3)]
     );
 
-    // The breaker probes 30 s after it opened, then closes.
-    let out = wait_for_outputs(&cluster, &output, P, N, Duration::from_secs(90)).await;
+    // The breaker probes `open_for` after it opened, then closes.
+    let out = wait_for_outputs(
+        &cluster,
+        &output,
+        P,
+        N,
+        open_for.saturating_sub(outage) + Duration::from_secs(90),
+    )
+    .await;
     // Every partition holds a warm-up record and N / P inputs: committed up to its end.
     let end = N as i64 / P as i64 + 1;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

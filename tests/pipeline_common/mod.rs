@@ -10,13 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use sluice::pipeline::breaker::{BreakerConfig, BreakerHandle, BreakerLayer, WindowKind};
 use sluice::pipeline::concurrency::{ConcurrencyLayer, Ordering as Order};
-use sluice::pipeline::dlq::DeadLetterLayer;
+use sluice::pipeline::dlq::{headers, DeadLetterLayer};
 use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
 use sluice::pipeline::runner::ProducerSink;
 use sluice::pipeline::{ConsumedRecord, OutputRecord, PipelineError, Processed};
+use sluice::wire::admin::{Admin, OffsetSpec};
 use sluice::wire::cluster::Cluster;
-use sluice::wire::consumer::{ConsumerConfig, OffsetReset};
-use sluice::wire::partition_client::{Acks, FetchOptions, PartitionClient};
+use sluice::wire::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use sluice::wire::partition_client::{Acks, FetchOptions, IsolationLevel, PartitionClient};
 use sluice::wire::producer::{Producer, ProducerConfig};
 use sluice::wire::records::{BatchOptions, RecordBatchBuilder, RecordBatches};
 use tower::util::BoxService;
@@ -506,4 +507,106 @@ pub fn refused_output_stack(output: &str, refusal: Refusal, calls: Calls) -> Sta
             }
         }));
     BoxService::new(svc)
+}
+
+/// Every record of `topic` a `read_committed` consumer sees, up to the last stable
+/// offsets, as [`Read`]s (warm-up records left out), in offset order per partition.
+pub async fn read_committed(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<Read> {
+    let all: Vec<i32> = (0..partitions).collect();
+    let ends = Admin::new(cluster.clone())
+        .list_offsets_with_isolation(
+            topic,
+            &all,
+            OffsetSpec::Latest,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+    let consumer = Consumer::new(
+        ConsumerConfig::new(&sluice_testkit::bootstrap())
+            .auto_offset_reset(OffsetReset::Earliest)
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .fetch_max_wait(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let tps: Vec<TopicPartition> = all.iter().map(|&p| TopicPartition::new(topic, p)).collect();
+    consumer.assign(tps.clone()).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let done = tps.iter().all(|tp| {
+            let end = ends.get(&tp.partition).map_or(0, |o| o.offset);
+            consumer.position(tp).is_some_and(|p| p >= end)
+        });
+        if done {
+            break;
+        }
+        // A trailing commit marker may leave a position one short of the end: the idle
+        // timeout ends the read then.
+        let Ok(record) = tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await else {
+            break;
+        };
+        let r = record.unwrap();
+        let end = ends.get(&r.partition()).map_or(0, |o| o.offset);
+        if r.offset() >= end || r.value().is_some_and(|v| &v[..] == common::WARMUP) {
+            continue;
+        }
+        out.push(Read {
+            partition: r.partition(),
+            offset: r.offset(),
+            key: r.key().cloned(),
+            value: r.value().cloned(),
+            headers: r
+                .headers()
+                .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
+                .collect(),
+        });
+    }
+    consumer.close().await.unwrap();
+    out
+}
+
+/// The group's committed offsets of `topic`'s partitions, read with `require_stable`.
+pub async fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer = Consumer::new(
+        ConsumerConfig::new(&sluice_testkit::bootstrap())
+            .group_id(group)
+            .isolation_level(IsolationLevel::ReadCommitted),
+    )
+    .await
+    .unwrap();
+    let tps: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    let committed = consumer.committed(&tps).await.unwrap();
+    committed
+        .into_iter()
+        .map(|(tp, om)| (tp.partition, om.map_or(-1, |o| o.offset)))
+        .collect()
+}
+
+pub async fn end_offsets(cluster: &Cluster, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let all: Vec<i32> = (0..partitions).collect();
+    Admin::new(cluster.clone())
+        .list_offsets(topic, &all, OffsetSpec::Latest)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(p, o)| (p, o.offset))
+        .collect()
+}
+
+/// The DLQ records' original (partition, offset)s, with how many times each appeared.
+pub fn dead_letter_counts(dlq: &[Read]) -> BTreeMap<(i32, i64), u32> {
+    let mut m = BTreeMap::new();
+    for r in dlq {
+        let p = i32::from_be_bytes(
+            r.header(headers::ORIGINAL_PARTITION)[..]
+                .try_into()
+                .unwrap(),
+        );
+        let o = i64::from_be_bytes(r.header(headers::ORIGINAL_OFFSET)[..].try_into().unwrap());
+        *m.entry((p, o)).or_insert(0) += 1;
+    }
+    m
 }

@@ -25,6 +25,8 @@
 //! - [`commit`]: which offsets may be committed when records finish out of order.
 //! - [`concurrency`]: the in-flight bound (backpressure) and per-partition / per-key order.
 //! - [`metrics`]: a span per record, counters, a latency histogram, the lag gauge.
+//! - `schema` (feature `schema`): decode input records (Avro, JSON Schema, Protobuf in the
+//!   Confluent wire format) before your service and encode its outputs after it.
 //! - [`runner`]: [`Pipeline`](runner::Pipeline) (consumer → stack → producer, commits,
 //!   rebalances, pause/resume), [`ProducerSink`](runner::ProducerSink),
 //!   [`Shutdown`](runner::Shutdown).
@@ -240,6 +242,8 @@ pub mod metrics;
 mod record;
 pub mod retry;
 pub mod runner;
+#[cfg(feature = "schema")]
+pub mod schema;
 #[cfg(test)]
 mod test_support;
 

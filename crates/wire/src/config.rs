@@ -42,9 +42,21 @@ pub(crate) fn boolean(key: &str, value: &str) -> Result<bool> {
     }
 }
 
+/// A duration as the protocol's `int32` milliseconds (timeouts, max waits), saturating at
+/// `i32::MAX` (about 24 days).
+pub(crate) fn wire_ms(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_ms_is_whole_milliseconds_and_saturates() {
+        assert_eq!(wire_ms(Duration::from_micros(1_500_999)), 1500);
+        assert_eq!(wire_ms(Duration::from_secs(u64::MAX)), i32::MAX);
+    }
 
     #[test]
     fn values_parse_and_errors_name_the_key() {

@@ -32,6 +32,8 @@ pub(crate) struct Args {
     /// records are printed.
     #[arg(long, short = 'g')]
     group: Option<String>,
+    #[command(flatten)]
+    schema: super::schema::SchemaArgs,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +92,7 @@ pub(crate) async fn run(
         }
         config.group_id = Some(g.clone());
     }
+    let decoder = super::schema::ValueDecoder::new(&args.schema)?;
     let consumer = Consumer::with_cluster(cluster.clone(), config)?;
     match (&args.group, args.partition) {
         (Some(_), None) => consumer.subscribe([args.topic.clone()])?,
@@ -124,7 +127,23 @@ pub(crate) async fn run(
             read += 1;
             last = Some(record);
             if !args.quiet {
-                print_record(&mut out, record)?;
+                let decoded = match record.value() {
+                    Some(v) => decoder.decode(v).await,
+                    None => None,
+                };
+                let value = match decoded {
+                    Some(Ok(json)) => json,
+                    Some(Err(e)) => {
+                        eprintln!(
+                            "warning: partition {} offset {}: value does not decode: {e}",
+                            record.partition(),
+                            record.offset()
+                        );
+                        text(record.value())
+                    }
+                    None => text(record.value()),
+                };
+                print_record(&mut out, record, &value)?;
             }
         }
         if args.group.is_some() {
@@ -160,7 +179,8 @@ pub(crate) async fn run(
     Ok(())
 }
 
-fn print_record(out: &mut impl Write, record: &ConsumerRecord) -> std::io::Result<()> {
+/// One line per record; `value` is the value as text, decoded JSON or hex.
+fn print_record(out: &mut impl Write, record: &ConsumerRecord, value: &str) -> std::io::Result<()> {
     let headers: Vec<String> = record
         .headers()
         .map(|h| format!("{}={}", text(Some(&h.key)), text(h.value.as_ref())))
@@ -172,7 +192,7 @@ fn print_record(out: &mut impl Write, record: &ConsumerRecord) -> std::io::Resul
         record.offset(),
         text(record.key()),
         headers.join(","),
-        text(record.value())
+        value
     )
 }
 

@@ -5,4 +5,5 @@ pub(crate) mod groups;
 pub(crate) mod metadata;
 pub(crate) mod perf;
 pub(crate) mod produce;
+pub(crate) mod schema;
 pub(crate) mod topic;

@@ -74,6 +74,9 @@ pub(crate) struct Args {
     partition: Option<i32>,
     #[command(flatten)]
     producer: ProducerArgs,
+    /// Each line is a JSON value to encode (with --value-format avro).
+    #[command(flatten)]
+    schema: super::schema::ProduceSchemaArgs,
 }
 
 pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
@@ -108,6 +111,7 @@ pub(crate) async fn run(
                 .with_context(|| format!("--header {h:?} is not KEY=VALUE"))
         })
         .collect::<anyhow::Result<_>>()?;
+    let encoder = super::schema::AvroEncoder::new(&args.schema, &args.topic).await?;
     let config = args.producer.config(timeout, settings)?;
     let producer = Producer::with_cluster(cluster.clone(), config)?;
 
@@ -131,6 +135,10 @@ pub(crate) async fn run(
                 None => (None, line),
             },
             None => (None, line),
+        };
+        let value = match &encoder {
+            Some(e) => Bytes::from(e.encode(&value)?),
+            None => Bytes::from(value),
         };
         let mut record = ProducerRecord::new(&args.topic, value);
         record.key = key.map(Bytes::from);

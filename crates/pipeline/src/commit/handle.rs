@@ -15,6 +15,13 @@ impl CommitHandle {
         Self::default()
     }
 
+    /// See [`CommitTracker::counting`].
+    pub(crate) fn counting() -> Self {
+        CommitHandle {
+            tracker: Arc::new(Mutex::new(CommitTracker::counting())),
+        }
+    }
+
     /// Runs `f` with the tracker locked (keep it short: every record takes this lock twice).
     pub fn with<T>(&self, f: impl FnOnce(&mut CommitTracker) -> T) -> T {
         f(&mut self.lock())
@@ -38,6 +45,26 @@ impl CommitHandle {
     /// See [`CommitTracker::committed`].
     pub fn committed(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         self.lock().committed(topic, partition, offset);
+    }
+
+    /// See [`CommitTracker::committed_offset`].
+    pub(crate) fn committed_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.lock().committed_offset(topic, partition)
+    }
+
+    /// See [`CommitTracker::rewind`].
+    pub(crate) fn rewind(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        self.lock().rewind(topic, partition, offset);
+    }
+
+    /// See [`CommitTracker::restart`].
+    pub(crate) fn restart(&self, topic: &Arc<str>, partition: i32) {
+        self.lock().restart(topic, partition);
+    }
+
+    /// See [`CommitTracker::uncommitted`].
+    pub(crate) fn uncommitted(&self) -> usize {
+        self.lock().uncommitted()
     }
 
     pub(crate) fn start(&self, topic: &Arc<str>, partition: i32, offset: i64) -> Ticket {

@@ -223,3 +223,99 @@ fn a_failed_record_holds_the_commit_until_its_redelivery_finishes() {
     t.mark_done(1);
     assert_eq!(t.committable(), Some(3));
 }
+
+proptest! {
+    /// The runner's counting tracker, under the same operations with a rewind before each
+    /// redelivery (as the runner seeks back): it still never commits past an unfinished
+    /// offset, and it counts as uncommitted exactly the offsets started since the last
+    /// commit, less those at or after a rewind, until they are started again.
+    #[test]
+    fn the_counting_tracker_counts_what_a_crash_would_redeliver(
+        ops in proptest::collection::vec(op(), 1..200)
+    ) {
+        let topic: Arc<str> = "t".into();
+        let mut tracker = CommitTracker::counting();
+        let mut next = BTreeMap::<i32, i64>::new();
+        let mut in_flight: Vec<(Ticket, u64)> = Vec::new();
+        let mut failed: Vec<(i32, i64)> = Vec::new();
+        let mut generation = BTreeMap::<i32, u64>::new();
+        let mut unfinished = BTreeMap::<i32, Vec<i64>>::new();
+        // The model of the count: started since the last commit, per partition.
+        let mut window = BTreeMap::<i32, Vec<i64>>::new();
+
+        for op in ops {
+            match op {
+                Op::Start { p, gap } => {
+                    let o = next.entry(p).or_insert(0);
+                    *o += gap;
+                    let t = tracker.mark_started(&topic, p, *o);
+                    in_flight.push((t, *generation.entry(p).or_insert(0)));
+                    unfinished.entry(p).or_default().push(*o);
+                    window.entry(p).or_default().push(*o);
+                }
+                Op::Done { i } | Op::Fail { i } if !in_flight.is_empty() => {
+                    let (t, g) = in_flight.swap_remove(i % in_flight.len());
+                    let current = generation.get(&t.partition()).copied() == Some(g);
+                    if matches!(op, Op::Done { .. }) {
+                        prop_assert_eq!(tracker.mark_done(&t), current);
+                        if current {
+                            let u = unfinished.entry(t.partition()).or_default();
+                            u.retain(|&o| o != t.offset());
+                        }
+                    } else if current {
+                        failed.push((t.partition(), t.offset()));
+                    }
+                }
+                Op::Redeliver { i } if !failed.is_empty() => {
+                    let (p, o) = failed.swap_remove(i % failed.len());
+                    tracker.rewind(&topic, p, o);
+                    window.entry(p).or_default().retain(|&w| w < o);
+                    let t = tracker.mark_started(&topic, p, o);
+                    in_flight.push((t, *generation.entry(p).or_insert(0)));
+                    unfinished.entry(p).or_default().push(o);
+                    window.entry(p).or_default().push(o);
+                }
+                Op::Revoke { p } => {
+                    tracker.revoke(&topic, p);
+                    *generation.entry(p).or_insert(0) += 1;
+                    unfinished.remove(&p);
+                    window.remove(&p);
+                    failed.retain(|&(fp, _)| fp != p);
+                }
+                Op::Assign { p } => {
+                    tracker.assign(&topic, p);
+                    *generation.entry(p).or_insert(0) += 1;
+                    unfinished.remove(&p);
+                    window.remove(&p);
+                    failed.retain(|&(fp, _)| fp != p);
+                }
+                _ => {}
+            }
+            for (_, p, c) in tracker.committable() {
+                let u = unfinished.get(&p).cloned().unwrap_or_default();
+                prop_assert!(u.iter().all(|&o| c <= o), "commit {} passes unfinished {:?}", c, u);
+                tracker.committed(&topic, p, c);
+                window.entry(p).or_default().retain(|&w| w >= c);
+                prop_assert_eq!(tracker.committed_offset("t", p), Some(c));
+            }
+            let expected: usize = window.values().map(Vec::len).sum();
+            prop_assert_eq!(tracker.uncommitted(), expected);
+        }
+    }
+}
+
+#[test]
+fn the_commit_layer_s_tracker_keeps_no_window() {
+    let topic: Arc<str> = "t".into();
+    let mut tracker = CommitTracker::new();
+    for o in 0..1000 {
+        let t = tracker.mark_started(&topic, 0, o);
+        tracker.mark_done(&t);
+    }
+    assert_eq!(
+        tracker.uncommitted(),
+        0,
+        "never reported committed: nothing kept"
+    );
+    assert_eq!(tracker.committable(), vec![(topic, 0, 1000)]);
+}

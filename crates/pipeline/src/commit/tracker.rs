@@ -99,6 +99,18 @@ struct Assigned {
     epoch: u64,
     tracker: OffsetTracker,
     committed: Option<i64>,
+    /// With [`CommitTracker::counting`]: the offsets started and not yet below a
+    /// successful commit, in start order, less those a rewind will deliver again.
+    uncommitted: VecDeque<i64>,
+}
+
+impl Assigned {
+    fn start(&mut self, offset: i64, counting: bool) {
+        self.tracker.mark_started(offset);
+        if counting {
+            self.uncommitted.push_back(offset);
+        }
+    }
 }
 
 /// One [`OffsetTracker`] per assigned partition, with assignment epochs.
@@ -108,12 +120,26 @@ pub struct CommitTracker {
     /// assignment, not attacker-chosen).
     partitions: HashMap<(Arc<str>, i32), Assigned, foldhash::fast::RandomState>,
     next_epoch: u64,
+    /// Whether started offsets are kept until committed, to count them
+    /// ([`uncommitted`](Self::uncommitted)). Off for the commit layer, whose users may
+    /// never report a commit.
+    counting: bool,
 }
 
 impl CommitTracker {
     /// No partitions assigned.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A tracker that also counts the records started and not yet committed: the runner's
+    /// in-flight bound, and so what a crash may redeliver. It relies on every successful
+    /// commit being reported ([`committed`](Self::committed)).
+    pub(crate) fn counting() -> Self {
+        CommitTracker {
+            counting: true,
+            ..Self::default()
+        }
     }
 
     /// The partition was assigned: start tracking it afresh (a previous assignment's
@@ -140,9 +166,10 @@ impl CommitTracker {
     /// work without a runner (tests, benchmarks, hand-driven pipelines).
     pub fn mark_started(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> Ticket {
         let key = (topic.clone(), partition);
+        let counting = self.counting;
         let epoch = match self.partitions.get_mut(&key) {
             Some(assigned) => {
-                assigned.tracker.mark_started(offset);
+                assigned.start(offset, counting);
                 assigned.epoch
             }
             None => {
@@ -151,7 +178,7 @@ impl CommitTracker {
                     epoch: self.next_epoch,
                     ..Assigned::default()
                 };
-                assigned.tracker.mark_started(offset);
+                assigned.start(offset, counting);
                 self.partitions.insert(key.clone(), assigned);
                 self.next_epoch
             }
@@ -189,7 +216,43 @@ impl CommitTracker {
     pub fn committed(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
         if let Some(a) = self.partitions.get_mut(&(topic.clone(), partition)) {
             a.committed = Some(a.committed.map_or(offset, |c| c.max(offset)));
+            a.uncommitted.retain(|&o| o >= offset);
         }
+    }
+
+    /// The last offset reported [`committed`](Self::committed) for the partition.
+    pub(crate) fn committed_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.partitions
+            .iter()
+            .find(|((t, p), _)| &**t == topic && *p == partition)
+            .and_then(|(_, a)| a.committed)
+    }
+
+    /// The partition is fetched again from `offset`: the offsets at or after it stop
+    /// counting as [`uncommitted`](Self::uncommitted) (they are started again when
+    /// fetched again; counting them twice would fill the in-flight bound and stop the
+    /// very fetch that clears it). Unfinished ones still hold the commit back.
+    pub(crate) fn rewind(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
+        if let Some(a) = self.partitions.get_mut(&(topic.clone(), partition)) {
+            a.uncommitted.retain(|&o| o < offset);
+        }
+    }
+
+    /// Forgets what the partition started since its last commit (an aborted
+    /// transaction), under a fresh assignment epoch so its late tickets are ignored;
+    /// keeps the last committed offset and the uncommitted count (rewind first).
+    pub(crate) fn restart(&mut self, topic: &Arc<str>, partition: i32) {
+        self.next_epoch += 1;
+        if let Some(a) = self.partitions.get_mut(&(topic.clone(), partition)) {
+            a.epoch = self.next_epoch;
+            a.tracker = OffsetTracker::new();
+        }
+    }
+
+    /// Records started and not yet committed, over every partition (with
+    /// [`counting`](Self::counting); else 0).
+    pub(crate) fn uncommitted(&self) -> usize {
+        self.partitions.values().map(|a| a.uncommitted.len()).sum()
     }
 
     /// The tracker of one partition, if assigned.

@@ -2,9 +2,9 @@ use super::output::OutputRejected;
 use crate::PipelineError;
 
 /// Why [`Pipeline::run`](super::Pipeline::run) stopped other than by a shutdown request.
-/// In every case the runner first drained what it could, committed what finished (in
-/// exactly-once mode: aborted the open transaction instead), left the group and flushed
-/// the producer.
+/// In every case but [`Interrupted`](Self::Interrupted) the runner first drained what it
+/// could, committed what finished (in exactly-once mode: aborted the open transaction
+/// instead), left the group and flushed the producer.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The consumer or the producer failed (connecting, subscribing, fetching).
@@ -52,6 +52,14 @@ pub enum RunError {
     /// are processed again by whoever reads the partitions next.
     #[error("transactional producer: {0}")]
     Transaction(#[source] sluice_wire::Error),
+    /// The [`Shutdown`](super::Shutdown) token was forced (by default a second SIGINT or
+    /// SIGTERM): the runner stopped at once, without draining, committing or leaving the
+    /// group. Records in flight are processed again by whoever reads their partitions
+    /// next (exactly-once: the open transaction never commits; the coordinator aborts it
+    /// when it times out or the next instance with its `transactional.id` starts). A
+    /// program that wants to exit now calls `std::process::exit` itself.
+    #[error("interrupted: stopped without draining")]
+    Interrupted,
     /// The pipeline is misconfigured.
     #[error("configuration: {0}")]
     Config(&'static str),

@@ -2,7 +2,7 @@
 //! partitions may admit records, what runs and what is not committed yet, and the
 //! counters users read through [`PipelineStats`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -37,11 +37,6 @@ struct PartitionState {
     revoking: bool,
     /// Records admitted whose task has not ended.
     running: usize,
-    /// Offsets admitted and not yet below a successful commit, in admission order. A
-    /// rewind removes the offsets it will fetch again.
-    uncommitted: VecDeque<i64>,
-    /// The last offset committed successfully.
-    committed: Option<i64>,
     /// Counts admissions and rewinds, to order them.
     seq: u64,
     /// Rewinds (sequence number, offset) that records still running may predate. A
@@ -71,8 +66,6 @@ impl PartitionState {
         PartitionState {
             revoking: false,
             running: 0,
-            uncommitted: VecDeque::new(),
-            committed: None,
             seq: 0,
             rewinds: Vec::new(),
             rewound: watch::Sender::new(0),
@@ -87,6 +80,8 @@ impl PartitionState {
 /// Shared by the run loop, the record tasks and the rebalance listener.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The one offset tracker: what is started, finished, committable, committed, and
+    /// how many records are admitted and not committed (the in-flight bound).
     pub(crate) commits: CommitHandle,
     pub(crate) stats: PipelineStats,
     partitions: Mutex<HashMap<Key, PartitionState>>,
@@ -110,7 +105,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(stats: PipelineStats, exactly_once: bool) -> Self {
         Shared {
-            commits: CommitHandle::new(),
+            commits: CommitHandle::counting(),
             stats,
             partitions: Mutex::new(HashMap::new()),
             progress: Notify::new(),
@@ -215,7 +210,6 @@ impl Shared {
         p.running += 1;
         p.seq += 1;
         let seq = p.seq;
-        p.uncommitted.push_back(offset);
         let rewinds = p.rewound.subscribe();
         let (handed_over, handoff) = oneshot::channel();
         let after = p.handoff.replace(handoff);
@@ -238,9 +232,8 @@ impl Shared {
             p.seq += 1;
             let seq = p.seq;
             p.rewinds.push((seq, offset));
-            // They are admitted (and counted) again when fetched again; counting them
-            // twice would fill the in-flight bound and stop the very fetch that clears it.
-            p.uncommitted.retain(|&o| o < offset);
+            // Lock order: the partitions, then the tracker (never the other way).
+            self.commits.rewind(topic, partition, offset);
             p.rewound.send_modify(|n| *n += 1);
         }
     }
@@ -251,20 +244,9 @@ impl Shared {
     /// so late tickets are ignored), keeping the last committed offset.
     pub(crate) fn restart_at(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         self.rewind(topic, partition, offset);
-        let committed = self
-            .lock()
-            .get(&(topic.clone(), partition))
-            .map(|p| p.committed);
-        let Some(committed) = committed else {
-            return;
-        };
-        self.commits.with(|c| {
-            c.revoke(topic, partition);
-            c.assign(topic, partition);
-            if let Some(o) = committed {
-                c.committed(topic, partition, o);
-            }
-        });
+        if self.lock().contains_key(&(topic.clone(), partition)) {
+            self.commits.restart(topic, partition);
+        }
     }
 
     /// Whether an earlier record of the partition (or this one, for an exactly-once
@@ -345,15 +327,13 @@ impl Shared {
     /// Records admitted and not yet committed, over every partition: what the in-flight
     /// bound limits (and so what a crash may redeliver).
     pub(crate) fn uncommitted(&self) -> usize {
-        self.lock().values().map(|p| p.uncommitted.len()).sum()
+        self.commits.uncommitted()
     }
 
     /// The commit of `offset` succeeded.
     pub(crate) fn committed(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         self.commits.committed(topic, partition, offset);
         if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
-            p.uncommitted.retain(|&o| o >= offset);
-            p.committed = Some(p.committed.map_or(offset, |c| c.max(offset)));
             p.suspects.retain(|&o| o >= offset);
             p.refused.retain(|&o, _| o >= offset);
         }
@@ -361,10 +341,7 @@ impl Shared {
 
     /// The last offset committed for the partition by this member.
     pub(crate) fn committed_offset(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.lock()
-            .iter()
-            .find(|((t, p), _)| &**t == topic && *p == partition)
-            .and_then(|(_, s)| s.committed)
+        self.commits.committed_offset(topic, partition)
     }
 
     /// The ticket's record finished: processed and its outputs acknowledged.

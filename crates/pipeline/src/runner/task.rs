@@ -9,9 +9,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tower::Service;
 
+use super::event::Event;
 use super::output::{self, Failure, OutputRejected, RejectedOutput};
+use super::producer_record;
 use super::state::{Admitted, Shared};
-use super::{producer_record, Event};
 use crate::{ConsumedRecord, Disposition, PipelineError, Processed};
 
 /// Calls the stack with `record`, admitted as `admitted`, and spawns the task that

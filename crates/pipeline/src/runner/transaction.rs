@@ -17,16 +17,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_wire::consumer::{ConsumerGroupMetadata, TopicPartition};
+use sluice_wire::consumer::{Consumer, ConsumerGroupMetadata, TopicPartition};
 use sluice_wire::producer::Producer;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tower::Service;
 
+use super::commit_map;
 use super::state::Shared;
 use super::RunError;
-use super::{commit_map, Runner};
-use crate::{ConsumedRecord, PipelineError, Processed};
+use crate::ConsumedRecord;
+
+/// What ending a transaction uses of the run loop.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx<'a> {
+    pub(super) consumer: &'a Consumer,
+    pub(super) producer: &'a Producer,
+    pub(super) shared: &'a Shared,
+}
 
 /// What the rebalance listener asks of the run loop in exactly-once mode. The reply
 /// comes once the open transaction (if any) has ended.
@@ -195,40 +202,31 @@ impl Transaction {
     }
 }
 
-impl<S> Runner<S>
-where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError> + Send + 'static,
-    S::Future: Send + 'static,
-{
-    /// Exactly-once: ends the transaction (nothing may be running): commits it with the
-    /// input offsets if it was to commit and every record in it finished, else aborts it
-    /// and seeks its partitions back. Then answers the listener's waiting requests.
-    /// `held` (a record taken from the consumer, not admitted) is dropped if its
-    /// partition is rewound.
-    pub(super) async fn end_transaction(
+impl Transaction {
+    /// Ends the transaction (nothing may be running): commits it with the input offsets
+    /// if it was to commit and every record in it finished, else aborts it and seeks its
+    /// partitions back. Then answers the listener's waiting requests. `held` (a record
+    /// taken from the consumer, not admitted) is dropped if its partition is rewound.
+    pub(super) async fn finish(
         &mut self,
+        ctx: Ctx<'_>,
         held: &mut Option<ConsumedRecord>,
     ) -> Result<(), RunError> {
-        let Some(txn) = self.txn.as_mut() else {
-            return Ok(());
-        };
-        let how = txn.ending.take().map(|(how, _)| how);
-        if !txn.open {
-            for reply in txn.waiting.drain(..) {
-                let _ = reply.send(());
-            }
+        let how = self.ending.take().map(|(how, _)| how);
+        if !self.open {
+            self.answer_waiting();
             return Ok(());
         }
-        let starts: Vec<((Arc<str>, i32), i64)> = txn.starts.drain().collect();
-        txn.open = false;
-        let finished = starts.iter().all(|((t, p), _)| self.shared.all_done(t, *p));
+        let starts: Vec<((Arc<str>, i32), i64)> = self.starts.drain().collect();
+        self.open = false;
+        let finished = starts.iter().all(|((t, p), _)| ctx.shared.all_done(t, *p));
         let mut result = Ok(());
         let mut abort = true;
         if how == Some(Ending::Commit) && finished {
             // `run` checked that the consumer has a group.id, so `None` is unreachable;
             // it would abort.
-            if let Some(group) = self.consumer.group_metadata() {
-                match self.commit_transaction(&group).await {
+            if let Some(group) = ctx.consumer.group_metadata() {
+                match commit(ctx, &group).await {
                     Ok(()) => abort = false,
                     Err(e) if e.is_abortable() => {
                         tracing::warn!(error = %e, "exactly-once: the commit failed; aborting \
@@ -239,72 +237,71 @@ where
             }
         }
         if result.is_ok() && abort {
-            result = self.abort_transaction(&starts, held).await;
+            result = abort_and_rewind(ctx, &starts, held).await;
         }
-        if let Some(txn) = self.txn.as_mut() {
-            for reply in txn.waiting.drain(..) {
-                let _ = reply.send(());
-            }
-        }
+        self.answer_waiting();
         result
     }
 
-    /// Sends the committable offsets into the transaction and commits it.
-    async fn commit_transaction(
-        &mut self,
-        group: &ConsumerGroupMetadata,
-    ) -> sluice_wire::Result<()> {
-        let offsets = self.shared.commits.committable();
-        if !offsets.is_empty() {
-            self.producer
-                .send_offsets_to_transaction(&commit_map(&offsets), group)
-                .await?;
+    fn answer_waiting(&mut self) {
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(());
         }
-        self.producer.commit().await?;
-        for (t, p, o) in offsets {
-            self.shared.committed(&t, p, o);
-        }
-        self.shared.transaction_ended(true);
-        tracing::trace!("exactly-once: transaction committed");
-        Ok(())
     }
+}
 
-    /// Aborts the transaction and seeks its partitions back to where it started in them.
-    async fn abort_transaction(
-        &mut self,
-        starts: &[((Arc<str>, i32), i64)],
-        held: &mut Option<ConsumedRecord>,
-    ) -> Result<(), RunError> {
-        // An abort that failed short of fatally (a coordinator timeout) may be tried
-        // again; the producer says which.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.producer.abort().await {
-                Ok(()) => break,
-                Err(e) if e.is_abortable() && attempt < 3 => {
-                    tracing::warn!(error = %e, attempt, "exactly-once: the abort failed; again");
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                }
-                Err(e) => return Err(RunError::Transaction(e)),
-            }
-        }
-        self.shared.transaction_ended(false);
-        for ((topic, partition), start) in starts {
-            self.shared.restart_at(topic, *partition, *start);
-            let tp = TopicPartition::new(topic.as_ref(), *partition);
-            // A partition lost or revoked meanwhile is not ours to seek: its next owner
-            // reads from the committed offset.
-            if self.consumer.seek(&tp, *start).is_ok() {
-                tracing::debug!(%topic, partition, offset = start, "exactly-once: aborted; rewound");
-            }
-            if held
-                .as_ref()
-                .is_some_and(|h| h.topic == *topic && h.partition == *partition)
-            {
-                *held = None;
-            }
-        }
-        Ok(())
+/// Sends the committable offsets into the transaction and commits it.
+async fn commit(ctx: Ctx<'_>, group: &ConsumerGroupMetadata) -> sluice_wire::Result<()> {
+    let offsets = ctx.shared.commits.committable();
+    if !offsets.is_empty() {
+        ctx.producer
+            .send_offsets_to_transaction(&commit_map(&offsets), group)
+            .await?;
     }
+    ctx.producer.commit().await?;
+    for (t, p, o) in offsets {
+        ctx.shared.committed(&t, p, o);
+    }
+    ctx.shared.transaction_ended(true);
+    tracing::trace!("exactly-once: transaction committed");
+    Ok(())
+}
+
+/// Aborts the transaction and seeks its partitions back to where it started in them.
+async fn abort_and_rewind(
+    ctx: Ctx<'_>,
+    starts: &[((Arc<str>, i32), i64)],
+    held: &mut Option<ConsumedRecord>,
+) -> Result<(), RunError> {
+    // An abort that failed short of fatally (a coordinator timeout) may be tried
+    // again; the producer says which.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match ctx.producer.abort().await {
+            Ok(()) => break,
+            Err(e) if e.is_abortable() && attempt < 3 => {
+                tracing::warn!(error = %e, attempt, "exactly-once: the abort failed; again");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => return Err(RunError::Transaction(e)),
+        }
+    }
+    ctx.shared.transaction_ended(false);
+    for ((topic, partition), start) in starts {
+        ctx.shared.restart_at(topic, *partition, *start);
+        let tp = TopicPartition::new(topic.as_ref(), *partition);
+        // A partition lost or revoked meanwhile is not ours to seek: its next owner
+        // reads from the committed offset.
+        if ctx.consumer.seek(&tp, *start).is_ok() {
+            tracing::debug!(%topic, partition, offset = start, "exactly-once: aborted; rewound");
+        }
+        if held
+            .as_ref()
+            .is_some_and(|h| h.topic == *topic && h.partition == *partition)
+        {
+            *held = None;
+        }
+    }
+    Ok(())
 }

@@ -45,7 +45,7 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     // are added with AddPartitionsToTxn (v4+ is broker-to-broker only), EndTxn stops at
     // 4 and TxnOffsetCommit at 4 because their v5 means transaction version 2
     // (KIP-890), which also needs Produce v12; the transactional producer sends Produce
-    // at most v11 for the same reason (`producer::transaction::TV1_PRODUCE_MAX`).
+    // at most v11 for the same reason ([`TV1_PRODUCE_MAX`]).
     // Kafka 3.9 and 4.x accept these from clients that do not use transaction version 2.
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 4),
@@ -56,6 +56,11 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     // v1 adds the session lifetime (KIP-368).
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
+
+/// The highest Produce version a transactional producer sends: v12 tells a broker with
+/// transaction version 2 that the client relies on it (partitions added implicitly,
+/// epoch bumped on every commit), which is not the protocol we speak.
+pub(crate) const TV1_PRODUCE_MAX: i16 = 11;
 
 /// The highest ApiVersions version we send first.
 pub(crate) const API_VERSIONS_MAX: i16 = 3;

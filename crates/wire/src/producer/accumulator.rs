@@ -9,37 +9,15 @@
 //! backpressure. Sizes are counted before compression, an upper bound.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
-use super::batch::{Batch, Waiter, RECORD_OVERHEAD};
+use super::batch::Batch;
+pub(crate) use super::batch::RecordParts;
 use super::partition_queue::PartitionQueue;
 use super::record::RecordMetadata;
 use crate::error::Result;
-use crate::records::{BatchOptions, Compression, Header, RecordBatchBuilder, BATCH_HEADER_LEN};
-
-/// One record's parts, borrowed from the caller's [`ProducerRecord`](super::ProducerRecord).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RecordParts<'a> {
-    pub(crate) timestamp: i64,
-    pub(crate) key: Option<&'a [u8]>,
-    pub(crate) value: Option<&'a [u8]>,
-    pub(crate) headers: &'a [Header<'a>],
-}
-
-impl RecordParts<'_> {
-    /// An upper bound of the record's encoded size.
-    pub(crate) fn size_bound(&self) -> usize {
-        let mut size =
-            RECORD_OVERHEAD + self.key.map_or(0, <[u8]>::len) + self.value.map_or(0, <[u8]>::len);
-        for h in self.headers {
-            size += 10 + h.key.len() + h.value.map_or(0, <[u8]>::len);
-        }
-        size
-    }
-}
+use crate::records::{BatchOptions, Compression, BATCH_HEADER_LEN};
 
 /// What an append did, for the sender's wake-up and the partitioner.
 #[derive(Debug)]
@@ -107,36 +85,8 @@ impl Accumulator {
         partition: i32,
         record: &RecordParts<'_>,
     ) -> Result<Option<Appended>> {
-        let queue = self.queue_mut(topic, partition);
-        let Some(batch) = queue.batches.back_mut() else {
-            return Ok(None);
-        };
-        if batch.closed || batch.payload.is_some() {
-            return Ok(None);
-        }
-        let Some(builder) = batch.builder.as_mut() else {
-            return Ok(None);
-        };
-        let size =
-            builder.record_size(record.timestamp, record.key, record.value, record.headers)?;
-        if builder.estimated_size() + size > batch.capacity {
-            batch.closed = true;
-            return Ok(None);
-        }
-        let offset_delta =
-            builder.append(record.timestamp, record.key, record.value, record.headers)?;
-        let (tx, rx) = oneshot::channel();
-        batch.waiters.push(Waiter {
-            tx,
-            offset_delta,
-            timestamp: record.timestamp,
-        });
-        // Full when not even a minimal record fits any more.
-        let full = builder.estimated_size() + RECORD_OVERHEAD >= batch.capacity;
-        if full {
-            batch.closed = true;
-        }
-        Ok(Some(Appended {
+        let appended = self.queue_mut(topic, partition).try_append(record)?;
+        Ok(appended.map(|(rx, full)| Appended {
             rx,
             new_batch: false,
             batch_closed: full,
@@ -151,49 +101,16 @@ impl Accumulator {
         record: &RecordParts<'_>,
         memory: OwnedSemaphorePermit,
     ) -> Result<Appended> {
-        let capacity = memory.num_permits();
         let id = self.next_batch_id;
         let options = BatchOptions {
             compression: self.compression,
             transactional: self.transactional,
             ..BatchOptions::default()
         };
-        let mut builder = RecordBatchBuilder::with_capacity(options, capacity);
-        let offset_delta =
-            builder.append(record.timestamp, record.key, record.value, record.headers)?;
-        let (tx, rx) = oneshot::channel();
-        let full = builder.estimated_size() + RECORD_OVERHEAD >= capacity;
-        let batch = Batch {
-            id,
-            split_path: Vec::new(),
-            topic: Arc::from(topic),
-            partition,
-            builder: Some(builder),
-            payload: None,
-            waiters: vec![Waiter {
-                tx,
-                offset_delta,
-                timestamp: record.timestamp,
-            }],
-            created: Instant::now(),
-            closed: full,
-            attempts: 0,
-            retry_at: None,
-            stamp: None,
-            last_error: None,
-            capacity,
-            _memory: memory,
-        };
+        let (batch, rx, full) = Batch::open(id, topic, partition, options, record, memory)?;
         self.next_batch_id += 1;
         self.incomplete.insert(id, 1);
-        let queue = self.queue_mut(topic, partition);
-        // A batch still here and not sent was open until this record did not fit.
-        let mut closed_previous = false;
-        if let Some(open) = queue.batches.back_mut() {
-            closed_previous = open.payload.is_none();
-            open.closed = true;
-        }
-        queue.batches.push_back(batch);
+        let closed_previous = self.queue_mut(topic, partition).push_new(batch);
         Ok(Appended {
             rx,
             new_batch: true,
@@ -236,9 +153,14 @@ impl Accumulator {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Semaphore;
+
     use super::*;
     use crate::error::Error;
-    use tokio::sync::Semaphore;
+    use crate::producer::partition_queue::OnError;
+    use crate::producer::ProducerConfig;
 
     fn parts(value: &[u8]) -> RecordParts<'_> {
         RecordParts {
@@ -278,14 +200,15 @@ mod tests {
             closed += usize::from(a.batch_closed);
         }
         let queue = acc.queue_mut("t", 0);
-        assert!(queue.batches.len() >= 2);
+        let queued = queue.batches().count();
+        assert!(queued >= 2);
         assert!(closed >= 1);
-        for b in queue.batches.iter().take(queue.batches.len() - 1) {
+        for b in queue.batches().take(queued - 1) {
             assert!(b.closed);
             assert!(b.size() <= 1024, "{}", b.size());
         }
-        assert_eq!(acc.incomplete.len(), acc.queue_mut("t", 0).batches.len());
-        let ids: Vec<u64> = acc.queue_mut("t", 0).batches.iter().map(|b| b.id).collect();
+        assert_eq!(acc.incomplete.len(), queued);
+        let ids: Vec<u64> = acc.queue_mut("t", 0).batches().map(|b| b.id).collect();
         for id in ids {
             acc.untrack(id);
         }
@@ -306,7 +229,7 @@ mod tests {
         }
         assert_eq!(appended, 4, "4 KiB of memory holds four 1 KiB batches");
         assert_eq!(memory.available_permits(), 0);
-        let batch = acc.queue_mut("t", 0).batches.pop_front().unwrap();
+        let batch = acc.queue_mut("t", 0).drain_ready(None).unwrap().unwrap();
         batch.fail(&Error::producer_closed("test"));
         assert_eq!(memory.available_permits(), 1024);
     }
@@ -319,12 +242,18 @@ mod tests {
             append(&mut acc, &memory, 0, &[0u8; 150]).unwrap();
         }
         let queue = acc.queue_mut("t", 0);
-        let first = queue.batches.pop_front().unwrap();
-        let second = queue.batches.pop_front().unwrap();
+        let first = queue.drain_ready(None).unwrap().unwrap();
+        let second = queue.drain_ready(None).unwrap().unwrap();
         // Responses may come back in any order; both go back before the rest, in order.
-        queue.requeue(second);
-        queue.requeue(first);
-        let ids: Vec<u64> = queue.batches.iter().map(|b| b.id).collect();
+        let config = ProducerConfig::new("127.0.0.1:9092");
+        let lost = Error::timeout("produce", std::time::Duration::from_secs(1));
+        let now = std::time::Instant::now();
+        for b in [second, first] {
+            let retry = queue.on_error(b, lost.clone(), &config, now);
+            assert!(matches!(retry, OnError::Retry { bump: false }), "{retry:?}");
+        }
+        let ids: Vec<u64> = queue.batches().map(|b| b.id).collect();
+        assert_eq!(ids.len(), 6);
         let mut sorted = ids.clone();
         sorted.sort_unstable();
         assert_eq!(ids, sorted);
@@ -336,7 +265,7 @@ mod tests {
         let mut acc = Accumulator::new(16 * 1024, Compression::None);
         let a = append(&mut acc, &memory, 3, b"a").unwrap();
         let b = append(&mut acc, &memory, 3, b"b").unwrap();
-        let batch = acc.queue_mut("t", 3).batches.pop_front().unwrap();
+        let batch = acc.queue_mut("t", 3).drain_ready(None).unwrap().unwrap();
         batch.complete(40, -1);
         let (mut a, mut b) = (a.rx, b.rx);
         let a = a.try_recv().unwrap().unwrap();

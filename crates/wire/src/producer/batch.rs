@@ -20,6 +20,27 @@ use crate::records::{
 /// 5 + 5).
 pub(crate) const RECORD_OVERHEAD: usize = 36;
 
+/// One record's parts, borrowed from the caller's [`ProducerRecord`](super::ProducerRecord).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordParts<'a> {
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    pub(crate) headers: &'a [Header<'a>],
+}
+
+impl RecordParts<'_> {
+    /// An upper bound of the record's encoded size.
+    pub(crate) fn size_bound(&self) -> usize {
+        let mut size =
+            RECORD_OVERHEAD + self.key.map_or(0, <[u8]>::len) + self.value.map_or(0, <[u8]>::len);
+        for h in self.headers {
+            size += 10 + h.key.len() + h.value.map_or(0, <[u8]>::len);
+        }
+        size
+    }
+}
+
 /// A producer id and epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProducerIdEpoch {
@@ -74,6 +95,82 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// A new open batch `id` of `topic`-`partition` holding `memory` (its capacity), with
+    /// `record` in it; with the record's outcome channel and whether the batch is full
+    /// already.
+    pub(crate) fn open(
+        id: u64,
+        topic: &str,
+        partition: i32,
+        options: BatchOptions,
+        record: &RecordParts<'_>,
+        memory: OwnedSemaphorePermit,
+    ) -> Result<(Batch, oneshot::Receiver<Result<RecordMetadata>>, bool)> {
+        let capacity = memory.num_permits();
+        let mut builder = RecordBatchBuilder::with_capacity(options, capacity);
+        let offset_delta =
+            builder.append(record.timestamp, record.key, record.value, record.headers)?;
+        let (tx, rx) = oneshot::channel();
+        let full = builder.estimated_size() + RECORD_OVERHEAD >= capacity;
+        let batch = Batch {
+            id,
+            split_path: Vec::new(),
+            topic: Arc::from(topic),
+            partition,
+            builder: Some(builder),
+            payload: None,
+            waiters: vec![Waiter {
+                tx,
+                offset_delta,
+                timestamp: record.timestamp,
+            }],
+            created: Instant::now(),
+            closed: full,
+            attempts: 0,
+            retry_at: None,
+            stamp: None,
+            last_error: None,
+            capacity,
+            _memory: memory,
+        };
+        Ok((batch, rx, full))
+    }
+
+    /// Appends `record` if the batch is open and it fits; with the record's outcome
+    /// channel and whether the batch is full now. A record that does not fit closes the
+    /// batch.
+    pub(crate) fn try_append(
+        &mut self,
+        record: &RecordParts<'_>,
+    ) -> Result<Option<(oneshot::Receiver<Result<RecordMetadata>>, bool)>> {
+        if self.closed || self.payload.is_some() {
+            return Ok(None);
+        }
+        let Some(builder) = self.builder.as_mut() else {
+            return Ok(None);
+        };
+        let size =
+            builder.record_size(record.timestamp, record.key, record.value, record.headers)?;
+        if builder.estimated_size() + size > self.capacity {
+            self.closed = true;
+            return Ok(None);
+        }
+        let offset_delta =
+            builder.append(record.timestamp, record.key, record.value, record.headers)?;
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(Waiter {
+            tx,
+            offset_delta,
+            timestamp: record.timestamp,
+        });
+        // Full when not even a minimal record fits any more.
+        let full = builder.estimated_size() + RECORD_OVERHEAD >= self.capacity;
+        if full {
+            self.closed = true;
+        }
+        Ok(Some((rx, full)))
+    }
+
     pub(crate) fn record_count(&self) -> usize {
         self.waiters.len()
     }

@@ -48,10 +48,7 @@ impl AccumulatorBench {
             self.acc.append_new("bench", partition, &parts, permit)?;
         }
         let queue = self.acc.queue_mut("bench", partition);
-        let mut closed = Vec::new();
-        while queue.batches.len() > 1 {
-            closed.extend(queue.batches.pop_front());
-        }
+        let closed = queue.take_closed();
         let dropped = closed.len();
         for mut b in closed {
             b.finish()?;

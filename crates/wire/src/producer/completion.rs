@@ -1,17 +1,22 @@
-//! Completing a Produce request: each batch of the response is delivered, put back
-//! for a retry (with backoff, at its place in the partition queue), or failed; and the
-//! idempotence state follows (acknowledged sequences, epoch bump when a gap cannot be
-//! repaired by resending).
-
-use kafka_protocol::messages::ProduceResponse;
-use tokio::time::Instant;
-use tracing::{debug, warn};
+//! Completing a Produce request: each batch of the response is delivered, or handed to
+//! its partition queue, which decides to retry, split or fail it
+//! ([`PartitionQueue::on_error`](super::partition_queue::PartitionQueue::on_error));
+//! the producer-wide state follows (epoch bump wanted, metadata refresh, transaction
+//! lost), and the deliveries are resolved outside the lock.
 
 use super::batch::Batch;
-use super::idempotence;
-use super::sender::{backoff, Job};
+use super::partition_queue::OnError;
 use super::Shared;
 use crate::error::{Error, KafkaCode, Result};
+use kafka_protocol::messages::ProduceResponse;
+use tokio::time::Instant;
+
+/// Batches for one broker, sent as one Produce request: what the sender hands its
+/// broker task, and what [`complete_job`] resolves.
+pub(crate) struct Job {
+    pub(crate) node: i32,
+    pub(crate) batches: Vec<Batch>,
+}
 
 /// The outcome of one batch in a response.
 fn batch_outcome(response: &Result<Option<ProduceResponse>>, batch: &Batch) -> Result<(i64, i64)> {
@@ -63,111 +68,40 @@ pub(crate) fn complete_job(
             *n = n.saturating_sub(1);
         }
         st.total_in_flight = st.total_in_flight.saturating_sub(1);
-        for mut batch in job.batches {
-            let outcome = batch_outcome(&response, &batch);
-            let queue = st.acc.queue_mut(&batch.topic, batch.partition);
-            queue.on_response();
-            let outcome = match outcome {
+        for batch in job.batches {
+            let outcome = match batch_outcome(&response, &batch) {
                 Err(e) if e.kafka_code() == Some(KafkaCode::DuplicateSequenceNumber) => {
                     Ok((-1, -1))
                 }
                 other => other,
             };
+            let queue = st.acc.queue_mut(&batch.topic, batch.partition);
             match outcome {
                 Ok(ok) => {
                     queue.on_ack(&batch);
                     st.acc.untrack(batch.id);
                     done.push((batch, Ok(ok)));
                 }
-                Err(e) => {
-                    // Too large for the broker: split and resend the parts (Java:
-                    // splitAndReenqueue). With idempotence the parts take the refused
-                    // batch's sequence range (see `Batch::split`): the batches behind
-                    // keep theirs, no epoch bump.
-                    let too_large = matches!(
-                        e.kafka_code(),
-                        Some(KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge)
-                    );
-                    if too_large
-                        && batch.record_count() > 1
-                        && batch.created + config.delivery_timeout > now
-                    {
-                        match batch.split(config.batch_size, config.compression) {
-                            Ok(parts) => {
-                                debug!(topic = %parts[0].topic, partition = parts[0].partition, parts = parts.len(), "batch too large for the broker, split");
-                                let (id, more) = (parts[0].id, parts.len() - 1);
-                                for mut part in parts {
-                                    part.last_error = Some(e.clone());
-                                    queue.on_retry(part);
-                                }
-                                st.acc.track_more(id, more);
-
-                                continue;
-                            }
-                            Err(unsplit) => batch = *unsplit,
+                Err(e) => match queue.on_error(batch, e, config, now) {
+                    OnError::Split { id, more } => st.acc.track_more(id, more),
+                    OnError::Retry { bump } => {
+                        shared.metrics.retry();
+                        st.refresh_wanted = true;
+                        if let (true, Some(idem)) = (bump, st.idem.as_mut()) {
+                            idem.bump_required = true;
                         }
                     }
-                    let queue = st.acc.queue_mut(&batch.topic, batch.partition);
-                    let idempotent = st.idem.is_some();
-                    let sequence_error = idempotent
-                        .then(|| idempotence::sequence_error(&e))
-                        .flatten();
-                    // At the head, or behind what the broker already acknowledged: resending
-                    // cannot fix it, only a new epoch can.
-                    let is_head = queue.is_first_unacked(&batch);
-                    let bump = match sequence_error {
-                        Some(KafkaCode::UnknownProducerId) => true,
-                        Some(_) => is_head,
-                        None => false,
-                    };
-                    let retriable = bump || sequence_error.is_some() || e.is_retriable();
-                    let expired = batch.created + config.delivery_timeout <= now;
-                    let out_of_retries = batch.attempts > config.retries;
-                    if retriable && !expired && !out_of_retries {
-                        debug!(topic = %batch.topic, partition = batch.partition, attempt = batch.attempts, error = %e, "produce retried");
-                        shared.metrics.retry();
-                        let backoff = backoff(
-                            config.retry_backoff,
-                            config.retry_backoff_max,
-                            batch.attempts,
-                        );
-                        batch.retry_at = Some(now + backoff);
-                        batch.last_error = Some(e);
-                        queue.on_retry(batch);
-                        st.refresh_wanted = true;
-                        if bump {
-                            if let Some(idem) = st.idem.as_mut() {
-                                queue.request_rewrite();
-                                idem.bump_required = true;
-                            }
-                        }
-                    } else {
-                        let e = if expired {
-                            Error::timeout(
-                                format!("delivering to {}-{}", batch.topic, batch.partition),
-                                config.delivery_timeout,
-                            )
-                            .context(format!("last error: {e}"))
-                        } else {
-                            e
-                        };
-                        warn!(topic = %batch.topic, partition = batch.partition, records = batch.record_count(), error = %e, "produce failed");
-                        if batch.stamp.is_some() {
-                            if let Some(idem) = st.idem.as_mut() {
-                                // Its gap would stall every later batch of the partition.
-                                st.acc
-                                    .queue_mut(&batch.topic, batch.partition)
-                                    .request_rewrite();
-                                idem.bump_required = true;
-                            }
+                    OnError::Fail { batch, error, bump } => {
+                        if let (true, Some(idem)) = (bump, st.idem.as_mut()) {
+                            idem.bump_required = true;
                         }
                         if let Some(txn) = st.txn.as_mut() {
-                            txn.record_error(&e);
+                            txn.record_error(&error);
                         }
                         st.acc.untrack(batch.id);
-                        done.push((batch, Err(e)));
+                        done.push((*batch, Err(error)));
                     }
-                }
+                },
             }
         }
     }
@@ -197,7 +131,7 @@ pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
         let st = &mut *st;
         for queues in st.acc.topics.values_mut() {
             for q in queues.iter_mut() {
-                failed.extend(q.batches.drain(..));
+                failed.extend(q.take_queued());
             }
         }
         for b in &failed {

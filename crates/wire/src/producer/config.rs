@@ -51,7 +51,12 @@ impl PartitionerChoice {
 
 /// Settings of a [`Producer`](super::Producer). Defaults are those of the Java client
 /// 4.x; each field names its Java key.
+///
+/// Non-exhaustive, so a new setting is not a breaking change: build one with
+/// [`new`](Self::new) or [`Default`], then the setters, [`set`](Self::set) or field
+/// assignment.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProducerConfig {
     /// `bootstrap.servers`: `host:port[,host:port...]`. Only used by
     /// [`Producer::new`](super::Producer::new). Default empty.
@@ -370,6 +375,12 @@ impl ProducerConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The pause before retry number `attempt` (from 1) of a produce or a producer
+    /// request: `retry.backoff.ms` doubling up to `retry.backoff.max.ms`, ±20 % jitter.
+    pub(crate) fn retry_backoff_for(&self, attempt: u32) -> Duration {
+        crate::backoff::exponential(self.retry_backoff, self.retry_backoff_max, attempt)
     }
 
     /// The effective per-connection in-flight bound (5 at most with idempotence,

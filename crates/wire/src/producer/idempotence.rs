@@ -27,7 +27,8 @@ use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 use super::accumulator::Accumulator;
 use super::batch::ProducerIdEpoch;
 use crate::cluster::Cluster;
-use crate::error::{Error, KafkaCode, Result};
+use crate::config::wire_ms;
+use crate::error::{Error, Result};
 
 /// The producer id state of an idempotent producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,20 +110,11 @@ impl Idempotence {
     }
 }
 
-/// Errors that call for an epoch bump when the batch is the first unacknowledged one of
-/// its partition (OUT_OF_ORDER_SEQUENCE_NUMBER), or always (UNKNOWN_PRODUCER_ID).
-pub(crate) fn sequence_error(err: &Error) -> Option<KafkaCode> {
-    match err.kafka_code() {
-        Some(c @ (KafkaCode::OutOfOrderSequenceNumber | KafkaCode::UnknownProducerId)) => Some(c),
-        _ => None,
-    }
-}
-
 /// Asks any broker for a fresh producer id (no transactional id).
 pub(crate) async fn init_producer_id(cluster: &Cluster, timeout: Duration) -> Result<(i64, i16)> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
-        .with_transaction_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+        .with_transaction_timeout_ms(wire_ms(timeout))
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let conn = cluster.any_broker().await?;
@@ -138,8 +130,11 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
+    use crate::error::KafkaCode;
     use crate::producer::accumulator::RecordParts;
-    use crate::producer::batch::Stamp;
+    use crate::producer::batch::{Batch, Stamp};
+    use crate::producer::partition_queue::{OnError, PartitionQueue};
+    use crate::producer::ProducerConfig;
     use crate::records::Compression;
 
     /// Opens a new one-record batch on `t`-`p` (closing the open one).
@@ -154,27 +149,49 @@ mod tests {
         acc.append_new("t", p, &record, permit).unwrap();
     }
 
+    /// Drains the head batch as the sender does, stamped with `producer`.
+    fn drain(q: &mut PartitionQueue, producer: ProducerIdEpoch) -> Batch {
+        q.drain_ready(Some(producer)).unwrap().unwrap()
+    }
+
+    /// The request with `batch` failed with `code`; returns what the queue decided.
+    fn fail(q: &mut PartitionQueue, batch: Batch, code: KafkaCode) -> OnError {
+        let config = ProducerConfig::new("127.0.0.1:9092");
+        q.on_error(
+            batch,
+            Error::kafka(code, "test"),
+            &config,
+            std::time::Instant::now(),
+        )
+    }
+
     #[test]
     fn a_bump_rewrites_only_the_partitions_that_caused_it() {
         let memory = Arc::new(Semaphore::new(1 << 20));
         let mut acc = Accumulator::new(1024, Compression::None);
         let old = ProducerIdEpoch { id: 7, epoch: 3 };
         let new = ProducerIdEpoch { id: 7, epoch: 4 };
-        // Partitions 0 and 1 each send a batch under epoch 3; both responses are lost
-        // (both batches may be in the log) and both wait to be resent.
+        // Partitions 0 and 1 each send a batch under epoch 3; both requests fail (both
+        // batches may be in the log) and both wait to be resent.
         for p in 0..2 {
             new_batch(&mut acc, &memory, p);
             let q = acc.queue_mut("t", p);
-            let mut b = q.batches.pop_front().unwrap();
-            q.stamp(&mut b, Some(old)).unwrap();
-            q.on_sent();
-            q.on_response();
-            q.on_retry(b);
+            let b = drain(q, old);
+            assert!(matches!(
+                fail(q, b, KafkaCode::NotLeaderOrFollower),
+                OnError::Retry { bump: false }
+            ));
         }
-        // A newer batch behind partition 0's retry; partition 1 gets a sequence error
-        // at its head and asks for the rewrite.
+        // A newer batch behind partition 0's retry; partition 1's resend gets a sequence
+        // error at its head: the partition asks for the rewrite.
         new_batch(&mut acc, &memory, 0);
-        acc.queue_mut("t", 1).request_rewrite();
+        let q1 = acc.queue_mut("t", 1);
+        let b = drain(q1, old);
+        assert!(matches!(
+            fail(q1, b, KafkaCode::OutOfOrderSequenceNumber),
+            OnError::Retry { bump: true }
+        ));
+        assert!(q1.rewrite_requested());
 
         let mut idem = Idempotence::new();
         idem.state = ProducerIdState::Ready { id: 7, epoch: 3 };
@@ -191,8 +208,7 @@ mod tests {
         let q1 = acc.queue_mut("t", 1);
         assert!(!q1.rewrite_requested());
         assert!(q1.may_send_head(new));
-        let mut b = q1.batches.pop_front().unwrap();
-        q1.stamp(&mut b, Some(new)).unwrap();
+        let b = drain(q1, new);
         assert_eq!(
             b.stamp,
             Some(Stamp {
@@ -205,8 +221,7 @@ mod tests {
         // it if it was written); the new batch waits until it is done.
         let q0 = acc.queue_mut("t", 0);
         assert!(q0.may_send_head(new));
-        let mut retried = q0.batches.pop_front().unwrap();
-        q0.stamp(&mut retried, Some(new)).unwrap();
+        let retried = drain(q0, new);
         assert_eq!(
             retried.stamp,
             Some(Stamp {
@@ -214,16 +229,13 @@ mod tests {
                 sequence: 0
             })
         );
-        q0.on_sent();
         assert!(
             !q0.may_send_head(new),
             "no new batch while a batch of the old epoch is in flight"
         );
-        q0.on_response();
         q0.on_ack(&retried);
         assert!(q0.may_send_head(new));
-        let mut next = q0.batches.pop_front().unwrap();
-        q0.stamp(&mut next, Some(new)).unwrap();
+        let next = drain(q0, new);
         assert_eq!(
             next.stamp,
             Some(Stamp {
@@ -253,16 +265,13 @@ mod tests {
         new_batch(&mut acc, &memory, 0);
         new_batch(&mut acc, &memory, 0);
         let q = acc.queue_mut("t", 0);
-        let mut first = q.batches.pop_front().unwrap();
-        q.stamp(&mut first, Some(old)).unwrap();
-        q.on_sent();
-        let mut second = q.batches.pop_front().unwrap();
+        let first = drain(q, old);
         assert!(
             !q.may_send_head(old),
             "one at a time until a first batch is confirmed"
         );
-        q.stamp(&mut second, Some(old)).unwrap();
-        q.on_sent();
+        // Drained anyway (as after a confirmation), so that two are in flight.
+        let second = drain(q, old);
         assert_eq!(
             second.stamp,
             Some(Stamp {
@@ -270,16 +279,16 @@ mod tests {
                 sequence: 1
             })
         );
-        // The first is lost and queued for a resend, the second acknowledged: the
+        // The first fails and is queued for a resend, the second is acknowledged: the
         // partition still has a stamped batch of epoch 3 and must send it first.
-        q.on_response();
-        q.on_retry(first);
-        q.on_response();
+        assert!(matches!(
+            fail(q, first, KafkaCode::NotLeaderOrFollower),
+            OnError::Retry { bump: false }
+        ));
         q.on_ack(&second);
         new_batch(&mut acc, &memory, 0);
         let q = acc.queue_mut("t", 0);
-        let mut head = q.batches.pop_front().unwrap();
-        q.stamp(&mut head, Some(new)).unwrap();
+        let head = drain(q, new);
         assert_eq!(
             head.stamp,
             Some(Stamp {
@@ -287,12 +296,9 @@ mod tests {
                 sequence: 0
             })
         );
-        q.on_sent();
         assert!(!q.may_send_head(new));
-        q.on_response();
         q.on_ack(&head);
-        let mut fresh = q.batches.pop_front().unwrap();
-        q.stamp(&mut fresh, Some(new)).unwrap();
+        let fresh = drain(q, new);
         assert_eq!(
             fresh.stamp,
             Some(Stamp {
@@ -324,10 +330,8 @@ mod tests {
             assert!(acc.try_append("t", 0, &record).unwrap().is_some());
         }
         let q = acc.queue_mut("t", 0);
-        let mut first = q.batches.pop_front().unwrap();
-        q.stamp(&mut first, Some(producer)).unwrap();
-        let mut big = q.batches.pop_front().unwrap();
-        q.stamp(&mut big, Some(producer)).unwrap();
+        let _first = drain(q, producer);
+        let big = drain(q, producer);
         assert_eq!(big.stamp.map(|s| s.sequence), Some(1));
 
         let parts = big.split(700, Compression::None).unwrap();

@@ -21,18 +21,23 @@
 //! # Layout
 //! - `config.rs`: [`ProducerConfig`], Java defaults and keys.
 //! - `record.rs`: [`ProducerRecord`], [`RecordMetadata`], [`Delivery`].
-//! - `accumulator.rs`: per-partition batches appended in place, bounded by
-//!   `buffer.memory`.
-//! - `batch.rs`: one batch: open, finished, stamped, split when too large.
+//! - `partition_counts.rs`: the partition counts `send` places records with, waited
+//!   for up to `max.block.ms`.
+//! - `accumulator.rs`: the partition queues of the producer, `buffer.memory`
+//!   reservations, the ids `flush` waits for.
+//! - `batch.rs`: one batch: records encoded in place, finished, stamped, split when
+//!   too large.
 //! - `partition_queue.rs`: one partition's batches, in-flight count and sequences, the
-//!   one owner of that state (and of what an epoch bump does to it).
+//!   one owner of that state: appends, expiry, the drain of its head, and what an
+//!   acknowledgement, an error (retry, split, fail) or an epoch bump does to it.
 //! - `sender.rs`: drains ready batches into one Produce request per broker; one task per
 //!   broker writes them in order.
-//! - `completion.rs`: responses resolve deliveries, or put batches back for a retry with
-//!   backoff, or fail them.
-//! - `idempotence.rs`: producer id, epoch, sequence numbers, the KIP-360 epoch bump.
+//! - `completion.rs`: responses resolve deliveries, or hand the batch to its queue's
+//!   `on_error`; the producer-wide consequences (epoch bump, refresh, lost transaction).
+//! - `idempotence.rs`: producer id and epoch, the KIP-360 epoch bump.
 //! - `metrics.rs`: counters and histograms through the `metrics` facade.
-//! - `transaction.rs`: the transaction state machine and its coordinator requests.
+//! - `transaction/`: the public transactional calls (`mod.rs`), the state machine
+//!   (`state.rs`, no I/O) and the coordinator requests (`requests.rs`).
 //!
 //! # Semantics (as the Java client)
 //! - `send` waits up to `max.block.ms` for topic metadata and for buffer space; past it,
@@ -131,6 +136,7 @@ mod completion;
 mod config;
 mod idempotence;
 mod metrics;
+mod partition_counts;
 mod partition_queue;
 mod record;
 mod sender;
@@ -152,7 +158,8 @@ pub use record::{Delivery, IntoTopic, ProducerRecord, RecordMetadata};
 use accumulator::{Accumulator, RecordParts};
 use idempotence::Idempotence;
 use metrics::ProducerMetrics;
-use transaction::{Phase, TxnContext, TxnState};
+use partition_counts::PartitionCounts;
+use transaction::{TxnContext, TxnState};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{Error, Result};
@@ -197,17 +204,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: ProducerMetrics,
     /// Coordinators of a transactional producer.
     pub(crate) txn: Option<TxnContext>,
-    /// Partition counts already read from the current metadata snapshot: a `BTreeMap`
-    /// lookup by topic name in the snapshot costs more than the rest of a small send.
-    partition_counts: Mutex<PartitionCounts>,
-}
-
-/// Partition counts read from one metadata snapshot, dropped when the snapshot changes.
-#[derive(Debug, Default)]
-struct PartitionCounts {
-    /// The snapshot they were read from (kept alive, so pointer equality is sound).
-    snapshot: Option<Arc<crate::cluster::Metadata>>,
-    counts: HashMap<String, u32, foldhash::fast::RandomState>,
+    /// The partition count of each topic `send` places records in.
+    partition_counts: PartitionCounts,
 }
 
 /// The mutable state, behind one lock that is never held across an `.await`.
@@ -247,79 +245,6 @@ impl Shared {
         self.completed.send_modify(|n| *n = n.wrapping_add(1));
         self.metrics
             .buffer_available(self.memory.available_permits());
-    }
-
-    /// The partition count of `topic`, fetching metadata until `deadline`.
-    async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<u32> {
-        let metadata = self.cluster.metadata();
-        {
-            let mut cache = self
-                .partition_counts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if cache
-                .snapshot
-                .as_ref()
-                .is_some_and(|s| Arc::ptr_eq(s, &metadata))
-            {
-                if let Some(&n) = cache.counts.get(topic) {
-                    return Ok(n);
-                }
-            } else {
-                cache.snapshot = Some(Arc::clone(&metadata));
-                cache.counts.clear();
-            }
-            if let Some(t) = metadata.topic(topic) {
-                if t.error.is_none() && !t.partitions.is_empty() {
-                    if let Ok(n) = u32::try_from(t.partitions.len()) {
-                        cache.counts.insert(topic.to_string(), n);
-                        return Ok(n);
-                    }
-                }
-            }
-        }
-        drop(metadata);
-        let mut last_error: Option<Error> = None;
-        loop {
-            if let Some(t) = self.cluster.metadata().topic(topic) {
-                match t.error {
-                    None if !t.partitions.is_empty() => {
-                        return u32::try_from(t.partitions.len())
-                            .map_err(|_| Error::protocol("too many partitions"));
-                    }
-                    Some(code) if !code.is_retriable() => {
-                        return Err(Error::kafka(code, format!("metadata for topic {topic}")));
-                    }
-                    Some(code) => {
-                        last_error = Some(Error::kafka(code, format!("metadata for topic {topic}")))
-                    }
-                    None => {}
-                }
-            }
-            let auto_create = self.config.allow_auto_create_topics;
-            let wait = async {
-                if let Err(e) = self.cluster.refresh(&[topic], auto_create).await {
-                    last_error = Some(e);
-                }
-                if !self
-                    .cluster
-                    .metadata()
-                    .topic(topic)
-                    .is_some_and(|t| t.error.is_none() && !t.partitions.is_empty())
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
-            if tokio::time::timeout_at(deadline, wait).await.is_err() {
-                let why = last_error
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default();
-                return Err(Error::unknown_topic(format!(
-                    "topic {topic} not present in metadata after max.block.ms ({} ms){why}",
-                    self.config.max_block.as_millis()
-                )));
-            }
-        }
     }
 }
 
@@ -383,7 +308,7 @@ impl Producer {
             wake: Notify::new(),
             completed: watch::channel(0).0,
             stopped: AtomicBool::new(false),
-            partition_counts: Mutex::default(),
+            partition_counts: PartitionCounts::default(),
         });
         let watched = Arc::clone(&shared);
         crate::task::spawn_watched(
@@ -469,7 +394,10 @@ impl Producer {
                 record.topic
             )));
         }
-        let partitions = shared.partition_count(&record.topic, deadline).await?;
+        let partitions = shared
+            .partition_counts
+            .get(&shared.cluster, config, &record.topic, deadline)
+            .await?;
         let partition = shared
             .partitioner()
             .choose(
@@ -598,26 +526,9 @@ impl Producer {
 /// For a transactional producer: a send is allowed in a transaction only, and its
 /// partition joins the transaction (queued for the sender's next AddPartitionsToTxn).
 fn check_transaction(st: &mut State, topic: &str, partition: i32) -> Result<()> {
-    let Some(txn) = st.txn.as_mut() else {
-        return Ok(());
-    };
-    match txn.phase {
-        Phase::InTransaction => {
-            let tp = (topic.to_string(), partition);
-            if !txn.added.contains(&tp) && !txn.adding.contains(&tp) {
-                txn.pending.insert(tp);
-            }
-            Ok(())
-        }
-        Phase::AbortableError | Phase::FatalError => Err(txn.error.clone().map_or_else(
-            || Error::illegal_state("the transaction failed"),
-            |e| e.context("send: the transaction failed earlier"),
-        )),
-        phase => Err(Error::illegal_state(format!(
-            "send on a transactional producer outside a transaction (state {phase:?}): \
-             call begin() first"
-        ))),
-    }
+    st.txn
+        .as_mut()
+        .map_or(Ok(()), |txn| txn.on_send(topic, partition))
 }
 
 fn now_ms() -> i64 {

@@ -113,8 +113,10 @@ impl ProducerRecord {
     }
 }
 
-/// Where a record was written (Java: `RecordMetadata`).
+/// Where a record was written (Java: `RecordMetadata`). Non-exhaustive: it may gain
+/// fields (Java's has the serialized sizes) without a breaking change.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordMetadata {
     /// The topic, shared by every record of the batch (cloning it is a reference count,
     /// not an allocation per record).

@@ -22,21 +22,17 @@ use tokio::time::Instant;
 use tracing::{debug, warn, Instrument};
 
 use super::batch::Batch;
-use super::completion::complete_job;
+use super::completion::{complete_job, Job};
 use super::idempotence::{self, ProducerIdState};
-use super::transaction::TV1_PRODUCE_MAX;
+use super::partition_queue::{DrainRules, Head};
 use super::{Shared, State};
+use crate::config::wire_ms;
 use crate::error::Error;
+use crate::net::versions::TV1_PRODUCE_MAX;
 use crate::partition_client::Acks;
 
 /// Longest the sender sleeps without a reason to wake.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
-
-/// Batches for one broker, sent as one Produce request.
-pub(crate) struct Job {
-    pub(crate) node: i32,
-    pub(crate) batches: Vec<Batch>,
-}
 
 /// What one drain pass decided, acted on after the lock is released.
 #[derive(Default)]
@@ -143,24 +139,15 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
     let mut expired_sequenced = false;
     for (topic, queues) in acc.topics.iter_mut() {
         for queue in queues.iter_mut() {
-            let mut i = 0;
-            while i < queue.batches.len() {
-                let b = &queue.batches[i];
-                let deadline = b.created + config.delivery_timeout;
-                if deadline <= std_now {
-                    if let Some(b) = queue.batches.remove(i) {
-                        if b.stamp.is_some() {
-                            // Its gap would stall every later batch of the partition.
-                            expired_sequenced = true;
-                            queue.request_rewrite();
-                        }
-                        let err = expired_error(topic, &b, config.delivery_timeout);
-                        plan.failed.push((b, err));
-                    }
-                } else {
-                    wake(&mut plan, Instant::from_std(deadline));
-                    i += 1;
-                }
+            let (expired, next) = queue.expire(std_now, config.delivery_timeout);
+            if let Some(at) = next {
+                wake(&mut plan, Instant::from_std(at));
+            }
+            for b in expired {
+                // Its gap would stall every later batch of the partition.
+                expired_sequenced |= b.stamp.is_some();
+                let err = expired_error(topic, &b, config.delivery_timeout);
+                plan.failed.push((b, err));
             }
         }
     }
@@ -188,9 +175,10 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
             let mut stamped = false;
             for queues in acc.topics.values_mut() {
                 for q in queues.iter_mut() {
-                    stamped |= q.batches.iter().any(|b| b.stamp.is_some());
+                    let queued = q.take_queued();
+                    stamped |= queued.iter().any(|b| b.stamp.is_some());
                     plan.failed
-                        .extend(q.batches.drain(..).map(|b| (b, err.clone())));
+                        .extend(queued.into_iter().map(|b| (b, err.clone())));
                 }
             }
             // A stamped batch that is never written leaves a gap in its partition's
@@ -200,9 +188,8 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     i.bump_required = true;
                 }
             }
-            txn.pending.clear();
-        } else if !txn.pending.is_empty() && txn.adding.is_empty() {
-            txn.adding = std::mem::take(&mut txn.pending);
+            txn.drop_pending();
+        } else if txn.start_adding() {
             plan.add_partitions = true;
         }
     }
@@ -235,43 +222,28 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
     }
 
     let metadata = shared.cluster.metadata();
-    let exhausted = shared.blocked_senders.load(Ordering::SeqCst) > 0;
-    let flush_upto = acc.flush_upto;
+    let rules = DrainRules {
+        now: std_now,
+        linger: config.linger,
+        urgent: *closed || shared.blocked_senders.load(Ordering::SeqCst) > 0,
+        flush_upto: acc.flush_upto,
+        producer: stamp,
+        one_in_flight: config.effective_max_in_flight() == 1,
+    };
     let max_in_flight = config.effective_max_in_flight();
     loop {
         // One round: at most one batch per partition, one request per broker.
         let mut round: HashMap<i32, (Vec<Batch>, usize)> = HashMap::new();
         for (topic, queues) in acc.topics.iter_mut() {
             for (index, queue) in queues.iter_mut().enumerate() {
-                let Some(head) = queue.batches.front() else {
-                    continue;
-                };
-                if let Some(at) = head.retry_at {
-                    if at > std_now {
+                let size = match queue.head(&rules) {
+                    Head::Ready { size } => size,
+                    Head::Until(at) => {
                         wake(&mut plan, Instant::from_std(at));
                         continue;
                     }
-                }
-                let lingered = head.created + config.linger;
-                let ready = head.closed
-                    || *closed
-                    || exhausted
-                    || head.id < flush_upto
-                    || lingered <= std_now;
-                if !ready {
-                    wake(&mut plan, Instant::from_std(lingered));
-                    continue;
-                }
-                if stamp.is_some_and(|current| !queue.may_send_head(current)) {
-                    continue;
-                }
-                // Without idempotence, max.in.flight.requests.per.connection=1 is how
-                // order is kept: the limit per connection alone does not hold across a
-                // leader change (the next batch would go to the new leader while the
-                // previous one is still in flight to the old). Java mutes the partition.
-                if stamp.is_none() && max_in_flight == 1 && queue.in_flight() > 0 {
-                    continue;
-                }
+                    Head::Empty | Head::Blocked => continue,
+                };
                 let partition = i32::try_from(index).unwrap_or(i32::MAX);
                 if txn.as_ref().is_some_and(|t| !t.may_send(topic, partition)) {
                     continue;
@@ -280,7 +252,6 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     plan.refresh = true;
                     continue;
                 };
-                let size = head.size();
                 match round.get(&node) {
                     Some((_, bytes)) if bytes + size > config.max_request_size => continue,
                     Some(_) => {}
@@ -289,16 +260,14 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
                     }
                     None => {}
                 }
-                let Some(mut batch) = queue.batches.pop_front() else {
-                    continue;
+                let batch = match queue.drain_ready(stamp) {
+                    Some(Ok(batch)) => batch,
+                    Some(Err(failed)) => {
+                        plan.failed.push(failed);
+                        continue;
+                    }
+                    None => continue,
                 };
-                if let Err(e) = queue.stamp(&mut batch, stamp) {
-                    plan.failed.push((batch, e));
-                    continue;
-                }
-                batch.attempts += 1;
-                batch.retry_at = None;
-                queue.on_sent();
                 let entry = round.entry(node).or_default();
                 entry.1 += batch.size();
                 entry.0.push(batch);
@@ -419,9 +388,7 @@ fn build_request(shared: &Shared, batches: &[Batch]) -> ProduceRequest {
                 .map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
         )
         .with_acks(shared.config.acks.wire())
-        .with_timeout_ms(
-            i32::try_from(shared.config.request_timeout.as_millis()).unwrap_or(i32::MAX),
-        )
+        .with_timeout_ms(wire_ms(shared.config.request_timeout))
         .with_topic_data(topics)
 }
 
@@ -444,16 +411,8 @@ async fn init_producer_id(shared: Arc<Shared>) {
                 if shared.stopped.load(Ordering::SeqCst) {
                     return;
                 }
-                let config = &shared.config;
-                tokio::time::sleep(backoff(
-                    config.retry_backoff,
-                    config.retry_backoff_max,
-                    attempt,
-                ))
-                .await;
+                tokio::time::sleep(shared.config.retry_backoff_for(attempt)).await;
             }
         }
     }
 }
-
-pub(crate) use crate::backoff::exponential as backoff;

@@ -1,0 +1,134 @@
+//! Encodes the values of the records the inner service answers with.
+//!
+//! The inner service answers with [`Produce`]s: an [`OutputRecord`] (topic, partition,
+//! key, headers, timestamp) and a typed value. [`Encode`] encodes each value for its
+//! topic with the [`Encoder`] and answers with plain [`OutputRecord`]s, in the same
+//! order, for the runner (or the DLQ layer) to produce. Keys pass through as bytes.
+//!
+//! An output that does not encode fails the whole record with a [`SchemaError`]
+//! ([`Part::Output`](super::Part::Output)): a value that does not fit its schema is a dead
+//! letter, a registry outage is retriable, an incompatible or invalid schema is fatal
+//! (see the [parent module](super)). Nothing of that record is produced.
+//!
+//! `Encode` serves any request type, so it fits inside [`Decode`](super::decode::Decode)
+//! or on its own around a service of raw [`ConsumedRecord`](crate::ConsumedRecord)s.
+
+mod future;
+mod layer;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tower::Service;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::EncodeLayer;
+use super::codec::Encoder;
+#[cfg(doc)]
+use super::SchemaError;
+use crate::{OutputRecord, PipelineError};
+
+/// One record to produce with a value still to encode.
+#[derive(Debug, Clone)]
+pub struct Produce<V> {
+    /// Where and how to produce it; its `value` is replaced by the encoded one.
+    pub record: OutputRecord,
+    /// The value to encode (`None`: a tombstone, produced with no value).
+    pub value: Option<V>,
+}
+
+impl<V> Produce<V> {
+    /// A record for `topic` carrying `value`.
+    pub fn new(topic: impl Into<String>, value: V) -> Self {
+        Produce {
+            record: OutputRecord::new(topic),
+            value: Some(value),
+        }
+    }
+
+    /// A tombstone for `topic` (no value).
+    pub fn tombstone(topic: impl Into<String>) -> Self {
+        Produce {
+            record: OutputRecord::new(topic),
+            value: None,
+        }
+    }
+
+    /// Sets the key (raw bytes).
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.record.key = Some(key.into());
+        self
+    }
+
+    /// Sets the partition (`None`, the default, lets the producer's partitioner choose).
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.record.partition = Some(partition);
+        self
+    }
+
+    /// Appends a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.record.headers.push((name.into(), Some(value.into())));
+        self
+    }
+}
+
+/// Encodes output values; see the [module docs](self).
+#[derive(Debug)]
+pub struct Encode<S, E> {
+    inner: S,
+    encoder: Arc<E>,
+}
+
+impl<S: Clone, E> Clone for Encode<S, E> {
+    fn clone(&self) -> Self {
+        Encode {
+            inner: self.inner.clone(),
+            encoder: Arc::clone(&self.encoder),
+        }
+    }
+}
+
+impl<S, E> Encode<S, E> {
+    /// Wraps `inner`, encoding its outputs' values with `encoder`.
+    pub fn new(inner: S, encoder: E) -> Self {
+        Encode {
+            inner,
+            encoder: Arc::new(encoder),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, E, R> Service<R> for Encode<S, E>
+where
+    S: Service<R, Response = Vec<Produce<E::Value>>, Error = PipelineError>,
+    E: Encoder,
+{
+    type Response = Vec<OutputRecord>;
+    type Error = PipelineError;
+    type Future = ResponseFuture<S::Future, E>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        ResponseFuture::new(self.inner.call(request), Arc::clone(&self.encoder))
+    }
+}
