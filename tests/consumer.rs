@@ -328,6 +328,61 @@ async fn seek_after_assign_wins_over_reset_none() {
     c.close().await.unwrap();
 }
 
+/// A lookup of committed offsets that is no longer wanted (its partitions were
+/// reassigned away) does not hold up the partitions assigned since, as Java drops a
+/// pending OffsetFetch that is not the same request. Here the broker's answer for
+/// partition 0 is rewritten to UNSTABLE_OFFSET_COMMIT every time, so its lookup retries
+/// for the whole request timeout (30 s); partition 1, assigned after it, must start at
+/// its committed offset long before that.
+#[tokio::test]
+async fn a_stale_offset_lookup_does_not_hold_up_a_new_assignment() {
+    use kafka_protocol::messages::ApiKey;
+    use sluice_testkit::{codes, Rule};
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-stale-lookup", 2).await;
+    produce(&cluster, &topic, 0, 0, 10).await;
+    produce(&cluster, &topic, 1, 0, 10).await;
+    let (p0, p1) = (
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    );
+    let group = sluice_testkit::unique_topic("g-stale-lookup");
+    let direct = Consumer::with_cluster(cluster.clone(), config(Some(&group))).unwrap();
+    let mut o = BTreeMap::new();
+    o.insert(p1.clone(), OffsetAndMetadata::new(3));
+    direct.commit(&o).await.unwrap();
+    direct.close().await.unwrap();
+
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let unstable = faults.add_rule(
+        Rule::new(ApiKey::OffsetFetch)
+            .partition(&topic, 0)
+            .always()
+            .set_error(codes::UNSTABLE_OFFSET_COMMIT),
+    );
+    let mut cfg = config(Some(&group));
+    cfg.cluster = sluice::wire::cluster::ClusterConfig::new(faults.bootstrap());
+    let c = Consumer::new(cfg).await.unwrap();
+    c.assign([p0.clone()]).unwrap();
+    // The lookup of partition 0 is retrying by now.
+    let started = std::time::Instant::now();
+    while unstable.hits() < 2 {
+        assert!(
+            started.elapsed() < T,
+            "the lookup of partition 0 never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.assign([p1.clone()]).unwrap();
+    // Well inside the 30 s the stale lookup would go on retrying.
+    let r = tokio::time::timeout(Duration::from_secs(10), c.recv())
+        .await
+        .expect("partition 1 was not held up by the stale lookup")
+        .expect("a record");
+    assert_eq!((r.partition(), r.offset()), (1, 3));
+    c.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn lag_is_log_end_minus_committed_per_partition() {
     let cluster = cluster().await;

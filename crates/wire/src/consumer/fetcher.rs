@@ -57,7 +57,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // Offset lookups for partitions without a position run beside the fetches, one at a
     // time: an OffsetFetch that waits out a pending transaction (require_stable) must not
     // hold up partitions that have a position.
+    // The partitions (with their seek epochs) the running lookup is for: when they are
+    // no longer the ones without a position (a reassignment, a seek), the lookup is
+    // dropped and a new one starts, as Java drops a pending OffsetFetch that is not the
+    // same request. A stale lookup (up to a request timeout on a slow OffsetFetch) must
+    // not hold up the partitions assigned since. Dropping it is safe: it writes
+    // positions only at its end.
     let mut resolving: Option<BoxFuture<'_, Result<bool>>> = None;
+    let mut resolving_for: Vec<(TopicPartition, Start, u64)> = Vec::new();
     let mut resolve_after: Option<tokio::time::Instant> = None;
     // Positions checked with OffsetForLeaderEpoch after a leader change (KIP-320), one
     // round at a time, beside the fetches of the other partitions.
@@ -71,17 +78,23 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         let mut retry_soon = false;
         let may_resolve = resolve_after.is_none_or(|at| at <= tokio::time::Instant::now());
-        if resolving.is_none() && may_resolve {
-            let unresolved: Vec<(TopicPartition, Start, u64)> = shared
-                .lock()
-                .assignment
-                .iter()
-                .filter(|(_, ps)| ps.position.is_none())
-                .map(|(tp, ps)| (tp.clone(), ps.start, ps.epoch))
-                .collect();
+        let unresolved: Vec<(TopicPartition, Start, u64)> = shared
+            .lock()
+            .assignment
+            .iter()
+            .filter(|(_, ps)| ps.position.is_none())
+            .map(|(tp, ps)| (tp.clone(), ps.start, ps.epoch))
+            .collect();
+        if resolving.is_some() && unresolved != resolving_for {
+            debug!("the partitions without a position changed; restarting their lookup");
+            resolving = None;
+            resolve_after = None;
+        }
+        if resolving.is_none() && (may_resolve || unresolved != resolving_for) {
             if !unresolved.is_empty() {
-                resolving = Some(offsets::resolve_positions(&shared, unresolved).boxed());
+                resolving = Some(offsets::resolve_positions(&shared, unresolved.clone()).boxed());
             }
+            resolving_for = unresolved;
         } else if resolving.is_none() {
             retry_soon = true;
         }
