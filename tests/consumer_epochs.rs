@@ -219,3 +219,72 @@ async fn fenced_leader_epoch_on_fetch_refreshes_and_costs_no_record() {
 async fn unknown_leader_epoch_on_fetch_backs_off_and_costs_no_record() {
     every_record_once_despite(codes::UNKNOWN_LEADER_EPOCH, 3, false).await;
 }
+
+/// NOT_LEADER_OR_FOLLOWER on a fetch backs the partition off for `retry.backoff.ms`
+/// before it is fetched again (as Java's), instead of re-fetching at once: 20 rewritten
+/// answers in a row take at least 19 backoffs, and every record still arrives once, in
+/// order. (A slow machine only makes the wait longer; re-fetching at once takes 20 round
+/// trips.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_leader_on_fetch_backs_the_partition_off_before_fetching_again() {
+    const TIMES: u64 = 20;
+    let backoff = Duration::from_millis(150);
+    let faults = sluice_testkit::kafka_fault_cluster();
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "not-leader-backoff", 1).await;
+    // 50 batches, more than 4 KiB: every fetch (4 KiB at most) leaves some for the next.
+    for from in (0..500).step_by(10) {
+        produce(&cluster, &topic, 0, from, 10).await;
+    }
+    let rule = faults.add_rule(
+        Rule::new(ApiKey::Fetch)
+            .partition(&topic, 0)
+            .skip(1)
+            .times(TIMES)
+            .set_error(codes::NOT_LEADER_OR_FOLLOWER),
+    );
+    let mut config = ConsumerConfig::new(faults.bootstrap())
+        .auto_offset_reset(OffsetReset::Earliest)
+        .fetch_max_wait(Duration::from_millis(100));
+    config.max_partition_fetch_bytes = 4096;
+    config.retry_backoff = backoff;
+    let c = Consumer::new(config).await.unwrap();
+    c.assign([TopicPartition::new(&topic, 0)]).unwrap();
+    let reader = async {
+        let got = recv_n(&c, 500, Duration::from_secs(60)).await;
+        got.iter().map(|r| r.offset()).collect::<Vec<i64>>()
+    };
+    let watch = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while rule.hits() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no fetch was rewritten"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let first = tokio::time::Instant::now();
+        while !rule.exhausted() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rewrites never ran out: {} of {TIMES} fired, {} matched",
+                rule.hits(),
+                rule.matched()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        first.elapsed()
+    };
+    let (offsets, elapsed) = tokio::join!(reader, watch);
+    assert_eq!(
+        offsets,
+        (0..500).collect::<Vec<i64>>(),
+        "lost or repeated records"
+    );
+    let least = backoff * (TIMES as u32 - 1);
+    assert!(
+        elapsed >= least.mul_f64(0.95),
+        "{TIMES} NOT_LEADER answers in {elapsed:?}: re-fetched without waiting {backoff:?} each time"
+    );
+    c.close().await.unwrap();
+}
