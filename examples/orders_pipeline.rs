@@ -2,14 +2,23 @@
 //! `SLUICE_BOOTSTRAP`.
 //!
 //! It creates `orders-<n>` (4 partitions), its dead-letter topic `orders-<n>-dlt` and
-//! `orders-<n>-enriched`, writes 200,000 synthetic order events (about 1 % malformed),
-//! then runs a [`Pipeline`]: parse → call a flaky "downstream" (fails 2 % of calls at
-//! random, and has a 20-second outage once 60,000 orders are through) → produce the
-//! enriched event. Malformed orders go to the DLQ; the outage opens the breaker, the
-//! partitions pause, and the flow resumes afterwards. It shows progress, serves
-//! Prometheus metrics on <http://127.0.0.1:9464/metrics>, and finally checks
-//! input = output + dead-lettered (exit status 1 if not) and prints one DLQ record's
+//! `orders-<n>-enriched`, writes 200,000 synthetic order events (`ORDERS_COUNT` to change
+//! it; about 1 % malformed), then runs a [`Pipeline`]: parse → call a flaky "downstream"
+//! (fails 2 % of calls at random, and has a 20-second outage once 60,000 orders are
+//! through) → encode → produce the enriched event. Malformed orders go to the DLQ; the
+//! outage opens the breaker, the partitions pause, and the flow resumes afterwards. It
+//! shows progress, serves Prometheus metrics on <http://127.0.0.1:9464/metrics>, and
+//! finally decodes the output and checks input = output + dead-lettered, each output
+//! equal to its order enriched (exit status 1 if not), and prints one DLQ record's
 //! headers.
+//!
+//! The output is Avro when `SLUICE_REGISTRY_URL` is set (`cargo xtask demo` starts a
+//! registry): the pipeline's `EncodeLayer` registers the schema under
+//! `orders-<n>-enriched-value` on the first record and frames every value with its id;
+//! the summary prints the subject, the id and the registry client's HTTP requests (one
+//! per distinct schema, however many records), and the check decodes the output through
+//! the registry with a client of its own. Without a registry, or with
+//! `ORDERS_OUTPUT_FORMAT=json`, the output is JSON text (see `orders_pipeline/output.rs`).
 //!
 //! With `ORDERS_WORKER=1` it is a plain worker instead (used by the crash test): no
 //! setup, no outage, no random failures, no progress or metrics; it reads
@@ -17,7 +26,10 @@
 //! `ORDERS_MAX_IN_FLIGHT` (default 500) uncommitted records, and runs until SIGINT or
 //! SIGTERM (or SIGKILL). With `ORDERS_TRANSACTIONAL_ID` set it runs exactly-once: its
 //! producer gets that `transactional.id` and the input offsets commit inside its
-//! transactions.
+//! transactions. A worker writes JSON unless `ORDERS_OUTPUT_FORMAT=avro`.
+
+#[path = "orders_pipeline/output.rs"]
+mod output;
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -32,18 +44,22 @@ use sluice::pipeline::dlq::{headers, DeadLetterLayer};
 use sluice::pipeline::metrics::InstrumentLayer;
 use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
 use sluice::pipeline::runner::{Pipeline, PipelineStats, ProducerSink, RunError, Shutdown};
-use sluice::pipeline::{ConsumedRecord, OutputRecord, PipelineError, Processed};
+use sluice::pipeline::{ConsumedRecord, PipelineError, Processed};
 use sluice::wire::admin::{Admin, NewTopic};
 use sluice::wire::cluster::{Cluster, ClusterConfig};
 use sluice::wire::consumer::{ConsumerConfig, OffsetReset};
 use sluice::wire::partition_client::{FetchOptions, PartitionClient};
 use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
 use sluice::wire::records::RecordBatches;
+use sluice_pipeline::schema::encode::{EncodeLayer, Produce};
 use tower::{service_fn, ServiceBuilder};
+
+use output::{Enriched, Format, OrderEncoder};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-const ORDERS: u64 = 200_000;
+/// Orders the demo writes unless `ORDERS_COUNT` says.
+const DEFAULT_ORDERS: u64 = 200_000;
 const PARTITIONS: i32 = 4;
 const OUTAGE_AFTER: u64 = 60_000;
 const OUTAGE: Duration = Duration::from_secs(20);
@@ -100,24 +116,39 @@ fn field<'a>(s: &'a str, name: &str) -> Option<&'a str> {
     Some(rest[..end].trim_matches('"'))
 }
 
-/// Parse, ask the downstream for the customer's tier, emit the enriched order.
+/// The order event `text` parsed, with its customer's tier: what the pipeline produces
+/// for it (the check recomputes it from [`order_event`]). Also reads the JSON output.
+fn enriched(text: &str) -> Option<Enriched> {
+    let order_id: i64 = field(text, "order_id")?.parse().ok()?;
+    let customer = field(text, "customer")?;
+    let amount_cents: i64 = field(text, "amount_cents")?.parse().ok()?;
+    let country = field(text, "country")?;
+    if !text.ends_with('}') {
+        return None;
+    }
+    // The "customer service" answer, stood in for by a hash of the customer.
+    let tier = ["bronze", "silver", "gold"]
+        [(customer.len() + customer.bytes().map(u64::from).sum::<u64>() as usize) % 3];
+    Some(Enriched {
+        order_id,
+        customer: customer.to_string(),
+        amount_cents,
+        country: country.to_string(),
+        tier: tier.to_string(),
+    })
+}
+
+/// Parse, ask the downstream for the customer's tier, emit the enriched order (encoded
+/// by the `EncodeLayer` around this service).
 async fn enrich(
     record: ConsumedRecord,
     output: Arc<str>,
     downstream: Downstream,
-) -> Result<Processed, PipelineError> {
+) -> Result<Vec<Produce<Enriched>>, PipelineError> {
     let value = record.value.clone().unwrap_or_default();
     // Not UTF-8 parses as nothing, and is dead-lettered below.
     let text = std::str::from_utf8(&value).unwrap_or_default();
-    let parsed = (|| {
-        let id: u64 = field(text, "order_id")?.parse().ok()?;
-        let customer = field(text, "customer")?;
-        let amount: u64 = field(text, "amount_cents")?.parse().ok()?;
-        let country = field(text, "country")?;
-        text.ends_with('}')
-            .then_some((id, customer, amount, country))
-    })();
-    let Some((id, customer, amount, country)) = parsed else {
+    let Some(order) = enriched(text) else {
         downstream.dead_lettered.fetch_add(1, Ordering::Relaxed);
         return Err(PipelineError::dead_letter(Malformed(
             "missing or bad fields",
@@ -130,13 +161,8 @@ async fn enrich(
         downstream.failures.fetch_add(1, Ordering::Relaxed);
         return Err(PipelineError::retriable(Unavailable));
     }
-    let tier = ["bronze", "silver", "gold"]
-        [(customer.len() + customer.bytes().map(u64::from).sum::<u64>() as usize) % 3];
-    let enriched = format!(
-        r#"{{"order_id":{id},"customer":"{customer}","amount_cents":{amount},"country":"{country}","tier":"{tier}"}}"#
-    );
-    let mut out = OutputRecord::new(output.to_string()).with_value(Bytes::from(enriched));
-    out.key = record.key.clone();
+    let mut out = Produce::new(output.to_string(), order);
+    out.record.key = record.key.clone();
     Ok(vec![out])
 }
 
@@ -155,11 +181,13 @@ fn rand_percent() -> u64 {
     })
 }
 
-/// The stack: metrics → bounded, per-partition order → DLQ → breaker → retry → enrich.
+/// The stack: metrics → bounded, per-partition order → DLQ → breaker → retry → encode →
+/// enrich.
 fn build(
     producer: &Producer,
     group: &str,
     output: &str,
+    encoder: OrderEncoder,
     downstream: Downstream,
 ) -> (
     impl tower::Service<
@@ -193,6 +221,9 @@ fn build(
                 .initial_delay(Duration::from_millis(10))
                 .max_delay(Duration::from_millis(100)),
         ))
+        // Inside retry and breaker: a registry outage is retriable, a value that does not
+        // fit the schema a dead letter (`sluice_pipeline::schema`).
+        .layer(EncodeLayer::new(encoder))
         .service(service_fn(move |r| {
             enrich(r, Arc::clone(&output), downstream.clone())
         }));
@@ -225,7 +256,8 @@ async fn worker(bootstrap: &str) -> Result<(), Error> {
         config = config.transactional_id(id.clone());
     }
     let producer = Producer::new(config).await?;
-    let (stack, _) = build(&producer, &group, &output, Downstream::default());
+    let encoder = Format::from_env(true)?.encoder()?;
+    let (stack, _) = build(&producer, &group, &output, encoder, Downstream::default());
     let outcome = Pipeline::new(
         consumer(bootstrap, &group),
         producer.clone(),
@@ -247,6 +279,16 @@ async fn worker(bootstrap: &str) -> Result<(), Error> {
 }
 
 async fn demo(bootstrap: &str) -> Result<(), Error> {
+    let orders: u64 = match std::env::var("ORDERS_COUNT") {
+        Ok(v) => v
+            .trim()
+            .replace('_', "")
+            .parse()
+            .map_err(|e| format!("ORDERS_COUNT={v:?}: {e}"))?,
+        Err(_) => DEFAULT_ORDERS,
+    };
+    let format = Format::from_env(false)?;
+    let encoder = format.encoder()?;
     let cluster = Cluster::connect(ClusterConfig::new(bootstrap).client_id("sluice-demo")).await?;
     let n = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let input = format!("orders-{n}");
@@ -264,6 +306,7 @@ async fn demo(bootstrap: &str) -> Result<(), Error> {
         .create_topics(&topics, Duration::from_secs(30))
         .await?;
     println!("created {input}, {dlq} and {output} ({PARTITIONS} partitions each)");
+    println!("output format: {}", format.describe());
 
     match metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(([127, 0, 0, 1], 9464))
@@ -279,17 +322,17 @@ async fn demo(bootstrap: &str) -> Result<(), Error> {
     let producer =
         Producer::new(ProducerConfig::new(bootstrap).linger(Duration::from_millis(10))).await?;
     let started = Instant::now();
-    let mut deliveries = Vec::with_capacity(ORDERS as usize);
-    for i in 0..ORDERS {
+    let mut deliveries = Vec::with_capacity(orders as usize);
+    for i in 0..orders {
         let record = ProducerRecord::new(input.clone(), order_event(i)).key(format!("order-{i}"));
         deliveries.push(producer.send(record).await?);
     }
     for d in deliveries {
         d.await?;
     }
-    let malformed = (0..ORDERS).filter(|i| i % 97 == 13).count();
+    let malformed = (0..orders).filter(|i| i % 97 == 13).count();
     println!(
-        "wrote {ORDERS} order events ({malformed} malformed) in {:.1}s",
+        "wrote {orders} order events ({malformed} malformed) in {:.1}s",
         started.elapsed().as_secs_f64()
     );
 
@@ -297,7 +340,7 @@ async fn demo(bootstrap: &str) -> Result<(), Error> {
         flaky_percent: 2,
         ..Downstream::default()
     };
-    let (stack, breaker) = build(&producer, &group, &output, downstream.clone());
+    let (stack, breaker) = build(&producer, &group, &output, encoder, downstream.clone());
     let pipeline = Pipeline::new(
         consumer(bootstrap, &group),
         producer.clone(),
@@ -308,10 +351,19 @@ async fn demo(bootstrap: &str) -> Result<(), Error> {
     .shutdown(Shutdown::on_signals());
     let stats = pipeline.stats();
     let stop = pipeline.shutdown_handle();
-    println!("running the pipeline: parse → flaky customer service (20 s outage after {OUTAGE_AFTER} orders) → {output}");
+    // A short run still sees the outage.
+    let outage_after = OUTAGE_AFTER.min(orders / 3);
+    println!("running the pipeline: parse → flaky customer service (20 s outage after {outage_after} orders) → encode → {output}");
     let run = tokio::spawn(pipeline.run());
     let started = Instant::now();
-    let finished = progress(&stats, &breaker, &downstream, malformed as u64, &stop).await;
+    let finished = progress(
+        &stats,
+        &breaker,
+        &downstream,
+        (orders, malformed as u64, outage_after),
+        &stop,
+    )
+    .await;
     stop.cancel();
     let outcome = run.await?;
     if let Err(RunError::Interrupted) = outcome {
@@ -327,21 +379,28 @@ async fn demo(bootstrap: &str) -> Result<(), Error> {
     if !finished {
         return Err("interrupted before every order was handled".into());
     }
-    summary(&cluster, &input, &output, &dlq, malformed).await?;
+    summary(
+        &cluster,
+        &format,
+        (&input, &output, &dlq),
+        orders,
+        malformed,
+    )
+    .await?;
     producer.close(Duration::from_secs(10)).await?;
     Ok(())
 }
 
 /// Prints a progress line until every order is handled (then `true`) or the pipeline is
-/// asked to stop (`false`); starts and ends the outage.
+/// asked to stop (`false`); starts the outage after `outage_after` orders and ends it.
 async fn progress(
     stats: &PipelineStats,
     breaker: &BreakerHandle,
     downstream: &Downstream,
-    malformed: u64,
+    (orders, malformed, outage_after): (u64, u64, u64),
     stop: &Shutdown,
 ) -> bool {
-    let good = ORDERS - malformed;
+    let good = orders - malformed;
     let mut outage: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -351,7 +410,7 @@ async fn progress(
         }
         let done = stats.completed();
         match outage {
-            None if done >= OUTAGE_AFTER => {
+            None if done >= outage_after => {
                 downstream.down.store(true, Ordering::SeqCst);
                 outage = Some(Instant::now());
                 println!("\n>>> customer service outage begins (20 s)");
@@ -423,21 +482,53 @@ async fn read_topic(
     Ok(out)
 }
 
+/// Decodes the output (through the registry if it is Avro), prints the figures and one
+/// dead letter, and checks input = output + dead-lettered, every output equal to its
+/// order enriched.
 async fn summary(
     cluster: &Cluster,
-    input: &str,
-    output: &str,
-    dlq: &str,
+    format: &Format,
+    (input, output, dlq): (&str, &str, &str),
+    orders: u64,
     malformed: usize,
 ) -> Result<(), Error> {
     let outputs = read_topic(cluster, output).await?;
-    let ids: BTreeSet<u64> = outputs
+    let values: Vec<Option<Bytes>> = outputs.iter().map(|(_, _, v, _)| v.clone()).collect();
+    let decoded = output::decode(format, output, &values, enriched).await?;
+    match &decoded.avro {
+        Some(a) => {
+            println!(
+                "output {output}: Avro, subject {}, schema id {} (version {}); schema ids \
+                 in its records: {:?}",
+                a.subject, a.id, a.version, a.ids_in_records
+            );
+            println!(
+                "registry HTTP requests: {} by the pipeline's client for {} records of 1 \
+                 distinct schema; {} by the check's own client to decode them (by id)",
+                a.pipeline_requests,
+                outputs.len(),
+                a.check_requests
+            );
+        }
+        None => println!("output {output}: JSON text"),
+    }
+    let (undecodable, first_error) = &decoded.undecodable;
+    if let Some(e) = first_error {
+        println!("{undecodable} output records did not decode; the first: {e}");
+    }
+    // Each output is its input order enriched; a malformed order's id has no output.
+    let wrong = decoded
+        .orders
         .iter()
-        .filter_map(|(_, _, v, _)| {
-            let v = std::str::from_utf8(v.as_deref()?).ok()?;
-            field(v, "order_id")?.parse().ok()
+        .filter(|o| {
+            let expected = u64::try_from(o.order_id)
+                .ok()
+                .filter(|&i| i < orders)
+                .and_then(|i| enriched(&order_event(i)));
+            expected.as_ref() != Some(*o)
         })
-        .collect();
+        .count();
+    let ids: BTreeSet<i64> = decoded.orders.iter().map(|o| o.order_id).collect();
     let dead = read_topic(cluster, dlq).await?;
     // A record may be dead-lettered twice when a retriable failure before it rewound its
     // partition: count the originals (partition, offset) once.
@@ -457,8 +548,9 @@ async fn summary(
         .collect();
     let duplicates = outputs.len() - ids.len();
     println!(
-        "input {ORDERS}: output {} distinct orders ({} records, {duplicates} duplicates), \
-         dead-lettered {} distinct ({} records; {malformed} malformed were written)",
+        "input {orders}: output {} distinct orders ({} records, {duplicates} duplicates, \
+         {wrong} not equal to their order enriched), dead-lettered {} distinct ({} records; \
+         {malformed} malformed were written)",
         ids.len(),
         outputs.len(),
         originals.len(),
@@ -486,16 +578,26 @@ async fn summary(
             println!("  {k}: {shown}");
         }
     }
-    if ids.len() + originals.len() == ORDERS as usize {
+    let one_schema = decoded
+        .avro
+        .as_ref()
+        .is_none_or(|a| a.ids_in_records.iter().eq([&a.id]));
+    if ids.len() + originals.len() == orders as usize
+        && wrong == 0
+        && *undecodable == 0
+        && one_schema
+    {
         println!(
-            "check passed: input {input} ({ORDERS}) = output ({}) + dead-lettered ({})",
+            "check passed: input {input} ({orders}) = output ({}, decoded, each its order \
+             enriched) + dead-lettered ({})",
             ids.len(),
             originals.len()
         );
         Ok(())
     } else {
         Err(format!(
-            "check FAILED: input {input} ({ORDERS}) != output ({}) + dead-lettered ({})",
+            "check FAILED: input {input} ({orders}) vs output ({}; {wrong} wrong, \
+             {undecodable} undecodable, one schema id: {one_schema}) + dead-lettered ({})",
             ids.len(),
             originals.len()
         )

@@ -12,7 +12,7 @@
 //! cargo xtask registry down
 //! cargo xtask registry status
 //! cargo xtask test [--brokers N] [--version V] [--no-security] [--no-registry] [-- <cargo test args>]
-//! cargo xtask demo [--security]
+//! cargo xtask demo [--security] [--no-registry]
 //! cargo xtask bench [--quick] [--records N] [--repeat R] [--clients a,b] [--port 19092]
 //! ```
 //!
@@ -28,7 +28,8 @@
 //!
 //! `test` also starts (and afterwards stops) a schema registry for sluice-schema's tests
 //! and passes its URL as SLUICE_REGISTRY_URL, unless that is already set or
-//! `--no-registry` is given: see `registry.rs`.
+//! `--no-registry` is given: see `registry.rs`. `demo` does the same, so the demo's
+//! output is Avro with a registered schema (JSON with `--no-registry`).
 
 mod bench;
 mod kafka;
@@ -79,11 +80,17 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Run `examples/orders_pipeline.rs` against Kafka (started and stopped unless
-    /// SLUICE_BOOTSTRAP is set); fails if its final check (input = output +
-    /// dead-lettered) fails.
+    /// SLUICE_BOOTSTRAP is set) and a schema registry for its Avro output (started and
+    /// stopped unless SLUICE_REGISTRY_URL is set or --no-registry is given); fails if its
+    /// final check (input = output + dead-lettered) fails.
     Demo {
         #[command(flatten)]
         cluster: ClusterArgs,
+        /// Start no schema registry: the demo writes JSON instead of Avro.
+        #[arg(long)]
+        no_registry: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 
@@ -335,14 +342,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 with_registry(&registry, cmd, |cmd| with_kafka(&shape, &what, cmd))
             }
         }
-        Cmd::Demo { cluster } => {
+        Cmd::Demo {
+            cluster,
+            no_registry,
+            registry,
+        } => {
             let mut cmd = cargo();
             cmd.args(["run", "--quiet", "--example", "orders_pipeline"]);
-            with_kafka(
-                &cluster.shape(false)?,
-                "the demo (cargo run --example orders_pipeline)",
-                cmd,
-            )
+            let shape = cluster.shape(false)?;
+            let what = "the demo (cargo run --example orders_pipeline)";
+            if no_registry {
+                // An inherited SLUICE_REGISTRY_URL would make the example write Avro.
+                cmd.env_remove("SLUICE_REGISTRY_URL");
+                with_kafka(&shape, what, cmd)
+            } else {
+                with_registry(&registry, cmd, |cmd| with_kafka(&shape, what, cmd))
+            }
         }
     }
 }
