@@ -269,7 +269,11 @@ fn spawn_example(args: &[&str], batch: usize, quiet: bool) -> std::process::Chil
     cmd.args(args)
         .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
         .env("EOS_BATCH", batch.to_string())
-        .env("EOS_IDLE_MS", "3000")
+        // The instances that get killed need not wait long; the last one exits once idle
+        // this long, and before its first record it joins the group, fences the killed
+        // one (its open transaction is aborted first) and looks up the committed offsets:
+        // on a loaded machine that once took over 3 s and it exited having read nothing.
+        .env("EOS_IDLE_MS", if quiet { "3000" } else { "10000" })
         .stdout(std::process::Stdio::null());
     if quiet {
         cmd.stderr(std::process::Stdio::null());
