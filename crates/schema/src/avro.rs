@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::framing;
 use crate::registry::Registry;
 use crate::schema::{Schema, Version};
-use crate::subject::SubjectNameStrategy;
+use crate::subject::{SubjectIds, SubjectNameStrategy};
 
 /// Encodes values with one Avro schema into Confluent-framed bytes.
 #[derive(Debug)]
@@ -32,11 +32,8 @@ pub struct AvroSerializer {
     parsed: AvroSchema,
     /// The schema's full name, for the record strategies.
     record: Option<String>,
-    strategy: SubjectNameStrategy,
-    is_key: bool,
-    auto_register: bool,
-    /// topic -> schema id, so the hot path hashes a topic, not the schema text.
-    ids: RwLock<HashMap<String, u32>>,
+    /// Subject naming, auto-registration and the id cache per topic.
+    ids: SubjectIds,
 }
 
 impl AvroSerializer {
@@ -52,24 +49,21 @@ impl AvroSerializer {
             schema: Schema::avro(schema),
             parsed,
             record,
-            strategy: SubjectNameStrategy::default(),
-            is_key: false,
-            auto_register: true,
-            ids: RwLock::default(),
+            ids: SubjectIds::new(),
         })
     }
 
     /// Derive subjects with `strategy` (default [`SubjectNameStrategy::Topic`]).
     #[must_use]
     pub fn strategy(mut self, strategy: SubjectNameStrategy) -> Self {
-        self.strategy = strategy;
+        self.ids.strategy = strategy;
         self
     }
 
     /// Serialize record keys (subject `<topic>-key` under the topic strategy).
     #[must_use]
     pub fn for_keys(mut self) -> Self {
-        self.is_key = true;
+        self.ids.is_key = true;
         self
     }
 
@@ -79,7 +73,7 @@ impl AvroSerializer {
     /// register schemas from CI, not from applications).
     #[must_use]
     pub fn auto_register(mut self, on: bool) -> Self {
-        self.auto_register = on;
+        self.ids.auto_register = on;
         self
     }
 
@@ -91,27 +85,9 @@ impl AvroSerializer {
     /// The schema's id under `topic`'s subject: from the cache, else registered or
     /// looked up (one HTTP request per topic for the life of the serializer).
     pub async fn schema_id(&self, topic: &str) -> Result<u32> {
-        if let Some(&id) = self
-            .ids
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-        {
-            return Ok(id);
-        }
-        let subject = self
-            .strategy
-            .subject(topic, self.is_key, self.record.as_deref())?;
-        let id = if self.auto_register {
-            self.registry.register(&subject, &self.schema).await?
-        } else {
-            self.registry.id_of(&subject, &self.schema).await?
-        };
         self.ids
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_string(), id);
-        Ok(id)
+            .id(&self.registry, &self.schema, topic, self.record.as_deref())
+            .await
     }
 
     /// Encode a serde value (a struct whose fields match the schema's) for `topic`,

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::framing;
 use crate::registry::Registry;
 use crate::schema::{Schema, SchemaType};
-use crate::subject::SubjectNameStrategy;
+use crate::subject::{SubjectIds, SubjectNameStrategy};
 
 fn compile(schema: &Value) -> Result<jsonschema::Validator> {
     jsonschema::validator_for(schema).map_err(|e| Error::InvalidSchema {
@@ -45,19 +45,17 @@ pub struct JsonSerializer {
     validator: jsonschema::Validator,
     /// The schema's `title`: the record name of the record strategies (as in Java's).
     record: Option<String>,
-    strategy: SubjectNameStrategy,
-    is_key: bool,
-    auto_register: bool,
-    ids: RwLock<HashMap<String, u32>>,
+    /// Subject naming, auto-registration and the id cache per topic.
+    ids: SubjectIds,
 }
 
 impl std::fmt::Debug for JsonSerializer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JsonSerializer")
             .field("record", &self.record)
-            .field("strategy", &self.strategy)
-            .field("is_key", &self.is_key)
-            .field("auto_register", &self.auto_register)
+            .field("strategy", &self.ids.strategy)
+            .field("is_key", &self.ids.is_key)
+            .field("auto_register", &self.ids.auto_register)
             .finish_non_exhaustive()
     }
 }
@@ -80,57 +78,36 @@ impl JsonSerializer {
             schema: Schema::new(SchemaType::Json, schema),
             validator,
             record,
-            strategy: SubjectNameStrategy::default(),
-            is_key: false,
-            auto_register: true,
-            ids: RwLock::default(),
+            ids: SubjectIds::new(),
         })
     }
 
     /// Derive subjects with `strategy` (default [`SubjectNameStrategy::Topic`]).
     #[must_use]
     pub fn strategy(mut self, strategy: SubjectNameStrategy) -> Self {
-        self.strategy = strategy;
+        self.ids.strategy = strategy;
         self
     }
 
     /// Serialize record keys (subject `<topic>-key` under the topic strategy).
     #[must_use]
     pub fn for_keys(mut self) -> Self {
-        self.is_key = true;
+        self.ids.is_key = true;
         self
     }
 
     /// Register the schema on first use (`true`, the default) or require it registered.
     #[must_use]
     pub fn auto_register(mut self, on: bool) -> Self {
-        self.auto_register = on;
+        self.ids.auto_register = on;
         self
     }
 
     /// The schema's id under `topic`'s subject (one HTTP request per topic, then cached).
     pub async fn schema_id(&self, topic: &str) -> Result<u32> {
-        if let Some(&id) = self
-            .ids
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-        {
-            return Ok(id);
-        }
-        let subject = self
-            .strategy
-            .subject(topic, self.is_key, self.record.as_deref())?;
-        let id = if self.auto_register {
-            self.registry.register(&subject, &self.schema).await?
-        } else {
-            self.registry.id_of(&subject, &self.schema).await?
-        };
         self.ids
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_string(), id);
-        Ok(id)
+            .id(&self.registry, &self.schema, topic, self.record.as_deref())
+            .await
     }
 
     /// Validate `value` and encode it for `topic`.

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::framing;
 use crate::registry::Registry;
 use crate::schema::{Schema, SchemaReference, SchemaType, Version};
-use crate::subject::SubjectNameStrategy;
+use crate::subject::{SubjectIds, SubjectNameStrategy};
 
 /// The name the schema being compiled gets (imports never name it).
 const MAIN: &str = "__sluice_main__.proto";
@@ -106,10 +106,8 @@ pub struct ProtobufSerializer {
     schema: Schema,
     message: MessageDescriptor,
     indexes: Vec<i32>,
-    strategy: SubjectNameStrategy,
-    is_key: bool,
-    auto_register: bool,
-    ids: RwLock<HashMap<String, u32>>,
+    /// Subject naming, auto-registration and the id cache per topic.
+    ids: SubjectIds,
 }
 
 impl std::fmt::Debug for ProtobufSerializer {
@@ -117,9 +115,9 @@ impl std::fmt::Debug for ProtobufSerializer {
         f.debug_struct("ProtobufSerializer")
             .field("message", &self.message.full_name())
             .field("indexes", &self.indexes)
-            .field("strategy", &self.strategy)
-            .field("is_key", &self.is_key)
-            .field("auto_register", &self.auto_register)
+            .field("strategy", &self.ids.strategy)
+            .field("is_key", &self.ids.is_key)
+            .field("auto_register", &self.ids.auto_register)
             .finish_non_exhaustive()
     }
 }
@@ -155,31 +153,28 @@ impl ProtobufSerializer {
                 .with_references(imports.iter().map(|(r, _)| r.clone()).collect()),
             indexes: indexes_of(&descriptor),
             message: descriptor,
-            strategy: SubjectNameStrategy::default(),
-            is_key: false,
-            auto_register: true,
-            ids: RwLock::default(),
+            ids: SubjectIds::new(),
         })
     }
 
     /// Derive subjects with `strategy` (the record name is the message's full name).
     #[must_use]
     pub fn strategy(mut self, strategy: SubjectNameStrategy) -> Self {
-        self.strategy = strategy;
+        self.ids.strategy = strategy;
         self
     }
 
     /// Serialize record keys.
     #[must_use]
     pub fn for_keys(mut self) -> Self {
-        self.is_key = true;
+        self.ids.is_key = true;
         self
     }
 
     /// Register the schema on first use (`true`, the default) or require it registered.
     #[must_use]
     pub fn auto_register(mut self, on: bool) -> Self {
-        self.auto_register = on;
+        self.ids.auto_register = on;
         self
     }
 
@@ -190,27 +185,14 @@ impl ProtobufSerializer {
 
     /// The schema's id under `topic`'s subject (one HTTP request per topic, then cached).
     pub async fn schema_id(&self, topic: &str) -> Result<u32> {
-        if let Some(&id) = self
-            .ids
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-        {
-            return Ok(id);
-        }
-        let subject = self
-            .strategy
-            .subject(topic, self.is_key, Some(self.message.full_name()))?;
-        let id = if self.auto_register {
-            self.registry.register(&subject, &self.schema).await?
-        } else {
-            self.registry.id_of(&subject, &self.schema).await?
-        };
         self.ids
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_string(), id);
-        Ok(id)
+            .id(
+                &self.registry,
+                &self.schema,
+                topic,
+                Some(self.message.full_name()),
+            )
+            .await
     }
 
     fn frame(&self, id: u32, message: &impl Message) -> Vec<u8> {

@@ -77,3 +77,57 @@ mod tests {
         ));
     }
 }
+
+/// How a serializer finds its schema's id for a topic, shared by the Avro, JSON Schema
+/// and Protobuf serializers: the subject name strategy, key or value, auto-registration,
+/// and a cache topic -> id, so the hot path hashes a topic, not the schema text.
+#[derive(Debug)]
+pub(crate) struct SubjectIds {
+    pub(crate) strategy: SubjectNameStrategy,
+    pub(crate) is_key: bool,
+    pub(crate) auto_register: bool,
+    ids: std::sync::RwLock<std::collections::HashMap<String, u32>>,
+}
+
+impl SubjectIds {
+    /// Values, the topic strategy, auto-registration on (the Java serializers' defaults).
+    pub(crate) fn new() -> Self {
+        SubjectIds {
+            strategy: SubjectNameStrategy::default(),
+            is_key: false,
+            auto_register: true,
+            ids: std::sync::RwLock::default(),
+        }
+    }
+
+    /// The id of `schema` under `topic`'s subject (`record`: the record name the record
+    /// strategies use): from the cache, else registered or looked up, one HTTP request
+    /// per topic for the life of the serializer.
+    pub(crate) async fn id(
+        &self,
+        registry: &crate::registry::Registry,
+        schema: &crate::schema::Schema,
+        topic: &str,
+        record: Option<&str>,
+    ) -> Result<u32> {
+        if let Some(&id) = self
+            .ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
+            return Ok(id);
+        }
+        let subject = self.strategy.subject(topic, self.is_key, record)?;
+        let id = if self.auto_register {
+            registry.register(&subject, schema).await?
+        } else {
+            registry.id_of(&subject, schema).await?
+        };
+        self.ids
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_string(), id);
+        Ok(id)
+    }
+}
