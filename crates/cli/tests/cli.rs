@@ -1,35 +1,9 @@
 //! The `sluice` binary against a real Kafka broker: topic create, produce from stdin,
 //! consume, metadata, delete; and clear failures for bad input.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn sluice(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sluice");
-    if let Some(mut input) = child.stdin.take() {
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "sluice failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use common::{ok, sluice};
 
 #[test]
 fn create_produce_consume_delete() {
@@ -154,7 +128,7 @@ fn bad_input_fails_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not exist"), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["-b", "127.0.0.1:1", "--timeout-ms", "2000", "metadata"])
         .output()
         .unwrap();

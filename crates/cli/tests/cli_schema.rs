@@ -1,36 +1,9 @@
 //! `sluice produce` / `sluice consume` with `--value-format`, against a real broker and a
 //! real schema registry (`cargo xtask registry up`, or `cargo xtask test`).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn sluice(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
-        .env_remove("SLUICE_REGISTRY_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sluice");
-    if let Some(mut input) = child.stdin.take() {
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "sluice failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use common::{ok, sluice};
 
 fn registry_url() -> String {
     std::env::var("SLUICE_REGISTRY_URL").unwrap_or_else(|_| {
