@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::TopicPartition;
 use crate::error::Result;
-use crate::records::{ControlRecordType, Record, RecordBatches, Records};
+use crate::records::{BatchHeaders, ControlRecordType, Record, RecordBatches, Records};
 
 /// One partition's records from one fetch response, decoded as they are taken.
 pub(crate) struct CompletedFetch {
@@ -140,39 +140,18 @@ impl CompletedFetch {
 }
 
 /// The offset after the last complete batch in `records` and the number of records the
-/// complete batches declare, read from the batch headers alone (base offset at byte 0,
-/// length at 8, last offset delta at 23, record count at 57), so the next fetch can be
-/// sent before these records are decoded.
+/// complete batches declare, read from the batch headers alone (the records layer's
+/// header scan, which frames batches as the decoder does), so the next fetch can be sent
+/// before these records are decoded. The scan stops at a cut tail and at a batch the
+/// decoder would refuse (not v2, or too short); decoding reports that one.
 pub(crate) fn scan_batch_headers(records: &Bytes) -> (i64, usize) {
-    let mut pos = 0usize;
     let mut next = -1;
     let mut count = 0usize;
-    while let (Some(base), Some(len), Some(delta)) = (
-        be_i64(records, pos),
-        be_i32(records, pos + 8),
-        be_i32(records, pos + 23),
-    ) {
-        let Ok(len) = usize::try_from(len) else { break };
-        let end = pos + 12 + len;
-        if len < 49 || end > records.len() {
-            break;
-        }
-        next = next.max(base + i64::from(delta) + 1);
-        let declared = be_i32(records, pos + 57).unwrap_or(0);
-        count = count.saturating_add(usize::try_from(declared).unwrap_or(0));
-        pos = end;
+    for header in BatchHeaders::new(records).map_while(|h| h.ok()) {
+        next = next.max(header.next_offset());
+        count = count.saturating_add(usize::try_from(header.record_count()).unwrap_or(0));
     }
     (next, count)
-}
-
-fn be_i64(b: &[u8], at: usize) -> Option<i64> {
-    let s = b.get(at..at + 8)?;
-    Some(i64::from_be_bytes(s.try_into().ok()?))
-}
-
-fn be_i32(b: &[u8], at: usize) -> Option<i32> {
-    let s = b.get(at..at + 4)?;
-    Some(i32::from_be_bytes(s.try_into().ok()?))
 }
 
 #[cfg(test)]

@@ -3,10 +3,13 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::layout::{
+    self, Attributes, BatchHeader, HeaderFields, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+};
 use super::varint::{put_varint, put_varlong, varint_len, varlong_len};
 use super::{
     compression, Compression, ControlRecordType, Header, RecordsError, TimestampType,
-    BATCH_HEADER_LEN, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
 
 /// Header fields of a batch being built. [`Default`] is what a plain (non-idempotent)
@@ -227,34 +230,25 @@ impl RecordBatchBuilder {
                 out
             }
         };
-        let batch_length = to_i32(out.len() - 12)?;
         let o = &self.options;
-        let mut attributes = i16::from(codec.id());
-        if o.timestamp_type == TimestampType::LogAppendTime {
-            attributes |= 0x08;
+        let fields = HeaderFields {
+            base_offset: o.base_offset,
+            batch_length: to_i32(out.len() - LOG_OVERHEAD)?,
+            partition_leader_epoch: o.partition_leader_epoch,
+            attributes: Attributes::new(codec, o.timestamp_type, o.transactional, o.is_control),
+            last_offset_delta: self.count - 1,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer_id: o.producer_id,
+            producer_epoch: o.producer_epoch,
+            base_sequence: o.base_sequence,
+            record_count: self.count,
+        };
+        // `out` starts with the reserved header in both arms above.
+        if let Some(header) = out.first_chunk_mut() {
+            fields.write(header);
         }
-        if o.transactional {
-            attributes |= 0x10;
-        }
-        if o.is_control {
-            attributes |= 0x20;
-        }
-        let mut header = &mut out[..BATCH_HEADER_LEN];
-        header.put_i64(o.base_offset);
-        header.put_i32(batch_length);
-        header.put_i32(o.partition_leader_epoch);
-        header.put_i8(2); // magic
-        header.put_u32(0); // crc, below
-        header.put_i16(attributes);
-        header.put_i32(self.count - 1);
-        header.put_i64(self.base_timestamp);
-        header.put_i64(self.max_timestamp);
-        header.put_i64(o.producer_id);
-        header.put_i16(o.producer_epoch);
-        header.put_i32(o.base_sequence);
-        header.put_i32(self.count);
-        let crc = crc32c::crc32c(&out[21..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        layout::seal_crc(&mut out);
         Ok(out.freeze())
     }
 }
@@ -272,26 +266,24 @@ pub fn rewrite_producer_state(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> Result<Bytes, RecordsError> {
-    if batch.len() < BATCH_HEADER_LEN {
+    let Some(header) = BatchHeader::new(batch) else {
         return Err(RecordsError::Truncated);
+    };
+    if header.magic() != MAGIC_V2 {
+        return Err(RecordsError::UnsupportedMagic(header.magic()));
     }
-    if batch[16] != 2 {
-        return Err(RecordsError::UnsupportedMagic(batch[16] as i8));
-    }
-    let declared = i32::from_be_bytes([batch[8], batch[9], batch[10], batch[11]]);
-    if usize::try_from(declared).ok() != Some(batch.len() - 12) {
+    let declared = header.batch_length();
+    if usize::try_from(declared).ok() != Some(batch.len() - LOG_OVERHEAD) {
         return Err(RecordsError::InvalidLength {
             field: "batch length",
             value: i64::from(declared),
         });
     }
     let mut out = BytesMut::from(batch);
-    let mut fields = &mut out[43..57];
-    fields.put_i64(producer_id);
-    fields.put_i16(producer_epoch);
-    fields.put_i32(base_sequence);
-    let crc = crc32c::crc32c(&out[21..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    if let Some(header) = out.first_chunk_mut() {
+        layout::write_producer_state(header, producer_id, producer_epoch, base_sequence);
+    }
+    layout::seal_crc(&mut out);
     Ok(out.freeze())
 }
 

@@ -1,26 +1,17 @@
-//! Zero-copy decoding of concatenated v2 batches, as found in a Fetch response.
-//!
-//! [`RecordBatches`] splits the input into [`RecordBatch`]es and checks each CRC-32C;
-//! [`RecordBatch::records`] decompresses (if needed) and iterates [`Record`]s whose keys,
-//! values and headers are [`Bytes`] slices of the input or of the decompressed buffer.
-//! Each record is fully validated when it is yielded, so reading a record's headers later
-//! cannot fail.
+//! Zero-copy decoding of concatenated v2 batches, as found in a Fetch response: the
+//! batch level. [`RecordBatches`] frames the input into [`RecordBatch`]es (with
+//! [`layout::frame_len`], as the consumer's header scan does) and checks each CRC-32C;
+//! [`RecordBatch::records`] decompresses (if needed) and hands the records section to
+//! [`Records`] (`record.rs`).
 
 use std::fmt;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 
-use super::varint::{read_unsigned_long, read_varlong};
-use super::{
-    compression, Compression, ControlRecord, RecordsError, TimestampType, BATCH_HEADER_LEN,
-    DEFAULT_MAX_DECOMPRESSED_SIZE,
-};
-
-/// baseOffset (8) + batchLength (4): the framing in front of every batch.
-const LOG_OVERHEAD: usize = 12;
-const MAGIC_OFFSET: usize = 16;
-const CRC_OFFSET: usize = 17;
-const ATTRIBUTES_OFFSET: usize = 21;
+use super::layout::{self, BatchHeader, BATCH_HEADER_LEN};
+use super::record::Records;
+use super::DEFAULT_MAX_DECOMPRESSED_SIZE;
+use super::{compression, Compression, ControlRecord, RecordsError, TimestampType};
 
 /// Iterator over the batches in a buffer of concatenated record batches.
 ///
@@ -65,37 +56,13 @@ impl RecordBatches {
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, RecordsError> {
-        let input = &self.rest[..];
-        if input.is_empty() {
+        if self.rest.is_empty() {
             return Ok(None);
         }
-        // Like Kafka's ByteBufferLogInputStream: a partial length prefix or header means a
-        // truncated tail; a complete one is checked before the body must be present.
-        if input.len() < LOG_OVERHEAD {
+        let Some(total) = layout::frame_len(&self.rest)? else {
             self.truncated = true;
             return Ok(None);
-        }
-        let batch_length = be_i32(input, 8);
-        if input.len() <= MAGIC_OFFSET {
-            self.truncated = true;
-            return Ok(None);
-        }
-        let magic = input[MAGIC_OFFSET] as i8;
-        if magic != 2 {
-            return Err(RecordsError::UnsupportedMagic(magic));
-        }
-        let body = usize::try_from(batch_length).unwrap_or(0);
-        if body < BATCH_HEADER_LEN - LOG_OVERHEAD {
-            return Err(RecordsError::InvalidLength {
-                field: "batch length",
-                value: i64::from(batch_length),
-            });
-        }
-        let total = LOG_OVERHEAD.saturating_add(body);
-        if input.len() < total {
-            self.truncated = true;
-            return Ok(None);
-        }
+        };
         let data = self.rest.split_to(total);
         RecordBatch::parse(data, self.max_decompressed).map(Some)
     }
@@ -133,19 +100,25 @@ impl fmt::Debug for RecordBatches {
 #[derive(Clone)]
 pub struct RecordBatch {
     data: Bytes,
+    header: BatchHeader,
     max_decompressed: usize,
     compression: Compression,
 }
 
 impl RecordBatch {
+    /// Checks a framed batch (`data` holds exactly one, as [`layout::frame_len`] found
+    /// it): its CRC-32C, codec and record count.
     fn parse(data: Bytes, max_decompressed: usize) -> Result<Self, RecordsError> {
-        let expected = be_u32(&data, CRC_OFFSET);
-        let actual = crc32c::crc32c(&data[ATTRIBUTES_OFFSET..]);
+        let Some(header) = BatchHeader::new(&data) else {
+            return Err(RecordsError::Truncated);
+        };
+        let expected = header.crc();
+        let actual = crc32c::crc32c(data.get(layout::ATTRIBUTES..).unwrap_or_default());
         if expected != actual {
             return Err(RecordsError::CorruptCrc { expected, actual });
         }
-        let compression = Compression::from_id((be_i16(&data, ATTRIBUTES_OFFSET) & 0x07) as u8)?;
-        let count = be_i32(&data, 57);
+        let compression = Compression::from_id(header.attributes().compression_id())?;
+        let count = header.record_count();
         if count < 0 {
             return Err(RecordsError::InvalidLength {
                 field: "record count",
@@ -154,6 +127,7 @@ impl RecordBatch {
         }
         Ok(RecordBatch {
             data,
+            header,
             max_decompressed,
             compression,
         })
@@ -161,7 +135,7 @@ impl RecordBatch {
 
     /// Offset of the first record (`baseOffset`).
     pub fn base_offset(&self) -> i64 {
-        be_i64(&self.data, 0)
+        self.header.base_offset()
     }
 
     /// Offset of the last record the batch was written with (`baseOffset +
@@ -174,27 +148,27 @@ impl RecordBatch {
 
     /// The offset to fetch after this batch (`last_offset() + 1`).
     pub fn next_offset(&self) -> i64 {
-        self.last_offset().wrapping_add(1)
+        self.header.next_offset()
     }
 
     /// `lastOffsetDelta`.
     pub fn last_offset_delta(&self) -> i32 {
-        be_i32(&self.data, 23)
+        self.header.last_offset_delta()
     }
 
     /// The leader epoch the broker stamped (`-1` in produce requests).
     pub fn partition_leader_epoch(&self) -> i32 {
-        be_i32(&self.data, 12)
+        self.header.partition_leader_epoch()
     }
 
     /// The stored CRC-32C (already checked).
     pub fn crc(&self) -> u32 {
-        be_u32(&self.data, CRC_OFFSET)
+        self.header.crc()
     }
 
     /// The raw attributes (`i16`).
     pub fn attributes(&self) -> i16 {
-        be_i16(&self.data, ATTRIBUTES_OFFSET)
+        self.header.attributes().0
     }
 
     /// The codec of the records section.
@@ -204,52 +178,58 @@ impl RecordBatch {
 
     /// Create time or log-append time (attribute bit 3).
     pub fn timestamp_type(&self) -> TimestampType {
-        if self.attributes() & 0x08 != 0 {
-            TimestampType::LogAppendTime
-        } else {
-            TimestampType::CreateTime
-        }
+        self.header.attributes().timestamp_type()
     }
 
     /// Part of a transaction (attribute bit 4).
     pub fn is_transactional(&self) -> bool {
-        self.attributes() & 0x10 != 0
+        self.header.attributes().is_transactional()
     }
 
     /// Holds control records (transaction markers), not data (attribute bit 5).
     pub fn is_control(&self) -> bool {
-        self.attributes() & 0x20 != 0
+        self.header.attributes().is_control()
+    }
+
+    /// The delete horizon compaction set on this batch (attribute bit 6, KIP-534): when
+    /// its tombstones and transaction markers may be removed. It is stored in
+    /// `baseTimestamp`; `None` when the bit is clear.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        self.header
+            .attributes()
+            .has_delete_horizon()
+            .then(|| self.base_timestamp())
     }
 
     /// `baseTimestamp`: the first record's timestamp.
     pub fn base_timestamp(&self) -> i64 {
-        be_i64(&self.data, 27)
+        self.header.base_timestamp()
     }
 
     /// `maxTimestamp`: the largest record timestamp, or the append time for
     /// [`TimestampType::LogAppendTime`].
     pub fn max_timestamp(&self) -> i64 {
-        be_i64(&self.data, 35)
+        self.header.max_timestamp()
     }
 
     /// `producerId` (`-1` without idempotence).
     pub fn producer_id(&self) -> i64 {
-        be_i64(&self.data, 43)
+        self.header.producer_id()
     }
 
     /// `producerEpoch` (`-1` without idempotence).
     pub fn producer_epoch(&self) -> i16 {
-        be_i16(&self.data, 51)
+        self.header.producer_epoch()
     }
 
     /// `baseSequence` (`-1` without idempotence).
     pub fn base_sequence(&self) -> i32 {
-        be_i32(&self.data, 53)
+        self.header.base_sequence()
     }
 
     /// The number of records the header declares.
     pub fn record_count(&self) -> i32 {
-        be_i32(&self.data, 57)
+        self.header.record_count()
     }
 
     /// The whole batch's size in bytes, framing included.
@@ -274,17 +254,17 @@ impl RecordBatch {
                 self.max_decompressed,
             )?),
         };
-        Ok(Records {
+        let log_append_time = match self.timestamp_type() {
+            TimestampType::LogAppendTime => Some(self.max_timestamp()),
+            TimestampType::CreateTime => None,
+        };
+        Ok(Records::new(
             data,
-            pos: 0,
-            remaining: self.record_count(),
-            base_offset: self.base_offset(),
-            base_timestamp: self.base_timestamp(),
-            log_append_time: match self.timestamp_type() {
-                TimestampType::LogAppendTime => Some(self.max_timestamp()),
-                TimestampType::CreateTime => None,
-            },
-        })
+            self.record_count(),
+            self.base_offset(),
+            self.base_timestamp(),
+            log_append_time,
+        ))
     }
 
     /// For a control batch, its first control record (brokers write exactly one);
@@ -322,375 +302,4 @@ impl fmt::Debug for RecordBatch {
             .field("size_in_bytes", &self.size_in_bytes())
             .finish()
     }
-}
-
-/// Iterator over the records of one batch; yields `Err` once and stops if a record is
-/// malformed, and fails if bytes remain after the declared count.
-#[derive(Debug, Clone)]
-pub struct Records {
-    data: Bytes,
-    pos: usize,
-    remaining: i32,
-    base_offset: i64,
-    base_timestamp: i64,
-    log_append_time: Option<i64>,
-}
-
-impl Records {
-    /// Decodes the record at `pos` (there is one: `remaining > 0`), validating all of it
-    /// (headers included) so that nothing read from it later can fail. One pass over
-    /// the record's bytes: a [`Cursor`] bounded by the record's own length reads each
-    /// field once, and the `Bytes` for key, value and headers are cut from the validated
-    /// positions at the end.
-    #[inline(always)]
-    fn decode_one(&mut self) -> Result<Record, RecordsError> {
-        let data = &self.data;
-        let mut r = Cursor::new(data.get(self.pos..).unwrap_or_default());
-        let length = r.varint()?;
-        let start = self.pos + r.pos();
-        // Cut the cursor to the record: every later read is bounded by the record's end.
-        r = Cursor::new(
-            r.take(length)
-                .ok_or_else(|| length_error("record length", length))?,
-        );
-        let end = start + r.len;
-        let _attributes = r.byte()?;
-        let timestamp_delta = r.varlong()?;
-        let offset_delta = r.varint()?;
-        let key = r.nullable_bytes("key length")?;
-        let value = r.nullable_bytes("value length")?;
-        let header_count = r.varint()?;
-        let Ok(header_count) = u32::try_from(header_count) else {
-            return Err(invalid_length("header count", header_count));
-        };
-        let headers_start = start + r.pos();
-        for _ in 0..header_count {
-            if r.nullable_bytes("header key length")?.is_none() {
-                return Err(invalid_length("header key length", -1));
-            }
-            r.nullable_bytes("header value length")?;
-        }
-        if !r.rest.is_empty() {
-            return Err(RecordsError::Malformed(
-                "record fields do not fill its length",
-            ));
-        }
-        let slice =
-            |range: Option<(usize, usize)>| range.map(|(s, e)| data.slice(start + s..start + e));
-        let record = Record {
-            offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
-            timestamp: match self.log_append_time {
-                Some(t) => t,
-                None => self.base_timestamp.wrapping_add(timestamp_delta),
-            },
-            key: slice(key),
-            value: slice(value),
-            // `slice` of an empty range allocates nothing and touches no refcount.
-            headers: data.slice(headers_start..end),
-            header_count,
-        };
-        self.pos = end;
-        self.remaining -= 1;
-        Ok(record)
-    }
-
-    /// After the last record: the input must be used up. Ends iteration either way.
-    #[cold]
-    fn finish(&mut self) -> Option<Result<Record, RecordsError>> {
-        let done = self.remaining == 0 && self.pos == self.data.len();
-        let was_failed = self.remaining < 0;
-        self.remaining = -1;
-        if done || was_failed {
-            None
-        } else {
-            Some(Err(RecordsError::Malformed(
-                "bytes left after the last record",
-            )))
-        }
-    }
-}
-
-/// The error for a length that does not fit: negative, or longer than what is left.
-#[cold]
-fn length_error(field: &'static str, len: i32) -> RecordsError {
-    if len < 0 {
-        invalid_length(field, len)
-    } else {
-        RecordsError::Truncated
-    }
-}
-
-#[cold]
-fn invalid_length(field: &'static str, value: i32) -> RecordsError {
-    RecordsError::InvalidLength {
-        field,
-        value: i64::from(value),
-    }
-}
-
-impl Iterator for Records {
-    type Item = Result<Record, RecordsError>;
-
-    #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining <= 0 {
-            return self.finish();
-        }
-        match self.decode_one() {
-            Ok(record) => Some(Ok(record)),
-            Err(e) => {
-                self.remaining = -1;
-                Some(Err(e))
-            }
-        }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = usize::try_from(self.remaining).unwrap_or(0);
-        // One extra item may be the trailing-bytes error.
-        (0, Some(n.saturating_add(1)))
-    }
-}
-
-impl std::iter::FusedIterator for Records {}
-
-/// One decoded record. Key, value and headers share the batch's buffer.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Record {
-    offset: i64,
-    timestamp: i64,
-    key: Option<Bytes>,
-    value: Option<Bytes>,
-    headers: Bytes,
-    header_count: u32,
-}
-
-impl Record {
-    /// The record's absolute offset.
-    pub fn offset(&self) -> i64 {
-        self.offset
-    }
-
-    /// The record's absolute timestamp in ms (the batch's `maxTimestamp` for
-    /// log-append-time batches, as the Java client reports it).
-    pub fn timestamp(&self) -> i64 {
-        self.timestamp
-    }
-
-    /// The key; `None` for a null key.
-    pub fn key(&self) -> Option<&Bytes> {
-        self.key.as_ref()
-    }
-
-    /// The value; `None` for a null value (a tombstone).
-    pub fn value(&self) -> Option<&Bytes> {
-        self.value.as_ref()
-    }
-
-    /// The number of headers.
-    pub fn header_count(&self) -> usize {
-        self.header_count as usize
-    }
-
-    /// The headers in order (keys may repeat).
-    pub fn headers(&self) -> HeaderIter {
-        HeaderIter {
-            data: self.headers.clone(),
-            pos: 0,
-            remaining: self.header_count,
-        }
-    }
-
-    /// Takes the record apart without copying: `(key, value)`.
-    pub fn into_key_value(self) -> (Option<Bytes>, Option<Bytes>) {
-        (self.key, self.value)
-    }
-}
-
-impl fmt::Debug for Record {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Record")
-            .field("offset", &self.offset)
-            .field("timestamp", &self.timestamp)
-            .field("key", &self.key)
-            .field("value", &self.value)
-            .field("headers", &self.headers().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-/// A decoded header; key and value are slices of the batch's buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordHeader {
-    /// The key bytes (Kafka writes UTF-8; see [`key_str`](Self::key_str)).
-    pub key: Bytes,
-    /// The value; `None` for a null value.
-    pub value: Option<Bytes>,
-}
-
-impl RecordHeader {
-    /// The key as UTF-8, if it is valid UTF-8.
-    pub fn key_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.key).ok()
-    }
-}
-
-/// Iterator over a record's headers. The record was validated when decoded, so this
-/// cannot fail.
-#[derive(Debug, Clone)]
-pub struct HeaderIter {
-    data: Bytes,
-    pos: usize,
-    remaining: u32,
-}
-
-impl Iterator for HeaderIter {
-    type Item = RecordHeader;
-
-    fn next(&mut self) -> Option<RecordHeader> {
-        if self.remaining == 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        let mut r = Cursor::new(self.data.get(self.pos..).unwrap_or_default());
-        // Validated in `Records::next_record`; on the impossible error just stop.
-        let key = r.nullable_bytes("header key length").ok()??;
-        let value = r.nullable_bytes("header value length").ok()?;
-        let base = self.pos;
-        self.pos += r.pos();
-        Some(RecordHeader {
-            key: self.data.slice(base + key.0..base + key.1),
-            value: value.map(|(s, e)| self.data.slice(base + s..base + e)),
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.remaining as usize))
-    }
-}
-
-/// Bounds-checked reading of record fields from a shrinking slice; ranges (relative to
-/// where the cursor started) are returned, not slices, so callers can cut `Bytes` from
-/// the same positions.
-struct Cursor<'a> {
-    rest: &'a [u8],
-    /// The length the cursor started with: `len - rest.len()` is the position.
-    len: usize,
-}
-
-impl<'a> Cursor<'a> {
-    #[inline(always)]
-    fn new(data: &'a [u8]) -> Self {
-        Cursor {
-            rest: data,
-            len: data.len(),
-        }
-    }
-
-    #[inline(always)]
-    fn pos(&self) -> usize {
-        self.len - self.rest.len()
-    }
-
-    /// The next `len` bytes, or `None` if `len` is negative or more than what is left.
-    #[inline(always)]
-    fn take(&mut self, len: i32) -> Option<&'a [u8]> {
-        // A negative length turns into a huge one and fails the same check.
-        let len = usize::try_from(len).ok()?;
-        if len > self.rest.len() {
-            return None;
-        }
-        let (taken, rest) = self.rest.split_at(len);
-        self.rest = rest;
-        Some(taken)
-    }
-
-    #[inline(always)]
-    fn byte(&mut self) -> Result<u8, RecordsError> {
-        let [b, ref rest @ ..] = *self.rest else {
-            return Err(RecordsError::Truncated);
-        };
-        self.rest = rest;
-        Ok(b)
-    }
-
-    /// An unsigned varint of at most 5 bytes, not yet zigzag-decoded. The 1- and 2-byte
-    /// forms (nearly every length and delta) are read here without a loop.
-    #[inline(always)]
-    fn raw_varint(&mut self) -> Result<u32, RecordsError> {
-        if let [b0, ref rest @ ..] = *self.rest {
-            if b0 < 0x80 {
-                self.rest = rest;
-                return Ok(u32::from(b0));
-            }
-            if let [b1, ref rest @ ..] = *rest {
-                if b1 < 0x80 {
-                    self.rest = rest;
-                    return Ok(u32::from(b0 & 0x7f) | u32::from(b1) << 7);
-                }
-            }
-        }
-        // Out of line and by value, so the cursor can stay in registers on the fast path.
-        let (raw, used) = read_unsigned_long(self.rest, 5)?;
-        self.rest = self.rest.get(used..).unwrap_or_default();
-        // Bits past the 32nd are dropped, as Kafka's ByteUtils.readVarint does.
-        Ok(raw as u32)
-    }
-
-    #[inline(always)]
-    fn varint(&mut self) -> Result<i32, RecordsError> {
-        self.raw_varint().map(unzigzag)
-    }
-
-    #[inline(always)]
-    fn varlong(&mut self) -> Result<i64, RecordsError> {
-        let (v, used) = read_varlong(self.rest)?;
-        self.rest = self.rest.get(used..).unwrap_or_default();
-        Ok(v)
-    }
-
-    /// A varint length (-1 = null) and that many bytes, as a range.
-    #[inline(always)]
-    fn nullable_bytes(
-        &mut self,
-        field: &'static str,
-    ) -> Result<Option<(usize, usize)>, RecordsError> {
-        let raw = self.raw_varint()?;
-        // Zigzag: even raw values are the lengths >= 0, raw 1 is -1 (null).
-        if raw & 1 == 0 {
-            let len = (raw >> 1) as usize;
-            if len > self.rest.len() {
-                return Err(RecordsError::Truncated);
-            }
-            let start = self.pos();
-            self.rest = &self.rest[len..];
-            return Ok(Some((start, start + len)));
-        }
-        if raw == 1 {
-            return Ok(None);
-        }
-        Err(invalid_length(field, unzigzag(raw)))
-    }
-}
-
-fn unzigzag(raw: u32) -> i32 {
-    ((raw >> 1) as i32) ^ -((raw & 1) as i32)
-}
-
-// Fixed-offset header reads; callers have checked the batch is at least 61 bytes long, so
-// `Buf`'s getters (which panic when short) cannot fail.
-fn be_i64(buf: &[u8], at: usize) -> i64 {
-    (&buf[at..]).get_i64()
-}
-
-fn be_i32(buf: &[u8], at: usize) -> i32 {
-    (&buf[at..]).get_i32()
-}
-
-fn be_u32(buf: &[u8], at: usize) -> u32 {
-    (&buf[at..]).get_u32()
-}
-
-fn be_i16(buf: &[u8], at: usize) -> i16 {
-    (&buf[at..]).get_i16()
 }

@@ -5,12 +5,16 @@
 //! - [`RecordBatchBuilder`] (`builder.rs`) appends records in place into one buffer behind a
 //!   reserved 61-byte header, then [`finish`](RecordBatchBuilder::finish) compresses (if
 //!   asked), fills the header and the CRC-32C.
-//! - [`RecordBatches`] (`decoder.rs`) walks concatenated batches in a [`Bytes`](bytes::Bytes) without
-//!   copying: keys, values and header values are [`Bytes`](bytes::Bytes) slices of the input, or of the one
-//!   decompressed buffer of a compressed batch.
+//! - `layout.rs`: the one place that knows the 61-byte header (field offsets, attribute
+//!   bits), how batches are framed one after another, and a scan over batch headers that
+//!   decodes no record (the consumer's read-ahead uses it).
+//! - [`RecordBatches`] (`decoder.rs`) walks concatenated batches in a [`Bytes`](bytes::Bytes)
+//!   without copying and checks each one's CRC-32C; [`Records`] (`record.rs`) decodes a
+//!   batch's records: keys, values and header values are [`Bytes`](bytes::Bytes) slices of
+//!   the input, or of the one decompressed buffer of a compressed batch.
 //! - `compression.rs`: gzip, snappy, lz4 and zstd, all pure Rust by default (no C compiler
 //!   needed); the `zstd-native` feature swaps in libzstd.
-//! - `varint.rs`: Kafka's zigzag varints.
+//! - `varint.rs`: Kafka's zigzag varints, read by one `Cursor` with one fast path.
 //!
 //! Nothing here does I/O; the connection code hands us bytes and takes bytes back.
 //!
@@ -53,15 +57,17 @@
 mod builder;
 mod compression;
 mod decoder;
+mod layout;
+mod record;
 mod varint;
 
 use std::fmt;
 
 pub use builder::{rewrite_producer_state, BatchOptions, RecordBatchBuilder};
-pub use decoder::{HeaderIter, Record, RecordBatch, RecordBatches, RecordHeader, Records};
-
-/// Size of the fixed v2 batch header: everything before the first record.
-pub const BATCH_HEADER_LEN: usize = 61;
+pub use decoder::{RecordBatch, RecordBatches};
+pub(crate) use layout::BatchHeaders;
+pub use layout::BATCH_HEADER_LEN;
+pub use record::{HeaderIter, Record, RecordHeader, Records};
 
 /// Default cap on the decompressed size of one batch (64 MiB), far above any broker's
 /// `max.message.bytes` but small enough to stop a zip bomb.
