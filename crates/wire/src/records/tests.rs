@@ -121,7 +121,7 @@ fn arb_cross_record() -> impl Strategy<Value = Owned> {
     })
 }
 
-fn arb_options() -> impl Strategy<Value = BatchOptions> {
+pub(super) fn arb_options() -> impl Strategy<Value = BatchOptions> {
     (
         proptest::sample::select(Compression::ALL.to_vec()),
         any::<i64>(),

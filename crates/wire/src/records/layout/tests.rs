@@ -6,6 +6,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
+use crate::records::tests as records_tests;
 use crate::records::{BatchOptions, RecordBatch, RecordBatchBuilder, RecordBatches};
 
 /// Every header field, as the scan read it.
@@ -54,34 +55,16 @@ fn build(options: BatchOptions, timestamps: &[i64]) -> Bytes {
     b.finish().unwrap()
 }
 
+/// The round-trip tests' options, with either timestamp type.
 fn arb_options() -> impl Strategy<Value = BatchOptions> {
-    (
-        proptest::sample::select(Compression::ALL.to_vec()),
-        any::<i64>(),
-        any::<i64>(),
-        any::<i16>(),
-        any::<i32>(),
-        any::<bool>(),
-        any::<i32>(),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(compression, base_offset, pid, epoch, seq, txn, leader, lat)| BatchOptions {
-                compression,
-                base_offset,
-                producer_id: pid,
-                producer_epoch: epoch,
-                base_sequence: seq,
-                transactional: txn,
-                is_control: false,
-                partition_leader_epoch: leader,
-                timestamp_type: if lat {
-                    TimestampType::LogAppendTime
-                } else {
-                    TimestampType::CreateTime
-                },
-            },
-        )
+    (records_tests::arb_options(), any::<bool>()).prop_map(|(options, log_append)| BatchOptions {
+        timestamp_type: if log_append {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        },
+        ..options
+    })
 }
 
 fn arb_batch() -> impl Strategy<Value = (BatchOptions, Vec<i64>)> {
