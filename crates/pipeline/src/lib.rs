@@ -244,6 +244,7 @@ pub mod retry;
 pub mod runner;
 #[cfg(feature = "schema")]
 pub mod schema;
+mod sync;
 #[cfg(test)]
 mod test_support;
 

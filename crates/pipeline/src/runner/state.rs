@@ -2,6 +2,7 @@
 //! partitions may admit records, what runs and what is not committed yet, and the
 //! counters users read through [`PipelineStats`].
 
+use crate::sync;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -178,7 +179,7 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, PartitionState>> {
         // Every method leaves the map consistent before anything could panic.
-        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.partitions)
     }
 
     /// The partition was assigned to this member.
@@ -275,10 +276,7 @@ impl Shared {
     /// when its transaction commits.
     pub(crate) fn completed(&self, outputs: u64) {
         if self.exactly_once {
-            let mut pending = self
-                .in_transaction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut pending = sync::lock(&self.in_transaction);
             pending.0 += 1;
             pending.1 += outputs;
         } else {
@@ -289,12 +287,7 @@ impl Shared {
     /// Exactly-once: the transaction ended; its records count as completed if it
     /// committed.
     pub(crate) fn transaction_ended(&self, committed: bool) {
-        let (records, outputs) = std::mem::take(
-            &mut *self
-                .in_transaction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let (records, outputs) = std::mem::take(&mut *sync::lock(&self.in_transaction));
         if committed {
             self.stats.add_completed(records, outputs);
             self.stats.add_commit();
