@@ -19,16 +19,15 @@
 //!   a subscribed topic created), so the leader assigns the new partitions.
 
 pub(crate) mod assignor;
+mod leader;
 pub mod listener;
 pub(crate) mod protocol;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
 };
@@ -36,13 +35,14 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use self::assignor::Member;
+use self::leader::lead;
 use self::listener::{RebalanceContext, RebalanceListener};
 use self::protocol::Subscription;
 use super::config::AssignmentStrategy;
 use super::state::{Shared, Start, State};
 use super::{offsets, OffsetAndMetadata, TopicPartition};
 use crate::cluster::coordinator::{is_coordinator_error, Coordinator, Lane};
+use crate::config::wire_ms;
 use crate::error::{Error, KafkaCode, Result};
 
 /// This member's view of the group.
@@ -345,8 +345,8 @@ async fn join(
     }
     let request = JoinGroupRequest::default()
         .with_group_id(group_id(coordinator))
-        .with_session_timeout_ms(millis(config.session_timeout))
-        .with_rebalance_timeout_ms(millis(config.max_poll_interval))
+        .with_session_timeout_ms(wire_ms(config.session_timeout))
+        .with_rebalance_timeout_ms(wire_ms(config.max_poll_interval))
         .with_member_id(StrBytes::from_string(m.member_id.clone()))
         .with_group_instance_id(instance_id(shared))
         .with_protocol_type(StrBytes::from_static_str("consumer"))
@@ -431,46 +431,6 @@ async fn join(
     }
     shared.fetcher_wake.notify_one();
     Ok(Joined::Done)
-}
-
-/// The leader's part: decode every member's subscription, look up the partitions of
-/// every subscribed topic, run the assignor.
-async fn lead(
-    shared: &Shared,
-    strategy: AssignmentStrategy,
-    members: &[kafka_protocol::messages::join_group_response::JoinGroupResponseMember],
-) -> Result<Vec<SyncGroupRequestAssignment>> {
-    let mut decoded = Vec::with_capacity(members.len());
-    for jm in members {
-        decoded.push(Member {
-            member_id: jm.member_id.to_string(),
-            group_instance_id: jm.group_instance_id.as_ref().map(|s| s.to_string()),
-            subscription: protocol::decode_subscription(&jm.metadata)?,
-        });
-    }
-    let topics: BTreeSet<&str> = decoded
-        .iter()
-        .flat_map(|m| m.subscription.topics.iter().map(String::as_str))
-        .collect();
-    let topics: Vec<&str> = topics.into_iter().collect();
-    let md = shared.cluster.refresh(&topics, false).await?;
-    let counts: BTreeMap<String, i32> = topics
-        .iter()
-        .filter_map(|t| {
-            let info = md.topic(t).filter(|i| i.error.is_none())?;
-            Some((t.to_string(), i32::try_from(info.partitions.len()).ok()?))
-        })
-        .collect();
-    let assignment = assignor::assign(strategy, &decoded, &counts);
-    let mut out = Vec::with_capacity(assignment.len());
-    for (member, parts) in assignment {
-        out.push(
-            SyncGroupRequestAssignment::default()
-                .with_member_id(StrBytes::from_string(member))
-                .with_assignment(protocol::encode_assignment(&parts)?),
-        );
-    }
-    Ok(out)
 }
 
 /// What a JoinGroup or SyncGroup error code means for the next attempt.
@@ -625,8 +585,4 @@ pub(crate) async fn leave(
         })?;
     }
     Ok(())
-}
-
-fn millis(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
