@@ -3,13 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kafka_protocol::messages::{
-    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetFetchRequest,
-};
+use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Admin, OffsetSpec};
-use crate::consumer::group::coordinator::{Coordinator, Lane};
+use crate::cluster::coordinator::{Coordinator, CoordinatorKey, Lane};
+use crate::cluster::offset_fetch;
 use crate::consumer::group::protocol;
 use crate::consumer::{OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, Result};
@@ -103,7 +102,7 @@ impl Admin {
     fn coordinator(&self, group: &str) -> Coordinator {
         let config = self.cluster.config();
         Coordinator::new(
-            group.to_string(),
+            CoordinatorKey::Group(group.to_string()),
             self.cluster.clone(),
             config.connection.request_timeout,
             std::time::Duration::from_millis(100),
@@ -206,31 +205,13 @@ impl Admin {
         group: &str,
     ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
         let coordinator = self.coordinator(group);
-        let request = OffsetFetchRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-            .with_topics(None);
+        let request = offset_fetch::request(group, None, false);
         let response = coordinator.send(Lane::Offsets, &request).await?;
-        Error::check_code(response.error_code, || format!("offsets of group {group}"))?;
-        let mut out = BTreeMap::new();
-        for t in response.topics {
-            for p in t.partitions {
-                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                Error::check_code(p.error_code, || format!("offset of {tp} in group {group}"))?;
-                if p.committed_offset < 0 {
-                    continue;
-                }
-                out.insert(
-                    tp,
-                    OffsetAndMetadata {
-                        offset: p.committed_offset,
-                        metadata: p.metadata.map(|m| m.to_string()).filter(|m| !m.is_empty()),
-                        leader_epoch: (p.committed_leader_epoch >= 0)
-                            .then_some(p.committed_leader_epoch),
-                    },
-                );
-            }
-        }
-        Ok(out)
+        let committed = offset_fetch::read(group, response)?;
+        Ok(committed
+            .into_iter()
+            .filter_map(|(tp, om)| Some((tp, om?)))
+            .collect())
     }
 
     /// The lag of `group` on every partition it has committed offsets for or owns:

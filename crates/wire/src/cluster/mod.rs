@@ -4,8 +4,10 @@
 //! [`Cluster`] is a cheap handle (clones share everything). Metadata snapshots are
 //! immutable [`Metadata`] values behind an `Arc`; readers never wait for a refresh.
 
+pub(crate) mod coordinator;
 mod list_offsets;
 mod metadata;
+pub(crate) mod offset_fetch;
 mod pool;
 
 use std::fmt;

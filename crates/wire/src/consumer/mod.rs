@@ -82,8 +82,9 @@ pub use group::listener::{RebalanceContext, RebalanceListener};
 pub use offsets::{OffsetAndMetadata, TopicPartition};
 pub use record::{ConsumerRecord, PartitionRecords};
 
-use self::group::coordinator::Coordinator;
+use self::commit_queue::CommitQueue;
 use self::state::{Membership, Shared, Start, State};
+use crate::cluster::coordinator::{Coordinator, CoordinatorKey};
 use crate::cluster::Cluster;
 use crate::cluster::OffsetSpec;
 use crate::error::{Error, Result};
@@ -167,7 +168,7 @@ impl Consumer {
         config.validate()?;
         let coordinator = config.group_id.clone().map(|g| {
             Coordinator::new(
-                g,
+                CoordinatorKey::Group(g),
                 cluster.clone(),
                 config.max_poll_interval,
                 config.retry_backoff,
@@ -194,6 +195,7 @@ impl Consumer {
             fetcher_wake: Notify::new(),
             group_wake: Notify::new(),
             coordinator,
+            commits: CommitQueue::default(),
         });
         let watched = Arc::clone(&shared);
         let fetcher = crate::task::spawn_watched(
@@ -342,7 +344,7 @@ impl Consumer {
     ) -> PendingCommit {
         let shared = Arc::clone(&self.shared);
         // The place in the queue is taken now, in the caller's order.
-        let turn = shared.coordinator.as_ref().map(|c| c.commits.join());
+        let turn = shared.coordinator.as_ref().map(|_| shared.commits.join());
         PendingCommit(tokio::spawn(async move {
             match turn {
                 Some(turn) => {
@@ -484,7 +486,7 @@ impl Consumer {
         let state = self.shared.lock();
         let subscribed = state.subscription.is_some();
         Some(ConsumerGroupMetadata {
-            group_id: coordinator.group_id.clone(),
+            group_id: coordinator.id().to_string(),
             generation_id: if subscribed {
                 state.membership.generation
             } else {

@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::commit_queue::CommitQueue;
 use super::completed_fetch::CompletedFetch;
 use super::config::ConsumerConfig;
-use super::group::coordinator::Coordinator;
 use super::TopicPartition;
+use crate::cluster::coordinator::Coordinator;
 use crate::cluster::Cluster;
 use crate::cluster::OffsetSpec;
 use crate::error::{Error, KafkaCode};
@@ -205,6 +206,8 @@ pub(crate) struct Shared {
     /// Wakes the group task: subscription changed, a poll after a poll timeout, close.
     pub(crate) group_wake: Notify,
     pub(crate) coordinator: Option<Coordinator>,
+    /// The order of the group's offset commits from this consumer (see [`CommitQueue`]).
+    pub(crate) commits: CommitQueue,
 }
 
 impl std::fmt::Debug for Shared {
