@@ -119,6 +119,7 @@ pub mod producer;
 pub mod records;
 mod sync;
 mod task;
+pub mod types;
 
 pub use error::{Error, ErrorKind, KafkaCode, LogTruncation, Result};
 

@@ -13,46 +13,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest};
 use tracing::debug;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
-
-/// How many brokers must have a produced batch before the leader answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Acks {
-    /// The broker does not answer (`acks=0`): no offset comes back and loss goes unseen.
-    None,
-    /// The leader has written it (`acks=1`).
-    Leader,
-    /// Every in-sync replica has it (`acks=all`), the Kafka 3.0+ default.
-    #[default]
-    All,
-}
-
-impl Acks {
-    pub(crate) fn wire(self) -> i16 {
-        match self {
-            Acks::None => 0,
-            Acks::Leader => 1,
-            Acks::All => -1,
-        }
-    }
-}
-
-/// Which records a fetch may return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IsolationLevel {
-    /// Everything up to the high watermark, including records of open and aborted
-    /// transactions.
-    #[default]
-    ReadUncommitted,
-    /// Only up to the last stable offset; aborted transactions are listed so the reader
-    /// can drop them.
-    ReadCommitted,
-}
+use crate::types::topic_name;
+pub use crate::types::{Acks, IsolationLevel};
 
 /// Limits of one fetch.
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +111,7 @@ impl PartitionClient {
             .with_acks(acks.wire())
             .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
             .with_topic_data(vec![TopicProduceData::default()
-                .with_name(self.topic_name())
+                .with_name(topic_name(&self.topic))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(self.partition)
                     .with_records(Some(batch))])]);
@@ -198,14 +165,11 @@ impl PartitionClient {
             .with_max_wait_ms(i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX))
             .with_min_bytes(options.min_bytes)
             .with_max_bytes(options.max_bytes.max(1))
-            .with_isolation_level(match options.isolation {
-                IsolationLevel::ReadUncommitted => 0,
-                IsolationLevel::ReadCommitted => 1,
-            })
+            .with_isolation_level(options.isolation.wire())
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(vec![FetchTopic::default()
-                .with_topic(self.topic_name())
+                .with_topic(topic_name(&self.topic))
                 .with_partitions(vec![FetchPartition::default()
                     .with_partition(self.partition)
                     .with_current_leader_epoch(-1)
@@ -259,10 +223,6 @@ impl PartitionClient {
     async fn backoff(&self) -> Result<()> {
         tokio::time::sleep(BACKOFF).await;
         self.cluster.refresh(&[&self.topic], false).await.map(drop)
-    }
-
-    fn topic_name(&self) -> TopicName {
-        TopicName(StrBytes::from_string(self.topic.clone()))
     }
 
     fn name(&self) -> String {

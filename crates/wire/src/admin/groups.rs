@@ -11,9 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::{Admin, OffsetSpec};
 use crate::consumer::group::coordinator::{Coordinator, Lane};
 use crate::consumer::group::protocol;
-use crate::consumer::{OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, Result};
-use crate::partition_client::IsolationLevel;
+use crate::types::{IsolationLevel, OffsetAndMetadata, TopicPartition};
 
 /// One group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

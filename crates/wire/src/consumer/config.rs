@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::cluster::ClusterConfig;
 use crate::config::{boolean, invalid, ms, number};
 use crate::error::{Error, Result};
-use crate::partition_client::IsolationLevel;
+use crate::types::IsolationLevel;
 
 /// Where to start when a partition has no committed offset, or its position is out of
 /// range (Java: `auto.offset.reset`).

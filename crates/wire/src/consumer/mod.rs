@@ -77,9 +77,9 @@ use futures::Stream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use crate::types::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 pub use config::{AssignmentStrategy, ConsumerConfig, OffsetReset};
 pub use group::listener::{RebalanceContext, RebalanceListener};
-pub use offsets::{OffsetAndMetadata, TopicPartition};
 pub use record::{ConsumerRecord, PartitionRecords};
 
 use self::group::coordinator::Coordinator;
@@ -104,20 +104,6 @@ impl Future for PendingCommit {
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-/// A consumer's group membership, for committing offsets in a producer's transaction
-/// (Java: `ConsumerGroupMetadata`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerGroupMetadata {
-    /// `group.id`.
-    pub group_id: String,
-    /// The generation the member joined, -1 when not a member.
-    pub generation_id: i32,
-    /// The member id the coordinator gave, empty when not a member.
-    pub member_id: String,
-    /// `group.instance.id` of a static member.
-    pub group_instance_id: Option<String>,
 }
 
 /// A Kafka consumer. See the [module docs](self).
