@@ -8,7 +8,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use kafka_protocol::error::ResponseError as KafkaCode;
+mod code;
+
+pub use code::KafkaCode;
 
 use crate::records::RecordsError;
 
