@@ -54,6 +54,7 @@ impl NewTopic {
 
 /// What [`Admin::describe_cluster`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClusterDescription {
     /// The cluster id.
     pub cluster_id: String,

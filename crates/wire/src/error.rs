@@ -75,6 +75,7 @@ pub enum ErrorKind {
 /// Where a partition's log was truncated below the consumer's position (see
 /// [`ErrorKind::LogTruncation`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LogTruncation {
     /// The topic.
     pub topic: String,

@@ -49,6 +49,7 @@ impl Default for FetchOptions {
 
 /// What a fetch returned for the partition.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Fetched {
     /// The offset after the last committed-to-all-replicas record.
     pub high_watermark: i64,
@@ -66,6 +67,7 @@ pub struct Fetched {
 
 /// The broker's answer to a produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Produced {
     /// The offset of the batch's first record; `-1` with [`Acks::None`].
     pub base_offset: i64,

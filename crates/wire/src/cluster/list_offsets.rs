@@ -43,6 +43,7 @@ impl OffsetSpec {
 
 /// One partition's answer to [`Admin::list_offsets`](crate::admin::Admin::list_offsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListedOffset {
     /// The offset, or `-1` when no record has a timestamp at or after the one asked for.
     pub offset: i64,

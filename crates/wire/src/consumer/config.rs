@@ -60,7 +60,11 @@ impl AssignmentStrategy {
 
 /// Settings of a [`Consumer`](super::Consumer). Every field's doc gives its Java key and
 /// default.
+///
+/// Non-exhaustive, so a new setting is not a breaking change: build one with
+/// [`new`](Self::new), then the setters, [`set`](Self::set) or field assignment.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConsumerConfig {
     /// How to reach the cluster (`bootstrap.servers`, `client.id`, `request.timeout.ms`).
     pub cluster: ClusterConfig,
