@@ -1,6 +1,33 @@
-//! Direct access to one partition: produce a finished record batch, fetch from an
-//! offset. No batching, no groups, no idempotence: the building blocks that the producer
-//! and the consumer stand on, and a tool for the CLI and for tests.
+//! A low-level client of one partition: produce a finished record batch, fetch from an
+//! offset. No batching, no groups, no idempotence, one request at a time: a tool for the
+//! CLI, for tests and for programs that want the bytes as the broker has them. The
+//! [`Producer`](crate::producer::Producer) and the [`Consumer`](crate::consumer::Consumer)
+//! do not use it; they keep their own per-broker produce and fetch paths.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sluice_wire::admin::{Admin, NewTopic};
+//! use sluice_wire::cluster::{Cluster, ClusterConfig};
+//! use sluice_wire::partition_client::{Acks, FetchOptions, PartitionClient};
+//! use sluice_wire::records::{BatchOptions, RecordBatchBuilder, RecordBatches};
+//!
+//! # async fn run() -> Result<(), sluice_wire::Error> {
+//! let cluster = Cluster::connect(ClusterConfig::new("127.0.0.1:19092")).await?;
+//! Admin::new(cluster.clone())
+//!     .create_topics(&[NewTopic::new("orders", 3)], Duration::from_secs(30))
+//!     .await?;
+//! let mut batch = RecordBatchBuilder::new(BatchOptions::default());
+//! batch.append(0, Some(b"k"), Some(b"v"), &[])?;
+//! let client = PartitionClient::new(cluster, "orders", 0);
+//! let ack = client.produce(batch.finish()?, Acks::All, Duration::from_secs(30)).await?;
+//! let fetched = client.fetch(ack.base_offset, FetchOptions::default()).await?;
+//! for batch in RecordBatches::new(fetched.records) {
+//!     let batch = batch?;
+//!     println!("{} records from offset {}", batch.record_count(), batch.base_offset());
+//! }
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Requests go to the partition's leader. NOT_LEADER_OR_FOLLOWER and friends refresh the
 //! metadata and try again a bounded number of times. A produce is retried only when the

@@ -33,8 +33,8 @@
 //! - `fetcher.rs` + `fetch_session.rs`: one fetch in flight per broker, fetch sessions
 //!   (KIP-227); `completed_fetch.rs`: a buffered fetch, decoded lazily and zero-copy,
 //!   with `read_committed` filtering.
-//! - `offsets.rs`: [`TopicPartition`], [`OffsetAndMetadata`]; commit, committed
-//!   offsets, position resolution and resets.
+//! - `offsets.rs`: commit, committed offsets, position resolution and resets
+//!   ([`TopicPartition`] and [`OffsetAndMetadata`] live in [`types`](crate::types)).
 //! - `validation.rs`: after a leader change, positions are checked against the new
 //!   leader's log (KIP-320, OffsetForLeaderEpoch); a truncated log is reported
 //!   ([`ErrorKind::LogTruncation`](crate::ErrorKind::LogTruncation)) or, with an
