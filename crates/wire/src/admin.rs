@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, TopicName,
-};
+use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
@@ -15,7 +13,7 @@ pub use crate::cluster::{ListedOffset, OffsetSpec};
 
 use crate::cluster::{BrokerInfo, Cluster};
 use crate::error::{Error, KafkaCode, Result};
-use crate::partition_client::IsolationLevel;
+use crate::types::{topic_name, IsolationLevel};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +54,7 @@ impl NewTopic {
 
 /// What [`Admin::describe_cluster`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClusterDescription {
     /// The cluster id.
     pub cluster_id: String,
@@ -244,14 +243,7 @@ impl Admin {
         spec: OffsetSpec,
         isolation: IsolationLevel,
     ) -> Result<BTreeMap<i32, ListedOffset>> {
-        crate::cluster::list_offsets(
-            &self.cluster,
-            topic,
-            partitions,
-            spec,
-            isolation == IsolationLevel::ReadCommitted,
-        )
-        .await
+        crate::cluster::list_offsets(&self.cluster, topic, partitions, spec, isolation).await
     }
 
     /// Describes the cluster: id, controller and brokers.
@@ -310,10 +302,6 @@ pub const RETRIES: u32 = crate::cluster::RETRIES;
 const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(60);
 
 use crate::cluster::admin_backoff as backoff;
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
 
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)

@@ -8,9 +8,9 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use sluice_wire::cluster::Cluster;
-use sluice_wire::partition_client::Acks;
 use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
 use sluice_wire::records::Compression;
+use sluice_wire::types::Acks;
 
 /// Producer settings shared by `produce` and `perf produce`.
 #[derive(Debug, clap::Args)]

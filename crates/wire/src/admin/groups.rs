@@ -7,15 +7,15 @@ use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Admin, OffsetSpec};
+use crate::cluster::consumer_protocol as protocol;
 use crate::cluster::coordinator::{Coordinator, CoordinatorKey, Lane};
 use crate::cluster::offset_fetch;
-use crate::consumer::group::protocol;
-use crate::consumer::{OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, Result};
-use crate::partition_client::IsolationLevel;
+use crate::types::{IsolationLevel, OffsetAndMetadata, TopicPartition};
 
 /// One group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupListing {
     /// The group id.
     pub group_id: String,
@@ -28,6 +28,7 @@ pub struct GroupListing {
 
 /// One member of a described group.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemberDescription {
     /// The member id the coordinator gave it.
     pub member_id: String,
@@ -43,6 +44,7 @@ pub struct MemberDescription {
 
 /// What [`Admin::describe_group`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupDescription {
     /// The group id.
     pub group_id: String,
@@ -65,6 +67,7 @@ impl GroupDescription {
 
 /// The lag of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionLag {
     /// The partition.
     pub partition: TopicPartition,
@@ -80,6 +83,7 @@ pub struct PartitionLag {
 
 /// What [`Admin::lag`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupLag {
     /// Per partition, sorted by topic and partition.
     pub partitions: Vec<PartitionLag>,

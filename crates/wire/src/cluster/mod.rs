@@ -4,6 +4,7 @@
 //! [`Cluster`] is a cheap handle (clones share everything). Metadata snapshots are
 //! immutable [`Metadata`] values behind an `Arc`; readers never wait for a refresh.
 
+pub(crate) mod consumer_protocol;
 pub(crate) mod coordinator;
 mod list_offsets;
 mod metadata;
@@ -16,8 +17,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::MetadataRequest;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -31,6 +31,7 @@ use crate::config::ms;
 use crate::error::{Error, Result};
 use crate::net::{BrokerConnection, ConnectionConfig, SecurityConfig};
 use crate::sync::lock;
+use crate::types::topic_name;
 
 /// How to reach and watch a cluster.
 #[derive(Debug, Clone)]
@@ -219,10 +220,7 @@ impl Cluster {
         let request = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
-                    .map(|t| {
-                        MetadataRequestTopic::default()
-                            .with_name(Some(TopicName(StrBytes::from_string((*t).to_string()))))
-                    })
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
                     .collect()
             }))
             .with_allow_auto_topic_creation(auto_create);

@@ -8,8 +8,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::consumer::{OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, Result};
+use crate::types::{OffsetAndMetadata, TopicPartition};
 
 /// The OffsetFetch request of `group` for `partitions` (`None`: every partition the
 /// group has an offset for). `require_stable` (KIP-447) makes the coordinator answer

@@ -33,8 +33,8 @@
 //! - `fetcher.rs` + `fetch_session.rs`: one fetch in flight per broker, fetch sessions
 //!   (KIP-227); `completed_fetch.rs`: a buffered fetch, decoded lazily and zero-copy,
 //!   with `read_committed` filtering.
-//! - `offsets.rs`: [`TopicPartition`], [`OffsetAndMetadata`]; commit, committed
-//!   offsets, position resolution and resets.
+//! - `offsets.rs`: commit, committed offsets, position resolution and resets
+//!   ([`TopicPartition`] and [`OffsetAndMetadata`] live in [`types`](crate::types)).
 //! - `validation.rs`: after a leader change, positions are checked against the new
 //!   leader's log (KIP-320, OffsetForLeaderEpoch); a truncated log is reported
 //!   ([`ErrorKind::LogTruncation`](crate::ErrorKind::LogTruncation)) or, with an
@@ -77,9 +77,9 @@ use futures::Stream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use crate::types::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 pub use config::{AssignmentStrategy, ConsumerConfig, OffsetReset};
 pub use group::listener::{RebalanceContext, RebalanceListener};
-pub use offsets::{OffsetAndMetadata, TopicPartition};
 pub use record::{ConsumerRecord, PartitionRecords};
 
 use self::commit_queue::CommitQueue;
@@ -105,20 +105,6 @@ impl Future for PendingCommit {
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-/// A consumer's group membership, for committing offsets in a producer's transaction
-/// (Java: `ConsumerGroupMetadata`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerGroupMetadata {
-    /// `group.id`.
-    pub group_id: String,
-    /// The generation the member joined, -1 when not a member.
-    pub generation_id: i32,
-    /// The member id the coordinator gave, empty when not a member.
-    pub member_id: String,
-    /// `group.instance.id` of a static member.
-    pub group_instance_id: Option<String>,
 }
 
 /// A Kafka consumer. See the [module docs](self).

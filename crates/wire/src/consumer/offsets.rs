@@ -1,16 +1,15 @@
-//! [`TopicPartition`] and [`OffsetAndMetadata`]; committed offsets (OffsetCommit, OffsetFetch through the group coordinator) and
+//! Committed offsets (OffsetCommit, OffsetFetch through the group coordinator) and
 //! position resolution: a partition without a position starts at its committed offset,
 //! else where `auto.offset.reset` says (ListOffsets through the partition leaders).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use super::commit_queue::CommitTurn;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::{GroupId, OffsetCommitRequest, TopicName};
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::debug;
@@ -21,63 +20,7 @@ use crate::cluster::coordinator::{Backoff, Coordinator, Lane, Retry};
 use crate::cluster::offset_fetch;
 use crate::cluster::{list_offsets, OffsetSpec};
 use crate::error::{Error, Result};
-use crate::partition_client::IsolationLevel;
-
-/// A partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    /// The topic.
-    pub topic: String,
-    /// The partition index.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`/`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-/// An offset to commit: the offset of the next record to read, with optional metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OffsetAndMetadata {
-    /// The next offset to read (one past the last processed record).
-    pub offset: i64,
-    /// Free text stored with the offset.
-    pub metadata: Option<String>,
-    /// The leader epoch of the last processed record, when known.
-    pub leader_epoch: Option<i32>,
-}
-
-impl OffsetAndMetadata {
-    /// `offset` with no metadata.
-    pub fn new(offset: i64) -> Self {
-        OffsetAndMetadata {
-            offset,
-            metadata: None,
-            leader_epoch: None,
-        }
-    }
-
-    /// `offset` with `metadata`.
-    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> Self {
-        OffsetAndMetadata {
-            offset,
-            metadata: Some(metadata.into()),
-            leader_epoch: None,
-        }
-    }
-}
+use crate::types::{topic_name, IsolationLevel, OffsetAndMetadata, TopicPartition};
 
 fn coordinator(shared: &Shared) -> Result<&Coordinator> {
     shared
@@ -286,7 +229,14 @@ pub(crate) async fn resolve_positions(
     // Read uncommitted, as before (Java lists with the consumer's isolation level).
     let cluster = &shared.cluster;
     for ((topic, SpecKey(spec)), parts) in by_spec {
-        let listed = list_offsets(cluster, &topic, &parts, spec, false).await?;
+        let listed = list_offsets(
+            cluster,
+            &topic,
+            &parts,
+            spec,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await?;
         let mut latest = None;
         for (p, lo) in listed {
             let offset = if lo.offset >= 0 {
@@ -296,7 +246,14 @@ pub(crate) async fn resolve_positions(
                 // offsetsForTimes + seekToEnd would.
                 if latest.is_none() {
                     latest = Some(
-                        list_offsets(cluster, &topic, &parts, OffsetSpec::Latest, false).await?,
+                        list_offsets(
+                            cluster,
+                            &topic,
+                            &parts,
+                            OffsetSpec::Latest,
+                            IsolationLevel::ReadUncommitted,
+                        )
+                        .await?,
                     );
                 }
                 latest
@@ -361,8 +318,4 @@ impl Ord for SpecKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.rank().cmp(&other.rank())
     }
-}
-
-fn topic_name(t: &str) -> TopicName {
-    TopicName(StrBytes::from_string(t.to_string()))
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::protocol::StrBytes;
 
 use super::assignor::{self, Member};
-use super::protocol;
+use crate::cluster::consumer_protocol as protocol;
 use crate::consumer::config::AssignmentStrategy;
 use crate::consumer::state::Shared;
 use crate::error::Result;

@@ -21,7 +21,6 @@
 pub(crate) mod assignor;
 mod leader;
 pub mod listener;
-pub(crate) mod protocol;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -37,10 +36,10 @@ use tracing::{debug, info, warn};
 
 use self::leader::lead;
 use self::listener::{RebalanceContext, RebalanceListener};
-use self::protocol::Subscription;
 use super::config::AssignmentStrategy;
 use super::state::{Shared, Start, State};
 use super::{offsets, OffsetAndMetadata, TopicPartition};
+use crate::cluster::consumer_protocol::{self as protocol, Subscription};
 use crate::cluster::coordinator::{is_coordinator_error, Coordinator, Lane};
 use crate::config::wire_ms;
 use crate::error::{Error, KafkaCode, Result};

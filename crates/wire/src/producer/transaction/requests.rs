@@ -13,7 +13,7 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId,
-    InitProducerIdRequest, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    InitProducerIdRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::sync::watch;
@@ -23,10 +23,10 @@ use tracing::{debug, warn};
 use super::state::TxnState;
 use crate::cluster::coordinator::{Backoff, Coordinator, CoordinatorKey, Lane, Retry};
 use crate::config::wire_ms;
-use crate::consumer::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, KafkaCode, Result};
 use crate::producer::idempotence::ProducerIdState;
 use crate::producer::Shared;
+use crate::types::{topic_name, ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 
 /// What a transactional producer keeps beside its state: the coordinators, and a lock
 /// that makes the transactional calls one at a time.
@@ -270,7 +270,7 @@ impl Shared {
                             .iter()
                             .map(|(t, ps)| {
                                 TxnOffsetCommitRequestTopic::default()
-                                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                                    .with_name(topic_name(t))
                                     .with_partitions(ps.clone())
                             })
                             .collect(),
@@ -339,7 +339,7 @@ pub(crate) async fn add_partitions(shared: Arc<Shared>) {
                                 .iter()
                                 .map(|(t, ps)| {
                                     AddPartitionsToTxnTopic::default()
-                                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                                        .with_name(topic_name(t))
                                         .with_partitions(ps.clone())
                                 })
                                 .collect(),
