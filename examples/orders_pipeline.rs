@@ -161,7 +161,7 @@ async fn enrich(
         downstream.failures.fetch_add(1, Ordering::Relaxed);
         return Err(PipelineError::retriable(Unavailable));
     }
-    let mut out = Produce::new(output.to_string(), order);
+    let mut out = Produce::new(&output, order);
     out.record.key = record.key.clone();
     Ok(vec![out])
 }

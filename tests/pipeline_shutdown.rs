@@ -56,7 +56,7 @@ async fn stuck_run(
             if &value[..] == b"5" {
                 std::future::pending::<()>().await;
             }
-            Ok::<_, PipelineError>(vec![OutputRecord::new(output).with_value(value)])
+            Ok::<_, PipelineError>(vec![OutputRecord::new(output, value)])
         }
     });
     let pipeline = Pipeline::new(consumer(&group), producer, [input.clone()], stack)

@@ -264,9 +264,7 @@ pub async fn process(
         downstream.failures.fetch_add(1, Ordering::Relaxed);
         return Err(PipelineError::retriable(Unavailable));
     }
-    let mut out = OutputRecord::new(output.to_string()).with_value(Bytes::from(n.to_string()));
-    out.key = record.key.clone();
-    Ok(vec![out])
+    Ok(vec![record.forward(output, n.to_string())])
 }
 
 pub type Stack = BoxService<ConsumedRecord, Processed, PipelineError>;
@@ -492,9 +490,7 @@ pub fn refused_output_stack(output: &str, refusal: Refusal, calls: Calls) -> Sta
                     return Ok::<Processed, PipelineError>(vec![]);
                 };
                 *calls.lock().unwrap().entry(n).or_insert(0) += 1;
-                let mut out =
-                    OutputRecord::new(output.to_string()).with_value(Bytes::from(n.to_string()));
-                out.key = Some(Bytes::from(format!("k{n}")));
+                let mut out = OutputRecord::new(output, n.to_string()).key(format!("k{n}"));
                 if is_rejected(n) {
                     match refusal {
                         Refusal::TooLarge => {
