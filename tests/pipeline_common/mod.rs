@@ -133,6 +133,7 @@ pub struct Read {
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp: i64,
 }
 
 impl Read {
@@ -181,6 +182,7 @@ pub async fn read_all(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<Re
                             .headers()
                             .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
                             .collect(),
+                        timestamp: record.timestamp(),
                     });
                 }
             }
@@ -556,6 +558,7 @@ pub async fn read_committed(cluster: &Cluster, topic: &str, partitions: i32) -> 
                 .headers()
                 .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
                 .collect(),
+            timestamp: r.timestamp(),
         });
     }
     consumer.close().await.unwrap();
