@@ -39,7 +39,10 @@ fn header_pairs(headers: &[Header]) -> impl Iterator<Item = (&str, Option<&[u8]>
 /// // The last header of a name wins, as Java's `lastHeader`.
 /// assert_eq!(record.header("source"), Some(&b"app"[..]));
 /// assert_eq!(record.header("trace"), None);
-/// assert_eq!(record.headers().count(), 2);
+/// assert_eq!(
+///     record.headers().collect::<Vec<_>>(),
+///     [("source", Some(&b"web"[..])), ("source", Some(&b"app"[..]))]
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedRecord {
@@ -125,6 +128,9 @@ impl ConsumedRecord {
     /// assert_eq!(out.key.as_deref(), Some(&b"o-1"[..]));
     /// assert_eq!(out.value.as_deref(), Some(&b"reserved 3"[..]));
     /// assert_eq!(out.partition, None);
+    /// // A keyless input answers keyless.
+    /// let keyless = ConsumedRecord::new("orders", 0, 42).forward("reservations", "x");
+    /// assert_eq!(keyless.key, None);
     /// ```
     pub fn forward(&self, topic: impl IntoTopic, value: impl Into<Bytes>) -> OutputRecord {
         OutputRecord::new(topic, value).key_opt(self.key.clone())
@@ -158,6 +164,10 @@ impl ConsumedRecord {
 /// assert_eq!(out.key.as_deref(), Some(&b"customer-7"[..]));
 /// assert_eq!(out.header_value("source"), Some(&b"billing"[..]));
 /// assert_eq!(out.header_value("trace"), None);
+/// assert_eq!(
+///     out.headers().collect::<Vec<_>>(),
+///     [("source", Some(&b"billing"[..])), ("trace", None)]
+/// );
 /// assert_eq!((out.partition, out.timestamp), (Some(2), Some(1_700_000_000_000)));
 ///
 /// let tombstone = OutputRecord::new("accounts", "").key("a-1").value(None);
