@@ -1,6 +1,7 @@
 //! Cluster administration: create and delete topics, list offsets, describe the cluster;
 //! consumer groups and their lag (`admin/groups.rs`).
 
+use crate::config::wire_ms;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -124,7 +125,7 @@ impl Admin {
     /// (`TOPIC_ALREADY_EXISTS`, `INVALID_REPLICATION_FACTOR`, ...) and message.
     pub async fn create_topics(&self, topics: &[NewTopic], timeout: Duration) -> Result<()> {
         let request = CreateTopicsRequest::default()
-            .with_timeout_ms(millis(timeout))
+            .with_timeout_ms(wire_ms(timeout))
             .with_topics(
                 topics
                     .iter()
@@ -194,7 +195,7 @@ impl Admin {
     /// them. A topic that does not exist fails with `UNKNOWN_TOPIC_OR_PARTITION`.
     pub async fn delete_topics(&self, names: &[&str], timeout: Duration) -> Result<()> {
         let request = DeleteTopicsRequest::default()
-            .with_timeout_ms(millis(timeout))
+            .with_timeout_ms(wire_ms(timeout))
             .with_topic_names(names.iter().map(|n| topic_name(n)).collect());
         let response = self.controller().await?.send(&request).await?;
         for result in &response.responses {
@@ -302,10 +303,6 @@ pub const RETRIES: u32 = crate::cluster::RETRIES;
 const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(60);
 
 use crate::cluster::admin_backoff as backoff;
-
-fn millis(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
-}
 
 /// True when `err` is the broker saying the topic already exists.
 pub fn is_topic_already_exists(err: &Error) -> bool {

@@ -35,6 +35,7 @@
 //! network error or a timeout the outcome is unknown, and the error is returned rather
 //! than risking a duplicate (the idempotent producer removes that risk).
 
+use crate::config::wire_ms;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -138,7 +139,7 @@ impl PartitionClient {
     pub async fn produce(&self, batch: Bytes, acks: Acks, timeout: Duration) -> Result<Produced> {
         let request = ProduceRequest::default()
             .with_acks(acks.wire())
-            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_timeout_ms(wire_ms(timeout))
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(topic_name(&self.topic))
                 .with_partition_data(vec![PartitionProduceData::default()
@@ -191,7 +192,7 @@ impl PartitionClient {
     pub async fn fetch(&self, offset: i64, options: FetchOptions) -> Result<Fetched> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX))
+            .with_max_wait_ms(wire_ms(options.max_wait))
             .with_min_bytes(options.min_bytes)
             .with_max_bytes(options.max_bytes.max(1))
             .with_isolation_level(options.isolation.wire())

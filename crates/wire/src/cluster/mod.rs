@@ -11,6 +11,7 @@ mod metadata;
 pub(crate) mod offset_fetch;
 mod pool;
 
+use crate::sync;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -190,10 +191,7 @@ impl Cluster {
 
     /// The current metadata snapshot.
     pub fn metadata(&self) -> Arc<Metadata> {
-        match self.inner.metadata.read() {
-            Ok(m) => Arc::clone(&m),
-            Err(p) => Arc::clone(&p.into_inner()),
-        }
+        Arc::clone(&sync::read(&self.inner.metadata))
     }
 
     /// The configuration this cluster was connected with.
@@ -232,10 +230,7 @@ impl Cluster {
                 self.any_broker().await?.send(&request).await?
             }
         };
-        let mut guard = match self.inner.metadata.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = sync::write(&self.inner.metadata);
         let next = Arc::new(Metadata::merge(&guard, response, topics.is_none()));
         *guard = Arc::clone(&next);
         Ok(next)

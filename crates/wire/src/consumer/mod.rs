@@ -65,6 +65,7 @@ mod record;
 mod state;
 mod validation;
 
+use crate::sync;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -220,10 +221,7 @@ impl Consumer {
             }
             state.subscription = Some(topics);
         }
-        let mut group = match self.group.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut group = sync::lock(&self.group);
         if group.is_none() {
             *group = Some(tokio::spawn(group::run(
                 Arc::clone(&self.shared),
@@ -498,10 +496,7 @@ impl Consumer {
     /// not leave: restarting within the session timeout keeps its partitions without a
     /// rebalance).
     pub async fn close(self) -> Result<()> {
-        let group = match self.group.lock() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
-        };
+        let group = sync::lock(&self.group).take();
         if let Some(g) = group {
             g.abort();
             let _ = g.await;

@@ -3,6 +3,7 @@
 //! fatal error to hand to the next `recv`. Guarded by one `std` mutex that is never held
 //! across an `.await`.
 
+use crate::sync;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -220,10 +221,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        sync::lock(&self.state)
     }
 
     /// Hands `err` to the next `recv`.
