@@ -9,24 +9,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sluice::pipeline::breaker::{BreakerHandle, BreakerLayer, BreakerState};
-use sluice::pipeline::concurrency::{ConcurrencyLayer, Ordering};
-use sluice::pipeline::dlq::DeadLetterLayer;
-use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
-use sluice::pipeline::runner::{Pipeline, ProducerSink};
+use sluice::pipeline::breaker::{BreakerHandle, BreakerState};
+use sluice::pipeline::runner::Pipeline;
 use sluice::wire::producer::Producer;
-use sluice_pipeline::schema::decode::{DecodeLayer, Decoded};
-use sluice_pipeline::schema::encode::{EncodeLayer, Produce};
-use sluice_pipeline::schema::{AvroDecoder, AvroEncoder};
+use sluice_pipeline::schema::decode::Decoded;
+use sluice_pipeline::schema::encode::Produce;
+use sluice_pipeline::schema::{AvroDecoder, AvroEncoder, Raw};
 use sluice_pipeline::PipelineError;
 use sluice_schema::{AvroDeserializer, AvroSerializer, Registry};
 use sluice_testkit::FaultProxy;
-use tower::util::BoxService;
-use tower::{service_fn, ServiceBuilder};
 
 use crate::pipeline_common::*;
 use crate::{
-    dlq_message, input_index, registry, registry_url, run_until_completed, write, Stack, P,
+    dlq_message, input_index, registry, registry_url, run_until_completed, stack, write, Stack, P,
 };
 
 /// What the input topics carry (v1), and what the service reads every version as.
@@ -76,8 +71,6 @@ fn schema_stack(
     registry: Registry,
     calls: Arc<Mutex<u64>>,
 ) -> (Stack, BreakerHandle) {
-    let breaker = BreakerLayer::new(quick_breaker(Duration::from_millis(500)));
-    let handle = breaker.handle();
     let output: Arc<str> = Arc::from(output);
     let decoder = AvroDecoder::<Order>::new(
         AvroDeserializer::new(registry.clone())
@@ -85,33 +78,21 @@ fn schema_stack(
             .unwrap(),
     );
     let encoder = AvroEncoder::<Invoice>::new(AvroSerializer::new(registry, INVOICE).unwrap());
-    let svc = ServiceBuilder::new()
-        .layer(ConcurrencyLayer::new(Ordering::PerPartition, 64))
-        .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group(group))
-        .layer(breaker)
-        .layer(RetryLayer::new(
-            RetryPolicy::new()
-                .max_attempts(2)
-                .initial_delay(Duration::from_millis(20))
-                .max_delay(Duration::from_millis(50)),
-        ))
-        .layer(DecodeLayer::new(decoder))
-        .layer(EncodeLayer::new(encoder))
-        .service(service_fn(move |r: Decoded<Bytes, Order>| {
-            let output = Arc::clone(&output);
-            let calls = Arc::clone(&calls);
-            async move {
-                *calls.lock().unwrap() += 1;
-                let order = r
-                    .value
-                    .ok_or_else(|| PipelineError::dead_letter("tombstone"))?;
-                let key = r.key.unwrap_or_default();
-                Ok::<_, PipelineError>(vec![Produce::new(&*output, invoice(&order))
-                    .with_key(key)
-                    .with_partition(r.record.partition)])
-            }
-        }));
-    (BoxService::new(svc), handle)
+    stack(
+        producer,
+        group,
+        (Raw, decoder, encoder),
+        calls,
+        move |r: Decoded<Bytes, Order>| {
+            let order = r
+                .value
+                .ok_or_else(|| PipelineError::dead_letter("tombstone"))?;
+            let key = r.key.unwrap_or_default();
+            Ok(vec![Produce::new(&*output, invoice(&order))
+                .with_key(key)
+                .with_partition(r.record.partition)])
+        },
+    )
 }
 
 /// The invoices of `output`, decoded with a fresh deserializer, by order id.

@@ -4,72 +4,23 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sluice::pipeline::breaker::BreakerLayer;
-use sluice::pipeline::concurrency::{ConcurrencyLayer, Ordering};
-use sluice::pipeline::dlq::DeadLetterLayer;
-use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
-use sluice::pipeline::runner::{Pipeline, ProducerSink};
-use sluice::wire::producer::Producer;
-use sluice_pipeline::schema::decode::{DecodeLayer, Decoded};
-use sluice_pipeline::schema::encode::{EncodeLayer, Produce};
-use sluice_pipeline::schema::{
-    Decoder, Encoder, JsonDecoder, JsonEncoder, ProtobufDecoder, ProtobufEncoder,
-};
+use sluice::pipeline::runner::Pipeline;
+use sluice_pipeline::schema::encode::Produce;
+use sluice_pipeline::schema::{JsonDecoder, JsonEncoder, ProtobufDecoder, ProtobufEncoder};
 use sluice_pipeline::PipelineError;
 use sluice_schema::prost_reflect::{DynamicMessage, ReflectMessage, Value as PValue};
 use sluice_schema::{
     framing, JsonDeserializer, JsonSerializer, ProtobufDeserializer, ProtobufSerializer,
 };
-use tower::util::BoxService;
-use tower::{service_fn, ServiceBuilder};
 
 use crate::pipeline_common::*;
 use crate::{
-    dlq_message, input_index, registry, registry_url, run_until_completed, write, write_keyed,
-    Stack, P,
+    dlq_message, input_index, registry, registry_url, run_until_completed, stack, write,
+    write_keyed, P,
 };
-
-/// Concurrency → DLQ → breaker → retry → decode (keys with `key`, values with `value`) →
-/// encode (`encoder`) → `service`, which counts its calls in `calls`.
-fn stack<KD, VD, E, F>(
-    producer: &Producer,
-    group: &str,
-    (key, value, encoder): (KD, VD, E),
-    calls: Arc<Mutex<u64>>,
-    service: F,
-) -> Stack
-where
-    KD: Decoder + Clone,
-    VD: Decoder + Clone,
-    E: Encoder + Clone,
-    F: Fn(Decoded<KD::Value, VD::Value>) -> Result<Vec<Produce<E::Value>>, PipelineError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-    let svc = ServiceBuilder::new()
-        .layer(ConcurrencyLayer::new(Ordering::PerPartition, 64))
-        .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group(group))
-        .layer(BreakerLayer::new(quick_breaker(Duration::from_millis(500))))
-        .layer(RetryLayer::new(
-            RetryPolicy::new()
-                .max_attempts(2)
-                .initial_delay(Duration::from_millis(20))
-                .max_delay(Duration::from_millis(50)),
-        ))
-        .layer(DecodeLayer::new(value).key(key))
-        .layer(EncodeLayer::new(encoder))
-        .service(service_fn(move |r: Decoded<KD::Value, VD::Value>| {
-            *calls.lock().unwrap() += 1;
-            futures::future::ready(service(r))
-        }));
-    BoxService::new(svc)
-}
 
 const KEY: &str = r#"{"$schema":"http://json-schema.org/draft-07/schema#",
     "title":"shop.CustomerKey","type":"object",
@@ -185,7 +136,7 @@ async fn json_schema_keys_and_values_in_json_schema_out_and_bad_ones_dead_letter
     );
     let calls = Arc::new(Mutex::new(0u64));
     let out = output.clone();
-    let svc = stack(&producer, &group, codecs, calls.clone(), move |r| {
+    let (svc, _) = stack(&producer, &group, codecs, calls.clone(), move |r| {
         let key: CustomerKey = r.key.ok_or_else(|| PipelineError::dead_letter("no key"))?;
         let payment: Payment = r
             .value
@@ -328,7 +279,7 @@ async fn protobuf_in_protobuf_out_and_bad_ones_dead_lettered() {
     );
     let calls = Arc::new(Mutex::new(0u64));
     let out = output.clone();
-    let svc = stack(&producer, &group, codecs, calls.clone(), move |r| {
+    let (svc, _) = stack(&producer, &group, codecs, calls.clone(), move |r| {
         let order = r
             .value
             .ok_or_else(|| PipelineError::dead_letter("tombstone"))?;

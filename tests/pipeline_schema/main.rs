@@ -14,15 +14,23 @@ mod pipeline_common;
 mod avro;
 mod formats;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice::pipeline::dlq::headers;
-use sluice::pipeline::runner::Pipeline;
+use sluice::pipeline::breaker::{BreakerHandle, BreakerLayer};
+use sluice::pipeline::concurrency::{ConcurrencyLayer, Ordering};
+use sluice::pipeline::dlq::{headers, DeadLetterLayer};
+use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
+use sluice::pipeline::runner::{Pipeline, ProducerSink};
 use sluice::wire::producer::{Producer, ProducerRecord};
+use sluice_pipeline::schema::decode::{DecodeLayer, Decoded};
+use sluice_pipeline::schema::encode::{EncodeLayer, Produce};
+use sluice_pipeline::schema::{Decoder, Encoder};
 use sluice_pipeline::PipelineError;
 use sluice_schema::Registry;
 use tower::util::BoxService;
+use tower::{service_fn, ServiceBuilder};
 
 use pipeline_common::*;
 
@@ -50,6 +58,47 @@ fn registry(url: &str) -> Registry {
         .retries(1, Duration::from_millis(20), Duration::from_millis(50))
         .build()
         .unwrap()
+}
+
+/// Concurrency → DLQ → breaker → retry → decode (keys with `key`, values with `value`) →
+/// encode (`encoder`) → `service`, which counts its calls in `calls`; with the
+/// breaker's handle.
+fn stack<KD, VD, E, F>(
+    producer: &Producer,
+    group: &str,
+    (key, value, encoder): (KD, VD, E),
+    calls: Arc<Mutex<u64>>,
+    service: F,
+) -> (Stack, BreakerHandle)
+where
+    KD: Decoder + Clone,
+    VD: Decoder + Clone,
+    E: Encoder + Clone,
+    F: Fn(Decoded<KD::Value, VD::Value>) -> Result<Vec<Produce<E::Value>>, PipelineError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let breaker = BreakerLayer::new(quick_breaker(Duration::from_millis(500)));
+    let handle = breaker.handle();
+    let svc = ServiceBuilder::new()
+        .layer(ConcurrencyLayer::new(Ordering::PerPartition, 64))
+        .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group(group))
+        .layer(breaker)
+        .layer(RetryLayer::new(
+            RetryPolicy::new()
+                .max_attempts(2)
+                .initial_delay(Duration::from_millis(20))
+                .max_delay(Duration::from_millis(50)),
+        ))
+        .layer(DecodeLayer::new(value).key(key))
+        .layer(EncodeLayer::new(encoder))
+        .service(service_fn(move |r: Decoded<KD::Value, VD::Value>| {
+            *calls.lock().unwrap() += 1;
+            futures::future::ready(service(r))
+        }));
+    (BoxService::new(svc), handle)
 }
 
 /// Writes `values` to `topic` (each to its partition, key `k<n>`); their coordinates.

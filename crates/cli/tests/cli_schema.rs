@@ -14,6 +14,27 @@ fn registry_url() -> String {
     })
 }
 
+/// The first `count` values of `topic`, consumed with `--value-format format`, as JSON.
+fn consumed(topic: &str, format: &str, count: u32, url: &str) -> Vec<serde_json::Value> {
+    let count = count.to_string();
+    let out = ok(&sluice(
+        &[
+            "consume",
+            topic,
+            "-c",
+            &count,
+            "--value-format",
+            format,
+            "--registry",
+            url,
+        ],
+        None,
+    ));
+    out.lines()
+        .map(|l| serde_json::from_str(l.split_once("value:").unwrap().1).unwrap())
+        .collect()
+}
+
 const SCHEMA: &str = r#"{"type": "record", "name": "Payment", "namespace": "cli.test",
   "fields": [{"name": "id", "type": "long"}, {"name": "who", "type": "string"},
              {"name": "note", "type": ["null", "string"], "default": null}]}"#;
@@ -172,24 +193,7 @@ fn json_schema_and_protobuf_values_print_as_json() {
         producer.close(std::time::Duration::from_secs(10)).await.unwrap();
     });
 
-    let values = |topic: &str, format: &str| -> Vec<serde_json::Value> {
-        let out = ok(&sluice(
-            &[
-                "consume",
-                topic,
-                "-c",
-                "2",
-                "--value-format",
-                format,
-                "--registry",
-                &url,
-            ],
-            None,
-        ));
-        out.lines()
-            .map(|l| serde_json::from_str(l.split_once("value:").unwrap().1).unwrap())
-            .collect()
-    };
+    let values = |topic: &str, format: &str| consumed(topic, format, 2, &url);
     assert_eq!(
         values(&json_topic, "json-schema"),
         vec![
@@ -253,24 +257,7 @@ fn json_schema_and_protobuf_json_lines_round_trip_through_the_registry() {
             args.extend_from_slice(extra);
             sluice(&args, Some(input))
         };
-    let consume = |topic: &str, format: &str| -> Vec<serde_json::Value> {
-        let out = ok(&sluice(
-            &[
-                "consume",
-                topic,
-                "-c",
-                "3",
-                "--value-format",
-                format,
-                "--registry",
-                &url,
-            ],
-            None,
-        ));
-        out.lines()
-            .map(|l| serde_json::from_str(l.split_once("value:").unwrap().1).unwrap())
-            .collect()
-    };
+    let consume = |topic: &str, format: &str| consumed(topic, format, 3, &url);
     let registered = |topic: &str| {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {

@@ -235,13 +235,7 @@ impl JsonDeserializer {
             serde_json::from_str(&schema.schema).map_err(|e| Error::InvalidSchema {
                 message: format!("schema {id} is not JSON: {e}"),
             })?;
-        let references: Vec<(String, String)> = self
-            .registry
-            .references_of(&schema)
-            .await?
-            .into_iter()
-            .map(|(r, registered)| (r.name, registered.schema.schema.clone()))
-            .collect();
+        let references = self.registry.reference_sources(&schema).await?;
         let validator = Arc::new(compile(&parsed, &references)?);
         let mut map = self.validators.write().unwrap_or_else(|p| p.into_inner());
         Ok(Arc::clone(map.entry(id).or_insert(validator)))

@@ -279,13 +279,7 @@ impl ProtobufDeserializer {
                 schema.schema_type
             )));
         }
-        let imports: Vec<(String, String)> = self
-            .registry
-            .references_of(&schema)
-            .await?
-            .into_iter()
-            .map(|(r, registered)| (r.name, registered.schema.schema.clone()))
-            .collect();
+        let imports = self.registry.reference_sources(&schema).await?;
         let pool = compile(&schema.schema, &imports)?;
         let mut map = self.pools.write().unwrap_or_else(|p| p.into_inner());
         Ok(map.entry(id).or_insert(pool).clone())

@@ -375,6 +375,17 @@ impl Registry {
         Ok(found)
     }
 
+    /// [`references_of`](Self::references_of) as (reference name, schema text): the
+    /// sources a `$ref` or an `import` names.
+    pub(crate) async fn reference_sources(&self, schema: &Schema) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .references_of(schema)
+            .await?
+            .into_iter()
+            .map(|(r, registered)| (r.name, registered.schema.schema.clone()))
+            .collect())
+    }
+
     /// Would `schema` be accepted as a new version of `subject`, judged against
     /// `version` under the subject's rule?
     /// (`POST /compatibility/subjects/{subject}/versions/{version}`; never cached.)
