@@ -24,7 +24,10 @@
 //! setup, no outage, no random failures, no progress or metrics; it reads
 //! `ORDERS_INPUT` in group `ORDERS_GROUP`, writes `ORDERS_OUTPUT`, admits at most
 //! `ORDERS_MAX_IN_FLIGHT` (default 500) uncommitted records, and runs until SIGINT or
-//! SIGTERM (or SIGKILL). With `ORDERS_TRANSACTIONAL_ID` set it runs exactly-once: its
+//! SIGTERM (or SIGKILL). With `ORDERS_INSTANCE_ID` set (the demo reads it too) its
+//! consumer is a static member with that `group.instance.id`: restarted within the
+//! session timeout, it gets its partitions back without a rebalance. With
+//! `ORDERS_TRANSACTIONAL_ID` set it runs exactly-once: its
 //! producer gets that `transactional.id` and the input offsets commit inside its
 //! transactions. A worker writes JSON unless `ORDERS_OUTPUT_FORMAT=avro`.
 
@@ -161,7 +164,7 @@ async fn enrich(
         downstream.failures.fetch_add(1, Ordering::Relaxed);
         return Err(PipelineError::retriable(Unavailable));
     }
-    let mut out = Produce::new(output.to_string(), order);
+    let mut out = Produce::new(&output, order);
     out.record.key = record.key.clone();
     Ok(vec![out])
 }
@@ -231,12 +234,21 @@ fn build(
 }
 
 fn consumer(bootstrap: &str, group: &str) -> ConsumerConfig {
-    ConsumerConfig::new(bootstrap)
+    let config = ConsumerConfig::new(bootstrap)
         .group_id(group)
         .auto_offset_reset(OffsetReset::Earliest)
         .session_timeout(Duration::from_secs(6))
         .heartbeat_interval(Duration::from_millis(500))
-        .fetch_max_wait(Duration::from_millis(100))
+        .fetch_max_wait(Duration::from_millis(100));
+    // Static membership (KIP-345, `group.instance.id`): a crashed instance restarted
+    // with the same id within the session timeout gets its partitions back at once, with
+    // no rebalance. Without one, its partitions wait out the session timeout (6 s here,
+    // 45 s by default) before a rebalance gives them to anyone. Use one id per instance,
+    // stable across its restarts (a pod name); see the runner's docs.
+    match std::env::var("ORDERS_INSTANCE_ID") {
+        Ok(id) if !id.trim().is_empty() => config.group_instance_id(id),
+        _ => config,
+    }
 }
 
 async fn worker(bootstrap: &str) -> Result<(), Error> {

@@ -1,6 +1,7 @@
-//! Shutdown of the pipeline runner against a real broker: a forced shutdown ends a run
-//! at once, in-process, with `RunError::Interrupted` (the library never exits the
-//! process); a plain cancel drains and commits.
+//! Shutdown and restart of the pipeline runner against a real broker: a forced shutdown
+//! ends a run at once, in-process, with `RunError::Interrupted` (the library never exits
+//! the process); a plain cancel drains and commits; a static member that crashed and
+//! restarts gets its partitions back without waiting out its session timeout.
 //!
 //! Start a broker first (`cargo xtask kafka up`), or run `cargo xtask test`.
 
@@ -8,6 +9,7 @@ mod common;
 mod pipeline_common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::pipeline::runner::{Pipeline, RunError};
@@ -56,7 +58,7 @@ async fn stuck_run(
             if &value[..] == b"5" {
                 std::future::pending::<()>().await;
             }
-            Ok::<_, PipelineError>(vec![OutputRecord::new(output).with_value(value)])
+            Ok::<_, PipelineError>(vec![OutputRecord::new(output, value)])
         }
     });
     let pipeline = Pipeline::new(consumer(&group), producer, [input.clone()], stack)
@@ -128,4 +130,96 @@ async fn a_run_forced_before_it_starts_returns_interrupted() {
         committed(&group, &input, 1).await,
         BTreeMap::from([(0, -1)])
     );
+}
+
+/// Long, so that a restart which waited for the crashed member's session to expire
+/// (what a dynamic member's restart does) could not meet the bound below.
+const STATIC_SESSION: Duration = Duration::from_secs(30);
+
+/// A pipeline of a static member (`group.instance.id` "worker-1", 30 s session timeout)
+/// reading `input` into `output`.
+async fn static_pipeline(
+    group: &str,
+    input: &str,
+    output: &str,
+) -> Pipeline<
+    impl tower::Service<
+            ConsumedRecord,
+            Response = sluice::pipeline::Processed,
+            Error = PipelineError,
+            Future = impl Send + 'static,
+        > + Send
+        + 'static,
+> {
+    let config = consumer(group)
+        .group_instance_id("worker-1")
+        .session_timeout(STATIC_SESSION)
+        .heartbeat_interval(Duration::from_secs(1));
+    let output: Arc<str> = Arc::from(output);
+    let stack = service_fn(move |r| process(r, Arc::clone(&output), Downstream::default()));
+    Pipeline::new(config, producer().await, [input.to_owned()], stack)
+}
+
+/// A static member's pipeline crashes: its runtime is dropped with every task of the
+/// consumer and the producer (no drain, no commit, no LeaveGroup; the broker only sees
+/// the connections close). Restarted with the same `group.instance.id`, it takes the old
+/// member's place and processes its first record in under 15 s, half the 30 s session
+/// timeout a dynamic member's restart waits out first. A liveness bound, not a speed
+/// claim: the test fails only if the restart waits for the old session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarted_after_a_crash_resumes_before_its_session_times_out() {
+    let (cluster, input, output, group) = setup("pipe-static", 1).await;
+    write_input(&cluster, &input, 1, 0, 10).await;
+
+    // The first instance runs on a runtime of its own, so that it can crash with all its
+    // tasks.
+    let crashing = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stats_tx, stats_rx) = tokio::sync::oneshot::channel();
+    crashing.spawn({
+        let (group, input, output) = (group.clone(), input.clone(), output.clone());
+        async move {
+            let pipeline = static_pipeline(&group, &input, &output).await;
+            let _ = stats_tx.send(pipeline.stats());
+            pipeline.run().await
+        }
+    });
+    let first = stats_rx.await.unwrap();
+    wait_until(
+        "the first instance's records",
+        Duration::from_secs(60),
+        || first.completed() >= 11 && first.commits() >= 1,
+    )
+    .await;
+    crashing.shutdown_background();
+    write_input(&cluster, &input, 1, 10, 20).await;
+
+    let restarted = Instant::now();
+    let pipeline = static_pipeline(&group, &input, &output).await;
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+    wait_until(
+        "the restarted static member's first record (15 s, half its session timeout)",
+        Duration::from_secs(15),
+        || stats.completed() >= 1,
+    )
+    .await;
+    let resumed = restarted.elapsed();
+    wait_until(
+        "the records written after the crash",
+        Duration::from_secs(30),
+        || stats.completed() >= 10,
+    )
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert!(resumed < STATIC_SESSION / 2, "resumed after {resumed:?}");
+
+    let seen = counts(&read_all(&cluster, &output, 1).await);
+    let missing: Vec<u64> = (0..20).filter(|i| !seen.contains_key(i)).collect();
+    assert!(missing.is_empty(), "outputs missing: {missing:?}");
 }

@@ -407,10 +407,10 @@ fn the_pipeline_follows_new_leaders_when_a_broker_is_killed() {
             .entry((r.partition, r.offset))
             .or_insert_with(now_ms);
         async move {
-            let mut out = OutputRecord::new(out_topic.to_string());
-            out.partition = Some(r.partition);
-            out.key = Some(bytes::Bytes::from(r.offset.to_string()));
-            out.value = r.value.clone();
+            let out = OutputRecord::new(out_topic, bytes::Bytes::new())
+                .value(r.value.clone())
+                .key(r.offset.to_string())
+                .partition(r.partition);
             Ok::<Processed, PipelineError>(vec![out])
         }
     });

@@ -600,12 +600,7 @@ async fn a_pending_transactional_offset_does_not_hold_up_partitions_with_a_posit
     p.begin().await.unwrap();
     let mut offsets = BTreeMap::new();
     offsets.insert(TopicPartition::new(&topic, 0), OffsetAndMetadata::new(5));
-    let metadata = ConsumerGroupMetadata {
-        group_id: group.clone(),
-        generation_id: -1,
-        member_id: String::new(),
-        group_instance_id: None,
-    };
+    let metadata = ConsumerGroupMetadata::new(group.clone());
     p.send_offsets_to_transaction(&offsets, &metadata)
         .await
         .unwrap();

@@ -133,6 +133,7 @@ pub struct Read {
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp: i64,
 }
 
 impl Read {
@@ -181,6 +182,7 @@ pub async fn read_all(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<Re
                             .headers()
                             .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
                             .collect(),
+                        timestamp: record.timestamp(),
                     });
                 }
             }
@@ -264,9 +266,7 @@ pub async fn process(
         downstream.failures.fetch_add(1, Ordering::Relaxed);
         return Err(PipelineError::retriable(Unavailable));
     }
-    let mut out = OutputRecord::new(output.to_string()).with_value(Bytes::from(n.to_string()));
-    out.key = record.key.clone();
-    Ok(vec![out])
+    Ok(vec![record.forward(output, n.to_string())])
 }
 
 pub type Stack = BoxService<ConsumedRecord, Processed, PipelineError>;
@@ -492,9 +492,7 @@ pub fn refused_output_stack(output: &str, refusal: Refusal, calls: Calls) -> Sta
                     return Ok::<Processed, PipelineError>(vec![]);
                 };
                 *calls.lock().unwrap().entry(n).or_insert(0) += 1;
-                let mut out =
-                    OutputRecord::new(output.to_string()).with_value(Bytes::from(n.to_string()));
-                out.key = Some(Bytes::from(format!("k{n}")));
+                let mut out = OutputRecord::new(output, n.to_string()).key(format!("k{n}"));
                 if is_rejected(n) {
                     match refusal {
                         Refusal::TooLarge => {
@@ -560,6 +558,7 @@ pub async fn read_committed(cluster: &Cluster, topic: &str, partitions: i32) -> 
                 .headers()
                 .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
                 .collect(),
+            timestamp: r.timestamp(),
         });
     }
     consumer.close().await.unwrap();

@@ -137,12 +137,12 @@
 //! }
 //!
 //! async fn reserve(record: ConsumedRecord) -> Result<Vec<OutputRecord>, OrderError> {
-//!     let value = record.value.unwrap_or_default();
-//!     let qty: u32 = std::str::from_utf8(&value)
+//!     let value = record.value.as_deref().unwrap_or_default();
+//!     let qty: u32 = std::str::from_utf8(value)
 //!         .ok()
 //!         .and_then(|s| s.parse().ok())
 //!         .ok_or(OrderError::BadQuantity)?;
-//!     Ok(vec![OutputRecord::new("reservations").with_value(format!("reserved {qty}"))])
+//!     Ok(vec![record.forward("reservations", format!("reserved {qty}"))])
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -167,8 +167,8 @@
 //! assert!(out.is_empty(), "dead-lettered: handled, nothing to produce");
 //!
 //! let dead = dlq.records();
-//! assert_eq!(dead[0].topic, "orders-dlt");
-//! assert_eq!(dead[0].header("kafka_dlt-exception-message").map(|v| &v[..]),
+//! assert_eq!(&*dead[0].topic, "orders-dlt");
+//! assert_eq!(dead[0].header_value("kafka_dlt-exception-message"),
 //!            Some(&b"quantity is not a number"[..]));
 //!
 //! // Both records are handled: the next offset to read is 2.
@@ -207,8 +207,9 @@
 //!     .layer(BreakerLayer::new(BreakerConfig::new().wait_in_open(Duration::from_secs(30))))
 //!     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
 //!     .service(service_fn(|r: ConsumedRecord| async move {
-//!         let value = r.value.ok_or_else(|| PipelineError::dead_letter("empty order"))?;
-//!         Ok::<_, PipelineError>(vec![OutputRecord::new("invoices").with_value(value)])
+//!         let value = r.value.clone().ok_or_else(|| PipelineError::dead_letter("empty order"))?;
+//!         // Same key, new topic: the invoice keeps the order's key.
+//!         Ok::<_, PipelineError>(vec![r.forward("invoices", value)])
 //!     }));
 //! let consumer = ConsumerConfig::new("127.0.0.1:9092")
 //!     .group_id("billing")
@@ -244,6 +245,7 @@ pub mod retry;
 pub mod runner;
 #[cfg(feature = "schema")]
 pub mod schema;
+mod sync;
 #[cfg(test)]
 mod test_support;
 

@@ -3,14 +3,47 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sluice_wire::producer::IntoTopic;
 
 /// One record header: a name and an optional value (Kafka allows null header values).
+/// The same shape as [`ProducerRecord::headers`](sluice_wire::producer::ProducerRecord::headers).
 pub type Header = (String, Option<Bytes>);
+
+/// The value of the last header called `name`, if it has one: Java's
+/// `Headers.lastHeader(name).value()`. One lookup for both record types.
+fn last_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+/// The headers as `(name, value)` pairs, in order.
+fn header_pairs(headers: &[Header]) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+    headers.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
+}
 
 /// One consumed record with its coordinates: the request every layer sees.
 ///
 /// Cloning is cheap (`Arc<str>` topic, reference-counted `Bytes`), which matters because
 /// the retry layer keeps a copy for the next attempt.
+///
+/// ```
+/// use sluice_pipeline::ConsumedRecord;
+///
+/// let record = ConsumedRecord::new("orders", 0, 7)
+///     .with_key("o-1")
+///     .with_header("source", "web")
+///     .with_header("source", "app");
+/// // The last header of a name wins, as Java's `lastHeader`.
+/// assert_eq!(record.header("source"), Some(&b"app"[..]));
+/// assert_eq!(record.header("trace"), None);
+/// assert_eq!(
+///     record.headers().collect::<Vec<_>>(),
+///     [("source", Some(&b"web"[..])), ("source", Some(&b"app"[..]))]
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedRecord {
     /// The topic the record was read from.
@@ -70,57 +103,156 @@ impl ConsumedRecord {
         self.timestamp = timestamp;
         self
     }
+
+    /// The value of the last header called `name`; `None` when there is none or its value
+    /// is null (Java: `headers().lastHeader(name).value()`).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        last_header(&self.headers, name)
+    }
+
+    /// The headers as `(name, value)` pairs, in wire order (a null value is `None`).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        header_pairs(&self.headers)
+    }
+
+    /// An output to `topic` with this record's key and `value`: the common "same key, new
+    /// value" answer, which keeps a key's outputs together under the producer's
+    /// partitioner. Headers, partition and timestamp are not carried over (add them with
+    /// the [`OutputRecord`] builder; `.timestamp(record.timestamp)` keeps the input's time).
+    ///
+    /// ```
+    /// use sluice_pipeline::ConsumedRecord;
+    ///
+    /// let input = ConsumedRecord::new("orders", 3, 41).with_key("o-1").with_value("3");
+    /// let out = input.forward("reservations", "reserved 3");
+    /// assert_eq!(out.key.as_deref(), Some(&b"o-1"[..]));
+    /// assert_eq!(out.value.as_deref(), Some(&b"reserved 3"[..]));
+    /// assert_eq!(out.partition, None);
+    /// // A keyless input answers keyless.
+    /// let keyless = ConsumedRecord::new("orders", 0, 42).forward("reservations", "x");
+    /// assert_eq!(keyless.key, None);
+    /// ```
+    pub fn forward(&self, topic: impl IntoTopic, value: impl Into<Bytes>) -> OutputRecord {
+        OutputRecord::new(topic, value).key_opt(self.key.clone())
+    }
 }
 
 /// One record to produce: what the user's service returns, and what the DLQ layer sends.
+///
+/// Built like [`ProducerRecord`](sluice_wire::producer::ProducerRecord), with the same
+/// methods and argument types: [`new`](Self::new) (topic and value), then
+/// [`key`](Self::key), [`key_opt`](Self::key_opt), [`value`](Self::value) (`None`: a
+/// tombstone), [`header`](Self::header), [`partition`](Self::partition),
+/// [`timestamp`](Self::timestamp).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use bytes::Bytes;
+/// use sluice_pipeline::OutputRecord;
+///
+/// // A pipeline holds its output topic once; each record clones the `Arc` (a reference
+/// // count, not a `String` per output).
+/// let topic: Arc<str> = Arc::from("invoices");
+/// let out = OutputRecord::new(&topic, "total=30")
+///     .key("customer-7")
+///     .header("source", Some(Bytes::from_static(b"billing")))
+///     .header("trace", None)
+///     .partition(2)
+///     .timestamp(1_700_000_000_000);
+/// assert!(Arc::ptr_eq(&out.topic, &topic));
+/// assert_eq!(out.key.as_deref(), Some(&b"customer-7"[..]));
+/// assert_eq!(out.header_value("source"), Some(&b"billing"[..]));
+/// assert_eq!(out.header_value("trace"), None);
+/// assert_eq!(
+///     out.headers().collect::<Vec<_>>(),
+///     [("source", Some(&b"billing"[..])), ("trace", None)]
+/// );
+/// assert_eq!((out.partition, out.timestamp), (Some(2), Some(1_700_000_000_000)));
+///
+/// let tombstone = OutputRecord::new("accounts", "").key("a-1").value(None);
+/// assert_eq!(tombstone.value, None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputRecord {
-    /// The destination topic.
-    pub topic: String,
+    /// The destination topic. An `Arc<str>`, as the producer's: a pipeline that holds its
+    /// topic as an `Arc<str>` clones it (a reference count) instead of allocating a
+    /// `String` per output.
+    pub topic: Arc<str>,
     /// The destination partition; `None` lets the producer's partitioner choose.
     pub partition: Option<i32>,
     /// The record key, if any.
     pub key: Option<Bytes>,
-    /// The record value, if any.
+    /// The record value, if any (`None` is a tombstone).
     pub value: Option<Bytes>,
-    /// The record headers.
+    /// The record headers, in order.
     pub headers: Vec<Header>,
     /// The timestamp in milliseconds since the Unix epoch; `None` lets the producer stamp it.
     pub timestamp: Option<i64>,
 }
 
 impl OutputRecord {
-    /// A record for `topic` with no partition, key, value, headers or timestamp.
-    pub fn new(topic: impl Into<String>) -> Self {
+    /// A keyless record with `value` for `topic` (a `&str`, a `String`, or an `Arc<str>`
+    /// or `&Arc<str>`, cloned per record, which spares an allocation), no headers, the
+    /// partition left to the partitioner and the timestamp to the producer.
+    pub fn new(topic: impl IntoTopic, value: impl Into<Bytes>) -> Self {
         OutputRecord {
-            topic: topic.into(),
+            topic: topic.into_topic(),
             partition: None,
             key: None,
-            value: None,
+            value: Some(value.into()),
             headers: Vec::new(),
             timestamp: None,
         }
     }
 
     /// Sets the key.
-    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
 
-    /// Sets the value.
-    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
-        self.value = Some(value.into());
+    /// Sets the key or clears it (`None`: keyless): for passing on a key that may be
+    /// absent, such as an input record's.
+    pub fn key_opt(mut self, key: Option<Bytes>) -> Self {
+        self.key = key;
         self
     }
 
-    /// Returns the value of the last header called `name`, if any.
-    pub fn header(&self, name: &str) -> Option<&Bytes> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_ref())
+    /// Sets the value (`None`: a tombstone).
+    pub fn value(mut self, value: Option<Bytes>) -> Self {
+        self.value = value;
+        self
+    }
+
+    /// Adds a header (a header value may be null).
+    pub fn header(mut self, key: impl Into<String>, value: Option<Bytes>) -> Self {
+        self.headers.push((key.into(), value));
+        self
+    }
+
+    /// Sends to this partition instead of asking the partitioner.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the create timestamp (ms since the epoch).
+    pub fn timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+
+    /// The value of the last header called `name`; `None` when there is none or its value
+    /// is null (what [`ConsumedRecord::header`] is for an input; here `header` is the
+    /// builder's).
+    pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        last_header(&self.headers, name)
+    }
+
+    /// The headers as `(name, value)` pairs, in order (a null value is `None`).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        header_pairs(&self.headers)
     }
 }
 
@@ -130,8 +262,8 @@ pub type Processed = Vec<OutputRecord>;
 /// Where a produced record landed, as acknowledged by the broker (or the in-memory sink).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
-    /// The topic written to.
-    pub topic: String,
+    /// The topic written to (the producer's `Arc<str>`, shared, not copied per record).
+    pub topic: Arc<str>,
     /// The partition written to.
     pub partition: i32,
     /// The offset the record was given.

@@ -38,9 +38,10 @@ async fn an_outage_pauses_the_pipeline_and_a_bad_message_is_dead_lettered() {
                 if r.value.as_deref() == Some(&b"bad"[..]) {
                     return Err(PipelineError::dead_letter("unparseable order"));
                 }
-                Ok(vec![
-                    OutputRecord::new("reservations").with_value(r.value.unwrap_or_default())
-                ])
+                Ok(vec![OutputRecord::new(
+                    "reservations",
+                    r.value.unwrap_or_default(),
+                )])
             }
         })
     };
@@ -105,7 +106,7 @@ async fn an_outage_pauses_the_pipeline_and_a_bad_message_is_dead_lettered() {
     assert_eq!(ops.state(), BreakerState::Closed);
     let dead = dlq.records();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].topic, "orders-dlt");
+    assert_eq!(&*dead[0].topic, "orders-dlt");
     assert_eq!(dead[0].value.as_deref(), Some(&b"bad"[..]));
     assert_eq!(commits.committable(), vec![("orders".into(), 0, 4)]);
 }

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::framing;
 use crate::registry::Registry;
-use crate::schema::{Schema, Version};
+use crate::schema::{Schema, SchemaReference};
 use crate::subject::{SubjectIds, SubjectNameStrategy};
 
 /// Encodes values with one Avro schema into Confluent-framed bytes.
@@ -30,6 +30,8 @@ pub struct AvroSerializer {
     registry: Registry,
     schema: Schema,
     parsed: AvroSchema,
+    /// The named types it references, parsed (empty for a schema without references).
+    references: Vec<AvroSchema>,
     /// The schema's full name, for the record strategies.
     record: Option<String>,
     /// Subject naming, auto-registration and the id cache per topic.
@@ -43,14 +45,53 @@ impl AvroSerializer {
     /// Errors with [`Error::Avro`](crate::Error::Avro) if the schema does not parse.
     pub fn new(registry: Registry, schema: &str) -> Result<Self> {
         let parsed = AvroSchema::parse_str(schema)?;
-        let record = parsed.name().map(|n| n.fullname(None));
-        Ok(AvroSerializer {
+        Ok(Self::parsed(
             registry,
-            schema: Schema::avro(schema),
+            Schema::avro(schema),
             parsed,
+            Vec::new(),
+        ))
+    }
+
+    /// A serializer with a schema that uses named types registered under other subjects:
+    /// `references` are the registry references (each `name` the type's full name, e.g.
+    /// `shop.Money`) with each referenced schema's text. They are registered with the
+    /// schema, so any deserializer resolves them. The referenced schemas must be
+    /// registered already, under those subjects and versions; pass the texts of their own
+    /// references too (every named type the schema needs).
+    ///
+    /// Errors with [`Error::Avro`](crate::Error::Avro) if the schema does not parse with
+    /// those types.
+    pub fn with_references(
+        registry: Registry,
+        schema: &str,
+        references: &[(SchemaReference, &str)],
+    ) -> Result<Self> {
+        if references.is_empty() {
+            return Self::new(registry, schema);
+        }
+        let texts: Vec<&str> = references.iter().map(|(_, text)| *text).collect();
+        let (parsed, named) = AvroSchema::parse_str_with_list(schema, &texts)?;
+        let registered = Schema::avro(schema)
+            .with_references(references.iter().map(|(r, _)| r.clone()).collect());
+        Ok(Self::parsed(registry, registered, parsed, named))
+    }
+
+    fn parsed(
+        registry: Registry,
+        schema: Schema,
+        parsed: AvroSchema,
+        references: Vec<AvroSchema>,
+    ) -> Self {
+        let record = parsed.name().map(|n| n.fullname(None));
+        AvroSerializer {
+            registry,
+            schema,
+            parsed,
+            references,
             record,
             ids: SubjectIds::new(),
-        })
+        }
     }
 
     /// Derive subjects with `strategy` (default [`SubjectNameStrategy::Topic`]).
@@ -91,8 +132,14 @@ impl AvroSerializer {
     }
 
     /// Encode a serde value (a struct whose fields match the schema's) for `topic`,
-    /// straight from serde to Avro bytes (no intermediate [`Value`]).
+    /// straight from serde to Avro bytes (no intermediate [`Value`]; with
+    /// [references](Self::with_references), through one).
     pub async fn serialize<T: Serialize>(&self, topic: &str, value: &T) -> Result<Vec<u8>> {
+        if !self.references.is_empty() {
+            return self
+                .serialize_value(topic, apache_avro::to_value(value)?)
+                .await;
+        }
         let id = self.schema_id(topic).await?;
         let mut out = Vec::with_capacity(64);
         framing::write_header(id, &mut out);
@@ -109,8 +156,21 @@ impl AvroSerializer {
 
     /// The framing and encoding, without the registry.
     fn encode(&self, id: u32, value: Value) -> Result<Vec<u8>> {
-        let value = value.resolve(&self.parsed)?;
-        let datum = apache_avro::to_avro_datum(&self.parsed, value)?;
+        let datum = if self.references.is_empty() {
+            let value = value.resolve(&self.parsed)?;
+            apache_avro::to_avro_datum(&self.parsed, value)?
+        } else {
+            // The referenced named types, then the schema's own (resolved in this order,
+            // so each schema's references are defined before it).
+            let schemata = || {
+                self.references
+                    .iter()
+                    .chain(std::iter::once(&self.parsed))
+                    .collect()
+            };
+            let value = value.resolve_schemata(&self.parsed, schemata())?;
+            apache_avro::to_avro_datum_schemata(&self.parsed, schemata(), value)?
+        };
         let mut out = Vec::with_capacity(framing::HEADER_LEN + datum.len());
         framing::write_header(id, &mut out);
         out.extend_from_slice(&datum);
@@ -175,23 +235,17 @@ impl AvroDeserializer {
         Ok(Arc::clone(map.entry(id).or_insert(writer)))
     }
 
-    /// The texts of every schema `schema` references, transitively, each once.
+    /// The texts of every schema `schema` references, transitively, each schema once.
     async fn reference_texts(&self, schema: &Schema) -> Result<Vec<String>> {
-        let mut texts = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        let mut pending: Vec<_> = schema.references.clone();
-        while let Some(r) = pending.pop() {
-            if !seen.insert((r.subject.clone(), r.version)) {
-                continue;
-            }
-            let registered = self
-                .registry
-                .version(&r.subject, Version::Number(r.version))
-                .await?;
-            pending.extend(registered.schema.references.iter().cloned());
-            texts.push(registered.schema.schema.clone());
-        }
-        Ok(texts)
+        Ok(self
+            .registry
+            .references_of(schema)
+            .await?
+            .into_iter()
+            .filter(|(r, _)| seen.insert((r.subject.clone(), r.version)))
+            .map(|(_, registered)| registered.schema.schema.clone())
+            .collect())
     }
 
     /// Decode a framed record into an Avro [`Value`] (in the reader schema's shape if one

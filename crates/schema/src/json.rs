@@ -6,8 +6,12 @@
 //! fetches and compiles that schema once, and (unless turned off) validates what it
 //! parsed, so a consumer sees either a conforming value or a typed error.
 //!
-//! Schemas that `$ref` other registered schemas (registry references) or remote URLs are
-//! not resolved: compiling one fails with [`Error::InvalidSchema`].
+//! A schema may `$ref` other registered schemas through registry references: each
+//! reference's `name` is the `$ref` URL (`"$ref": "money.json"` or an absolute URL), its
+//! subject and version the registered schema it stands for. The serializer is given the
+//! referenced texts; the deserializer fetches them (once per writer schema). Remote URLs
+//! that no reference names are never fetched: compiling fails with
+//! [`Error::InvalidSchema`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,13 +23,50 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::framing;
 use crate::registry::Registry;
-use crate::schema::{Schema, SchemaType};
+use crate::schema::{Schema, SchemaReference, SchemaType};
 use crate::subject::{SubjectIds, SubjectNameStrategy};
 
-fn compile(schema: &Value) -> Result<jsonschema::Validator> {
-    jsonschema::validator_for(schema).map_err(|e| Error::InvalidSchema {
-        message: e.to_string(),
-    })
+/// The referenced schemas a `$ref` may name, by reference name.
+struct References(HashMap<String, Value>);
+
+impl jsonschema::Retrieve for References {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> std::result::Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        // A relative `$ref` arrives resolved against the schema's base URI
+        // (`json-schema:///money.json` for `money.json`).
+        let uri = uri.as_str();
+        self.0
+            .iter()
+            .find(|(name, _)| {
+                uri == name.as_str()
+                    || uri
+                        .strip_suffix(name.as_str())
+                        .is_some_and(|base| base.ends_with('/'))
+            })
+            .map(|(_, schema)| schema.clone())
+            .ok_or_else(|| format!("no registry reference named {uri:?}").into())
+    }
+}
+
+/// Compile `schema`, its `$ref`s served from `references` (name -> schema text).
+fn compile(schema: &Value, references: &[(String, String)]) -> Result<jsonschema::Validator> {
+    let invalid = |message: String| Error::InvalidSchema { message };
+    let built = if references.is_empty() {
+        jsonschema::validator_for(schema)
+    } else {
+        let mut parsed = HashMap::new();
+        for (name, text) in references {
+            let value = serde_json::from_str(text)
+                .map_err(|e| invalid(format!("referenced schema {name:?} is not JSON: {e}")))?;
+            parsed.insert(name.clone(), value);
+        }
+        jsonschema::options()
+            .with_retriever(References(parsed))
+            .build(schema)
+    };
+    built.map_err(|e| invalid(e.to_string()))
 }
 
 /// The first few violations, for the error message.
@@ -67,15 +108,35 @@ impl JsonSerializer {
     /// Errors: [`Error::Json`] if `schema` is not JSON, [`Error::InvalidSchema`] if it is
     /// not a schema this validator compiles.
     pub fn new(registry: Registry, schema: &str) -> Result<Self> {
+        Self::with_references(registry, schema, &[])
+    }
+
+    /// A serializer with a schema whose `$ref`s name other registered schemas:
+    /// `references` are the registry references (each `name` the `$ref` URL) with each
+    /// referenced schema's text. They are registered with the schema, so deserializers
+    /// resolve them. The referenced schemas must be registered already.
+    ///
+    /// Errors: as [`new`](Self::new); a `$ref` that no reference serves is
+    /// [`Error::InvalidSchema`].
+    pub fn with_references(
+        registry: Registry,
+        schema: &str,
+        references: &[(SchemaReference, &str)],
+    ) -> Result<Self> {
         let parsed: Value = serde_json::from_str(schema).map_err(Error::Json)?;
-        let validator = compile(&parsed)?;
+        let texts: Vec<(String, String)> = references
+            .iter()
+            .map(|(r, text)| (r.name.clone(), text.to_string()))
+            .collect();
+        let validator = compile(&parsed, &texts)?;
         let record = parsed
             .get("title")
             .and_then(Value::as_str)
             .map(str::to_string);
         Ok(JsonSerializer {
             registry,
-            schema: Schema::new(SchemaType::Json, schema),
+            schema: Schema::new(SchemaType::Json, schema)
+                .with_references(references.iter().map(|(r, _)| r.clone()).collect()),
             validator,
             record,
             ids: SubjectIds::new(),
@@ -174,7 +235,8 @@ impl JsonDeserializer {
             serde_json::from_str(&schema.schema).map_err(|e| Error::InvalidSchema {
                 message: format!("schema {id} is not JSON: {e}"),
             })?;
-        let validator = Arc::new(compile(&parsed)?);
+        let references = self.registry.reference_sources(&schema).await?;
+        let validator = Arc::new(compile(&parsed, &references)?);
         let mut map = self.validators.write().unwrap_or_else(|p| p.into_inner());
         Ok(Arc::clone(map.entry(id).or_insert(validator)))
     }

@@ -22,7 +22,7 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use crate::error::{Error, Result};
 use crate::framing;
 use crate::registry::Registry;
-use crate::schema::{Schema, SchemaReference, SchemaType, Version};
+use crate::schema::{Schema, SchemaReference, SchemaType};
 use crate::subject::{SubjectIds, SubjectNameStrategy};
 
 /// The name the schema being compiled gets (imports never name it).
@@ -279,20 +279,7 @@ impl ProtobufDeserializer {
                 schema.schema_type
             )));
         }
-        let mut imports = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut pending: Vec<SchemaReference> = schema.references.clone();
-        while let Some(r) = pending.pop() {
-            if !seen.insert(r.name.clone()) {
-                continue;
-            }
-            let registered = self
-                .registry
-                .version(&r.subject, Version::Number(r.version))
-                .await?;
-            pending.extend(registered.schema.references.iter().cloned());
-            imports.push((r.name, registered.schema.schema.clone()));
-        }
+        let imports = self.registry.reference_sources(&schema).await?;
         let pool = compile(&schema.schema, &imports)?;
         let mut map = self.pools.write().unwrap_or_else(|p| p.into_inner());
         Ok(map.entry(id).or_insert(pool).clone())

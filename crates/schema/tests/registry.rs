@@ -303,3 +303,55 @@ async fn requests_in_flight_are_bounded_and_a_silent_registry_times_out() {
     assert_eq!(r.http_requests(), 3);
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_with_one_unknown_id_make_one_request_per_ttl() {
+    const RECORDS: usize = 500;
+    // An id no registry has handed out, framed with a datum that would decode.
+    let mut bytes = Vec::new();
+    framing::write_header(1_999_999_999, &mut bytes);
+    bytes.extend_from_slice(&[2, 4]);
+    let ttl = Duration::from_millis(700);
+    let r = Registry::builder(common::url())
+        .unknown_id_ttl(ttl)
+        .build()
+        .unwrap();
+    let de = std::sync::Arc::new(AvroDeserializer::new(r.clone()));
+    // The first records of a partition arrive at once; the rest one after another.
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (de, bytes) = (de.clone(), bytes.clone());
+            tokio::spawn(async move { de.deserialize(&bytes).await })
+        })
+        .collect();
+    for t in tasks {
+        let err = t.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, Error::UnknownSchemaId(1_999_999_999)),
+            "{err:?}"
+        );
+    }
+    for _ in 32..RECORDS {
+        let err = de.deserialize(&bytes).await.unwrap_err();
+        assert!(matches!(err, Error::UnknownSchemaId(_)), "{err:?}");
+    }
+    assert_eq!(r.http_requests(), 1, "{RECORDS} records, one unknown id");
+    // After the TTL the registry is asked again (the id may have become known).
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(matches!(
+        de.deserialize(&bytes).await,
+        Err(Error::UnknownSchemaId(_))
+    ));
+    assert_eq!(r.http_requests(), 2);
+
+    // Without the negative cache, every record asks.
+    let uncached = Registry::builder(common::url())
+        .unknown_id_ttl(Duration::ZERO)
+        .build()
+        .unwrap();
+    let de = AvroDeserializer::new(uncached.clone());
+    for _ in 0..10 {
+        assert!(de.deserialize(&bytes).await.is_err());
+    }
+    assert_eq!(uncached.http_requests(), 10);
+}

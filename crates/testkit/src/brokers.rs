@@ -5,6 +5,7 @@
 //! argument per line); a restart runs it again, so the node comes back with the same
 //! node id, properties and log dir.
 
+use crate::sync;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 fn reap() {
-    let mut children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut children = sync::lock(&CHILDREN);
     children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
 }
 
@@ -82,7 +83,7 @@ impl std::fmt::Debug for Brokers {
 /// controlled from here).
 pub fn brokers() -> Brokers {
     static SERIAL: Mutex<()> = Mutex::new(());
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let serial = sync::lock(&SERIAL);
     let run = kafka_dir().join("run");
     let shape = fs::read_to_string(run.join("shape")).unwrap_or_else(|e| {
         panic!(
@@ -202,10 +203,7 @@ impl Brokers {
         let Some(pid) = self.pid(node) else {
             bail!("node {node} is not running");
         };
-        self.taken_down
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node);
+        sync::lock(&self.taken_down).insert(node);
         // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our broker's.
         unsafe {
             libc::kill(pid, sig);
@@ -255,10 +253,7 @@ impl Brokers {
         let started = Instant::now();
         let child = cmd.spawn().context("starting the Kafka broker")?;
         let pid = child.id() as i32;
-        CHILDREN
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(child);
+        sync::lock(&CHILDREN).push(child);
         fs::write(dir.join("kafka.pid"), format!("{pid}\n"))?;
         let deadline = started + START_TIMEOUT;
         // /proc shows the command line a moment after spawn.
@@ -283,10 +278,7 @@ impl Brokers {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.taken_down
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&node);
+        sync::lock(&self.taken_down).remove(&node);
         Ok(())
     }
 
@@ -319,13 +311,7 @@ impl Brokers {
 
 impl Drop for Brokers {
     fn drop(&mut self) {
-        let down: Vec<i32> = self
-            .taken_down
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect();
+        let down: Vec<i32> = sync::lock(&self.taken_down).iter().copied().collect();
         for node in down {
             if !self.is_running(node) {
                 if let Err(e) = self.start(node) {

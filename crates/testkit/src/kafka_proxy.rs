@@ -1,6 +1,7 @@
 //! The Kafka-aware fault proxy: [`KafkaProxy`] and its [`Rule`]s (the details are on
 //! [`KafkaProxy`]).
 
+use crate::sync;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Write};
@@ -344,7 +345,7 @@ struct RuleState {
 
 impl RuleState {
     fn counts(&self) -> MutexGuard<'_, Counts> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.counts)
     }
 
     /// Count one match; whether the rule fires on it.
@@ -431,7 +432,7 @@ pub(crate) struct RuleSet {
 
 impl RuleSet {
     fn rules(&self) -> MutexGuard<'_, Vec<Arc<RuleState>>> {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.rules)
     }
 
     pub(crate) fn add(self: &Arc<Self>, rule: Rule) -> RuleHandle {
@@ -468,15 +469,11 @@ pub(crate) struct TopicIds {
 
 impl TopicIds {
     fn get(&self, id: &[u8; 16]) -> Option<String> {
-        self.names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
+        sync::lock(&self.names).get(id).cloned()
     }
 
     fn learn(&self, response: &kafka_protocol::messages::MetadataResponse) {
-        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names = sync::lock(&self.names);
         for t in &response.topics {
             if let Some(name) = &t.name {
                 if !t.topic_id.is_nil() {
@@ -513,11 +510,7 @@ struct Shared {
 impl Shared {
     fn note_error(&self, msg: String) {
         self.stats.undecodable.fetch_add(1, Ordering::SeqCst);
-        *self
-            .stats
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(msg);
+        *sync::lock(&self.stats.last_error) = Some(msg);
     }
 }
 
@@ -655,8 +648,7 @@ impl KafkaProxy {
 
     /// Closes every open proxied connection (both sides); new connections still work.
     pub fn reset_all(&self) {
-        let conns =
-            std::mem::take(&mut *self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        let conns = std::mem::take(&mut *sync::lock(&self.shared.conns));
         for c in conns {
             let _ = c.shutdown(Shutdown::Both);
         }
@@ -691,12 +683,7 @@ impl KafkaProxy {
 
     /// The last decoding problem (see [`Self::undecodable`]).
     pub fn last_error(&self) -> Option<String> {
-        self.shared
-            .stats
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        sync::lock(&self.shared.stats.last_error).clone()
     }
 }
 
@@ -735,7 +722,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         {
-            let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conns = sync::lock(&shared.conns);
             // Forget connections that have closed since (a shut-down socket has no peer).
             conns.retain(|s| s.peer_addr().is_ok());
             conns.extend([c3, s3]);
@@ -779,10 +766,7 @@ fn requests(mut client: TcpStream, mut server: TcpStream, shared: &Shared, conn:
         }
         if let Some((info, expects_response)) = parse_request(&frame) {
             if expects_response {
-                conn.in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_back(info);
+                sync::lock(&conn.in_flight).push_back(info);
             }
         }
         if write_frame(&mut server, &frame).is_err() {
@@ -851,7 +835,7 @@ fn write_frame(to: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
 /// id (older entries without a response are dropped on the way).
 fn match_request(payload: &[u8], conn: &Conn) -> Option<InFlight> {
     let correlation = crate::protocol::response_correlation_id(payload)?;
-    let mut q = conn.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+    let mut q = sync::lock(&conn.in_flight);
     let at = q.iter().position(|r| r.correlation_id == correlation)?;
     q.drain(..at);
     q.pop_front()
@@ -1176,11 +1160,7 @@ fn apply_rules(shared: &Shared, request: &InFlight, payload: Bytes) -> Verdict {
 /// seen in a Metadata response).
 fn refresh_topic_ids(shared: &Shared) {
     {
-        let mut asked = shared
-            .topic_ids
-            .asked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut asked = sync::lock(&shared.topic_ids.asked);
         if asked.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
             return;
         }

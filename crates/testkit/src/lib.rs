@@ -53,6 +53,7 @@ mod kafka_proxy;
 mod protocol;
 mod proxy;
 mod secured;
+mod sync;
 
 pub use admin::{Admin, ElectionType, PartitionInfo};
 pub use brokers::{brokers, Brokers};
@@ -653,7 +654,7 @@ fn faulty_listeners() -> Vec<(String, String)> {
 /// proxies use fixed ports, so fault tests of one process run one at a time: this waits
 /// for the previous `FaultCluster` (or [`KafkaFaultCluster`]) to be dropped.
 pub fn fault_cluster() -> FaultCluster {
-    let serial = FAULTY_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let serial = sync::lock(&FAULTY_PORTS);
     let mut proxies = Vec::new();
     let mut addrs = Vec::new();
     for (faulty, advertised) in faulty_listeners() {
@@ -733,7 +734,7 @@ impl KafkaFaultCluster {
 /// [`KafkaFaultCluster`]). Shares the proxy ports with [`fault_cluster`]: waits until no
 /// `FaultCluster` or `KafkaFaultCluster` of this process is alive.
 pub fn kafka_fault_cluster() -> KafkaFaultCluster {
-    let serial = FAULTY_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let serial = sync::lock(&FAULTY_PORTS);
     let rules = std::sync::Arc::<kafka_proxy::RuleSet>::default();
     let topic_ids = std::sync::Arc::<kafka_proxy::TopicIds>::default();
     let mut proxies = Vec::new();

@@ -10,6 +10,7 @@
 //! [`fault_cluster`](crate::fault_cluster): `cargo xtask kafka up` gives every broker a
 //! FAULTY listener advertised on a port where the proxy listens.
 
+use crate::sync;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -101,8 +102,7 @@ impl FaultProxy {
 
     /// Close every open proxied connection (both sides); new connections still work.
     pub fn reset_all(&self) {
-        let conns =
-            std::mem::take(&mut *self.state.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        let conns = std::mem::take(&mut *sync::lock(&self.state.conns));
         for c in conns {
             let _ = c.shutdown(Shutdown::Both);
         }
@@ -168,7 +168,7 @@ fn accept_loop(listener: TcpListener, state: Arc<State>) {
         ) else {
             continue;
         };
-        let mut conns = state.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conns = sync::lock(&state.conns);
         // Forget connections that have closed since (a shut-down socket has no peer).
         conns.retain(|s| s.peer_addr().is_ok());
         conns.extend([c3, s3]);

@@ -1,13 +1,12 @@
 //! Cluster administration: create and delete topics, list offsets, describe the cluster;
 //! consumer groups and their lag (`admin/groups.rs`).
 
+use crate::config::wire_ms;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, TopicName,
-};
+use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
@@ -15,7 +14,7 @@ pub use crate::cluster::{ListedOffset, OffsetSpec};
 
 use crate::cluster::{BrokerInfo, Cluster};
 use crate::error::{Error, KafkaCode, Result};
-use crate::partition_client::IsolationLevel;
+use crate::types::{topic_name, IsolationLevel};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +55,7 @@ impl NewTopic {
 
 /// What [`Admin::describe_cluster`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClusterDescription {
     /// The cluster id.
     pub cluster_id: String,
@@ -125,7 +125,7 @@ impl Admin {
     /// (`TOPIC_ALREADY_EXISTS`, `INVALID_REPLICATION_FACTOR`, ...) and message.
     pub async fn create_topics(&self, topics: &[NewTopic], timeout: Duration) -> Result<()> {
         let request = CreateTopicsRequest::default()
-            .with_timeout_ms(millis(timeout))
+            .with_timeout_ms(wire_ms(timeout))
             .with_topics(
                 topics
                     .iter()
@@ -195,7 +195,7 @@ impl Admin {
     /// them. A topic that does not exist fails with `UNKNOWN_TOPIC_OR_PARTITION`.
     pub async fn delete_topics(&self, names: &[&str], timeout: Duration) -> Result<()> {
         let request = DeleteTopicsRequest::default()
-            .with_timeout_ms(millis(timeout))
+            .with_timeout_ms(wire_ms(timeout))
             .with_topic_names(names.iter().map(|n| topic_name(n)).collect());
         let response = self.controller().await?.send(&request).await?;
         for result in &response.responses {
@@ -244,14 +244,7 @@ impl Admin {
         spec: OffsetSpec,
         isolation: IsolationLevel,
     ) -> Result<BTreeMap<i32, ListedOffset>> {
-        crate::cluster::list_offsets(
-            &self.cluster,
-            topic,
-            partitions,
-            spec,
-            isolation == IsolationLevel::ReadCommitted,
-        )
-        .await
+        crate::cluster::list_offsets(&self.cluster, topic, partitions, spec, isolation).await
     }
 
     /// Describes the cluster: id, controller and brokers.
@@ -310,14 +303,6 @@ pub const RETRIES: u32 = crate::cluster::RETRIES;
 const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(60);
 
 use crate::cluster::admin_backoff as backoff;
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
-fn millis(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
-}
 
 /// True when `err` is the broker saying the topic already exists.
 pub fn is_topic_already_exists(err: &Error) -> bool {

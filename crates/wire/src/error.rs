@@ -8,7 +8,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use kafka_protocol::error::ResponseError as KafkaCode;
+mod code;
+
+pub use code::KafkaCode;
 
 use crate::records::RecordsError;
 
@@ -73,6 +75,7 @@ pub enum ErrorKind {
 /// Where a partition's log was truncated below the consumer's position (see
 /// [`ErrorKind::LogTruncation`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LogTruncation {
     /// The topic.
     pub topic: String,

@@ -5,43 +5,34 @@
 //! path, are encoded and decoded here, straight into and out of `bytes` buffers.
 //!
 //! # Example
-//! Build a record batch and read it back, with no broker needed:
-//! ```
-//! use sluice_wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
-//!
-//! # fn main() -> Result<(), sluice_wire::Error> {
-//! let mut batch = RecordBatchBuilder::new(BatchOptions {
-//!     compression: Compression::Zstd,
-//!     ..BatchOptions::default()
-//! });
-//! batch.append(1_700_000_000_000, Some(b"user-1"), Some(b"signed up"), &[Header::new("source", Some(b"web"))])?;
-//! let bytes = batch.finish()?;
-//! let decoded = RecordBatches::new(bytes).next().expect("one batch")?;
-//! let record = decoded.records()?.next().expect("one record")?;
-//! assert_eq!(record.value().map(|v| &v[..]), Some(&b"signed up"[..]));
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Against a cluster (`cargo xtask kafka up` starts one on `127.0.0.1:19092`):
+//! Produce a record and consume it as a member of a group (`cargo xtask kafka up`
+//! starts a broker on `127.0.0.1:19092`):
 //! ```no_run
 //! use std::time::Duration;
-//! use sluice_wire::admin::{Admin, NewTopic};
-//! use sluice_wire::cluster::{Cluster, ClusterConfig};
-//! use sluice_wire::partition_client::{Acks, PartitionClient};
-//! use sluice_wire::records::{BatchOptions, RecordBatchBuilder};
+//! use sluice_wire::consumer::{Consumer, ConsumerConfig, OffsetReset};
+//! use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
 //!
 //! # async fn run() -> Result<(), sluice_wire::Error> {
-//! let cluster = Cluster::connect(ClusterConfig::new("127.0.0.1:19092")).await?;
-//! Admin::new(cluster.clone())
-//!     .create_topics(&[NewTopic::new("orders", 3)], Duration::from_secs(30))
-//!     .await?;
-//! let mut batch = RecordBatchBuilder::new(BatchOptions::default());
-//! batch.append(0, Some(b"k"), Some(b"v"), &[])?;
-//! let ack = PartitionClient::new(cluster, "orders", 0)
-//!     .produce(batch.finish()?, Acks::All, Duration::from_secs(30))
-//!     .await?;
-//! println!("written at offset {}", ack.base_offset);
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:19092")).await?;
+//! // `send` returns once the record is buffered; the delivery resolves when the
+//! // broker has it (batching, retries and ordering are the producer's business).
+//! let delivery = producer.send(ProducerRecord::new("orders", "order 1").key("user-1")).await?;
+//! let written = delivery.await?;
+//! println!("written to {}-{} at offset {}", written.topic, written.partition, written.offset);
+//! producer.close(Duration::from_secs(30)).await?;
+//!
+//! let consumer = Consumer::new(
+//!     ConsumerConfig::new("127.0.0.1:19092")
+//!         .group_id("billing")
+//!         .auto_offset_reset(OffsetReset::Earliest),
+//! )
+//! .await?;
+//! consumer.subscribe(["orders"])?;
+//! let record = consumer.recv().await?;
+//! println!("{}-{}@{}: {:?}", record.topic(), record.partition(), record.offset(), record.value());
+//! // Processed: commit the positions, so the group goes on after this record.
+//! consumer.commit_positions().await?;
+//! consumer.close().await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -67,6 +58,17 @@
 //! ```
 //!
 //! # Layout
+//! Shared vocabulary and cluster services at the bottom; the producer, the consumer and
+//! admin stand on them and never on each other.
+//! - [`types`]: the vocabulary every client shares: [`TopicPartition`](types::TopicPartition),
+//!   [`OffsetAndMetadata`](types::OffsetAndMetadata), [`Acks`](types::Acks),
+//!   [`IsolationLevel`](types::IsolationLevel), [`ConsumerGroupMetadata`](types::ConsumerGroupMetadata).
+//!   Imports nothing of this crate.
+//! - `config.rs`: reading Java-style values (`"5000"`, `"true"`), shared by every
+//!   config type's `set` / `from_properties`, so errors name the key alike.
+//! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the [`KafkaCode`] when the
+//!   broker sent one, [`is_retriable`](Error::is_retriable) and
+//!   [`is_fatal`](Error::is_fatal).
 //! - [`records`]: record batch v2: an encoder that appends in place, a zero-copy decoder,
 //!   gzip / snappy / lz4 / zstd in pure Rust, CRC-32C. No I/O.
 //! - [`net`]: one broker connection. Framing (no I/O) apart from the socket; ApiVersions
@@ -74,20 +76,20 @@
 //!   TLS (rustls; graviola as the C-free provider) and SASL (PLAIN, SCRAM-SHA-256/512,
 //!   OAUTHBEARER, re-authentication per KIP-368), owned by the connection.
 //! - [`cluster`]: bootstrap, a metadata cache (brokers, topics, partitions, leaders,
-//!   leader epochs) refreshed on demand and on a timer, one pooled connection per broker.
-//! - [`admin`]: create and delete topics, list offsets, describe the cluster; list and
-//!   describe consumer groups, their committed offsets and their lag.
+//!   leader epochs) refreshed on demand and on a timer, one pooled connection per broker;
+//!   the services every client needs: ListOffsets and the coordinator lookup.
+//! - [`producer`]: the batching producer: `send` returns a delivery future; linger,
+//!   `batch.size`, bounded `buffer.memory`, acks, retries in order, idempotence,
+//!   transactions (with consumer offsets in the transaction, KIP-447).
 //! - [`consumer`]: the consumer: manual assignment or group membership (classic
 //!   protocol, range / roundrobin / cooperative-sticky assignors in Java's wire format,
 //!   static membership), a fetcher with fetch sessions and a bounded prefetch buffer,
 //!   records as a cancel-safe async stream, commits when the application says so.
-//! - [`partition_client`]: produce a batch to, and fetch from, one partition; the
-//!   producer and the consumer stand on it.
-//! - [`producer`]: the batching producer: `send` returns a delivery future; linger,
-//!   `batch.size`, bounded `buffer.memory`, acks, retries in order, idempotence,
-//!   transactions (with consumer offsets in the transaction, KIP-447).
-//! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the Kafka code when the broker
-//!   sent one, and [`is_retriable`](Error::is_retriable).
+//! - [`admin`]: create and delete topics, list offsets, describe the cluster; list and
+//!   describe consumer groups, their committed offsets and their lag.
+//! - [`partition_client`]: a low-level client of one partition: produce a finished
+//!   record batch to it, fetch from an offset, with no batching, groups or idempotence.
+//!   For tools and tests; the producer and the consumer do not use it.
 //!
 //! # Pipelining
 //! Kafka answers the requests of one connection in order, so a connection keeps a FIFO of
@@ -105,6 +107,25 @@
 //! connection (the response is read and discarded). A request that times out, an I/O
 //! error or an undecodable frame closes the connection and fails every waiter with the
 //! same cause; the next request opens a fresh one.
+//!
+//! # Record batches
+//! The codec needs no broker: build a record batch and read it back.
+//! ```
+//! use sluice_wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
+//!
+//! # fn main() -> Result<(), sluice_wire::Error> {
+//! let mut batch = RecordBatchBuilder::new(BatchOptions {
+//!     compression: Compression::Zstd,
+//!     ..BatchOptions::default()
+//! });
+//! batch.append(1_700_000_000_000, Some(b"user-1"), Some(b"signed up"), &[Header::new("source", Some(b"web"))])?;
+//! let bytes = batch.finish()?;
+//! let decoded = RecordBatches::new(bytes).next().expect("one batch")?;
+//! let record = decoded.records()?.next().expect("one record")?;
+//! assert_eq!(record.value().map(|v| &v[..]), Some(&b"signed up"[..]));
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod admin;
@@ -119,6 +140,7 @@ pub mod producer;
 pub mod records;
 mod sync;
 mod task;
+pub mod types;
 
 pub use error::{Error, ErrorKind, KafkaCode, LogTruncation, Result};
 

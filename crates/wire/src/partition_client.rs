@@ -1,6 +1,33 @@
-//! Direct access to one partition: produce a finished record batch, fetch from an
-//! offset. No batching, no groups, no idempotence: the building blocks that the producer
-//! and the consumer stand on, and a tool for the CLI and for tests.
+//! A low-level client of one partition: produce a finished record batch, fetch from an
+//! offset. No batching, no groups, no idempotence, one request at a time: a tool for the
+//! CLI, for tests and for programs that want the bytes as the broker has them. The
+//! [`Producer`](crate::producer::Producer) and the [`Consumer`](crate::consumer::Consumer)
+//! do not use it; they keep their own per-broker produce and fetch paths.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sluice_wire::admin::{Admin, NewTopic};
+//! use sluice_wire::cluster::{Cluster, ClusterConfig};
+//! use sluice_wire::partition_client::{Acks, FetchOptions, PartitionClient};
+//! use sluice_wire::records::{BatchOptions, RecordBatchBuilder, RecordBatches};
+//!
+//! # async fn run() -> Result<(), sluice_wire::Error> {
+//! let cluster = Cluster::connect(ClusterConfig::new("127.0.0.1:19092")).await?;
+//! Admin::new(cluster.clone())
+//!     .create_topics(&[NewTopic::new("orders", 3)], Duration::from_secs(30))
+//!     .await?;
+//! let mut batch = RecordBatchBuilder::new(BatchOptions::default());
+//! batch.append(0, Some(b"k"), Some(b"v"), &[])?;
+//! let client = PartitionClient::new(cluster, "orders", 0);
+//! let ack = client.produce(batch.finish()?, Acks::All, Duration::from_secs(30)).await?;
+//! let fetched = client.fetch(ack.base_offset, FetchOptions::default()).await?;
+//! for batch in RecordBatches::new(fetched.records) {
+//!     let batch = batch?;
+//!     println!("{} records from offset {}", batch.record_count(), batch.base_offset());
+//! }
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Requests go to the partition's leader. NOT_LEADER_OR_FOLLOWER and friends refresh the
 //! metadata and try again a bounded number of times. A produce is retried only when the
@@ -8,51 +35,19 @@
 //! network error or a timeout the outcome is unknown, and the error is returned rather
 //! than risking a duplicate (the idempotent producer removes that risk).
 
+use crate::config::wire_ms;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest};
 use tracing::debug;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
-
-/// How many brokers must have a produced batch before the leader answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Acks {
-    /// The broker does not answer (`acks=0`): no offset comes back and loss goes unseen.
-    None,
-    /// The leader has written it (`acks=1`).
-    Leader,
-    /// Every in-sync replica has it (`acks=all`), the Kafka 3.0+ default.
-    #[default]
-    All,
-}
-
-impl Acks {
-    pub(crate) fn wire(self) -> i16 {
-        match self {
-            Acks::None => 0,
-            Acks::Leader => 1,
-            Acks::All => -1,
-        }
-    }
-}
-
-/// Which records a fetch may return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IsolationLevel {
-    /// Everything up to the high watermark, including records of open and aborted
-    /// transactions.
-    #[default]
-    ReadUncommitted,
-    /// Only up to the last stable offset; aborted transactions are listed so the reader
-    /// can drop them.
-    ReadCommitted,
-}
+use crate::types::topic_name;
+pub use crate::types::{Acks, IsolationLevel};
 
 /// Limits of one fetch.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +77,7 @@ impl Default for FetchOptions {
 
 /// What a fetch returned for the partition.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Fetched {
     /// The offset after the last committed-to-all-replicas record.
     pub high_watermark: i64,
@@ -99,6 +95,7 @@ pub struct Fetched {
 
 /// The broker's answer to a produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Produced {
     /// The offset of the batch's first record; `-1` with [`Acks::None`].
     pub base_offset: i64,
@@ -142,9 +139,9 @@ impl PartitionClient {
     pub async fn produce(&self, batch: Bytes, acks: Acks, timeout: Duration) -> Result<Produced> {
         let request = ProduceRequest::default()
             .with_acks(acks.wire())
-            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_timeout_ms(wire_ms(timeout))
             .with_topic_data(vec![TopicProduceData::default()
-                .with_name(self.topic_name())
+                .with_name(topic_name(&self.topic))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(self.partition)
                     .with_records(Some(batch))])]);
@@ -195,17 +192,14 @@ impl PartitionClient {
     pub async fn fetch(&self, offset: i64, options: FetchOptions) -> Result<Fetched> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX))
+            .with_max_wait_ms(wire_ms(options.max_wait))
             .with_min_bytes(options.min_bytes)
             .with_max_bytes(options.max_bytes.max(1))
-            .with_isolation_level(match options.isolation {
-                IsolationLevel::ReadUncommitted => 0,
-                IsolationLevel::ReadCommitted => 1,
-            })
+            .with_isolation_level(options.isolation.wire())
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(vec![FetchTopic::default()
-                .with_topic(self.topic_name())
+                .with_topic(topic_name(&self.topic))
                 .with_partitions(vec![FetchPartition::default()
                     .with_partition(self.partition)
                     .with_current_leader_epoch(-1)
@@ -259,10 +253,6 @@ impl PartitionClient {
     async fn backoff(&self) -> Result<()> {
         tokio::time::sleep(BACKOFF).await;
         self.cluster.refresh(&[&self.topic], false).await.map(drop)
-    }
-
-    fn topic_name(&self) -> TopicName {
-        TopicName(StrBytes::from_string(self.topic.clone()))
     }
 
     fn name(&self) -> String {

@@ -3,7 +3,7 @@
 
 use sluice_wire::admin::Admin;
 use sluice_wire::cluster::Cluster;
-use sluice_wire::partition_client::IsolationLevel;
+use sluice_wire::types::IsolationLevel;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {

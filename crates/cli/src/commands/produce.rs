@@ -8,9 +8,9 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use sluice_wire::cluster::Cluster;
-use sluice_wire::partition_client::Acks;
 use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
 use sluice_wire::records::Compression;
+use sluice_wire::types::Acks;
 
 /// Producer settings shared by `produce` and `perf produce`.
 #[derive(Debug, clap::Args)]
@@ -74,7 +74,8 @@ pub(crate) struct Args {
     partition: Option<i32>,
     #[command(flatten)]
     producer: ProducerArgs,
-    /// Each line is a JSON value to encode (with --value-format avro).
+    /// Each line is a JSON value to encode (with --value-format avro, json-schema or
+    /// protobuf).
     #[command(flatten)]
     schema: super::schema::ProduceSchemaArgs,
 }
@@ -111,7 +112,7 @@ pub(crate) async fn run(
                 .with_context(|| format!("--header {h:?} is not KEY=VALUE"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let encoder = super::schema::AvroEncoder::new(&args.schema, &args.topic).await?;
+    let encoder = super::schema::ValueEncoder::new(&args.schema, &args.topic).await?;
     let config = args.producer.config(timeout, settings)?;
     let producer = Producer::with_cluster(cluster.clone(), config)?;
 
@@ -137,7 +138,7 @@ pub(crate) async fn run(
             None => (None, line),
         };
         let value = match &encoder {
-            Some(e) => Bytes::from(e.encode(&value)?),
+            Some(e) => Bytes::from(e.encode(&args.topic, &value).await?),
             None => Bytes::from(value),
         };
         let mut record = ProducerRecord::new(&args.topic, value);

@@ -8,7 +8,8 @@ use anyhow::Context;
 use sluice_schema::apache_avro::types::Value as AvroValue;
 use sluice_schema::apache_avro::Schema as AvroSchema;
 use sluice_schema::{
-    framing, AvroDeserializer, JsonDeserializer, ProtobufDeserializer, Registry, Schema,
+    framing, AvroDeserializer, JsonDeserializer, JsonSerializer, ProtobufDeserializer,
+    ProtobufSerializer, Registry, Schema,
 };
 
 /// How record values are written.
@@ -93,64 +94,108 @@ impl ValueDecoder {
 pub(crate) struct ProduceSchemaArgs {
     #[command(flatten)]
     pub(crate) schema: SchemaArgs,
-    /// The writer schema (Avro JSON), registered under the subject before the first record.
+    /// The writer schema (Avro JSON, a JSON Schema, or `.proto` source), registered under
+    /// the subject before the first record.
     #[arg(long, value_name = "FILE")]
     pub(crate) schema_file: Option<PathBuf>,
-    /// The subject to register under (default `<topic>-value`, the topic strategy).
+    /// The subject to register under (default `<topic>-value`, the topic strategy; avro
+    /// only).
     #[arg(long)]
     pub(crate) subject: Option<String>,
+    /// The Protobuf message each line is (its full name, e.g. `shop.Order`); needed with
+    /// --value-format protobuf.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) message: Option<String>,
 }
 
-/// Encodes JSON lines as Avro, framed with the id of the registered writer schema.
-pub(crate) struct AvroEncoder {
-    id: u32,
-    schema: AvroSchema,
+/// Encodes JSON lines as framed values of one registered writer schema.
+pub(crate) enum ValueEncoder {
+    /// Avro: the id of the schema registered under the subject, and the parsed schema.
+    Avro { id: u32, schema: AvroSchema },
+    /// JSON Schema: each line validated, then framed.
+    Json(JsonSerializer),
+    /// Protobuf: each line in Protobuf's JSON mapping, encoded as the message.
+    Protobuf(ProtobufSerializer),
 }
 
-impl AvroEncoder {
-    /// Registers the schema (or finds it registered) and keeps its id, or `None` for raw
-    /// values.
+impl ValueEncoder {
+    /// Registers the schema (or finds it registered), or `None` for raw values.
     pub(crate) async fn new(args: &ProduceSchemaArgs, topic: &str) -> anyhow::Result<Option<Self>> {
-        match args.schema.value_format {
-            Format::Raw => return Ok(None),
-            Format::Avro => {}
-            other => anyhow::bail!(
-                "produce --value-format {other:?} is not supported yet: use avro or raw"
-            ),
+        let format = args.schema.value_format;
+        if format == Format::Raw {
+            return Ok(None);
         }
         let path = args
             .schema_file
             .as_ref()
-            .context("--value-format avro needs --schema-file FILE")?;
+            .with_context(|| format!("--value-format {format:?} needs --schema-file FILE"))?;
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let schema = AvroSchema::parse_str(&text)
-            .with_context(|| format!("{} is not an Avro schema", path.display()))?;
-        let subject = args
-            .subject
-            .clone()
-            .unwrap_or_else(|| format!("{topic}-value"));
-        let id = args
-            .schema
-            .registry()?
-            .register(&subject, &Schema::avro(text))
-            .await
-            .with_context(|| format!("registering {} under {subject}", path.display()))?;
-        eprintln!("schema id {id} (subject {subject})");
-        Ok(Some(AvroEncoder { id, schema }))
+        let not_a = |kind: &str| format!("{} is not {kind}", path.display());
+        let registry = args.schema.registry()?;
+        if format != Format::Avro && args.subject.is_some() {
+            anyhow::bail!(
+                "--subject is supported with avro only; {format:?} registers under {topic}-value"
+            );
+        }
+        let encoder = match format {
+            Format::Raw => return Ok(None),
+            Format::Avro => {
+                let schema =
+                    AvroSchema::parse_str(&text).with_context(|| not_a("an Avro schema"))?;
+                let subject = args
+                    .subject
+                    .clone()
+                    .unwrap_or_else(|| format!("{topic}-value"));
+                let id = registry
+                    .register(&subject, &Schema::avro(text))
+                    .await
+                    .with_context(|| format!("registering {} under {subject}", path.display()))?;
+                eprintln!("schema id {id} (subject {subject})");
+                return Ok(Some(ValueEncoder::Avro { id, schema }));
+            }
+            Format::JsonSchema => ValueEncoder::Json(
+                JsonSerializer::new(registry, &text).with_context(|| not_a("a JSON Schema"))?,
+            ),
+            Format::Protobuf => {
+                let message = args
+                    .message
+                    .as_deref()
+                    .context("--value-format protobuf needs --message NAME (e.g. shop.Order)")?;
+                ValueEncoder::Protobuf(
+                    ProtobufSerializer::new(registry, &text, message, &[])
+                        .with_context(|| not_a(&format!("a .proto with message {message}")))?,
+                )
+            }
+        };
+        let id = match &encoder {
+            ValueEncoder::Json(ser) => ser.schema_id(topic).await,
+            ValueEncoder::Protobuf(ser) => ser.schema_id(topic).await,
+            ValueEncoder::Avro { id, .. } => Ok(*id),
+        }
+        .with_context(|| format!("registering {} under {topic}-value", path.display()))?;
+        eprintln!("schema id {id} (subject {topic}-value)");
+        Ok(Some(encoder))
     }
 
-    /// One JSON line as framed Avro bytes.
-    pub(crate) fn encode(&self, line: &str) -> anyhow::Result<Vec<u8>> {
+    /// One JSON line as framed bytes for `topic`.
+    pub(crate) async fn encode(&self, topic: &str, line: &str) -> anyhow::Result<Vec<u8>> {
         let json: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
-        let value = AvroValue::from(json)
-            .resolve(&self.schema)
-            .with_context(|| format!("does not fit the schema: {line}"))?;
-        let datum = sluice_schema::apache_avro::to_avro_datum(&self.schema, value)?;
-        let mut out = Vec::with_capacity(framing::HEADER_LEN + datum.len());
-        framing::write_header(self.id, &mut out);
-        out.extend_from_slice(&datum);
-        Ok(out)
+        let misfit = || format!("does not fit the schema: {line}");
+        match self {
+            ValueEncoder::Avro { id, schema } => {
+                let value = AvroValue::from(json).resolve(schema).with_context(misfit)?;
+                let datum = sluice_schema::apache_avro::to_avro_datum(schema, value)?;
+                let mut out = Vec::with_capacity(framing::HEADER_LEN + datum.len());
+                framing::write_header(*id, &mut out);
+                out.extend_from_slice(&datum);
+                Ok(out)
+            }
+            ValueEncoder::Json(ser) => ser.serialize(topic, &json).await.with_context(misfit),
+            ValueEncoder::Protobuf(ser) => {
+                ser.serialize_json(topic, &json).await.with_context(misfit)
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The breaker's state machine, shared by every clone of the service and by the
 //! operator's [`BreakerHandle`].
 
+use crate::sync;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -101,7 +102,7 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Machine> {
         // The machine's invariants hold between statements; a panic elsewhere while
         // holding the lock leaves it usable.
-        self.machine.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.machine)
     }
 
     fn publish(&self, state: BreakerState) {

@@ -1,3 +1,4 @@
+use crate::sync;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{CommitTracker, Ticket};
@@ -77,6 +78,6 @@ impl CommitHandle {
 
     fn lock(&self) -> MutexGuard<'_, CommitTracker> {
         // Every tracker method leaves it consistent before it could panic.
-        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.tracker)
     }
 }

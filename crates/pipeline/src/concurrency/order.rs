@@ -1,5 +1,6 @@
 //! Per-key ordering: each record waits for the one called before it with the same key.
 
+use crate::sync;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -62,7 +63,7 @@ impl Chains {
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tails = sync::lock(&self.tails);
         let prev = tails.insert(key.clone(), (id, rx)).map(|(_, rx)| rx);
         drop(tails);
         (
@@ -95,7 +96,7 @@ pub(crate) struct ChainGuard {
 
 impl Drop for ChainGuard {
     fn drop(&mut self) {
-        let mut tails = self.chains.tails.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tails = sync::lock(&self.chains.tails);
         if tails.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
             tails.remove(&self.key);
         }

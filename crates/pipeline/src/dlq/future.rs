@@ -92,7 +92,7 @@ where
                     let sink = this.shared.sink.clone();
                     let (topic, partition) = (this.shared.config.destination)(record);
                     let out = OutputRecord {
-                        topic,
+                        topic: topic.into(),
                         partition,
                         key: record.key.clone(),
                         value: record.value.clone(),

@@ -12,14 +12,38 @@
 //!
 //! # The sink
 //!
-//! The sink is any `tower::Service<OutputRecord, Response = Delivered, Error = BoxError>
-//! + Clone`: a `Service` because it is the most tower-like seam (it can carry its own
-//! layers: timeouts, rate limits), and `Clone` because each publication drives its own
-//! clone to readiness ([`tower::util::Oneshot`]). [`MemorySink`] is the in-memory one;
+//! The sink is any `Clone` service of type
+//! `tower::Service<OutputRecord, Response = Delivered, Error = BoxError>`: a `Service`
+//! because it is the most tower-like seam (it can carry its own layers: timeouts, rate
+//! limits), and `Clone` because each publication drives its own clone to readiness
+//! ([`tower::util::Oneshot`]). [`MemorySink`] is the in-memory one;
 //! [`ProducerSink`](crate::runner::ProducerSink) adapts `sluice-wire`'s producer.
 //!
 //! Each dead-lettered record increments `sluice_pipeline_records_dead_lettered_total`
 //! (label `topic`).
+//!
+//! # Duplicate dead letters
+//!
+//! At-least-once, a record may be dead-lettered more than once. Under the
+//! [runner](crate::runner), a record that fails *retriably* (retries spent during an
+//! outage, an output not acknowledged) rewinds its partition: the partition is read again
+//! from that record, and the records after it that were already admitted are read again
+//! too. With [`Ordering::PerPartition`](crate::concurrency::Ordering::PerPartition) those
+//! later records are still queued behind the failed one, their service is never called,
+//! and a dead letter among them is written once, when it is read again. With
+//! [`Ordering::PerKey`](crate::concurrency::Ordering::PerKey) (or `Unordered`) records of
+//! other keys run beside the failed one: a bad record among them may already have been
+//! dead-lettered when the rewind comes, and is dead-lettered again when it is read again.
+//! An outage makes this common: every record of the partition that fails retriably
+//! rewinds it again, and each rewind can repeat the dead letters admitted after it.
+//!
+//! Nothing is lost either way; readers of the dead-letter topic should treat the
+//! original coordinates as the identity of a dead letter and count
+//! (`kafka_dlt-original-topic`, `kafka_dlt-original-partition`,
+//! `kafka_dlt-original-offset`) once ([`headers`]). In exactly-once mode, with the sink a
+//! [`ProducerSink`](crate::runner::ProducerSink) of the pipeline's own producer, the dead
+//! letters of a rewound record are aborted with the transaction, and `read_committed`
+//! readers see each once.
 
 mod error;
 mod future;

@@ -22,6 +22,7 @@
 mod future;
 mod layer;
 
+use crate::sync;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -139,7 +140,7 @@ impl<S> Instrument<S> {
     }
 
     fn shared_topic(&self, topic: &Arc<str>) -> TopicMetrics {
-        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut topics = sync::lock(&self.topics);
         if let Some(m) = topics.get(topic) {
             return m.clone();
         }

@@ -1,5 +1,6 @@
 //! A retry budget: retries may add at most a fixed share of load on top of first attempts.
 
+use crate::sync;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -74,7 +75,7 @@ impl RetryBudget {
         let now = Instant::now();
         // A poisoned lock only means another thread panicked mid-update of two counters;
         // the counters are still usable.
-        let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut b = sync::lock(&self.state);
         let elapsed = now.saturating_duration_since(b.start);
         if elapsed >= self.ttl * 2 {
             *b = Buckets {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sluice_wire::cluster::Cluster;
 use sluice_wire::consumer::{Consumer, ConsumerConfig};
-use sluice_wire::partition_client::IsolationLevel;
 use sluice_wire::producer::Producer;
+use sluice_wire::types::IsolationLevel;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tower::Service;

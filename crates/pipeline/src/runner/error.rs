@@ -6,6 +6,7 @@ use crate::PipelineError;
 /// could, committed what finished (in exactly-once mode: aborted the open transaction
 /// instead), left the group and flushed the producer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// The consumer or the producer failed (connecting, subscribing, fetching).
     #[error("kafka: {0}")]

@@ -23,20 +23,24 @@
 //!    commit inside the producer's transaction instead: see [below](#exactly-once).)
 //!
 //! Errors out of the stack: a [`Retriable`](crate::Disposition::Retriable) one (retries
-//! spent, an output not acknowledged for a retriable reason) is never skipped: the
-//! partition is rewound to the record (`seek`) and it is fetched again, after a backoff
-//! ([`redelivery_backoff`](Pipeline::redelivery_backoff)) that doubles with each
-//! consecutive failure of the partition, during which the partition is paused. That partition's later records admitted
-//! before the rewind are *superseded*: they are fetched again too, so their tasks drop
-//! their answers at once (nothing produced, nothing committed). With the concurrency
-//! layer's per-partition order such a record is still queued behind the failed one
-//! inside its answer future, so dropping that future means its service is never called:
-//! a dead letter among them is written once, when it is fetched again, not twice. The
-//! concurrency layer starts the next record when the failed record's answer future is
-//! *dropped*, and the task marks the rewind before dropping it, so no worker thread can
-//! start a queued record in between. What remains: a record whose inner call had already
-//! started (per-key or unordered concurrency lets later records overlap the failed one)
-//! keeps whatever it did. Exactly-once mode aborts such writes with the transaction.
+//! spent, an output not acknowledged for a retriable reason) is never skipped, and never
+//! given up on: the partition is rewound to the record (`seek`) and it is fetched again,
+//! after a backoff ([`redelivery_backoff`](Pipeline::redelivery_backoff)) that doubles
+//! with each consecutive failure of the partition, during which the partition is paused.
+//! There is no limit on redeliveries ([`PipelineStats::redelivered`] counts them). That
+//! partition's later records admitted before the rewind are *superseded*: they are
+//! fetched again too, so their tasks drop their answers at once (nothing produced,
+//! nothing committed). With the concurrency layer's per-partition order such a record is
+//! still queued behind the failed one inside its answer future, so dropping that future
+//! means its service is never called: a dead letter among them is written once, when it
+//! is fetched again, not twice. The concurrency layer starts the next record when the
+//! failed record's answer future is *dropped*, and the task marks the rewind before
+//! dropping it, so no worker thread can start a queued record in between. What remains:
+//! a record whose inner call had already started (per-key or unordered concurrency lets
+//! later records overlap the failed one) keeps whatever it did, a dead letter included,
+//! and does it again when it is fetched again (the [`dlq`](crate::dlq#duplicate-dead-letters)
+//! docs say what readers of the dead-letter topic should do). Exactly-once mode aborts
+//! such writes with the transaction.
 //! [`Fatal`](crate::Disposition::Fatal), and a dead-letter error no DLQ layer handled,
 //! stop the pipeline with [`RunError::Fatal`].
 //!
@@ -47,13 +51,27 @@
 //! authorized) is this record's failure: it is dead-lettered or stops the pipeline, as
 //! [`on_rejected_output`](Pipeline::on_rejected_output) says, and never loops.
 //!
+//! **Outputs that can never be written but are not refused.** An output whose producer
+//! error stays *retriable* is redelivered as long as it fails, with no limit: it is never
+//! dead-lettered and does not stop the pipeline. The common cases are an output topic
+//! that does not exist (and is not auto-created) and a
+//! [`partition`](crate::OutputRecord::partition) the topic does not have: each attempt's
+//! `send` waits the producer's `max.block.ms` (default 60 s) for metadata, fails with
+//! `UnknownTopicOrPartition`, and the record is fetched again after the backoff. Its
+//! partition makes no progress from that record on (the other partitions go on); the lag
+//! grows and [`PipelineStats::redelivered`] climbs, which is what to alert on. It
+//! resumes by itself once the topic or partition exists; otherwise fix the stack and
+//! restart (the record was never committed). The same holds for a dead-letter topic that
+//! does not exist: the dead letter's write fails retriably and its record is redelivered.
+//!
 //! **Rebalances.** On revoke the listener stops admitting records of those partitions,
 //! waits for their records in flight (at most [`drain_timeout`](Pipeline::drain_timeout)),
 //! commits what finished and releases them. On lost it releases them without committing.
 //!
 //! **Shutdown.** When the [`Shutdown`] token is cancelled (for example by
 //! [`Shutdown::on_signals`]: the first SIGINT/SIGTERM) the runner stops fetching, drains
-//! (bounded), commits, leaves the group and flushes the producer. When it is *forced*
+//! (bounded), commits, leaves the group (unless the member is static: see
+//! [restarts](#restarts-and-static-membership)) and flushes the producer. When it is *forced*
 //! ([`Shutdown::force`]; a second signal) the runner stops at once and `run` returns
 //! [`RunError::Interrupted`]: the library never exits the process, the caller decides.
 //!
@@ -63,6 +81,45 @@
 //! partition (and, through the producer's partitioner, per key). The concurrency layer
 //! alone does not ensure it: it lets the next record run as soon as an answer is
 //! dropped, before the task holding that answer has sent its outputs.
+//!
+//! # Restarts and static membership
+//!
+//! An instance that crashes (SIGKILL, out of memory, a lost host) does not leave its
+//! group: the coordinator gives its partitions to no one until the member's
+//! `session.timeout.ms` has passed (45 s by default). A *dynamic* member (the default)
+//! that restarts joins as a new member, so its predecessor's partitions sit idle, lag
+//! growing, until that session expires and a rebalance hands them out.
+//!
+//! A *static* member (KIP-345) does not wait. Set `group.instance.id` on the consumer
+//! config you pass to [`Pipeline::new`]:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use sluice_wire::consumer::ConsumerConfig;
+//!
+//! let consumer = ConsumerConfig::new("127.0.0.1:9092")
+//!     .group_id("billing")
+//!     // One id per instance, stable across its restarts (a StatefulSet's pod name, a
+//!     // host name); two instances running with one id fence each other.
+//!     .group_instance_id("billing-1")
+//!     // How long a restart may take and keep the partitions.
+//!     .session_timeout(Duration::from_secs(30));
+//! assert_eq!(consumer.group_instance_id.as_deref(), Some("billing-1"));
+//! ```
+//!
+//! (`ConsumerConfig::set("group.instance.id", ..)` does the same from Java-style
+//! properties.) A restart within `session.timeout.ms` takes the old member's place: it
+//! gets the same partitions back at once, with no rebalance of the rest of the group,
+//! and resumes from the last commit (at-least-once, redelivering at most
+//! [`max_in_flight`](Pipeline::max_in_flight) records). The price: a static member does
+//! not leave on a clean shutdown either, so an instance stopped for good keeps its
+//! partitions idle until its session times out; choose `session.timeout.ms` as the
+//! longest restart to ride out, within the broker's `group.min.session.timeout.ms` and
+//! `group.max.session.timeout.ms` (6 s and 30 min by default). In exactly-once mode give
+//! each instance a stable `group.instance.id` as well as its stable `transactional.id`:
+//! the first keeps its partitions across a restart, the second fences its predecessor's
+//! producer.
 //!
 //! # Exactly-once
 //!

@@ -98,7 +98,7 @@ pub(crate) fn dead_letter(
 ) -> sluice_wire::producer::ProducerRecord {
     let error = PipelineError::dead_letter(error.clone());
     producer_record(OutputRecord {
-        topic: format!("{}-dlt", record.topic),
+        topic: format!("{}-dlt", record.topic).into(),
         partition: Some(record.partition),
         key: record.key.clone(),
         value: record.value.clone(),

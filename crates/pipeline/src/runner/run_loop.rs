@@ -148,7 +148,8 @@ where
                     let (topic, partition, offset) =
                         (Arc::clone(&record.topic), record.partition, record.offset);
                     // A record of a partition no longer ours is dropped (its next
-                    // owner reads it).
+                    // owner reads it), and so is one fetched before a rewind the run
+                    // loop has not sought to yet (it is fetched again).
                     if let Some(admitted) = self.shared.admit(&topic, partition, offset) {
                         if let Err(e) = self.strategy.join(&self.producer, &record).await {
                             self.shared.finish(&topic, partition, false);
@@ -159,7 +160,7 @@ where
                         self.strategy.after_admit(alone, &self.shared);
                     } else {
                         tracing::debug!(%topic, partition, offset,
-                            "partition not ours any more: record dropped");
+                            "partition not ours any more, or to be fetched again: record dropped");
                     }
                 }
                 _ = tokio::time::sleep_until(pause_at), if held.is_some() && admitting && !self.paused => {
@@ -273,6 +274,9 @@ where
         held: &mut Option<ConsumedRecord>,
     ) -> Result<(), RunError> {
         self.shared.stats.add_redelivered();
+        // The task marked the rewind; records fetched before it are admitted again once
+        // the seek below (or the abort's) is made, which happens before the next admission.
+        self.shared.fetched_again(&topic, partition, offset);
         let failures = self.shared.failed(&topic, partition);
         self.back_off(TopicPartition::new(topic.as_ref(), partition), failures);
         if let OnFailure::Aborting = self.strategy.on_failure(&self.shared) {

@@ -38,7 +38,7 @@ impl ProducerSink {
 /// Converts the pipeline's output record into the producer's record.
 pub(crate) fn producer_record(record: OutputRecord) -> ProducerRecord {
     ProducerRecord {
-        topic: record.topic.into(),
+        topic: record.topic,
         key: record.key,
         value: record.value,
         headers: record.headers,
@@ -62,7 +62,7 @@ impl Service<OutputRecord> for ProducerSink {
             let delivery = producer.send(producer_record(record)).await?;
             let written = delivery.await?;
             Ok(Delivered {
-                topic: written.topic.to_string(),
+                topic: written.topic,
                 partition: written.partition,
                 offset: written.offset,
             })

@@ -2,6 +2,7 @@
 //! partitions may admit records, what runs and what is not committed yet, and the
 //! counters users read through [`PipelineStats`].
 
+use crate::sync;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,6 +48,12 @@ struct PartitionState {
     /// Counts the rewinds, so that running records wake up to check whether a rewind
     /// superseded them (and drop their answer before the stack calls the inner service).
     rewound: watch::Sender<u64>,
+    /// Offsets a record task rewound the partition to, whose `Redeliver` event the run
+    /// loop has not handled yet: until it seeks, the consumer still hands out records
+    /// fetched before the rewind, and a record at or after such an offset is dropped, not
+    /// admitted (it is fetched again after the seek; admitted now, it would be produced
+    /// twice).
+    unfetched: Vec<i64>,
     /// The hand-off of the last admitted record, for the next one to wait on.
     handoff: Option<oneshot::Receiver<()>>,
     /// Retriable failures since the partition's last record that succeeded: the
@@ -69,6 +76,7 @@ impl PartitionState {
             seq: 0,
             rewinds: Vec::new(),
             rewound: watch::Sender::new(0),
+            unfetched: Vec::new(),
             handoff: None,
             failures: 0,
             suspects: BTreeSet::new(),
@@ -178,7 +186,7 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, PartitionState>> {
         // Every method leaves the map consistent before anything could panic.
-        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.partitions)
     }
 
     /// The partition was assigned to this member.
@@ -206,7 +214,7 @@ impl Shared {
         let mut parts = self.lock();
         let p = parts
             .get_mut(&(topic.clone(), partition))
-            .filter(|p| !p.revoking)?;
+            .filter(|p| !p.revoking && !p.unfetched.iter().any(|&r| offset >= r))?;
         p.running += 1;
         p.seq += 1;
         let seq = p.seq;
@@ -235,6 +243,27 @@ impl Shared {
             // Lock order: the partitions, then the tracker (never the other way).
             self.commits.rewind(topic, partition, offset);
             p.rewound.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// A record task's [`rewind`](Self::rewind) to its own record, which the run loop
+    /// follows with a seek when it handles the task's event ([`fetched_again`]
+    /// (Self::fetched_again)); until then records at or after `offset` are not admitted.
+    pub(crate) fn rewind_for_redelivery(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
+            p.unfetched.push(offset);
+        }
+        self.rewind(topic, partition, offset);
+    }
+
+    /// The run loop handled the event of a [`rewind_for_redelivery`]
+    /// (Self::rewind_for_redelivery) to `offset`: the partition is fetched from there again
+    /// (or from earlier), so its records are admitted again.
+    pub(crate) fn fetched_again(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
+            if let Some(i) = p.unfetched.iter().position(|&r| r == offset) {
+                p.unfetched.swap_remove(i);
+            }
         }
     }
 
@@ -275,10 +304,7 @@ impl Shared {
     /// when its transaction commits.
     pub(crate) fn completed(&self, outputs: u64) {
         if self.exactly_once {
-            let mut pending = self
-                .in_transaction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut pending = sync::lock(&self.in_transaction);
             pending.0 += 1;
             pending.1 += outputs;
         } else {
@@ -289,12 +315,7 @@ impl Shared {
     /// Exactly-once: the transaction ended; its records count as completed if it
     /// committed.
     pub(crate) fn transaction_ended(&self, committed: bool) {
-        let (records, outputs) = std::mem::take(
-            &mut *self
-                .in_transaction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let (records, outputs) = std::mem::take(&mut *sync::lock(&self.in_transaction));
         if committed {
             self.stats.add_completed(records, outputs);
             self.stats.add_commit();
@@ -484,6 +505,25 @@ mod tests {
             "admitted after the rewind: the redelivery itself"
         );
         assert_eq!(shared.uncommitted(), 2, "5, and 6 admitted again");
+    }
+
+    #[test]
+    fn records_fetched_before_a_redelivery_seek_are_not_admitted() {
+        let shared = Shared::new(PipelineStats::default(), false);
+        let t: Arc<str> = Arc::from("t");
+        shared.assign(&t, 0);
+        let _a5 = shared.admit(&t, 0, 5).unwrap();
+        shared.rewind_for_redelivery(&t, 0, 5);
+        // The consumer still hands out what it fetched before the run loop seeks.
+        assert!(shared.admit(&t, 0, 9).is_none(), "fetched before the seek");
+        assert!(shared.admit(&t, 0, 5).is_none());
+        assert!(shared.admit(&t, 1, 9).is_none(), "not assigned");
+        shared.fetched_again(&t, 0, 5);
+        let again = shared
+            .admit(&t, 0, 5)
+            .expect("fetched again after the seek");
+        assert!(!shared.superseded(&t, 0, &again));
+        assert!(shared.admit(&t, 0, 6).is_some());
     }
 
     #[test]

@@ -355,7 +355,8 @@ impl RecordTask {
     /// Marks the partition rewound to this record (the run loop seeks when it gets the
     /// `Redeliver` event).
     fn rewind(&self) {
-        self.shared.rewind(&self.topic, self.partition, self.offset);
+        self.shared
+            .rewind_for_redelivery(&self.topic, self.partition, self.offset);
     }
 
     /// Sends every output, then waits for every acknowledgement: how many were

@@ -88,16 +88,12 @@ async fn tombstones_and_raw_keys_pass_and_outputs_come_back_in_order() {
     let out = stack.ready().await.unwrap().call(record).await.unwrap();
     assert_eq!(out.len(), 2);
     assert_eq!(
-        (out[0].topic.as_str(), out[0].value.as_deref()),
+        (&*out[0].topic, out[0].value.as_deref()),
         ("a", Some(&b"k"[..]))
     );
     assert_eq!(out[0].key.as_deref(), Some(&b"k"[..]));
     assert_eq!(
-        (
-            out[1].topic.as_str(),
-            out[1].value.as_ref(),
-            out[1].partition
-        ),
+        (&*out[1].topic, out[1].value.as_ref(), out[1].partition),
         ("b", None, Some(2))
     );
 }

@@ -7,6 +7,7 @@ use reqwest::Url;
 
 use super::flight::Flights;
 use super::http::{Auth, Backoff, Transport};
+use super::unknown_ids::UnknownIds;
 use super::{Inner, Registry};
 use crate::error::{Error, Result};
 use crate::tls::{self, TlsOptions};
@@ -22,6 +23,7 @@ pub struct RegistryBuilder {
     connect_timeout: Duration,
     max_in_flight: usize,
     backoff: Backoff,
+    unknown_id_ttl: Duration,
 }
 
 impl RegistryBuilder {
@@ -38,6 +40,7 @@ impl RegistryBuilder {
                 initial: Duration::from_millis(100),
                 max: Duration::from_secs(2),
             },
+            unknown_id_ttl: Duration::from_secs(5),
         }
     }
 
@@ -108,6 +111,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// How long an id the registry has no schema for (40403) is remembered as unknown,
+    /// so records carrying it fail with [`Error::UnknownSchemaId`] without a request.
+    /// Default 5 s; zero asks every time. Short, because an id can become known (a
+    /// replica catching up); at most 4096 ids are remembered at once.
+    pub fn unknown_id_ttl(mut self, ttl: Duration) -> Self {
+        self.unknown_id_ttl = ttl;
+        self
+    }
+
     /// Build the client (no request is made).
     pub fn build(self) -> Result<Registry> {
         let mut base = Url::parse(self.url.trim())
@@ -144,6 +156,7 @@ impl RegistryBuilder {
                 by_id: RwLock::default(),
                 by_schema: RwLock::default(),
                 by_version: RwLock::default(),
+                unknown_ids: UnknownIds::new(self.unknown_id_ttl),
                 id_flights: Flights::default(),
                 schema_flights: Flights::default(),
             }),

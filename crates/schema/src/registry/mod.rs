@@ -24,6 +24,7 @@
 mod builder;
 mod flight;
 mod http;
+mod unknown_ids;
 
 pub use builder::RegistryBuilder;
 
@@ -40,6 +41,7 @@ use crate::schema::{
 };
 use flight::Flights;
 use http::{Ctx, Transport};
+use unknown_ids::UnknownIds;
 
 /// A schema-registry client. Cheap to clone: clones share the connection pool, the
 /// caches and the request bound.
@@ -61,6 +63,8 @@ struct Inner {
     by_schema: RwLock<HashMap<String, HashMap<Schema, u32>>>,
     /// (subject, version) -> registered schema: what reference resolution asks for.
     by_version: RwLock<HashMap<(String, i32), Arc<RegisteredSchema>>>,
+    /// Ids the registry said it has no schema for, for a short TTL.
+    unknown_ids: UnknownIds,
     /// One fetch per id at a time (concurrent misses wait for it, then hit the cache).
     id_flights: Flights<u32>,
     /// One register or lookup per (subject, schema) at a time.
@@ -250,15 +254,25 @@ impl Registry {
     }
 
     /// The schema with id `id` (`GET /schemas/ids/{id}`). Cached: ids are immutable.
+    /// An id the registry does not have is remembered too, for
+    /// [`RegistryBuilder::unknown_id_ttl`] (default 5 s): records that all carry one bad
+    /// id make one request per TTL, not one each.
     ///
     /// Errors: [`Error::UnknownSchemaId`].
     pub async fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>> {
         if let Some(s) = self.cached_schema(id) {
             return Ok(s);
         }
+        if self.inner.unknown_ids.contains(id) {
+            return Err(Error::UnknownSchemaId(id));
+        }
         let _flight = self.inner.id_flights.enter(id).await;
         if let Some(s) = self.cached_schema(id) {
             return Ok(s);
+        }
+        // Waiters behind a fetch that got 40403 take its answer, not a request each.
+        if self.inner.unknown_ids.contains(id) {
+            return Err(Error::UnknownSchemaId(id));
         }
         let id_text = id.to_string();
         let reply = self
@@ -274,7 +288,15 @@ impl Registry {
                     ..Ctx::default()
                 },
             )
-            .await?;
+            .await;
+        let reply = match reply {
+            Err(Error::UnknownSchemaId(_)) => {
+                self.inner.unknown_ids.insert(id);
+                return Err(Error::UnknownSchemaId(id));
+            }
+            other => other?,
+        };
+        self.inner.unknown_ids.remove(id);
         let schema = Arc::new(Schema::from(parse::<WireSchema>(reply)?));
         let mut map = self.inner.by_id.write().unwrap_or_else(|p| p.into_inner());
         Ok(Arc::clone(map.entry(id).or_insert(schema)))
@@ -330,6 +352,38 @@ impl Registry {
                 Arc::clone(&registered),
             );
         Ok(registered)
+    }
+
+    /// Every schema `schema` references, transitively, each reference once, in the order
+    /// found: what a deserializer needs beside a writer schema to compile it. Each is a
+    /// (cached) [`version`](Self::version) lookup.
+    pub(crate) async fn references_of(
+        &self,
+        schema: &Schema,
+    ) -> Result<Vec<(SchemaReference, Arc<RegisteredSchema>)>> {
+        let mut found = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut pending: Vec<SchemaReference> = schema.references.iter().rev().cloned().collect();
+        while let Some(r) = pending.pop() {
+            if !seen.insert(r.clone()) {
+                continue;
+            }
+            let registered = self.version(&r.subject, Version::Number(r.version)).await?;
+            pending.extend(registered.schema.references.iter().rev().cloned());
+            found.push((r, registered));
+        }
+        Ok(found)
+    }
+
+    /// [`references_of`](Self::references_of) as (reference name, schema text): the
+    /// sources a `$ref` or an `import` names.
+    pub(crate) async fn reference_sources(&self, schema: &Schema) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .references_of(schema)
+            .await?
+            .into_iter()
+            .map(|(r, registered)| (r.name, registered.schema.schema.clone()))
+            .collect())
     }
 
     /// Would `schema` be accepted as a new version of `subject`, judged against

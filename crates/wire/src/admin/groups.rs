@@ -3,20 +3,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kafka_protocol::messages::{
-    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetFetchRequest,
-};
+use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Admin, OffsetSpec};
-use crate::consumer::group::coordinator::{Coordinator, Lane};
-use crate::consumer::group::protocol;
-use crate::consumer::{OffsetAndMetadata, TopicPartition};
+use crate::cluster::consumer_protocol as protocol;
+use crate::cluster::coordinator::{Coordinator, CoordinatorKey, Lane};
+use crate::cluster::offset_fetch;
 use crate::error::{Error, Result};
-use crate::partition_client::IsolationLevel;
+use crate::types::{IsolationLevel, OffsetAndMetadata, TopicPartition};
 
 /// One group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupListing {
     /// The group id.
     pub group_id: String,
@@ -29,6 +28,7 @@ pub struct GroupListing {
 
 /// One member of a described group.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemberDescription {
     /// The member id the coordinator gave it.
     pub member_id: String,
@@ -44,6 +44,7 @@ pub struct MemberDescription {
 
 /// What [`Admin::describe_group`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupDescription {
     /// The group id.
     pub group_id: String,
@@ -66,6 +67,7 @@ impl GroupDescription {
 
 /// The lag of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionLag {
     /// The partition.
     pub partition: TopicPartition,
@@ -81,6 +83,7 @@ pub struct PartitionLag {
 
 /// What [`Admin::lag`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupLag {
     /// Per partition, sorted by topic and partition.
     pub partitions: Vec<PartitionLag>,
@@ -103,7 +106,7 @@ impl Admin {
     fn coordinator(&self, group: &str) -> Coordinator {
         let config = self.cluster.config();
         Coordinator::new(
-            group.to_string(),
+            CoordinatorKey::Group(group.to_string()),
             self.cluster.clone(),
             config.connection.request_timeout,
             std::time::Duration::from_millis(100),
@@ -206,31 +209,13 @@ impl Admin {
         group: &str,
     ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
         let coordinator = self.coordinator(group);
-        let request = OffsetFetchRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-            .with_topics(None);
+        let request = offset_fetch::request(group, None, false);
         let response = coordinator.send(Lane::Offsets, &request).await?;
-        Error::check_code(response.error_code, || format!("offsets of group {group}"))?;
-        let mut out = BTreeMap::new();
-        for t in response.topics {
-            for p in t.partitions {
-                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                Error::check_code(p.error_code, || format!("offset of {tp} in group {group}"))?;
-                if p.committed_offset < 0 {
-                    continue;
-                }
-                out.insert(
-                    tp,
-                    OffsetAndMetadata {
-                        offset: p.committed_offset,
-                        metadata: p.metadata.map(|m| m.to_string()).filter(|m| !m.is_empty()),
-                        leader_epoch: (p.committed_leader_epoch >= 0)
-                            .then_some(p.committed_leader_epoch),
-                    },
-                );
-            }
-        }
-        Ok(out)
+        let committed = offset_fetch::read(group, response)?;
+        Ok(committed
+            .into_iter()
+            .filter_map(|(tp, om)| Some((tp, om?)))
+            .collect())
     }
 
     /// The lag of `group` on every partition it has committed offsets for or owns:

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
 
 use super::Cluster;
 use crate::error::{Error, ErrorKind, Result};
+use crate::types::{topic_name, IsolationLevel};
 
 /// How many times a retriable ListOffsets failure (and every admin call) is retried.
 pub(crate) const RETRIES: u32 = 8;
@@ -43,6 +43,7 @@ impl OffsetSpec {
 
 /// One partition's answer to [`Admin::list_offsets`](crate::admin::Admin::list_offsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListedOffset {
     /// The offset, or `-1` when no record has a timestamp at or after the one asked for.
     pub offset: i64,
@@ -53,8 +54,8 @@ pub struct ListedOffset {
 }
 
 /// Looks up an offset of each partition in `partitions` of `topic`, asking each
-/// partition's leader; with `read_committed`, [`OffsetSpec::Latest`] is the last stable
-/// offset.
+/// partition's leader; under [`IsolationLevel::ReadCommitted`], [`OffsetSpec::Latest`]
+/// is the last stable offset.
 ///
 /// Retriable errors (a leader that moved or has not taken over yet, a dropped
 /// connection) refresh the metadata and try again, up to [`RETRIES`] times with a
@@ -64,11 +65,11 @@ pub(crate) async fn list_offsets(
     topic: &str,
     partitions: &[i32],
     spec: OffsetSpec,
-    read_committed: bool,
+    isolation: IsolationLevel,
 ) -> Result<BTreeMap<i32, ListedOffset>> {
     let mut attempt = 0;
     loop {
-        match once(cluster, topic, partitions, spec, read_committed).await {
+        match once(cluster, topic, partitions, spec, isolation).await {
             // A partition still missing after the refresh inside `list_offsets_once`
             // does not exist; retrying would only wait.
             Err(e)
@@ -91,7 +92,7 @@ async fn once(
     topic: &str,
     partitions: &[i32],
     spec: OffsetSpec,
-    read_committed: bool,
+    isolation: IsolationLevel,
 ) -> Result<BTreeMap<i32, ListedOffset>> {
     let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     let mut md = cluster.metadata();
@@ -111,7 +112,7 @@ async fn once(
     for (leader, parts) in by_leader {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
-            .with_isolation_level(i8::from(read_committed))
+            .with_isolation_level(isolation.wire())
             .with_topics(vec![ListOffsetsTopic::default()
                 .with_name(topic_name(topic))
                 .with_partitions(
@@ -150,8 +151,4 @@ async fn once(
         }
     }
     Ok(out)
-}
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
 }

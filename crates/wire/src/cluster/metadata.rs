@@ -9,6 +9,7 @@ use crate::error::KafkaCode;
 
 /// One broker of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BrokerInfo {
     /// The broker's node id.
     pub node_id: i32,
@@ -29,6 +30,7 @@ impl BrokerInfo {
 
 /// One partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionInfo {
     /// The partition index.
     pub partition: i32,
@@ -48,6 +50,7 @@ pub struct PartitionInfo {
 
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicInfo {
     /// The topic name.
     pub name: String,
@@ -63,6 +66,7 @@ pub struct TopicInfo {
 
 /// An immutable snapshot of what the cluster told us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Metadata {
     /// The cluster id.
     pub cluster_id: Option<String>,

@@ -4,18 +4,21 @@
 //! [`Cluster`] is a cheap handle (clones share everything). Metadata snapshots are
 //! immutable [`Metadata`] values behind an `Arc`; readers never wait for a refresh.
 
+pub(crate) mod consumer_protocol;
+pub(crate) mod coordinator;
 mod list_offsets;
 mod metadata;
+pub(crate) mod offset_fetch;
 mod pool;
 
+use crate::sync;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::MetadataRequest;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -29,6 +32,7 @@ use crate::config::ms;
 use crate::error::{Error, Result};
 use crate::net::{BrokerConnection, ConnectionConfig, SecurityConfig};
 use crate::sync::lock;
+use crate::types::topic_name;
 
 /// How to reach and watch a cluster.
 #[derive(Debug, Clone)]
@@ -187,10 +191,7 @@ impl Cluster {
 
     /// The current metadata snapshot.
     pub fn metadata(&self) -> Arc<Metadata> {
-        match self.inner.metadata.read() {
-            Ok(m) => Arc::clone(&m),
-            Err(p) => Arc::clone(&p.into_inner()),
-        }
+        Arc::clone(&sync::read(&self.inner.metadata))
     }
 
     /// The configuration this cluster was connected with.
@@ -217,10 +218,7 @@ impl Cluster {
         let request = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
-                    .map(|t| {
-                        MetadataRequestTopic::default()
-                            .with_name(Some(TopicName(StrBytes::from_string((*t).to_string()))))
-                    })
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
                     .collect()
             }))
             .with_allow_auto_topic_creation(auto_create);
@@ -232,10 +230,7 @@ impl Cluster {
                 self.any_broker().await?.send(&request).await?
             }
         };
-        let mut guard = match self.inner.metadata.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = sync::write(&self.inner.metadata);
         let next = Arc::new(Metadata::merge(&guard, response, topics.is_none()));
         *guard = Arc::clone(&next);
         Ok(next)

@@ -47,7 +47,7 @@ pub(super) async fn close(
             }
         }
         // The group task may have left a JoinGroup unanswered on the old connection.
-        coordinator.reset(group::coordinator::Lane::Membership);
+        coordinator.reset(crate::cluster::coordinator::Lane::Membership);
         if let Err(e) = group::leave(shared, coordinator, &member_id).await {
             warn!(error = %e, "LeaveGroup on close failed");
             if result.is_ok() {

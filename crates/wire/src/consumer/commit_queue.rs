@@ -1,5 +1,6 @@
-//! The order of a consumer's commits (see [`CommitQueue`]). A leaf: the coordinator
-//! holds the queue, the offset calls take their turns in it.
+//! The order of a consumer's commits (see [`CommitQueue`]). A leaf: the consumer's
+//! shared state holds the queue, the offset calls take their turns in it; the
+//! coordinator knows nothing of it.
 
 use tokio::sync::oneshot;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::cluster::ClusterConfig;
 use crate::config::{boolean, invalid, ms, number};
 use crate::error::{Error, Result};
-use crate::partition_client::IsolationLevel;
+use crate::types::IsolationLevel;
 
 /// Where to start when a partition has no committed offset, or its position is out of
 /// range (Java: `auto.offset.reset`).
@@ -60,7 +60,11 @@ impl AssignmentStrategy {
 
 /// Settings of a [`Consumer`](super::Consumer). Every field's doc gives its Java key and
 /// default.
+///
+/// Non-exhaustive, so a new setting is not a breaking change: build one with
+/// [`new`](Self::new), then the setters, [`set`](Self::set) or field assignment.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConsumerConfig {
     /// How to reach the cluster (`bootstrap.servers`, `client.id`, `request.timeout.ms`).
     pub cluster: ClusterConfig,

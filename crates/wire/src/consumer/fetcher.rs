@@ -341,10 +341,7 @@ async fn fetch_inner(
         .with_max_wait_ms(i32::try_from(c.fetch_max_wait.as_millis()).unwrap_or(i32::MAX))
         .with_min_bytes(c.fetch_min_bytes)
         .with_max_bytes(c.fetch_max_bytes.max(1))
-        .with_isolation_level(match c.isolation_level {
-            IsolationLevel::ReadUncommitted => 0,
-            IsolationLevel::ReadCommitted => 1,
-        })
+        .with_isolation_level(c.isolation_level.wire())
         .with_session_id(plan.session_id)
         .with_session_epoch(plan.epoch)
         .with_topics(

@@ -33,8 +33,8 @@
 //! - `fetcher.rs` + `fetch_session.rs`: one fetch in flight per broker, fetch sessions
 //!   (KIP-227); `completed_fetch.rs`: a buffered fetch, decoded lazily and zero-copy,
 //!   with `read_committed` filtering.
-//! - `offsets.rs`: [`TopicPartition`], [`OffsetAndMetadata`]; commit, committed
-//!   offsets, position resolution and resets.
+//! - `offsets.rs`: commit, committed offsets, position resolution and resets
+//!   ([`TopicPartition`] and [`OffsetAndMetadata`] live in [`types`](crate::types)).
 //! - `validation.rs`: after a leader change, positions are checked against the new
 //!   leader's log (KIP-320, OffsetForLeaderEpoch); a truncated log is reported
 //!   ([`ErrorKind::LogTruncation`](crate::ErrorKind::LogTruncation)) or, with an
@@ -65,6 +65,7 @@ mod record;
 mod state;
 mod validation;
 
+use crate::sync;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -77,13 +78,14 @@ use futures::Stream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use crate::types::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 pub use config::{AssignmentStrategy, ConsumerConfig, OffsetReset};
 pub use group::listener::{RebalanceContext, RebalanceListener};
-pub use offsets::{OffsetAndMetadata, TopicPartition};
 pub use record::{ConsumerRecord, PartitionRecords};
 
-use self::group::coordinator::Coordinator;
+use self::commit_queue::CommitQueue;
 use self::state::{Membership, Shared, Start, State};
+use crate::cluster::coordinator::{Coordinator, CoordinatorKey};
 use crate::cluster::Cluster;
 use crate::cluster::OffsetSpec;
 use crate::error::{Error, Result};
@@ -104,20 +106,6 @@ impl Future for PendingCommit {
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-/// A consumer's group membership, for committing offsets in a producer's transaction
-/// (Java: `ConsumerGroupMetadata`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerGroupMetadata {
-    /// `group.id`.
-    pub group_id: String,
-    /// The generation the member joined, -1 when not a member.
-    pub generation_id: i32,
-    /// The member id the coordinator gave, empty when not a member.
-    pub member_id: String,
-    /// `group.instance.id` of a static member.
-    pub group_instance_id: Option<String>,
 }
 
 /// A Kafka consumer. See the [module docs](self).
@@ -167,7 +155,7 @@ impl Consumer {
         config.validate()?;
         let coordinator = config.group_id.clone().map(|g| {
             Coordinator::new(
-                g,
+                CoordinatorKey::Group(g),
                 cluster.clone(),
                 config.max_poll_interval,
                 config.retry_backoff,
@@ -194,6 +182,7 @@ impl Consumer {
             fetcher_wake: Notify::new(),
             group_wake: Notify::new(),
             coordinator,
+            commits: CommitQueue::default(),
         });
         let watched = Arc::clone(&shared);
         let fetcher = crate::task::spawn_watched(
@@ -232,10 +221,7 @@ impl Consumer {
             }
             state.subscription = Some(topics);
         }
-        let mut group = match self.group.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut group = sync::lock(&self.group);
         if group.is_none() {
             *group = Some(tokio::spawn(group::run(
                 Arc::clone(&self.shared),
@@ -342,7 +328,7 @@ impl Consumer {
     ) -> PendingCommit {
         let shared = Arc::clone(&self.shared);
         // The place in the queue is taken now, in the caller's order.
-        let turn = shared.coordinator.as_ref().map(|c| c.commits.join());
+        let turn = shared.coordinator.as_ref().map(|_| shared.commits.join());
         PendingCommit(tokio::spawn(async move {
             match turn {
                 Some(turn) => {
@@ -484,7 +470,7 @@ impl Consumer {
         let state = self.shared.lock();
         let subscribed = state.subscription.is_some();
         Some(ConsumerGroupMetadata {
-            group_id: coordinator.group_id.clone(),
+            group_id: coordinator.id().to_string(),
             generation_id: if subscribed {
                 state.membership.generation
             } else {
@@ -510,10 +496,7 @@ impl Consumer {
     /// not leave: restarting within the session timeout keeps its partitions without a
     /// rebalance).
     pub async fn close(self) -> Result<()> {
-        let group = match self.group.lock() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
-        };
+        let group = sync::lock(&self.group).take();
         if let Some(g) = group {
             g.abort();
             let _ = g.await;

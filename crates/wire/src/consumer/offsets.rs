@@ -1,89 +1,43 @@
-//! [`TopicPartition`] and [`OffsetAndMetadata`]; committed offsets (OffsetCommit, OffsetFetch through the group coordinator) and
+//! Committed offsets (OffsetCommit, OffsetFetch through the group coordinator) and
 //! position resolution: a partition without a position starts at its committed offset,
 //! else where `auto.offset.reset` says (ListOffsets through the partition leaders).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use super::commit_queue::CommitTurn;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::config::OffsetReset;
-use super::group::coordinator::{is_coordinator_error, Coordinator, Lane};
 use super::state::{Shared, Start};
+use crate::cluster::coordinator::{Backoff, Coordinator, Lane, Retry};
+use crate::cluster::offset_fetch;
 use crate::cluster::{list_offsets, OffsetSpec};
 use crate::error::{Error, Result};
-use crate::partition_client::IsolationLevel;
-
-/// A partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    /// The topic.
-    pub topic: String,
-    /// The partition index.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`/`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-/// An offset to commit: the offset of the next record to read, with optional metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OffsetAndMetadata {
-    /// The next offset to read (one past the last processed record).
-    pub offset: i64,
-    /// Free text stored with the offset.
-    pub metadata: Option<String>,
-    /// The leader epoch of the last processed record, when known.
-    pub leader_epoch: Option<i32>,
-}
-
-impl OffsetAndMetadata {
-    /// `offset` with no metadata.
-    pub fn new(offset: i64) -> Self {
-        OffsetAndMetadata {
-            offset,
-            metadata: None,
-            leader_epoch: None,
-        }
-    }
-
-    /// `offset` with `metadata`.
-    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> Self {
-        OffsetAndMetadata {
-            offset,
-            metadata: Some(metadata.into()),
-            leader_epoch: None,
-        }
-    }
-}
+use crate::types::{topic_name, IsolationLevel, OffsetAndMetadata, TopicPartition};
 
 fn coordinator(shared: &Shared) -> Result<&Coordinator> {
     shared
         .coordinator
         .as_ref()
         .ok_or_else(|| Error::config("committed offsets need a group.id"))
+}
+
+/// The retries of the consumer's offset calls: every attempt and all of them together
+/// bounded by the request timeout, `retry.backoff.ms` apart.
+fn until_timeout(shared: &Shared, coordinator: &Coordinator) -> Retry {
+    let limit = coordinator.request_timeout();
+    Retry::until(
+        Instant::now() + limit,
+        Backoff::Fixed(shared.config.retry_backoff),
+    )
+    .attempt_timeout(limit)
 }
 
 /// How often a commit is sent.
@@ -109,12 +63,14 @@ pub(crate) async fn commit(
     if offsets.is_empty() {
         return Ok(());
     }
-    let turn = coordinator(shared)?.commits.join();
+    coordinator(shared)?;
+    let turn = shared.commits.join();
     commit_in_turn(shared, offsets, turn, Attempts::UntilTimeout).await
 }
 
-/// Commits `offsets` once its `turn` comes (taken from the coordinator's
-/// [`CommitQueue`](super::commit_queue::CommitQueue) when the commit was asked for), sending it as `attempts` says.
+/// Commits `offsets` once its `turn` comes (taken from the consumer's
+/// [`CommitQueue`](super::commit_queue::CommitQueue) when the commit was asked for),
+/// sending it as `attempts` says.
 pub(crate) async fn commit_in_turn(
     shared: &Shared,
     offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
@@ -150,7 +106,7 @@ pub(crate) async fn commit_in_turn(
         );
     }
     let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(coordinator.group_id.clone())))
+        .with_group_id(GroupId(StrBytes::from_string(coordinator.id().to_string())))
         .with_generation_id_or_member_epoch(generation)
         .with_member_id(StrBytes::from_string(member_id))
         .with_group_instance_id(
@@ -172,46 +128,33 @@ pub(crate) async fn commit_in_turn(
                 })
                 .collect(),
         );
-    let limit = coordinator.request_timeout();
-    let deadline = Instant::now() + limit;
-    loop {
-        let result: Result<()> = async {
-            let response = coordinator
-                .send_within(Lane::Offsets, &request, limit)
-                .await?;
-            for t in &response.topics {
-                for p in &t.partitions {
-                    Error::check_code(p.error_code, || {
-                        format!(
-                            "committing offsets of {}-{} for group {}",
-                            t.name.0.as_str(),
-                            p.partition_index,
-                            coordinator.group_id
-                        )
-                    })?;
+    let retry = match attempts {
+        Attempts::UntilTimeout => until_timeout(shared, coordinator),
+        Attempts::Once => Retry::once(coordinator.request_timeout()),
+    };
+    coordinator
+        .call(
+            Lane::Offsets,
+            &retry,
+            "commit",
+            || request.clone(),
+            |response| {
+                for t in &response.topics {
+                    for p in &t.partitions {
+                        Error::check_code(p.error_code, || {
+                            format!(
+                                "committing offsets of {}-{} for group {}",
+                                t.name.0.as_str(),
+                                p.partition_index,
+                                coordinator.id()
+                            )
+                        })?;
+                    }
                 }
-            }
-            Ok(())
-        }
-        .await;
-        match result {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retriable() && attempts == Attempts::Once => {
-                if e.kafka_code().is_some_and(is_coordinator_error) {
-                    coordinator.invalidate();
-                }
-                return Err(e);
-            }
-            Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                if e.kafka_code().is_some_and(is_coordinator_error) {
-                    coordinator.invalidate();
-                }
-                debug!(error = %e, "commit retried");
-                tokio::time::sleep(shared.config.retry_backoff).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+                Ok(())
+            },
+        )
+        .await
 }
 
 /// The group's committed offsets of `partitions` (`None` where nothing is committed).
@@ -220,72 +163,20 @@ pub(crate) async fn committed(
     partitions: &[TopicPartition],
 ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
     let coordinator = coordinator(shared)?;
-    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for tp in partitions {
-        topics
-            .entry(tp.topic.as_str())
-            .or_default()
-            .push(tp.partition);
-    }
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(coordinator.group_id.clone())))
-        .with_require_stable(shared.config.isolation_level == IsolationLevel::ReadCommitted)
-        .with_topics(Some(
-            topics
-                .into_iter()
-                .map(|(t, parts)| {
-                    OffsetFetchRequestTopic::default()
-                        .with_name(topic_name(t))
-                        .with_partition_indexes(parts)
-                })
-                .collect(),
-        ));
-    let limit = coordinator.request_timeout();
-    let deadline = Instant::now() + limit;
-    loop {
-        let result: Result<_> = async {
-            let response = coordinator
-                .send_within(Lane::Offsets, &request, limit)
-                .await?;
-            Error::check_code(response.error_code, || {
-                format!(
-                    "fetching committed offsets of group {}",
-                    coordinator.group_id
-                )
-            })?;
-            let mut out = BTreeMap::new();
-            for t in response.topics {
-                for p in t.partitions {
-                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                    Error::check_code(p.error_code, || format!("committed offset of {tp}"))?;
-                    let om = (p.committed_offset >= 0).then(|| OffsetAndMetadata {
-                        offset: p.committed_offset,
-                        metadata: p
-                            .metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .filter(|m| !m.is_empty()),
-                        leader_epoch: (p.committed_leader_epoch >= 0)
-                            .then_some(p.committed_leader_epoch),
-                    });
-                    out.insert(tp, om);
-                }
-            }
-            Ok(out)
-        }
-        .await;
-        match result {
-            Ok(out) => return Ok(out),
-            Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                if e.kafka_code().is_some_and(is_coordinator_error) {
-                    coordinator.invalidate();
-                }
-                debug!(error = %e, "offset fetch retried");
-                tokio::time::sleep(shared.config.retry_backoff).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let request = offset_fetch::request(
+        coordinator.id(),
+        Some(partitions),
+        shared.config.isolation_level == IsolationLevel::ReadCommitted,
+    );
+    coordinator
+        .call(
+            Lane::Offsets,
+            &until_timeout(shared, coordinator),
+            "offset fetch",
+            || request.clone(),
+            |response| offset_fetch::read(coordinator.id(), response),
+        )
+        .await
 }
 
 /// Gives positions to partitions that have none, unless a seek or reassignment made
@@ -338,7 +229,14 @@ pub(crate) async fn resolve_positions(
     // Read uncommitted, as before (Java lists with the consumer's isolation level).
     let cluster = &shared.cluster;
     for ((topic, SpecKey(spec)), parts) in by_spec {
-        let listed = list_offsets(cluster, &topic, &parts, spec, false).await?;
+        let listed = list_offsets(
+            cluster,
+            &topic,
+            &parts,
+            spec,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await?;
         let mut latest = None;
         for (p, lo) in listed {
             let offset = if lo.offset >= 0 {
@@ -348,7 +246,14 @@ pub(crate) async fn resolve_positions(
                 // offsetsForTimes + seekToEnd would.
                 if latest.is_none() {
                     latest = Some(
-                        list_offsets(cluster, &topic, &parts, OffsetSpec::Latest, false).await?,
+                        list_offsets(
+                            cluster,
+                            &topic,
+                            &parts,
+                            OffsetSpec::Latest,
+                            IsolationLevel::ReadUncommitted,
+                        )
+                        .await?,
                     );
                 }
                 latest
@@ -413,8 +318,4 @@ impl Ord for SpecKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.rank().cmp(&other.rank())
     }
-}
-
-fn topic_name(t: &str) -> TopicName {
-    TopicName(StrBytes::from_string(t.to_string()))
 }

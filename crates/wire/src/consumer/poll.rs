@@ -110,10 +110,10 @@ fn maybe_auto_commit(shared: &Arc<Shared>, state: &mut State, now: Instant) {
         return;
     }
     state.next_auto_commit = now + shared.config.auto_commit_interval;
-    let Some(coordinator) = &shared.coordinator else {
+    if shared.coordinator.is_none() {
         // No group.id: nothing to commit to (Java refuses this configuration).
         return;
-    };
+    }
     let subscribed = state.subscription.is_some();
     if state.membership.rebalancing || (subscribed && state.membership.generation < 0) {
         // Not a member now: the revoke before the rebalance commits instead.
@@ -123,7 +123,7 @@ fn maybe_auto_commit(shared: &Arc<Shared>, state: &mut State, now: Instant) {
     if offsets.is_empty() {
         return;
     }
-    let turn = coordinator.commits.join();
+    let turn = shared.commits.join();
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let result =

@@ -79,6 +79,7 @@ impl fmt::Debug for ConsumerRecord {
 
 /// The records of one partition from one fetch, for batch-at-a-time processing.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PartitionRecords {
     /// The partition.
     pub partition: TopicPartition,

@@ -3,16 +3,18 @@
 //! fatal error to hand to the next `recv`. Guarded by one `std` mutex that is never held
 //! across an `.await`.
 
+use crate::sync;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::commit_queue::CommitQueue;
 use super::completed_fetch::CompletedFetch;
 use super::config::ConsumerConfig;
-use super::group::coordinator::Coordinator;
 use super::TopicPartition;
+use crate::cluster::coordinator::Coordinator;
 use crate::cluster::Cluster;
 use crate::cluster::OffsetSpec;
 use crate::error::{Error, KafkaCode};
@@ -205,6 +207,8 @@ pub(crate) struct Shared {
     /// Wakes the group task: subscription changed, a poll after a poll timeout, close.
     pub(crate) group_wake: Notify,
     pub(crate) coordinator: Option<Coordinator>,
+    /// The order of the group's offset commits from this consumer (see [`CommitQueue`]).
+    pub(crate) commits: CommitQueue,
 }
 
 impl std::fmt::Debug for Shared {
@@ -217,10 +221,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        sync::lock(&self.state)
     }
 
     /// Hands `err` to the next `recv`.

@@ -26,14 +26,14 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset;
-use kafka_protocol::messages::{ApiKey, BrokerId, OffsetForLeaderEpochRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, BrokerId, OffsetForLeaderEpochRequest};
 use tracing::{debug, info, warn};
 
 use super::config::OffsetReset;
 use super::state::{Shared, Start};
 use super::TopicPartition;
 use crate::error::{Error, KafkaCode, LogTruncation, Result};
+use crate::types::topic_name;
 
 /// How soon a truncated position (with `auto.offset.reset` none) is checked again, and
 /// so reported again to `recv`, until the application seeks: often enough that every
@@ -156,7 +156,7 @@ async fn send(
                 .into_iter()
                 .map(|(t, parts)| {
                     OffsetForLeaderTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_topic(topic_name(t))
                         .with_partitions(parts)
                 })
                 .collect(),

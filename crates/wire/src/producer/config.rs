@@ -10,8 +10,8 @@ use sluice_partition::{Murmur2Partitioner, Partitioner, RoundRobinPartitioner};
 use crate::config::{boolean, invalid, ms, number};
 use crate::error::{Error, Result};
 use crate::net::SecurityConfig;
-use crate::partition_client::Acks;
 use crate::records::Compression;
+use crate::types::Acks;
 
 /// Makes the partitioner of a producer (each producer owns one).
 pub type PartitionerFactory = Arc<dyn Fn() -> Box<dyn Partitioner> + Send + Sync>;

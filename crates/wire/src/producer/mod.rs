@@ -142,6 +142,7 @@ mod record;
 mod sender;
 mod transaction;
 
+use crate::sync;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -227,17 +228,11 @@ pub(crate) struct State {
 
 impl Shared {
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        sync::lock(&self.state)
     }
 
     fn partitioner(&self) -> MutexGuard<'_, Box<dyn Partitioner>> {
-        match self.partitioner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        sync::lock(&self.partitioner)
     }
 
     /// Wakes flushers after batches completed.

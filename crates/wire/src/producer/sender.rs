@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName, TransactionalId};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -29,7 +29,7 @@ use super::{Shared, State};
 use crate::config::wire_ms;
 use crate::error::Error;
 use crate::net::versions::TV1_PRODUCE_MAX;
-use crate::partition_client::Acks;
+use crate::types::{topic_name, Acks};
 
 /// Longest the sender sleeps without a reason to wake.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
@@ -374,7 +374,7 @@ fn build_request(shared: &Shared, batches: &[Batch]) -> ProduceRequest {
             Some(t) => t.partition_data.push(data),
             None => topics.push(
                 TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(b.topic.to_string())))
+                    .with_name(topic_name(&b.topic))
                     .with_partition_data(vec![data]),
             ),
         }

@@ -72,7 +72,7 @@ fn encode_all<E: Encoder>(
                 let bytes = encoded.await.map_err(|source| {
                     PipelineError::new(SchemaError {
                         part: Part::Output,
-                        topic: record.topic.as_str().into(),
+                        topic: (&*record.topic).into(),
                         partition: None,
                         offset: None,
                         source,

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use sluice_wire::producer::IntoTopic;
 use tower::Service;
 
 pub use self::future::ResponseFuture;
@@ -40,17 +41,18 @@ pub struct Produce<V> {
 
 impl<V> Produce<V> {
     /// A record for `topic` carrying `value`.
-    pub fn new(topic: impl Into<String>, value: V) -> Self {
+    pub fn new(topic: impl IntoTopic, value: V) -> Self {
         Produce {
-            record: OutputRecord::new(topic),
+            // The empty value is replaced by the encoded one.
+            record: OutputRecord::new(topic, Bytes::new()),
             value: Some(value),
         }
     }
 
     /// A tombstone for `topic` (no value).
-    pub fn tombstone(topic: impl Into<String>) -> Self {
+    pub fn tombstone(topic: impl IntoTopic) -> Self {
         Produce {
-            record: OutputRecord::new(topic),
+            record: OutputRecord::new(topic, Bytes::new()).value(None),
             value: None,
         }
     }

@@ -19,17 +19,14 @@
 //!   a subscribed topic created), so the leader assigns the new partitions.
 
 pub(crate) mod assignor;
-pub(crate) mod coordinator;
+mod leader;
 pub mod listener;
-pub(crate) mod protocol;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
 };
@@ -37,13 +34,14 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use self::assignor::Member;
-use self::coordinator::{is_coordinator_error, Coordinator, Lane};
+use self::leader::lead;
 use self::listener::{RebalanceContext, RebalanceListener};
-use self::protocol::Subscription;
 use super::config::AssignmentStrategy;
 use super::state::{Shared, Start, State};
 use super::{offsets, OffsetAndMetadata, TopicPartition};
+use crate::cluster::consumer_protocol::{self as protocol, Subscription};
+use crate::cluster::coordinator::{is_coordinator_error, Coordinator, Lane};
+use crate::config::wire_ms;
 use crate::error::{Error, KafkaCode, Result};
 
 /// This member's view of the group.
@@ -110,7 +108,7 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: Option<Arc<dyn RebalanceL
         }
         if m.left {
             if last_poll.elapsed() < config.max_poll_interval {
-                info!(group = %coordinator.group_id, "polled again after a poll timeout, rejoining");
+                info!(group = %coordinator.id(), "polled again after a poll timeout, rejoining");
                 m.left = false;
                 m.need_join = true;
             } else {
@@ -120,7 +118,7 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: Option<Arc<dyn RebalanceL
         }
         if m.generation >= 0 && last_poll.elapsed() > config.max_poll_interval {
             warn!(
-                group = %coordinator.group_id,
+                group = %coordinator.id(),
                 "no recv for max.poll.interval.ms ({:?}): leaving the group",
                 config.max_poll_interval
             );
@@ -143,13 +141,13 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: Option<Arc<dyn RebalanceL
                 }
                 Ok(Joined::Again) => {}
                 Err(e) if e.kafka_code() == Some(KafkaCode::FencedInstanceId) || is_fatal(&e) => {
-                    warn!(group = %coordinator.group_id, error = %e, "fatal group error");
+                    warn!(group = %coordinator.id(), error = %e, "fatal group error");
                     lose(&shared, &mut m).await;
                     shared.fail(e);
                     return;
                 }
                 Err(e) => {
-                    debug!(group = %coordinator.group_id, error = %e, "join failed, retrying");
+                    debug!(group = %coordinator.id(), error = %e, "join failed, retrying");
                     tokio::time::sleep(config.retry_backoff).await;
                 }
             }
@@ -171,7 +169,7 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: Option<Arc<dyn RebalanceL
                 next_metadata_check = Instant::now() + metadata_max_age;
                 let now = partition_counts(&shared, &topics).await;
                 if now.is_some() && known_counts.is_some() && now != known_counts {
-                    info!(group = %coordinator.group_id, "subscribed topics changed partitions, rejoining");
+                    info!(group = %coordinator.id(), "subscribed topics changed partitions, rejoining");
                     m.need_join = true;
                 }
                 if now.is_some() {
@@ -298,7 +296,7 @@ async fn lose(shared: &Arc<Shared>, m: &mut GroupMember) {
 }
 
 fn group_id(c: &Coordinator) -> GroupId {
-    GroupId(StrBytes::from_string(c.group_id.clone()))
+    GroupId(StrBytes::from_string(c.id().to_string()))
 }
 
 fn instance_id(shared: &Shared) -> Option<StrBytes> {
@@ -346,8 +344,8 @@ async fn join(
     }
     let request = JoinGroupRequest::default()
         .with_group_id(group_id(coordinator))
-        .with_session_timeout_ms(millis(config.session_timeout))
-        .with_rebalance_timeout_ms(millis(config.max_poll_interval))
+        .with_session_timeout_ms(wire_ms(config.session_timeout))
+        .with_rebalance_timeout_ms(wire_ms(config.max_poll_interval))
         .with_member_id(StrBytes::from_string(m.member_id.clone()))
         .with_group_instance_id(instance_id(shared))
         .with_protocol_type(StrBytes::from_static_str("consumer"))
@@ -371,7 +369,7 @@ async fn join(
     })?;
     let is_leader = response.leader.as_str() == m.member_id;
     debug!(
-        group = %coordinator.group_id, member = %m.member_id, generation,
+        group = %coordinator.id(), member = %m.member_id, generation,
         leader = is_leader, protocol = %protocol_name, "joined"
     );
     let assignments = if is_leader && !response.skip_assignment {
@@ -393,7 +391,7 @@ async fn join(
     }
     let assigned = protocol::decode_assignment(&response.assignment)?;
     info!(
-        group = %coordinator.group_id, member = %m.member_id, generation,
+        group = %coordinator.id(), member = %m.member_id, generation,
         partitions = assigned.len(), "assignment received"
     );
     m.generation = generation;
@@ -434,46 +432,6 @@ async fn join(
     Ok(Joined::Done)
 }
 
-/// The leader's part: decode every member's subscription, look up the partitions of
-/// every subscribed topic, run the assignor.
-async fn lead(
-    shared: &Shared,
-    strategy: AssignmentStrategy,
-    members: &[kafka_protocol::messages::join_group_response::JoinGroupResponseMember],
-) -> Result<Vec<SyncGroupRequestAssignment>> {
-    let mut decoded = Vec::with_capacity(members.len());
-    for jm in members {
-        decoded.push(Member {
-            member_id: jm.member_id.to_string(),
-            group_instance_id: jm.group_instance_id.as_ref().map(|s| s.to_string()),
-            subscription: protocol::decode_subscription(&jm.metadata)?,
-        });
-    }
-    let topics: BTreeSet<&str> = decoded
-        .iter()
-        .flat_map(|m| m.subscription.topics.iter().map(String::as_str))
-        .collect();
-    let topics: Vec<&str> = topics.into_iter().collect();
-    let md = shared.cluster.refresh(&topics, false).await?;
-    let counts: BTreeMap<String, i32> = topics
-        .iter()
-        .filter_map(|t| {
-            let info = md.topic(t).filter(|i| i.error.is_none())?;
-            Some((t.to_string(), i32::try_from(info.partitions.len()).ok()?))
-        })
-        .collect();
-    let assignment = assignor::assign(strategy, &decoded, &counts);
-    let mut out = Vec::with_capacity(assignment.len());
-    for (member, parts) in assignment {
-        out.push(
-            SyncGroupRequestAssignment::default()
-                .with_member_id(StrBytes::from_string(member))
-                .with_assignment(protocol::encode_assignment(&parts)?),
-        );
-    }
-    Ok(out)
-}
-
 /// What a JoinGroup or SyncGroup error code means for the next attempt.
 fn handle_group_error(
     coordinator: &Coordinator,
@@ -497,12 +455,12 @@ fn handle_group_error(
             coordinator.invalidate();
             Err(Error::kafka(
                 c,
-                format!("{what} for group {}", coordinator.group_id),
+                format!("{what} for group {}", coordinator.id()),
             ))
         }
         c => Err(Error::kafka(
             c,
-            format!("{what} for group {}", coordinator.group_id),
+            format!("{what} for group {}", coordinator.id()),
         )),
     }
 }
@@ -558,12 +516,12 @@ async fn heartbeat(
     match KafkaCode::try_from_code(response.error_code) {
         None => Ok(()),
         Some(KafkaCode::RebalanceInProgress) => {
-            debug!(group = %coordinator.group_id, "rebalance in progress, rejoining");
+            debug!(group = %coordinator.id(), "rebalance in progress, rejoining");
             m.need_join = true;
             Ok(())
         }
         Some(code @ (KafkaCode::IllegalGeneration | KafkaCode::UnknownMemberId)) => {
-            info!(group = %coordinator.group_id, ?code, "membership lost, rejoining");
+            info!(group = %coordinator.id(), ?code, "membership lost, rejoining");
             if code == KafkaCode::UnknownMemberId {
                 m.member_id.clear();
             }
@@ -576,7 +534,8 @@ async fn heartbeat(
                 KafkaCode::FencedInstanceId,
                 format!(
                     "group.instance.id {:?} of group {} was taken by another member",
-                    shared.config.group_instance_id, coordinator.group_id
+                    shared.config.group_instance_id,
+                    coordinator.id()
                 ),
             ))
         }
@@ -586,7 +545,7 @@ async fn heartbeat(
             }
             Err(Error::kafka(
                 code,
-                format!("heartbeat to group {}", coordinator.group_id),
+                format!("heartbeat to group {}", coordinator.id()),
             ))
         }
     }
@@ -617,16 +576,12 @@ pub(crate) async fn leave(
         .send_within(Lane::Membership, &request, coordinator.request_timeout())
         .await?;
     Error::check_code(response.error_code, || {
-        format!("leaving group {}", coordinator.group_id)
+        format!("leaving group {}", coordinator.id())
     })?;
     for member in &response.members {
         Error::check_code(member.error_code, || {
-            format!("leaving group {}", coordinator.group_id)
+            format!("leaving group {}", coordinator.id())
         })?;
     }
     Ok(())
-}
-
-fn millis(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }

@@ -22,6 +22,7 @@
 //! answered first (the broker answers in order); requests queued during it wait and go
 //! out after it, in their order. Nothing in flight fails or is reordered.
 
+use crate::sync;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
@@ -145,10 +146,7 @@ impl Shared {
     /// first cause wins.
     fn poison(&self, err: Error) {
         let drained = {
-            let mut guard = match self.in_flight.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut guard = sync::lock(&self.in_flight);
             if guard.closed.is_none() {
                 guard.closed = Some(err.clone());
             }
@@ -166,10 +164,7 @@ impl Shared {
     }
 
     fn closed_error(&self) -> Error {
-        let guard = match self.in_flight.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let guard = sync::lock(&self.in_flight);
         guard
             .closed
             .clone()

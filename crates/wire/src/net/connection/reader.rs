@@ -1,6 +1,7 @@
 //! The reader task: splits response frames off the socket and hands each to the waiter
 //! at the head of the FIFO.
 
+use crate::sync;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -123,10 +124,7 @@ pub(super) async fn read_loop<R: ReadSocket>(shared: Arc<Shared>, mut socket: R)
 fn deliver(shared: &Shared, payload: Bytes) -> Result<()> {
     let correlation_id = frame::correlation_id(&payload)?;
     let head = {
-        let mut guard = match shared.in_flight.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = sync::lock(&shared.in_flight);
         guard.queue.pop_front()
     };
     shared.slot_freed.notify_one();

@@ -1,6 +1,7 @@
 //! The writer task: writes queued requests in order, at most `max_in_flight` awaiting
 //! answers, and runs SASL authentication and re-authentication between writes.
 
+use crate::sync;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -122,10 +123,7 @@ async fn sleep_until(at: Option<Instant>) {
 async fn wait_for_slot(shared: &Shared, max: usize) -> bool {
     loop {
         {
-            let guard = match shared.in_flight.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            let guard = sync::lock(&shared.in_flight);
             if guard.closed.is_some() {
                 return false;
             }

@@ -30,8 +30,8 @@ pub(crate) use requests::{add_partitions, TxnContext};
 pub(crate) use state::{Phase, TxnState};
 
 use super::{completion, Producer, Shared};
-use crate::consumer::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, Result};
+use crate::types::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 
 impl Shared {
     fn txn_ctx(&self) -> Result<&TxnContext> {

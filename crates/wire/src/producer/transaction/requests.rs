@@ -13,7 +13,7 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId,
-    InitProducerIdRequest, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    InitProducerIdRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::sync::watch;
@@ -21,12 +21,12 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::state::TxnState;
+use crate::cluster::coordinator::{Backoff, Coordinator, CoordinatorKey, Lane, Retry};
 use crate::config::wire_ms;
-use crate::consumer::group::coordinator::{is_coordinator_error, Coordinator, Lane};
-use crate::consumer::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 use crate::error::{Error, KafkaCode, Result};
 use crate::producer::idempotence::ProducerIdState;
 use crate::producer::Shared;
+use crate::types::{topic_name, ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 
 /// What a transactional producer keeps beside its state: the coordinators, and a lock
 /// that makes the transactional calls one at a time.
@@ -56,9 +56,10 @@ impl TxnContext {
     ) -> Self {
         TxnContext {
             transactional_id: id.to_string(),
-            coordinator: Coordinator::for_transaction(
-                id.to_string(),
+            coordinator: Coordinator::new(
+                CoordinatorKey::Transaction(id.to_string()),
                 shared_cluster.clone(),
+                Duration::ZERO,
                 backoff,
             ),
             groups: Mutex::new(HashMap::new()),
@@ -71,7 +72,7 @@ impl TxnContext {
         let mut groups = crate::sync::lock(&self.groups);
         Arc::clone(groups.entry(group_id.to_string()).or_insert_with(|| {
             Arc::new(Coordinator::new(
-                group_id.to_string(),
+                CoordinatorKey::Group(group_id.to_string()),
                 shared.cluster.clone(),
                 Duration::ZERO,
                 shared.config.retry_backoff,
@@ -84,67 +85,42 @@ fn txn_id(id: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(id.to_string()))
 }
 
-/// Codes the client retries by itself inside a transactional call.
-fn retriable_in_client(err: &Error) -> bool {
-    err.is_retriable()
-        || matches!(
-            err.kafka_code(),
-            Some(KafkaCode::ConcurrentTransactions | KafkaCode::UnknownTopicOrPartition)
-        )
-}
+/// Codes the client retries by itself inside a transactional call, beyond the
+/// retriable ones. CONCURRENT_TRANSACTIONS clears fast (the previous transaction's
+/// markers are being written): it is retried sooner, as Java does.
+const RETRIED_IN_CLIENT: &[(KafkaCode, Option<Duration>)] = &[
+    (
+        KafkaCode::ConcurrentTransactions,
+        Some(Duration::from_millis(20)),
+    ),
+    (KafkaCode::UnknownTopicOrPartition, None),
+];
 
-/// Sends `make()`'s request to `coordinator`, checking the response with `check`, and
-/// retries retriable failures (coordinator moves and loads, concurrent transactions,
-/// network) with backoff until `deadline`.
-async fn call<R, F, C>(
+/// Sends `make()`'s request to `coordinator` through its retrying call, reading the
+/// response with `read`: retriable failures (coordinator moves and loads, concurrent
+/// transactions, network) are retried with the producer's backoff until `deadline`.
+async fn call<R, T, F, C>(
     shared: &Shared,
     coordinator: &Coordinator,
     deadline: Instant,
     what: &str,
     make: F,
-    check: C,
-) -> Result<R::Response>
+    read: C,
+) -> Result<T>
 where
     R: Request,
     F: Fn() -> R,
-    C: Fn(&R::Response) -> Result<()>,
+    C: Fn(R::Response) -> Result<T>,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let request = make();
-        let left = deadline.saturating_duration_since(Instant::now());
-        let result = match coordinator
-            .send_within(
-                Lane::Membership,
-                &request,
-                left.max(Duration::from_millis(1)),
-            )
-            .await
-        {
-            Ok(response) => check(&response).map(|()| response),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(r) => return Ok(r),
-            Err(e) if retriable_in_client(&e) && Instant::now() < deadline => {
-                if e.kafka_code().is_some_and(is_coordinator_error) {
-                    coordinator.invalidate();
-                }
-                debug!(error = %e, attempt, "{what} retried");
-                let config = &shared.config;
-                // CONCURRENT_TRANSACTIONS clears fast (the previous transaction's markers
-                // are being written): retry it sooner, as Java does.
-                let pause = if e.kafka_code() == Some(KafkaCode::ConcurrentTransactions) {
-                    Duration::from_millis(20)
-                } else {
-                    config.retry_backoff_for(attempt)
-                };
-                tokio::time::sleep(pause).await;
-            }
-            Err(e) => return Err(e.context(what)),
-        }
-    }
+    let backoff = Backoff::Exponential {
+        base: shared.config.retry_backoff,
+        max: shared.config.retry_backoff_max,
+    };
+    let retry = Retry::until(deadline, backoff).also(RETRIED_IN_CLIENT);
+    coordinator
+        .call(Lane::Membership, &retry, what, make, read)
+        .await
+        .map_err(|e| e.context(what))
 }
 
 impl Shared {
@@ -189,7 +165,6 @@ impl Shared {
             |r| Error::check_code(r.error_code, || "EndTxn".to_string()),
         )
         .await
-        .map(|_| ())
     }
 
     /// InitProducerId for our transactional id: a new epoch (fencing older instances,
@@ -212,7 +187,7 @@ impl Shared {
                     .with_producer_id(ProducerId(pid))
                     .with_producer_epoch(epoch)
             },
-            |r| Error::check_code(r.error_code, || "InitProducerId".to_string()),
+            |r| Error::check_code(r.error_code, || "InitProducerId".to_string()).map(|()| r),
         )
         .await?;
         let (id, epoch) = (response.producer_id.0, response.producer_epoch);
@@ -249,7 +224,6 @@ impl Shared {
             |r| Error::check_code(r.error_code, || "AddOffsetsToTxn".to_string()),
         )
         .await
-        .map(|_| ())
     }
 
     /// TxnOffsetCommit to the group coordinator: `offsets` of `group`, committed if
@@ -296,7 +270,7 @@ impl Shared {
                             .iter()
                             .map(|(t, ps)| {
                                 TxnOffsetCommitRequestTopic::default()
-                                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                                    .with_name(topic_name(t))
                                     .with_partitions(ps.clone())
                             })
                             .collect(),
@@ -318,7 +292,6 @@ impl Shared {
             },
         )
         .await
-        .map(|_| ())
     }
 }
 
@@ -366,7 +339,7 @@ pub(crate) async fn add_partitions(shared: Arc<Shared>) {
                                 .iter()
                                 .map(|(t, ps)| {
                                     AddPartitionsToTxnTopic::default()
-                                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                                        .with_name(topic_name(t))
                                         .with_partitions(ps.clone())
                                 })
                                 .collect(),
@@ -398,7 +371,6 @@ pub(crate) async fn add_partitions(shared: Arc<Shared>) {
                 },
             )
             .await
-            .map(|_| ())
         }
     };
     {

@@ -7,7 +7,7 @@ mod round_robin;
 
 use std::collections::BTreeMap;
 
-use super::protocol::Subscription;
+use crate::cluster::consumer_protocol::Subscription;
 use crate::consumer::config::AssignmentStrategy;
 use crate::consumer::TopicPartition;
 

@@ -1,11 +1,6 @@
-//! The schema layers (feature `schema` of sluice-pipeline) in a running pipeline, against
-//! a real broker and a real schema registry (Apicurio, Confluent-compatible API).
-//!
-//! Start both first (`cargo xtask kafka up`, `cargo xtask registry up`, then export what
-//! `registry up` prints), or run `cargo xtask test`.
-
-mod common;
-mod pipeline_common;
+//! Avro through the schema layers: evolution (v1 and v2 writers, a v1 reader), records
+//! with bad bytes or unknown ids dead-lettered, a registry outage that pauses the
+//! pipeline.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,24 +9,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sluice::pipeline::breaker::{BreakerHandle, BreakerLayer, BreakerState};
-use sluice::pipeline::concurrency::{ConcurrencyLayer, Ordering};
-use sluice::pipeline::dlq::{headers, DeadLetterLayer};
-use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
-use sluice::pipeline::runner::{Pipeline, ProducerSink};
-use sluice::wire::producer::{Producer, ProducerRecord};
-use sluice_pipeline::schema::decode::{DecodeLayer, Decoded};
-use sluice_pipeline::schema::encode::{EncodeLayer, Produce};
-use sluice_pipeline::schema::{AvroDecoder, AvroEncoder};
+use sluice::pipeline::breaker::{BreakerHandle, BreakerState};
+use sluice::pipeline::runner::Pipeline;
+use sluice::wire::producer::Producer;
+use sluice_pipeline::schema::decode::Decoded;
+use sluice_pipeline::schema::encode::Produce;
+use sluice_pipeline::schema::{AvroDecoder, AvroEncoder, Raw};
 use sluice_pipeline::PipelineError;
 use sluice_schema::{AvroDeserializer, AvroSerializer, Registry};
 use sluice_testkit::FaultProxy;
-use tower::util::BoxService;
-use tower::{service_fn, ServiceBuilder};
 
-use pipeline_common::*;
-
-const P: i32 = 2;
+use crate::pipeline_common::*;
+use crate::{
+    dlq_message, input_index, registry, registry_url, run_until_completed, stack, write, Stack, P,
+};
 
 /// What the input topics carry (v1), and what the service reads every version as.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -63,25 +54,6 @@ const ORDER_V2: &str = r#"{"type": "record", "name": "Order", "namespace": "shop
 const INVOICE: &str = r#"{"type": "record", "name": "Invoice", "namespace": "shop",
   "fields": [{"name": "order", "type": "long"}, {"name": "total", "type": "double"}]}"#;
 
-fn registry_url() -> String {
-    std::env::var("SLUICE_REGISTRY_URL").unwrap_or_else(|_| {
-        panic!(
-            "SLUICE_REGISTRY_URL is not set: run `cargo xtask registry up` and export what it \
-             prints, or run `cargo xtask test`"
-        )
-    })
-}
-
-/// A registry client that gives up fast, so an outage reaches the pipeline quickly.
-fn registry(url: &str) -> Registry {
-    Registry::builder(url)
-        .timeout(Duration::from_secs(2))
-        .connect_timeout(Duration::from_millis(500))
-        .retries(1, Duration::from_millis(20), Duration::from_millis(50))
-        .build()
-        .unwrap()
-}
-
 /// The invoice for an order: what the test expects to read back.
 fn invoice(order: &Order) -> Invoice {
     Invoice {
@@ -98,12 +70,7 @@ fn schema_stack(
     output: &str,
     registry: Registry,
     calls: Arc<Mutex<u64>>,
-) -> (
-    BoxService<sluice::pipeline::ConsumedRecord, sluice::pipeline::Processed, PipelineError>,
-    BreakerHandle,
-) {
-    let breaker = BreakerLayer::new(quick_breaker(Duration::from_millis(500)));
-    let handle = breaker.handle();
+) -> (Stack, BreakerHandle) {
     let output: Arc<str> = Arc::from(output);
     let decoder = AvroDecoder::<Order>::new(
         AvroDeserializer::new(registry.clone())
@@ -111,55 +78,21 @@ fn schema_stack(
             .unwrap(),
     );
     let encoder = AvroEncoder::<Invoice>::new(AvroSerializer::new(registry, INVOICE).unwrap());
-    let svc = ServiceBuilder::new()
-        .layer(ConcurrencyLayer::new(Ordering::PerPartition, 64))
-        .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group(group))
-        .layer(breaker)
-        .layer(RetryLayer::new(
-            RetryPolicy::new()
-                .max_attempts(2)
-                .initial_delay(Duration::from_millis(20))
-                .max_delay(Duration::from_millis(50)),
-        ))
-        .layer(DecodeLayer::new(decoder))
-        .layer(EncodeLayer::new(encoder))
-        .service(service_fn(move |r: Decoded<Bytes, Order>| {
-            let output = Arc::clone(&output);
-            let calls = Arc::clone(&calls);
-            async move {
-                *calls.lock().unwrap() += 1;
-                let order = r
-                    .value
-                    .ok_or_else(|| PipelineError::dead_letter("tombstone"))?;
-                let key = r.key.unwrap_or_default();
-                Ok::<_, PipelineError>(vec![Produce::new(&*output, invoice(&order))
-                    .with_key(key)
-                    .with_partition(r.record.partition)])
-            }
-        }));
-    (BoxService::new(svc), handle)
-}
-
-/// Writes `orders` to `topic` round-robin, each value framed by `serialize`.
-async fn write(producer: &Producer, topic: &str, values: Vec<(i32, Bytes)>) -> Vec<(i32, i64)> {
-    let mut sent = Vec::new();
-    for (partition, value) in values {
-        let delivery = producer
-            .send(
-                ProducerRecord::new(topic, value)
-                    .key(Bytes::from(format!("k{}", sent.len())))
-                    .partition(partition),
-            )
-            .await
-            .unwrap();
-        sent.push(delivery);
-    }
-    let mut coords = Vec::new();
-    for d in sent {
-        let d = d.await.unwrap();
-        coords.push((d.partition, d.offset));
-    }
-    coords
+    stack(
+        producer,
+        group,
+        (Raw, decoder, encoder),
+        calls,
+        move |r: Decoded<Bytes, Order>| {
+            let order = r
+                .value
+                .ok_or_else(|| PipelineError::dead_letter("tombstone"))?;
+            let key = r.key.unwrap_or_default();
+            Ok(vec![Produce::new(&*output, invoice(&order))
+                .with_key(key)
+                .with_partition(r.record.partition)])
+        },
+    )
 }
 
 /// The invoices of `output`, decoded with a fresh deserializer, by order id.
@@ -178,23 +111,6 @@ async fn invoices(
         out.entry(inv.order).or_insert((inv.clone(), 0)).1 += 1;
     }
     out
-}
-
-async fn run_until_completed(
-    pipeline: Pipeline<
-        BoxService<sluice::pipeline::ConsumedRecord, sluice::pipeline::Processed, PipelineError>,
-    >,
-    total: u64,
-) {
-    let stats = pipeline.stats();
-    let stop = pipeline.shutdown_handle();
-    let run = tokio::spawn(pipeline.run());
-    wait_until("every record completed", Duration::from_secs(60), || {
-        stats.completed() >= total
-    })
-    .await;
-    stop.cancel();
-    run.await.unwrap().unwrap();
 }
 
 /// Avro in, a typed service, Avro out: every order comes back as exactly one invoice with
@@ -265,23 +181,9 @@ async fn avro_in_avro_out_and_undecodable_records_are_dead_lettered() {
         bad_magic.len() + unknown_id.len(),
         "exactly the bad records"
     );
-    let index_of = |r: &Read| {
-        let offset = i64::from_be_bytes(r.header(headers::ORIGINAL_OFFSET)[..].try_into().unwrap());
-        let partition = i32::from_be_bytes(
-            r.header(headers::ORIGINAL_PARTITION)[..]
-                .try_into()
-                .unwrap(),
-        );
-        coords
-            .iter()
-            .position(|&c| c == (partition, offset))
-            .unwrap() as i64
-    };
     for r in &dlq {
-        let i = index_of(r);
-        let message = String::from_utf8(r.header(headers::EXCEPTION_MESSAGE).to_vec()).unwrap();
-        let fqcn = String::from_utf8(r.header(headers::EXCEPTION_FQCN).to_vec()).unwrap();
-        assert!(fqcn.ends_with("SchemaError"), "{fqcn}");
+        let i = input_index(&coords, r);
+        let message = dlq_message(r);
         if bad_magic.contains(&i) {
             assert!(
                 message.contains("wrong magic byte 0x7b"),

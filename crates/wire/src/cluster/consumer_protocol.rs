@@ -13,8 +13,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use crate::consumer::TopicPartition;
 use crate::error::{Error, Result};
+use crate::types::TopicPartition;
 
 /// The highest version of both messages we write (Java 3.x and 4.x write 3 too).
 const VERSION: i16 = 3;
