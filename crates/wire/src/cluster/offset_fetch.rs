@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::{Error, Result};
-use crate::types::{OffsetAndMetadata, TopicPartition};
+use crate::types::{topic_name, OffsetAndMetadata, TopicPartition};
 
 /// The OffsetFetch request of `group` for `partitions` (`None`: every partition the
 /// group has an offset for). `require_stable` (KIP-447) makes the coordinator answer
@@ -31,7 +31,7 @@ pub(crate) fn request(
             .into_iter()
             .map(|(t, parts)| {
                 OffsetFetchRequestTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                    .with_name(topic_name(t))
                     .with_partition_indexes(parts)
             })
             .collect()
@@ -93,7 +93,7 @@ mod tests {
 
     fn response(partitions: Vec<OffsetFetchResponsePartition>) -> OffsetFetchResponse {
         OffsetFetchResponse::default().with_topics(vec![OffsetFetchResponseTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_name(topic_name("t"))
             .with_partitions(partitions)])
     }
 

@@ -24,8 +24,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest};
 use tracing::{debug, warn};
 
 use super::completed_fetch::{scan_batch_headers, CompletedFetch};
@@ -35,8 +34,9 @@ use super::offsets;
 use super::state::{Shared, Start};
 use super::validation::{self, Validate};
 use super::TopicPartition;
+use crate::config::wire_ms;
 use crate::error::{Error, KafkaCode, Result};
-use crate::partition_client::IsolationLevel;
+use crate::types::{topic_name, IsolationLevel};
 
 /// A partition to fetch: its offset and current leader epoch, and the (seek) epoch it
 /// was planned under.
@@ -338,7 +338,7 @@ async fn fetch_inner(
     }
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(i32::try_from(c.fetch_max_wait.as_millis()).unwrap_or(i32::MAX))
+        .with_max_wait_ms(wire_ms(c.fetch_max_wait))
         .with_min_bytes(c.fetch_min_bytes)
         .with_max_bytes(c.fetch_max_bytes.max(1))
         .with_isolation_level(c.isolation_level.wire())
@@ -349,7 +349,7 @@ async fn fetch_inner(
                 .into_iter()
                 .map(|(t, parts)| {
                     FetchTopic::default()
-                        .with_topic(name(t))
+                        .with_topic(topic_name(t))
                         .with_partitions(parts)
                 })
                 .collect(),
@@ -359,7 +359,7 @@ async fn fetch_inner(
                 .into_iter()
                 .map(|(t, parts)| {
                     ForgottenTopic::default()
-                        .with_topic(name(t))
+                        .with_topic(topic_name(t))
                         .with_partitions(parts)
                 })
                 .collect(),
@@ -504,8 +504,4 @@ fn handle(
         shared.cluster.request_refresh();
     }
     Ok(())
-}
-
-fn name(t: &str) -> TopicName {
-    TopicName(StrBytes::from_string(t.to_string()))
 }

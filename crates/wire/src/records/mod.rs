@@ -218,6 +218,7 @@ impl ControlRecordType {
 
 /// A decoded control record: a transaction marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ControlRecord {
     /// Commit, abort, or an unknown type.
     pub kind: ControlRecordType,

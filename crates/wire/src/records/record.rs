@@ -219,6 +219,7 @@ impl fmt::Debug for Record {
 
 /// A decoded header; key and value are slices of the batch's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordHeader {
     /// The key bytes (Kafka writes UTF-8; see [`key_str`](Self::key_str)).
     pub key: Bytes,
