@@ -10,6 +10,7 @@
 //! After the first record of each schema neither makes an HTTP request: ids per topic and
 //! parsed writer schemas per id are kept for the life of the (de)serializer.
 
+use crate::sync;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -215,12 +216,7 @@ impl AvroDeserializer {
 
     /// The writer schema of id `id`, parsed with its references (fetched once).
     async fn writer(&self, id: u32) -> Result<Arc<WriterSchema>> {
-        if let Some(w) = self
-            .writers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
+        if let Some(w) = sync::read(&self.writers).get(&id) {
             return Ok(Arc::clone(w));
         }
         let schema = self.registry.schema_by_id(id).await?;
@@ -231,7 +227,7 @@ impl AvroDeserializer {
             AvroSchema::parse_str_with_list(&schema.schema, &references)?
         };
         let writer = Arc::new(WriterSchema { schema, references });
-        let mut map = self.writers.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = sync::write(&self.writers);
         Ok(Arc::clone(map.entry(id).or_insert(writer)))
     }
 

@@ -13,6 +13,7 @@
 //! that no reference names are never fetched: compiling fails with
 //! [`Error::InvalidSchema`].
 
+use crate::sync;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -222,12 +223,7 @@ impl JsonDeserializer {
     }
 
     async fn validator(&self, id: u32) -> Result<Arc<jsonschema::Validator>> {
-        if let Some(v) = self
-            .validators
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
+        if let Some(v) = sync::read(&self.validators).get(&id) {
             return Ok(Arc::clone(v));
         }
         let schema = self.registry.schema_by_id(id).await?;
@@ -237,7 +233,7 @@ impl JsonDeserializer {
             })?;
         let references = self.registry.reference_sources(&schema).await?;
         let validator = Arc::new(compile(&parsed, &references)?);
-        let mut map = self.validators.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = sync::write(&self.validators);
         Ok(Arc::clone(map.entry(id).or_insert(validator)))
     }
 

@@ -81,6 +81,7 @@ mod protobuf;
 mod registry;
 mod schema;
 mod subject;
+mod sync;
 mod tls;
 
 pub use avro::{AvroDeserializer, AvroSerializer};

@@ -12,6 +12,7 @@
 //! path, its subject and version name the registered file. Google's well-known types
 //! (`google/protobuf/*.proto`) resolve without references.
 
+use crate::sync;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
@@ -264,12 +265,7 @@ impl ProtobufDeserializer {
 
     /// The compiled schema of id `id` with its imports, fetched once.
     async fn pool(&self, id: u32) -> Result<DescriptorPool> {
-        if let Some(pool) = self
-            .pools
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
+        if let Some(pool) = sync::read(&self.pools).get(&id) {
             return Ok(pool.clone());
         }
         let schema = self.registry.schema_by_id(id).await?;
@@ -281,7 +277,7 @@ impl ProtobufDeserializer {
         }
         let imports = self.registry.reference_sources(&schema).await?;
         let pool = compile(&schema.schema, &imports)?;
-        let mut map = self.pools.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = sync::write(&self.pools);
         Ok(map.entry(id).or_insert(pool).clone())
     }
 

@@ -5,6 +5,7 @@
 //! applications share subjects.
 
 use crate::error::{Error, Result};
+use crate::sync;
 
 /// How a subject name is derived from the topic, the side (key or value) and the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -110,12 +111,7 @@ impl SubjectIds {
         topic: &str,
         record: Option<&str>,
     ) -> Result<u32> {
-        if let Some(&id) = self
-            .ids
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-        {
+        if let Some(&id) = sync::read(&self.ids).get(topic) {
             return Ok(id);
         }
         let subject = self.strategy.subject(topic, self.is_key, record)?;
@@ -124,10 +120,7 @@ impl SubjectIds {
         } else {
             registry.id_of(&subject, schema).await?
         };
-        self.ids
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_string(), id);
+        sync::write(&self.ids).insert(topic.to_string(), id);
         Ok(id)
     }
 }

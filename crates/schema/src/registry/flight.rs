@@ -2,6 +2,7 @@
 //! at once (every partition's first record after a deploy), one asks the registry and
 //! the others wait for its answer in the cache instead of asking too.
 
+use crate::sync;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ impl<K: Hash + Eq + Clone> Flights<K> {
     /// Wait until no other caller holds `key`, then hold it.
     pub(crate) async fn enter(&self, key: K) -> Flight<'_, K> {
         let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut locks = sync::lock(&self.locks);
             Arc::clone(locks.entry(key.clone()).or_default())
         };
         let guard = Arc::clone(&lock).lock_owned().await;
@@ -49,7 +50,7 @@ impl<K: Hash + Eq + Clone> Flights<K> {
 impl<K: Hash + Eq + Clone> Drop for Flight<'_, K> {
     fn drop(&mut self) {
         self.guard.take();
-        let mut locks = self.flights.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = sync::lock(&self.flights.locks);
         // Only the map and this flight hold the lock: nobody waits, forget the key.
         if locks
             .get(&self.key)

@@ -28,6 +28,7 @@ mod unknown_ids;
 
 pub use builder::RegistryBuilder;
 
+use crate::sync;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -148,31 +149,21 @@ impl Registry {
     }
 
     fn cached_schema(&self, id: u32) -> Option<Arc<Schema>> {
-        let map = self.inner.by_id.read().unwrap_or_else(|p| p.into_inner());
+        let map = sync::read(&self.inner.by_id);
         map.get(&id).map(Arc::clone)
     }
 
     fn cached_id(&self, subject: &str, schema: &Schema) -> Option<u32> {
-        let map = self
-            .inner
-            .by_schema
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let map = sync::read(&self.inner.by_schema);
         map.get(subject)?.get(schema).copied()
     }
 
     fn remember(&self, subject: &str, schema: &Schema, id: u32) {
-        self.inner
-            .by_schema
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        sync::write(&self.inner.by_schema)
             .entry(subject.to_string())
             .or_default()
             .insert(schema.clone(), id);
-        self.inner
-            .by_id
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        sync::write(&self.inner.by_id)
             .entry(id)
             .or_insert_with(|| Arc::new(schema.clone()));
     }
@@ -298,7 +289,7 @@ impl Registry {
         };
         self.inner.unknown_ids.remove(id);
         let schema = Arc::new(Schema::from(parse::<WireSchema>(reply)?));
-        let mut map = self.inner.by_id.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = sync::write(&self.inner.by_id);
         Ok(Arc::clone(map.entry(id).or_insert(schema)))
     }
 
@@ -309,13 +300,7 @@ impl Registry {
     pub async fn version(&self, subject: &str, version: Version) -> Result<Arc<RegisteredSchema>> {
         if let Version::Number(n) = version {
             let key = (subject.to_string(), n);
-            if let Some(r) = self
-                .inner
-                .by_version
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-            {
+            if let Some(r) = sync::read(&self.inner.by_version).get(&key) {
                 return Ok(Arc::clone(r));
             }
         }
@@ -343,14 +328,10 @@ impl Registry {
             schema: w.schema.into(),
         });
         self.remember(subject, &registered.schema, registered.id);
-        self.inner
-            .by_version
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                (subject.to_string(), registered.version),
-                Arc::clone(&registered),
-            );
+        sync::write(&self.inner.by_version).insert(
+            (subject.to_string(), registered.version),
+            Arc::clone(&registered),
+        );
         Ok(registered)
     }
 

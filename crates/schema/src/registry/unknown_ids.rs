@@ -5,6 +5,7 @@
 //! Only for a while: an id can become known (a registry replica that had not caught up,
 //! a schema restored from a backup), so the answer expires after the TTL.
 
+use crate::sync;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ impl UnknownIds {
 
     /// Did the registry say, less than the TTL ago, that it has no schema `id`?
     pub(crate) fn contains(&self, id: u32) -> bool {
-        let mut map = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = sync::lock(&self.expiries);
         match map.get(&id) {
             Some(&expiry) if Instant::now() < expiry => true,
             Some(_) => {
@@ -48,7 +49,7 @@ impl UnknownIds {
             return;
         }
         let now = Instant::now();
-        let mut map = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = sync::lock(&self.expiries);
         if map.len() >= CAPACITY {
             map.retain(|_, &mut expiry| now < expiry);
             if map.len() >= CAPACITY {
@@ -60,10 +61,7 @@ impl UnknownIds {
 
     /// The id is known after all (a schema fetched by it).
     pub(crate) fn remove(&self, id: u32) {
-        self.expiries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        sync::lock(&self.expiries).remove(&id);
     }
 }
 
