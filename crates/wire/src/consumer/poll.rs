@@ -9,14 +9,24 @@ use std::time::Instant;
 
 use tracing::warn;
 
+use super::event::ConsumerEvent;
 use super::record::{ConsumerRecord, PartitionRecords};
+use super::TopicPartition;
 use super::state::{Shared, State};
 use super::{group, offsets};
 use crate::error::Result;
+use crate::types::IsolationLevel;
 
 /// The next record (see [`Consumer::recv`](super::Consumer::recv)).
 pub(super) async fn recv(shared: &Arc<Shared>) -> Result<ConsumerRecord> {
     let mut slot: Option<ConsumerRecord> = None;
+    wait_until(shared, &mut slot, Option::take).await
+}
+
+/// The next record or end of a partition (see
+/// [`Consumer::recv_event`](super::Consumer::recv_event)).
+pub(super) async fn recv_event(shared: &Arc<Shared>) -> Result<ConsumerEvent> {
+    let mut slot: Option<ConsumerEvent> = None;
     wait_until(shared, &mut slot, Option::take).await
 }
 
@@ -190,6 +200,15 @@ fn take(shared: &Arc<Shared>, out: &mut impl TakeInto) -> Option<Result<()>> {
         return None;
     }
     let state = &mut *guard;
+    // An end first: the partition it names has nothing buffered, so it cannot overtake
+    // a record of its own, and a busy partition does not hold back the others' ends.
+    if shared.config.enable_partition_eof && out.wants_eof() {
+        let read_committed = shared.config.isolation_level == IsolationLevel::ReadCommitted;
+        if let Some((tp, offset)) = state.take_eof(read_committed) {
+            out.put_eof(tp, offset);
+            return Some(Ok(()));
+        }
+    }
     let mut freed = false;
     let mut i = 0;
     let result = loop {
@@ -291,6 +310,30 @@ trait TakeInto {
     fn reserve(&mut self, n: usize);
     /// Stores `record`; false when no more are wanted.
     fn put(&mut self, record: ConsumerRecord) -> bool;
+    /// Whether ends of partitions are taken too (`recv_event`).
+    fn wants_eof(&self) -> bool {
+        false
+    }
+    /// Stores the end of `partition`, reached at `offset`.
+    fn put_eof(&mut self, _partition: TopicPartition, _offset: i64) {}
+}
+
+impl TakeInto for Option<ConsumerEvent> {
+    fn reserve(&mut self, _: usize) {}
+
+    #[inline]
+    fn put(&mut self, record: ConsumerRecord) -> bool {
+        *self = Some(ConsumerEvent::Record(record));
+        false
+    }
+
+    fn wants_eof(&self) -> bool {
+        true
+    }
+
+    fn put_eof(&mut self, partition: TopicPartition, offset: i64) {
+        *self = Some(ConsumerEvent::PartitionEof { partition, offset });
+    }
 }
 
 impl TakeInto for Option<ConsumerRecord> {

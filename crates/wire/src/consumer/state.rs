@@ -3,11 +3,12 @@
 //! fatal error to hand to the next `recv`. Guarded by one `std` mutex that is never held
 //! across an `.await`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::Notify;
+use tracing::{info, warn};
 
 use super::commit_queue::CommitQueue;
 use super::completed_fetch::CompletedFetch;
@@ -62,6 +63,10 @@ pub(crate) struct PartitionState {
     pub(crate) epoch: u64,
     pub(crate) high_watermark: i64,
     pub(crate) last_stable_offset: i64,
+    /// The position at which the end of the partition was last reported
+    /// (`enable.partition.eof`), so it is reported once per arrival there. Cleared by a
+    /// seek or a reset.
+    eof_reported: Option<i64>,
     /// After a failed fetch (the leader moved, the broker went away), not fetched again
     /// before this: a backoff, not a tight loop against a broker that cannot answer.
     pub(crate) retry_at: Option<tokio::time::Instant>,
@@ -81,6 +86,7 @@ impl PartitionState {
             epoch,
             high_watermark: -1,
             last_stable_offset: -1,
+            eof_reported: None,
             retry_at: None,
         }
     }
@@ -94,6 +100,25 @@ impl PartitionState {
         self.offset_epoch = offset_epoch;
         self.validating = false;
         self.no_offset = false;
+        self.eof_reported = None;
+    }
+
+    /// The position, when it has reached the end of the partition (the high watermark,
+    /// or the last stable offset when `read_committed`) of the latest fetch and that was
+    /// not reported yet. The caller checks that nothing of the partition is buffered.
+    pub(crate) fn eof_due(&self, read_committed: bool) -> Option<i64> {
+        let end = if read_committed {
+            self.last_stable_offset
+        } else {
+            self.high_watermark
+        };
+        let position = self.position?;
+        let due = !self.paused
+            && !self.validating
+            && end >= 0
+            && position >= end
+            && self.eof_reported != Some(position);
+        due.then_some(position)
     }
 }
 
@@ -115,6 +140,9 @@ pub(crate) struct State {
     /// static member, ...).
     pub(crate) error: Option<Error>,
     pub(crate) subscription: Option<Vec<String>>,
+    /// Subscribed topics the last metadata check did not find (librdkafka: "Subscribed
+    /// topic not available"); each warned about once, when it went missing.
+    pub(crate) missing_topics: BTreeSet<String>,
     pub(crate) membership: Membership,
     pub(crate) last_poll: Instant,
     /// `recv` / `recv_batch` calls waiting for records right now. A member waiting in
@@ -187,6 +215,40 @@ impl State {
                 missing.join(", ")
             ),
         ))
+    }
+
+    /// A partition whose end is due to be reported (see [`PartitionState::eof_due`]) and
+    /// that has nothing buffered, marked as reported.
+    pub(crate) fn take_eof(&mut self, read_committed: bool) -> Option<(TopicPartition, i64)> {
+        let buffer = &self.buffer;
+        let (tp, ps) = self.assignment.iter_mut().find(|(tp, ps)| {
+            ps.eof_due(read_committed).is_some() && !buffer.iter().any(|f| &f.tp == *tp)
+        })?;
+        let offset = ps.position?;
+        ps.eof_reported = Some(offset);
+        Some((tp.clone(), offset))
+    }
+
+    /// Records what a metadata check found of the subscribed topics: `missing` are
+    /// those it did not find, each with the broker's error code for it (`None`: the
+    /// topic was absent from the answer). Warns once for a topic that went missing and
+    /// says when it came back, not on every check.
+    pub(crate) fn set_missing_topics(&mut self, missing: Vec<(String, Option<KafkaCode>)>) {
+        let now: BTreeSet<String> = missing.iter().map(|(t, _)| t.clone()).collect();
+        for (topic, code) in missing {
+            if !self.missing_topics.contains(&topic) {
+                let code = code.unwrap_or(KafkaCode::UnknownTopicOrPartition);
+                warn!(
+                    %topic,
+                    "Subscribed topic not available: {topic}: {code}: {}",
+                    code.description()
+                );
+            }
+        }
+        for topic in self.missing_topics.difference(&now) {
+            info!(%topic, "subscribed topic is available again");
+        }
+        self.missing_topics = now;
     }
 
     pub(crate) fn remove(&mut self, tp: &TopicPartition) {
