@@ -34,10 +34,15 @@ async fn bootstrap_waits_for_a_broker_that_starts_late() {
     let addr = format!("127.0.0.1:{port}");
     let late = broker_on_port_later(port, Duration::from_secs(2));
     let config = ClusterConfig::new(&addr).bootstrap_timeout(Duration::from_secs(30));
-    let cluster = Cluster::connect(config).await.expect("connects once the broker is up");
+    let cluster = Cluster::connect(config)
+        .await
+        .expect("connects once the broker is up");
     assert!(!cluster.metadata().brokers.is_empty());
     let proxy = late.join().unwrap();
-    assert!(proxy.connections() >= 1, "bootstrap went through the late listener");
+    assert!(
+        proxy.connections() >= 1,
+        "bootstrap went through the late listener"
+    );
 }
 
 #[tokio::test]
@@ -49,7 +54,10 @@ async fn without_a_bootstrap_timeout_a_missing_broker_fails_at_once() {
         .await
         .expect_err("nothing listens yet");
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-    assert!(e.to_string().contains(&format!("connecting to {addr}")), "{e}");
+    assert!(
+        e.to_string().contains(&format!("connecting to {addr}")),
+        "{e}"
+    );
     // The proxy came up after the one try; the client never used it.
     let proxy = late.join().unwrap();
     assert_eq!(proxy.connections(), 0);
@@ -63,7 +71,12 @@ async fn a_bootstrap_timeout_ends_with_the_same_clear_error() {
     config.set("sluice.bootstrap.timeout.ms", "1000").unwrap();
     config.reconnect_backoff = Duration::from_millis(50);
     config.reconnect_backoff_max = Duration::from_millis(200);
-    let e = Cluster::connect(config).await.expect_err("nothing ever listens");
+    let e = Cluster::connect(config)
+        .await
+        .expect_err("nothing ever listens");
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-    assert!(e.to_string().contains(&format!("connecting to {addr}")), "{e}");
+    assert!(
+        e.to_string().contains(&format!("connecting to {addr}")),
+        "{e}"
+    );
 }

@@ -49,15 +49,22 @@ async fn partition_eof_once_per_arrival_at_the_end() {
     for (p, n) in [(0, 40), (1, 25), (2, 0)] {
         produce(&cluster, &topic, p, 0, n).await;
     }
-    let c = Consumer::with_cluster(cluster.clone(), config(None).enable_partition_eof(true))
-        .unwrap();
+    let c =
+        Consumer::with_cluster(cluster.clone(), config(None).enable_partition_eof(true)).unwrap();
     let tps: Vec<_> = (0..3).map(|p| TopicPartition::new(&topic, p)).collect();
     c.assign(tps.clone()).unwrap();
 
     let (values, ends) = read_to_ends(&c, 3).await;
     assert_eq!(values.len(), 65, "exactly the records written");
-    let expected: BTreeMap<_, _> = tps.iter().cloned().zip([vec![40], vec![25], vec![0]]).collect();
-    assert_eq!(ends, expected, "one end per partition, at its high watermark");
+    let expected: BTreeMap<_, _> = tps
+        .iter()
+        .cloned()
+        .zip([vec![40], vec![25], vec![0]])
+        .collect();
+    assert_eq!(
+        ends, expected,
+        "one end per partition, at its high watermark"
+    );
 
     // Nothing new: no second end for the same position, however long we wait.
     let quiet = tokio::time::timeout(Duration::from_secs(2), c.recv_event()).await;
@@ -92,11 +99,17 @@ async fn partition_eof_is_off_by_default() {
     let c = Consumer::with_cluster(cluster, config(None)).unwrap();
     c.assign([TopicPartition::new(&topic, 0)]).unwrap();
     for _ in 0..3 {
-        let e = tokio::time::timeout(T, c.recv_event()).await.unwrap().unwrap();
+        let e = tokio::time::timeout(T, c.recv_event())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(e.record().is_some(), "{e:?}");
     }
     let quiet = tokio::time::timeout(Duration::from_secs(2), c.recv_event()).await;
-    assert!(quiet.is_err(), "an end without enable.partition.eof: {quiet:?}");
+    assert!(
+        quiet.is_err(),
+        "an end without enable.partition.eof: {quiet:?}"
+    );
 }
 
 #[tokio::test]

@@ -124,7 +124,10 @@ fn consume_exit_stops_at_the_end_of_every_partition() {
     // Partition 2 stays empty: its end is offset 0.
     for (p, n) in [("0", 4), ("1", 3)] {
         let input: String = (0..n).map(|i| format!("p{p}-{i}\n")).collect();
-        ok(&sluice(&["produce", &topic, "--partition", p], Some(&input)));
+        ok(&sluice(
+            &["produce", &topic, "--partition", p],
+            Some(&input),
+        ));
     }
     let out = ok(&sluice(&["consume", &topic, "--exit"], None));
     let mut values: Vec<&str> = out

@@ -124,6 +124,9 @@ mod tests {
         .await;
         let e = r.unwrap_err();
         assert!(tries.get() > 1);
-        assert!(e.to_string().contains(&format!("refused {}", tries.get())), "{e}");
+        assert!(
+            e.to_string().contains(&format!("refused {}", tries.get())),
+            "{e}"
+        );
     }
 }

@@ -11,8 +11,8 @@ use tracing::warn;
 
 use super::event::ConsumerEvent;
 use super::record::{ConsumerRecord, PartitionRecords};
-use super::TopicPartition;
 use super::state::{Shared, State};
+use super::TopicPartition;
 use super::{group, offsets};
 use crate::error::Result;
 use crate::types::IsolationLevel;
