@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sluice::wire::cluster::{Cluster, ClusterConfig};
-use sluice::wire::ErrorKind;
+use sluice::wire::{Error, ErrorKind};
 use sluice_testkit::FaultProxy;
 
 fn first_bootstrap() -> String {
@@ -19,20 +19,31 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// A forwarder to the real broker that starts listening on `port` after `delay`.
-fn broker_on_port_later(port: u16, delay: Duration) -> std::thread::JoinHandle<FaultProxy> {
+/// A free 127.0.0.1 address and a forwarder to the real broker that starts listening
+/// on it after `delay`.
+fn broker_on_port_later(delay: Duration) -> (String, std::thread::JoinHandle<FaultProxy>) {
+    let addr = format!("127.0.0.1:{}", free_port());
     let upstream = first_bootstrap();
-    std::thread::spawn(move || {
+    let listen = addr.clone();
+    let late = std::thread::spawn(move || {
         std::thread::sleep(delay);
-        FaultProxy::start_on(&format!("127.0.0.1:{port}"), &upstream).expect("proxy")
-    })
+        FaultProxy::start_on(&listen, &upstream).expect("proxy")
+    });
+    (addr, late)
+}
+
+/// The error a single try at a closed port gives: an I/O error naming the address.
+fn assert_refused(e: &Error, addr: &str) {
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(
+        e.to_string().contains(&format!("connecting to {addr}")),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn bootstrap_waits_for_a_broker_that_starts_late() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let late = broker_on_port_later(port, Duration::from_secs(2));
+    let (addr, late) = broker_on_port_later(Duration::from_secs(2));
     let config = ClusterConfig::new(&addr).bootstrap_timeout(Duration::from_secs(30));
     let cluster = Cluster::connect(config)
         .await
@@ -47,17 +58,11 @@ async fn bootstrap_waits_for_a_broker_that_starts_late() {
 
 #[tokio::test]
 async fn without_a_bootstrap_timeout_a_missing_broker_fails_at_once() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let late = broker_on_port_later(port, Duration::from_secs(2));
+    let (addr, late) = broker_on_port_later(Duration::from_secs(2));
     let e = Cluster::connect(ClusterConfig::new(&addr))
         .await
         .expect_err("nothing listens yet");
-    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-    assert!(
-        e.to_string().contains(&format!("connecting to {addr}")),
-        "{e}"
-    );
+    assert_refused(&e, &addr);
     // The proxy came up after the one try; the client never used it.
     let proxy = late.join().unwrap();
     assert_eq!(proxy.connections(), 0);
@@ -74,9 +79,5 @@ async fn a_bootstrap_timeout_ends_with_the_same_clear_error() {
     let e = Cluster::connect(config)
         .await
         .expect_err("nothing ever listens");
-    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-    assert!(
-        e.to_string().contains(&format!("connecting to {addr}")),
-        "{e}"
-    );
+    assert_refused(&e, &addr);
 }

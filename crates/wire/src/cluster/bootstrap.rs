@@ -63,70 +63,63 @@ mod tests {
     use super::*;
     use crate::error::{Error, ErrorKind};
 
-    fn retry(timeout: Option<Duration>) -> Retry {
-        Retry {
+    /// Runs `with_retry` within `timeout` (1 ms backoff) on tries that end as `outcome`
+    /// says for the n-th try (from 1); returns the result and the number of tries.
+    async fn run(
+        timeout: Option<Duration>,
+        outcome: impl Fn(u32) -> Result<u32>,
+    ) -> (Result<u32>, u32) {
+        let retry = Retry {
             timeout,
             backoff: Duration::from_millis(1),
             backoff_max: Duration::from_millis(5),
-        }
+        };
+        let tries = Cell::new(0);
+        let result = with_retry(retry, || {
+            tries.set(tries.get() + 1);
+            let r = outcome(tries.get());
+            async move { r }
+        })
+        .await;
+        (result, tries.get())
     }
+
+    const LONG: Option<Duration> = Some(Duration::from_secs(10));
 
     #[tokio::test]
     async fn without_a_timeout_one_try() {
-        let tries = Cell::new(0);
-        let r: Result<()> = with_retry(retry(None), || {
-            tries.set(tries.get() + 1);
-            async { Err(Error::closed("refused")) }
-        })
-        .await;
+        let (r, tries) = run(None, |_| Err(Error::closed("refused"))).await;
         assert_eq!(r.unwrap_err().kind(), ErrorKind::ConnectionClosed);
-        assert_eq!(tries.get(), 1);
+        assert_eq!(tries, 1);
     }
 
     #[tokio::test]
     async fn retries_retriable_errors_until_success() {
-        let tries = Cell::new(0);
-        let r = with_retry(retry(Some(Duration::from_secs(10))), || {
-            tries.set(tries.get() + 1);
-            let n = tries.get();
-            async move {
-                if n < 4 {
-                    Err(Error::closed("refused"))
-                } else {
-                    Ok(n)
-                }
+        let (r, tries) = run(LONG, |n| {
+            if n < 4 {
+                Err(Error::closed("refused"))
+            } else {
+                Ok(n)
             }
         })
         .await;
         assert_eq!(r.unwrap(), 4);
+        assert_eq!(tries, 4);
     }
 
     #[tokio::test]
     async fn a_fatal_error_is_not_retried() {
-        let tries = Cell::new(0);
-        let r: Result<()> = with_retry(retry(Some(Duration::from_secs(10))), || {
-            tries.set(tries.get() + 1);
-            async { Err(Error::config("bad")) }
-        })
-        .await;
+        let (r, tries) = run(LONG, |_| Err(Error::config("bad"))).await;
         assert_eq!(r.unwrap_err().kind(), ErrorKind::Config);
-        assert_eq!(tries.get(), 1);
+        assert_eq!(tries, 1);
     }
 
     #[tokio::test]
     async fn gives_up_with_the_last_error_at_the_deadline() {
-        let tries = Cell::new(0);
-        let r: Result<()> = with_retry(retry(Some(Duration::from_millis(50))), || {
-            tries.set(tries.get() + 1);
-            let n = tries.get();
-            async move { Err(Error::closed(format!("refused {n}"))) }
-        })
-        .await;
+        let timeout = Some(Duration::from_millis(50));
+        let (r, tries) = run(timeout, |n| Err(Error::closed(format!("refused {n}")))).await;
         let e = r.unwrap_err();
-        assert!(tries.get() > 1);
-        assert!(
-            e.to_string().contains(&format!("refused {}", tries.get())),
-            "{e}"
-        );
+        assert!(tries > 1, "{tries}");
+        assert!(e.to_string().contains(&format!("refused {tries}")), "{e}");
     }
 }
