@@ -320,3 +320,44 @@ impl Shared {
         self.data_ready.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(position: i64, high_watermark: i64, last_stable_offset: i64) -> PartitionState {
+        let mut ps = PartitionState::new(Start::Committed, 1);
+        ps.set_position(Some(position), None);
+        ps.high_watermark = high_watermark;
+        ps.last_stable_offset = last_stable_offset;
+        ps
+    }
+
+    #[test]
+    fn the_end_is_the_high_watermark_or_under_read_committed_the_last_stable_offset() {
+        assert_eq!(at(10, 10, 10).eof_due(false), Some(10));
+        assert_eq!(at(9, 10, 10).eof_due(false), None);
+        // An open transaction: the high watermark is ahead of the last stable offset.
+        assert_eq!(at(7, 10, 7).eof_due(false), None);
+        assert_eq!(at(7, 10, 7).eof_due(true), Some(7));
+        // No fetch answered yet: the end is unknown.
+        assert_eq!(at(0, -1, -1).eof_due(false), None);
+        assert_eq!(PartitionState::new(Start::Committed, 1).eof_due(false), None);
+    }
+
+    #[test]
+    fn the_end_is_due_once_per_position_and_again_after_a_seek() {
+        let mut ps = at(10, 10, 10);
+        ps.eof_reported = Some(10);
+        assert_eq!(ps.eof_due(false), None);
+        // More records came and were handed out.
+        ps.high_watermark = 12;
+        ps.position = Some(12);
+        assert_eq!(ps.eof_due(false), Some(12));
+        ps.eof_reported = Some(12);
+        ps.set_position(Some(12), None);
+        assert_eq!(ps.eof_due(false), Some(12), "a seek re-arms the end");
+        ps.paused = true;
+        assert_eq!(ps.eof_due(false), None, "a paused partition reports nothing");
+    }
+}
