@@ -157,6 +157,25 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Nothing assigned or subscribed yet; the first auto-commit due at
+    /// `next_auto_commit`.
+    pub(crate) fn new(next_auto_commit: Instant) -> Self {
+        State {
+            assignment: BTreeMap::new(),
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            error: None,
+            subscription: None,
+            missing_topics: BTreeSet::new(),
+            membership: Membership::default(),
+            last_poll: Instant::now(),
+            waiting_recvs: 0,
+            closed: false,
+            next_epoch: 0,
+            next_auto_commit,
+        }
+    }
+
     pub(crate) fn bump(&mut self) -> u64 {
         self.next_epoch += 1;
         self.next_epoch
@@ -323,6 +342,9 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use super::*;
 
     fn at(position: i64, high_watermark: i64, last_stable_offset: i64) -> PartitionState {
@@ -342,7 +364,10 @@ mod tests {
         assert_eq!(at(7, 10, 7).eof_due(true), Some(7));
         // No fetch answered yet: the end is unknown.
         assert_eq!(at(0, -1, -1).eof_due(false), None);
-        assert_eq!(PartitionState::new(Start::Committed, 1).eof_due(false), None);
+        assert_eq!(
+            PartitionState::new(Start::Committed, 1).eof_due(false),
+            None
+        );
     }
 
     #[test]
@@ -358,6 +383,58 @@ mod tests {
         ps.set_position(Some(12), None);
         assert_eq!(ps.eof_due(false), Some(12), "a seek re-arms the end");
         ps.paused = true;
-        assert_eq!(ps.eof_due(false), None, "a paused partition reports nothing");
+        assert_eq!(
+            ps.eof_due(false),
+            None,
+            "a paused partition reports nothing"
+        );
+    }
+
+    /// Counts WARN events, as a `tracing` subscriber.
+    struct WarnCounter(Arc<AtomicUsize>);
+
+    impl tracing::Subscriber for WarnCounter {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn a_missing_topic_is_warned_about_once_until_it_comes_back() {
+        let warns = Arc::new(AtomicUsize::new(0));
+        let counter = WarnCounter(Arc::clone(&warns));
+        let mut state = State::new(Instant::now());
+        let missing = |topics: &[&str]| {
+            topics
+                .iter()
+                .map(|t| (t.to_string(), None))
+                .collect::<Vec<_>>()
+        };
+        let count = || warns.load(Ordering::Relaxed);
+        tracing::subscriber::with_default(counter, || {
+            state.set_missing_topics(missing(&["a", "b"]));
+            assert_eq!(count(), 2);
+            // Every metadata check after that: no new warning.
+            state.set_missing_topics(missing(&["a", "b"]));
+            state.set_missing_topics(missing(&["a", "b"]));
+            assert_eq!(count(), 2);
+            state.set_missing_topics(missing(&["b"]));
+            assert_eq!(state.missing_topics.iter().collect::<Vec<_>>(), ["b"]);
+            // Gone again after it had come back: warned again.
+            state.set_missing_topics(missing(&["a", "b"]));
+            assert_eq!(count(), 3);
+        });
     }
 }
