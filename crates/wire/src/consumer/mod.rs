@@ -68,7 +68,7 @@ mod record;
 mod state;
 mod validation;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -87,7 +87,7 @@ pub use group::listener::{RebalanceContext, RebalanceListener};
 pub use record::{ConsumerRecord, PartitionRecords};
 
 use self::commit_queue::CommitQueue;
-use self::state::{Membership, Shared, Start, State};
+use self::state::{Shared, Start, State};
 use crate::cluster::coordinator::{Coordinator, CoordinatorKey};
 use crate::cluster::Cluster;
 use crate::cluster::OffsetSpec;
