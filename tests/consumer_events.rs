@@ -125,10 +125,19 @@ async fn a_missing_subscribed_topic_is_reported_until_created() {
     let group = sluice_testkit::unique_topic("g-missing");
     let c = Consumer::with_cluster(group_cluster, config(Some(&group))).unwrap();
     c.subscribe([missing.clone()]).unwrap();
-    wait_until("the missing topic reported", T, || {
-        c.missing_topics() == vec![missing.clone()]
-    })
-    .await;
+    let event = tokio::time::timeout(T, c.recv_event())
+        .await
+        .expect("an event for the missing topic")
+        .expect("recv_event");
+    match event {
+        ConsumerEvent::TopicNotAvailable { topic } => assert_eq!(topic, missing),
+        other => panic!("unexpected event {other:?}"),
+    }
+    assert_eq!(c.missing_topics(), vec![missing.clone()]);
+    // Reported once, not on every metadata check (every 500 ms here).
+    let quiet = tokio::time::timeout(Duration::from_secs(2), c.recv_event()).await;
+    assert!(quiet.is_err(), "a second event: {quiet:?}");
+    assert_eq!(c.missing_topics(), vec![missing.clone()]);
 
     consumer_common::create(&cluster, &missing, 1).await;
     produce(&cluster, &missing, 0, 0, 5).await;

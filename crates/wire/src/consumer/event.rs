@@ -1,11 +1,12 @@
-//! What [`recv_event`](super::Consumer::recv_event) hands out: a record, or the news that
+//! What [`recv_event`](super::Consumer::recv_event) hands out: a record, the news that
 //! a partition has been read to its end (librdkafka's `RD_KAFKA_RESP_ERR__PARTITION_EOF`
-//! with `enable.partition.eof`).
+//! with `enable.partition.eof`), or that a subscribed topic does not exist.
 
 use super::record::ConsumerRecord;
 use super::TopicPartition;
 
-/// One step of a consumer's input: a record, or the end of a partition reached.
+/// One step of a consumer's input: a record, the end of a partition reached, or a
+/// subscribed topic missing.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ConsumerEvent {
@@ -22,6 +23,15 @@ pub enum ConsumerEvent {
         /// Its position: the offset the next record written to it will have.
         offset: i64,
     },
+    /// A subscribed topic the cluster does not have (librdkafka: "Subscribed topic not
+    /// available: T: Broker: Unknown topic or partition"). Handed out once when the
+    /// group's metadata check finds it missing (again only if it comes back and goes
+    /// again); [`missing_topics`](super::Consumer::missing_topics) lists those missing
+    /// now. Not an error: the consumer goes on, and reads the topic once it is created.
+    TopicNotAvailable {
+        /// The subscribed topic.
+        topic: String,
+    },
 }
 
 impl ConsumerEvent {
@@ -29,7 +39,7 @@ impl ConsumerEvent {
     pub fn record(&self) -> Option<&ConsumerRecord> {
         match self {
             ConsumerEvent::Record(r) => Some(r),
-            ConsumerEvent::PartitionEof { .. } => None,
+            ConsumerEvent::PartitionEof { .. } | ConsumerEvent::TopicNotAvailable { .. } => None,
         }
     }
 
@@ -37,7 +47,7 @@ impl ConsumerEvent {
     pub fn into_record(self) -> Option<ConsumerRecord> {
         match self {
             ConsumerEvent::Record(r) => Some(r),
-            ConsumerEvent::PartitionEof { .. } => None,
+            ConsumerEvent::PartitionEof { .. } | ConsumerEvent::TopicNotAvailable { .. } => None,
         }
     }
 }

@@ -263,7 +263,8 @@ impl Consumer {
     /// The subscribed topics the cluster does not have, as of the group's last
     /// metadata check (on each join and every `metadata.max.age.ms`): librdkafka's
     /// "Subscribed topic not available". Each is also logged once at WARN when it goes
-    /// missing. A topic created later leaves this list, and the group rebalances to
+    /// missing, and reported once by [`recv_event`](Self::recv_event)
+    /// ([`ConsumerEvent::TopicNotAvailable`]). A topic created later leaves this list, and the group rebalances to
     /// read it. Empty for a consumer that [`assign`](Self::assign)s.
     pub fn missing_topics(&self) -> Vec<String> {
         self.shared.lock().missing_topics.iter().cloned().collect()
@@ -281,9 +282,10 @@ impl Consumer {
         poll::recv(&self.shared).await
     }
 
-    /// The next record, or, with `enable.partition.eof`, the news that a partition has
-    /// been read to its end ([`ConsumerEvent::PartitionEof`], librdkafka's
-    /// `enable.partition.eof`; Java users compare `position` with `endOffsets`).
+    /// The next record, or news of the input: with `enable.partition.eof`, that a
+    /// partition has been read to its end ([`ConsumerEvent::PartitionEof`], librdkafka's
+    /// `enable.partition.eof`; Java users compare `position` with `endOffsets`); that a
+    /// subscribed topic does not exist ([`ConsumerEvent::TopicNotAvailable`]).
     /// Cancel-safe. Fails as [`recv`](Self::recv) does.
     ///
     /// Reading every assigned partition to its end:

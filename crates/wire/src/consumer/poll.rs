@@ -12,7 +12,6 @@ use tracing::warn;
 use super::event::ConsumerEvent;
 use super::record::{ConsumerRecord, PartitionRecords};
 use super::state::{Shared, State};
-use super::TopicPartition;
 use super::{group, offsets};
 use crate::error::Result;
 use crate::types::IsolationLevel;
@@ -202,10 +201,19 @@ fn take(shared: &Arc<Shared>, out: &mut impl TakeInto) -> Option<Result<()>> {
     let state = &mut *guard;
     // An end first: the partition it names has nothing buffered, so it cannot overtake
     // a record of its own, and a busy partition does not hold back the others' ends.
-    if shared.config.enable_partition_eof && out.wants_eof() {
+    if out.wants_events() {
+        if let Some(topic) = state.take_missing_topic() {
+            out.put_event(ConsumerEvent::TopicNotAvailable { topic });
+            return Some(Ok(()));
+        }
         let read_committed = shared.config.isolation_level == IsolationLevel::ReadCommitted;
-        if let Some((tp, offset)) = state.take_eof(read_committed) {
-            out.put_eof(tp, offset);
+        if let Some((partition, offset)) = shared
+            .config
+            .enable_partition_eof
+            .then(|| state.take_eof(read_committed))
+            .flatten()
+        {
+            out.put_event(ConsumerEvent::PartitionEof { partition, offset });
             return Some(Ok(()));
         }
     }
@@ -310,12 +318,12 @@ trait TakeInto {
     fn reserve(&mut self, n: usize);
     /// Stores `record`; false when no more are wanted.
     fn put(&mut self, record: ConsumerRecord) -> bool;
-    /// Whether ends of partitions are taken too (`recv_event`).
-    fn wants_eof(&self) -> bool {
+    /// Whether events other than records are taken too (`recv_event`).
+    fn wants_events(&self) -> bool {
         false
     }
-    /// Stores the end of `partition`, reached at `offset`.
-    fn put_eof(&mut self, _partition: TopicPartition, _offset: i64) {}
+    /// Stores an event that is not a record.
+    fn put_event(&mut self, _event: ConsumerEvent) {}
 }
 
 impl TakeInto for Option<ConsumerEvent> {
@@ -327,12 +335,12 @@ impl TakeInto for Option<ConsumerEvent> {
         false
     }
 
-    fn wants_eof(&self) -> bool {
+    fn wants_events(&self) -> bool {
         true
     }
 
-    fn put_eof(&mut self, partition: TopicPartition, offset: i64) {
-        *self = Some(ConsumerEvent::PartitionEof { partition, offset });
+    fn put_event(&mut self, event: ConsumerEvent) {
+        *self = Some(event);
     }
 }
 

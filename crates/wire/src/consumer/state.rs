@@ -143,6 +143,8 @@ pub(crate) struct State {
     /// Subscribed topics the last metadata check did not find (librdkafka: "Subscribed
     /// topic not available"); each warned about once, when it went missing.
     pub(crate) missing_topics: BTreeSet<String>,
+    /// Of those, the ones `recv_event` has not reported yet.
+    unreported_missing: BTreeSet<String>,
     pub(crate) membership: Membership,
     pub(crate) last_poll: Instant,
     /// `recv` / `recv_batch` calls waiting for records right now. A member waiting in
@@ -167,6 +169,7 @@ impl State {
             error: None,
             subscription: None,
             missing_topics: BTreeSet::new(),
+            unreported_missing: BTreeSet::new(),
             membership: Membership::default(),
             last_poll: Instant::now(),
             waiting_recvs: 0,
@@ -251,11 +254,15 @@ impl State {
     /// Records what a metadata check found of the subscribed topics: `missing` are
     /// those it did not find, each with the broker's error code for it (`None`: the
     /// topic was absent from the answer). Warns once for a topic that went missing and
-    /// says when it came back, not on every check.
-    pub(crate) fn set_missing_topics(&mut self, missing: Vec<(String, Option<KafkaCode>)>) {
+    /// says when it came back, not on every check. True when a topic went missing (a
+    /// `recv_event` has something to report).
+    pub(crate) fn set_missing_topics(&mut self, missing: Vec<(String, Option<KafkaCode>)>) -> bool {
         let now: BTreeSet<String> = missing.iter().map(|(t, _)| t.clone()).collect();
+        let mut news = false;
         for (topic, code) in missing {
             if !self.missing_topics.contains(&topic) {
+                news = true;
+                self.unreported_missing.insert(topic.clone());
                 let code = code.unwrap_or(KafkaCode::UnknownTopicOrPartition);
                 warn!(
                     %topic,
@@ -267,7 +274,14 @@ impl State {
         for topic in self.missing_topics.difference(&now) {
             info!(%topic, "subscribed topic is available again");
         }
+        self.unreported_missing.retain(|t| now.contains(t));
         self.missing_topics = now;
+        news
+    }
+
+    /// A missing subscribed topic `recv_event` has not reported yet, taken.
+    pub(crate) fn take_missing_topic(&mut self) -> Option<String> {
+        self.unreported_missing.pop_first()
     }
 
     pub(crate) fn remove(&mut self, tp: &TopicPartition) {
@@ -424,17 +438,21 @@ mod tests {
         };
         let count = || warns.load(Ordering::Relaxed);
         tracing::subscriber::with_default(counter, || {
-            state.set_missing_topics(missing(&["a", "b"]));
+            assert!(state.set_missing_topics(missing(&["a", "b"])));
             assert_eq!(count(), 2);
-            // Every metadata check after that: no new warning.
-            state.set_missing_topics(missing(&["a", "b"]));
-            state.set_missing_topics(missing(&["a", "b"]));
+            assert_eq!(state.take_missing_topic().as_deref(), Some("a"));
+            // Every metadata check after that: no new warning, no new event.
+            assert!(!state.set_missing_topics(missing(&["a", "b"])));
+            assert!(!state.set_missing_topics(missing(&["a", "b"])));
             assert_eq!(count(), 2);
-            state.set_missing_topics(missing(&["b"]));
-            assert_eq!(state.missing_topics.iter().collect::<Vec<_>>(), ["b"]);
-            // Gone again after it had come back: warned again.
-            state.set_missing_topics(missing(&["a", "b"]));
+            // b came back before its event was taken: no event for it.
+            assert!(!state.set_missing_topics(missing(&["a"])));
+            assert_eq!(state.missing_topics.iter().collect::<Vec<_>>(), ["a"]);
+            assert_eq!(state.take_missing_topic(), None);
+            // Gone again after it had come back: warned and reported again.
+            assert!(state.set_missing_topics(missing(&["a", "b"])));
             assert_eq!(count(), 3);
+            assert_eq!(state.take_missing_topic().as_deref(), Some("b"));
         });
     }
 }

@@ -201,7 +201,9 @@ async fn partition_counts(shared: &Shared, topics: &[String]) -> Option<BTreeMap
             (t.clone(), n)
         })
         .collect();
-    shared.lock().set_missing_topics(missing);
+    if shared.lock().set_missing_topics(missing) {
+        shared.wake_recv();
+    }
     Some(counts)
 }
 
