@@ -1,4 +1,4 @@
-//! The cluster: bootstrap, a metadata cache refreshed on demand and on a timer, and a
+//! The cluster: bootstrap (`bootstrap.rs`: the bounded retry), a metadata cache refreshed on demand and on a timer, and a
 //! pool of one connection per broker.
 //!
 //! [`Cluster`] is a cheap handle (clones share everything). Metadata snapshots are
