@@ -1,5 +1,5 @@
-//! The cluster: bootstrap (`bootstrap.rs`: the bounded retry), a metadata cache refreshed on demand and on a timer, and a
-//! pool of one connection per broker.
+//! The cluster: bootstrap (`bootstrap.rs`: the bounded retry), a metadata cache
+//! refreshed on demand and on a timer, and a pool of one connection per broker.
 //!
 //! [`Cluster`] is a cheap handle (clones share everything). Metadata snapshots are
 //! immutable [`Metadata`] values behind an `Arc`; readers never wait for a refresh.
