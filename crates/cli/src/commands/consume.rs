@@ -135,6 +135,8 @@ pub(crate) async fn run(
                 }
                 ConsumerEvent::PartitionEof { partition, .. } => {
                     at_end.insert(partition);
+                    // With --exit the group commits at each end, not after every record.
+                    commit(&consumer, &mut out, &mut uncommitted).await?;
                     let assigned = consumer.assignment();
                     if !assigned.is_empty() && assigned.iter().all(|tp| at_end.contains(tp)) {
                         break;
@@ -160,15 +162,9 @@ pub(crate) async fn run(
         }
         if args.group.is_some() {
             if let Some(r) = last {
-                // Printed (and flushed): now it counts as processed.
-                out.flush()?;
                 uncommitted.insert(partition, OffsetAndMetadata::new(r.offset() + 1));
-                match consumer.commit(&uncommitted).await {
-                    Ok(()) => uncommitted.clear(),
-                    Err(e) if !e.is_fatal() => {
-                        eprintln!("warning: commit failed, the next one carries it: {e}");
-                    }
-                    Err(e) => return Err(e.into()),
+                if !args.exit {
+                    commit(&consumer, &mut out, &mut uncommitted).await?;
                 }
             }
         }
@@ -184,6 +180,27 @@ pub(crate) async fn run(
     consumer.close().await?;
     if args.quiet {
         println!("{read} records");
+    }
+    Ok(())
+}
+
+/// Commits the offsets of the records printed (flushed first: then they count as
+/// processed). A failed commit is not the end of the run: the next one carries them.
+async fn commit(
+    consumer: &Consumer,
+    out: &mut impl Write,
+    uncommitted: &mut BTreeMap<TopicPartition, OffsetAndMetadata>,
+) -> anyhow::Result<()> {
+    if uncommitted.is_empty() {
+        return Ok(());
+    }
+    out.flush()?;
+    match consumer.commit(uncommitted).await {
+        Ok(()) => uncommitted.clear(),
+        Err(e) if !e.is_fatal() => {
+            eprintln!("warning: commit failed, the next one carries it: {e}");
+        }
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
