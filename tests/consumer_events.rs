@@ -10,6 +10,8 @@ use std::time::Duration;
 use consumer_common::*;
 use sluice::wire::cluster::ClusterConfig;
 use sluice::wire::consumer::{Consumer, ConsumerEvent, TopicPartition};
+use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
+use sluice::wire::types::IsolationLevel;
 
 /// Reads until `partitions` partitions reported their end, collecting the
 /// records (values) and how many ends each partition reported.
@@ -144,4 +146,46 @@ async fn a_missing_subscribed_topic_is_reported_until_created() {
     let records = recv_n(&c, 5, T).await;
     assert_eq!(records.len(), 5);
     assert!(c.missing_topics().is_empty(), "{:?}", c.missing_topics());
+}
+
+#[tokio::test]
+async fn under_read_committed_the_end_is_the_last_stable_offset() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-eof-rc", 1).await;
+    produce(&cluster, &topic, 0, 0, 3).await;
+    let p = Producer::new(
+        ProducerConfig::new(sluice_testkit::bootstrap())
+            .transactional_id(sluice_testkit::unique_topic("tx-eof"))
+            .transaction_timeout(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin().await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..4 {
+        let record = ProducerRecord::new(&topic, format!("open-{i}")).partition(0);
+        deliveries.push(p.send(record).await.unwrap());
+    }
+    p.flush().await;
+    for d in deliveries {
+        d.await.expect("written, not committed yet");
+    }
+
+    let config = config(None)
+        .enable_partition_eof(true)
+        .isolation_level(IsolationLevel::ReadCommitted);
+    let c = Consumer::with_cluster(cluster.clone(), config).unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    c.assign([tp.clone()]).unwrap();
+    // The open transaction's records are on the log (high watermark 7), not stable.
+    let (values, ends) = read_to_ends(&c, 1).await;
+    assert_eq!(values, ["0-0", "0-1", "0-2"]);
+    assert_eq!(ends[&tp], [3], "the end is the last stable offset");
+
+    p.commit().await.unwrap();
+    let (values, ends) = read_to_ends(&c, 1).await;
+    assert_eq!(values, ["open-0", "open-1", "open-2", "open-3"]);
+    // Past the commit marker at 7.
+    assert_eq!(ends[&tp], [8]);
 }
