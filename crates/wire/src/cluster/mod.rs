@@ -127,6 +127,12 @@ impl ClusterConfig {
     /// config.set("security.protocol", "SSL")?;
     /// config.set("ssl.ca.location", "/etc/kafka/ca.pem")?;
     /// assert!(!config.set("linger.ms", "5")?);
+    ///
+    /// // Wait up to 30 s for a cluster that is not up yet; 0 goes back to one try.
+    /// config.set("sluice.bootstrap.timeout.ms", "30000")?;
+    /// assert_eq!(config.bootstrap_timeout, Some(std::time::Duration::from_secs(30)));
+    /// config.set("sluice.bootstrap.timeout.ms", "0")?;
+    /// assert_eq!(config.bootstrap_timeout, None);
     /// # Ok::<(), sluice_wire::Error>(())
     /// ```
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
