@@ -21,11 +21,16 @@ pub async fn cluster() -> Cluster {
 
 pub async fn topic(cluster: &Cluster, prefix: &str, partitions: i32) -> String {
     let name = sluice_testkit::unique_topic(prefix);
+    create(cluster, &name, partitions).await;
+    name
+}
+
+/// Creates the topic `name`.
+pub async fn create(cluster: &Cluster, name: &str, partitions: i32) {
     Admin::new(cluster.clone())
-        .create_topics(&[NewTopic::new(&name, partitions)], T)
+        .create_topics(&[NewTopic::new(name, partitions)], T)
         .await
         .expect("create topic");
-    name
 }
 
 /// Writes `n` records `"<partition>-<i>"` (i from `from`) to one partition.

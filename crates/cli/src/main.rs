@@ -6,6 +6,7 @@
 //! echo 'k1:hello' | sluice produce orders --key-separator :
 //! sluice consume orders --from earliest --count 10
 //! sluice consume orders --group billing --count 10
+//! sluice consume orders --exit            # stop at the end of every partition
 //! sluice groups describe billing
 //! sluice perf produce --topic orders --num-records 500000 --record-size 100 --throughput -1
 //! sluice -F client.properties metadata # a secured cluster (Java properties)

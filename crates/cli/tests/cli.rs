@@ -115,6 +115,44 @@ fn consume_one_partition_from_an_offset() {
 }
 
 #[test]
+fn consume_exit_stops_at_the_end_of_every_partition() {
+    let topic = sluice_testkit::unique_topic("cli-exit");
+    ok(&sluice(
+        &["topic", "create", &topic, "--partitions", "3"],
+        None,
+    ));
+    // Partition 2 stays empty: its end is offset 0.
+    for (p, n) in [("0", 4), ("1", 3)] {
+        let input: String = (0..n).map(|i| format!("p{p}-{i}\n")).collect();
+        ok(&sluice(
+            &["produce", &topic, "--partition", p],
+            Some(&input),
+        ));
+    }
+    let out = ok(&sluice(&["consume", &topic, "--exit"], None));
+    let mut values: Vec<&str> = out
+        .lines()
+        .map(|l| l.rsplit("value:").next().unwrap())
+        .collect();
+    values.sort_unstable();
+    assert_eq!(
+        values,
+        ["p0-0", "p0-1", "p0-2", "p0-3", "p1-0", "p1-1", "p1-2"],
+        "{out}"
+    );
+
+    // As a group member: it exits too, having committed what it printed.
+    let group = sluice_testkit::unique_topic("cli-exit-g");
+    let out = ok(&sluice(
+        &["consume", &topic, "--group", &group, "-e", "--quiet"],
+        None,
+    ));
+    assert_eq!(out.trim(), "7 records", "{out}");
+    let out = ok(&sluice(&["groups", "describe", &group], None));
+    assert_eq!(out.lines().last(), Some("TOTAL LAG 0"), "{out}");
+}
+
+#[test]
 fn bad_input_fails_with_a_clear_message() {
     let out = sluice(
         &["produce", "whatever", "--compression", "brotli"],

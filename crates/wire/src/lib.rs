@@ -75,9 +75,11 @@
 //!   negotiation against one table of the versions we implement; pipelined requests;
 //!   TLS (rustls; graviola as the C-free provider) and SASL (PLAIN, SCRAM-SHA-256/512,
 //!   OAUTHBEARER, re-authentication per KIP-368), owned by the connection.
-//! - [`cluster`]: bootstrap, a metadata cache (brokers, topics, partitions, leaders,
-//!   leader epochs) refreshed on demand and on a timer, one pooled connection per broker;
-//!   the services every client needs: ListOffsets and the coordinator lookup.
+//! - [`cluster`]: bootstrap (one try, or retried within
+//!   [`bootstrap_timeout`](cluster::ClusterConfig::bootstrap_timeout)), a metadata cache
+//!   (brokers, topics, partitions, leaders, leader epochs) refreshed on demand and on a
+//!   timer, one pooled connection per broker; the services every client needs:
+//!   ListOffsets and the coordinator lookup.
 //! - [`producer`]: the batching producer: `send` returns a delivery future; linger,
 //!   `batch.size`, bounded `buffer.memory`, acks, retries in order, idempotence,
 //!   transactions (with consumer offsets in the transaction, KIP-447).

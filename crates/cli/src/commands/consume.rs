@@ -1,14 +1,15 @@
 //! `sluice consume`: print the records of a topic, from one or all partitions; with
 //! `--group`, as a member of a consumer group that commits after printing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write};
 
 use anyhow::Context;
 use bytes::Bytes;
 use sluice_wire::cluster::Cluster;
 use sluice_wire::consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerEvent, ConsumerRecord, OffsetAndMetadata, OffsetReset,
+    TopicPartition,
 };
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +26,11 @@ pub(crate) struct Args {
     /// Stop after this many records (default: run until interrupted).
     #[arg(long, short = 'c')]
     count: Option<u64>,
+    /// Exit once every assigned partition has been read to its end (kcat's -e; the
+    /// consumer's end-of-partition events, `enable.partition.eof`). Records written
+    /// meanwhile are read as long as some partition has not reached its end.
+    #[arg(long, short = 'e')]
+    exit: bool,
     /// Print only a final line with the number of records read.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -82,6 +88,7 @@ pub(crate) async fn run(
         config.set(key, value)?;
     }
     config.cluster = cluster.config().clone();
+    config.enable_partition_eof = args.exit;
     config.auto_offset_reset = match args.from {
         From::Latest => OffsetReset::Latest,
         _ => OffsetReset::Earliest,
@@ -117,49 +124,47 @@ pub(crate) async fn run(
     // Offsets printed but not yet committed: a failed commit is not the end of the run,
     // the next commit carries them (as Java's commitAsync callers do).
     let mut uncommitted: BTreeMap<TopicPartition, OffsetAndMetadata> = BTreeMap::new();
+    // With --exit: the partitions read to their end (and not written to since).
+    let mut at_end: BTreeSet<TopicPartition> = BTreeSet::new();
     while read < limit {
-        let batch = consumer.recv_batch().await?;
+        let (partition, records) = if args.exit {
+            match consumer.recv_event().await? {
+                ConsumerEvent::Record(r) => {
+                    at_end.remove(&r.topic_partition());
+                    (r.topic_partition(), vec![r])
+                }
+                ConsumerEvent::PartitionEof { partition, .. } => {
+                    at_end.insert(partition);
+                    // With --exit the group commits at each end, not after every record.
+                    commit(&consumer, &mut out, &mut uncommitted).await?;
+                    let assigned = consumer.assignment();
+                    if !assigned.is_empty() && assigned.iter().all(|tp| at_end.contains(tp)) {
+                        break;
+                    }
+                    continue;
+                }
+                _ => continue,
+            }
+        } else {
+            let batch = consumer.recv_batch().await?;
+            (batch.partition, batch.records)
+        };
         let mut last: Option<&ConsumerRecord> = None;
-        for record in &batch.records {
+        for record in &records {
             if read >= limit {
                 break;
             }
             read += 1;
             last = Some(record);
             if !args.quiet {
-                let decoded = match record.value() {
-                    Some(v) => decoder.decode(v).await,
-                    None => None,
-                };
-                let value = match decoded {
-                    Some(Ok(json)) => json,
-                    Some(Err(e)) => {
-                        eprintln!(
-                            "warning: partition {} offset {}: value does not decode: {e}",
-                            record.partition(),
-                            record.offset()
-                        );
-                        text(record.value())
-                    }
-                    None => text(record.value()),
-                };
-                print_record(&mut out, record, &value)?;
+                print_record(&mut out, record, &decoded(&decoder, record).await)?;
             }
         }
         if args.group.is_some() {
             if let Some(r) = last {
-                // Printed (and flushed): now it counts as processed.
-                out.flush()?;
-                uncommitted.insert(
-                    batch.partition.clone(),
-                    OffsetAndMetadata::new(r.offset() + 1),
-                );
-                match consumer.commit(&uncommitted).await {
-                    Ok(()) => uncommitted.clear(),
-                    Err(e) if !e.is_fatal() => {
-                        eprintln!("warning: commit failed, the next one carries it: {e}");
-                    }
-                    Err(e) => return Err(e.into()),
+                uncommitted.insert(partition, OffsetAndMetadata::new(r.offset() + 1));
+                if !args.exit {
+                    commit(&consumer, &mut out, &mut uncommitted).await?;
                 }
             }
         }
@@ -177,6 +182,48 @@ pub(crate) async fn run(
         println!("{read} records");
     }
     Ok(())
+}
+
+/// Commits the offsets of the records printed (flushed first: then they count as
+/// processed). A failed commit is not the end of the run: the next one carries them.
+async fn commit(
+    consumer: &Consumer,
+    out: &mut impl Write,
+    uncommitted: &mut BTreeMap<TopicPartition, OffsetAndMetadata>,
+) -> anyhow::Result<()> {
+    if uncommitted.is_empty() {
+        return Ok(());
+    }
+    out.flush()?;
+    match consumer.commit(uncommitted).await {
+        Ok(()) => uncommitted.clear(),
+        Err(e) if !e.is_fatal() => {
+            eprintln!("warning: commit failed, the next one carries it: {e}");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// The value as text: decoded JSON with a schema, else UTF-8 or hex (with a warning
+/// when it should have decoded and did not).
+async fn decoded(decoder: &super::schema::ValueDecoder, record: &ConsumerRecord) -> String {
+    let decoded = match record.value() {
+        Some(v) => decoder.decode(v).await,
+        None => None,
+    };
+    match decoded {
+        Some(Ok(json)) => json,
+        Some(Err(e)) => {
+            eprintln!(
+                "warning: partition {} offset {}: value does not decode: {e}",
+                record.partition(),
+                record.offset()
+            );
+            text(record.value())
+        }
+        None => text(record.value()),
+    }
 }
 
 /// One line per record; `value` is the value as text, decoded JSON or hex.

@@ -1,9 +1,10 @@
-//! The cluster: bootstrap, a metadata cache refreshed on demand and on a timer, and a
-//! pool of one connection per broker.
+//! The cluster: bootstrap (`bootstrap.rs`: the bounded retry), a metadata cache
+//! refreshed on demand and on a timer, and a pool of one connection per broker.
 //!
 //! [`Cluster`] is a cheap handle (clones share everything). Metadata snapshots are
 //! immutable [`Metadata`] values behind an `Arc`; readers never wait for a refresh.
 
+mod bootstrap;
 pub(crate) mod consumer_protocol;
 pub(crate) mod coordinator;
 mod list_offsets;
@@ -50,6 +51,16 @@ pub struct ClusterConfig {
     /// The cap of [`reconnect_backoff`](Self::reconnect_backoff). Default 1 s (Java:
     /// `reconnect.backoff.max.ms`).
     pub reconnect_backoff_max: Duration,
+    /// How long [`Cluster::connect`] goes on trying the bootstrap addresses while none
+    /// can be reached (a connect refused or timed out, a broker not ready), waiting
+    /// [`reconnect_backoff`](Self::reconnect_backoff) after the first failure, doubling
+    /// up to [`reconnect_backoff_max`](Self::reconnect_backoff_max). Then, or at once
+    /// for an error retrying cannot cure (TLS, authentication, a peer that is not
+    /// Kafka), it fails with the last error, as a single try does. Default `None`: one
+    /// try, so a wrong address fails at once. Sluice only (`sluice.bootstrap.timeout.ms`,
+    /// 0 for none): Java and librdkafka never fail at construction and retry in the
+    /// background without end instead.
+    pub bootstrap_timeout: Option<Duration>,
 }
 
 impl ClusterConfig {
@@ -67,6 +78,7 @@ impl ClusterConfig {
             metadata_max_age: Duration::from_secs(300),
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(1),
+            bootstrap_timeout: None,
         }
     }
 
@@ -88,6 +100,14 @@ impl ClusterConfig {
         self
     }
 
+    /// Sets [`bootstrap_timeout`](Self::bootstrap_timeout): [`Cluster::connect`] retries
+    /// an unreachable cluster for up to `timeout`, for a service started before its
+    /// brokers.
+    pub fn bootstrap_timeout(mut self, timeout: Duration) -> Self {
+        self.bootstrap_timeout = Some(timeout);
+        self
+    }
+
     /// Sets how connections are secured (TLS, SASL).
     pub fn security(mut self, security: SecurityConfig) -> Self {
         self.connection.security = security;
@@ -96,7 +116,8 @@ impl ClusterConfig {
 
     /// Sets one Java-style key that applies to every client: `bootstrap.servers`,
     /// `client.id`, `request.timeout.ms`, `socket.connection.setup.timeout.ms`,
-    /// `metadata.max.age.ms`, `reconnect.backoff.ms`, `reconnect.backoff.max.ms`, and the
+    /// `metadata.max.age.ms`, `reconnect.backoff.ms`, `reconnect.backoff.max.ms`,
+    /// `sluice.bootstrap.timeout.ms` (0: one try), and the
     /// security keys (`security.protocol`, `ssl.*`,
     /// `sasl.*`; see [`SecurityConfig::set`]). Returns `Ok(false)` for any other key, so
     /// a client's own config can try it.
@@ -107,6 +128,12 @@ impl ClusterConfig {
     /// config.set("security.protocol", "SSL")?;
     /// config.set("ssl.ca.location", "/etc/kafka/ca.pem")?;
     /// assert!(!config.set("linger.ms", "5")?);
+    ///
+    /// // Wait up to 30 s for a cluster that is not up yet; 0 goes back to one try.
+    /// config.set("sluice.bootstrap.timeout.ms", "30000")?;
+    /// assert_eq!(config.bootstrap_timeout, Some(std::time::Duration::from_secs(30)));
+    /// config.set("sluice.bootstrap.timeout.ms", "0")?;
+    /// assert_eq!(config.bootstrap_timeout, None);
     /// # Ok::<(), sluice_wire::Error>(())
     /// ```
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
@@ -121,6 +148,9 @@ impl ClusterConfig {
             "metadata.max.age.ms" => self.metadata_max_age = ms(key, value)?,
             "reconnect.backoff.ms" => self.reconnect_backoff = ms(key, value)?,
             "reconnect.backoff.max.ms" => self.reconnect_backoff_max = ms(key, value)?,
+            "sluice.bootstrap.timeout.ms" => {
+                self.bootstrap_timeout = Some(ms(key, value)?).filter(|t| !t.is_zero())
+            }
             _ => return self.connection.security.set(key, value),
         }
         Ok(true)
@@ -166,7 +196,9 @@ impl Cluster {
     /// brokers, and starts the background metadata refresh.
     ///
     /// Fails with the last address's error when none answers, so a wrong port or a
-    /// server that is not Kafka gives a typed error within the connect timeout.
+    /// server that is not Kafka gives a typed error within the connect timeout. With a
+    /// [`bootstrap_timeout`](ClusterConfig::bootstrap_timeout), an unreachable cluster
+    /// is tried again, with the reconnect backoff, until then.
     pub async fn connect(config: ClusterConfig) -> Result<Cluster> {
         if config.bootstrap.is_empty() {
             return Err(Error::config("no bootstrap address given"));
@@ -182,7 +214,12 @@ impl Cluster {
                 last_refresh: Mutex::new(None),
             }),
         };
-        cluster.refresh_all().await?;
+        let retry = bootstrap::Retry {
+            timeout: cluster.inner.config.bootstrap_timeout,
+            backoff: cluster.inner.config.reconnect_backoff,
+            backoff_max: cluster.inner.config.reconnect_backoff_max,
+        };
+        bootstrap::with_retry(retry, || cluster.refresh_all()).await?;
         let weak = Arc::downgrade(&cluster.inner);
         let every = cluster.inner.config.metadata_max_age;
         tokio::spawn(refresh_periodically(weak, every));

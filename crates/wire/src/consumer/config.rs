@@ -111,6 +111,13 @@ pub struct ConsumerConfig {
     /// `sluice.prefetch.max.bytes`). Default 64 MiB. The broker's answer for one
     /// partition is always taken whole.
     pub prefetch_max_bytes: usize,
+    /// `enable.partition.eof` (librdkafka's key; Java has no such event and reads
+    /// `endOffsets` instead): [`Consumer::recv_event`](super::Consumer::recv_event)
+    /// hands out a [`ConsumerEvent::PartitionEof`](super::ConsumerEvent::PartitionEof)
+    /// each time a partition's position reaches its end (the high watermark; the last
+    /// stable offset under `read_committed`): once on reaching it, again after more
+    /// records arrived and were handed out. Default false.
+    pub enable_partition_eof: bool,
 }
 
 impl ConsumerConfig {
@@ -137,6 +144,7 @@ impl ConsumerConfig {
             ],
             retry_backoff: Duration::from_millis(100),
             prefetch_max_bytes: 64 * 1024 * 1024,
+            enable_partition_eof: false,
         }
     }
 
@@ -178,6 +186,7 @@ impl ConsumerConfig {
             "group.id" => self.group_id = non_empty(value),
             "group.instance.id" => self.group_instance_id = non_empty(value),
             "enable.auto.commit" => self.enable_auto_commit = boolean(key, value)?,
+            "enable.partition.eof" => self.enable_partition_eof = boolean(key, value)?,
             "auto.commit.interval.ms" => self.auto_commit_interval = ms(key, value)?,
             "auto.offset.reset" => {
                 self.auto_offset_reset = match value {
@@ -267,6 +276,13 @@ impl ConsumerConfig {
         self
     }
 
+    /// Sets `enable.partition.eof`: end-of-partition events from
+    /// [`recv_event`](super::Consumer::recv_event).
+    pub fn enable_partition_eof(mut self, on: bool) -> Self {
+        self.enable_partition_eof = on;
+        self
+    }
+
     /// Sets `auto.offset.reset`.
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.auto_offset_reset = reset;
@@ -348,6 +364,7 @@ mod tests {
             ("bootstrap.servers", "a:1,b:2"),
             ("group.id", "g"),
             ("enable.auto.commit", "true"),
+            ("enable.partition.eof", "true"),
             ("auto.offset.reset", "earliest"),
             ("isolation.level", "read_committed"),
             ("session.timeout.ms", "6000"),
@@ -359,6 +376,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.cluster.bootstrap, ["a:1", "b:2"]);
         assert_eq!(c.group_id.as_deref(), Some("g"));
+        assert!(c.enable_partition_eof);
         assert!(c.enable_auto_commit);
         assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
         assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);

@@ -433,6 +433,14 @@ fn handle(
                     ps.last_stable_offset = data.last_stable_offset;
                     let records = data.records.unwrap_or_default();
                     if records.is_empty() {
+                        // Nothing new: with `enable.partition.eof`, `recv_event` may
+                        // have an end to report.
+                        arrived |= shared.config.enable_partition_eof
+                            && ps
+                                .eof_due(
+                                    shared.config.isolation_level == IsolationLevel::ReadCommitted,
+                                )
+                                .is_some();
                         continue;
                     }
                     ps.fetch_position = Some(scan_batch_headers(&records).0.max(offset));

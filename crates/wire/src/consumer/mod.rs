@@ -42,7 +42,9 @@
 //! - `poll.rs`: what one `recv` / `recv_batch` / `keep_alive` does: the poll timer,
 //!   auto-commit, waiting errors, taking records from the buffer.
 //! - `close.rs`: the last auto-commit, the revoke callback and LeaveGroup on close.
-//! - `record.rs`: [`ConsumerRecord`], [`PartitionRecords`].
+//! - `record.rs`: [`ConsumerRecord`], [`PartitionRecords`]; `event.rs`:
+//!   [`ConsumerEvent`] (a record or the end of a partition, for
+//!   [`recv_event`](Consumer::recv_event)).
 //! - `group/`: membership (coordinator, join / sync / heartbeat / leave), the
 //!   `ConsumerProtocol` bytes, the assignors, the [`RebalanceListener`].
 //!
@@ -56,6 +58,7 @@ mod close;
 mod commit_queue;
 mod completed_fetch;
 pub mod config;
+mod event;
 mod fetch_session;
 mod fetcher;
 pub mod group;
@@ -66,7 +69,7 @@ mod state;
 mod validation;
 
 use crate::sync;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -80,11 +83,12 @@ use tokio::task::JoinHandle;
 
 pub use crate::types::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 pub use config::{AssignmentStrategy, ConsumerConfig, OffsetReset};
+pub use event::ConsumerEvent;
 pub use group::listener::{RebalanceContext, RebalanceListener};
 pub use record::{ConsumerRecord, PartitionRecords};
 
 use self::commit_queue::CommitQueue;
-use self::state::{Membership, Shared, Start, State};
+use self::state::{Shared, Start, State};
 use crate::cluster::coordinator::{Coordinator, CoordinatorKey};
 use crate::cluster::Cluster;
 use crate::cluster::OffsetSpec;
@@ -165,19 +169,7 @@ impl Consumer {
         let shared = Arc::new(Shared {
             config,
             cluster,
-            state: Mutex::new(State {
-                assignment: BTreeMap::new(),
-                buffer: VecDeque::new(),
-                buffered_bytes: 0,
-                error: None,
-                subscription: None,
-                membership: Membership::default(),
-                last_poll: Instant::now(),
-                waiting_recvs: 0,
-                closed: false,
-                next_epoch: 0,
-                next_auto_commit,
-            }),
+            state: Mutex::new(State::new(next_auto_commit)),
             data_ready: Notify::new(),
             fetcher_wake: Notify::new(),
             group_wake: Notify::new(),
@@ -266,6 +258,16 @@ impl Consumer {
         Ok(())
     }
 
+    /// The subscribed topics the cluster does not have, as of the group's last
+    /// metadata check (on each join and every `metadata.max.age.ms`): librdkafka's
+    /// "Subscribed topic not available". Each is also logged once at WARN when it goes
+    /// missing, and reported once by [`recv_event`](Self::recv_event)
+    /// ([`ConsumerEvent::TopicNotAvailable`]). A topic created later leaves this list, and the group rebalances to
+    /// read it. Empty for a consumer that [`assign`](Self::assign)s.
+    pub fn missing_topics(&self) -> Vec<String> {
+        self.shared.lock().missing_topics.iter().cloned().collect()
+    }
+
     /// The partitions this consumer reads now.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.shared.lock().assignment.keys().cloned().collect()
@@ -276,6 +278,38 @@ impl Consumer {
     /// member, ...).
     pub async fn recv(&self) -> Result<ConsumerRecord> {
         poll::recv(&self.shared).await
+    }
+
+    /// The next record, or news of the input: with `enable.partition.eof`, that a
+    /// partition has been read to its end ([`ConsumerEvent::PartitionEof`], librdkafka's
+    /// `enable.partition.eof`; Java users compare `position` with `endOffsets`); that a
+    /// subscribed topic does not exist ([`ConsumerEvent::TopicNotAvailable`]).
+    /// Cancel-safe. Fails as [`recv`](Self::recv) does.
+    ///
+    /// Reading every assigned partition to its end:
+    ///
+    /// ```no_run
+    /// # use std::collections::BTreeSet;
+    /// # use sluice_wire::consumer::{Consumer, ConsumerEvent};
+    /// # async fn run(consumer: Consumer) -> Result<(), sluice_wire::Error> {
+    /// let mut at_end = BTreeSet::new();
+    /// while at_end.len() < consumer.assignment().len() {
+    ///     match consumer.recv_event().await? {
+    ///         ConsumerEvent::Record(r) => {
+    ///             at_end.remove(&r.topic_partition());
+    ///             println!("{:?}", r.value());
+    ///         }
+    ///         ConsumerEvent::PartitionEof { partition, .. } => {
+    ///             at_end.insert(partition);
+    ///         }
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv_event(&self) -> Result<ConsumerEvent> {
+        poll::recv_event(&self.shared).await
     }
 
     /// The buffered records of one partition from one fetch (waits for some). Cancel-safe.

@@ -9,14 +9,23 @@ use std::time::Instant;
 
 use tracing::warn;
 
+use super::event::ConsumerEvent;
 use super::record::{ConsumerRecord, PartitionRecords};
 use super::state::{Shared, State};
 use super::{group, offsets};
 use crate::error::Result;
+use crate::types::IsolationLevel;
 
 /// The next record (see [`Consumer::recv`](super::Consumer::recv)).
 pub(super) async fn recv(shared: &Arc<Shared>) -> Result<ConsumerRecord> {
     let mut slot: Option<ConsumerRecord> = None;
+    wait_until(shared, &mut slot, Option::take).await
+}
+
+/// The next record or end of a partition (see
+/// [`Consumer::recv_event`](super::Consumer::recv_event)).
+pub(super) async fn recv_event(shared: &Arc<Shared>) -> Result<ConsumerEvent> {
+    let mut slot: Option<ConsumerEvent> = None;
     wait_until(shared, &mut slot, Option::take).await
 }
 
@@ -190,6 +199,24 @@ fn take(shared: &Arc<Shared>, out: &mut impl TakeInto) -> Option<Result<()>> {
         return None;
     }
     let state = &mut *guard;
+    // An end first: the partition it names has nothing buffered, so it cannot overtake
+    // a record of its own, and a busy partition does not hold back the others' ends.
+    if out.wants_events() {
+        if let Some(topic) = state.take_missing_topic() {
+            out.put_event(ConsumerEvent::TopicNotAvailable { topic });
+            return Some(Ok(()));
+        }
+        let read_committed = shared.config.isolation_level == IsolationLevel::ReadCommitted;
+        if let Some((partition, offset)) = shared
+            .config
+            .enable_partition_eof
+            .then(|| state.take_eof(read_committed))
+            .flatten()
+        {
+            out.put_event(ConsumerEvent::PartitionEof { partition, offset });
+            return Some(Ok(()));
+        }
+    }
     let mut freed = false;
     let mut i = 0;
     let result = loop {
@@ -291,6 +318,30 @@ trait TakeInto {
     fn reserve(&mut self, n: usize);
     /// Stores `record`; false when no more are wanted.
     fn put(&mut self, record: ConsumerRecord) -> bool;
+    /// Whether events other than records are taken too (`recv_event`).
+    fn wants_events(&self) -> bool {
+        false
+    }
+    /// Stores an event that is not a record.
+    fn put_event(&mut self, _event: ConsumerEvent) {}
+}
+
+impl TakeInto for Option<ConsumerEvent> {
+    fn reserve(&mut self, _: usize) {}
+
+    #[inline]
+    fn put(&mut self, record: ConsumerRecord) -> bool {
+        *self = Some(ConsumerEvent::Record(record));
+        false
+    }
+
+    fn wants_events(&self) -> bool {
+        true
+    }
+
+    fn put_event(&mut self, event: ConsumerEvent) {
+        *self = Some(event);
+    }
 }
 
 impl TakeInto for Option<ConsumerRecord> {

@@ -4,11 +4,12 @@
 //! across an `.await`.
 
 use crate::sync;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::Notify;
+use tracing::{info, warn};
 
 use super::commit_queue::CommitQueue;
 use super::completed_fetch::CompletedFetch;
@@ -63,6 +64,10 @@ pub(crate) struct PartitionState {
     pub(crate) epoch: u64,
     pub(crate) high_watermark: i64,
     pub(crate) last_stable_offset: i64,
+    /// The position at which the end of the partition was last reported
+    /// (`enable.partition.eof`), so it is reported once per arrival there. Cleared by a
+    /// seek or a reset.
+    eof_reported: Option<i64>,
     /// After a failed fetch (the leader moved, the broker went away), not fetched again
     /// before this: a backoff, not a tight loop against a broker that cannot answer.
     pub(crate) retry_at: Option<tokio::time::Instant>,
@@ -82,6 +87,7 @@ impl PartitionState {
             epoch,
             high_watermark: -1,
             last_stable_offset: -1,
+            eof_reported: None,
             retry_at: None,
         }
     }
@@ -95,6 +101,25 @@ impl PartitionState {
         self.offset_epoch = offset_epoch;
         self.validating = false;
         self.no_offset = false;
+        self.eof_reported = None;
+    }
+
+    /// The position, when it has reached the end of the partition (the high watermark,
+    /// or the last stable offset when `read_committed`) of the latest fetch and that was
+    /// not reported yet. The caller checks that nothing of the partition is buffered.
+    pub(crate) fn eof_due(&self, read_committed: bool) -> Option<i64> {
+        let end = if read_committed {
+            self.last_stable_offset
+        } else {
+            self.high_watermark
+        };
+        let position = self.position?;
+        let due = !self.paused
+            && !self.validating
+            && end >= 0
+            && position >= end
+            && self.eof_reported != Some(position);
+        due.then_some(position)
     }
 }
 
@@ -116,6 +141,11 @@ pub(crate) struct State {
     /// static member, ...).
     pub(crate) error: Option<Error>,
     pub(crate) subscription: Option<Vec<String>>,
+    /// Subscribed topics the last metadata check did not find (librdkafka: "Subscribed
+    /// topic not available"); each warned about once, when it went missing.
+    pub(crate) missing_topics: BTreeSet<String>,
+    /// Of those, the ones `recv_event` has not reported yet.
+    unreported_missing: BTreeSet<String>,
     pub(crate) membership: Membership,
     pub(crate) last_poll: Instant,
     /// `recv` / `recv_batch` calls waiting for records right now. A member waiting in
@@ -130,6 +160,26 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Nothing assigned or subscribed yet; the first auto-commit due at
+    /// `next_auto_commit`.
+    pub(crate) fn new(next_auto_commit: Instant) -> Self {
+        State {
+            assignment: BTreeMap::new(),
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            error: None,
+            subscription: None,
+            missing_topics: BTreeSet::new(),
+            unreported_missing: BTreeSet::new(),
+            membership: Membership::default(),
+            last_poll: Instant::now(),
+            waiting_recvs: 0,
+            closed: false,
+            next_epoch: 0,
+            next_auto_commit,
+        }
+    }
+
     pub(crate) fn bump(&mut self) -> u64 {
         self.next_epoch += 1;
         self.next_epoch
@@ -188,6 +238,51 @@ impl State {
                 missing.join(", ")
             ),
         ))
+    }
+
+    /// A partition whose end is due to be reported (see [`PartitionState::eof_due`]) and
+    /// that has nothing buffered, marked as reported.
+    pub(crate) fn take_eof(&mut self, read_committed: bool) -> Option<(TopicPartition, i64)> {
+        let buffer = &self.buffer;
+        let (tp, ps) = self.assignment.iter_mut().find(|(tp, ps)| {
+            ps.eof_due(read_committed).is_some() && !buffer.iter().any(|f| &f.tp == *tp)
+        })?;
+        let offset = ps.position?;
+        ps.eof_reported = Some(offset);
+        Some((tp.clone(), offset))
+    }
+
+    /// Records what a metadata check found of the subscribed topics: `missing` are
+    /// those it did not find, each with the broker's error code for it (`None`: the
+    /// topic was absent from the answer). Warns once for a topic that went missing and
+    /// says when it came back, not on every check. True when a topic went missing (a
+    /// `recv_event` has something to report).
+    pub(crate) fn set_missing_topics(&mut self, missing: Vec<(String, Option<KafkaCode>)>) -> bool {
+        let now: BTreeSet<String> = missing.iter().map(|(t, _)| t.clone()).collect();
+        let mut news = false;
+        for (topic, code) in missing {
+            if !self.missing_topics.contains(&topic) {
+                news = true;
+                self.unreported_missing.insert(topic.clone());
+                let code = code.unwrap_or(KafkaCode::UnknownTopicOrPartition);
+                warn!(
+                    %topic,
+                    "Subscribed topic not available: {topic}: {code}: {}",
+                    code.description()
+                );
+            }
+        }
+        for topic in self.missing_topics.difference(&now) {
+            info!(%topic, "subscribed topic is available again");
+        }
+        self.unreported_missing.retain(|t| now.contains(t));
+        self.missing_topics = now;
+        news
+    }
+
+    /// A missing subscribed topic `recv_event` has not reported yet, taken.
+    pub(crate) fn take_missing_topic(&mut self) -> Option<String> {
+        self.unreported_missing.pop_first()
     }
 
     pub(crate) fn remove(&mut self, tp: &TopicPartition) {
@@ -254,5 +349,108 @@ impl Shared {
     pub(crate) fn wake_recv(&self) {
         self.data_ready.notify_waiters();
         self.data_ready.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn at(position: i64, high_watermark: i64, last_stable_offset: i64) -> PartitionState {
+        let mut ps = PartitionState::new(Start::Committed, 1);
+        ps.set_position(Some(position), None);
+        ps.high_watermark = high_watermark;
+        ps.last_stable_offset = last_stable_offset;
+        ps
+    }
+
+    #[test]
+    fn the_end_is_the_high_watermark_or_under_read_committed_the_last_stable_offset() {
+        assert_eq!(at(10, 10, 10).eof_due(false), Some(10));
+        assert_eq!(at(9, 10, 10).eof_due(false), None);
+        // An open transaction: the high watermark is ahead of the last stable offset.
+        assert_eq!(at(7, 10, 7).eof_due(false), None);
+        assert_eq!(at(7, 10, 7).eof_due(true), Some(7));
+        // No fetch answered yet: the end is unknown.
+        assert_eq!(at(0, -1, -1).eof_due(false), None);
+        assert_eq!(
+            PartitionState::new(Start::Committed, 1).eof_due(false),
+            None
+        );
+    }
+
+    #[test]
+    fn the_end_is_due_once_per_position_and_again_after_a_seek() {
+        let mut ps = at(10, 10, 10);
+        ps.eof_reported = Some(10);
+        assert_eq!(ps.eof_due(false), None);
+        // More records came and were handed out.
+        ps.high_watermark = 12;
+        ps.position = Some(12);
+        assert_eq!(ps.eof_due(false), Some(12));
+        ps.eof_reported = Some(12);
+        ps.set_position(Some(12), None);
+        assert_eq!(ps.eof_due(false), Some(12), "a seek re-arms the end");
+        ps.paused = true;
+        assert_eq!(
+            ps.eof_due(false),
+            None,
+            "a paused partition reports nothing"
+        );
+    }
+
+    /// Counts WARN events, as a `tracing` subscriber.
+    struct WarnCounter(Arc<AtomicUsize>);
+
+    impl tracing::Subscriber for WarnCounter {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn a_missing_topic_is_warned_about_once_until_it_comes_back() {
+        let warns = Arc::new(AtomicUsize::new(0));
+        let counter = WarnCounter(Arc::clone(&warns));
+        let mut state = State::new(Instant::now());
+        let missing = |topics: &[&str]| {
+            topics
+                .iter()
+                .map(|t| (t.to_string(), None))
+                .collect::<Vec<_>>()
+        };
+        let count = || warns.load(Ordering::Relaxed);
+        tracing::subscriber::with_default(counter, || {
+            assert!(state.set_missing_topics(missing(&["a", "b"])));
+            assert_eq!(count(), 2);
+            assert_eq!(state.take_missing_topic().as_deref(), Some("a"));
+            // Every metadata check after that: no new warning, no new event.
+            assert!(!state.set_missing_topics(missing(&["a", "b"])));
+            assert!(!state.set_missing_topics(missing(&["a", "b"])));
+            assert_eq!(count(), 2);
+            // b came back before its event was taken: no event for it.
+            assert!(!state.set_missing_topics(missing(&["a"])));
+            assert_eq!(state.missing_topics.iter().collect::<Vec<_>>(), ["a"]);
+            assert_eq!(state.take_missing_topic(), None);
+            // Gone again after it had come back: warned and reported again.
+            assert!(state.set_missing_topics(missing(&["a", "b"])));
+            assert_eq!(count(), 3);
+            assert_eq!(state.take_missing_topic().as_deref(), Some("b"));
+        });
     }
 }

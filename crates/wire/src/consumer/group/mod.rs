@@ -187,18 +187,24 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: Option<Arc<dyn RebalanceL
 async fn partition_counts(shared: &Shared, topics: &[String]) -> Option<BTreeMap<String, usize>> {
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let md = shared.cluster.refresh(&names, false).await.ok()?;
-    Some(
-        topics
-            .iter()
-            .map(|t| {
-                let n = md
-                    .topic(t)
-                    .filter(|i| i.error.is_none())
-                    .map_or(0, |i| i.partitions.len());
-                (t.clone(), n)
-            })
-            .collect(),
-    )
+    let mut missing = Vec::new();
+    let counts = topics
+        .iter()
+        .map(|t| {
+            let info = md.topic(t);
+            let n = info
+                .filter(|i| i.error.is_none())
+                .map_or(0, |i| i.partitions.len());
+            if n == 0 {
+                missing.push((t.clone(), info.and_then(|i| i.error)));
+            }
+            (t.clone(), n)
+        })
+        .collect();
+    if shared.lock().set_missing_topics(missing) {
+        shared.wake_recv();
+    }
+    Some(counts)
 }
 
 fn is_fatal(e: &Error) -> bool {
