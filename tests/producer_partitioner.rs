@@ -72,7 +72,10 @@ async fn hot_key_sub_keys_spread_and_keep_order_per_sub_key() {
     for (key, sub, delivery) in deliveries {
         let meta = delivery.await.unwrap();
         if key == HOT {
-            hot_partitions.entry(sub).or_default().insert(meta.partition);
+            hot_partitions
+                .entry(sub)
+                .or_default()
+                .insert(meta.partition);
         } else if key == COLD {
             cold_partitions.insert(meta.partition);
         } else {
@@ -89,7 +92,10 @@ async fn hot_key_sub_keys_spread_and_keep_order_per_sub_key() {
     assert!(used.len() > 1, "the hot key stayed on {used:?}");
     let base = partition_for_key(HOT, PARTITIONS);
     for p in &used {
-        assert!((p - base).rem_euclid(PARTITIONS) < 4, "{p} outside the sub-range of {base}");
+        assert!(
+            (p - base).rem_euclid(PARTITIONS) < 4,
+            "{p} outside the sub-range of {base}"
+        );
     }
     assert_eq!(
         cold_partitions,
@@ -108,7 +114,10 @@ async fn hot_key_sub_keys_spread_and_keep_order_per_sub_key() {
             let seq: u64 = seq.parse().unwrap();
             assert_eq!(key_of(seq), key.to_vec(), "value and key agree");
             if let Some(before) = last.insert((key, sub.to_string()), seq) {
-                assert!(before < seq, "partition {p}: {before} then {seq} for sub-key {sub}");
+                assert!(
+                    before < seq,
+                    "partition {p}: {before} then {seq} for sub-key {sub}"
+                );
             }
             seen += 1;
         }

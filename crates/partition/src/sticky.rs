@@ -179,7 +179,10 @@ impl Partitioner for UniformStickyPartitioner {
 
     fn on_batch_complete(&mut self, topic: &str, partition: i32) {
         let state = self.topics.get_or_insert_with(topic, StickyTopic::default);
-        if state.current.is_some_and(|p| i64::from(p) == i64::from(partition)) {
+        if state
+            .current
+            .is_some_and(|p| i64::from(p) == i64::from(partition))
+        {
             state.at_batch_boundary = true;
         }
     }

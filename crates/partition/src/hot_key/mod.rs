@@ -146,7 +146,13 @@ impl HotKeyPartitioner {
     }
 
     /// [`HotKeyPartitioner::place`] for a positive count, in unsigned arithmetic.
-    fn place_in(&mut self, topic: &str, key: &[u8], sub_key: Option<&[u8]>, partitions: u32) -> u32 {
+    fn place_in(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        sub_key: Option<&[u8]>,
+        partitions: u32,
+    ) -> u32 {
         let hash = murmur2(key);
         let base = to_positive(hash).unsigned_abs() % partitions;
         let config = &self.config;

@@ -140,6 +140,9 @@ mod tests {
         assert_eq!(r.header("null"), None);
         assert_eq!(r.header("absent"), None);
         let names: Vec<Bytes> = r.headers().map(|h| h.key).collect();
-        assert_eq!(names, [&b"trace"[..], b"null", b"trace"].map(Bytes::from_static));
+        assert_eq!(
+            names,
+            [&b"trace"[..], b"null", b"trace"].map(Bytes::from_static)
+        );
     }
 }

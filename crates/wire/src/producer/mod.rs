@@ -461,7 +461,9 @@ impl Producer {
             }
         };
         if appended.batch_closed {
-            shared.partitioner().on_batch_complete(&record.topic, partition);
+            shared
+                .partitioner()
+                .on_batch_complete(&record.topic, partition);
         }
         if appended.new_batch || appended.batch_closed {
             shared.wake.notify_one();
