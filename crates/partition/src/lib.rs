@@ -16,6 +16,14 @@
 //! - `hot_key`: [`HotKeyPartitioner`], murmur2 placement that spreads heavy keys over a
 //!   few partitions, found online by a decaying Space-Saving sketch.
 //!
+//! # On a producer
+//! `sluice-wire`'s producer takes any partitioner through `ProducerConfig::partitioner`
+//! (one per producer) and hands it each record's topic, key, value size and partition
+//! count. A record's `ProducerRecord::sub_key` reaches
+//! [`Partitioner::partition_with_sub_key`]: with [`HotKeyPartitioner`] and
+//! [`SpreadStrategy::SubKey`] a hot key spreads by sub-key, and order then holds per
+//! (key, sub-key) instead of per key.
+//!
 //! # Threading
 //! Methods take `&mut self`: a partitioner belongs to one producer task at a time and needs
 //! no locks. All partitioners are `Send`, and the trait is object safe
