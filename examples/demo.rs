@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..10 {
         let key = format!("user-{}", i % 4);
         let value = format!("event {i}");
-        let p = i32::try_from(partitioner.partition(&topic, Some(key.as_bytes()), value.len(), 3))?;
+        let p = partitioner.partition(&topic, Some(key.as_bytes()), value.len(), 3);
         let headers = [Header::new("source", Some(&b"demo"[..]))];
         batches
             .entry(p)

@@ -9,7 +9,7 @@ use sluice::wire::{ErrorKind, KafkaCode};
 const T: Duration = Duration::from_secs(30);
 
 async fn admin() -> Admin {
-    let cluster = Cluster::connect(ClusterConfig::new(&sluice_testkit::bootstrap()))
+    let cluster = Cluster::connect(ClusterConfig::new(sluice_testkit::bootstrap()))
         .await
         .expect("connect to the test cluster");
     Admin::new(cluster)
@@ -135,7 +135,7 @@ async fn list_offsets_of_an_empty_topic() {
 
 #[tokio::test]
 async fn metadata_refreshes_on_a_timer() {
-    let mut config = ClusterConfig::new(&sluice_testkit::bootstrap());
+    let mut config = ClusterConfig::new(sluice_testkit::bootstrap());
     config.metadata_max_age = Duration::from_millis(200);
     let watcher = Cluster::connect(config).await.unwrap();
     let topic = sluice_testkit::unique_topic("admin-timer");

@@ -118,7 +118,7 @@ async fn partition_eof_is_off_by_default() {
 async fn a_missing_subscribed_topic_is_reported_until_created() {
     let cluster = cluster().await;
     let missing = sluice_testkit::unique_topic("c-missing");
-    let mut cconfig = ClusterConfig::new(&sluice_testkit::bootstrap());
+    let mut cconfig = ClusterConfig::new(sluice_testkit::bootstrap());
     // The group checks its topics every metadata.max.age.ms.
     cconfig.metadata_max_age = Duration::from_millis(500);
     let group_cluster = sluice::wire::cluster::Cluster::connect(cconfig)

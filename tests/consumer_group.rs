@@ -422,7 +422,7 @@ async fn a_member_that_stops_polling_leaves_and_rejoins_when_it_polls_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscribed_topic_created_later_is_picked_up() {
-    let mut cc = sluice::wire::cluster::ClusterConfig::new(&sluice_testkit::bootstrap());
+    let mut cc = sluice::wire::cluster::ClusterConfig::new(sluice_testkit::bootstrap());
     cc.metadata_max_age = Duration::from_secs(1);
     let cluster = Cluster::connect(cc).await.unwrap();
     let group = sluice_testkit::unique_topic("g-later");

@@ -12,7 +12,7 @@ use sluice::wire::records::{BatchOptions, Compression, Header, RecordBatchBuilde
 const T: Duration = Duration::from_secs(30);
 
 async fn cluster() -> Cluster {
-    Cluster::connect(ClusterConfig::new(&sluice_testkit::bootstrap()))
+    Cluster::connect(ClusterConfig::new(sluice_testkit::bootstrap()))
         .await
         .expect("connect to the test cluster")
 }

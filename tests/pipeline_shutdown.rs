@@ -21,7 +21,7 @@ use pipeline_common::*;
 
 /// The group's committed offsets of `topic`'s partitions (-1: none).
 async fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let consumer = Consumer::new(ConsumerConfig::new(&sluice_testkit::bootstrap()).group_id(group))
+    let consumer = Consumer::new(ConsumerConfig::new(sluice_testkit::bootstrap()).group_id(group))
         .await
         .unwrap();
     let tps: Vec<TopicPartition> = (0..partitions)

@@ -119,7 +119,7 @@ async fn fetch_all(client: &PartitionClient, end: i64) -> Vec<(i64, i64, Sample)
 
 #[tokio::test]
 async fn every_codec_round_trips_through_the_broker() {
-    let cluster = Cluster::connect(ClusterConfig::new(&sluice_testkit::bootstrap()))
+    let cluster = Cluster::connect(ClusterConfig::new(sluice_testkit::bootstrap()))
         .await
         .unwrap();
     let admin = Admin::new(cluster.clone());

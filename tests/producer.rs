@@ -48,7 +48,7 @@ async fn produce_and_check(acks: Acks, codec: Compression) {
     }
     for (i, d) in deliveries.into_iter().enumerate() {
         let meta = d.await.unwrap();
-        let expected = partition_for_key(&key(i), PARTITIONS as u32) as i32;
+        let expected = partition_for_key(&key(i), PARTITIONS);
         assert_eq!(meta.partition, expected, "record {i}");
         if acks == Acks::None {
             assert_eq!(meta.offset, -1);
@@ -66,7 +66,7 @@ async fn produce_and_check(acks: Acks, codec: Compression) {
         for r in records {
             let k = r.key.as_ref().expect("keyed");
             assert_eq!(
-                partition_for_key(k, PARTITIONS as u32) as i32,
+                partition_for_key(k, PARTITIONS),
                 p,
                 "key on its murmur2 partition"
             );

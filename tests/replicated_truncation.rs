@@ -53,7 +53,7 @@ async fn produce_acks(cluster: &Cluster, topic: &str, prefix: &str, n: usize, ac
 }
 
 fn consumer_config(reset: OffsetReset) -> ConsumerConfig {
-    ConsumerConfig::new(&sluice_testkit::bootstrap())
+    ConsumerConfig::new(sluice_testkit::bootstrap())
         .auto_offset_reset(reset)
         .fetch_max_wait(Duration::from_millis(100))
 }
@@ -77,7 +77,7 @@ async fn an_unclean_election_truncation_is_reported_or_reset_to_the_divergent_of
     admin.wait_for_leader(&topic, 0, None, T).unwrap();
     admin.wait_until_isr_full(&topic, T).unwrap();
     assert_eq!(admin.leader_of(&topic, 0).unwrap(), Some(x));
-    let cluster = Cluster::connect(ClusterConfig::new(&sluice_testkit::bootstrap()))
+    let cluster = Cluster::connect(ClusterConfig::new(sluice_testkit::bootstrap()))
         .await
         .unwrap();
     produce_acks(&cluster, &topic, "before", N, Acks::All).await;
@@ -131,7 +131,7 @@ async fn an_unclean_election_truncation_is_reported_or_reset_to_the_divergent_of
         "a new leader epoch: {after:?}"
     );
     // Y's log ends at N; K more records land at N..N+K, past the consumers' N+M.
-    let cluster = Cluster::connect(ClusterConfig::new(&sluice_testkit::bootstrap()))
+    let cluster = Cluster::connect(ClusterConfig::new(sluice_testkit::bootstrap()))
         .await
         .unwrap();
     produce_acks(&cluster, &topic, "after", K, Acks::Leader).await;

@@ -29,7 +29,7 @@ async fn read_all(
     isolation: IsolationLevel,
     idle: Duration,
 ) -> Vec<(i32, String)> {
-    let config = ConsumerConfig::new(&sluice_testkit::bootstrap())
+    let config = ConsumerConfig::new(sluice_testkit::bootstrap())
         .auto_offset_reset(OffsetReset::Earliest)
         .isolation_level(isolation)
         .fetch_max_wait(Duration::from_millis(100));

@@ -14,7 +14,7 @@ use sluice::wire::records::{BatchOptions, RecordBatchBuilder};
 pub const T: Duration = Duration::from_secs(30);
 
 pub async fn cluster() -> Cluster {
-    Cluster::connect(ClusterConfig::new(&sluice_testkit::bootstrap()))
+    Cluster::connect(ClusterConfig::new(sluice_testkit::bootstrap()))
         .await
         .expect("connect")
 }
@@ -61,7 +61,7 @@ pub async fn produce(cluster: &Cluster, topic: &str, partition: i32, from: usize
 /// A consumer config with short group timeouts (the broker's minimum session timeout
 /// is 6 s) and short fetch waits, reading from the earliest offset.
 pub fn config(group: Option<&str>) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(&sluice_testkit::bootstrap())
+    let mut c = ConsumerConfig::new(sluice_testkit::bootstrap())
         .auto_offset_reset(OffsetReset::Earliest)
         .session_timeout(Duration::from_secs(6))
         .heartbeat_interval(Duration::from_millis(500))

@@ -315,7 +315,7 @@ pub async fn producer() -> Producer {
 }
 
 pub fn consumer(group: &str) -> ConsumerConfig {
-    ConsumerConfig::new(&sluice_testkit::bootstrap())
+    ConsumerConfig::new(sluice_testkit::bootstrap())
         .group_id(group)
         .auto_offset_reset(OffsetReset::Earliest)
         .session_timeout(Duration::from_secs(6))
@@ -521,7 +521,7 @@ pub async fn read_committed(cluster: &Cluster, topic: &str, partitions: i32) -> 
         .await
         .unwrap();
     let consumer = Consumer::new(
-        ConsumerConfig::new(&sluice_testkit::bootstrap())
+        ConsumerConfig::new(sluice_testkit::bootstrap())
             .auto_offset_reset(OffsetReset::Earliest)
             .isolation_level(IsolationLevel::ReadCommitted)
             .fetch_max_wait(Duration::from_millis(50)),
@@ -568,7 +568,7 @@ pub async fn read_committed(cluster: &Cluster, topic: &str, partitions: i32) -> 
 /// The group's committed offsets of `topic`'s partitions, read with `require_stable`.
 pub async fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let consumer = Consumer::new(
-        ConsumerConfig::new(&sluice_testkit::bootstrap())
+        ConsumerConfig::new(sluice_testkit::bootstrap())
             .group_id(group)
             .isolation_level(IsolationLevel::ReadCommitted),
     )

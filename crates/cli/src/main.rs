@@ -114,7 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if key == "bootstrap.servers" {
             continue;
         }
-        if !config.set(&key, &value)? {
+        if !config.try_set(&key, &value)? {
             client.push((key, value));
         }
     }

@@ -25,7 +25,7 @@ fn bench_murmur2(c: &mut Criterion) {
 }
 
 fn bench_partitioners(c: &mut Criterion) {
-    const PARTITIONS: u32 = 12;
+    const PARTITIONS: i32 = 12;
     let keys = zipf::ZipfKeys::new(10_000, 1.2, 7).take(1 << 16);
     let mut group = c.benchmark_group("per_record_zipf");
     group.throughput(Throughput::Elements(1));

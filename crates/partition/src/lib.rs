@@ -16,14 +16,26 @@
 //! - `hot_key`: [`HotKeyPartitioner`], murmur2 placement that spreads heavy keys over a
 //!   few partitions, found online by a decaying Space-Saving sketch.
 //!
+//! # On a producer
+//! `sluice-wire`'s producer takes any partitioner through `ProducerConfig::partitioner`
+//! (one per producer) and hands it each record's topic, key, value size and partition
+//! count. A record's `ProducerRecord::sub_key` reaches
+//! [`Partitioner::partition_with_sub_key`]: with [`HotKeyPartitioner`] and
+//! [`SpreadStrategy::SubKey`] a hot key spreads by sub-key, and order then holds per
+//! (key, sub-key) instead of per key.
+//!
 //! # Threading
 //! Methods take `&mut self`: a partitioner belongs to one producer task at a time and needs
 //! no locks. All partitioners are `Send`, and the trait is object safe
 //! (`Box<dyn Partitioner>`).
 //!
-//! # Zero partitions
-//! `partition(..., 0)` has no valid answer; every partitioner returns 0 and never panics.
-//! [`Partitioner::choose`] reports it as [`PartitionError::NoPartitions`] instead.
+//! # Partition numbers
+//! Partitions and partition counts are `i32`, as in the Kafka protocol, the Java client and
+//! `sluice-wire`, so a partition passes between them without a conversion.
+//! `partition(..., n)` for `n <= 0` has no valid answer; every partitioner returns 0 and
+//! never panics. [`Partitioner::choose`] reports those counts as
+//! [`PartitionError::NoPartitions`] and [`PartitionError::InvalidCount`], and a negative
+//! or too large partition named by a record as [`PartitionError::OutOfRange`].
 //!
 //! # Example
 //! ```
@@ -36,7 +48,7 @@
 //! assert_eq!(murmur.partition("orders", Some(b"hello"), 42, 12), 9);
 //!
 //! // A record that names its partition bypasses the partitioner.
-//! assert_eq!(murmur.choose(Some(4), "orders", Some(b"hello"), 42, 12), Ok(4));
+//! assert_eq!(murmur.choose(Some(4), "orders", Some(b"hello"), None, 42, 12), Ok(4));
 //!
 //! // Keyless records stick to one partition until a batch is full.
 //! let first = murmur.partition("orders", None, 100, 12);
@@ -46,7 +58,7 @@
 //! let mut hot: Box<dyn Partitioner> =
 //!     Box::new(HotKeyPartitioner::new(HotKeyConfig::new().spread(4).seed(7)));
 //! let mut used = std::collections::BTreeSet::new();
-//! for i in 0..20_000u32 {
+//! for i in 0..20_000 {
 //!     let key = if i % 4 == 0 { b"big-tenant".to_vec() } else { format!("t{}", i % 5000).into_bytes() };
 //!     let p = hot.partition("orders", Some(&key), 100, 12);
 //!     if key == b"big-tenant" {

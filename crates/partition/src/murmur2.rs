@@ -50,18 +50,18 @@ pub fn murmur2(data: &[u8]) -> i32 {
 /// Java's `Utils.toPositive`: clears the sign bit (it is not `abs`, which overflows on
 /// `i32::MIN`).
 #[inline]
-pub fn to_positive(hash: i32) -> u32 {
-    (hash & 0x7fff_ffff) as u32
+pub fn to_positive(hash: i32) -> i32 {
+    hash & 0x7fff_ffff
 }
 
 /// The partition the Java client chooses for `key` among `partitions` partitions
 /// (`BuiltInPartitioner.partitionForKey`).
 ///
-/// Returns 0 when `partitions` is 0: there is no valid answer, and this function never
-/// panics. Use [`Partitioner::choose`] to get an error instead.
+/// Returns 0 when `partitions` is 0 or negative: there is no valid answer, and this
+/// function never panics. Use [`Partitioner::choose`] to get an error instead.
 #[inline]
-pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    if partitions == 0 {
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    if partitions <= 0 {
         return 0;
     }
     to_positive(murmur2(key)) % partitions
@@ -111,15 +111,15 @@ impl Partitioner for Murmur2Partitioner {
         topic: &str,
         key: Option<&[u8]>,
         value_len: usize,
-        partitions: u32,
-    ) -> u32 {
+        partitions: i32,
+    ) -> i32 {
         match key {
             Some(key) => partition_for_key(key, partitions),
             None => self.keyless.partition(topic, None, value_len, partitions),
         }
     }
 
-    fn on_batch_complete(&mut self, topic: &str, partition: u32) {
+    fn on_batch_complete(&mut self, topic: &str, partition: i32) {
         self.keyless.on_batch_complete(topic, partition);
     }
 
@@ -149,5 +149,12 @@ mod tests {
     #[test]
     fn zero_partitions_does_not_panic() {
         assert_eq!(partition_for_key(b"k", 0), 0);
+    }
+
+    #[test]
+    fn negative_partitions_do_not_panic() {
+        assert_eq!(partition_for_key(b"k", -1), 0);
+        assert_eq!(partition_for_key(b"k", i32::MIN), 0);
+        assert_eq!(Murmur2Partitioner::new().partition("t", None, 5, -4), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! Round robin: every record to the next partition, keys ignored.
 
-use crate::partitioner::{PartitionLoad, Partitioner};
+use crate::partitioner::{partition_id, positive_count, PartitionLoad, Partitioner};
 use crate::topics::TopicMap;
 
 /// Places records on partitions 0, 1, 2, ... in turn, per topic, ignoring keys (Java's
@@ -15,7 +15,7 @@ use crate::topics::TopicMap;
 /// use sluice_partition::{Partitioner, RoundRobinPartitioner};
 ///
 /// let mut p = RoundRobinPartitioner::new();
-/// let placed: Vec<u32> = (0..5).map(|_| p.partition("t", Some(b"k"), 0, 3)).collect();
+/// let placed: Vec<i32> = (0..5).map(|_| p.partition("t", Some(b"k"), 0, 3)).collect();
 /// assert_eq!(placed, [0, 1, 2, 0, 1]);
 /// ```
 #[derive(Debug, Default)]
@@ -44,11 +44,11 @@ impl Partitioner for RoundRobinPartitioner {
         topic: &str,
         _key: Option<&[u8]>,
         _value_len: usize,
-        partitions: u32,
-    ) -> u32 {
-        if partitions == 0 {
+        partitions: i32,
+    ) -> i32 {
+        let Some(partitions) = positive_count(partitions) else {
             return 0;
-        }
+        };
         let state = self
             .topics
             .get_or_insert_with(topic, RoundRobinTopic::default);
@@ -57,10 +57,10 @@ impl Partitioner for RoundRobinPartitioner {
         if state.available_for == partitions && !state.available.is_empty() {
             let len = state.available.len() as u32;
             if let Some(&p) = state.available.get((turn % len) as usize) {
-                return p;
+                return partition_id(p);
             }
         }
-        turn % partitions
+        partition_id(turn % partitions)
     }
 
     fn update_load(&mut self, topic: &str, loads: &[PartitionLoad]) {
@@ -94,7 +94,7 @@ mod tests {
                 PartitionLoad::new(9),
             ],
         );
-        let placed: Vec<u32> = (0..4).map(|_| p.partition("t", None, 0, 3)).collect();
+        let placed: Vec<i32> = (0..4).map(|_| p.partition("t", None, 0, 3)).collect();
         assert_eq!(placed, [0, 2, 0, 2]);
         // Another topic is unaffected.
         assert_eq!(p.partition("u", None, 0, 3), 0);
@@ -104,5 +104,6 @@ mod tests {
     #[test]
     fn zero_partitions() {
         assert_eq!(RoundRobinPartitioner::new().partition("t", None, 0, 0), 0);
+        assert_eq!(RoundRobinPartitioner::new().partition("t", None, 0, -2), 0);
     }
 }

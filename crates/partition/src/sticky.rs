@@ -1,7 +1,7 @@
 //! Uniform sticky partitioning for keyless records (KIP-794); the user-facing explanation
 //! is on [`UniformStickyPartitioner`].
 
-use crate::partitioner::{PartitionLoad, Partitioner};
+use crate::partitioner::{partition_id, positive_count, PartitionLoad, Partitioner};
 use crate::rng::Rng;
 use crate::topics::TopicMap;
 
@@ -153,11 +153,11 @@ impl Partitioner for UniformStickyPartitioner {
         topic: &str,
         key: Option<&[u8]>,
         value_len: usize,
-        partitions: u32,
-    ) -> u32 {
-        if partitions == 0 {
+        partitions: i32,
+    ) -> i32 {
+        let Some(partitions) = positive_count(partitions) else {
             return 0;
-        }
+        };
         let state = self.topics.get_or_insert_with(topic, StickyTopic::default);
         let keep = state.current.filter(|&p| {
             p < partitions && !state.should_switch(self.batch_size, self.align_with_batches)
@@ -174,12 +174,15 @@ impl Partitioner for UniformStickyPartitioner {
         let size = key.map_or(0, <[u8]>::len).saturating_add(value_len);
         state.produced = state.produced.saturating_add(size);
         state.at_batch_boundary = false;
-        current
+        partition_id(current)
     }
 
-    fn on_batch_complete(&mut self, topic: &str, partition: u32) {
+    fn on_batch_complete(&mut self, topic: &str, partition: i32) {
         let state = self.topics.get_or_insert_with(topic, StickyTopic::default);
-        if state.current == Some(partition) {
+        if state
+            .current
+            .is_some_and(|p| i64::from(p) == i64::from(partition))
+        {
             state.at_batch_boundary = true;
         }
     }
@@ -195,7 +198,7 @@ impl Partitioner for UniformStickyPartitioner {
 mod tests {
     use super::*;
 
-    fn run(p: &mut UniformStickyPartitioner, records: usize, size: usize, n: u32) -> Vec<u32> {
+    fn run(p: &mut UniformStickyPartitioner, records: usize, size: usize, n: i32) -> Vec<i32> {
         (0..records)
             .map(|_| p.partition("t", None, size, n))
             .collect()
@@ -270,6 +273,7 @@ mod tests {
     fn zero_partitions_and_one() {
         let mut p = UniformStickyPartitioner::new(10);
         assert_eq!(p.partition("t", None, 5, 0), 0);
+        assert_eq!(p.partition("t", None, 5, -7), 0);
         assert!(run(&mut p, 100, 7, 1).iter().all(|&x| x == 0));
     }
 }

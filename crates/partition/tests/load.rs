@@ -10,7 +10,7 @@ use zipf::ZipfKeys;
 const RECORDS: usize = 1_000_000;
 const KEYS: usize = 10_000;
 const EXPONENT: f64 = 1.2;
-const PARTITIONS: u32 = 12;
+const PARTITIONS: i32 = 12;
 
 fn max_over_mean(partitioner: &mut dyn Partitioner) -> f64 {
     let mut keys = ZipfKeys::new(KEYS, EXPONENT, 42);

@@ -26,7 +26,7 @@ fn decode_hex(s: &str) -> Vec<u8> {
 
 #[test]
 fn every_java_vector_matches() {
-    let partitions: Vec<u32> = FIXTURE
+    let partitions: Vec<i32> = FIXTURE
         .lines()
         .find_map(|l| l.strip_prefix("# partitions "))
         .expect("a '# partitions' header")
@@ -51,7 +51,7 @@ fn every_java_vector_matches() {
         );
         let key = decode_hex(fields[0]);
         let java_hash: i32 = fields[1].parse().expect("murmur2");
-        let java_positive: u32 = fields[2].parse().expect("toPositive");
+        let java_positive: i32 = fields[2].parse().expect("toPositive");
         saw_high_byte |= key.iter().any(|&b| b >= 0x80);
 
         assert_eq!(murmur2(&key), java_hash, "murmur2, line {}", number + 1);
@@ -62,7 +62,7 @@ fn every_java_vector_matches() {
             number + 1
         );
         for (&n, expected) in partitions.iter().zip(&fields[3..]) {
-            let expected: u32 = expected.parse().expect("partition");
+            let expected: i32 = expected.parse().expect("partition");
             assert_eq!(
                 partition_for_key(&key, n),
                 expected,

@@ -93,6 +93,20 @@
 //!   record batch to it, fetch from an offset, with no batching, groups or idempotence.
 //!   For tools and tests; the producer and the consumer do not use it.
 //!
+//! # Configuration
+//! Every config ([`ClusterConfig`](cluster::ClusterConfig),
+//! [`ProducerConfig`](producer::ProducerConfig),
+//! [`ConsumerConfig`](consumer::ConsumerConfig),
+//! [`SecurityConfig`](net::SecurityConfig)) follows one convention:
+//! - typed builder methods that take `self` and return `Self`; a string setting takes
+//!   `impl Into<String>` (`&str`, `String`, `&String`);
+//! - `set(key, value) -> Result<&mut Self>` for Java-style keys, chainable with `?`; an
+//!   unknown key or a bad value is an [`ErrorKind::Config`] error naming the key, as in the
+//!   Java client. `ClusterConfig` and `SecurityConfig` also have `try_set -> Result<bool>`,
+//!   which answers `Ok(false)` for a key that is not theirs, for callers that route a mixed
+//!   list of properties.
+//! - `from_properties(pairs)` on the producer and consumer configs: `set` for each pair.
+//!
 //! # Pipelining
 //! Kafka answers the requests of one connection in order, so a connection keeps a FIFO of
 //! requests in flight (at most `max_in_flight`, default 5) and matches each response to

@@ -106,7 +106,7 @@ async fn cluster_tries_every_bootstrap_address_and_reports_the_last_error() {
         l.local_addr().unwrap()
     };
     let cfg =
-        ClusterConfig::new(&format!("{closed}, {closed}")).connect_timeout(Duration::from_secs(1));
+        ClusterConfig::new(format!("{closed}, {closed}")).connect_timeout(Duration::from_secs(1));
     let err = Cluster::connect(cfg).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
     let err = Cluster::connect(ClusterConfig::new(" , "))

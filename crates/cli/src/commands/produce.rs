@@ -38,7 +38,7 @@ impl ProducerArgs {
         settings: &[(String, String)],
     ) -> anyhow::Result<ProducerConfig> {
         let mut config = ProducerConfig::default()
-            .client_id("sluice-cli".to_string())
+            .client_id("sluice-cli")
             .acks(self.acks)
             .compression(self.compression)
             .request_timeout(timeout)

@@ -18,7 +18,8 @@ pub enum SpreadStrategy {
     Random,
     /// The partition within the sub-range is chosen by a caller-given sub-key
     /// (`murmur2(sub_key) % width`), passed with
-    /// [`HotKeyPartitioner::partition_with_sub_key`](super::HotKeyPartitioner::partition_with_sub_key).
+    /// [`Partitioner::partition_with_sub_key`](crate::Partitioner::partition_with_sub_key)
+    /// (on a `sluice-wire` producer: `ProducerRecord::sub_key`).
     /// Records with the same key and sub-key stay in order, as long as the key stays hot and
     /// its sub-range width does not change. Choose it when consumers need order per
     /// (key, sub-key), e.g. per (user, session) or per (key, time bucket) with

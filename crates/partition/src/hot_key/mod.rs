@@ -8,7 +8,7 @@ mod sketch;
 pub use config::{HotKeyConfig, SpreadStrategy};
 
 use crate::murmur2::{murmur2, to_positive, Murmur2Partitioner};
-use crate::partitioner::{PartitionLoad, Partitioner};
+use crate::partitioner::{partition_id, positive_count, PartitionLoad, Partitioner};
 use crate::rng::Rng;
 use crate::sticky::UniformStickyPartitioner;
 use crate::topics::TopicMap;
@@ -113,19 +113,6 @@ impl HotKeyPartitioner {
         &self.config
     }
 
-    /// Like [`Partitioner::partition`] for a keyed record, with a sub-key for
-    /// [`SpreadStrategy::SubKey`]: records of a hot key with equal sub-keys go to the same
-    /// partition. With other strategies the sub-key is ignored.
-    pub fn partition_with_sub_key(
-        &mut self,
-        topic: &str,
-        key: &[u8],
-        sub_key: &[u8],
-        partitions: u32,
-    ) -> u32 {
-        self.place(topic, key, Some(sub_key), partitions)
-    }
-
     /// The keys of `topic` that are hot now, with their estimated shares, largest first.
     pub fn hot_keys(&self, topic: &str) -> Vec<HotKey> {
         let Some(sketch) = self.topics.get(topic) else {
@@ -151,12 +138,23 @@ impl HotKeyPartitioner {
         hot
     }
 
-    fn place(&mut self, topic: &str, key: &[u8], sub_key: Option<&[u8]>, partitions: u32) -> u32 {
-        if partitions == 0 {
+    fn place(&mut self, topic: &str, key: &[u8], sub_key: Option<&[u8]>, partitions: i32) -> i32 {
+        let Some(partitions) = positive_count(partitions) else {
             return 0;
-        }
+        };
+        partition_id(self.place_in(topic, key, sub_key, partitions))
+    }
+
+    /// [`HotKeyPartitioner::place`] for a positive count, in unsigned arithmetic.
+    fn place_in(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        sub_key: Option<&[u8]>,
+        partitions: u32,
+    ) -> u32 {
         let hash = murmur2(key);
-        let base = to_positive(hash) % partitions;
+        let base = to_positive(hash).unsigned_abs() % partitions;
         let config = &self.config;
         let sketch = self.topics.get_or_insert_with(topic, || {
             SpaceSaving::new(config.capacity, config.decay_interval)
@@ -198,7 +196,9 @@ impl HotKeyPartitioner {
                 turn
             }
             SpreadStrategy::Random => self.rng.below(width),
-            SpreadStrategy::SubKey => sub_key.map_or(0, |s| to_positive(murmur2(s)) % width),
+            SpreadStrategy::SubKey => {
+                sub_key.map_or(0, |s| to_positive(murmur2(s)).unsigned_abs() % width)
+            }
         };
         // base < partitions and offset < width <= partitions: one subtraction wraps.
         let (sum, overflow) = base.overflowing_add(offset);
@@ -217,15 +217,28 @@ impl Partitioner for HotKeyPartitioner {
         topic: &str,
         key: Option<&[u8]>,
         value_len: usize,
-        partitions: u32,
-    ) -> u32 {
+        partitions: i32,
+    ) -> i32 {
         match key {
             Some(key) => self.place(topic, key, None, partitions),
             None => self.keyless.partition(topic, None, value_len, partitions),
         }
     }
 
-    fn on_batch_complete(&mut self, topic: &str, partition: u32) {
+    /// Records of a hot key with equal sub-keys go to the same partition under
+    /// [`SpreadStrategy::SubKey`]; with other strategies the sub-key is ignored.
+    fn partition_with_sub_key(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        sub_key: &[u8],
+        _value_len: usize,
+        partitions: i32,
+    ) -> i32 {
+        self.place(topic, key, Some(sub_key), partitions)
+    }
+
+    fn on_batch_complete(&mut self, topic: &str, partition: i32) {
         self.keyless.on_batch_complete(topic, partition);
     }
 
@@ -242,12 +255,15 @@ impl Partitioner for HotKeyPartitioner {
 /// is treated as 1.
 ///
 /// ```
-/// use sluice_partition::{time_bucket, HotKeyConfig, HotKeyPartitioner, SpreadStrategy};
+/// use sluice_partition::{
+///     time_bucket, HotKeyConfig, HotKeyPartitioner, Partitioner, SpreadStrategy,
+/// };
 ///
 /// let mut p = HotKeyPartitioner::new(HotKeyConfig::new().strategy(SpreadStrategy::SubKey));
 /// let ts = 1_764_000_000_123;
-/// let partition = p.partition_with_sub_key("clicks", b"user-1", &time_bucket(ts, 60_000), 12);
-/// assert!(partition < 12);
+/// let sub_key = time_bucket(ts, 60_000);
+/// let partition = p.partition_with_sub_key("clicks", b"user-1", &sub_key, 100, 12);
+/// assert!((0..12).contains(&partition));
 /// assert_eq!(time_bucket(ts, 60_000), time_bucket(ts + 1_000, 60_000));
 /// ```
 pub fn time_bucket(timestamp_ms: i64, bucket_ms: u64) -> [u8; 8] {

@@ -44,6 +44,7 @@ pub(crate) fn producer_record(record: OutputRecord) -> ProducerRecord {
         headers: record.headers,
         partition: record.partition,
         timestamp: record.timestamp,
+        sub_key: None,
     }
 }
 

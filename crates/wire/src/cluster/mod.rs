@@ -66,7 +66,8 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// A config for the comma-separated bootstrap list `bootstrap`
     /// (`"host1:9092,host2:9092"`), with defaults for everything else.
-    pub fn new(bootstrap: &str) -> Self {
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        let bootstrap: String = bootstrap.into();
         ClusterConfig {
             bootstrap: bootstrap
                 .split(',')
@@ -118,16 +119,21 @@ impl ClusterConfig {
     /// `client.id`, `request.timeout.ms`, `socket.connection.setup.timeout.ms`,
     /// `metadata.max.age.ms`, `reconnect.backoff.ms`, `reconnect.backoff.max.ms`,
     /// `sluice.bootstrap.timeout.ms` (0: one try), and the
-    /// security keys (`security.protocol`, `ssl.*`,
-    /// `sasl.*`; see [`SecurityConfig::set`]). Returns `Ok(false)` for any other key, so
-    /// a client's own config can try it.
+    /// security keys (`security.protocol`, `ssl.*`, `sasl.*`; see [`SecurityConfig::set`]).
+    ///
+    /// Every config's `set` has this shape (see the crate docs, *Configuration*).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the key, for a key that is
+    /// not one of these or a value that does not parse.
     ///
     /// ```
     /// use sluice_wire::cluster::ClusterConfig;
     /// let mut config = ClusterConfig::new("127.0.0.1:9093");
-    /// config.set("security.protocol", "SSL")?;
-    /// config.set("ssl.ca.location", "/etc/kafka/ca.pem")?;
-    /// assert!(!config.set("linger.ms", "5")?);
+    /// config
+    ///     .set("security.protocol", "SSL")?
+    ///     .set("ssl.ca.location", "/etc/kafka/ca.pem")?;
+    /// assert!(config.set("linger.ms", "5").is_err());
     ///
     /// // Wait up to 30 s for a cluster that is not up yet; 0 goes back to one try.
     /// config.set("sluice.bootstrap.timeout.ms", "30000")?;
@@ -136,7 +142,26 @@ impl ClusterConfig {
     /// assert_eq!(config.bootstrap_timeout, None);
     /// # Ok::<(), sluice_wire::Error>(())
     /// ```
-    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
+        if self.try_set(key, value)? {
+            Ok(self)
+        } else {
+            Err(Error::config(format!("unknown cluster config key {key:?}")))
+        }
+    }
+
+    /// Like [`ClusterConfig::set`], but a key that is not a cluster key is no error:
+    /// `Ok(false)`, so a caller routing a mixed list of properties (a client's own config,
+    /// a CLI's `-X`) can pass it on. A bad value of a cluster key is still an error.
+    ///
+    /// ```
+    /// use sluice_wire::cluster::ClusterConfig;
+    /// let mut config = ClusterConfig::new("127.0.0.1:9092");
+    /// assert!(config.try_set("client.id", "billing")?);
+    /// assert!(!config.try_set("linger.ms", "5")?);
+    /// # Ok::<(), sluice_wire::Error>(())
+    /// ```
+    pub fn try_set(&mut self, key: &str, value: &str) -> Result<bool> {
         let value = value.trim();
         match key {
             "bootstrap.servers" => self.bootstrap = ClusterConfig::new(value).bootstrap,
@@ -151,7 +176,7 @@ impl ClusterConfig {
             "sluice.bootstrap.timeout.ms" => {
                 self.bootstrap_timeout = Some(ms(key, value)?).filter(|t| !t.is_zero())
             }
-            _ => return self.connection.security.set(key, value),
+            _ => return self.connection.security.try_set(key, value),
         }
         Ok(true)
     }

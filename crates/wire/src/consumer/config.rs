@@ -122,7 +122,7 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     /// Defaults for the cluster at `bootstrap` (`"host1:9092,host2:9092"`).
-    pub fn new(bootstrap: &str) -> Self {
+    pub fn new(bootstrap: impl Into<String>) -> Self {
         ConsumerConfig {
             cluster: ClusterConfig::new(bootstrap),
             group_id: None,
@@ -173,8 +173,24 @@ impl ConsumerConfig {
         Ok(c)
     }
 
-    /// Sets one Java-style key.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+    /// Sets one Java-style key: a consumer key or any key of [`ClusterConfig::set`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the key, for an unknown key
+    /// or a value that does not parse.
+    ///
+    /// ```
+    /// use sluice_wire::consumer::ConsumerConfig;
+    /// let mut config = ConsumerConfig::new("127.0.0.1:9092");
+    /// config
+    ///     .set("group.id", "billing")?
+    ///     .set("auto.offset.reset", "earliest")?
+    ///     .set("client.id", "billing-1")?;
+    /// assert_eq!(config.group_id.as_deref(), Some("billing"));
+    /// assert!(config.set("linger.ms", "5").is_err());
+    /// # Ok::<(), sluice_wire::Error>(())
+    /// ```
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
         match key {
             "bootstrap.servers" => {
                 let client = self.cluster.connection.clone();
@@ -248,14 +264,14 @@ impl ConsumerConfig {
             // deserializers.
             "key.deserializer" | "value.deserializer" => {}
             _ => {
-                if !self.cluster.set(key, value)? {
+                if !self.cluster.try_set(key, value)? {
                     return Err(Error::config(format!(
                         "unknown consumer config key {key:?}"
                     )));
                 }
             }
         }
-        Ok(())
+        Ok(self)
     }
 
     /// Sets `group.id`.

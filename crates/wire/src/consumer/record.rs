@@ -49,9 +49,30 @@ impl ConsumerRecord {
     pub fn value(&self) -> Option<&Bytes> {
         self.record.value()
     }
-    /// The headers, in order.
+    /// The headers, in order (names may repeat).
     pub fn headers(&self) -> HeaderIter {
         self.record.headers()
+    }
+    /// The value of the last header called `name`; `None` when there is none or its value
+    /// is null (Java: `headers().lastHeader(name).value()`).
+    ///
+    /// The value is a [`Bytes`] view of the fetch response's buffer (a reference count,
+    /// no copy): the record stores its headers encoded and decodes them on demand, so
+    /// there is no decoded slice to borrow. A lookup walks the headers once.
+    ///
+    /// ```
+    /// # use sluice_wire::consumer::ConsumerRecord;
+    /// fn trace_id(record: &ConsumerRecord) -> Option<String> {
+    ///     let value = record.header("trace-id")?;
+    ///     Some(String::from_utf8_lossy(&value).into_owned())
+    /// }
+    /// ```
+    pub fn header(&self, name: &str) -> Option<Bytes> {
+        self.record
+            .headers()
+            .filter(|h| h.key.as_ref() == name.as_bytes())
+            .last()
+            .and_then(|h| h.value)
     }
     /// The leader epoch of the batch this record came from (KIP-320), `None` when the
     /// batch carries none. Commit it with the offset
@@ -85,4 +106,43 @@ pub struct PartitionRecords {
     pub partition: TopicPartition,
     /// The records, in offset order.
     pub records: Vec<ConsumerRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{BatchOptions, Header, RecordBatchBuilder, RecordBatches};
+
+    fn record_with(headers: &[Header<'_>]) -> ConsumerRecord {
+        let mut b = RecordBatchBuilder::new(BatchOptions::default());
+        b.append(0, Some(b"k"), Some(b"v"), headers).unwrap();
+        let batch = RecordBatches::new(b.finish().unwrap())
+            .next()
+            .unwrap()
+            .unwrap();
+        let record = batch.records().unwrap().next().unwrap().unwrap();
+        ConsumerRecord {
+            topic: Arc::from("t"),
+            partition: 0,
+            record,
+            leader_epoch: None,
+        }
+    }
+
+    #[test]
+    fn header_finds_the_last_value_of_a_name() {
+        let r = record_with(&[
+            Header::new("trace", Some(&b"a"[..])),
+            Header::new("null", None),
+            Header::new("trace", Some(&b"b"[..])),
+        ]);
+        assert_eq!(r.header("trace").as_deref(), Some(&b"b"[..]));
+        assert_eq!(r.header("null"), None);
+        assert_eq!(r.header("absent"), None);
+        let names: Vec<Bytes> = r.headers().map(|h| h.key).collect();
+        assert_eq!(
+            names,
+            [&b"trace"[..], b"null", b"trace"].map(Bytes::from_static)
+        );
+    }
 }

@@ -93,7 +93,7 @@ impl fmt::Display for SecurityProtocol {
 ///     ("sasl.jaas.config", r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="alice-secret";"#),
 ///     ("ssl.truststore.location", "/etc/kafka/ca.pem"),
 /// ] {
-///     assert!(security.set(key, value)?, "{key} is a security key");
+///     security.set(key, value)?;
 /// }
 /// assert_eq!(security.protocol, SecurityProtocol::SaslSsl);
 /// assert!(!format!("{security:?}").contains("alice-secret"));
@@ -144,8 +144,24 @@ impl SecurityConfig {
         }
     }
 
-    /// Sets one Java-style (or librdkafka-style) key. Returns `Ok(false)` for a key that
-    /// is not about security, so callers can try their own keys; a security key with a
+    /// Sets one Java-style (or librdkafka-style) security key; the keys are listed at
+    /// [`SecurityConfig::try_set`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the key, for a key that is
+    /// not about security or a bad or unsupported value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
+        if self.try_set(key, value)? {
+            Ok(self)
+        } else {
+            Err(crate::error::Error::config(format!(
+                "unknown security config key {key:?}"
+            )))
+        }
+    }
+
+    /// Sets one Java-style (or librdkafka-style) key if it is about security. Returns
+    /// `Ok(false)` for a key that is not, so callers can try their own keys; a security key with a
     /// bad or unsupported value is an [`ErrorKind::Config`](crate::ErrorKind::Config)
     /// error naming it.
     ///
@@ -159,7 +175,7 @@ impl SecurityConfig {
     /// (`sasl.mechanisms`), `sasl.jaas.config`, `sasl.username`, `sasl.password`,
     /// `sasl.oauthbearer.config` (librdkafka's unsecured-token settings),
     /// `sasl.oauthbearer.extensions`.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+    pub fn try_set(&mut self, key: &str, value: &str) -> Result<bool> {
         let value = value.trim();
         if key == "security.protocol" {
             self.protocol = value.parse()?;
@@ -213,8 +229,11 @@ mod tests {
     #[test]
     fn other_keys_are_not_claimed() {
         let mut s = SecurityConfig::default();
-        assert!(!s.set("linger.ms", "5").unwrap());
-        assert!(!s.set("bootstrap.servers", "a:1").unwrap());
+        assert!(!s.try_set("linger.ms", "5").unwrap());
+        assert!(!s.try_set("bootstrap.servers", "a:1").unwrap());
+        let e = s.set("linger.ms", "5").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("linger.ms"), "{e}");
     }
 
     #[test]

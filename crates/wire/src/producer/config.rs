@@ -168,8 +168,6 @@ impl ProducerConfig {
         }
     }
 
-    setter!(/// Sets `client.id`.
-        client_id: String);
     setter!(/// Sets `acks`.
         acks: Acks);
     setter!(/// Sets `linger.ms`.
@@ -200,6 +198,12 @@ impl ProducerConfig {
         allow_auto_create_topics: bool);
     setter!(/// Sets `transaction.timeout.ms`.
         transaction_timeout: Duration);
+
+    /// Sets `client.id`.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
 
     /// Sets how connections are secured (TLS, SASL).
     pub fn security(mut self, security: SecurityConfig) -> Self {
@@ -254,7 +258,21 @@ impl ProducerConfig {
         Ok(config)
     }
 
-    /// Sets one Java-style property.
+    /// Sets one Java-style property: a producer key or a security key
+    /// ([`SecurityConfig::set`](crate::net::SecurityConfig::set)).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the key, for an unknown key
+    /// or a value that does not parse.
+    ///
+    /// ```
+    /// use sluice_wire::producer::ProducerConfig;
+    /// let mut config = ProducerConfig::new("127.0.0.1:9092");
+    /// config.set("linger.ms", "20")?.set("acks", "all")?;
+    /// assert_eq!(config.linger.as_millis(), 20);
+    /// assert!(config.set("group.id", "billing").is_err());
+    /// # Ok::<(), sluice_wire::Error>(())
+    /// ```
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
         let value = value.trim();
         match key {
@@ -304,7 +322,7 @@ impl ProducerConfig {
                 }
             }
             _ => {
-                if !self.security.set(key, value)? {
+                if !self.security.try_set(key, value)? {
                     return Err(Error::config(format!(
                         "unknown producer config key {key:?}"
                     )));

@@ -149,7 +149,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use sluice_partition::{PartitionError, Partitioner};
+use sluice_partition::Partitioner;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -383,12 +383,6 @@ impl Producer {
                 config.max_request_size, config.buffer_memory
             )));
         }
-        if let Some(p) = record.partition.filter(|&p| p < 0) {
-            return Err(Error::unknown_topic(format!(
-                "topic {}: no partition {p}",
-                record.topic
-            )));
-        }
         let partitions = shared
             .partition_counts
             .get(&shared.cluster, config, &record.topic, deadline)
@@ -396,18 +390,14 @@ impl Producer {
         let partition = shared
             .partitioner()
             .choose(
-                record.partition.and_then(|p| u32::try_from(p).ok()),
+                record.partition,
                 &record.topic,
                 parts.key,
+                record.sub_key.as_deref(),
                 parts.value.map_or(0, <[u8]>::len),
                 partitions,
             )
-            .map_err(|e| match e {
-                PartitionError::NoPartitions | PartitionError::OutOfRange { .. } => {
-                    Error::unknown_topic(format!("topic {}: {e}", record.topic))
-                }
-            })
-            .and_then(|p| i32::try_from(p).map_err(|_| Error::protocol("partition overflow")))?;
+            .map_err(|e| Error::unknown_topic(format!("topic {}: {e}", record.topic)))?;
 
         let appended = {
             let mut st = shared.state();
@@ -466,9 +456,9 @@ impl Producer {
             }
         };
         if appended.batch_closed {
-            if let Ok(p) = u32::try_from(partition) {
-                shared.partitioner().on_batch_complete(&record.topic, p);
-            }
+            shared
+                .partitioner()
+                .on_batch_complete(&record.topic, partition);
         }
         if appended.new_batch || appended.batch_closed {
             shared.wake.notify_one();

@@ -24,7 +24,7 @@ pub(super) struct PartitionCounts {
 struct Cache {
     /// The snapshot they were read from (kept alive, so pointer equality is sound).
     snapshot: Option<Arc<Metadata>>,
-    counts: HashMap<String, u32, foldhash::fast::RandomState>,
+    counts: HashMap<String, i32, foldhash::fast::RandomState>,
 }
 
 impl PartitionCounts {
@@ -37,7 +37,7 @@ impl PartitionCounts {
         config: &ProducerConfig,
         topic: &str,
         deadline: Instant,
-    ) -> Result<u32> {
+    ) -> Result<i32> {
         let metadata = cluster.metadata();
         {
             let mut cache = crate::sync::lock(&self.cache);
@@ -55,7 +55,7 @@ impl PartitionCounts {
             }
             if let Some(t) = metadata.topic(topic) {
                 if t.error.is_none() && !t.partitions.is_empty() {
-                    if let Ok(n) = u32::try_from(t.partitions.len()) {
+                    if let Ok(n) = i32::try_from(t.partitions.len()) {
                         cache.counts.insert(topic.to_string(), n);
                         return Ok(n);
                     }
@@ -68,7 +68,7 @@ impl PartitionCounts {
             if let Some(t) = cluster.metadata().topic(topic) {
                 match t.error {
                     None if !t.partitions.is_empty() => {
-                        return u32::try_from(t.partitions.len())
+                        return i32::try_from(t.partitions.len())
                             .map_err(|_| Error::protocol("too many partitions"));
                     }
                     Some(code) if !code.is_retriable() => {

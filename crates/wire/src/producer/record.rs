@@ -66,6 +66,8 @@ pub struct ProducerRecord {
     pub partition: Option<i32>,
     /// The create timestamp in ms since the epoch; default: when `send` is called.
     pub timestamp: Option<i64>,
+    /// A sub-key for the partitioner, never sent to Kafka; see [`ProducerRecord::sub_key`].
+    pub sub_key: Option<Bytes>,
 }
 
 impl ProducerRecord {
@@ -79,12 +81,69 @@ impl ProducerRecord {
             headers: Vec::new(),
             partition: None,
             timestamp: None,
+            sub_key: None,
         }
     }
 
     /// Sets the key.
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the key or, with `None`, clears it: forwarding a consumed record's optional
+    /// key needs no `if let`.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use sluice_wire::producer::ProducerRecord;
+    ///
+    /// let consumed_key: Option<Bytes> = Some(Bytes::from_static(b"account-7"));
+    /// let keyed = ProducerRecord::new("out", "v").key_opt(consumed_key);
+    /// assert_eq!(keyed.key.as_deref(), Some(&b"account-7"[..]));
+    ///
+    /// let keyless = ProducerRecord::new("out", "v").key("k").key_opt(None);
+    /// assert_eq!(keyless.key, None);
+    /// ```
+    pub fn key_opt(mut self, key: Option<Bytes>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Sets a sub-key: a finer grouping within the key that the partitioner may use,
+    /// never written to Kafka.
+    ///
+    /// Only partitioners that spread one key over several partitions read it: with a
+    /// [`HotKeyPartitioner`](sluice_partition::HotKeyPartitioner) configured with
+    /// [`SpreadStrategy::SubKey`](sluice_partition::SpreadStrategy::SubKey), the records
+    /// of a *hot* key go to a partition chosen by their sub-key within the key's small
+    /// sub-range of partitions. The others ignore it; so does a record without a key or
+    /// with its own [`partition`](ProducerRecord::partition).
+    ///
+    /// **The ordering trade-off.** For a hot key, order then holds per (key, sub-key), not
+    /// per key: records with equal sub-keys land on one partition in send order, records
+    /// with different sub-keys may be consumed in any relative order. Cold keys keep one
+    /// partition and full per-key order. Choose a sub-key whose order matters to your
+    /// consumers (an order id within an account, a [`time_bucket`](sluice_partition::time_bucket)).
+    ///
+    /// ```
+    /// use sluice_partition::{HotKeyConfig, HotKeyPartitioner, SpreadStrategy};
+    /// use sluice_wire::producer::{ProducerConfig, ProducerRecord};
+    ///
+    /// // Hot accounts spread over 4 partitions, by order id within the account.
+    /// let config = ProducerConfig::new("127.0.0.1:9092").partitioner(|| {
+    ///     Box::new(HotKeyPartitioner::new(
+    ///         HotKeyConfig::new().spread(4).strategy(SpreadStrategy::SubKey),
+    ///     ))
+    /// });
+    /// # let _ = config;
+    /// let record = ProducerRecord::new("payments", "{..}")
+    ///     .key("account-1")
+    ///     .sub_key("order-42");
+    /// assert_eq!(record.sub_key.as_deref(), Some(&b"order-42"[..]));
+    /// ```
+    pub fn sub_key(mut self, sub_key: impl Into<Bytes>) -> Self {
+        self.sub_key = Some(sub_key.into());
         self
     }
 
