@@ -3,7 +3,9 @@
 //! A pipeline takes one consumed record at a time ([`ConsumedRecord`]: topic, partition,
 //! offset, key, value, headers, timestamp, delivery attempt) through your
 //! `tower::Service`, which answers with the records to produce ([`Processed`], zero or
-//! more [`OutputRecord`]s) or a [`PipelineError`]. The layers here wrap that service with
+//! more [`OutputRecord`]s) or an error of your own: any type that says what should
+//! happen to the record ([`Classify`]), a [`BoxError`] as tower services return, or a
+//! [`PipelineError`]. The layers here wrap that service with
 //! what every pipeline needs: retries, a circuit breaker, a dead-letter topic, commit
 //! tracking, bounded and ordered concurrency, spans and metrics.
 //!
@@ -78,9 +80,14 @@
 //!
 //! # Two kinds of failure
 //!
-//! Your errors say which kind they are through [`Classify`] (or the
-//! [`PipelineError::retriable`] / [`dead_letter`](PipelineError::dead_letter) /
-//! [`fatal`](PipelineError::fatal) constructors):
+//! Your service returns its own error type; every layer accepts a service whose error is
+//! `Into<PipelineError>`, so `?` works inside it with no `map_err`. Your errors say which
+//! kind they are through [`Classify`] (or the [`PipelineError::retriable`] /
+//! [`dead_letter`](PipelineError::dead_letter) / [`fatal`](PipelineError::fatal)
+//! constructors). A [`BoxError`] is classified by [`classify_boxed`]: a boxed
+//! `PipelineError` keeps its disposition, a timeout or refused connection is retriable,
+//! anything else is a dead letter. The [`PipelineError`] docs show both with `?` on
+//! `serde_json`.
 //!
 //! - A failure of **this message** ([`Disposition::DeadLetter`]: it cannot be parsed, a
 //!   business rule rejects it) is not retried; the DLQ layer publishes the original record
@@ -156,7 +163,8 @@
 //!     .layer(DeadLetterLayer::new(dlq.clone()).consumer_group("orders-app"))
 //!     .layer(BreakerLayer::new(BreakerConfig::new().wait_in_open(Duration::from_secs(30))))
 //!     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
-//!     .service(service_fn(|r| async move { reserve(r).await.map_err(PipelineError::new) }));
+//!     // The service's error is `OrderError`: no conversion needed.
+//!     .service(service_fn(reserve));
 //!
 //! let good = ConsumedRecord::new("orders", 0, 0).with_key("o-1").with_value("3");
 //! let out = stack.ready().await?.call(good).await?;
@@ -249,5 +257,5 @@ mod sync;
 #[cfg(test)]
 mod test_support;
 
-pub use error::{BoxError, Classify, Disposition, PipelineError};
+pub use error::{classify_boxed, BoxError, Classify, Disposition, PipelineError};
 pub use record::{ConsumedRecord, Delivered, Header, OutputRecord, Processed};

@@ -32,3 +32,23 @@ pub(crate) fn record(offset: i64) -> ConsumedRecord {
         .with_value("v")
         .with_timestamp(1_700_000_000_000)
 }
+
+/// A user's own error enum, as a service would return it (no `PipelineError` in sight).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UserError {
+    #[error("downstream timed out")]
+    Timeout,
+    #[error("order rejected: {0}")]
+    Rejected(&'static str),
+    #[error("not json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl crate::Classify for UserError {
+    fn disposition(&self) -> crate::Disposition {
+        match self {
+            UserError::Timeout => crate::Disposition::Retriable,
+            UserError::Rejected(_) | UserError::Json(_) => crate::Disposition::DeadLetter,
+        }
+    }
+}

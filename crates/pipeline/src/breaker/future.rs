@@ -47,11 +47,12 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F> Future for ResponseFuture<F>
+impl<F, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<Processed, PipelineError>>,
+    F: Future<Output = Result<Processed, E>>,
+    E: Into<PipelineError>,
 {
-    type Output = F::Output;
+    type Output = Result<Processed, PipelineError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
@@ -60,7 +61,7 @@ where
                 permit,
                 start,
             } => {
-                let result = ready!(future.poll(cx));
+                let result = ready!(future.poll(cx)).map_err(Into::into);
                 if let Some(permit) = permit.take() {
                     let now = Instant::now();
                     let slow = now.saturating_duration_since(*start) >= permit.slow_call_duration();

@@ -101,7 +101,8 @@ impl<S: Clone> Clone for Breaker<S> {
 
 impl<S> Service<ConsumedRecord> for Breaker<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
+    S: Service<ConsumedRecord, Response = Processed>,
+    S::Error: Into<PipelineError>,
 {
     type Response = Processed;
     type Error = PipelineError;
@@ -132,7 +133,7 @@ where
                 Admission::Parked => return Poll::Pending,
             }
         }
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: ConsumedRecord) -> Self::Future {

@@ -90,7 +90,8 @@ impl<S: Service<ConsumedRecord>> ResponseFuture<S> {
 
 impl<S> Future for ResponseFuture<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
+    S: Service<ConsumedRecord, Response = Processed>,
+    S::Error: Into<PipelineError>,
 {
     type Output = Result<Processed, PipelineError>;
 
@@ -98,8 +99,8 @@ where
         let mut this = self.project();
         loop {
             let result = match this.state.as_mut().project() {
-                StateProj::Called { future } => ready!(future.poll(cx)),
-                StateProj::Running { future } => ready!(future.poll(cx)),
+                StateProj::Called { future } => ready!(future.poll(cx)).map_err(Into::into),
+                StateProj::Running { future } => ready!(future.poll(cx)).map_err(Into::into),
                 StateProj::Queued {
                     previous,
                     service,

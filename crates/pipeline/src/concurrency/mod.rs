@@ -114,7 +114,8 @@ impl<S: Clone> Clone for Concurrency<S> {
 
 impl<S> Service<ConsumedRecord> for Concurrency<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError> + Clone,
+    S: Service<ConsumedRecord, Response = Processed> + Clone,
+    S::Error: Into<PipelineError>,
 {
     type Response = Processed;
     type Error = PipelineError;
@@ -137,7 +138,7 @@ where
             }
             self.acquire = None;
         }
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: ConsumedRecord) -> Self::Future {

@@ -64,10 +64,11 @@ impl<F, K: Service<OutputRecord>> ResponseFuture<F, K> {
     }
 }
 
-impl<F, K> Future for ResponseFuture<F, K>
+impl<F, E, K> Future for ResponseFuture<F, K>
 where
     K: Clone,
-    F: Future<Output = Result<Processed, PipelineError>>,
+    F: Future<Output = Result<Processed, E>>,
+    E: Into<PipelineError>,
     K: Service<OutputRecord, Response = Delivered, Error = BoxError>,
 {
     type Output = Result<Processed, PipelineError>;
@@ -79,7 +80,7 @@ where
                 StateProj::Called { future } => {
                     let error = match ready!(future.poll(cx)) {
                         Ok(out) => return Poll::Ready(Ok(out)),
-                        Err(e) => e,
+                        Err(e) => e.into(),
                     };
                     let dead_letter = match error.disposition() {
                         Disposition::DeadLetter => true,

@@ -93,7 +93,8 @@ impl<S, K> DeadLetter<S, K> {
 
 impl<S, K> Service<ConsumedRecord> for DeadLetter<S, K>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
+    S: Service<ConsumedRecord, Response = Processed>,
+    S::Error: Into<PipelineError>,
     K: Service<OutputRecord, Response = Delivered, Error = BoxError> + Clone,
 {
     type Response = Processed;
@@ -103,7 +104,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The sink's readiness is awaited per publication: dead letters are rare, and
         // holding back every record for the DLQ's sake would couple the two.
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: ConsumedRecord) -> Self::Future {

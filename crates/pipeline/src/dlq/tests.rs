@@ -146,3 +146,36 @@ async fn readiness_is_the_inner_service_s() {
     handle.allow(1);
     assert_ready_ok!(svc.poll_ready());
 }
+
+#[tokio::test]
+async fn a_user_error_returned_with_question_mark_names_its_type_in_the_headers() {
+    use crate::test_support::UserError;
+    use tower::ServiceExt;
+
+    async fn parse(r: ConsumedRecord) -> Result<Processed, UserError> {
+        let qty: u32 = serde_json::from_slice(r.value.as_deref().unwrap_or_default())?;
+        Err(UserError::Rejected(if qty > 9 {
+            "too many"
+        } else {
+            "too few"
+        }))
+    }
+    let sink = MemorySink::new();
+    let svc = DeadLetterLayer::new(sink.clone()).layer(tower::service_fn(parse));
+    let out = svc.clone().oneshot(record(1).with_value("{")).await;
+    assert_eq!(out.expect("dead-lettered"), Vec::new());
+    let out = svc.oneshot(record(2).with_value("12")).await;
+    assert_eq!(out.expect("dead-lettered"), Vec::new());
+
+    let dlq = sink.records();
+    assert_eq!(dlq.len(), 2);
+    for out in &dlq {
+        let fqcn = std::str::from_utf8(out.header_value(EXCEPTION_FQCN).expect("fqcn"))
+            .expect("utf8")
+            .to_owned();
+        assert!(fqcn.ends_with("test_support::UserError"), "{fqcn}");
+    }
+    let message = |i: usize| dlq[i].header_value(EXCEPTION_MESSAGE).expect("message");
+    assert!(message(0).starts_with(b"not json: "));
+    assert_eq!(message(1), b"order rejected: too many");
+}

@@ -36,16 +36,17 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F> Future for ResponseFuture<F>
+impl<F, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<Processed, PipelineError>>,
+    F: Future<Output = Result<Processed, E>>,
+    E: Into<PipelineError>,
 {
-    type Output = F::Output;
+    type Output = Result<Processed, PipelineError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _enter = this.span.enter();
-        let result = ready!(this.future.poll(cx));
+        let result = ready!(this.future.poll(cx)).map_err(Into::into);
         this.metrics
             .duration
             .record(this.start.elapsed().as_secs_f64());

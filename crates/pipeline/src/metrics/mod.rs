@@ -155,14 +155,15 @@ impl<S> Instrument<S> {
 
 impl<S> Service<ConsumedRecord> for Instrument<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
+    S: Service<ConsumedRecord, Response = Processed>,
+    S::Error: Into<PipelineError>,
 {
     type Response = Processed;
     type Error = PipelineError;
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: ConsumedRecord) -> Self::Future {

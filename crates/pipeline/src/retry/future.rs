@@ -57,7 +57,8 @@ where
 
 impl<S> ResponseFuture<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
+    S: Service<ConsumedRecord, Response = Processed>,
+    S::Error: Into<PipelineError>,
 {
     pub(crate) fn new(
         mut service: S,
@@ -78,7 +79,8 @@ where
 
 impl<S> Future for ResponseFuture<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
+    S: Service<ConsumedRecord, Response = Processed>,
+    S::Error: Into<PipelineError>,
 {
     type Output = Result<Processed, PipelineError>;
 
@@ -89,7 +91,7 @@ where
                 StateProj::Called { future } => {
                     let error = match ready!(future.poll(cx)) {
                         Ok(out) => return Poll::Ready(Ok(out)),
-                        Err(e) => e,
+                        Err(e) => e.into(),
                     };
                     let attempt = this.request.attempt;
                     let may_retry = error.disposition() == Disposition::Retriable
@@ -122,7 +124,7 @@ where
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {
-                    ready!(this.service.poll_ready(cx))?;
+                    ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
                     this.request.attempt += 1;
                     let future = this.service.call(this.request.clone());
                     this.state.set(State::Called { future });

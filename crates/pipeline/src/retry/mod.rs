@@ -62,14 +62,15 @@ impl<S> Retry<S> {
 
 impl<S> Service<ConsumedRecord> for Retry<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError> + Clone,
+    S: Service<ConsumedRecord, Response = Processed> + Clone,
+    S::Error: Into<PipelineError>,
 {
     type Response = Processed;
     type Error = PipelineError;
     type Future = ResponseFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: ConsumedRecord) -> Self::Future {

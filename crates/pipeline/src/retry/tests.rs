@@ -91,3 +91,89 @@ async fn readiness_follows_the_inner_service() {
     handle.allow(1);
     assert_ready_ok!(svc.poll_ready());
 }
+
+/// A service with the user's own error type: fails with `error()` until `succeed_at`.
+fn user_service<E, F>(
+    calls: Arc<std::sync::atomic::AtomicU32>,
+    succeed_at: u32,
+    error: F,
+) -> impl Service<ConsumedRecord, Response = Processed, Error = E, Future: Send> + Clone
+where
+    E: Send + 'static,
+    F: Fn() -> E + Clone + Send + 'static,
+{
+    tower::service_fn(move |_r: ConsumedRecord| {
+        let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let error = error.clone();
+        async move {
+            match n >= succeed_at {
+                true => Ok(vec![]),
+                false => Err(error()),
+            }
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_by_the_user_errors_own_classification() {
+    use crate::test_support::UserError;
+    use tower::ServiceExt;
+
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let svc =
+        RetryLayer::new(policy(3)).layer(user_service(calls.clone(), 3, || UserError::Timeout));
+    assert_eq!(
+        svc.oneshot(record(1))
+            .await
+            .expect("third attempt succeeds"),
+        vec![]
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let svc = RetryLayer::new(policy(3)).layer(user_service(calls.clone(), 3, || {
+        UserError::Rejected("no stock")
+    }));
+    let err = svc
+        .oneshot(record(2))
+        .await
+        .expect_err("a dead letter is not retried");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(err.disposition(), Disposition::DeadLetter);
+    assert!(matches!(
+        err.downcast_ref(),
+        Some(UserError::Rejected("no stock"))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_boxed_errors_by_the_default_classifier() {
+    use crate::BoxError;
+    use tower::ServiceExt;
+
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let timeout = || -> BoxError { std::io::Error::from(std::io::ErrorKind::TimedOut).into() };
+    let svc = RetryLayer::new(policy(3)).layer(user_service(calls.clone(), 2, timeout));
+    assert_eq!(
+        svc.oneshot(record(1))
+            .await
+            .expect("second attempt succeeds"),
+        vec![]
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let bad_json = || -> BoxError {
+        serde_json::from_slice::<u32>(b"{")
+            .expect_err("not json")
+            .into()
+    };
+    let svc = RetryLayer::new(policy(3)).layer(user_service(calls.clone(), 3, bad_json));
+    let err = svc
+        .oneshot(record(2))
+        .await
+        .expect_err("unknown errors are dead letters");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(err.disposition(), Disposition::DeadLetter);
+    assert!(err.downcast_ref::<serde_json::Error>().is_some());
+}

@@ -46,7 +46,8 @@ pub struct Pipeline<S> {
 
 impl<S> Pipeline<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError> + Send + 'static,
+    S: Service<ConsumedRecord, Response = Processed> + Send + 'static,
+    S::Error: Into<PipelineError> + 'static,
     S::Future: Send + 'static,
 {
     /// A pipeline reading `topics` with `consumer` (a `group.id` is required;

@@ -14,7 +14,8 @@ use crate::{ConsumedRecord, PipelineError, Processed};
 
 impl<S> Runner<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError> + Send + 'static,
+    S: Service<ConsumedRecord, Response = Processed> + Send + 'static,
+    S::Error: Into<PipelineError> + 'static,
     S::Future: Send + 'static,
 {
     /// Stops fetching, drains (bounded), commits (exactly-once: ends the transaction,

@@ -22,6 +22,10 @@
 //!    crash redelivers at most `max_in_flight` records. (In exactly-once mode the offsets
 //!    commit inside the producer's transaction instead: see [below](#exactly-once).)
 //!
+//! The stack's error is any `Into<`[`PipelineError`](crate::PipelineError)`>`: your own
+//! [`Classify`](crate::Classify) error, a [`BoxError`](crate::BoxError), or a
+//! `PipelineError` (every layer of this crate answers with one).
+//!
 //! Errors out of the stack: a [`Retriable`](crate::Disposition::Retriable) one (retries
 //! spent, an output not acknowledged for a retriable reason) is never skipped, and never
 //! given up on: the partition is rewound to the record (`seek`) and it is fetched again,

@@ -49,7 +49,8 @@ pub(super) struct Runner<S> {
 
 impl<S> Runner<S>
 where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError> + Send + 'static,
+    S: Service<ConsumedRecord, Response = Processed> + Send + 'static,
+    S::Error: Into<PipelineError> + 'static,
     S::Future: Send + 'static,
 {
     pub(super) async fn run_loop(
@@ -130,7 +131,7 @@ where
                 ready = ServiceExt::<ConsumedRecord>::ready(&mut self.stack),
                     if held.is_some() && admitting =>
                 {
-                    let svc = ready.map_err(RunError::NotReady)?;
+                    let svc = ready.map_err(|e| RunError::NotReady(e.into()))?;
                     if self.paused {
                         resume_unpaused(&self.consumer, &self.backoff, &self.shared);
                         self.paused = false;

@@ -28,7 +28,8 @@ pub(super) fn spawn<S>(
     events: &mpsc::UnboundedSender<Event>,
     tasks: &mut JoinSet<()>,
 ) where
-    S: Service<ConsumedRecord, Response = Processed, Error = PipelineError>,
+    S: Service<ConsumedRecord, Response = Processed>,
+    S::Error: Into<PipelineError> + 'static,
     S::Future: Send + 'static,
 {
     let (topic, partition, offset) = (Arc::clone(&record.topic), record.partition, record.offset);
@@ -41,7 +42,10 @@ pub(super) fn spawn<S>(
     let original = (shared.rejected_output == RejectedOutput::DeadLetter).then(|| record.clone());
     let answer = match refused {
         Some(_) => futures::future::Either::Left(std::future::ready(Ok(Vec::new()))),
-        None => futures::future::Either::Right(svc.call(record)),
+        None => futures::future::Either::Right(futures::TryFutureExt::map_err(
+            svc.call(record),
+            Into::into,
+        )),
     };
     let task = RecordTask {
         topic,
