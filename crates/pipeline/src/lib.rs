@@ -17,6 +17,47 @@
 //! `Service<OutputRecord>` sink ([`runner::ProducerSink`] for Kafka, [`dlq::MemorySink`]
 //! in memory), and commits are read from a [`commit::CommitHandle`].
 //!
+//! # Example
+//!
+//! A pipeline against Kafka (`cargo xtask kafka up` starts a broker on
+//! `127.0.0.1:19092`): every order is forwarded, enriched, to `orders-enriched`, in order
+//! per key, with retries, a breaker and a dead-letter topic, committed at-least-once,
+//! until Ctrl-C or SIGTERM (then it drains, commits and leaves the group):
+//!
+//! ```no_run
+//! use sluice_pipeline::breaker::{BreakerConfig, BreakerLayer};
+//! use sluice_pipeline::concurrency::{ConcurrencyLayer, Ordering};
+//! use sluice_pipeline::dlq::DeadLetterLayer;
+//! use sluice_pipeline::retry::{RetryLayer, RetryPolicy};
+//! use sluice_pipeline::runner::{Pipeline, ProducerSink, Shutdown};
+//! use sluice_pipeline::{ConsumedRecord, OutputRecord, PipelineError};
+//! use sluice_wire::consumer::ConsumerConfig;
+//! use sluice_wire::producer::{Producer, ProducerConfig};
+//! use tower::{service_fn, ServiceBuilder};
+//!
+//! async fn enrich(record: ConsumedRecord) -> Result<Vec<OutputRecord>, PipelineError> {
+//!     let order = record.value.clone().unwrap_or_default();
+//!     let enriched = [&order[..], b" (checked)"].concat();
+//!     Ok(vec![record.forward("orders-enriched", enriched)])
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:19092")).await?;
+//! let stack = ServiceBuilder::new()
+//!     .layer(ConcurrencyLayer::new(Ordering::PerKey, 256))
+//!     .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group("enricher"))
+//!     .layer(BreakerLayer::new(BreakerConfig::new()))
+//!     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
+//!     .service(service_fn(enrich));
+//! let consumer = ConsumerConfig::new("127.0.0.1:19092").group_id("enricher");
+//! Pipeline::new(consumer, producer, ["orders"], stack)
+//!     .shutdown(Shutdown::on_signals())
+//!     .run()
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! - [`record`](ConsumedRecord) and [`error`](PipelineError): the request, the response,
@@ -109,7 +150,7 @@
 //! spins. Errors from the layers never stand in for backpressure: a layer that refuses work
 //! does it by not being ready.
 //!
-//! # Example
+//! # Example without a broker
 //!
 //! A service that reads an order quantity, a stack around it, an in-memory DLQ sink, and
 //! the commit position after a good record and a bad one:
