@@ -17,6 +17,7 @@
 //! the outputs, dead letters and input offsets commit in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -120,27 +121,18 @@ fn payment(i: u64, seqs: &mut BTreeMap<(String, String), u64>) -> (String, Strin
     (account, card, json)
 }
 
-/// The fraud service: a tower service that hangs on about 3 % of calls, behind a timeout.
+/// The fraud service: a tower service that hangs on about 3 % of calls (at random, so a
+/// retry usually gets through), behind a 50 ms timeout.
 fn fraud_service(
 ) -> impl Service<Payment, Response = u64, Error = BoxError, Future: Send> + Clone + Send {
     ServiceBuilder::new()
         .timeout(Duration::from_millis(50))
         .service(service_fn(|p: Payment| async move {
-            let h =
-                p.id.wrapping_mul(0xff51_afd7_ed55_8ccd)
-                    .wrapping_add(nanos())
-                    >> 40;
-            if h % 100 < 3 {
+            if RandomState::new().hash_one(p.id) % 100 < 3 {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Ok::<_, BoxError>(p.amount_cents * 7 % 100)
         }))
-}
-
-fn nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos().into())
 }
 
 #[tokio::main]
@@ -258,7 +250,10 @@ async fn main() -> Result<(), Error> {
         .layer(InstrumentLayer::new().consumer_group(group.as_str()))
         // One payment at a time per account within a partition; accounts run concurrently.
         .layer(ConcurrencyLayer::new(Order::PerKey, 256))
-        .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group(group.as_str()))
+        .layer(
+            DeadLetterLayer::new(ProducerSink::new(producer.clone()))
+                .consumer_group(group.as_str()),
+        )
         .layer(BreakerLayer::new(
             BreakerConfig::new()
                 .name("fraud")
