@@ -35,6 +35,7 @@ use sluice::wire::admin::{Admin, NewTopic};
 use sluice::wire::cluster::{Cluster, ClusterConfig};
 use sluice::wire::consumer::{ConsumerConfig, OffsetReset};
 use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
+use tower::util::BoxCloneService;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -83,16 +84,24 @@ impl Classify for ScoreError {
     }
 }
 
-/// What the run counted, for the summary.
-#[derive(Debug, Default)]
-struct Counts {
+/// What every call shares: the output topic and the counts for the summary.
+#[derive(Debug)]
+struct Shared {
+    output: Arc<str>,
     scored: AtomicU64,
     dead_lettered: AtomicU64,
-    fraud_timeouts: AtomicU64,
+    retried: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The `i`-th payment, or (about 1 %) a truncated line; `seqs` numbers each card's payments.
-fn payment(i: u64, seqs: &mut BTreeMap<(String, String), u64>) -> (String, String, String) {
+fn payment(
+    i: u64,
+    seqs: &mut BTreeMap<(String, String), u64>,
+) -> serde_json::Result<(String, String, String)> {
     let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
     let (account, card) = if h % 100 < 40 {
         (
@@ -114,25 +123,57 @@ fn payment(i: u64, seqs: &mut BTreeMap<(String, String), u64>) -> (String, Strin
         amount_cents: 100 + h % 50_000,
     };
     *seq += 1;
-    let mut json = serde_json::to_string(&p).unwrap_or_default();
+    let mut json = serde_json::to_string(&p)?;
     if i % 97 == 13 {
         json.truncate(json.len() / 2);
     }
-    (account, card, json)
+    Ok((account, card, json))
 }
 
 /// The fraud service: a tower service that hangs on about 3 % of calls (at random, so a
 /// retry usually gets through), behind a 50 ms timeout.
-fn fraud_service(
-) -> impl Service<Payment, Response = u64, Error = BoxError, Future: Send> + Clone + Send {
-    ServiceBuilder::new()
-        .timeout(Duration::from_millis(50))
-        .service(service_fn(|p: Payment| async move {
-            if RandomState::new().hash_one(p.id) % 100 < 3 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Ok::<_, BoxError>(p.amount_cents * 7 % 100)
-        }))
+type Fraud = BoxCloneService<Payment, u64, BoxError>;
+
+fn fraud_service() -> Fraud {
+    let service = service_fn(|p: Payment| async move {
+        if RandomState::new().hash_one(p.id) % 100 < 3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok::<_, BoxError>(p.amount_cents * 7 % 100)
+    });
+    BoxCloneService::new(
+        ServiceBuilder::new()
+            .timeout(Duration::from_millis(50))
+            .service(service),
+    )
+}
+
+/// The service the pipeline runs: parse, ask the fraud service, answer the scored payment
+/// (keyed by account, as its input). `?` turns each failure into a [`ScoreError`].
+async fn score(
+    record: ConsumedRecord,
+    mut fraud: Fraud,
+    shared: Arc<Shared>,
+) -> Result<Vec<OutputRecord>, ScoreError> {
+    let value = record.value.as_deref().unwrap_or_default();
+    let payment: Payment =
+        serde_json::from_slice(value).inspect_err(|_| bump(&shared.dead_lettered))?;
+    let score = fraud
+        .ready()
+        .await?
+        .call(payment.clone())
+        .await
+        .inspect_err(|_| bump(&shared.retried))?;
+    bump(&shared.scored);
+    let scored = Scored {
+        payment,
+        score,
+        input_partition: record.partition,
+    };
+    let out = record.forward(Arc::clone(&shared.output), serde_json::to_vec(&scored)?);
+    Ok(vec![
+        out.header("fraud-score", Some(score.to_string().into()))
+    ])
 }
 
 #[tokio::main]
@@ -187,7 +228,7 @@ async fn main() -> Result<(), Error> {
     .await?;
     let (mut seqs, mut sent) = (BTreeMap::new(), Vec::new());
     for i in 0..count {
-        let (account, card, json) = payment(i, &mut seqs);
+        let (account, card, json) = payment(i, &mut seqs)?;
         let record = ProducerRecord::new(input.as_str(), json)
             .key(account.clone())
             .sub_key(card);
@@ -209,46 +250,17 @@ async fn main() -> Result<(), Error> {
         config = config.transactional_id(format!("{group}-0"));
     }
     let producer = Producer::new(config).await?;
-    let counts = Arc::new(Counts::default());
-    let (fraud, out_topic, c) = (
-        fraud_service(),
-        Arc::<str>::from(output.as_str()),
-        Arc::clone(&counts),
-    );
-    let score = service_fn(move |record: ConsumedRecord| {
-        let (mut fraud, out_topic, counts) =
-            (fraud.clone(), Arc::clone(&out_topic), Arc::clone(&c));
-        async move {
-            let payment: Payment = serde_json::from_slice(
-                record.value.as_deref().unwrap_or_default(),
-            )
-            .inspect_err(|_| {
-                counts.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            })?;
-            let score = fraud
-                .ready()
-                .await?
-                .call(payment.clone())
-                .await
-                .inspect_err(|_| {
-                    counts.fraud_timeouts.fetch_add(1, Ordering::Relaxed);
-                })?;
-            let scored = Scored {
-                payment,
-                score,
-                input_partition: record.partition,
-            };
-            counts.scored.fetch_add(1, Ordering::Relaxed);
-            let out = OutputRecord::new(out_topic, serde_json::to_vec(&scored)?)
-                .key_opt(record.key.clone());
-            Ok::<_, ScoreError>(vec![
-                out.header("fraud-score", Some(score.to_string().into()))
-            ])
-        }
+    let shared = Arc::new(Shared {
+        output: Arc::from(output.as_str()),
+        scored: AtomicU64::new(0),
+        dead_lettered: AtomicU64::new(0),
+        retried: AtomicU64::new(0),
     });
+    let (fraud, s) = (fraud_service(), Arc::clone(&shared));
     let stack = ServiceBuilder::new()
         .layer(InstrumentLayer::new().consumer_group(group.as_str()))
-        // One payment at a time per account within a partition; accounts run concurrently.
+        // One payment at a time per account within a partition (the fraud service sees an
+        // account's payments in order); accounts run concurrently.
         .layer(ConcurrencyLayer::new(Order::PerKey, 256))
         .layer(
             DeadLetterLayer::new(ProducerSink::new(producer.clone()))
@@ -264,7 +276,7 @@ async fn main() -> Result<(), Error> {
                 .max_attempts(5)
                 .initial_delay(Duration::from_millis(10)),
         ))
-        .service(score);
+        .service(service_fn(move |r| score(r, fraud.clone(), Arc::clone(&s))));
 
     let consumer = ConsumerConfig::new(&bootstrap)
         .group_id(&group)
@@ -276,7 +288,7 @@ async fn main() -> Result<(), Error> {
     let (stats, stop) = (pipeline.stats(), pipeline.shutdown_handle());
     let run = tokio::spawn(pipeline.run());
     // Every payment is handled once the pipeline completed them all and committed past them.
-    while !stop.is_cancelled() && !(stats.completed() >= count && stats.lag() == 0) {
+    while !(stop.is_cancelled() || stats.completed() >= count && stats.lag() == 0) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.cancel();
@@ -289,10 +301,11 @@ async fn main() -> Result<(), Error> {
         "at-least-once"
     };
     println!(
-        "{mode}: in {count}, out {} scored, dead-lettered {}, fraud timeouts retried {}, redelivered {}",
-        counts.scored.load(Ordering::Relaxed),
-        counts.dead_lettered.load(Ordering::Relaxed),
-        counts.fraud_timeouts.load(Ordering::Relaxed),
+        "{mode}: in {count}, out {} scored, dead-lettered {}, retried {} fraud timeouts, \
+         redelivered {}",
+        shared.scored.load(Ordering::Relaxed),
+        shared.dead_lettered.load(Ordering::Relaxed),
+        shared.retried.load(Ordering::Relaxed),
         stats.redelivered(),
     );
     for (partition, (n, hot)) in placed {
