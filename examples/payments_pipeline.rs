@@ -291,6 +291,7 @@ async fn main() -> Result<(), Error> {
     while !(stop.is_cancelled() || stats.completed() >= count && stats.lag() == 0) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let interrupted = stop.is_cancelled();
     stop.cancel();
     run.await??;
     producer.close(Duration::from_secs(10)).await?;
@@ -300,6 +301,9 @@ async fn main() -> Result<(), Error> {
     } else {
         "at-least-once"
     };
+    if interrupted {
+        println!("stopped by a signal before every payment was handled");
+    }
     println!(
         "{mode}: in {count}, out {} scored, dead-lettered {}, retried {} fraud timeouts, \
          redelivered {}",
