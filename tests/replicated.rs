@@ -1072,19 +1072,8 @@ impl Member {
         batch: usize,
         log: &Arc<std::sync::Mutex<MemberLog>>,
     ) -> Member {
-        let exe = std::env::current_exe().unwrap();
-        let member = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("examples/group_member");
-        assert!(
-            member.exists(),
-            "{} not built: run `cargo build --example group_member` first (as .ci/run does)",
-            member.display()
-        );
-        let mut child = std::process::Command::new(&member)
+        // `--test replicated` alone builds no examples: .ci/run builds this one first.
+        let mut child = std::process::Command::new(pipeline_common::example("group_member"))
             .env("SLUICE_BOOTSTRAP", bootstrap)
             .env("MEMBER_TOPIC", topic)
             .env("MEMBER_GROUP", group)

@@ -365,6 +365,27 @@ pub fn order_ids(records: &[Read]) -> BTreeMap<u64, u32> {
     m
 }
 
+/// The path of the example binary `name`: `cargo test` builds the examples into
+/// `target/<profile>/examples`, beside the test binaries' `deps` directory. Panics when
+/// it is missing (`cargo test --test X` alone builds no examples: `cargo build --example
+/// name` first).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --example {name}`",
+        path.display()
+    );
+    path
+}
+
 /// The `orders_pipeline` example as a worker process reading `input` into `output` in
 /// `group` (`cargo test` builds the examples next to the test binaries' directory);
 /// exactly-once when `transactional_id` is given.
@@ -375,15 +396,7 @@ pub fn orders_worker(
     max_in_flight: usize,
     transactional_id: Option<&str>,
 ) -> std::process::Command {
-    let exe = std::env::current_exe().unwrap();
-    let worker = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/orders_pipeline");
-    assert!(worker.exists(), "{} not built", worker.display());
-    let mut cmd = std::process::Command::new(&worker);
+    let mut cmd = std::process::Command::new(example("orders_pipeline"));
     cmd.env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
         .env("ORDERS_WORKER", "1")
         .env("ORDERS_INPUT", input)
