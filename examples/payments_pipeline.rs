@@ -1,4 +1,5 @@
-//! A payment-scoring pipeline, as a new user writes one, on the Kafka at `SLUICE_BOOTSTRAP`.
+//! A payment-scoring pipeline, as a new user writes one, on the Kafka at `SLUICE_BOOTSTRAP`
+//! (default `127.0.0.1:19092`, where `cargo xtask kafka up` starts one).
 //!
 //! It creates `<topic>` (8 partitions), `<topic>-dlt` and `<topic>-scored`, where
 //! `<topic>` is `PAYMENTS_TOPIC` (default `payments-<unix time>`), and writes
@@ -178,8 +179,9 @@ async fn score(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // `cargo xtask kafka up`'s broker unless told otherwise.
     let bootstrap =
-        std::env::var("SLUICE_BOOTSTRAP").map_err(|_| "set SLUICE_BOOTSTRAP=host:port")?;
+        std::env::var("SLUICE_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".to_string());
     let count: u64 = std::env::var("PAYMENTS_COUNT").map_or(Ok(20_000), |v| v.parse())?;
     let exactly_once = std::env::args().any(|a| a == "--exactly-once")
         || std::env::var("PAYMENTS_EXACTLY_ONCE").is_ok_and(|v| v == "1");
