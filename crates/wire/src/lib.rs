@@ -127,14 +127,14 @@
 //! # Record batches
 //! The codec needs no broker: build a record batch and read it back.
 //! ```
-//! use sluice_wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
+//! use sluice_wire::records::{BatchOptions, Compression, HeaderRef, RecordBatchBuilder, RecordBatches};
 //!
 //! # fn main() -> Result<(), sluice_wire::Error> {
 //! let mut batch = RecordBatchBuilder::new(BatchOptions {
 //!     compression: Compression::Zstd,
 //!     ..BatchOptions::default()
 //! });
-//! batch.append(1_700_000_000_000, Some(b"user-1"), Some(b"signed up"), &[Header::new("source", Some(b"web"))])?;
+//! batch.append(1_700_000_000_000, Some(b"user-1"), Some(b"signed up"), &[HeaderRef::new("source", Some(b"web"))])?;
 //! let bytes = batch.finish()?;
 //! let decoded = RecordBatches::new(bytes).next().expect("one batch")?;
 //! let record = decoded.records()?.next().expect("one record")?;
@@ -150,6 +150,7 @@ pub mod cluster;
 mod config;
 pub mod consumer;
 pub mod error;
+mod header;
 pub mod net;
 pub mod partition_client;
 pub mod producer;
@@ -159,6 +160,7 @@ mod task;
 pub mod types;
 
 pub use error::{Error, ErrorKind, KafkaCode, LogTruncation, Result};
+pub use header::Header;
 
 #[doc(hidden)]
 pub mod fuzzing;
