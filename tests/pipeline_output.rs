@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice::pipeline::runner::Pipeline;
-use sluice::pipeline::{ConsumedRecord, PipelineError};
+use sluice::pipeline::{ConsumedRecord, Header, PipelineError};
 use tower::service_fn;
 
 use pipeline_common::*;
@@ -73,8 +73,8 @@ async fn an_output_reaches_kafka_with_its_key_headers_partition_and_timestamp() 
         assert_eq!(
             r.headers,
             vec![
-                ("source".to_owned(), Some(Bytes::from_static(b"pipeline"))),
-                ("trace".to_owned(), None),
+                Header::new("source", Some(Bytes::from_static(b"pipeline"))),
+                Header::new("trace", None),
             ],
             "headers in order, the null value kept"
         );

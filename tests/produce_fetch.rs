@@ -99,10 +99,7 @@ async fn fetch_all(client: &PartitionClient, end: i64) -> Vec<(i64, i64, Sample)
                 offset = r.offset() + 1;
                 let headers = r
                     .headers()
-                    .map(|h| {
-                        let key = h.key_str().expect("header keys are UTF-8").to_string();
-                        (key, h.value.map(|v| v.to_vec()))
-                    })
+                    .map(|h| (h.key().to_owned(), h.value().map(<[u8]>::to_vec)))
                     .collect();
                 out.push((
                     r.offset(),
