@@ -64,6 +64,11 @@
 //!   [`OffsetAndMetadata`](types::OffsetAndMetadata), [`Acks`](types::Acks),
 //!   [`IsolationLevel`](types::IsolationLevel), [`ConsumerGroupMetadata`](types::ConsumerGroupMetadata).
 //!   Imports nothing of this crate.
+//! - `header.rs`: [`Header`], the one record header type: what a
+//!   [`ProducerRecord`](producer::ProducerRecord) carries, what a
+//!   [`ConsumerRecord`](consumer::ConsumerRecord) yields (zero-copy) and what the
+//!   pipeline's records hold. Every record type looks headers up with `last_header(name)`
+//!   and `header_value(name)` (`header` is the producer-side builder). A leaf.
 //! - `config.rs`: reading Java-style values (`"5000"`, `"true"`), shared by every
 //!   config type's `set` / `from_properties`, so errors name the key alike.
 //! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the [`KafkaCode`] when the
