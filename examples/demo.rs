@@ -12,7 +12,9 @@ use sluice::partition::{Murmur2Partitioner, Partitioner};
 use sluice::wire::admin::{Admin, NewTopic, OffsetSpec};
 use sluice::wire::cluster::{Cluster, ClusterConfig};
 use sluice::wire::partition_client::{Acks, FetchOptions, PartitionClient};
-use sluice::wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
+use sluice::wire::records::{
+    BatchOptions, Compression, HeaderRef, RecordBatchBuilder, RecordBatches,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let key = format!("user-{}", i % 4);
         let value = format!("event {i}");
         let p = partitioner.partition(&topic, Some(key.as_bytes()), value.len(), 3);
-        let headers = [Header::new("source", Some(&b"demo"[..]))];
+        let headers = [HeaderRef::new("source", Some(&b"demo"[..]))];
         batches
             .entry(p)
             .or_insert_with(|| {

@@ -47,7 +47,7 @@ use sluice::pipeline::dlq::{headers, DeadLetterLayer};
 use sluice::pipeline::metrics::InstrumentLayer;
 use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
 use sluice::pipeline::runner::{Pipeline, PipelineStats, ProducerSink, RunError, Shutdown};
-use sluice::pipeline::{ConsumedRecord, PipelineError, Processed};
+use sluice::pipeline::{ConsumedRecord, Header, PipelineError, Processed};
 use sluice::wire::admin::{Admin, NewTopic};
 use sluice::wire::cluster::{Cluster, ClusterConfig};
 use sluice::wire::consumer::{ConsumerConfig, OffsetReset};
@@ -459,7 +459,7 @@ async fn progress(
 async fn read_topic(
     cluster: &Cluster,
     topic: &str,
-) -> Result<Vec<(i32, i64, Option<Bytes>, Vec<(String, Option<Bytes>)>)>, Error> {
+) -> Result<Vec<(i32, i64, Option<Bytes>, Vec<Header>)>, Error> {
     let mut out = Vec::new();
     for p in 0..PARTITIONS {
         let client = PartitionClient::new(cluster.clone(), topic, p);
@@ -482,10 +482,7 @@ async fn read_topic(
                         continue;
                     }
                     offset = record.offset() + 1;
-                    let headers = record
-                        .headers()
-                        .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
-                        .collect();
+                    let headers = record.headers().collect();
                     out.push((p, record.offset(), record.value().cloned(), headers));
                 }
             }
@@ -549,8 +546,8 @@ async fn summary(
         .filter_map(|(_, _, _, h)| {
             let get = |name: &str| {
                 h.iter()
-                    .find(|(k, _)| k == name)
-                    .and_then(|(_, v)| v.clone())
+                    .find(|h| h.key() == name)
+                    .and_then(|h| h.value_bytes().cloned())
             };
             Some((
                 get(headers::ORIGINAL_PARTITION)?,
@@ -573,9 +570,9 @@ async fn summary(
             "one dead letter ({dlq}-{p}@{offset}): {}",
             String::from_utf8_lossy(value.as_deref().unwrap_or_default())
         );
-        for (k, v) in headers {
-            let v = v.clone().unwrap_or_default();
-            let shown = match k.as_str() {
+        for header in headers {
+            let (k, v) = (header.key(), header.value().unwrap_or_default());
+            let shown = match k {
                 headers::ORIGINAL_PARTITION if v.len() == 4 => {
                     i32::from_be_bytes([v[0], v[1], v[2], v[3]]).to_string()
                 }
@@ -585,7 +582,7 @@ async fn summary(
                 headers::ATTEMPT if v.len() == 4 => {
                     u32::from_be_bytes([v[0], v[1], v[2], v[3]]).to_string()
                 }
-                _ => String::from_utf8_lossy(&v).into_owned(),
+                _ => String::from_utf8_lossy(v).into_owned(),
             };
             println!("  {k}: {shown}");
         }

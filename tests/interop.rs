@@ -7,7 +7,9 @@ use std::time::Duration;
 use sluice::wire::admin::{Admin, NewTopic};
 use sluice::wire::cluster::{Cluster, ClusterConfig};
 use sluice::wire::partition_client::{Acks, FetchOptions, PartitionClient};
-use sluice::wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
+use sluice::wire::records::{
+    BatchOptions, Compression, HeaderRef, RecordBatchBuilder, RecordBatches,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -46,8 +48,8 @@ async fn java_console_consumer_reads_what_we_write_with_every_codec() {
 
         let value = format!("{codec}: headers");
         let headers = [
-            Header::new("h1", Some(&b"v1"[..])),
-            Header::new("codec", Some(codec.name().as_bytes())),
+            HeaderRef::new("h1", Some(&b"v1"[..])),
+            HeaderRef::new("codec", Some(codec.name().as_bytes())),
         ];
         b.append(ts, Some(b"k1"), Some(value.as_bytes()), &headers)
             .unwrap();

@@ -1,6 +1,7 @@
 //! What an output carries to Kafka: a record built with `OutputRecord`'s builder (key,
 //! headers, a null header value, partition, timestamp) is written with all of them by the
-//! runner, against a real broker.
+//! runner, against a real broker; and headers keep one type from producer to consumer to
+//! pipeline output.
 //!
 //! Start a broker first (`cargo xtask kafka up`), or run `cargo xtask test`.
 
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice::pipeline::runner::Pipeline;
-use sluice::pipeline::{ConsumedRecord, PipelineError};
+use sluice::pipeline::{ConsumedRecord, Header, PipelineError};
+use sluice::wire::producer::ProducerRecord;
 use tower::service_fn;
 
 use pipeline_common::*;
@@ -73,11 +75,79 @@ async fn an_output_reaches_kafka_with_its_key_headers_partition_and_timestamp() 
         assert_eq!(
             r.headers,
             vec![
-                ("source".to_owned(), Some(Bytes::from_static(b"pipeline"))),
-                ("trace".to_owned(), None),
+                Header::new("source", Some(Bytes::from_static(b"pipeline"))),
+                Header::new("trace", None),
             ],
             "headers in order, the null value kept"
         );
         assert_eq!(r.timestamp, base + i as i64, "the timestamp set");
     }
+}
+
+/// One header type end to end: a record produced with a duplicate key and a null value
+/// (`ProducerRecord::header`) is consumed by the pipeline as the same `Header`s, in order;
+/// the service looks them up (`last_header` / `header_value`, last wins), passes the
+/// `Vec<Header>` on to its output unchanged and adds one; read back from Kafka, the
+/// output carries exactly those headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_and_a_null_header_round_trip_producer_consumer_pipeline_output() {
+    let (cluster, input, _, group) = setup("pipe-out-headers", 1).await;
+    let output = format!("{input}-headers");
+    common::create_topic(&cluster, &output, 1).await;
+    let sent = ProducerRecord::new(&input, "v")
+        .key("k")
+        .header("trace", Some(Bytes::from_static(b"first")))
+        .header("marker", None)
+        .header("trace", Some(Bytes::from_static(b"last")));
+    assert_eq!(sent.header_value("trace"), Some(&b"last"[..]));
+    let produced = sent.headers.clone();
+    let p = producer().await;
+    p.send(sent).await.unwrap().await.unwrap();
+    p.close(common::T).await.unwrap();
+
+    let topic: Arc<str> = Arc::from(output.as_str());
+    let stack = service_fn(move |r: ConsumedRecord| {
+        let topic = Arc::clone(&topic);
+        async move {
+            if r.value.as_deref() == Some(common::WARMUP) {
+                return Ok::<_, PipelineError>(vec![]);
+            }
+            // What the lookups saw, written as headers so the test can check them.
+            let last = r.header_value("trace").map(Bytes::copy_from_slice);
+            let marker = match r.last_header("marker") {
+                Some(h) if h.value().is_none() => "null",
+                Some(_) => "not null",
+                None => "absent",
+            };
+            let mut out = r.forward(&topic, "out");
+            out.headers = r.headers.clone();
+            Ok(vec![out.header("seen-trace", last).header(
+                "seen-marker",
+                Some(Bytes::from_static(marker.as_bytes())),
+            )])
+        }
+    });
+    let pipeline = Pipeline::new(consumer(&group), producer().await, [input.clone()], stack);
+    let stats = pipeline.stats();
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+    wait_until("the output", Duration::from_secs(60), || {
+        stats.produced() >= 1
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let read = read_all(&cluster, &output, 1).await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    let mut want = produced;
+    want.push(Header::new("seen-trace", Some(Bytes::from_static(b"last"))));
+    want.push(Header::new(
+        "seen-marker",
+        Some(Bytes::from_static(b"null")),
+    ));
+    assert_eq!(
+        read[0].headers, want,
+        "the produced headers in order (duplicate and null kept), then the service's"
+    );
 }

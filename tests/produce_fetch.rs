@@ -8,7 +8,9 @@ use bytes::Bytes;
 use sluice::wire::admin::{Admin, NewTopic};
 use sluice::wire::cluster::{Cluster, ClusterConfig};
 use sluice::wire::partition_client::{Acks, FetchOptions, PartitionClient};
-use sluice::wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
+use sluice::wire::records::{
+    BatchOptions, Compression, HeaderRef, RecordBatchBuilder, RecordBatches,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -69,10 +71,10 @@ fn build(codec: Compression, samples: &[Sample]) -> Bytes {
         ..BatchOptions::default()
     });
     for (i, s) in samples.iter().enumerate() {
-        let headers: Vec<Header<'_>> = s
+        let headers: Vec<HeaderRef<'_>> = s
             .headers
             .iter()
-            .map(|(k, v)| Header::new(k, v.as_deref()))
+            .map(|(k, v)| HeaderRef::new(k, v.as_deref()))
             .collect();
         b.append(
             1_700_000_000_000 + i as i64,
@@ -97,10 +99,7 @@ async fn fetch_all(client: &PartitionClient, end: i64) -> Vec<(i64, i64, Sample)
                 offset = r.offset() + 1;
                 let headers = r
                     .headers()
-                    .map(|h| {
-                        let key = h.key_str().expect("header keys are UTF-8").to_string();
-                        (key, h.value.map(|v| v.to_vec()))
-                    })
+                    .map(|h| (h.key().to_owned(), h.value().map(<[u8]>::to_vec)))
                     .collect();
                 out.push((
                     r.offset(),

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
             let Ok(record) = record else { break };
             let _ = (record.offset(), record.timestamp(), record.key(), record.value());
             for header in record.headers() {
-                let _ = header.key_str();
+                let _ = (header.key(), header.value());
             }
         }
     }

@@ -13,7 +13,7 @@ use sluice::pipeline::concurrency::{ConcurrencyLayer, Ordering as Order};
 use sluice::pipeline::dlq::{headers, DeadLetterLayer};
 use sluice::pipeline::retry::{RetryLayer, RetryPolicy};
 use sluice::pipeline::runner::ProducerSink;
-use sluice::pipeline::{ConsumedRecord, OutputRecord, PipelineError, Processed};
+use sluice::pipeline::{ConsumedRecord, Header, OutputRecord, PipelineError, Processed};
 use sluice::wire::admin::{Admin, OffsetSpec};
 use sluice::wire::cluster::Cluster;
 use sluice::wire::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
@@ -132,7 +132,7 @@ pub struct Read {
     pub offset: i64,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
-    pub headers: Vec<(String, Option<Bytes>)>,
+    pub headers: Vec<Header>,
     pub timestamp: i64,
 }
 
@@ -140,8 +140,8 @@ impl Read {
     pub fn header(&self, name: &str) -> Bytes {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.clone())
+            .find(|h| h.key() == name)
+            .and_then(|h| h.value_bytes().cloned())
             .unwrap_or_else(|| panic!("header {name} missing"))
     }
 }
@@ -178,10 +178,7 @@ pub async fn read_all(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<Re
                         offset: record.offset(),
                         key: record.key().cloned(),
                         value: record.value().cloned(),
-                        headers: record
-                            .headers()
-                            .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
-                            .collect(),
+                        headers: record.headers().collect(),
                         timestamp: record.timestamp(),
                     });
                 }
@@ -567,10 +564,7 @@ pub async fn read_committed(cluster: &Cluster, topic: &str, partitions: i32) -> 
             offset: r.offset(),
             key: r.key().cloned(),
             value: r.value().cloned(),
-            headers: r
-                .headers()
-                .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
-                .collect(),
+            headers: r.headers().collect(),
             timestamp: r.timestamp(),
         });
     }

@@ -299,4 +299,5 @@ mod sync;
 mod test_support;
 
 pub use error::{classify_boxed, BoxError, Classify, Disposition, PipelineError};
-pub use record::{ConsumedRecord, Delivered, Header, OutputRecord, Processed};
+pub use record::{ConsumedRecord, Delivered, OutputRecord, Processed};
+pub use sluice_wire::Header;

@@ -4,24 +4,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use sluice_wire::producer::IntoTopic;
+use sluice_wire::Header;
 
-/// One record header: a name and an optional value (Kafka allows null header values).
-/// The same shape as [`ProducerRecord::headers`](sluice_wire::producer::ProducerRecord::headers).
-pub type Header = (String, Option<Bytes>);
-
-/// The value of the last header called `name`, if it has one: Java's
-/// `Headers.lastHeader(name).value()`. One lookup for both record types.
-fn last_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .rev()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, v)| v.as_deref())
-}
-
-/// The headers as `(name, value)` pairs, in order.
-fn header_pairs(headers: &[Header]) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-    headers.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
+/// The last header called `name` (Java: `Headers.lastHeader(name)`). One lookup for both
+/// record types.
+fn last_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a Header> {
+    headers.iter().rev().find(|h| h.key() == name)
 }
 
 /// One consumed record with its coordinates: the request every layer sees.
@@ -37,10 +25,11 @@ fn header_pairs(headers: &[Header]) -> impl Iterator<Item = (&str, Option<&[u8]>
 ///     .with_header("source", "web")
 ///     .with_header("source", "app");
 /// // The last header of a name wins, as Java's `lastHeader`.
-/// assert_eq!(record.header("source"), Some(&b"app"[..]));
-/// assert_eq!(record.header("trace"), None);
+/// assert_eq!(record.header_value("source"), Some(&b"app"[..]));
+/// assert_eq!(record.last_header("source").map(|h| h.key()), Some("source"));
+/// assert!(record.last_header("trace").is_none());
 /// assert_eq!(
-///     record.headers().collect::<Vec<_>>(),
+///     record.headers.iter().map(|h| (h.key(), h.value())).collect::<Vec<_>>(),
 ///     [("source", Some(&b"web"[..])), ("source", Some(&b"app"[..]))]
 /// );
 /// ```
@@ -56,7 +45,8 @@ pub struct ConsumedRecord {
     pub key: Option<Bytes>,
     /// The record value, if any (`None` is a tombstone).
     pub value: Option<Bytes>,
-    /// The record headers, in wire order.
+    /// The record headers, in wire order: [`Header`]s as the consumer decoded them (key and
+    /// value share the fetch response's buffer).
     pub headers: Vec<Header>,
     /// The record timestamp in milliseconds since the Unix epoch.
     pub timestamp: i64,
@@ -92,9 +82,9 @@ impl ConsumedRecord {
         self
     }
 
-    /// Appends a header.
+    /// Appends a header with a (non-null) value.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        self.headers.push((name.into(), Some(value.into())));
+        self.headers.push(Header::new(name, Some(value.into())));
         self
     }
 
@@ -104,15 +94,17 @@ impl ConsumedRecord {
         self
     }
 
-    /// The value of the last header called `name`; `None` when there is none or its value
-    /// is null (Java: `headers().lastHeader(name).value()`).
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
+    /// The last header called `name` (Java: `headers().lastHeader(name)`); the same
+    /// lookup as on [`OutputRecord`], [`ProducerRecord`](sluice_wire::producer::ProducerRecord)
+    /// and [`ConsumerRecord`](sluice_wire::consumer::ConsumerRecord).
+    pub fn last_header(&self, name: &str) -> Option<&Header> {
         last_header(&self.headers, name)
     }
 
-    /// The headers as `(name, value)` pairs, in wire order (a null value is `None`).
-    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        header_pairs(&self.headers)
+    /// The value of the last header called `name`; `None` when there is none or its value
+    /// is null (Java: `headers().lastHeader(name).value()`).
+    pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        self.last_header(name).and_then(Header::value)
     }
 
     /// An output to `topic` with this record's key and `value`: the common "same key, new
@@ -143,7 +135,8 @@ impl ConsumedRecord {
 /// methods and argument types: [`new`](Self::new) (topic and value), then
 /// [`key`](Self::key), [`key_opt`](Self::key_opt), [`value`](Self::value) (`None`: a
 /// tombstone), [`header`](Self::header), [`partition`](Self::partition),
-/// [`timestamp`](Self::timestamp).
+/// [`timestamp`](Self::timestamp). Headers are looked up as on every record type:
+/// [`last_header`](Self::last_header) and [`header_value`](Self::header_value).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -164,8 +157,9 @@ impl ConsumedRecord {
 /// assert_eq!(out.key.as_deref(), Some(&b"customer-7"[..]));
 /// assert_eq!(out.header_value("source"), Some(&b"billing"[..]));
 /// assert_eq!(out.header_value("trace"), None);
+/// assert!(out.last_header("trace").is_some()); // there, with a null value
 /// assert_eq!(
-///     out.headers().collect::<Vec<_>>(),
+///     out.headers.iter().map(|h| (h.key(), h.value())).collect::<Vec<_>>(),
 ///     [("source", Some(&b"billing"[..])), ("trace", None)]
 /// );
 /// assert_eq!((out.partition, out.timestamp), (Some(2), Some(1_700_000_000_000)));
@@ -227,7 +221,7 @@ impl OutputRecord {
 
     /// Adds a header (a header value may be null).
     pub fn header(mut self, key: impl Into<String>, value: Option<Bytes>) -> Self {
-        self.headers.push((key.into(), value));
+        self.headers.push(Header::new(key, value));
         self
     }
 
@@ -243,16 +237,16 @@ impl OutputRecord {
         self
     }
 
-    /// The value of the last header called `name`; `None` when there is none or its value
-    /// is null (what [`ConsumedRecord::header`] is for an input; here `header` is the
-    /// builder's).
-    pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+    /// The last header called `name` (Java: `headers().lastHeader(name)`); `header` is
+    /// the builder's, as on [`ProducerRecord`](sluice_wire::producer::ProducerRecord).
+    pub fn last_header(&self, name: &str) -> Option<&Header> {
         last_header(&self.headers, name)
     }
 
-    /// The headers as `(name, value)` pairs, in order (a null value is `None`).
-    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        header_pairs(&self.headers)
+    /// The value of the last header called `name`; `None` when there is none or its value
+    /// is null.
+    pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        self.last_header(name).and_then(Header::value)
     }
 }
 

@@ -8,7 +8,9 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sluice_wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
+use sluice_wire::records::{
+    BatchOptions, Compression, HeaderRef, RecordBatchBuilder, RecordBatches,
+};
 
 const RECORDS_PER_BATCH: usize = 1000;
 
@@ -59,7 +61,7 @@ fn encode(input: &Input, compression: Compression) -> (Bytes, usize) {
         },
         1 << 20,
     );
-    let headers = [Header::new("source", Some(&b"bench"[..]))];
+    let headers = [HeaderRef::new("source", Some(&b"bench"[..]))];
     for (i, (key, value)) in input.keys.iter().zip(&input.values).enumerate() {
         builder
             .append(

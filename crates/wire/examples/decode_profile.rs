@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchResponse, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use sluice_wire::records::{BatchOptions, Header, RecordBatchBuilder, RecordBatches};
+use sluice_wire::records::{BatchOptions, HeaderRef, RecordBatchBuilder, RecordBatches};
 
 const FETCH_VERSION: i16 = 12;
 
@@ -40,7 +40,7 @@ fn records_batch(value_len: usize) -> Bytes {
         state
     };
     let mut builder = RecordBatchBuilder::with_capacity(BatchOptions::default(), 1 << 20);
-    let headers = [Header::new("source", Some(&b"bench"[..]))];
+    let headers = [HeaderRef::new("source", Some(&b"bench"[..]))];
     for i in 0..1000 {
         let key = format!("customer-{}", i % 97).into_bytes();
         let mut value = Vec::with_capacity(value_len + 16);

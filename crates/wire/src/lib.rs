@@ -64,6 +64,11 @@
 //!   [`OffsetAndMetadata`](types::OffsetAndMetadata), [`Acks`](types::Acks),
 //!   [`IsolationLevel`](types::IsolationLevel), [`ConsumerGroupMetadata`](types::ConsumerGroupMetadata).
 //!   Imports nothing of this crate.
+//! - `header.rs`: [`Header`], the one record header type: what a
+//!   [`ProducerRecord`](producer::ProducerRecord) carries, what a
+//!   [`ConsumerRecord`](consumer::ConsumerRecord) yields (zero-copy) and what the
+//!   pipeline's records hold. Every record type looks headers up with `last_header(name)`
+//!   and `header_value(name)` (`header` is the producer-side builder). A leaf.
 //! - `config.rs`: reading Java-style values (`"5000"`, `"true"`), shared by every
 //!   config type's `set` / `from_properties`, so errors name the key alike.
 //! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the [`KafkaCode`] when the
@@ -127,14 +132,14 @@
 //! # Record batches
 //! The codec needs no broker: build a record batch and read it back.
 //! ```
-//! use sluice_wire::records::{BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches};
+//! use sluice_wire::records::{BatchOptions, Compression, HeaderRef, RecordBatchBuilder, RecordBatches};
 //!
 //! # fn main() -> Result<(), sluice_wire::Error> {
 //! let mut batch = RecordBatchBuilder::new(BatchOptions {
 //!     compression: Compression::Zstd,
 //!     ..BatchOptions::default()
 //! });
-//! batch.append(1_700_000_000_000, Some(b"user-1"), Some(b"signed up"), &[Header::new("source", Some(b"web"))])?;
+//! batch.append(1_700_000_000_000, Some(b"user-1"), Some(b"signed up"), &[HeaderRef::new("source", Some(b"web"))])?;
 //! let bytes = batch.finish()?;
 //! let decoded = RecordBatches::new(bytes).next().expect("one batch")?;
 //! let record = decoded.records()?.next().expect("one record")?;
@@ -150,6 +155,7 @@ pub mod cluster;
 mod config;
 pub mod consumer;
 pub mod error;
+mod header;
 pub mod net;
 pub mod partition_client;
 pub mod producer;
@@ -159,6 +165,7 @@ mod task;
 pub mod types;
 
 pub use error::{Error, ErrorKind, KafkaCode, LogTruncation, Result};
+pub use header::Header;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -230,7 +230,7 @@ async fn decoded(decoder: &super::schema::ValueDecoder, record: &ConsumerRecord)
 fn print_record(out: &mut impl Write, record: &ConsumerRecord, value: &str) -> std::io::Result<()> {
     let headers: Vec<String> = record
         .headers()
-        .map(|h| format!("{}={}", text(Some(&h.key)), text(h.value.as_ref())))
+        .map(|h| format!("{}={}", h.key(), text(h.value_bytes())))
         .collect();
     writeln!(
         out,

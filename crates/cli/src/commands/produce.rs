@@ -11,6 +11,7 @@ use sluice_wire::cluster::Cluster;
 use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
 use sluice_wire::records::Compression;
 use sluice_wire::types::Acks;
+use sluice_wire::Header;
 
 /// Producer settings shared by `produce` and `perf produce`.
 #[derive(Debug, clap::Args)]
@@ -103,12 +104,12 @@ pub(crate) async fn run(
     timeout: Duration,
     settings: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let headers: Vec<(String, Option<Bytes>)> = args
+    let headers: Vec<Header> = args
         .headers
         .iter()
         .map(|h| {
             h.split_once('=')
-                .map(|(k, v)| (k.to_string(), Some(Bytes::from(v.to_string()))))
+                .map(|(k, v)| Header::new(k, Some(Bytes::from(v.to_string()))))
                 .with_context(|| format!("--header {h:?} is not KEY=VALUE"))
         })
         .collect::<anyhow::Result<_>>()?;

@@ -52,7 +52,7 @@ pub(crate) fn dead_letter_headers(
 ) -> Vec<Header> {
     let mut h = Vec::with_capacity(record.headers.len() + 9);
     h.extend(record.headers.iter().cloned());
-    let mut put = |name: &str, value: Bytes| h.push((name.to_owned(), Some(value)));
+    let mut put = |name: &'static str, value: Bytes| h.push(Header::from_static(name, Some(value)));
     put(
         ORIGINAL_TOPIC,
         Bytes::copy_from_slice(record.topic.as_bytes()),

@@ -43,7 +43,7 @@ async fn publishes_the_original_with_spring_headers_then_succeeds() {
     assert_eq!(out.value, original.value);
     assert_eq!(
         out.headers[0],
-        ("trace".to_owned(), Some("abc".into())),
+        crate::Header::new("trace", Some("abc".into())),
         "original headers first"
     );
     let h = |n| bytes::Bytes::copy_from_slice(out.header_value(n).expect(n));

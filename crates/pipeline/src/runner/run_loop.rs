@@ -370,10 +370,7 @@ where
             offset: r.offset(),
             key: r.key().cloned(),
             value: r.value().cloned(),
-            headers: r
-                .headers()
-                .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value))
-                .collect(),
+            headers: r.headers().collect(),
             timestamp: r.timestamp(),
             attempt: 1,
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::TopicPartition;
+use crate::header::Header;
 use crate::records::{HeaderIter, Record};
 
 /// One record with its topic and partition. Key, value and headers share the fetch
@@ -49,30 +50,32 @@ impl ConsumerRecord {
     pub fn value(&self) -> Option<&Bytes> {
         self.record.value()
     }
-    /// The headers, in order (names may repeat).
+    /// The headers, in order (names may repeat), decoded on demand: each [`Header`]'s key
+    /// and value are views of the fetch response's buffer (no copy).
     pub fn headers(&self) -> HeaderIter {
         self.record.headers()
     }
-    /// The value of the last header called `name`; `None` when there is none or its value
-    /// is null (Java: `headers().lastHeader(name).value()`).
+    /// The last header called `name` (Java: `headers().lastHeader(name)`).
     ///
-    /// The value is a [`Bytes`] view of the fetch response's buffer (a reference count,
-    /// no copy): the record stores its headers encoded and decodes them on demand, so
-    /// there is no decoded slice to borrow. A lookup walks the headers once.
+    /// The record stores its headers encoded and decodes them on demand, so the header is
+    /// returned owned rather than borrowed: two [`Bytes`] views of the fetch response's
+    /// buffer (reference counts, no copy). A lookup walks the headers once.
     ///
     /// ```
     /// # use sluice_wire::consumer::ConsumerRecord;
     /// fn trace_id(record: &ConsumerRecord) -> Option<String> {
-    ///     let value = record.header("trace-id")?;
-    ///     Some(String::from_utf8_lossy(&value).into_owned())
+    ///     let header = record.last_header("trace-id")?;
+    ///     Some(String::from_utf8_lossy(header.value()?).into_owned())
     /// }
     /// ```
-    pub fn header(&self, name: &str) -> Option<Bytes> {
-        self.record
-            .headers()
-            .filter(|h| h.key.as_ref() == name.as_bytes())
-            .last()
-            .and_then(|h| h.value)
+    pub fn last_header(&self, name: &str) -> Option<Header> {
+        self.record.headers().filter(|h| h.is(name)).last()
+    }
+    /// The value of the last header called `name`; `None` when there is none or its value
+    /// is null. A [`Bytes`] view of the fetch response's buffer, as [`last_header`](Self::last_header).
+    pub fn header_value(&self, name: &str) -> Option<Bytes> {
+        self.last_header(name)
+            .and_then(|h| h.value_bytes().cloned())
     }
     /// The leader epoch of the batch this record came from (KIP-320), `None` when the
     /// batch carries none. Commit it with the offset
@@ -111,9 +114,9 @@ pub struct PartitionRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{BatchOptions, Header, RecordBatchBuilder, RecordBatches};
+    use crate::records::{BatchOptions, HeaderRef, RecordBatchBuilder, RecordBatches};
 
-    fn record_with(headers: &[Header<'_>]) -> ConsumerRecord {
+    fn record_with(headers: &[HeaderRef<'_>]) -> ConsumerRecord {
         let mut b = RecordBatchBuilder::new(BatchOptions::default());
         b.append(0, Some(b"k"), Some(b"v"), headers).unwrap();
         let batch = RecordBatches::new(b.finish().unwrap())
@@ -132,17 +135,16 @@ mod tests {
     #[test]
     fn header_finds_the_last_value_of_a_name() {
         let r = record_with(&[
-            Header::new("trace", Some(&b"a"[..])),
-            Header::new("null", None),
-            Header::new("trace", Some(&b"b"[..])),
+            HeaderRef::new("trace", Some(&b"a"[..])),
+            HeaderRef::new("null", None),
+            HeaderRef::new("trace", Some(&b"b"[..])),
         ]);
-        assert_eq!(r.header("trace").as_deref(), Some(&b"b"[..]));
-        assert_eq!(r.header("null"), None);
-        assert_eq!(r.header("absent"), None);
-        let names: Vec<Bytes> = r.headers().map(|h| h.key).collect();
-        assert_eq!(
-            names,
-            [&b"trace"[..], b"null", b"trace"].map(Bytes::from_static)
-        );
+        assert_eq!(r.header_value("trace").as_deref(), Some(&b"b"[..]));
+        assert_eq!(r.header_value("null"), None);
+        assert!(r.last_header("null").is_some());
+        assert_eq!(r.header_value("absent"), None);
+        assert!(r.last_header("absent").is_none());
+        let names: Vec<String> = r.headers().map(|h| h.key().to_owned()).collect();
+        assert_eq!(names, ["trace", "null", "trace"]);
     }
 }

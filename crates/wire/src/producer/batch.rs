@@ -11,8 +11,8 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use super::record::RecordMetadata;
 use crate::error::{Error, Result};
 use crate::records::{
-    rewrite_producer_state, BatchOptions, Compression, Header, Record, RecordBatchBuilder,
-    RecordBatches, RecordHeader,
+    rewrite_producer_state, BatchOptions, Compression, HeaderRef, Record, RecordBatchBuilder,
+    RecordBatches,
 };
 
 /// Bytes a record may take beyond its key, value and headers: the length, attribute,
@@ -26,7 +26,7 @@ pub(crate) struct RecordParts<'a> {
     pub(crate) timestamp: i64,
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) value: Option<&'a [u8]>,
-    pub(crate) headers: &'a [Header<'a>],
+    pub(crate) headers: &'a [HeaderRef<'a>],
 }
 
 impl RecordParts<'_> {
@@ -357,11 +357,8 @@ impl Batch {
         let mut parts = Vec::new();
         let mut builder = RecordBatchBuilder::with_capacity(options, target);
         for r in &records {
-            let headers: Vec<RecordHeader> = r.headers().collect();
-            let headers: Vec<Header<'_>> = headers
-                .iter()
-                .map(|h| Header::new(h.key_str().unwrap_or(""), h.value.as_deref()))
-                .collect();
+            let headers: Vec<crate::Header> = r.headers().collect();
+            let headers: Vec<HeaderRef<'_>> = headers.iter().map(HeaderRef::from).collect();
             let (key, value) = (r.key().map(|b| &b[..]), r.value().map(|b| &b[..]));
             let size = builder.record_size(r.timestamp(), key, value, &headers)?;
             if !builder.is_empty() && builder.estimated_size() + size > target {

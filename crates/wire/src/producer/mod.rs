@@ -164,7 +164,7 @@ use transaction::{TxnContext, TxnState};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{Error, Result};
-use crate::records::{Header, BATCH_HEADER_LEN};
+use crate::records::{HeaderRef, BATCH_HEADER_LEN};
 
 /// A Kafka producer. Clones share one producer; it stops once every clone is dropped
 /// (after delivering what is buffered) or [`close`](Producer::close) is called.
@@ -364,11 +364,7 @@ impl Producer {
             return Err(Error::producer_closed("send after the producer was closed"));
         }
         let deadline = Instant::now() + config.max_block;
-        let headers: Vec<Header<'_>> = record
-            .headers
-            .iter()
-            .map(|(k, v)| Header::new(k, v.as_deref()))
-            .collect();
+        let headers: Vec<HeaderRef<'_>> = record.headers.iter().map(HeaderRef::from).collect();
         let parts = RecordParts {
             timestamp: record.timestamp.unwrap_or_else(now_ms),
             key: record.key.as_deref(),

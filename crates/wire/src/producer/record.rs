@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
+use crate::header::{last_header, Header};
 
 /// A topic name as [`ProducerRecord::new`] takes it: `&str`, `String`, `&String`,
 /// `Arc<str>` or `&Arc<str>`. The `Arc` forms are a reference count; the others allocate.
@@ -60,8 +61,8 @@ pub struct ProducerRecord {
     pub key: Option<Bytes>,
     /// The value; `None` is a tombstone.
     pub value: Option<Bytes>,
-    /// Headers, in order; a header value may be null.
-    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Headers, in order; keys may repeat and a value may be null.
+    pub headers: Vec<Header>,
     /// The partition, bypassing the partitioner.
     pub partition: Option<i32>,
     /// The create timestamp in ms since the epoch; default: when `send` is called.
@@ -153,10 +154,38 @@ impl ProducerRecord {
         self
     }
 
-    /// Adds a header.
+    /// Adds a header (`None`: a null value); a key may be added more than once. The
+    /// lookups are [`last_header`](Self::last_header) and
+    /// [`header_value`](Self::header_value), as on every record type.
     pub fn header(mut self, key: impl Into<String>, value: Option<Bytes>) -> Self {
-        self.headers.push((key.into(), value));
+        self.headers.push(Header::new(key, value));
         self
+    }
+
+    /// The last header called `name` (Java: `headers().lastHeader(name)`).
+    ///
+    /// ```
+    /// use sluice_wire::producer::ProducerRecord;
+    ///
+    /// let record = ProducerRecord::new("orders", "v")
+    ///     .header("source", Some("web".into()))
+    ///     .header("source", Some("app".into()))
+    ///     .header("marker", None);
+    /// assert_eq!(record.last_header("source").map(|h| h.value()), Some(Some(&b"app"[..])));
+    /// assert_eq!(record.header_value("source"), Some(&b"app"[..]));
+    /// // A null value: the header is there, its value is not.
+    /// assert!(record.last_header("marker").is_some());
+    /// assert_eq!(record.header_value("marker"), None);
+    /// assert!(record.last_header("absent").is_none());
+    /// ```
+    pub fn last_header(&self, name: &str) -> Option<&Header> {
+        last_header(&self.headers, name)
+    }
+
+    /// The value of the last header called `name`; `None` when there is none or its value
+    /// is null.
+    pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        self.last_header(name).and_then(Header::value)
     }
 
     /// Sends to this partition instead of asking the partitioner.

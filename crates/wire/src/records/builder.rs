@@ -8,7 +8,7 @@ use super::layout::{
 };
 use super::varint::{put_varint, put_varlong, varint_len, varlong_len};
 use super::{
-    compression, Compression, ControlRecordType, Header, RecordsError, TimestampType,
+    compression, Compression, ControlRecordType, HeaderRef, RecordsError, TimestampType,
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
 
@@ -112,7 +112,7 @@ impl RecordBatchBuilder {
         timestamp_ms: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: &[Header<'_>],
+        headers: &[HeaderRef<'_>],
     ) -> Result<usize, RecordsError> {
         let body = self.body_size(timestamp_ms, key, value, headers)?;
         Ok(varint_len(to_i32(body)?) + body)
@@ -126,7 +126,7 @@ impl RecordBatchBuilder {
         timestamp_ms: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: &[Header<'_>],
+        headers: &[HeaderRef<'_>],
     ) -> Result<u32, RecordsError> {
         if self.options.is_control {
             return Err(RecordsError::ControlMismatch);
@@ -158,7 +158,7 @@ impl RecordBatchBuilder {
         timestamp_ms: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: &[Header<'_>],
+        headers: &[HeaderRef<'_>],
     ) -> Result<u32, RecordsError> {
         let offset_delta = self.count;
         if offset_delta == i32::MAX {
@@ -192,7 +192,7 @@ impl RecordBatchBuilder {
         timestamp_ms: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: &[Header<'_>],
+        headers: &[HeaderRef<'_>],
     ) -> Result<usize, RecordsError> {
         let base = if self.count == 0 {
             timestamp_ms

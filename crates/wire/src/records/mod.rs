@@ -22,7 +22,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use sluice_wire::records::{
-//!     BatchOptions, Compression, Header, RecordBatchBuilder, RecordBatches,
+//!     BatchOptions, Compression, HeaderRef, RecordBatchBuilder, RecordBatches,
 //! };
 //!
 //! # fn main() -> Result<(), sluice_wire::records::RecordsError> {
@@ -30,7 +30,7 @@
 //!     compression: Compression::Lz4,
 //!     ..BatchOptions::default()
 //! });
-//! let headers = [Header::new("trace-id", Some(&b"abc"[..]))];
+//! let headers = [HeaderRef::new("trace-id", Some(&b"abc"[..]))];
 //! builder.append(1_700_000_000_000, Some(b"key"), Some(b"hello"), &headers)?;
 //! builder.append(1_700_000_000_005, None, Some(b"world"), &[])?;
 //! let batch: Bytes = builder.finish()?;
@@ -67,7 +67,7 @@ pub use builder::{rewrite_producer_state, BatchOptions, RecordBatchBuilder};
 pub use decoder::{RecordBatch, RecordBatches};
 pub(crate) use layout::BatchHeaders;
 pub use layout::BATCH_HEADER_LEN;
-pub use record::{HeaderIter, Record, RecordHeader, Records};
+pub use record::{HeaderIter, Record, Records};
 
 /// Default cap on the decompressed size of one batch (64 MiB), far above any broker's
 /// `max.message.bytes` but small enough to stop a zip bomb.
@@ -168,21 +168,27 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-/// A record header for building: a UTF-8 key and an optional value, both borrowed.
-///
-/// Decoded headers are [`RecordHeader`]s.
+/// A record header as [`RecordBatchBuilder::append`] takes it: a UTF-8 key and an
+/// optional value, both borrowed. The low-level builder's input only; records to produce
+/// and consumed records carry the owned [`Header`](crate::Header), and decoding yields it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header<'a> {
+pub struct HeaderRef<'a> {
     /// The header key.
     pub key: &'a str,
     /// The header value; `None` is written as length -1.
     pub value: Option<&'a [u8]>,
 }
 
-impl<'a> Header<'a> {
+impl<'a> HeaderRef<'a> {
     /// A header with `key` and `value`.
     pub fn new(key: &'a str, value: Option<&'a [u8]>) -> Self {
-        Header { key, value }
+        HeaderRef { key, value }
+    }
+}
+
+impl<'a> From<&'a crate::Header> for HeaderRef<'a> {
+    fn from(header: &'a crate::Header) -> Self {
+        HeaderRef::new(header.key(), header.value())
     }
 }
 

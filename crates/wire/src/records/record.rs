@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::varint::{invalid_length, Cursor};
 use super::RecordsError;
+use crate::header::Header;
 
 /// Iterator over the records of one batch; yields `Err` once and stops if a record is
 /// malformed, and fails if bytes remain after the declared count.
@@ -217,25 +218,9 @@ impl fmt::Debug for Record {
     }
 }
 
-/// A decoded header; key and value are slices of the batch's buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RecordHeader {
-    /// The key bytes (Kafka writes UTF-8; see [`key_str`](Self::key_str)).
-    pub key: Bytes,
-    /// The value; `None` for a null value.
-    pub value: Option<Bytes>,
-}
-
-impl RecordHeader {
-    /// The key as UTF-8, if it is valid UTF-8.
-    pub fn key_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.key).ok()
-    }
-}
-
-/// Iterator over a record's headers. The record was validated when decoded, so this
-/// cannot fail.
+/// Iterator over a record's headers, decoded on demand: each key and value is a slice of
+/// the batch's buffer (see [`Header`] for keys that are not UTF-8). The record was
+/// validated when decoded, so this cannot fail.
 #[derive(Debug, Clone)]
 pub struct HeaderIter {
     data: Bytes,
@@ -244,9 +229,9 @@ pub struct HeaderIter {
 }
 
 impl Iterator for HeaderIter {
-    type Item = RecordHeader;
+    type Item = Header;
 
-    fn next(&mut self) -> Option<RecordHeader> {
+    fn next(&mut self) -> Option<Header> {
         if self.remaining == 0 {
             return None;
         }
@@ -257,10 +242,10 @@ impl Iterator for HeaderIter {
         let value = r.nullable_bytes("header value length").ok()?;
         let base = self.pos;
         self.pos += r.pos();
-        Some(RecordHeader {
-            key: self.data.slice(base + key.0..base + key.1),
-            value: value.map(|(s, e)| self.data.slice(base + s..base + e)),
-        })
+        Some(Header::decoded(
+            self.data.slice(base + key.0..base + key.1),
+            value.map(|(s, e)| self.data.slice(base + s..base + e)),
+        ))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -26,7 +26,7 @@ impl Owned {
             value: r.value().map(|v| v.to_vec()),
             headers: r
                 .headers()
-                .map(|h| (h.key_str().unwrap().to_owned(), h.value.map(|v| v.to_vec())))
+                .map(|h| (h.key().to_owned(), h.value().map(|v| v.to_vec())))
                 .collect(),
         }
     }
@@ -35,10 +35,10 @@ impl Owned {
 fn build(options: BatchOptions, records: &[Owned]) -> Bytes {
     let mut builder = RecordBatchBuilder::new(options);
     for (i, r) in records.iter().enumerate() {
-        let headers: Vec<Header<'_>> = r
+        let headers: Vec<HeaderRef<'_>> = r
             .headers
             .iter()
-            .map(|(k, v)| Header::new(k, v.as_deref()))
+            .map(|(k, v)| HeaderRef::new(k, v.as_deref()))
             .collect();
         let size = builder
             .record_size(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers)
@@ -274,7 +274,7 @@ fn drain(bytes: Bytes) {
         if let Ok(records) = batch.records() {
             for record in records.flatten() {
                 for header in record.headers() {
-                    let _ = header.key_str();
+                    let _ = header.key();
                 }
             }
         }

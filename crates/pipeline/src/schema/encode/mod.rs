@@ -71,7 +71,9 @@ impl<V> Produce<V> {
 
     /// Appends a header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        self.record.headers.push((name.into(), Some(value.into())));
+        self.record
+            .headers
+            .push(crate::Header::new(name, Some(value.into())));
         self
     }
 }
