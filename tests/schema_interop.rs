@@ -24,15 +24,6 @@ struct Order {
     amount: f64,
 }
 
-fn registry_url() -> String {
-    std::env::var("SLUICE_REGISTRY_URL").unwrap_or_else(|_| {
-        panic!(
-            "SLUICE_REGISTRY_URL is not set: run `cargo xtask registry up` and export what it \
-             prints, or run `cargo xtask test`"
-        )
-    })
-}
-
 /// Apicurio's native API (what its Java serdes speak) beside the Confluent-compatible one.
 fn native_api(ccompat: &str) -> String {
     let base = ccompat
@@ -97,7 +88,7 @@ fn java(args: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_reads_what_the_java_serializer_wrote() {
     const N: usize = 50;
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let bootstrap = sluice_testkit::bootstrap();
     let cluster = common::cluster(&bootstrap).await;
     let topic = sluice_testkit::unique_topic("avro-from-java");
@@ -138,7 +129,7 @@ async fn sluice_reads_what_the_java_serializer_wrote() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_java_deserializer_reads_what_sluice_wrote() {
     const N: i64 = 50;
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let bootstrap = sluice_testkit::bootstrap();
     let cluster = common::cluster(&bootstrap).await;
     let topic = sluice_testkit::unique_topic("avro-to-java");

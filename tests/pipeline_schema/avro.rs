@@ -20,9 +20,7 @@ use sluice_schema::{AvroDeserializer, AvroSerializer, Registry};
 use sluice_testkit::FaultProxy;
 
 use crate::pipeline_common::*;
-use crate::{
-    dlq_message, input_index, registry, registry_url, run_until_completed, stack, write, Stack, P,
-};
+use crate::{dlq_message, input_index, registry, run_until_completed, stack, write, Stack, P};
 
 /// What the input topics carry (v1), and what the service reads every version as.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,7 +118,7 @@ async fn invoices(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_in_avro_out_and_undecodable_records_are_dead_lettered() {
     const N: i64 = 2_000;
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let (cluster, input, output, group) = setup("schema-avro", P).await;
     let registry = registry(&url);
     let producer = producer().await;
@@ -217,7 +215,7 @@ async fn avro_in_avro_out_and_undecodable_records_are_dead_lettered() {
 async fn a_registry_outage_pauses_the_pipeline_and_loses_and_dead_letters_nothing() {
     const N1: i64 = 200;
     const N2: i64 = 300;
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let upstream = url
         .trim_start_matches("http://")
         .split('/')

@@ -18,8 +18,7 @@ use sluice_schema::{
 
 use crate::pipeline_common::*;
 use crate::{
-    dlq_message, input_index, registry, registry_url, run_until_completed, stack, write,
-    write_keyed, P,
+    dlq_message, input_index, registry, run_until_completed, stack, write, write_keyed, P,
 };
 
 const KEY: &str = r#"{"$schema":"http://json-schema.org/draft-07/schema#",
@@ -81,7 +80,7 @@ fn bad_json_record(i: i64) -> Option<Bad> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_schema_keys_and_values_in_json_schema_out_and_bad_ones_dead_lettered() {
     const N: i64 = 600;
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let (cluster, input, output, group) = setup("schema-json", P).await;
     let registry = registry(&url);
     let producer = producer().await;
@@ -225,7 +224,7 @@ fn bad_protobuf_record(i: i64) -> Option<&'static str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protobuf_in_protobuf_out_and_bad_ones_dead_lettered() {
     const N: i64 = 600;
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let (cluster, input, output, group) = setup("schema-protobuf", P).await;
     let registry = registry(&url);
     let producer = producer().await;

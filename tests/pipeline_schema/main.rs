@@ -41,15 +41,6 @@ const P: i32 = 2;
 type Stack =
     BoxService<sluice::pipeline::ConsumedRecord, sluice::pipeline::Processed, PipelineError>;
 
-fn registry_url() -> String {
-    std::env::var("SLUICE_REGISTRY_URL").unwrap_or_else(|_| {
-        panic!(
-            "SLUICE_REGISTRY_URL is not set: run `cargo xtask registry up` and export what it \
-             prints, or run `cargo xtask test`"
-        )
-    })
-}
-
 /// A registry client that gives up fast, so an outage reaches the pipeline quickly.
 fn registry(url: &str) -> Registry {
     Registry::builder(url)

@@ -5,15 +5,6 @@ mod common;
 
 use common::{ok, sluice};
 
-fn registry_url() -> String {
-    std::env::var("SLUICE_REGISTRY_URL").unwrap_or_else(|_| {
-        panic!(
-            "SLUICE_REGISTRY_URL is not set: run `cargo xtask registry up` and export what it \
-             prints, or run `cargo xtask test`"
-        )
-    })
-}
-
 /// The first `count` values of `topic`, consumed with `--value-format format`, as JSON.
 fn consumed(topic: &str, format: &str, count: u32, url: &str) -> Vec<serde_json::Value> {
     let count = count.to_string();
@@ -43,7 +34,7 @@ const SCHEMA: &str = r#"{"type": "record", "name": "Payment", "namespace": "cli.
 /// out of `consume --value-format avro`; a raw consume shows the framing.
 #[test]
 fn avro_json_lines_round_trip_through_the_registry() {
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let topic = sluice_testkit::unique_topic("cli-avro");
     ok(&sluice(
         &["topic", "create", &topic, "--partitions", "1"],
@@ -150,7 +141,7 @@ fn json_schema_and_protobuf_values_print_as_json() {
     use sluice_schema::{JsonSerializer, ProtobufSerializer, Registry};
     use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
 
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let json_topic = sluice_testkit::unique_topic("cli-json");
     let proto_topic = sluice_testkit::unique_topic("cli-proto");
     for t in [&json_topic, &proto_topic] {
@@ -218,7 +209,7 @@ fn json_schema_and_protobuf_values_print_as_json() {
 fn json_schema_and_protobuf_json_lines_round_trip_through_the_registry() {
     use sluice_schema::{framing, Registry, SchemaType, Version};
 
-    let url = registry_url();
+    let url = sluice_testkit::registry_url();
     let dir = std::env::temp_dir().join(sluice_testkit::unique_topic("cli-schemas"));
     std::fs::create_dir_all(&dir).unwrap();
     let json_file = dir.join("point.json");

@@ -86,6 +86,18 @@ pub fn kafka_dir() -> PathBuf {
 
 /// The bootstrap servers of the Kafka cluster to test against.
 ///
+/// The schema registry's Confluent-compatible URL the tests use: `SLUICE_REGISTRY_URL`
+/// (`cargo xtask test` sets it; `cargo xtask registry up` prints it). Panics, saying how
+/// to start one, when it is not set.
+pub fn registry_url() -> String {
+    std::env::var("SLUICE_REGISTRY_URL").unwrap_or_else(|_| {
+        panic!(
+            "SLUICE_REGISTRY_URL is not set: run `cargo xtask registry up` and export what it \
+             prints, or run `cargo xtask test`"
+        )
+    })
+}
+
 /// `SLUICE_BOOTSTRAP` if set, else the address `cargo xtask kafka up` wrote to
 /// `target/kafka/run/bootstrap`. Panics, saying how to start one, when no address of it
 /// accepts a TCP connection.
