@@ -11,6 +11,13 @@
 //! place and keep that order. Per key lets different keys of one partition overlap;
 //! unordered lets everything overlap. Either way records can finish out of order across
 //! keys or partitions, which is what the commit layer's tracker is for.
+//!
+//! The next record of a partition (or key) starts when the previous one's future is
+//! *dropped*, so the runner can mark a rewind after a retriable failure before the records
+//! queued behind run. Layers outside this one should poll its future in place, as the
+//! crate's instrument and commit layers do: a combinator that drops the future as it
+//! completes (`map_err`, tower's `MapErr`) lets the next record start first, and after a
+//! rewind that record runs once more than it needs to (a second dead letter, at worst).
 
 mod future;
 mod layer;

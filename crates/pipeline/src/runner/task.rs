@@ -2,7 +2,11 @@
 //! record done, or report why not to the run loop.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 use sluice_wire::producer::Producer;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -42,10 +46,9 @@ pub(super) fn spawn<S>(
     let original = (shared.rejected_output == RejectedOutput::DeadLetter).then(|| record.clone());
     let answer = match refused {
         Some(_) => futures::future::Either::Left(std::future::ready(Ok(Vec::new()))),
-        None => futures::future::Either::Right(futures::TryFutureExt::map_err(
-            svc.call(record),
-            Into::into,
-        )),
+        None => futures::future::Either::Right(Answer {
+            future: svc.call(record),
+        }),
     };
     let task = RecordTask {
         topic,
@@ -59,6 +62,30 @@ pub(super) fn spawn<S>(
         events: events.clone(),
     };
     tasks.spawn(task.run(answer));
+}
+
+pin_project! {
+    /// The stack's answer with its error converted, polled in place. Not `map_err`: that
+    /// combinator drops the stack's future the moment it completes, and the concurrency
+    /// layer releases the partition's next record on that drop, before
+    /// [`RecordTask::process`] could mark the rewind a retriable failure calls for (the
+    /// next record then ran, and was dead-lettered once more when fetched again).
+    struct Answer<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F, E> Future for Answer<F>
+where
+    F: Future<Output = Result<Processed, E>>,
+    E: Into<PipelineError>,
+{
+    type Output = Result<Processed, PipelineError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().future.poll(cx).map_err(Into::into)
+    }
 }
 
 /// An output the producer did not deliver.
