@@ -396,6 +396,14 @@ impl std::error::Error for Error {
     }
 }
 
+/// A codec's failure as this crate's error, of kind [`ErrorKind::Serialization`]: for
+/// code that runs a [`Serializer`](crate::codec::Serializer) itself and answers with `?`.
+impl From<CodecError> for Error {
+    fn from(err: CodecError) -> Self {
+        Error::serialization("serialization", err)
+    }
+}
+
 impl From<RecordsError> for Error {
     fn from(err: RecordsError) -> Self {
         Error::with_source(ErrorKind::Records, "record batch", err)

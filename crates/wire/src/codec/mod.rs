@@ -150,7 +150,7 @@ impl CodecError {
         }
     }
 
-    /// What went wrong, without the source.
+    /// What went wrong (as `Display`; the cause is [`source`](std::error::Error::source)).
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -158,11 +158,8 @@ impl CodecError {
 
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        // The cause is `source()`, not repeated here: chain printers show it once.
+        f.write_str(&self.message)
     }
 }
 
