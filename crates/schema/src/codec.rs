@@ -5,7 +5,7 @@
 //! A registry serde may have to ask the registry over HTTP, which the synchronous
 //! `Serializer` trait cannot wait for. The two sides solve it differently:
 //! - **Serializers** know their schema; only its id per topic comes from the registry,
-//!   once. [`AvroSerializer::resolve`] (and the JSON Schema and Protobuf ones) looks the
+//!   once. `AvroSerializer::resolve` (and the JSON Schema and Protobuf ones) looks the
 //!   ids up (or registers the schema) for the topics it will write, and returns a
 //!   [`Resolved`] serializer: a `sluice_wire::codec::Serializer` that never waits. A topic
 //!   it was not resolved for is an error, not a blocking lookup.
@@ -131,107 +131,64 @@ async fn resolve<S: SchemaIds>(
     Ok(Resolved { serializer, topics })
 }
 
-impl SchemaIds for AvroSerializer {
-    fn id(&self, topic: &str) -> impl Future<Output = Result<u32>> {
-        self.schema_id(topic)
-    }
+/// `resolve` on a registry serializer.
+macro_rules! resolvable {
+    ($serializer:ty) => {
+        impl SchemaIds for $serializer {
+            fn id(&self, topic: &str) -> impl Future<Output = Result<u32>> {
+                self.schema_id(topic)
+            }
+        }
+
+        impl $serializer {
+            /// This serializer with the schema ids of `topics` resolved: registered or
+            /// looked up now (one request per topic), so that the [`Resolved`] serializer
+            /// makes none. Configure it first ([`for_keys`](Self::for_keys), the strategy).
+            pub async fn resolve(
+                self,
+                topics: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Result<Resolved<Self>> {
+                resolve(self, topics).await
+            }
+        }
+    };
 }
 
-impl AvroSerializer {
-    /// This serializer with the schema ids of `topics` resolved: registered or looked up
-    /// now (one request per topic), so that the [`Resolved`] serializer makes none.
-    /// Configure it first ([`for_keys`](Self::for_keys), the strategy).
-    pub async fn resolve(
-        self,
-        topics: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Result<Resolved<Self>> {
-        resolve(self, topics).await
-    }
+/// The codec traits for a serializer and a deserializer of serde types.
+macro_rules! serde_codec {
+    ($serializer:ty, $deserializer:ty) => {
+        impl<T: Serialize + Sync> Serializer<T> for Resolved<$serializer> {
+            fn serialize(
+                &self,
+                topic: &str,
+                _: &mut Vec<Header>,
+                value: &T,
+            ) -> std::result::Result<Option<Bytes>, CodecError> {
+                self.now(topic, self.serializer.serialize(topic, value))
+            }
+        }
+
+        impl<T: DeserializeOwned + Send> AsyncDeserializer<T> for $deserializer {
+            async fn deserialize(
+                &self,
+                _: &str,
+                _: &[Header],
+                data: &Bytes,
+            ) -> std::result::Result<T, CodecError> {
+                self.deserialize_into(data).await.map_err(codec_error)
+            }
+        }
+    };
 }
 
-impl<T: Serialize + Sync> Serializer<T> for Resolved<AvroSerializer> {
-    fn serialize(
-        &self,
-        topic: &str,
-        _: &mut Vec<Header>,
-        value: &T,
-    ) -> std::result::Result<Option<Bytes>, CodecError> {
-        self.now(topic, self.serializer.serialize(topic, value))
-    }
-}
-
-impl<T: DeserializeOwned + Send> AsyncDeserializer<T> for AvroDeserializer {
-    async fn deserialize(
-        &self,
-        _: &str,
-        _: &[Header],
-        data: &Bytes,
-    ) -> std::result::Result<T, CodecError> {
-        self.deserialize_into(data).await.map_err(codec_error)
-    }
-}
-
+resolvable!(AvroSerializer);
+serde_codec!(AvroSerializer, AvroDeserializer);
 #[cfg(feature = "json")]
-impl SchemaIds for JsonSerializer {
-    fn id(&self, topic: &str) -> impl Future<Output = Result<u32>> {
-        self.schema_id(topic)
-    }
-}
-
+resolvable!(JsonSerializer);
 #[cfg(feature = "json")]
-impl JsonSerializer {
-    /// This serializer with the schema ids of `topics` resolved, as
-    /// [`AvroSerializer::resolve`].
-    pub async fn resolve(
-        self,
-        topics: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Result<Resolved<Self>> {
-        resolve(self, topics).await
-    }
-}
-
-#[cfg(feature = "json")]
-impl<T: Serialize + Sync> Serializer<T> for Resolved<JsonSerializer> {
-    fn serialize(
-        &self,
-        topic: &str,
-        _: &mut Vec<Header>,
-        value: &T,
-    ) -> std::result::Result<Option<Bytes>, CodecError> {
-        self.now(topic, self.serializer.serialize(topic, value))
-    }
-}
-
-#[cfg(feature = "json")]
-impl<T: DeserializeOwned + Send> AsyncDeserializer<T> for JsonDeserializer {
-    async fn deserialize(
-        &self,
-        _: &str,
-        _: &[Header],
-        data: &Bytes,
-    ) -> std::result::Result<T, CodecError> {
-        self.deserialize_into(data).await.map_err(codec_error)
-    }
-}
-
+serde_codec!(JsonSerializer, JsonDeserializer);
 #[cfg(feature = "protobuf")]
-impl SchemaIds for ProtobufSerializer {
-    fn id(&self, topic: &str) -> impl Future<Output = Result<u32>> {
-        self.schema_id(topic)
-    }
-}
-
-#[cfg(feature = "protobuf")]
-impl ProtobufSerializer {
-    /// This serializer with the schema ids of `topics` resolved, as
-    /// [`AvroSerializer::resolve`].
-    pub async fn resolve(
-        self,
-        topics: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Result<Resolved<Self>> {
-        resolve(self, topics).await
-    }
-}
+resolvable!(ProtobufSerializer);
 
 #[cfg(feature = "protobuf")]
 impl Serializer<prost_reflect::DynamicMessage> for Resolved<ProtobufSerializer> {
