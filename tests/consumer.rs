@@ -1,5 +1,6 @@
 //! The consumer against a real broker: manual assignment, the record stream, one group
-//! member with commits, pause / resume, seeks and `auto.offset.reset`.
+//! member with commits, pause / resume, seeks and `auto.offset.reset`; typed JSON
+//! records through `TypedProducer` and `value_as`.
 
 mod consumer_common;
 
@@ -8,7 +9,10 @@ use std::time::Duration;
 
 use consumer_common::*;
 use futures::StreamExt;
+use sluice::wire::codec::{Json, Utf8};
 use sluice::wire::consumer::{Consumer, OffsetAndMetadata, OffsetReset, TopicPartition};
+use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
+use sluice::wire::ErrorKind;
 
 #[tokio::test]
 async fn assign_streams_every_record_in_order() {
@@ -559,5 +563,78 @@ async fn offset_out_of_range_on_a_read_ahead_fetch_keeps_the_buffered_records() 
         (0..2000).collect::<Vec<i64>>(),
         "lost or repeated records"
     );
+    c.close().await.unwrap();
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Order {
+    id: u64,
+    item: String,
+}
+
+#[tokio::test]
+async fn typed_json_records_round_trip_and_a_malformed_one_is_that_records_error() {
+    let cluster = cluster().await;
+    let topic = topic(&cluster, "c-typed", 1).await;
+    let producer = Producer::with_cluster(
+        cluster.clone(),
+        ProducerConfig::new(sluice_testkit::bootstrap()),
+    )
+    .unwrap();
+    let orders = producer.typed::<str, Order>(Utf8, Json);
+    let tea = Order {
+        id: 1,
+        item: "tea".into(),
+    };
+    let cake = Order {
+        id: 2,
+        item: "cake".into(),
+    };
+    orders
+        .send(&*topic, "user-1", &tea)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Someone else's bytes on the topic: not the JSON of an Order.
+    let poison = ProducerRecord::new(&topic, "{\"id\": \"not a number\"").key("user-2");
+    producer.send(poison).await.unwrap().await.unwrap();
+    orders
+        .send(&*topic, None, &cake)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    orders
+        .send(&*topic, "user-1", None)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    producer.close(Duration::from_secs(10)).await.unwrap();
+
+    let c = Consumer::with_cluster(cluster, config(None)).unwrap();
+    c.assign([TopicPartition::new(&topic, 0)]).unwrap();
+    let records = recv_n(&c, 4, T).await;
+    let keys: Vec<Option<String>> = records.iter().map(|r| r.key_as(&Utf8).unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            Some("user-1".into()),
+            Some("user-2".into()),
+            None,
+            Some("user-1".into())
+        ]
+    );
+    assert_eq!(records[0].value_as::<Order>(&Json).unwrap(), Some(tea));
+    let e = records[1].value_as::<Order>(&Json).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Serialization);
+    assert!(
+        e.to_string().contains(&format!("{topic}-0 at offset 1")),
+        "{e}"
+    );
+    // The consumer goes on: the next record reads, and so does a tombstone.
+    assert_eq!(records[2].value_as::<Order>(&Json).unwrap(), Some(cake));
+    assert_eq!(records[3].value_as::<Order>(&Json).unwrap(), None);
     c.close().await.unwrap();
 }

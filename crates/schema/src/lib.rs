@@ -55,6 +55,9 @@
 //!   message-index list for nested messages, imports through registry references.
 //! - [`SubjectNameStrategy`]: topic, record and topic-record subject names, as the Java
 //!   serializers derive them.
+//! - `codec` (feature `wire`, on by default): the serdes as `sluice-wire`'s codec traits,
+//!   for its `TypedProducer` and consumed records: serializers [`resolve`d](AvroSerializer::resolve)
+//!   per topic, deserializers as `AsyncDeserializer`s.
 //!
 //! # Errors
 //!
@@ -72,6 +75,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod avro;
+#[cfg(feature = "wire")]
+pub mod codec;
 mod error;
 pub mod framing;
 #[cfg(feature = "json")]
@@ -85,6 +90,8 @@ mod sync;
 mod tls;
 
 pub use avro::{AvroDeserializer, AvroSerializer};
+#[cfg(feature = "wire")]
+pub use codec::Resolved;
 pub use error::{Error, Result};
 #[cfg(feature = "json")]
 pub use json::{JsonDeserializer, JsonSerializer};

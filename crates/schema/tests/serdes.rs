@@ -434,3 +434,68 @@ mod protobuf {
         ));
     }
 }
+
+/// The serdes through sluice-wire's codec traits: a resolved serializer that asks the
+/// registry nothing per record, and deserializers as `AsyncDeserializer`s whose errors
+/// keep this crate's error as their source.
+#[cfg(feature = "wire")]
+#[tokio::test]
+async fn the_serdes_plug_into_the_wire_codec_traits() {
+    use bytes::Bytes;
+    use sluice_wire::codec::{AsyncDeserializer, Serializer};
+
+    let topic = unique("codec");
+    let producer_side = registry();
+    let writer = AvroSerializer::new(producer_side.clone(), V1)
+        .unwrap()
+        .resolve([topic.as_str()])
+        .await
+        .unwrap();
+    let resolved = producer_side.http_requests();
+    assert_eq!(resolved, 1, "one registration for the one topic");
+    let mut framed = Vec::new();
+    for id in 0..20 {
+        let order = OrderV1 { id, amount: 1.5 };
+        let bytes = writer.serialize(&topic, &mut Vec::new(), &order).unwrap();
+        framed.push(bytes.expect("a value"));
+    }
+    // A topic it was not resolved for: an error at once, no lookup.
+    let other = writer
+        .serialize(
+            "elsewhere",
+            &mut Vec::new(),
+            &OrderV1 { id: 0, amount: 0.0 },
+        )
+        .unwrap_err();
+    assert!(other.message().contains("not resolved"), "{other}");
+    assert_eq!(producer_side.http_requests(), resolved);
+
+    let consumer_side = registry();
+    let reader = AvroDeserializer::new(consumer_side.clone());
+    for (i, bytes) in framed.iter().enumerate() {
+        let order: OrderV1 = AsyncDeserializer::deserialize(&reader, &topic, &[], bytes)
+            .await
+            .unwrap();
+        assert_eq!(order.id, i as i64);
+    }
+    assert_eq!(
+        consumer_side.http_requests(),
+        1,
+        "the writer schema fetched once"
+    );
+
+    // Bytes no registry serializer wrote: the codec error carries the schema error,
+    // which says it is the record's fault (not retriable).
+    let bad = Bytes::from_static(b"\x07not avro");
+    let e = AsyncDeserializer::<OrderV1>::deserialize(&reader, &topic, &[], &bad)
+        .await
+        .unwrap_err();
+    let wire_error = sluice_wire::Error::from(e);
+    assert_eq!(wire_error.kind(), sluice_wire::ErrorKind::Serialization);
+    let schema_error = Error::from_wire(&wire_error).expect("the schema error");
+    assert!(
+        matches!(schema_error, Error::WrongMagic { found: 7 }),
+        "{schema_error:?}"
+    );
+    assert!(!schema_error.is_retriable());
+}

@@ -12,6 +12,7 @@ mod code;
 
 pub use code::KafkaCode;
 
+use crate::codec::CodecError;
 use crate::records::RecordsError;
 
 /// A convenient alias for results of this crate.
@@ -70,6 +71,12 @@ pub enum ErrorKind {
     /// position and the first offset known to diverge; seek to go on (Java:
     /// `LogTruncationException`).
     LogTruncation,
+    /// A key or value could not be serialized or deserialized by a
+    /// [`Serializer`](crate::codec::Serializer) or
+    /// [`Deserializer`](crate::codec::Deserializer) (Java: `SerializationException`).
+    /// [`Error::codec_error`] says why. For a consumed record it is that record's failure:
+    /// skip it or dead-letter it, the consumer goes on.
+    Serialization,
 }
 
 /// Where a partition's log was truncated below the consumer's position (see
@@ -176,6 +183,18 @@ impl Error {
     /// What was truncated, when [`kind`](Self::kind) is [`ErrorKind::LogTruncation`].
     pub fn truncation(&self) -> Option<&LogTruncation> {
         self.inner.source.as_ref()?.downcast_ref::<LogTruncation>()
+    }
+
+    /// A key or value that a serializer or deserializer refused (see
+    /// [`ErrorKind::Serialization`]).
+    pub(crate) fn serialization(what: impl Into<String>, err: CodecError) -> Self {
+        Error::with_source(ErrorKind::Serialization, what, err)
+    }
+
+    /// Why a key or value could not be (de)serialized, when [`kind`](Self::kind) is
+    /// [`ErrorKind::Serialization`].
+    pub fn codec_error(&self) -> Option<&CodecError> {
+        self.inner.source.as_ref()?.downcast_ref::<CodecError>()
     }
 
     pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Self {
@@ -294,7 +313,8 @@ impl Error {
             | ErrorKind::IllegalState
             | ErrorKind::Authentication
             | ErrorKind::Tls
-            | ErrorKind::LogTruncation => false,
+            | ErrorKind::LogTruncation
+            | ErrorKind::Serialization => false,
         }
     }
 
@@ -373,6 +393,14 @@ impl std::error::Error for Error {
             .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A codec's failure as this crate's error, of kind [`ErrorKind::Serialization`]: for
+/// code that runs a [`Serializer`](crate::codec::Serializer) itself and answers with `?`.
+impl From<CodecError> for Error {
+    fn from(err: CodecError) -> Self {
+        Error::serialization("serialization", err)
     }
 }
 

@@ -74,6 +74,11 @@
 //! - [`error`]: one [`Error`] with a [`kind`](Error::kind), the [`KafkaCode`] when the
 //!   broker sent one, [`is_retriable`](Error::is_retriable) and
 //!   [`is_fatal`](Error::is_fatal).
+//! - [`codec`]: typed keys and values: the [`Serializer`](codec::Serializer) and
+//!   [`Deserializer`](codec::Deserializer) traits (Java's shape), strings, bytes, Java's
+//!   numbers, `Json` (feature `json`). The producer's
+//!   [`TypedProducer`](producer::TypedProducer) and the consumer record's `key_as` /
+//!   `value_as` use them; nothing else does.
 //! - [`records`]: record batch v2: an encoder that appends in place, a zero-copy decoder,
 //!   gzip / snappy / lz4 / zstd in pure Rust, CRC-32C. No I/O.
 //! - [`net`]: one broker connection. Framing (no I/O) apart from the socket; ApiVersions
@@ -152,6 +157,7 @@
 pub mod admin;
 mod backoff;
 pub mod cluster;
+pub mod codec;
 mod config;
 pub mod consumer;
 pub mod error;

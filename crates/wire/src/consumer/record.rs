@@ -7,6 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::TopicPartition;
+use crate::codec::{AsyncDeserializer, CodecError, Deserializer};
+use crate::error::{Error, Result};
 use crate::header::Header;
 use crate::records::{HeaderIter, Record};
 
@@ -89,6 +91,98 @@ impl ConsumerRecord {
     pub fn record(&self) -> &Record {
         &self.record
     }
+
+    /// The key, deserialized with `deserializer`; `Ok(None)` when the key is null.
+    ///
+    /// Errors with [`ErrorKind::Serialization`](crate::ErrorKind::Serialization) when the
+    /// key does not decode: this record's failure, the consumer is fine (see
+    /// [`codec`](crate::codec)).
+    pub fn key_as<T>(&self, deserializer: &impl Deserializer<T>) -> Result<Option<T>> {
+        self.decode(self.key(), "key", |topic, headers, data| {
+            deserializer.deserialize(topic, headers, data)
+        })
+    }
+
+    /// The value, deserialized with `deserializer`; `Ok(None)` for a tombstone.
+    ///
+    /// Errors with [`ErrorKind::Serialization`](crate::ErrorKind::Serialization) when the
+    /// value does not decode, as [`key_as`](Self::key_as).
+    ///
+    /// ```
+    /// # use sluice_wire::consumer::ConsumerRecord;
+    /// use sluice_wire::codec::BigEndian;
+    ///
+    /// fn amount(record: &ConsumerRecord) -> Result<i64, sluice_wire::Error> {
+    ///     Ok(record.value_as(&BigEndian)?.unwrap_or(0))
+    /// }
+    /// ```
+    pub fn value_as<T>(&self, deserializer: &impl Deserializer<T>) -> Result<Option<T>> {
+        self.decode(self.value(), "value", |topic, headers, data| {
+            deserializer.deserialize(topic, headers, data)
+        })
+    }
+
+    /// [`key_as`](Self::key_as) with a deserializer that may wait (a schema registry's).
+    pub async fn key_as_async<T>(
+        &self,
+        deserializer: &impl AsyncDeserializer<T>,
+    ) -> Result<Option<T>> {
+        self.decode_async(self.key(), "key", deserializer).await
+    }
+
+    /// [`value_as`](Self::value_as) with a deserializer that may wait (a schema
+    /// registry's).
+    pub async fn value_as_async<T>(
+        &self,
+        deserializer: &impl AsyncDeserializer<T>,
+    ) -> Result<Option<T>> {
+        self.decode_async(self.value(), "value", deserializer).await
+    }
+
+    async fn decode_async<T>(
+        &self,
+        data: Option<&Bytes>,
+        side: &str,
+        deserializer: &impl AsyncDeserializer<T>,
+    ) -> Result<Option<T>> {
+        let Some(data) = data else {
+            return Ok(None);
+        };
+        let headers: Vec<Header> = self.headers().collect();
+        let decoded = deserializer.deserialize(&self.topic, &headers, data).await;
+        self.decoded(decoded, side).map(Some)
+    }
+
+    /// `data` (the key or the value) through `deserialize`, with the headers collected
+    /// (no allocation for a record without headers).
+    fn decode<T>(
+        &self,
+        data: Option<&Bytes>,
+        side: &str,
+        deserialize: impl FnOnce(&str, &[Header], &Bytes) -> std::result::Result<T, CodecError>,
+    ) -> Result<Option<T>> {
+        let Some(data) = data else {
+            return Ok(None);
+        };
+        let headers: Vec<Header> = self.headers().collect();
+        self.decoded(deserialize(&self.topic, &headers, data), side)
+            .map(Some)
+    }
+
+    /// A deserializer's answer, its error naming the record.
+    fn decoded<T>(&self, decoded: std::result::Result<T, CodecError>, side: &str) -> Result<T> {
+        decoded.map_err(|e| {
+            Error::serialization(
+                format!(
+                    "the {side} of {}-{} at offset {}",
+                    self.topic,
+                    self.partition,
+                    self.offset()
+                ),
+                e,
+            )
+        })
+    }
 }
 
 impl fmt::Debug for ConsumerRecord {
@@ -117,8 +211,16 @@ mod tests {
     use crate::records::{BatchOptions, HeaderRef, RecordBatchBuilder, RecordBatches};
 
     fn record_with(headers: &[HeaderRef<'_>]) -> ConsumerRecord {
+        record_of(Some(b"k"), Some(b"v"), headers)
+    }
+
+    fn record_of(
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[HeaderRef<'_>],
+    ) -> ConsumerRecord {
         let mut b = RecordBatchBuilder::new(BatchOptions::default());
-        b.append(0, Some(b"k"), Some(b"v"), headers).unwrap();
+        b.append(0, key, value, headers).unwrap();
         let batch = RecordBatches::new(b.finish().unwrap())
             .next()
             .unwrap()
@@ -146,5 +248,71 @@ mod tests {
         assert!(r.last_header("absent").is_none());
         let names: Vec<String> = r.headers().map(|h| h.key().to_owned()).collect();
         assert_eq!(names, ["trace", "null", "trace"]);
+    }
+
+    #[test]
+    fn key_and_value_deserialize_and_a_null_is_none() {
+        use crate::codec::{BigEndian, Utf8};
+        let r = record_of(Some(&[0, 0, 0, 9]), Some(b"hi"), &[]);
+        assert_eq!(r.key_as::<i32>(&BigEndian).unwrap(), Some(9));
+        assert_eq!(r.value_as::<String>(&Utf8).unwrap(), Some("hi".to_owned()));
+        let tombstone = record_of(None, None, &[]);
+        assert_eq!(tombstone.key_as::<i32>(&BigEndian).unwrap(), None);
+        assert_eq!(tombstone.value_as::<String>(&Utf8).unwrap(), None);
+    }
+
+    #[test]
+    fn a_value_that_does_not_decode_is_a_serialization_error_naming_the_record() {
+        use crate::codec::Utf8;
+        let r = record_of(None, Some(b"\xff"), &[]);
+        let e = r.value_as::<String>(&Utf8).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Serialization);
+        assert!(
+            e.to_string().contains("the value of t-0 at offset 0"),
+            "{e}"
+        );
+        assert!(e.codec_error().is_some());
+    }
+
+    /// Decodes the value only when the record has a `format: text` header, as a
+    /// registry-backed deserializer that waits for its schema would.
+    struct ByHeader;
+    impl AsyncDeserializer<String> for ByHeader {
+        async fn deserialize(
+            &self,
+            _: &str,
+            headers: &[Header],
+            data: &Bytes,
+        ) -> std::result::Result<String, CodecError> {
+            tokio::task::yield_now().await;
+            match crate::header::last_header(headers, "format").and_then(Header::value) {
+                Some(b"text") => Ok(String::from_utf8_lossy(data).into_owned()),
+                _ => Err(CodecError::new("no format header")),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_async_deserializer_sees_the_headers() {
+        let r = record_of(
+            Some(b"k"),
+            Some(b"v"),
+            &[HeaderRef::new("format", Some(&b"text"[..]))],
+        );
+        assert_eq!(
+            r.value_as_async(&ByHeader).await.unwrap(),
+            Some("v".to_owned())
+        );
+        assert_eq!(
+            r.key_as_async(&ByHeader).await.unwrap(),
+            Some("k".to_owned())
+        );
+        let bare = record_of(None, Some(b"v"), &[]);
+        assert_eq!(bare.key_as_async(&ByHeader).await.unwrap(), None);
+        let e = bare.value_as_async(&ByHeader).await.unwrap_err();
+        assert_eq!(
+            e.codec_error().map(CodecError::message),
+            Some("no format header")
+        );
     }
 }

@@ -36,6 +36,8 @@
 //!   `on_error`; the producer-wide consequences (epoch bump, refresh, lost transaction).
 //! - `idempotence.rs`: producer id and epoch, the KIP-360 epoch bump.
 //! - `metrics.rs`: counters and histograms through the `metrics` facade.
+//! - `typed.rs`: [`TypedProducer`], keys and values serialized with a
+//!   [`Serializer`](crate::codec::Serializer) each.
 //! - `transaction/`: the public transactional calls (`mod.rs`), the state machine
 //!   (`state.rs`, no I/O) and the coordinator requests (`requests.rs`).
 //!
@@ -141,6 +143,7 @@ mod partition_queue;
 mod record;
 mod sender;
 mod transaction;
+mod typed;
 
 use crate::sync;
 use std::collections::HashMap;
@@ -155,6 +158,7 @@ use tokio::time::Instant;
 
 pub use config::{PartitionerChoice, PartitionerFactory, ProducerConfig};
 pub use record::{Delivery, IntoTopic, ProducerRecord, RecordMetadata};
+pub use typed::TypedProducer;
 
 use accumulator::{Accumulator, RecordParts};
 use idempotence::Idempotence;
