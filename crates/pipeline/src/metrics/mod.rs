@@ -18,8 +18,7 @@
 //! | [`MISSING_TOPICS`] | gauge | `consumergroup` | [`record_missing_topics`]: subscribed topics the cluster does not have |
 //!
 //! Under the [runner](crate::runner) the retries and dead letters are also counted in the
-//! pipeline's [`PipelineStats`](crate::runner::PipelineStats), and the missing topics
-//! listed there.
+//! pipeline's [`PipelineStats`], and the missing topics listed there.
 //!
 //! No recorder is installed here: the application installs one (a Prometheus exporter in
 //! the examples), and without one every metric is a no-op.
