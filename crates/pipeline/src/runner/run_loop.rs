@@ -95,6 +95,8 @@ where
             }
             if self.stop_at_end && held.is_none() && self.finished_input() {
                 tracing::info!("every assigned partition read to its end and committed: stopping");
+                // The stats as of the end, whatever the last lag tick saw.
+                self.publish_missing_topics();
                 return Ok(());
             }
             let bound_reached = self.shared.uncommitted() >= self.max_in_flight;
