@@ -13,13 +13,13 @@
 //! the scored payment, keyed by account. Timeouts are retried, a breaker guards the
 //! service, each account is processed in order within its partition, malformed payments
 //! go to the DLQ, spans and metrics come from `InstrumentLayer` (Prometheus on
-//! <http://127.0.0.1:9465/metrics>). It stops when every payment is handled, or at
-//! Ctrl-C, and prints a summary. `--exactly-once` (or `PAYMENTS_EXACTLY_ONCE=1`) makes
+//! <http://127.0.0.1:9465/metrics>). It stops when every payment is handled (the
+//! pipeline's `stop_at_end`: every partition read to its end and committed), or at
+//! Ctrl-C, and prints a summary from the pipeline's stats. `--exactly-once` (or `PAYMENTS_EXACTLY_ONCE=1`) makes
 //! the outputs, dead letters and input offsets commit in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,19 +85,6 @@ impl Classify for ScoreError {
     }
 }
 
-/// What every call shares: the output topic and the counts for the summary.
-#[derive(Debug)]
-struct Shared {
-    output: Arc<str>,
-    scored: AtomicU64,
-    dead_lettered: AtomicU64,
-    retried: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
 /// The `i`-th payment, or (about 1 %) a truncated line; `seqs` numbers each card's payments.
 fn payment(
     i: u64,
@@ -150,28 +137,21 @@ fn fraud_service() -> Fraud {
 }
 
 /// The service the pipeline runs: parse, ask the fraud service, answer the scored payment
-/// (keyed by account, as its input). `?` turns each failure into a [`ScoreError`].
+/// (keyed by account, as its input) for `output`. `?` turns each failure into a
+/// [`ScoreError`].
 async fn score(
     record: ConsumedRecord,
     mut fraud: Fraud,
-    shared: Arc<Shared>,
+    output: Arc<str>,
 ) -> Result<Vec<OutputRecord>, ScoreError> {
-    let value = record.value.as_deref().unwrap_or_default();
-    let payment: Payment =
-        serde_json::from_slice(value).inspect_err(|_| bump(&shared.dead_lettered))?;
-    let score = fraud
-        .ready()
-        .await?
-        .call(payment.clone())
-        .await
-        .inspect_err(|_| bump(&shared.retried))?;
-    bump(&shared.scored);
+    let payment: Payment = serde_json::from_slice(record.value().unwrap_or_default())?;
+    let score = fraud.ready().await?.call(payment.clone()).await?;
     let scored = Scored {
         payment,
         score,
         input_partition: record.partition,
     };
-    let out = record.forward(Arc::clone(&shared.output), serde_json::to_vec(&scored)?);
+    let out = record.forward(output, serde_json::to_vec(&scored)?);
     Ok(vec![
         out.header("fraud-score", Some(score.to_string().into()))
     ])
@@ -252,22 +232,13 @@ async fn main() -> Result<(), Error> {
         config = config.transactional_id(format!("{group}-0"));
     }
     let producer = Producer::new(config).await?;
-    let shared = Arc::new(Shared {
-        output: Arc::from(output.as_str()),
-        scored: AtomicU64::new(0),
-        dead_lettered: AtomicU64::new(0),
-        retried: AtomicU64::new(0),
-    });
-    let (fraud, s) = (fraud_service(), Arc::clone(&shared));
+    let (fraud, output) = (fraud_service(), Arc::<str>::from(output));
     let stack = ServiceBuilder::new()
-        .layer(InstrumentLayer::new().consumer_group(group.as_str()))
+        .layer(InstrumentLayer::new().consumer_group(&group))
         // One payment at a time per account within a partition (the fraud service sees an
         // account's payments in order); accounts run concurrently.
         .layer(ConcurrencyLayer::new(Order::PerKey, 256))
-        .layer(
-            DeadLetterLayer::new(ProducerSink::new(producer.clone()))
-                .consumer_group(group.as_str()),
-        )
+        .layer(DeadLetterLayer::new(ProducerSink::new(producer.clone())).consumer_group(&group))
         .layer(BreakerLayer::new(
             BreakerConfig::new()
                 .name("fraud")
@@ -278,24 +249,22 @@ async fn main() -> Result<(), Error> {
                 .max_attempts(5)
                 .initial_delay(Duration::from_millis(10)),
         ))
-        .service(service_fn(move |r| score(r, fraud.clone(), Arc::clone(&s))));
+        .service(service_fn(move |r| {
+            score(r, fraud.clone(), Arc::clone(&output))
+        }));
 
     let consumer = ConsumerConfig::new(&bootstrap)
         .group_id(&group)
         .auto_offset_reset(OffsetReset::Earliest);
-    let pipeline = Pipeline::new(consumer, producer.clone(), [input.clone()], stack)
+    // Every payment is handled once every partition is read to its end and committed.
+    let pipeline = Pipeline::new(consumer, producer.clone(), [&input], stack)
         .max_in_flight(1000)
         .exactly_once(exactly_once)
+        .stop_at_end(true)
         .shutdown(Shutdown::on_signals());
     let (stats, stop) = (pipeline.stats(), pipeline.shutdown_handle());
-    let run = tokio::spawn(pipeline.run());
-    // Every payment is handled once the pipeline completed them all and committed past them.
-    while !(stop.is_cancelled() || stats.completed() >= count && stats.lag() == 0) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    pipeline.run().await?;
     let interrupted = stop.is_cancelled();
-    stop.cancel();
-    run.await??;
     producer.close(Duration::from_secs(10)).await?;
 
     let mode = if exactly_once {
@@ -309,9 +278,9 @@ async fn main() -> Result<(), Error> {
     println!(
         "{mode}: in {count}, out {} scored, dead-lettered {}, retried {} fraud timeouts, \
          redelivered {}",
-        shared.scored.load(Ordering::Relaxed),
-        shared.dead_lettered.load(Ordering::Relaxed),
-        shared.retried.load(Ordering::Relaxed),
+        stats.produced(),
+        stats.dead_lettered(),
+        stats.retried(),
         stats.redelivered(),
     );
     for (partition, (n, hot)) in placed {

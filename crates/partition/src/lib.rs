@@ -2,6 +2,38 @@
 //! records, and hot-key spreading. No I/O, no dependencies: the producer in `sluice-wire`
 //! uses this crate, and so can anyone else.
 //!
+//! # On a producer
+//! `sluice-wire`'s producer takes any partitioner through `ProducerConfig::partitioner`
+//! (a function that makes one per producer) and hands it each record's topic, key, value
+//! size and partition count. A record's `ProducerRecord::sub_key` reaches
+//! [`Partitioner::partition_with_sub_key`]: with [`HotKeyPartitioner`] and
+//! [`SpreadStrategy::SubKey`] a hot key spreads by sub-key, and order then holds per
+//! (key, sub-key) instead of per key. Payments keyed by account, the big accounts spread
+//! by card, one of them known to be hot from the start:
+//!
+//! ```no_run
+//! use sluice_partition::{HotKeyConfig, HotKeyPartitioner, SpreadStrategy};
+//! use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn run() -> Result<(), sluice_wire::Error> {
+//! let config = ProducerConfig::new("127.0.0.1:9092").partitioner(|| {
+//!     Box::new(HotKeyPartitioner::new(
+//!         HotKeyConfig::new()
+//!             .spread(4)
+//!             .strategy(SpreadStrategy::SubKey)
+//!             .known_hot_keys(["acct-big"]),
+//!     ))
+//! });
+//! let producer = Producer::new(config).await?;
+//! let payment = ProducerRecord::new("payments", r#"{"cents": 1200}"#)
+//!     .key("acct-big")
+//!     .sub_key("card-7");
+//! let written = producer.send(payment).await?.await?;
+//! println!("acct-big/card-7 is on partition {}", written.partition);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - `partitioner`: the [`Partitioner`] trait every strategy implements, the
 //!   optional [`PartitionLoad`] input, and [`Partitioner::choose`] for records that name
@@ -15,14 +47,6 @@
 //! - `round_robin`: [`RoundRobinPartitioner`].
 //! - `hot_key`: [`HotKeyPartitioner`], murmur2 placement that spreads heavy keys over a
 //!   few partitions, found online by a decaying Space-Saving sketch.
-//!
-//! # On a producer
-//! `sluice-wire`'s producer takes any partitioner through `ProducerConfig::partitioner`
-//! (one per producer) and hands it each record's topic, key, value size and partition
-//! count. A record's `ProducerRecord::sub_key` reaches
-//! [`Partitioner::partition_with_sub_key`]: with [`HotKeyPartitioner`] and
-//! [`SpreadStrategy::SubKey`] a hot key spreads by sub-key, and order then holds per
-//! (key, sub-key) instead of per key.
 //!
 //! # Threading
 //! Methods take `&mut self`: a partitioner belongs to one producer task at a time and needs

@@ -102,14 +102,14 @@ pub trait Classify {
 ///
 /// // The service's error is the user's own type: `?` on serde_json and on `check`.
 /// async fn score(r: ConsumedRecord) -> Result<Vec<OutputRecord>, PaymentError> {
-///     let payment: Payment = serde_json::from_slice(r.value.as_deref().unwrap_or_default())?;
+///     let payment: Payment = serde_json::from_slice(r.value().unwrap_or_default())?;
 ///     check(&payment)?;
 ///     Ok(vec![r.forward("scored", payment.cents.to_string())])
 /// }
 ///
 /// // A tower-style service returning `BoxError`: `?` on anything.
 /// async fn parse(r: ConsumedRecord) -> Result<Vec<OutputRecord>, sluice_pipeline::BoxError> {
-///     let payment: Payment = serde_json::from_slice(r.value.as_deref().unwrap_or_default())?;
+///     let payment: Payment = serde_json::from_slice(r.value().unwrap_or_default())?;
 ///     check(&payment)?;
 ///     Ok(vec![r.forward("parsed", payment.account)])
 /// }
@@ -228,8 +228,9 @@ impl From<BoxError> for PipelineError {
 /// The disposition of an error that did not say (a [`BoxError`] from a tower-style service).
 ///
 /// Walks the error and its [`source`](StdError::source) chain: a [`PipelineError`] keeps
-/// its disposition; a timeout (`tokio::time::error::Elapsed`, an [`std::io::Error`] of kind
-/// `TimedOut`) or a failed connection (`ConnectionRefused`, `ConnectionReset`,
+/// its disposition; a timeout (`tokio::time::error::Elapsed`, tower's
+/// [`Elapsed`](tower::timeout::error::Elapsed) from a `Timeout` layer, an
+/// [`std::io::Error`] of kind `TimedOut`) or a failed connection (`ConnectionRefused`, `ConnectionReset`,
 /// `ConnectionAborted`, `NotConnected`, `BrokenPipe`) is [`Disposition::Retriable`], a
 /// failure of the world. Anything else is [`Disposition::DeadLetter`]: an error nobody
 /// classified is most likely this message's (it does not parse, a rule rejects it), and
@@ -240,7 +241,7 @@ pub fn classify_boxed(error: &(dyn StdError + 'static)) -> Disposition {
         if let Some(p) = e.downcast_ref::<PipelineError>() {
             return p.disposition;
         }
-        if e.is::<tokio::time::error::Elapsed>() {
+        if e.is::<tokio::time::error::Elapsed>() || e.is::<tower::timeout::error::Elapsed>() {
             return Disposition::Retriable;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -349,6 +350,23 @@ mod tests {
             .await
             .unwrap_err();
         let boxed: BoxError = elapsed.into();
+        assert_eq!(
+            PipelineError::from(boxed).disposition(),
+            Disposition::Retriable
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tower_timeout_is_retriable() {
+        use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+        let slow = ServiceBuilder::new()
+            .timeout(std::time::Duration::ZERO)
+            .service(service_fn(|()| {
+                std::future::pending::<Result<(), BoxError>>()
+            }));
+        let boxed = slow.oneshot(()).await.unwrap_err();
+        assert!(boxed.is::<tower::timeout::error::Elapsed>());
         assert_eq!(
             PipelineError::from(boxed).disposition(),
             Disposition::Retriable

@@ -185,7 +185,7 @@
 //! }
 //!
 //! async fn reserve(record: ConsumedRecord) -> Result<Vec<OutputRecord>, OrderError> {
-//!     let value = record.value.as_deref().unwrap_or_default();
+//!     let value = record.value().unwrap_or_default();
 //!     let qty: u32 = std::str::from_utf8(value)
 //!         .ok()
 //!         .and_then(|s| s.parse().ok())
@@ -197,17 +197,22 @@
 //! # async fn main() -> Result<(), PipelineError> {
 //! let dlq = MemorySink::new();
 //! let commits = CommitHandle::new();
+//! // Every builder takes a name as a `&str`, a `String`, a `&String` or an `Arc<str>`.
+//! let group = String::from("orders-app");
 //! let mut stack = ServiceBuilder::new()
-//!     .layer(InstrumentLayer::new().consumer_group("orders-app"))
+//!     .layer(InstrumentLayer::new().consumer_group(&group))
 //!     .layer(CommitLayer::new(commits.clone()))
 //!     .layer(ConcurrencyLayer::new(Ordering::PerPartition, 256))
-//!     .layer(DeadLetterLayer::new(dlq.clone()).consumer_group("orders-app"))
-//!     .layer(BreakerLayer::new(BreakerConfig::new().wait_in_open(Duration::from_secs(30))))
+//!     .layer(DeadLetterLayer::new(dlq.clone()).consumer_group(&group))
+//!     .layer(BreakerLayer::new(
+//!         BreakerConfig::new().name(&group).wait_in_open(Duration::from_secs(30)),
+//!     ))
 //!     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
 //!     // The service's error is `OrderError`: no conversion needed.
 //!     .service(service_fn(reserve));
 //!
-//! let good = ConsumedRecord::new("orders", 0, 0).with_key("o-1").with_value("3");
+//! let topic = String::from("orders");
+//! let good = ConsumedRecord::new(&topic, 0, 0).with_key("o-1").with_value("3");
 //! let out = stack.ready().await?.call(good).await?;
 //! assert_eq!(out[0].value.as_deref(), Some(&b"reserved 3"[..]));
 //!
@@ -219,6 +224,7 @@
 //! assert_eq!(&*dead[0].topic, "orders-dlt");
 //! assert_eq!(dead[0].header_value("kafka_dlt-exception-message"),
 //!            Some(&b"quantity is not a number"[..]));
+//! assert_eq!(dead[0].header_value("kafka_dlt-original-consumer-group"), Some(group.as_bytes()));
 //!
 //! // Both records are handled: the next offset to read is 2.
 //! let topic = "orders".into();

@@ -56,10 +56,12 @@ pub struct ConsumedRecord {
 
 impl ConsumedRecord {
     /// A record at `topic`/`partition`/`offset` with no key, value or headers, timestamp 0
-    /// and attempt 1. Mostly for tests and examples; the runner fills every field.
-    pub fn new(topic: impl Into<Arc<str>>, partition: i32, offset: i64) -> Self {
+    /// and attempt 1. Mostly for tests and examples; the runner fills every field. The
+    /// topic is taken as [`OutputRecord::new`] takes it ([`IntoTopic`]: `&str`, `String`,
+    /// `&String`, `Arc<str>`, `&Arc<str>`).
+    pub fn new(topic: impl IntoTopic, partition: i32, offset: i64) -> Self {
         ConsumedRecord {
-            topic: topic.into(),
+            topic: topic.into_topic(),
             partition,
             offset,
             key: None,
@@ -92,6 +94,34 @@ impl ConsumedRecord {
     pub fn with_timestamp(mut self, timestamp: i64) -> Self {
         self.timestamp = timestamp;
         self
+    }
+
+    /// The key's bytes; `None` when the record has no key. Named as
+    /// [`ConsumerRecord::key`](sluice_wire::consumer::ConsumerRecord::key); the `key`
+    /// field holds the shared [`Bytes`] (clone it to keep them).
+    ///
+    /// ```
+    /// use sluice_pipeline::ConsumedRecord;
+    ///
+    /// let record = ConsumedRecord::new("orders", 0, 7).with_key("o-1").with_value("3");
+    /// assert_eq!(record.key(), Some(&b"o-1"[..]));
+    /// // A `&[u8]` straight away, for parsers that take a slice.
+    /// let quantity: u32 = std::str::from_utf8(record.value().unwrap_or_default())
+    ///     .unwrap()
+    ///     .parse()
+    ///     .unwrap();
+    /// assert_eq!(quantity, 3);
+    /// assert_eq!(ConsumedRecord::new("orders", 0, 8).value(), None, "a tombstone");
+    /// ```
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    /// The value's bytes; `None` for a tombstone. Named as
+    /// [`ConsumerRecord::value`](sluice_wire::consumer::ConsumerRecord::value); the
+    /// `value` field holds the shared [`Bytes`].
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
     }
 
     /// The last header called `name` (Java: `headers().lastHeader(name)`); the same

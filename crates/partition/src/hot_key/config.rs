@@ -42,6 +42,8 @@ pub struct HotKeyConfig {
     pub(crate) decay_interval: u64,
     pub(crate) warmup: u64,
     pub(crate) seed: Option<u64>,
+    /// Keys spread from their first record, whatever their share; sorted, no repeats.
+    pub(crate) known_hot: Vec<Vec<u8>>,
 }
 
 impl Default for HotKeyConfig {
@@ -59,6 +61,7 @@ impl Default for HotKeyConfig {
             decay_interval: 100_000,
             warmup: 1_000,
             seed: None,
+            known_hot: Vec::new(),
         }
     }
 }
@@ -144,6 +147,54 @@ impl HotKeyConfig {
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
+    }
+
+    /// Keys known to be hot before any record is seen (a large tenant, a celebrity
+    /// account, a device known to be chatty): in every topic they are spread from their
+    /// first record, with no warm-up and whatever their share, and they never turn cold,
+    /// so they never move (the online detection still finds the others). Without a load
+    /// cap their sub-range is [`spread`](Self::spread) wide from the start, so under
+    /// [`SpreadStrategy::SubKey`] a (key, sub-key) keeps one partition for good; a
+    /// [`load_cap`](Self::load_cap) may still widen it as the key's share grows. Adds to
+    /// the keys given before. Default: none.
+    ///
+    /// ```
+    /// use sluice_partition::{partition_for_key, HotKeyConfig, HotKeyPartitioner, Partitioner};
+    ///
+    /// let config = HotKeyConfig::new().spread(3).known_hot_keys(["tenant-big"]);
+    /// let mut p = HotKeyPartitioner::new(config);
+    /// let base = partition_for_key(b"tenant-big", 12);
+    /// // Round robin over its 3 partitions from the very first record.
+    /// let first: Vec<i32> = (0..3).map(|_| p.partition("jobs", Some(b"tenant-big"), 10, 12)).collect();
+    /// assert_eq!(first, [base, (base + 1) % 12, (base + 2) % 12]);
+    /// assert_eq!(p.hot_keys("jobs")[0].key, b"tenant-big");
+    /// ```
+    pub fn known_hot_keys<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<[u8]>,
+    {
+        self.known_hot
+            .extend(keys.into_iter().map(|k| k.as_ref().to_vec()));
+        self.known_hot.sort_unstable();
+        self.known_hot.dedup();
+        self
+    }
+
+    /// The place of `key` among the keys declared with
+    /// [`known_hot_keys`](Self::known_hot_keys), if it is one.
+    pub(crate) fn known_hot_index(&self, key: &[u8]) -> Option<usize> {
+        if self.known_hot.is_empty() {
+            return None;
+        }
+        self.known_hot
+            .binary_search_by(|k| k.as_slice().cmp(key))
+            .ok()
+    }
+
+    /// Whether `key` was declared hot with [`known_hot_keys`](Self::known_hot_keys).
+    pub(crate) fn is_known_hot(&self, key: &[u8]) -> bool {
+        self.known_hot_index(key).is_some()
     }
 
     /// The warm-up actually applied: see [`warmup`](Self::warmup).

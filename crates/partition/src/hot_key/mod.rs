@@ -25,7 +25,8 @@ use sketch::SpaceSaving;
 /// **Per-key order, for hot keys only.** Records of a hot key land on several partitions,
 /// and consumers see them in no particular relative order. Cold keys keep exact murmur2
 /// placement (the partition the Java client would choose) and full order. A key also moves
-/// when it turns hot or cold, so records sent around that moment may be reordered. If the
+/// when it turns hot or cold, so records sent around that moment may be reordered (a key
+/// declared hot up front, [`HotKeyConfig::known_hot_keys`], never moves). If the
 /// consumers need order per key, do not spread: use [`Murmur2Partitioner`]. If they need
 /// order per (key, something finer), use [`SpreadStrategy::SubKey`].
 ///
@@ -33,7 +34,9 @@ use sketch::SpaceSaving;
 /// - A Space-Saving sketch per topic counts recent records per key (bounded memory: the
 ///   sketch capacity), with counts halved every `decay_interval` records.
 /// - A key is hot when the lower bound of its share reaches the enter share, and cold again
-///   below the exit share (hysteresis).
+///   below the exit share (hysteresis). Keys known to be hot can be declared up front
+///   ([`HotKeyConfig::known_hot_keys`]): they are spread from their first record and
+///   never move.
 /// - A hot key with normal partition `base` goes to `(base + i) % n` for `i` in `0..k`,
 ///   with `i` from the [`SpreadStrategy`]. With a load cap, `k` grows with the key's share.
 ///
@@ -69,6 +72,9 @@ pub struct HotKeyPartitioner {
     keyless: Murmur2Partitioner,
     topics: TopicMap<SpaceSaving>,
     rng: Rng,
+    /// The round-robin turn of each key declared hot (by its place in the config), kept
+    /// here rather than in the sketch, which forgets a key while it is rare.
+    known_turns: Vec<u32>,
 }
 
 /// A key the partitioner currently spreads, for metrics.
@@ -93,6 +99,7 @@ impl HotKeyPartitioner {
             None => (Rng::from_entropy(), UniformStickyPartitioner::default()),
         };
         Self {
+            known_turns: vec![0; config.known_hot.len()],
             config,
             keyless: Murmur2Partitioner::with_keyless(keyless),
             topics: TopicMap::default(),
@@ -119,9 +126,7 @@ impl HotKeyPartitioner {
             return Vec::new();
         };
         let total = sketch.total();
-        if total == 0 || total < self.config.effective_warmup() {
-            return Vec::new();
-        }
+        let warm = total > 0 && total >= self.config.effective_warmup();
         let mut hot: Vec<HotKey> = sketch
             .entries()
             .iter()
@@ -129,10 +134,13 @@ impl HotKeyPartitioner {
             .filter(|(_, e)| e.hot)
             .map(|(i, e)| HotKey {
                 key: e.key.clone(),
-                share: sketch.guaranteed(i) as f64 / total as f64,
+                share: sketch.guaranteed(i) as f64 / total.max(1) as f64,
             })
-            // A key flagged hot that was not seen since decay may have cooled already.
-            .filter(|h| h.share >= self.config.exit_share)
+            // A key flagged hot that was not seen since decay may have cooled already;
+            // a key declared hot stays hot.
+            .filter(|h| {
+                self.config.is_known_hot(&h.key) || warm && h.share >= self.config.exit_share
+            })
             .collect();
         hot.sort_by(|a, b| b.share.total_cmp(&a.share));
         hot
@@ -176,7 +184,8 @@ impl HotKeyPartitioner {
         } else {
             config.enter_share
         };
-        entry.hot = warm && guaranteed >= threshold * total;
+        let known = config.known_hot_index(key);
+        entry.hot = known.is_some() || warm && guaranteed >= threshold * total;
         if !entry.hot || partitions == 1 {
             return base;
         }
@@ -191,8 +200,12 @@ impl HotKeyPartitioner {
         }
         let offset = match config.strategy {
             SpreadStrategy::RoundRobin => {
-                let turn = if entry.turn >= width { 0 } else { entry.turn };
-                entry.turn = turn + 1;
+                let slot = match known.and_then(|k| self.known_turns.get_mut(k)) {
+                    Some(slot) => slot,
+                    None => &mut entry.turn,
+                };
+                let turn = if *slot >= width { 0 } else { *slot };
+                *slot = turn + 1;
                 turn
             }
             SpreadStrategy::Random => self.rng.below(width),
@@ -270,3 +283,6 @@ pub fn time_bucket(timestamp_ms: i64, bucket_ms: u64) -> [u8; 8] {
     let bucket_ms = i64::try_from(bucket_ms.max(1)).unwrap_or(i64::MAX);
     timestamp_ms.div_euclid(bucket_ms).to_be_bytes()
 }
+
+#[cfg(test)]
+mod tests;

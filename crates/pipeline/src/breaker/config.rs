@@ -82,9 +82,10 @@ impl BreakerConfig {
         self
     }
 
-    /// The `breaker` label on the state gauge. Default `"default"`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+    /// The `breaker` label on the state gauge (a `&str`, a `String`, a `&String`, an
+    /// `Arc<str>`). Default `"default"`.
+    pub fn name(mut self, name: impl AsRef<str>) -> Self {
+        self.name = name.as_ref().to_owned();
         self
     }
 }

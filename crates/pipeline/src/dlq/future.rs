@@ -127,11 +127,7 @@ where
                                 error = %error,
                                 "record dead-lettered"
                             );
-                            metrics::counter!(
-                                crate::metrics::DEAD_LETTERED,
-                                "topic" => record.topic.to_string()
-                            )
-                            .increment(1);
+                            crate::metrics::count_dead_letter(&record.topic);
                             Ok(Vec::new())
                         }
                         Err(cause) => Err(PipelineError::retriable(DeadLetterFailed {

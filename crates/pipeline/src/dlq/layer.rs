@@ -71,9 +71,10 @@ impl<K> DeadLetterLayer<K> {
         self
     }
 
-    /// Writes `kafka_dlt-original-consumer-group` with this group id.
-    pub fn consumer_group(mut self, group: impl Into<String>) -> Self {
-        self.config.group = Some(group.into());
+    /// Writes `kafka_dlt-original-consumer-group` with this group id (a `&str`, a
+    /// `String`, a `&String`, an `Arc<str>`).
+    pub fn consumer_group(mut self, group: impl AsRef<str>) -> Self {
+        self.config.group = Some(group.as_ref().to_owned());
         self
     }
 

@@ -16,9 +16,10 @@ impl InstrumentLayer {
         Self::default()
     }
 
-    /// Sets `messaging.consumer.group.name` on every span.
-    pub fn consumer_group(mut self, group: impl Into<Arc<str>>) -> Self {
-        self.group = Some(group.into());
+    /// Sets `messaging.consumer.group.name` on every span. Takes the name as every
+    /// builder here does: a `&str`, a `String`, a `&String`, an `Arc<str>`.
+    pub fn consumer_group(mut self, group: impl AsRef<str>) -> Self {
+        self.group = Some(Arc::from(group.as_ref()));
         self
     }
 }

@@ -15,6 +15,10 @@
 //! | [`DEAD_LETTERED`] | counter | `topic` | the DLQ layer, per acknowledged DLQ write |
 //! | [`BREAKER_STATE`] | gauge | `breaker` | the breaker, on every transition |
 //! | [`CONSUMER_LAG`] | gauge | `consumergroup`, `topic`, `partition` | [`record_consumer_lag`] |
+//! | [`MISSING_TOPICS`] | gauge | `consumergroup` | [`record_missing_topics`]: subscribed topics the cluster does not have |
+//!
+//! Under the [runner](crate::runner) the retries and dead letters are also counted in the
+//! pipeline's [`PipelineStats`], and the missing topics listed there.
 //!
 //! No recorder is installed here: the application installs one (a Prometheus exporter in
 //! the examples), and without one every metric is a no-op.
@@ -32,6 +36,7 @@ use tower::Service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::InstrumentLayer;
+use crate::runner::PipelineStats;
 use crate::{ConsumedRecord, PipelineError, Processed};
 
 /// Counter: records handled (processed, or dead-lettered and acknowledged).
@@ -48,6 +53,9 @@ pub const PROCESSING_DURATION: &str = "sluice_pipeline_processing_duration_secon
 pub const BREAKER_STATE: &str = "sluice_pipeline_breaker_state";
 /// Gauge: consumer lag, named as the Prometheus Kafka exporter names it.
 pub const CONSUMER_LAG: &str = "kafka_consumergroup_lag";
+/// Gauge: how many of the pipeline's subscribed topics the cluster does not have (a
+/// misspelt topic, or one not created yet); alert on it being above 0.
+pub const MISSING_TOPICS: &str = "sluice_pipeline_missing_topics";
 
 /// Registers the descriptions of every metric above with the installed recorder.
 pub fn describe() {
@@ -69,6 +77,31 @@ pub fn describe() {
         CONSUMER_LAG,
         "Messages between the committed offset and the high watermark"
     );
+    describe_gauge!(
+        MISSING_TOPICS,
+        "Subscribed topics the cluster does not have"
+    );
+}
+
+/// Publishes `sluice_pipeline_missing_topics{consumergroup}`: the runner calls it with
+/// how many subscribed topics the consumer's last metadata check did not find.
+pub fn record_missing_topics(group: &str, missing: usize) {
+    metrics::gauge!(MISSING_TOPICS, "consumergroup" => group.to_owned()).set(missing as f64);
+}
+
+/// One retry of a record of `topic`: the [`RETRIED`] counter, and the running pipeline's
+/// [`PipelineStats::retried`](crate::runner::PipelineStats::retried).
+pub(crate) fn count_retry(topic: &str) {
+    metrics::counter!(RETRIED, "topic" => topic.to_owned()).increment(1);
+    PipelineStats::with_current(PipelineStats::add_retried);
+}
+
+/// One acknowledged dead letter of a record of `topic`: the [`DEAD_LETTERED`] counter, and
+/// the running pipeline's
+/// [`PipelineStats::dead_lettered`](crate::runner::PipelineStats::dead_lettered).
+pub(crate) fn count_dead_letter(topic: &str) {
+    metrics::counter!(DEAD_LETTERED, "topic" => topic.to_owned()).increment(1);
+    PipelineStats::with_current(PipelineStats::add_dead_lettered);
 }
 
 /// Publishes `kafka_consumergroup_lag{consumergroup, topic, partition}`: the runner calls

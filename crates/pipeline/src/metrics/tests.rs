@@ -129,6 +129,40 @@ fn publishes_consumer_lag_with_the_exporter_s_labels() {
 }
 
 #[test]
+fn publishes_the_missing_topics_per_group() {
+    let recorder = TestRecorder::default();
+    metrics::with_local_recorder(&recorder, || record_missing_topics("g", 2));
+    assert_eq!(
+        recorder.gauge("sluice_pipeline_missing_topics{consumergroup=g}"),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn retries_and_dead_letters_count_into_the_pipeline_polling_them() {
+    let recorder = TestRecorder::default();
+    let stats = PipelineStats::default();
+    metrics::with_local_recorder(&recorder, || {
+        tokio_test::block_on(stats.scope(async {
+            count_retry("orders");
+            count_retry("orders");
+            count_dead_letter("orders");
+        }));
+        // Outside a pipeline's record task: the metrics only.
+        count_retry("orders");
+    });
+    assert_eq!((stats.retried(), stats.dead_lettered()), (2, 1));
+    assert_eq!(
+        recorder.counter("sluice_pipeline_records_retried_total{topic=orders}"),
+        3
+    );
+    assert_eq!(
+        recorder.counter("sluice_pipeline_records_dead_lettered_total{topic=orders}"),
+        1
+    );
+}
+
+#[test]
 fn the_breaker_publishes_its_state() {
     let recorder = TestRecorder::default();
     metrics::with_local_recorder(&recorder, || {

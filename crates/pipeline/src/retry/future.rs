@@ -110,11 +110,7 @@ where
                         error = %error,
                         "retrying record"
                     );
-                    metrics::counter!(
-                        crate::metrics::RETRIED,
-                        "topic" => this.request.topic.to_string()
-                    )
-                    .increment(1);
+                    crate::metrics::count_retry(&this.request.topic);
                     this.state.set(State::Waiting {
                         sleep: Box::pin(tokio::time::sleep(delay)),
                     });

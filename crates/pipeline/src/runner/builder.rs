@@ -18,7 +18,8 @@ use super::output::RejectedOutput;
 use super::rebalance::Rebalance;
 use super::run_loop::Runner;
 use super::shutdown::Shutdown;
-use super::state::{PipelineStats, Shared};
+use super::state::Shared;
+use super::stats::PipelineStats;
 use super::strategy::CommitStrategy;
 use super::transaction::Transaction;
 use super::RunError;
@@ -42,6 +43,7 @@ pub struct Pipeline<S> {
     exactly_once: bool,
     rejected_output: RejectedOutput,
     redelivery_backoff: (Duration, Duration),
+    stop_at_end: bool,
 }
 
 impl<S> Pipeline<S>
@@ -50,7 +52,8 @@ where
     S::Error: Into<PipelineError> + 'static,
     S::Future: Send + 'static,
 {
-    /// A pipeline reading `topics` with `consumer` (a `group.id` is required;
+    /// A pipeline reading `topics` (`&str`s, `String`s, `&String`s, ...) with `consumer`
+    /// (a `group.id` is required;
     /// `enable.auto.commit` is turned off: the runner commits) into `stack`, producing
     /// its outputs with `producer`.
     ///
@@ -63,12 +66,12 @@ where
     pub fn new<I, T>(consumer: ConsumerConfig, producer: Producer, topics: I, stack: S) -> Self
     where
         I: IntoIterator<Item = T>,
-        T: Into<String>,
+        T: AsRef<str>,
     {
         Pipeline {
             consumer,
             producer,
-            topics: topics.into_iter().map(Into::into).collect(),
+            topics: topics.into_iter().map(|t| t.as_ref().to_owned()).collect(),
             stack,
             shutdown: Shutdown::new(),
             stats: PipelineStats::default(),
@@ -80,7 +83,48 @@ where
             exactly_once: false,
             rejected_output: RejectedOutput::DeadLetter,
             redelivery_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            stop_at_end: false,
         }
+    }
+
+    /// Ends [`run`](Self::run) (with `Ok`, after the usual drain, final commit and leave)
+    /// once the input is used up: every partition assigned to this member has been read
+    /// to its end (the consumer's `enable.partition.eof`, which this turns on), every
+    /// record admitted is done, its outputs acknowledged, and its offset committed (in
+    /// exactly-once mode: its transaction committed), with no redelivery pending. For
+    /// batch jobs, backfills and tests. Default off: the pipeline waits for new records.
+    ///
+    /// "The end" is the high watermark (the last stable offset under `read_committed`)
+    /// when the partition was read to it; records written later are not waited for. A
+    /// topic the cluster does not have has no partitions and is not waited for either
+    /// (see [`PipelineStats::missing_topics`]); with no partition assigned at all the
+    /// pipeline keeps waiting for an assignment. In a group of several members each
+    /// stops once its own partitions are done, and its partitions then move to the
+    /// others.
+    ///
+    /// ```no_run
+    /// # use sluice_pipeline::runner::Pipeline;
+    /// # use sluice_pipeline::{ConsumedRecord, PipelineError};
+    /// # use sluice_wire::consumer::{ConsumerConfig, OffsetReset};
+    /// # use sluice_wire::producer::{Producer, ProducerConfig};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let producer = Producer::new(ProducerConfig::new("127.0.0.1:9092")).await?;
+    /// let copy = tower::service_fn(|r: ConsumedRecord| async move {
+    ///     Ok::<_, PipelineError>(vec![r.forward("orders-copy", r.value.clone().unwrap_or_default())])
+    /// });
+    /// let consumer = ConsumerConfig::new("127.0.0.1:9092")
+    ///     .group_id("orders-backfill")
+    ///     .auto_offset_reset(OffsetReset::Earliest);
+    /// let pipeline = Pipeline::new(consumer, producer, ["orders"], copy).stop_at_end(true);
+    /// let stats = pipeline.stats();
+    /// pipeline.run().await?; // returns once `orders` is copied and committed
+    /// println!("copied {} records", stats.produced());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stop_at_end(mut self, on: bool) -> Self {
+        self.stop_at_end = on;
+        self
     }
 
     /// What happens to a record one of whose outputs the broker refuses for good (too
@@ -161,7 +205,8 @@ where
         self.stats.clone()
     }
 
-    /// Runs until the shutdown token is cancelled (then `Ok`) or something fatal happens.
+    /// Runs until the shutdown token is cancelled (then `Ok`), the input is used up with
+    /// [`stop_at_end`](Self::stop_at_end) (then `Ok`), or something fatal happens.
     /// Either way it drains, commits, leaves the group and flushes the producer first;
     /// unless the token is [forced](Shutdown::force), which ends the run at once with
     /// [`RunError::Interrupted`] (what a caller does then is its own choice: the library
@@ -196,12 +241,16 @@ where
             exactly_once,
             rejected_output,
             redelivery_backoff,
+            stop_at_end,
         } = self;
         let group = consumer
             .group_id
             .clone()
             .ok_or(RunError::Config("the pipeline's consumer needs a group.id"))?;
         consumer.enable_auto_commit = false;
+        if stop_at_end {
+            consumer.enable_partition_eof = true;
+        }
         // Often enough that a member taking no record (paused) never reaches the poll
         // interval.
         let keep_alive = (consumer.max_poll_interval / 4).max(Duration::from_millis(10));
@@ -260,6 +309,7 @@ where
             paused: false,
             topics: HashMap::new(),
             strategy,
+            stop_at_end,
         };
         let outcome = runner
             .run_loop(&shutdown, commit_interval, lag_interval)

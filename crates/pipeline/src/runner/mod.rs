@@ -72,6 +72,15 @@
 //! waits for their records in flight (at most [`drain_timeout`](Pipeline::drain_timeout)),
 //! commits what finished and releases them. On lost it releases them without committing.
 //!
+//! **End of input.** With [`stop_at_end`](Pipeline::stop_at_end) `run` returns once
+//! every assigned partition has been read to its end and every record admitted is done
+//! and committed: for batch jobs and tests.
+//!
+//! **Missing topics.** A subscribed topic the cluster does not have is not an error: the
+//! consumer warns once, the others are read, and the topic is read once it is created.
+//! [`PipelineStats::missing_topics`] lists such topics and the
+//! [`MISSING_TOPICS`](crate::metrics::MISSING_TOPICS) gauge counts them.
+//!
 //! **Shutdown.** When the [`Shutdown`] token is cancelled (for example by
 //! [`Shutdown::on_signals`]: the first SIGINT/SIGTERM) the runner stops fetching, drains
 //! (bounded), commits, leaves the group (unless the member is static: see
@@ -195,6 +204,7 @@ mod run_loop;
 mod shutdown;
 mod sink;
 mod state;
+mod stats;
 mod strategy;
 mod task;
 mod transaction;
@@ -210,7 +220,7 @@ pub use self::output::{OutputRejected, RejectedOutput};
 pub use self::shutdown::Shutdown;
 pub(crate) use self::sink::producer_record;
 pub use self::sink::ProducerSink;
-pub use self::state::PipelineStats;
+pub use self::stats::PipelineStats;
 
 fn commit_map(offsets: &[(Arc<str>, i32, i64)]) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
     offsets

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_wire::consumer::{Consumer, ConsumerRecord, TopicPartition};
+use sluice_wire::consumer::{Consumer, ConsumerEvent, ConsumerRecord, TopicPartition};
 use sluice_wire::producer::Producer;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -45,6 +45,8 @@ pub(super) struct Runner<S> {
     pub(super) topics: HashMap<String, Arc<str>>,
     /// At-least-once or exactly-once.
     pub(super) strategy: CommitStrategy,
+    /// Return once every assigned partition is read to its end and committed.
+    pub(super) stop_at_end: bool,
 }
 
 impl<S> Runner<S>
@@ -90,6 +92,12 @@ where
                     };
                     self.strategy.end_transaction(ctx, &mut held).await?;
                 }
+            }
+            if self.stop_at_end && held.is_none() && self.finished_input() {
+                tracing::info!("every assigned partition read to its end and committed: stopping");
+                // The stats as of the end, whatever the last lag tick saw.
+                self.publish_missing_topics();
+                return Ok(());
             }
             let bound_reached = self.shared.uncommitted() >= self.max_in_flight;
             let admitting = self.strategy.admitting();
@@ -170,12 +178,50 @@ where
                     self.shared.stats.set_paused(true);
                     tracing::info!("stack not ready: partitions paused");
                 }
-                record = self.consumer.recv(), if held.is_none() && gate_open => {
-                    let record = record?;
-                    held = Some(self.consumed(&record));
-                    pause_at = Instant::now() + self.pause_after;
+                event = self.consumer.recv_event(), if held.is_none() && gate_open => {
+                    match event? {
+                        ConsumerEvent::Record(record) => {
+                            held = Some(self.consumed(&record));
+                            pause_at = Instant::now() + self.pause_after;
+                        }
+                        ConsumerEvent::PartitionEof { partition, .. } => {
+                            let topic = self.intern(&partition.topic);
+                            self.shared.reached_end(&topic, partition.partition);
+                        }
+                        ConsumerEvent::TopicNotAvailable { .. } => self.publish_missing_topics(),
+                        _ => {}
+                    }
                 }
             }
+        }
+    }
+
+    /// Whether every assigned partition is read to its end and everything admitted is
+    /// done and committed (exactly-once: its transaction committed), with nothing left
+    /// to redeliver: [`Pipeline::stop_at_end`](super::Pipeline::stop_at_end).
+    fn finished_input(&mut self) -> bool {
+        if !self.tasks.is_empty()
+            || !self.events.1.is_empty()
+            || !self.backoff.is_empty()
+            || self.shared.uncommitted() > 0
+        {
+            return false;
+        }
+        let assignment = self.consumer.assignment();
+        !assignment.is_empty()
+            && assignment.iter().all(|tp| {
+                let topic = self.intern(&tp.topic);
+                self.shared.at_end(&topic, tp.partition)
+            })
+    }
+
+    /// Publishes the subscribed topics the cluster does not have: the stats' list and the
+    /// `sluice_pipeline_missing_topics` gauge.
+    fn publish_missing_topics(&self) {
+        let missing = self.consumer.missing_topics();
+        let n = missing.len();
+        if self.shared.stats.set_missing_topics(missing) {
+            crate::metrics::record_missing_topics(&self.group, n);
         }
     }
 
@@ -353,19 +399,25 @@ where
             crate::metrics::record_consumer_lag(&self.group, &tp.topic, tp.partition, lag);
         }
         self.shared.stats.set_lag(total);
+        // A topic created since it went missing leaves the list.
+        self.publish_missing_topics();
+    }
+
+    /// The interned name of `topic`.
+    fn intern(&mut self, topic: &str) -> Arc<str> {
+        match self.topics.get(topic) {
+            Some(t) => Arc::clone(t),
+            None => {
+                let t: Arc<str> = Arc::from(topic);
+                self.topics.insert(topic.to_owned(), Arc::clone(&t));
+                t
+            }
+        }
     }
 
     fn consumed(&mut self, r: &ConsumerRecord) -> ConsumedRecord {
-        let topic = match self.topics.get(r.topic()) {
-            Some(t) => Arc::clone(t),
-            None => {
-                let t: Arc<str> = Arc::from(r.topic());
-                self.topics.insert(r.topic().to_owned(), Arc::clone(&t));
-                t
-            }
-        };
         ConsumedRecord {
-            topic,
+            topic: self.intern(r.topic()),
             partition: r.partition(),
             offset: r.offset(),
             key: r.key().cloned(),

@@ -4,12 +4,12 @@
 
 use crate::sync;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{oneshot, watch, Notify};
 
 use super::output::{OutputRejected, RejectedOutput};
+use super::stats::PipelineStats;
 use crate::commit::{CommitHandle, Ticket};
 
 type Key = (Arc<str>, i32);
@@ -66,6 +66,9 @@ struct PartitionState {
     /// Exactly-once: records whose output was refused in a transaction of their own:
     /// dead-lettered when fetched again, without calling the stack.
     refused: BTreeMap<i64, OutputRejected>,
+    /// Read to its end (the consumer's `PartitionEof`) and nothing admitted or rewound
+    /// since: what [`Pipeline::stop_at_end`](super::Pipeline::stop_at_end) waits for.
+    at_end: bool,
 }
 
 impl PartitionState {
@@ -81,6 +84,7 @@ impl PartitionState {
             failures: 0,
             suspects: BTreeSet::new(),
             refused: BTreeMap::new(),
+            at_end: false,
         }
     }
 }
@@ -196,6 +200,22 @@ impl Shared {
             .insert((topic.clone(), partition), PartitionState::new());
     }
 
+    /// The consumer read the partition to its end: nothing is left to admit until a record
+    /// arrives (admitted) or it is rewound.
+    pub(crate) fn reached_end(&self, topic: &Arc<str>, partition: i32) {
+        if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
+            p.at_end = true;
+        }
+    }
+
+    /// Whether the partition is assigned and read to its end (see
+    /// [`reached_end`](Self::reached_end)).
+    pub(crate) fn at_end(&self, topic: &Arc<str>, partition: i32) -> bool {
+        self.lock()
+            .get(&(topic.clone(), partition))
+            .is_some_and(|p| p.at_end)
+    }
+
     /// Stop admitting records of the partition (a revoke is draining it).
     pub(crate) fn stop_admitting(&self, topic: &Arc<str>, partition: i32) {
         if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
@@ -217,6 +237,7 @@ impl Shared {
             .filter(|p| !p.revoking && !p.unfetched.iter().any(|&r| offset >= r))?;
         p.running += 1;
         p.seq += 1;
+        p.at_end = false;
         let seq = p.seq;
         let rewinds = p.rewound.subscribe();
         let (handed_over, handoff) = oneshot::channel();
@@ -238,6 +259,7 @@ impl Shared {
     pub(crate) fn rewind(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         if let Some(p) = self.lock().get_mut(&(topic.clone(), partition)) {
             p.seq += 1;
+            p.at_end = false;
             let seq = p.seq;
             p.rewinds.push((seq, offset));
             // Lock order: the partitions, then the tracker (never the other way).
@@ -371,111 +393,6 @@ impl Shared {
     }
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    admitted: AtomicU64,
-    completed: AtomicU64,
-    produced: AtomicU64,
-    redelivered: AtomicU64,
-    pauses: AtomicU64,
-    paused: AtomicBool,
-    lag: AtomicI64,
-    committed: AtomicU64,
-    aborted: AtomicU64,
-}
-
-/// Live counters of a running [`Pipeline`](super::Pipeline), for progress displays and
-/// tests. Clones share the counters; reading never blocks the pipeline.
-#[derive(Debug, Clone, Default)]
-pub struct PipelineStats {
-    inner: Arc<Counters>,
-}
-
-impl PipelineStats {
-    /// Records admitted into the stack (redeliveries count again).
-    pub fn admitted(&self) -> u64 {
-        self.inner.admitted.load(Ordering::Relaxed)
-    }
-
-    /// Records finished: processed with every output acknowledged, or dead-lettered. In
-    /// exactly-once mode they count once their transaction committed.
-    pub fn completed(&self) -> u64 {
-        self.inner.completed.load(Ordering::Relaxed)
-    }
-
-    /// Output records acknowledged by the producer.
-    pub fn produced(&self) -> u64 {
-        self.inner.produced.load(Ordering::Relaxed)
-    }
-
-    /// Records that came out of the stack with a retriable error (retries spent, or an
-    /// output not acknowledged) and were sent back to be fetched again.
-    pub fn redelivered(&self) -> u64 {
-        self.inner.redelivered.load(Ordering::Relaxed)
-    }
-
-    /// How many times the runner paused its partitions because the stack stayed not
-    /// ready (an open breaker, or the in-flight bound of a slow stack).
-    pub fn pauses(&self) -> u64 {
-        self.inner.pauses.load(Ordering::Relaxed)
-    }
-
-    /// Whether the partitions are paused now.
-    pub fn is_paused(&self) -> bool {
-        self.inner.paused.load(Ordering::Relaxed)
-    }
-
-    /// The total lag (high watermark minus committed offset) over the assigned
-    /// partitions at the last lag update.
-    pub fn lag(&self) -> i64 {
-        self.inner.lag.load(Ordering::Relaxed)
-    }
-
-    /// Successful offset commits (in exactly-once mode: committed transactions).
-    pub fn commits(&self) -> u64 {
-        self.inner.committed.load(Ordering::Relaxed)
-    }
-
-    /// Transactions aborted (exactly-once mode): after a retriable failure, a failed
-    /// commit, a lost partition or a drain that timed out. Their records are processed
-    /// again.
-    pub fn aborts(&self) -> u64 {
-        self.inner.aborted.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn add_admitted(&self) {
-        self.inner.admitted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_completed(&self, records: u64, outputs: u64) {
-        self.inner.completed.fetch_add(records, Ordering::Relaxed);
-        self.inner.produced.fetch_add(outputs, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_redelivered(&self) {
-        self.inner.redelivered.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_commit(&self) {
-        self.inner.committed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_abort(&self) {
-        self.inner.aborted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn set_paused(&self, paused: bool) {
-        if paused {
-            self.inner.pauses.fetch_add(1, Ordering::Relaxed);
-        }
-        self.inner.paused.store(paused, Ordering::Relaxed);
-    }
-
-    pub(crate) fn set_lag(&self, lag: i64) {
-        self.inner.lag.store(lag, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +422,30 @@ mod tests {
             "admitted after the rewind: the redelivery itself"
         );
         assert_eq!(shared.uncommitted(), 2, "5, and 6 admitted again");
+    }
+
+    #[test]
+    fn a_partition_is_at_its_end_until_a_record_is_admitted_or_it_is_rewound() {
+        let shared = Shared::new(PipelineStats::default(), false);
+        let t: Arc<str> = Arc::from("t");
+        shared.reached_end(&t, 0);
+        assert!(!shared.at_end(&t, 0), "not assigned");
+        shared.assign(&t, 0);
+        assert!(!shared.at_end(&t, 0), "not read yet");
+        shared.reached_end(&t, 0);
+        assert!(shared.at_end(&t, 0));
+        let _a5 = shared.admit(&t, 0, 5).unwrap();
+        assert!(!shared.at_end(&t, 0), "a record arrived after the end");
+        shared.reached_end(&t, 0);
+        shared.rewind(&t, 0, 5);
+        assert!(!shared.at_end(&t, 0), "read again from 5");
+        shared.reached_end(&t, 0);
+        shared.remove(&t, 0);
+        shared.assign(&t, 0);
+        assert!(
+            !shared.at_end(&t, 0),
+            "assigned again: not read to its end yet"
+        );
     }
 
     #[test]

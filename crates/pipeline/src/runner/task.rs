@@ -61,7 +61,9 @@ pub(super) fn spawn<S>(
         producer: producer.clone(),
         events: events.clone(),
     };
-    tasks.spawn(task.run(answer));
+    // The stats in scope while the answer is polled: the layers inside count their
+    // retries and dead letters into this pipeline's stats.
+    tasks.spawn(shared.stats.scope(task.run(answer)));
 }
 
 pin_project! {
@@ -367,8 +369,7 @@ impl RecordTask {
                 tracing::warn!(topic = %self.topic, partition = self.partition,
                     offset = self.offset, dlq.topic = %at.topic, dlq.partition = at.partition,
                     dlq.offset = at.offset, error = %rejected, "record dead-lettered");
-                metrics::counter!(crate::metrics::DEAD_LETTERED, "topic" => self.topic.to_string())
-                    .increment(1);
+                crate::metrics::count_dead_letter(&self.topic);
                 Outcome::Done(0)
             }
             Err(e) => match output::classify(&e) {

@@ -107,7 +107,8 @@ where
 
 impl<S, K, V> Future for ResponseFuture<S, K, V>
 where
-    S: Service<Decoded<K, V>, Error = PipelineError>,
+    S: Service<Decoded<K, V>>,
+    S::Error: Into<PipelineError>,
 {
     type Output = Result<S::Response, PipelineError>;
 
@@ -127,7 +128,7 @@ where
                     let future = service.call(decoded);
                     this.state.set(State::Called { future });
                 }
-                StateProj::Called { future } => return future.poll(cx),
+                StateProj::Called { future } => return future.poll(cx).map_err(Into::into),
             }
         }
     }

@@ -7,6 +7,10 @@
 //! in a [`PipelineError`] whose disposition says whether it is a dead letter, a registry
 //! outage (retriable) or a misconfiguration (fatal); see the [parent module](super).
 //!
+//! The inner service's error is any `Into<`[`PipelineError`]`>`, as for every layer of
+//! this crate: your own [`Classify`](crate::Classify) error, a [`BoxError`](crate::BoxError),
+//! or a `PipelineError`.
+//!
 //! Readiness is the inner service's. Decoding takes time (the first record of a schema
 //! fetches it), so `call` hands the future the service that was made ready and keeps a
 //! clone for the next call, as `tower-service`'s docs advise for services that call their
@@ -84,7 +88,8 @@ impl<S, KD, VD> Decode<S, KD, VD> {
 
 impl<S, KD, VD> Service<ConsumedRecord> for Decode<S, KD, VD>
 where
-    S: Service<Decoded<KD::Value, VD::Value>, Error = PipelineError> + Clone,
+    S: Service<Decoded<KD::Value, VD::Value>> + Clone,
+    S::Error: Into<PipelineError>,
     KD: Decoder,
     VD: Decoder,
 {
@@ -93,7 +98,7 @@ where
     type Future = ResponseFuture<S, KD::Value, VD::Value>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, record: ConsumedRecord) -> Self::Future {
@@ -103,5 +108,32 @@ where
         let key = record.key.clone().map(|k| self.key.decode(k));
         let value = record.value.clone().map(|v| self.value.decode(v));
         ResponseFuture::new(ready, future::decode(record, key, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+    use crate::test_support::UserError;
+    use crate::Disposition;
+
+    #[tokio::test]
+    async fn the_inner_service_may_fail_with_its_own_error_type() {
+        let inner = service_fn(|d: Decoded<Bytes, Bytes>| async move {
+            match d.value.as_deref() {
+                Some(b"ok") => Ok(d.record.offset),
+                _ => Err(UserError::Rejected("not ok")),
+            }
+        });
+        let decode = Decode::new(inner, Raw, Raw);
+        let good = ConsumedRecord::new("orders", 0, 7).with_value("ok");
+        assert_eq!(decode.clone().oneshot(good).await.unwrap(), 7);
+        let bad = ConsumedRecord::new("orders", 0, 8).with_value("no");
+        let err: PipelineError = decode.oneshot(bad).await.unwrap_err();
+        assert_eq!(err.disposition(), Disposition::DeadLetter);
+        assert!(matches!(err.downcast_ref(), Some(UserError::Rejected(_))));
     }
 }

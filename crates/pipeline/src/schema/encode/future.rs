@@ -89,9 +89,10 @@ fn encode_all<E: Encoder>(
     .boxed()
 }
 
-impl<F, E> Future for ResponseFuture<F, E>
+impl<F, E, Er> Future for ResponseFuture<F, E>
 where
-    F: Future<Output = Result<Vec<Produce<E::Value>>, PipelineError>>,
+    F: Future<Output = Result<Vec<Produce<E::Value>>, Er>>,
+    Er: Into<PipelineError>,
     E: Encoder,
 {
     type Output = Result<Vec<OutputRecord>, PipelineError>;
@@ -101,7 +102,7 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
-                    let outputs = ready!(future.poll(cx))?;
+                    let outputs = ready!(future.poll(cx)).map_err(Into::into)?;
                     let encode = encode_all(&**this.encoder, outputs);
                     this.state.set(State::Encoding { encode });
                 }

@@ -10,6 +10,9 @@
 //! letter, a registry outage is retriable, an incompatible or invalid schema is fatal
 //! (see the [parent module](super)). Nothing of that record is produced.
 //!
+//! The inner service's error is any `Into<`[`PipelineError`]`>`, as for every layer of
+//! this crate.
+//!
 //! `Encode` serves any request type, so it fits inside [`Decode`](super::decode::Decode)
 //! or on its own around a service of raw [`ConsumedRecord`](crate::ConsumedRecord)s.
 
@@ -121,7 +124,8 @@ impl<S, E> Encode<S, E> {
 
 impl<S, E, R> Service<R> for Encode<S, E>
 where
-    S: Service<R, Response = Vec<Produce<E::Value>>, Error = PipelineError>,
+    S: Service<R, Response = Vec<Produce<E::Value>>>,
+    S::Error: Into<PipelineError>,
     E: Encoder,
 {
     type Response = Vec<OutputRecord>;
@@ -129,10 +133,38 @@ where
     type Future = ResponseFuture<S::Future, E>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: R) -> Self::Future {
         ResponseFuture::new(self.inner.call(request), Arc::clone(&self.encoder))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+    use crate::schema::Raw;
+    use crate::test_support::UserError;
+    use crate::{ConsumedRecord, Disposition};
+
+    #[tokio::test]
+    async fn the_inner_service_may_fail_with_its_own_error_type() {
+        let inner = service_fn(|r: ConsumedRecord| async move {
+            match r.value() {
+                Some(b"ok") => Ok(vec![Produce::new("out", Bytes::from_static(b"x"))]),
+                _ => Err(UserError::Timeout),
+            }
+        });
+        let encode = Encode::new(inner, Raw);
+        let good = ConsumedRecord::new("orders", 0, 7).with_value("ok");
+        let out = encode.clone().oneshot(good).await.unwrap();
+        assert_eq!(out[0].value.as_deref(), Some(&b"x"[..]));
+        let bad = ConsumedRecord::new("orders", 0, 8).with_value("no");
+        let err: PipelineError = encode.oneshot(bad).await.unwrap_err();
+        assert_eq!(err.disposition(), Disposition::Retriable);
+        assert!(matches!(err.downcast_ref(), Some(UserError::Timeout)));
     }
 }
