@@ -421,3 +421,187 @@ fn consume_survives_a_failed_commit() {
         "{next}"
     );
 }
+
+/// A group that committed partition 0 and never partition 1: `groups describe` shows 1
+/// with `-` and its lag from the log start, and the total adds both; `sluice lag`
+/// watched over a short window sees nothing move and says STOP with the evidence.
+#[test]
+fn describe_and_lag_count_a_partition_with_no_committed_offset() {
+    let topic = sluice_testkit::unique_topic("cli-uncommitted");
+    let group = sluice_testkit::unique_topic("cli-uncommitted-g");
+    ok(&sluice(
+        &["topic", "create", &topic, "--partitions", "2"],
+        None,
+    ));
+    for (p, n) in [("0", 10), ("1", 5)] {
+        let input: String = (0..n).map(|i| format!("v{i}\n")).collect();
+        ok(&sluice(
+            &["produce", &topic, "--partition", p],
+            Some(&input),
+        ));
+    }
+    ok(&sluice(
+        &[
+            "consume",
+            &topic,
+            "--group",
+            &group,
+            "--partition",
+            "0",
+            "--count",
+            "4",
+            "-q",
+        ],
+        None,
+    ));
+
+    let out = ok(&sluice(&["groups", "describe", &group], None));
+    let cols = |partition: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .find(|c| c.get(1) == Some(&topic) && c.get(2).map(String::as_str) == Some(partition))
+            .unwrap_or_else(|| panic!("no row for partition {partition}: {out}"))
+    };
+    assert_eq!(&cols("0")[2..6], ["0", "4", "10", "6"], "{out}");
+    assert_eq!(&cols("1")[2..6], ["1", "-", "5", "5"], "{out}");
+    assert_eq!(out.lines().last(), Some("TOTAL LAG 11"), "{out}");
+    assert!(
+        out.contains("1 partition(s) without a committed offset"),
+        "{out}"
+    );
+
+    // Consumers that start at the end would skip partition 1's five records.
+    let out = ok(&sluice(
+        &["groups", "describe", &group, "--reset", "latest"],
+        None,
+    ));
+    assert_eq!(out.lines().last(), Some("TOTAL LAG 6"), "{out}");
+
+    // One look: too little evidence for a verdict; KEDA at lagThreshold 5 wants
+    // ceil(11 / 5) = 3 replicas, capped at the 2 partitions.
+    let out = ok(&sluice(
+        &["lag", "--group", &group, "--lag-threshold", "5"],
+        None,
+    ));
+    assert!(out.contains("STATUS OK (healthy; 1 of 10 looks)"), "{out}");
+    assert!(out.contains("KEDA REPLICAS 2 "), "{out}");
+    let out = ok(&sluice(
+        &["lag", "--group", &group, "--lag-threshold", "100"],
+        None,
+    ));
+    assert!(out.contains("KEDA REPLICAS 1 "), "{out}");
+
+    // Three looks 0.2 s apart, nothing committed: both partitions stopped.
+    let out = ok(&sluice(
+        &[
+            "lag",
+            "--group",
+            &group,
+            "--watch",
+            "0.2",
+            "--window",
+            "3",
+            "--samples",
+            "3",
+        ],
+        None,
+    ));
+    let last = out.rsplit("\n\n").next().unwrap_or_default();
+    assert!(last.contains("STATUS STOP (error; 3 of 3 looks)"), "{out}");
+    assert!(
+        last.contains(&format!("{topic}-0 STOP: offsets [4, 4, 4] lags [6, 6, 6]")),
+        "{out}"
+    );
+    assert!(
+        last.contains(&format!("{topic}-1 STOP: offsets [0, 0, 0] lags [5, 5, 5]")),
+        "{out}"
+    );
+    assert_eq!(out.matches("TOTAL LAG 11").count(), 3, "{out}");
+}
+
+#[test]
+fn an_unknown_group_is_an_error() {
+    let group = sluice_testkit::unique_topic("cli-no-such-group");
+    for args in [
+        vec!["groups", "describe", group.as_str()],
+        vec!["groups", "describe", group.as_str(), "--state"],
+        vec!["groups", "describe", group.as_str(), "--members"],
+        vec!["lag", "--group", group.as_str()],
+    ] {
+        let out = sluice(&args, None);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("group {group} does not exist")),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed a table");
+    }
+}
+
+/// `--members` and `--state` of a group with a live member (a `sluice consume --group`
+/// left running).
+#[test]
+fn describe_members_and_state_of_a_live_group() {
+    let topic = sluice_testkit::unique_topic("cli-members");
+    let group = sluice_testkit::unique_topic("cli-members-g");
+    ok(&sluice(
+        &["topic", "create", &topic, "--partitions", "2"],
+        None,
+    ));
+    let mut member = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["consume", &topic, "--group", &group, "-q"])
+        .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run sluice consume");
+    // Wait for the member to join and be assigned both partitions.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let members = loop {
+        let out = sluice(&["groups", "describe", &group, "--members"], None);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && text.contains(&format!("{topic}-0,{topic}-1")) {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member never showed: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let state = sluice(&["groups", "describe", &group, "--state"], None);
+    member.kill().expect("stop the member");
+    let _ = member.wait();
+
+    let row: Vec<&str> = members
+        .lines()
+        .find(|l| l.starts_with(&group))
+        .unwrap_or_else(|| panic!("no member row: {members}"))
+        .split_whitespace()
+        .collect();
+    // GROUP MEMBER-ID HOST CLIENT-ID #PARTITIONS ASSIGNMENT
+    assert!(row[1].starts_with("sluice-cli"), "{members}");
+    assert!(row[2].contains("127.0.0.1"), "{members}");
+    assert_eq!(row[3], "sluice-cli", "{members}");
+    assert_eq!(
+        &row[4..],
+        ["2", &format!("{topic}-0,{topic}-1")],
+        "{members}"
+    );
+
+    let state = ok(&state);
+    let row: Vec<&str> = state
+        .lines()
+        .find(|l| l.starts_with(&group))
+        .unwrap_or_else(|| panic!("no state row: {state}"))
+        .split_whitespace()
+        .collect();
+    // GROUP COORDINATOR (ID) ASSIGNMENT-STRATEGY STATE #MEMBERS
+    let bootstrap = sluice_testkit::bootstrap();
+    let port = bootstrap.rsplit(':').next().unwrap();
+    assert!(row[1].ends_with(&format!(":{port}")), "{state}");
+    assert!(row[2].starts_with('(') && row[2].ends_with(')'), "{state}");
+    assert_eq!(&row[4..], ["Stable", "1"], "{state}");
+    assert!(!row[3].is_empty() && row[3] != "-", "{state}");
+}

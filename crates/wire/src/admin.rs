@@ -309,6 +309,7 @@ pub fn is_topic_already_exists(err: &Error) -> bool {
     err.kafka_code() == Some(KafkaCode::TopicAlreadyExists)
 }
 
+mod coordinator;
 mod groups;
 pub mod lag;
 

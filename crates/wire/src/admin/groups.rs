@@ -66,7 +66,7 @@ impl GroupDescription {
 }
 
 impl Admin {
-    fn coordinator(&self, group: &str) -> Coordinator {
+    pub(super) fn coordinator(&self, group: &str) -> Coordinator {
         let config = self.cluster.config();
         Coordinator::new(
             CoordinatorKey::Group(group.to_string()),
