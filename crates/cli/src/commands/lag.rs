@@ -5,6 +5,7 @@
 //! sluice lag --group billing                          # one look
 //! sluice lag --group billing --watch 30 --window 10   # a look every 30 s, judged over 10
 //! sluice lag --group billing --lag-threshold 1000     # KEDA's lagThreshold
+//! sluice lag serve --group billing --group audit      # Prometheus on 127.0.0.1:9308
 //! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,9 @@ use sluice_wire::admin::lag::status::{GroupStatus, LagEvaluator, LagStatus};
 use sluice_wire::admin::{Admin, GroupLag, UncommittedFrom};
 use sluice_wire::cluster::Cluster;
 use sluice_wire::types::IsolationLevel;
+
+mod exposition;
+mod serve;
 
 /// How lag is measured: which end offset, and where uncommitted partitions start.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,14 +90,31 @@ impl KedaArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    look: Look,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Serve the lag of groups as Prometheus metrics (kafka_exporter's names, plus the
+    /// status and the KEDA replica count), looking at them on an interval.
+    Serve(serve::Args),
+}
+
+/// `sluice lag --group G`: look once, or `--watch`.
+#[derive(Debug, clap::Args)]
+struct Look {
     /// The consumer group.
-    #[arg(long, short = 'g')]
-    group: String,
+    #[arg(long, short = 'g', required = true)]
+    group: Option<String>,
     /// Look again every this many seconds (fractions allowed) and judge the status over
     /// the last `--window` looks; without it, one look.
-    #[arg(long, value_name = "SECS")]
-    watch: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    watch: Option<Duration>,
     /// How many looks the status is judged over (Burrow's default: 10).
     #[arg(long, default_value_t = 10)]
     window: usize,
@@ -106,24 +127,38 @@ pub(crate) struct Args {
     keda: KedaArgs,
 }
 
+/// A number of seconds above 0, fractions allowed.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|secs| secs.is_finite() && *secs > 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{s:?}: give a number of seconds above 0"))
+}
+
 pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
-    let admin = Admin::new(cluster.clone());
-    let interval = match args.watch {
-        Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
-        Some(secs) => anyhow::bail!("--watch {secs}: give a number of seconds above 0"),
-        None => None,
+    match args.command {
+        Some(Command::Serve(serve)) => serve::run(cluster, serve).await,
+        None => look(cluster, args.look).await,
+    }
+}
+
+async fn look(cluster: &Cluster, args: Look) -> anyhow::Result<()> {
+    let Some(group) = args.group.as_deref() else {
+        anyhow::bail!("--group is required");
     };
-    let looks = match interval {
+    let admin = Admin::new(cluster.clone());
+    let looks = match args.watch {
         Some(_) => args.samples.unwrap_or(u64::MAX),
         None => 1,
     };
     let mut evaluator = LagEvaluator::new(args.window);
-    let mut ticks = interval.map(tokio::time::interval);
+    let mut ticks = args.watch.map(tokio::time::interval);
     for look in 0..looks {
         if let Some(t) = ticks.as_mut() {
             t.tick().await;
         }
-        let lag = args.source.lag(&admin, &args.group).await?;
+        let lag = args.source.lag(&admin, group).await?;
         for (tp, sample) in lag.samples(now_ms()) {
             evaluator.record(tp, sample);
         }
@@ -142,7 +177,7 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn print_report(args: &Args, lag: &GroupLag, status: &GroupStatus, window: usize) {
+fn print_report(args: &Look, lag: &GroupLag, status: &GroupStatus, window: usize) {
     println!(
         "{:<30} {:>9} {:>14} {:>14} {:>8} {:<8}  MEMBER",
         "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "STATUS"
