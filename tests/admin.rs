@@ -174,3 +174,113 @@ async fn bootstrap_skips_dead_addresses() {
             .unwrap();
     assert!(!cluster.metadata().brokers.is_empty());
 }
+
+/// Lag counts every partition of the group's topics: a partition with no committed
+/// offset lags from the log start (or, asked so, from the log end), and the total adds
+/// it; two looks with no commit between them are a STOP; an unknown group is an error.
+#[tokio::test]
+async fn lag_counts_uncommitted_partitions_from_the_reset_point() {
+    use sluice::wire::admin::lag::status::{LagEvaluator, LagStatus};
+    use sluice::wire::admin::UncommittedFrom;
+    use sluice::wire::consumer::{Consumer, ConsumerConfig, OffsetAndMetadata, TopicPartition};
+    use sluice::wire::partition_client::{Acks, IsolationLevel, PartitionClient};
+    use sluice::wire::records::{BatchOptions, RecordBatchBuilder};
+
+    let admin = admin().await;
+    let topic = sluice_testkit::unique_topic("admin-lag");
+    admin
+        .create_topics(&[NewTopic::new(&topic, 3)], T)
+        .await
+        .unwrap();
+    // A current timestamp, so retention does not move the log start under the test.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (p, n) in [(0, 10), (1, 6)] {
+        let mut batch = RecordBatchBuilder::new(BatchOptions::default());
+        for i in 0..n {
+            batch
+                .append(now, None, Some(format!("v{i}").as_bytes()), &[])
+                .unwrap();
+        }
+        PartitionClient::new(admin.cluster().clone(), &topic, p)
+            .produce(batch.finish().unwrap(), Acks::All, T)
+            .await
+            .unwrap();
+    }
+    let group = sluice_testkit::unique_topic("admin-lag-g");
+    let mut config = ConsumerConfig::new(sluice_testkit::bootstrap());
+    config.group_id = Some(group.clone());
+    let consumer = Consumer::with_cluster(admin.cluster().clone(), config).unwrap();
+    let p0 = TopicPartition::new(&topic, 0);
+    consumer.assign([p0.clone()]).unwrap();
+    consumer
+        .commit(&[(p0, OffsetAndMetadata::new(4))].into_iter().collect())
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+
+    let lag = admin
+        .lag(&group, IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    let rows: Vec<(i32, Option<i64>, i64, i64, i64)> = lag
+        .partitions
+        .iter()
+        .map(|p| {
+            let tp = &p.partition;
+            (tp.partition, p.committed, p.position, p.log_end, p.lag)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (0, Some(4), 4, 10, 6),
+            (1, None, 0, 6, 6),
+            (2, None, 0, 0, 0)
+        ]
+    );
+    assert_eq!((lag.total, lag.uncommitted_total()), (12, 6));
+    assert_eq!(lag.per_topic()[&topic], 12);
+
+    let from_end = admin
+        .lag_from(
+            &group,
+            IsolationLevel::ReadUncommitted,
+            UncommittedFrom::Latest,
+        )
+        .await
+        .unwrap();
+    assert_eq!(from_end.total, 6, "{from_end:?}");
+
+    // Two looks, nothing committed between them: partitions 0 and 1 stopped.
+    let again = admin
+        .lag(&group, IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    let mut evaluator = LagEvaluator::new(2);
+    for (at, lag) in [(1, &lag), (2, &again)] {
+        for (tp, sample) in lag.samples(at) {
+            evaluator.record(tp, sample);
+        }
+    }
+    let status = evaluator.status();
+    assert_eq!(status.status, LagStatus::Stop);
+    assert_eq!(
+        status
+            .worst()
+            .map(|p| p.partition.partition)
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+
+    let err = admin
+        .lag(
+            &sluice_testkit::unique_topic("admin-lag-none"),
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kafka_code(), Some(KafkaCode::GroupIdNotFound), "{err}");
+}

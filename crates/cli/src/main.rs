@@ -8,6 +8,7 @@
 //! sluice consume orders --group billing --count 10
 //! sluice consume orders --exit            # stop at the end of every partition
 //! sluice groups describe billing
+//! sluice lag --group billing --watch 30 --lag-threshold 1000
 //! sluice perf produce --topic orders --num-records 500000 --record-size 100 --throughput -1
 //! sluice -F client.properties metadata # a secured cluster (Java properties)
 //! sluice -X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 \
@@ -65,6 +66,9 @@ enum Command {
     /// List consumer groups, or describe one with its lag.
     #[command(subcommand)]
     Groups(commands::groups::Command),
+    /// A group's lag, its status over repeated looks (Burrow's rules), and the replicas
+    /// KEDA would run for it.
+    Lag(commands::lag::Args),
     /// Load tests (`perf produce`), comparable with Kafka's ProducerPerformance.
     #[command(subcommand)]
     Perf(commands::perf::Command),
@@ -129,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metadata(_) => reject_client_keys("metadata")?,
         Command::Topic(_) => reject_client_keys("topic")?,
         Command::Groups(_) => reject_client_keys("groups")?,
+        Command::Lag(_) => reject_client_keys("lag")?,
     }
     let cluster = Cluster::connect(config).await?;
     match cli.command {
@@ -137,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => commands::produce::run(&cluster, args, timeout, &client).await,
         Command::Consume(args) => commands::consume::run(&cluster, args, &client).await,
         Command::Groups(cmd) => commands::groups::run(&cluster, cmd).await,
+        Command::Lag(args) => commands::lag::run(&cluster, args).await,
         Command::Perf(cmd) => commands::perf::run(&cluster, cmd, timeout, &client).await,
     }
 }

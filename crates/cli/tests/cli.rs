@@ -1,7 +1,9 @@
 //! The `sluice` binary against a real Kafka broker: topic create, produce from stdin,
-//! consume, metadata, delete; and clear failures for bad input.
+//! consume, metadata, delete; and clear failures for bad input. Group lag, status and
+//! the metrics endpoint are in `lag/`.
 
 mod common;
+mod lag;
 
 use common::{ok, sluice};
 

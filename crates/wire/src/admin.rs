@@ -1,5 +1,5 @@
 //! Cluster administration: create and delete topics, list offsets, describe the cluster;
-//! consumer groups and their lag (`admin/groups.rs`).
+//! consumer groups (`admin/groups.rs`) and their lag (`admin/lag.rs`).
 
 use crate::config::wire_ms;
 use std::collections::BTreeMap;
@@ -309,6 +309,9 @@ pub fn is_topic_already_exists(err: &Error) -> bool {
     err.kafka_code() == Some(KafkaCode::TopicAlreadyExists)
 }
 
+mod coordinator;
 mod groups;
+pub mod lag;
 
-pub use groups::{GroupDescription, GroupLag, GroupListing, MemberDescription, PartitionLag};
+pub use groups::{GroupDescription, GroupListing, MemberDescription};
+pub use lag::{GroupLag, PartitionLag, UncommittedFrom};

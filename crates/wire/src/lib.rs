@@ -98,7 +98,9 @@
 //!   static membership), a fetcher with fetch sessions and a bounded prefetch buffer,
 //!   records as a cancel-safe async stream, commits when the application says so.
 //! - [`admin`]: create and delete topics, list offsets, describe the cluster; list and
-//!   describe consumer groups, their committed offsets and their lag.
+//!   describe consumer groups, their committed offsets and their lag (every partition,
+//!   committed or not), with Burrow-style status over a window of looks and the
+//!   replica count KEDA would choose (`admin::lag`).
 //! - [`partition_client`]: a low-level client of one partition: produce a finished
 //!   record batch to it, fetch from an offset, with no batching, groups or idempotence.
 //!   For tools and tests; the producer and the consumer do not use it.

@@ -1,22 +1,30 @@
 //! `sluice groups`: list consumer groups, and describe one with its lag per partition,
 //! like `kafka-consumer-groups.sh --describe`.
 
-use sluice_wire::admin::Admin;
-use sluice_wire::cluster::Cluster;
-use sluice_wire::types::IsolationLevel;
+use sluice_wire::admin::{Admin, GroupDescription, GroupLag};
+use sluice_wire::cluster::{BrokerInfo, Cluster};
+
+use super::lag::{offset_or_dash, print_uncommitted_note, LagSource};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// List the consumer groups of the cluster.
     List,
     /// Show a group's partitions: current (committed) offset, log-end offset, lag and
-    /// owning member, then `TOTAL LAG <n>`.
+    /// owning member, then `TOTAL LAG <n>`. A partition without a committed offset shows
+    /// `-` and its lag from the reset point (`--reset`); the total includes it. An
+    /// unknown group is an error.
     Describe {
         /// The group id.
         group: String,
-        /// Measure lag against the last stable offset (for read_committed consumers).
+        #[command(flatten)]
+        source: LagSource,
+        /// Show the members instead: member id, host, client id and assignment.
+        #[arg(long, conflicts_with = "state")]
+        members: bool,
+        /// Show the group's state instead: coordinator, assignor, state, member count.
         #[arg(long)]
-        read_committed: bool,
+        state: bool,
     },
 }
 
@@ -31,33 +39,96 @@ pub(crate) async fn run(cluster: &Cluster, cmd: Command) -> anyhow::Result<()> {
         }
         Command::Describe {
             group,
-            read_committed,
+            source,
+            members,
+            state,
         } => {
-            let isolation = if read_committed {
-                IsolationLevel::ReadCommitted
+            let lag = source.lag(&admin, &group).await?;
+            if members {
+                print_members(&lag.group);
+            } else if state {
+                let coordinator = admin.group_coordinator(&group).await?;
+                print_state(&lag.group, &coordinator);
             } else {
-                IsolationLevel::ReadUncommitted
-            };
-            let lag = admin.lag(&group, isolation).await?;
-            println!(
-                "{:<30} {:<30} {:>9} {:>14} {:>14} {:>8}  MEMBER",
-                "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
-            );
-            for p in &lag.partitions {
-                let dash = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
-                println!(
-                    "{:<30} {:<30} {:>9} {:>14} {:>14} {:>8}  {}",
-                    group,
-                    p.partition.topic,
-                    p.partition.partition,
-                    dash(p.committed),
-                    p.log_end,
-                    dash(p.lag),
-                    p.member.as_deref().unwrap_or("-")
-                );
+                print_offsets(&group, &lag, &source);
             }
-            println!("TOTAL LAG {}", lag.total);
         }
     }
     Ok(())
+}
+
+fn print_offsets(group: &str, lag: &GroupLag, source: &LagSource) {
+    println!(
+        "{:<30} {:<30} {:>9} {:>14} {:>14} {:>8}  MEMBER",
+        "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
+    );
+    for p in &lag.partitions {
+        println!(
+            "{:<30} {:<30} {:>9} {:>14} {:>14} {:>8}  {}",
+            group,
+            p.partition.topic,
+            p.partition.partition,
+            offset_or_dash(p.committed),
+            p.log_end,
+            p.lag,
+            p.member.as_deref().unwrap_or("-")
+        );
+    }
+    print_uncommitted_note(lag, source);
+    println!("TOTAL LAG {}", lag.total);
+}
+
+/// Like `kafka-consumer-groups --describe --members --verbose`.
+fn print_members(group: &GroupDescription) {
+    println!(
+        "{:<30} {:<60} {:<20} {:<20} {:>11}  ASSIGNMENT",
+        "GROUP", "MEMBER-ID", "HOST", "CLIENT-ID", "#PARTITIONS"
+    );
+    for m in &group.members {
+        let assignment: Vec<String> = m
+            .assignment
+            .iter()
+            .map(|tp| format!("{}-{}", tp.topic, tp.partition))
+            .collect();
+        println!(
+            "{:<30} {:<60} {:<20} {:<20} {:>11}  {}",
+            group.group_id,
+            m.member_id,
+            m.host,
+            m.client_id,
+            m.assignment.len(),
+            if assignment.is_empty() {
+                "-".to_string()
+            } else {
+                assignment.join(",")
+            }
+        );
+    }
+    if group.members.is_empty() {
+        println!("group {} has no active members", group.group_id);
+    }
+}
+
+/// Like `kafka-consumer-groups --describe --state`.
+fn print_state(group: &GroupDescription, coordinator: &BrokerInfo) {
+    println!(
+        "{:<30} {:<30} {:<20} {:<20} {:>8}",
+        "GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"
+    );
+    let protocol = if group.protocol.is_empty() {
+        "-"
+    } else {
+        group.protocol.as_str()
+    };
+    println!(
+        "{:<30} {:<30} {:<20} {:<20} {:>8}",
+        group.group_id,
+        format!(
+            "{}:{} ({})",
+            coordinator.host, coordinator.port, coordinator.node_id
+        ),
+        protocol,
+        group.state,
+        group.members.len()
+    );
 }

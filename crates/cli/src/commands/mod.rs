@@ -2,6 +2,7 @@
 
 pub(crate) mod consume;
 pub(crate) mod groups;
+pub(crate) mod lag;
 pub(crate) mod metadata;
 pub(crate) mod perf;
 pub(crate) mod produce;

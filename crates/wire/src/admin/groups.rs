@@ -1,17 +1,17 @@
 //! Consumer groups from the outside: list them, describe one (members and their
-//! assignments), read its committed offsets, and compute its lag per partition.
+//! assignments), read its committed offsets. Their lag is in `admin/lag.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Admin, OffsetSpec};
+use super::Admin;
 use crate::cluster::consumer_protocol as protocol;
 use crate::cluster::coordinator::{Coordinator, CoordinatorKey, Lane};
 use crate::cluster::offset_fetch;
 use crate::error::{Error, Result};
-use crate::types::{IsolationLevel, OffsetAndMetadata, TopicPartition};
+use crate::types::{OffsetAndMetadata, TopicPartition};
 
 /// One group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,45 +65,8 @@ impl GroupDescription {
     }
 }
 
-/// The lag of one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PartitionLag {
-    /// The partition.
-    pub partition: TopicPartition,
-    /// The group's committed offset; `None` when nothing is committed.
-    pub committed: Option<i64>,
-    /// The log end offset (the last stable offset under read_committed).
-    pub log_end: i64,
-    /// `log_end - committed`; `None` when nothing is committed.
-    pub lag: Option<i64>,
-    /// The member id of the partition's owner, if any.
-    pub member: Option<String>,
-}
-
-/// What [`Admin::lag`] returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GroupLag {
-    /// Per partition, sorted by topic and partition.
-    pub partitions: Vec<PartitionLag>,
-    /// The sum of the known lags.
-    pub total: i64,
-}
-
-impl GroupLag {
-    /// The summed lag per topic.
-    pub fn per_topic(&self) -> BTreeMap<String, i64> {
-        let mut out = BTreeMap::new();
-        for p in &self.partitions {
-            *out.entry(p.partition.topic.clone()).or_insert(0) += p.lag.unwrap_or(0);
-        }
-        out
-    }
-}
-
 impl Admin {
-    fn coordinator(&self, group: &str) -> Coordinator {
+    pub(super) fn coordinator(&self, group: &str) -> Coordinator {
         let config = self.cluster.config();
         Coordinator::new(
             CoordinatorKey::Group(group.to_string()),
@@ -216,46 +179,5 @@ impl Admin {
             .into_iter()
             .filter_map(|(tp, om)| Some((tp, om?)))
             .collect())
-    }
-
-    /// The lag of `group` on every partition it has committed offsets for or owns:
-    /// log end offset (last stable offset under `read_committed`) minus committed offset.
-    pub async fn lag(&self, group: &str, isolation: IsolationLevel) -> Result<GroupLag> {
-        let committed = self.group_offsets(group).await?;
-        let description = self.describe_group(group).await?;
-        let mut partitions: BTreeSet<TopicPartition> = committed.keys().cloned().collect();
-        for m in &description.members {
-            partitions.extend(m.assignment.iter().cloned());
-        }
-        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for tp in &partitions {
-            by_topic
-                .entry(tp.topic.clone())
-                .or_default()
-                .push(tp.partition);
-        }
-        let mut out = Vec::with_capacity(partitions.len());
-        for (topic, parts) in by_topic {
-            let ends = self
-                .list_offsets_with_isolation(&topic, &parts, OffsetSpec::Latest, isolation)
-                .await?;
-            for p in parts {
-                let tp = TopicPartition::new(topic.clone(), p);
-                let log_end = ends.get(&p).map_or(0, |l| l.offset);
-                let committed = committed.get(&tp).map(|o| o.offset);
-                out.push(PartitionLag {
-                    member: description.owner(&tp).map(|m| m.member_id.clone()),
-                    lag: committed.map(|c| (log_end - c).max(0)),
-                    committed,
-                    log_end,
-                    partition: tp,
-                });
-            }
-        }
-        let total = out.iter().filter_map(|p| p.lag).sum();
-        Ok(GroupLag {
-            partitions: out,
-            total,
-        })
     }
 }

@@ -180,6 +180,12 @@ impl Coordinator {
     }
 
     async fn find(&self) -> Result<String> {
+        let (_, host, port) = self.locate().await?;
+        Ok(format!("{host}:{port}"))
+    }
+
+    /// Asks any broker which one coordinates the key: its node id, host and port.
+    pub(crate) async fn locate(&self) -> Result<(i32, String, i32)> {
         let conn = self.cluster.any_broker().await?;
         let version = conn.api_versions().version_for(ApiKey::FindCoordinator)?;
         let key = StrBytes::from_string(self.key.key().to_string());
@@ -190,17 +196,17 @@ impl Coordinator {
         }
         .with_key_type(self.key.key_type());
         let r = conn.send(&request).await?;
-        let (code, host, port) = if version >= 4 {
+        let (code, node, host, port) = if version >= 4 {
             let c =
                 r.coordinators.into_iter().next().ok_or_else(|| {
                     Error::protocol("FindCoordinator response names no coordinator")
                 })?;
-            (c.error_code, c.host, c.port)
+            (c.error_code, c.node_id.0, c.host, c.port)
         } else {
-            (r.error_code, r.host, r.port)
+            (r.error_code, r.node_id.0, r.host, r.port)
         };
         Error::check_code(code, || format!("finding the coordinator of {}", self.key))?;
-        Ok(format!("{}:{port}", host.as_str()))
+        Ok((node, host.to_string(), port))
     }
 
     /// Sends a request to the coordinator, once. A network failure forgets the lane's

@@ -1,0 +1,244 @@
+//! What `sluice lag serve` answers on `/metrics`: the Prometheus text format, with
+//! kafka_exporter's metric names and labels (so its dashboards and alerts work
+//! unchanged) plus Sluice's status and KEDA replica count.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use sluice_wire::admin::lag::status::GroupStatus;
+use sluice_wire::admin::{GroupLag, PartitionLag};
+
+/// One group's last look.
+pub(super) struct Looked {
+    /// The group id.
+    pub(super) group: String,
+    /// Its lag, or why it could not be read (an unknown group, a cluster error).
+    pub(super) outcome: Result<Verdict, String>,
+}
+
+/// A group's lag with the judgement over its window.
+pub(super) struct Verdict {
+    pub(super) lag: GroupLag,
+    pub(super) status: GroupStatus,
+    pub(super) replicas: u64,
+}
+
+/// One sample: its labels and value.
+type Sample = (Vec<(&'static str, String)>, i64);
+
+/// The exposition of `looked`.
+pub(super) fn render(looked: &[Looked]) -> String {
+    let verdicts: Vec<(&str, &Verdict)> = looked
+        .iter()
+        .filter_map(|l| l.outcome.as_ref().ok().map(|v| (l.group.as_str(), v)))
+        .collect();
+    let per_partition = |value: fn(&Verdict, &PartitionLag) -> Option<i64>| -> Vec<Sample> {
+        verdicts
+            .iter()
+            .flat_map(|(g, v)| {
+                v.lag.partitions.iter().filter_map(move |p| {
+                    let labels =
+                        partition_labels(Some(g), &p.partition.topic, p.partition.partition);
+                    value(v, p).map(|x| (labels, x))
+                })
+            })
+            .collect()
+    };
+    let per_group = |value: fn(&Verdict) -> i64| -> Vec<Sample> {
+        verdicts
+            .iter()
+            .map(|(g, v)| (vec![("consumergroup", g.to_string())], value(v)))
+            .collect()
+    };
+    let mut out = String::new();
+    family(
+        &mut out,
+        "kafka_consumergroup_current_offset",
+        "The group's committed offset (a partition without one has no series).",
+        per_partition(|_, p| p.committed),
+    );
+    family(
+        &mut out,
+        "kafka_consumergroup_lag",
+        "Log end offset minus the committed offset, or minus the reset point where \
+         nothing is committed.",
+        per_partition(|_, p| Some(p.lag)),
+    );
+    family(
+        &mut out,
+        "sluice_consumergroup_partition_committed",
+        "1 when the group has committed an offset for the partition, else 0.",
+        per_partition(|_, p| Some(i64::from(p.is_committed()))),
+    );
+    family(
+        &mut out,
+        "sluice_consumergroup_partition_status",
+        "Burrow's status of the partition over the window (codes as for the group).",
+        per_partition(|v, p| {
+            let verdict = v
+                .status
+                .partitions
+                .iter()
+                .find(|s| s.partition == p.partition)?;
+            Some(i64::from(verdict.status.code()))
+        }),
+    );
+    let sums: Vec<Sample> = verdicts
+        .iter()
+        .flat_map(|(g, v)| {
+            v.lag.per_topic().into_iter().map(move |(topic, sum)| {
+                (
+                    vec![("consumergroup", g.to_string()), ("topic", topic)],
+                    sum,
+                )
+            })
+        })
+        .collect();
+    family(
+        &mut out,
+        "kafka_consumergroup_lag_sum",
+        "The group's lag summed over a topic's partitions.",
+        sums,
+    );
+    family(
+        &mut out,
+        "kafka_consumergroup_members",
+        "The group's members.",
+        per_group(|v| v.lag.group.members.len() as i64),
+    );
+
+    // A topic two groups read is one set of series.
+    let mut offsets: BTreeMap<(&str, i32), (i64, i64)> = BTreeMap::new();
+    for (_, v) in &verdicts {
+        for p in &v.lag.partitions {
+            let key = (p.partition.topic.as_str(), p.partition.partition);
+            offsets.insert(key, (p.log_end, p.log_start));
+        }
+    }
+    let per_topic_partition = |pick: fn(&(i64, i64)) -> i64| -> Vec<Sample> {
+        offsets
+            .iter()
+            .map(|(&(topic, partition), o)| (partition_labels(None, topic, partition), pick(o)))
+            .collect()
+    };
+    family(
+        &mut out,
+        "kafka_topic_partition_current_offset",
+        "The partition's log end offset.",
+        per_topic_partition(|o| o.0),
+    );
+    family(
+        &mut out,
+        "kafka_topic_partition_oldest_offset",
+        "The partition's log start offset.",
+        per_topic_partition(|o| o.1),
+    );
+
+    family(
+        &mut out,
+        "sluice_consumergroup_status",
+        "Burrow's status of the group over the window (its worst partition's): 0 OK, \
+         1 WARNING, 2 STALL, 3 STOP, 4 REWIND.",
+        per_group(|v| i64::from(v.status.status.code())),
+    );
+    family(
+        &mut out,
+        "sluice_consumergroup_keda_replicas",
+        "The replica count KEDA's Kafka scaler would choose for the group's lag.",
+        per_group(|v| i64::try_from(v.replicas).unwrap_or(i64::MAX)),
+    );
+    let up: Vec<Sample> = looked
+        .iter()
+        .map(|l| {
+            let labels = vec![("consumergroup", l.group.clone())];
+            (labels, i64::from(l.outcome.is_ok()))
+        })
+        .collect();
+    family(
+        &mut out,
+        "sluice_consumergroup_up",
+        "1 when the group's lag was read at the last look, 0 when that failed.",
+        up,
+    );
+    out
+}
+
+/// `consumergroup` (when given), `topic` and `partition`, as kafka_exporter labels them.
+fn partition_labels(
+    group: Option<&str>,
+    topic: &str,
+    partition: i32,
+) -> Vec<(&'static str, String)> {
+    let mut labels = Vec::with_capacity(3);
+    if let Some(g) = group {
+        labels.push(("consumergroup", g.to_string()));
+    }
+    labels.push(("topic", topic.to_string()));
+    labels.push(("partition", partition.to_string()));
+    labels
+}
+
+/// Writes one gauge family: HELP, TYPE and its samples.
+fn family(out: &mut String, name: &str, help: &str, samples: Vec<Sample>) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, value) in samples {
+        out.push_str(name);
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = write!(out, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_is_help_type_and_escaped_samples() {
+        let mut out = String::new();
+        family(
+            &mut out,
+            "m",
+            "Help.",
+            vec![
+                (
+                    vec![("a", "x\"y\\z\nw".to_string()), ("b", "1".to_string())],
+                    7,
+                ),
+                (vec![], -1),
+            ],
+        );
+        assert_eq!(
+            out,
+            "# HELP m Help.\n# TYPE m gauge\nm{a=\"x\\\"y\\\\z\\nw\",b=\"1\"} 7\nm -1\n"
+        );
+    }
+
+    #[test]
+    fn a_group_that_could_not_be_read_is_down_and_has_no_other_series() {
+        let out = render(&[Looked {
+            group: "g".to_string(),
+            outcome: Err("group g does not exist".to_string()),
+        }]);
+        assert!(
+            out.contains("sluice_consumergroup_up{consumergroup=\"g\"} 0\n"),
+            "{out}"
+        );
+        let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples, ["sluice_consumergroup_up{consumergroup=\"g\"} 0"]);
+    }
+}
