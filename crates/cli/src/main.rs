@@ -16,6 +16,7 @@
 
 mod commands;
 mod properties;
+mod time_spec;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,7 +63,7 @@ enum Command {
     Produce(commands::produce::Args),
     /// Print records of a topic.
     Consume(commands::consume::Args),
-    /// List consumer groups, or describe one with its lag.
+    /// List, describe, reset or delete consumer groups.
     #[command(subcommand)]
     Groups(commands::groups::Command),
     /// Load tests (`perf produce`), comparable with Kafka's ProducerPerformance.

@@ -2,6 +2,8 @@
 //! consume, metadata, delete; and clear failures for bad input.
 
 mod common;
+#[path = "cli/groups.rs"]
+mod groups;
 
 use common::{ok, sluice};
 

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod consume;
+pub(crate) mod group_offsets;
 pub(crate) mod groups;
 pub(crate) mod metadata;
 pub(crate) mod perf;
