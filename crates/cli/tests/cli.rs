@@ -175,6 +175,9 @@ fn bad_input_fails_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("connecting to 127.0.0.1:1"), "{err}");
+    // One line, the cause once (it used to be repeated: "refused ...: refused ...").
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
 }
 
 #[test]
