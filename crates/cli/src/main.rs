@@ -56,9 +56,12 @@ struct Cli {
 enum Command {
     /// List brokers, topics, partitions and leaders (like `kcat -L`).
     Metadata(commands::metadata::Args),
-    /// Create or delete topics.
+    /// Create, delete, list, describe or change topics.
     #[command(subcommand)]
     Topic(commands::topic::Command),
+    /// Describe the configs of a topic or a broker.
+    #[command(subcommand)]
+    Configs(commands::configs::Command),
     /// Produce one record per line of standard input.
     Produce(commands::produce::Args),
     /// Print records of a topic.
@@ -129,12 +132,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(_) | Command::Perf(_) | Command::Consume(_) => {}
         Command::Metadata(_) => reject_client_keys("metadata")?,
         Command::Topic(_) => reject_client_keys("topic")?,
+        Command::Configs(_) => reject_client_keys("configs")?,
         Command::Groups(_) => reject_client_keys("groups")?,
     }
     let cluster = Cluster::connect(config).await?;
     match cli.command {
         Command::Metadata(args) => commands::metadata::run(&cluster, args).await,
         Command::Topic(cmd) => commands::topic::run(&cluster, cmd, timeout).await,
+        Command::Configs(cmd) => commands::configs::run(&cluster, cmd).await,
         Command::Produce(args) => commands::produce::run(&cluster, args, timeout, &client).await,
         Command::Consume(args) => commands::consume::run(&cluster, args, &client).await,
         Command::Groups(cmd) => commands::groups::run(&cluster, cmd).await,

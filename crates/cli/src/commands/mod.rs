@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod configs;
 pub(crate) mod consume;
 pub(crate) mod group_offsets;
 pub(crate) mod groups;

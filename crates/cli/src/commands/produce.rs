@@ -7,11 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
+use sluice_wire::admin::{Admin, ConfigResource};
 use sluice_wire::cluster::Cluster;
 use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
 use sluice_wire::records::Compression;
 use sluice_wire::types::Acks;
-use sluice_wire::Header;
+use sluice_wire::{Header, KafkaCode};
 
 /// Producer settings shared by `produce` and `perf produce`.
 #[derive(Debug, clap::Args)]
@@ -116,6 +117,7 @@ pub(crate) async fn run(
     let encoder = super::schema::ValueEncoder::new(&args.schema, &args.topic).await?;
     let config = args.producer.config(timeout, settings)?;
     let producer = Producer::with_cluster(cluster.clone(), config)?;
+    let admin = Admin::new(cluster.clone());
 
     // Standard input is blocking: read it on its own thread.
     let (tx, mut lines) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1024);
@@ -146,19 +148,67 @@ pub(crate) async fn run(
         record.key = key.map(Bytes::from);
         record.headers = headers.clone();
         record.partition = args.partition;
-        pending.push(producer.send(record).await?);
+        let size = record_size(&record);
+        let delivery = producer.send(record).await?;
+        pending.push(async move { (size, delivery.await) });
         while pending.len() >= MAX_PENDING {
-            if let Some(result) = pending.next().await {
-                result.with_context(|| format!("producing to {}", args.topic))?;
+            if let Some((size, result)) = pending.next().await {
+                delivered(&admin, &args.topic, size, result).await?;
                 sent += 1;
             }
         }
     }
-    while let Some(result) = pending.next().await {
-        result.with_context(|| format!("producing to {}", args.topic))?;
+    while let Some((size, result)) = pending.next().await {
+        delivered(&admin, &args.topic, size, result).await?;
         sent += 1;
     }
     producer.close(timeout).await?;
     eprintln!("produced {sent} records to {}", args.topic);
     Ok(())
+}
+
+/// The bytes of a record's key, value and headers (the broker's limit also counts about
+/// 70 bytes of batch and record framing).
+fn record_size(record: &ProducerRecord) -> usize {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+    len(&record.key)
+        + len(&record.value)
+        + record
+            .headers
+            .iter()
+            .map(|h| h.key().len() + h.value_bytes().map_or(0, Bytes::len))
+            .sum::<usize>()
+}
+
+/// The outcome of one delivery. A broker's MESSAGE_TOO_LARGE names no sizes: say the
+/// record's and the topic's `max.message.bytes`.
+async fn delivered<T>(
+    admin: &Admin,
+    topic: &str,
+    size: usize,
+    result: sluice_wire::Result<T>,
+) -> anyhow::Result<()> {
+    let e = match result {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    if !matches!(
+        e.kafka_code(),
+        Some(KafkaCode::MessageTooLarge | KafkaCode::RecordListTooLarge)
+    ) {
+        return Err(e.into());
+    }
+    let limit = admin
+        .describe_configs(&ConfigResource::Topic(topic.to_string()))
+        .await
+        .ok()
+        .and_then(|configs| configs.into_iter().find(|c| c.name == "max.message.bytes"))
+        .and_then(|c| c.value);
+    match limit {
+        Some(limit) => anyhow::bail!(
+            "a record of {size} bytes (key, value and headers, plus framing) is larger than \
+             the max.message.bytes ({limit}) of topic {topic}; the broker said: {e}"
+        ),
+        None => Err(e.into()),
+    }
 }
