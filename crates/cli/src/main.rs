@@ -62,7 +62,7 @@ enum Command {
     /// Describe the configs of a topic or a broker.
     #[command(subcommand)]
     Configs(commands::configs::Command),
-    /// Produce one record per line of standard input.
+    /// Produce one record per line of standard input, or from files.
     Produce(commands::produce::Args),
     /// Print records of a topic.
     Consume(commands::consume::Args),

@@ -4,6 +4,8 @@
 mod common;
 #[path = "cli/groups.rs"]
 mod groups;
+#[path = "cli/records.rs"]
+mod records;
 #[path = "cli/topics.rs"]
 mod topics;
 

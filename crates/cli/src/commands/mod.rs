@@ -7,5 +7,6 @@ pub(crate) mod groups;
 pub(crate) mod metadata;
 pub(crate) mod perf;
 pub(crate) mod produce;
+pub(crate) mod record_format;
 pub(crate) mod schema;
 pub(crate) mod topic;

@@ -1,5 +1,5 @@
-//! `sluice produce`: one record per line of standard input, through the batching
-//! [`Producer`] of `sluice-wire`.
+//! `sluice produce`: one record per line of standard input (or of files, or one per
+//! file), through the batching [`Producer`] of `sluice-wire`.
 
 use std::io::BufRead;
 use std::time::Duration;
@@ -67,9 +67,23 @@ pub(crate) struct Args {
     /// a line without it has no key.
     #[arg(long, short = 'K')]
     key_separator: Option<char>,
-    /// A header added to every record, `key=value`; repeat for more.
+    /// A header added to every record, `key=value` (`key` alone: a null value);
+    /// repeat for more.
     #[arg(long = "header", short = 'H', value_name = "KEY=VALUE")]
     headers: Vec<String>,
+    /// Send empty values as null (tombstones) and empty keys as null keys (kcat's -Z).
+    #[arg(short = 'Z', long)]
+    null_empty: bool,
+    /// The timestamp (ms since the epoch) of every record (default: the time of send).
+    #[arg(long, value_name = "MS")]
+    timestamp: Option<i64>,
+    /// Read these files instead of standard input: each file is one record (its whole
+    /// content), or with -l one record per line.
+    #[arg(value_name = "FILE")]
+    files: Vec<std::path::PathBuf>,
+    /// With files: one record per line, as from standard input (kcat's -l).
+    #[arg(short = 'l', long, requires = "files")]
+    lines: bool,
     /// Produce every record to this partition (default: murmur2 of the key as the Java
     /// client does, and sticky partitions for records without a key).
     #[arg(long, short = 'p')]
@@ -108,46 +122,47 @@ pub(crate) async fn run(
     let headers: Vec<Header> = args
         .headers
         .iter()
-        .map(|h| {
-            h.split_once('=')
-                .map(|(k, v)| Header::new(k, Some(Bytes::from(v.to_string()))))
-                .with_context(|| format!("--header {h:?} is not KEY=VALUE"))
+        .map(|h| match h.split_once('=') {
+            Some((k, v)) => Header::new(k, Some(Bytes::from(v.to_string()))),
+            None => Header::new(h.as_str(), None),
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect();
     let encoder = super::schema::ValueEncoder::new(&args.schema, &args.topic).await?;
     let config = args.producer.config(timeout, settings)?;
     let producer = Producer::with_cluster(cluster.clone(), config)?;
     let admin = Admin::new(cluster.clone());
 
-    // Standard input is blocking: read it on its own thread.
-    let (tx, mut lines) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1024);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            if tx.blocking_send(line).is_err() {
-                return;
-            }
-        }
-    });
+    // Files and standard input are blocking: read them on their own thread.
+    let (tx, mut inputs) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<u8>>>(1024);
+    let (files, by_line) = (args.files.clone(), args.files.is_empty() || args.lines);
+    std::thread::spawn(move || read_inputs(&files, by_line, &tx));
 
     let mut pending = FuturesUnordered::new();
     let mut sent = 0u64;
-    while let Some(line) = lines.recv().await {
-        let line = line.context("reading standard input")?;
-        let (key, value) = match args.key_separator {
-            Some(sep) => match line.split_once(sep) {
-                Some((k, v)) => (Some(k.to_string()), v.to_string()),
-                None => (None, line),
+    let separator = args.key_separator.map(|c| c.to_string().into_bytes());
+    while let Some(input) = inputs.recv().await {
+        let input = input?;
+        let (key, value) = match &separator {
+            Some(sep) if by_line => match find(&input, sep) {
+                Some(at) => (Some(input[..at].to_vec()), input[at + sep.len()..].to_vec()),
+                None => (None, input),
             },
-            None => (None, line),
+            _ => (None, input),
         };
         let value = match &encoder {
-            Some(e) => Bytes::from(e.encode(&args.topic, &value).await?),
-            None => Bytes::from(value),
+            Some(e) => {
+                let text = std::str::from_utf8(&value).context("a value to encode is not UTF-8")?;
+                e.encode(&args.topic, text).await?
+            }
+            None => value,
         };
-        let mut record = ProducerRecord::new(&args.topic, value);
-        record.key = key.map(Bytes::from);
+        let nullable = |b: Vec<u8>| (!(args.null_empty && b.is_empty())).then(|| Bytes::from(b));
+        let mut record = ProducerRecord::new(&args.topic, Bytes::new());
+        record.value = nullable(value);
+        record.key = key.and_then(nullable);
         record.headers = headers.clone();
         record.partition = args.partition;
+        record.timestamp = args.timestamp;
         let size = record_size(&record);
         let delivery = producer.send(record).await?;
         pending.push(async move { (size, delivery.await) });
@@ -165,6 +180,64 @@ pub(crate) async fn run(
     producer.close(timeout).await?;
     eprintln!("produced {sent} records to {}", args.topic);
     Ok(())
+}
+
+/// Sends each record's bytes: the lines of standard input or of `files` (`by_line`), or
+/// each file whole. Stops at the first error, which it sends too.
+fn read_inputs(
+    files: &[std::path::PathBuf],
+    by_line: bool,
+    tx: &tokio::sync::mpsc::Sender<anyhow::Result<Vec<u8>>>,
+) {
+    let send_lines = |reader: &mut dyn BufRead, name: &str| -> bool {
+        for line in reader.split(b'\n') {
+            let item = line
+                .map(|mut l| {
+                    if l.last() == Some(&b'\r') {
+                        l.pop();
+                    }
+                    l
+                })
+                .with_context(|| format!("reading {name}"));
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return false;
+            }
+        }
+        true
+    };
+    if files.is_empty() {
+        send_lines(&mut std::io::stdin().lock(), "standard input");
+        return;
+    }
+    for path in files {
+        let name = path.display().to_string();
+        if by_line {
+            let file = std::fs::File::open(path).with_context(|| format!("opening {name}"));
+            match file {
+                Ok(f) => {
+                    if !send_lines(&mut std::io::BufReader::new(f), &name) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        } else {
+            let item = std::fs::read(path).with_context(|| format!("reading {name}"));
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    }
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The bytes of a record's key, value and headers (the broker's limit also counts about
