@@ -37,7 +37,9 @@ struct Cli {
     timeout_ms: u64,
 
     /// Client settings from a Java / kcat properties file (`security.protocol`,
-    /// `ssl.*`, `sasl.*`, and producer or consumer keys). Applied before `-X`.
+    /// `ssl.*`, `sasl.*`, and producer or consumer keys), for every command: each takes
+    /// the keys that fit it (a consumer's keys do not trouble `produce`). Applied before
+    /// `-X`.
     #[arg(short = 'F', long = "config-file", value_name = "FILE", global = true)]
     config_file: Option<std::path::PathBuf>,
 
@@ -69,9 +71,40 @@ enum Command {
     /// List, describe, reset or delete consumer groups.
     #[command(subcommand)]
     Groups(commands::groups::Command),
-    /// Load tests (`perf produce`), comparable with Kafka's ProducerPerformance.
+    /// Load tests (`perf produce`, `perf consume`), comparable with Kafka's
+    /// ProducerPerformance and ConsumerPerformance.
     #[command(subcommand)]
     Perf(commands::perf::Command),
+}
+
+impl Command {
+    /// Which client's settings the command takes.
+    fn role(&self) -> properties::Role {
+        match self {
+            Command::Produce(_) | Command::Perf(commands::perf::Command::Produce(_)) => {
+                properties::Role::Producer
+            }
+            Command::Consume(_) | Command::Perf(commands::perf::Command::Consume(_)) => {
+                properties::Role::Consumer
+            }
+            Command::Metadata(_) | Command::Topic(_) | Command::Configs(_) | Command::Groups(_) => {
+                properties::Role::Admin
+            }
+        }
+    }
+
+    /// The command's name, for messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Metadata(_) => "metadata",
+            Command::Topic(_) => "topic",
+            Command::Configs(_) => "configs",
+            Command::Produce(_) => "produce",
+            Command::Consume(_) => "consume",
+            Command::Groups(_) => "groups",
+            Command::Perf(_) => "perf",
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,35 +138,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .client_id("sluice-cli")
         .request_timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)));
-    let mut settings = match &cli.config_file {
+    let role = cli.command.role();
+    let from_file = match &cli.config_file {
         Some(path) => properties::read_file(path)?,
         None => Vec::new(),
     };
-    settings.extend(properties::from_args(&cli.config)?);
     // Keys every client shares (security, client.id, timeouts) configure the cluster
     // connection; the rest belong to the command's producer or consumer. `-b` wins over
-    // a bootstrap.servers in the file.
+    // a bootstrap.servers in the file. One client.properties serves every command: its
+    // keys of the other client kind are left out; `-X` keys must fit the command.
     let mut client = Vec::new();
-    for (key, value) in settings {
-        if key == "bootstrap.servers" {
+    for (key, value) in from_file {
+        if key == "bootstrap.servers" || config.try_set(&key, &value)? {
             continue;
         }
-        if !config.try_set(&key, &value)? {
+        if properties::fits(role, &key, &value) {
             client.push((key, value));
         }
     }
-    let reject_client_keys = |what: &str| -> anyhow::Result<()> {
-        match client.first() {
-            Some((key, _)) => anyhow::bail!("{key} is not a setting of `{what}`"),
-            None => Ok(()),
+    for (key, value) in properties::from_args(&cli.config)? {
+        if key == "bootstrap.servers" || config.try_set(&key, &value)? {
+            continue;
         }
-    };
-    match &cli.command {
-        Command::Produce(_) | Command::Perf(_) | Command::Consume(_) => {}
-        Command::Metadata(_) => reject_client_keys("metadata")?,
-        Command::Topic(_) => reject_client_keys("topic")?,
-        Command::Configs(_) => reject_client_keys("configs")?,
-        Command::Groups(_) => reject_client_keys("groups")?,
+        client.push((key, value));
+    }
+    if let (properties::Role::Admin, Some((key, _))) = (role, client.first()) {
+        anyhow::bail!("{key} is not a setting of `{}`", cli.command.name());
     }
     let cluster = Cluster::connect(config).await?;
     match cli.command {

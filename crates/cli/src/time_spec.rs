@@ -61,6 +61,33 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `yyyy-MM-dd HH:mm:ss:SSS` in UTC, the format of Kafka's perf tools.
+pub(crate) fn format_ms(ms: i64) -> String {
+    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}:{:03}",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000
+    )
+}
+
+/// The date of a day count since 1970-01-01 (the inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// An ISO 8601 duration `PnDTnHnMn.nS` (Java's `Duration.parse`; days are 24 hours).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration like PT10M, PT1H30M or P1DT12H");
@@ -137,6 +164,13 @@ mod tests {
         assert!(parse_datetime("2026-13-02T07:30:00").is_err());
         assert!(parse_datetime("yesterday").is_err());
         assert!(parse_datetime("2026-12-02 07:30:00").is_err());
+    }
+
+    #[test]
+    fn perf_tool_timestamps() {
+        assert_eq!(format_ms(0), "1970-01-01 00:00:00:000");
+        assert_eq!(format_ms(1_796_196_600_123), "2026-12-02 07:30:00:123");
+        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00:00:000");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 mod common;
 #[path = "cli/groups.rs"]
 mod groups;
+#[path = "cli/perf.rs"]
+mod perf;
+#[path = "cli/properties.rs"]
+mod properties;
 #[path = "cli/records.rs"]
 mod records;
 #[path = "cli/topics.rs"]

@@ -6,6 +6,7 @@ pub(crate) mod group_offsets;
 pub(crate) mod groups;
 pub(crate) mod metadata;
 pub(crate) mod perf;
+pub(crate) mod perf_consume;
 pub(crate) mod produce;
 pub(crate) mod record_format;
 pub(crate) mod schema;

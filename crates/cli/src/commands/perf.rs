@@ -1,6 +1,7 @@
 //! `sluice perf produce`: a load generator printing what Kafka's own
 //! `ProducerPerformance` prints (records/s, MB/s, average, percentile and max latency),
-//! so the two can be compared on the same broker with the same settings.
+//! so the two can be compared on the same broker with the same settings; `perf consume`
+//! (`perf_consume.rs`) does the same for ConsumerPerformance.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use super::produce::ProducerArgs;
 pub(crate) enum Command {
     /// Produce generated records as fast as asked and report throughput and latency.
     Produce(ProduceArgs),
+    /// Read a topic as fast as possible and report as ConsumerPerformance does.
+    Consume(super::perf_consume::ConsumeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +48,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     match cmd {
         Command::Produce(args) => produce(cluster, args, timeout, settings).await,
+        Command::Consume(args) => super::perf_consume::consume(cluster, args, settings).await,
     }
 }
 
