@@ -28,7 +28,8 @@ use sluice_wire::cluster::{Cluster, ClusterConfig};
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]
 struct Cli {
-    /// Bootstrap servers, `host:port[,host:port...]`.
+    /// Bootstrap servers, `host:port[,host:port...]`. Default: `SLUICE_BOOTSTRAP`, else
+    /// the cluster `cargo xtask kafka up` runs (inside the repository).
     #[arg(short = 'b', long, env = "SLUICE_BOOTSTRAP", global = true)]
     bootstrap: Option<String>,
 
@@ -129,9 +130,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The address of the cluster `cargo xtask kafka up` started (what the tests use), from
+/// `target/kafka/run/bootstrap` in the current directory or one above it: then commands
+/// pasted from the README need no `-b`.
+fn local_cluster() -> Option<String> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors().find_map(|dir| {
+        let text = std::fs::read_to_string(dir.join("target/kafka/run/bootstrap")).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let bootstrap = cli.bootstrap.ok_or_else(|| {
-        anyhow::anyhow!("no bootstrap servers: pass -b host:port or set SLUICE_BOOTSTRAP")
+    let bootstrap = cli.bootstrap.or_else(local_cluster).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no bootstrap servers: pass -b host:port, set SLUICE_BOOTSTRAP, or run inside \
+             the repository after `cargo xtask kafka up`"
+        )
     })?;
     let timeout = Duration::from_millis(cli.timeout_ms);
     let mut config = ClusterConfig::new(&bootstrap)

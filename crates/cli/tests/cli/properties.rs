@@ -41,3 +41,24 @@ fn one_properties_file_for_every_command() {
     let _ = std::fs::remove_dir_all(&dir);
     ok(&sluice(&["topic", "delete", &topic], None));
 }
+
+/// Without -b and SLUICE_BOOTSTRAP, inside the repository, the CLI talks to the cluster
+/// `cargo xtask kafka up` started, so the README's commands work as pasted.
+#[test]
+fn inside_the_repository_the_local_cluster_needs_no_bootstrap() {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap();
+    let written = std::fs::read_to_string(workspace.join("target/kafka/run/bootstrap"))
+        .expect("`cargo xtask kafka up` writes target/kafka/run/bootstrap");
+    let first = written.trim().split(',').next().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["metadata"])
+        .env_remove("SLUICE_BOOTSTRAP")
+        .current_dir(workspace.join("crates"))
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains(&format!(" at {first}")), "{stdout}");
+}
