@@ -15,6 +15,7 @@
 //! ```
 
 mod commands;
+mod progress;
 mod properties;
 mod time_spec;
 

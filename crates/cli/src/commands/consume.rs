@@ -2,7 +2,7 @@
 //! `--group`, as a member of a consumer group that commits after printing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 
 use anyhow::Context;
 use sluice_wire::admin::{Admin, OffsetSpec};
@@ -195,6 +195,12 @@ pub(crate) async fn run(
                 .iter()
                 .all(|tp| at_end.contains(tp) || stopped.contains(tp))
     };
+    // Only while records do not go to the same terminal.
+    let mut progress = crate::progress::Progress::shown_if(
+        args.quiet || !std::io::stdout().is_terminal(),
+        "records read",
+        args.count,
+    );
     while read < limit {
         let (partition, records) = if args.exit {
             match consumer.recv_event().await? {
@@ -228,6 +234,7 @@ pub(crate) async fn run(
                 break;
             }
             read += 1;
+            progress.inc(1);
             last = Some(record);
             if !args.quiet {
                 let json = decoded(&decoder, record).await;
@@ -246,6 +253,7 @@ pub(crate) async fn run(
             break;
         }
     }
+    progress.finish();
     out.flush()?;
     drop(out);
     if !uncommitted.is_empty() {

@@ -167,7 +167,10 @@ async fn offsets(
         by_topic.entry(&tp.topic).or_default().push(tp.partition);
     }
     let mut out = BTreeMap::new();
+    let mut progress =
+        crate::progress::Progress::new("partitions looked up", Some(partitions.len() as u64));
     for (topic, parts) in by_topic {
+        progress.inc(parts.len() as u64);
         for (p, listed) in admin.list_offsets(topic, &parts, spec).await? {
             out.insert(TopicPartition::new(topic, p), listed.offset);
         }

@@ -187,7 +187,9 @@ async fn produce(
     let started = Instant::now();
     let throttle = (args.throughput > 0.0).then_some(args.throughput);
     let topic: Arc<str> = Arc::from(args.topic.as_str());
+    let mut progress = crate::progress::Progress::new("records sent", Some(args.num_records));
     for i in 0..args.num_records {
+        progress.inc(1);
         if let Some(rate) = throttle {
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             if due > Instant::now() {
@@ -201,6 +203,7 @@ async fn produce(
             anyhow::bail!("the latency collector stopped");
         }
     }
+    progress.finish();
     drop(tx);
     producer.flush().await;
     let stats = collector.await?;

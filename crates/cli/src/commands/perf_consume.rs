@@ -69,6 +69,7 @@ pub(crate) async fn consume(
     // With a group, the time to the first batch counts as joining it.
     let mut joined: Option<Duration> = args.group.is_none().then_some(Duration::ZERO);
     let mut last = Instant::now();
+    let mut progress = crate::progress::Progress::new("records read", Some(args.messages));
     while records < args.messages {
         let batch = match tokio::time::timeout(idle, consumer.recv_batch()).await {
             Ok(batch) => batch?,
@@ -91,6 +92,7 @@ pub(crate) async fn consume(
         }
         last = Instant::now();
     }
+    progress.finish();
     let end_ms = start_ms + i64::try_from(last.duration_since(started).as_millis())?;
     consumer.close().await?;
     let elapsed_ms = (end_ms - start_ms).max(1) as f64;

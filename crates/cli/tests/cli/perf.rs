@@ -71,6 +71,9 @@ fn perf_consume_prints_what_consumer_performance_prints() {
     let stdout = ok(&out);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert_eq!(stdout.split(", ").nth(4), Some("300"), "{stdout}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("timeout (1000 ms) exceeded"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("timeout (1000 ms) exceeded"), "{stderr}");
+    // Piped, so no progress line.
+    assert!(!stderr.contains('\r') && !stderr.contains('\x1b'), "{stderr:?}");
     ok(&sluice(&["topic", "delete", &topic], None));
 }
