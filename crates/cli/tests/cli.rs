@@ -15,6 +15,24 @@ mod topics;
 
 use common::{ok, sluice};
 
+/// Creates a topic named from `prefix` with `partitions` and `configs` (`key=value`).
+fn new_topic(prefix: &str, partitions: u32, configs: &[&str]) -> String {
+    let topic = sluice_testkit::unique_topic(prefix);
+    let partitions = partitions.to_string();
+    let mut args = vec![
+        "topic",
+        "create",
+        topic.as_str(),
+        "--partitions",
+        &partitions,
+    ];
+    for c in configs {
+        args.extend(["--config", c]);
+    }
+    ok(&sluice(&args, None));
+    topic
+}
+
 #[test]
 fn create_produce_consume_delete() {
     let topic = sluice_testkit::unique_topic("cli");

@@ -157,11 +157,7 @@ impl Admin {
                 format!(
                     "creating topic {}: {}",
                     result.name.0.as_str(),
-                    result
-                        .error_message
-                        .as_ref()
-                        .map(|m| m.as_str())
-                        .unwrap_or("")
+                    broker_message(&result.error_message)
                 )
             })?;
         }
@@ -189,11 +185,7 @@ impl Admin {
             Error::check_code(result.error_code, || {
                 format!(
                     "adding partitions to {topic}: {}",
-                    result
-                        .error_message
-                        .as_ref()
-                        .map(|m| m.as_str())
-                        .unwrap_or("")
+                    broker_message(&result.error_message)
                 )
             })?;
         }
@@ -306,11 +298,7 @@ impl Admin {
         Error::check_code(response.error_code, || {
             format!(
                 "describing the cluster: {}",
-                response
-                    .error_message
-                    .as_ref()
-                    .map(|m| m.as_str())
-                    .unwrap_or("")
+                broker_message(&response.error_message)
             )
         })?;
         Ok(ClusterDescription {
@@ -342,6 +330,12 @@ impl Admin {
             None => self.cluster.any_broker().await,
         }
     }
+}
+
+/// The message a broker sent with an error code; empty when it sent none (the error
+/// then reads the code's description, see `Error::kafka`).
+fn broker_message(message: &Option<StrBytes>) -> &str {
+    message.as_deref().unwrap_or("")
 }
 
 /// How many times admin calls retry a retriable error.

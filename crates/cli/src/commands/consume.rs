@@ -128,27 +128,12 @@ pub(crate) async fn run(
     args: Args,
     settings: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let md = cluster.refresh(&[&args.topic], false).await?;
-    let topic = md
-        .topic(&args.topic)
-        .filter(|t| t.error.is_none())
-        .with_context(|| format!("topic {} does not exist", args.topic))?;
-    let partitions: Vec<TopicPartition> = match args.partition {
-        Some(p) if topic.partitions.iter().any(|x| x.partition == p) => {
-            vec![TopicPartition::new(&args.topic, p)]
-        }
-        Some(p) => anyhow::bail!("topic {} has no partition {p}", args.topic),
-        None => topic
-            .partitions
-            .iter()
-            .map(|p| TopicPartition::new(&args.topic, p.partition))
-            .collect(),
+    let spec = match args.partition {
+        Some(p) => format!("{}:{p}", args.topic),
+        None => args.topic.clone(),
     };
-    let mut config = ConsumerConfig::new("unused");
-    for (key, value) in settings {
-        config.set(key, value)?;
-    }
-    config.cluster = cluster.config().clone();
+    let partitions = super::topic_args::partitions_of(cluster, &[spec]).await?;
+    let mut config = consumer_config(cluster, settings)?;
     config.enable_partition_eof = args.exit;
     let (start, stop_at) = start_and_stop(&args.from)?;
     config.auto_offset_reset = match start {
@@ -288,6 +273,20 @@ async fn commit(
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// A consumer config with the command's `-F` / `-X` consumer keys, on `cluster`'s
+/// connection settings; the group and offsets are the caller's to set.
+pub(crate) fn consumer_config(
+    cluster: &Cluster,
+    settings: &[(String, String)],
+) -> anyhow::Result<ConsumerConfig> {
+    let mut config = ConsumerConfig::new("unused");
+    for (key, value) in settings {
+        config.set(key, value)?;
+    }
+    config.cluster = cluster.config().clone();
+    Ok(config)
 }
 
 /// Seeks every partition to where `start` says (without a group).

@@ -11,3 +11,4 @@ pub(crate) mod produce;
 pub(crate) mod record_format;
 pub(crate) mod schema;
 pub(crate) mod topic;
+pub(crate) mod topic_args;

@@ -4,9 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use sluice_wire::cluster::Cluster;
-use sluice_wire::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use sluice_wire::consumer::{Consumer, OffsetReset};
 
 use crate::time_spec;
 
@@ -37,21 +36,9 @@ pub(crate) async fn consume(
     args: ConsumeArgs,
     settings: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let md = cluster.refresh(&[&args.topic], false).await?;
-    let topic = md
-        .topic(&args.topic)
-        .filter(|t| t.error.is_none())
-        .with_context(|| format!("topic {} does not exist", args.topic))?;
-    let partitions: Vec<TopicPartition> = topic
-        .partitions
-        .iter()
-        .map(|p| TopicPartition::new(&args.topic, p.partition))
-        .collect();
-    let mut config = ConsumerConfig::new("unused");
-    for (key, value) in settings {
-        config.set(key, value)?;
-    }
-    config.cluster = cluster.config().clone();
+    let partitions =
+        super::topic_args::partitions_of(cluster, std::slice::from_ref(&args.topic)).await?;
+    let mut config = super::consume::consumer_config(cluster, settings)?;
     config.auto_offset_reset = OffsetReset::Earliest;
     config.group_id = args.group.clone();
     let consumer = Consumer::with_cluster(cluster.clone(), config)?;

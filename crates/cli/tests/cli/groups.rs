@@ -83,12 +83,8 @@ impl Drop for Member {
 
 #[test]
 fn reset_offsets_plans_every_spec_and_commits_only_with_execute() {
-    let topic = sluice_testkit::unique_topic("cli-reset");
+    let topic = crate::new_topic("cli-reset", 2, &[]);
     let group = sluice_testkit::unique_topic("cli-reset-g");
-    ok(&sluice(
-        &["topic", "create", &topic, "--partitions", "2"],
-        None,
-    ));
     let input: String = (0..10).map(|i| format!("v{i}\n")).collect();
     ok(&sluice(
         &["produce", &topic, "--partition", "0"],
@@ -153,12 +149,8 @@ fn reset_offsets_plans_every_spec_and_commits_only_with_execute() {
 
 #[test]
 fn delete_offsets_and_delete_groups() {
-    let topic = sluice_testkit::unique_topic("cli-delete");
+    let topic = crate::new_topic("cli-delete", 2, &[]);
     let group = sluice_testkit::unique_topic("cli-delete-g");
-    ok(&sluice(
-        &["topic", "create", &topic, "--partitions", "2"],
-        None,
-    ));
     for p in ["0", "1"] {
         ok(&sluice(
             &["produce", &topic, "--partition", p],

@@ -4,11 +4,7 @@ use crate::common::{ok, sluice};
 
 #[test]
 fn perf_consume_prints_what_consumer_performance_prints() {
-    let topic = sluice_testkit::unique_topic("cli-perf-consume");
-    ok(&sluice(
-        &["topic", "create", &topic, "--partitions", "2"],
-        None,
-    ));
+    let topic = crate::new_topic("cli-perf-consume", 2, &[]);
     ok(&sluice(
         &[
             "perf",
@@ -74,6 +70,9 @@ fn perf_consume_prints_what_consumer_performance_prints() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("timeout (1000 ms) exceeded"), "{stderr}");
     // Piped, so no progress line.
-    assert!(!stderr.contains('\r') && !stderr.contains('\x1b'), "{stderr:?}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
     ok(&sluice(&["topic", "delete", &topic], None));
 }

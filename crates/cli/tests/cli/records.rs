@@ -3,18 +3,9 @@
 
 use crate::common::{ok, sluice};
 
-fn topic_with_one_partition(prefix: &str) -> String {
-    let topic = sluice_testkit::unique_topic(prefix);
-    ok(&sluice(
-        &["topic", "create", &topic, "--partitions", "1"],
-        None,
-    ));
-    topic
-}
-
 #[test]
 fn consume_takes_kcat_offsets_formats_and_json() {
-    let topic = topic_with_one_partition("cli-kcat");
+    let topic = crate::new_topic("cli-kcat", 1, &[]);
     // Offsets 0..3 at t=1000, 3..5 at t=2000.
     ok(&sluice(
         &[
@@ -82,11 +73,7 @@ fn consume_takes_kcat_offsets_formats_and_json() {
 
 #[test]
 fn produce_from_files_with_nulls_a_partition_and_a_timestamp() {
-    let topic = sluice_testkit::unique_topic("cli-files");
-    ok(&sluice(
-        &["topic", "create", &topic, "--partitions", "3"],
-        None,
-    ));
+    let topic = crate::new_topic("cli-files", 3, &[]);
     let dir = std::env::temp_dir().join(format!("sluice-{topic}"));
     std::fs::create_dir_all(&dir).unwrap();
     let (a, b) = (dir.join("a.txt"), dir.join("b.txt"));
@@ -105,6 +92,11 @@ fn produce_from_files_with_nulls_a_partition_and_a_timestamp() {
     ));
     assert_eq!(out, "one\ntwo\n|three|one|two|");
 
+    let on_partition_1 = |extra: &[&str]| {
+        let mut args = vec!["consume", topic.as_str(), "-p", "1", "-e"];
+        args.extend_from_slice(extra);
+        ok(&sluice(&args, None))
+    };
     // -Z: empty keys and values are null; `-H n` is a header with a null value.
     ok(&sluice(
         &[
@@ -122,37 +114,11 @@ fn produce_from_files_with_nulls_a_partition_and_a_timestamp() {
         ],
         Some("k:\n:v\n"),
     ));
-    let out = ok(&sluice(
-        &[
-            "consume",
-            &topic,
-            "-p",
-            "1",
-            "-e",
-            "-f",
-            "%k|%s|%S|%K|%h|%T\\n",
-        ],
-        None,
-    ));
+    let out = on_partition_1(&["-f", "%k|%s|%S|%K|%h|%T\\n"]);
     assert_eq!(out, "k||-1|1|n=|1234\n|v|1|-1|n=|1234\n");
-    let out = ok(&sluice(
-        &[
-            "consume",
-            &topic,
-            "-p",
-            "1",
-            "-e",
-            "-Z",
-            "-f",
-            "%k|%s|%h\\n",
-        ],
-        None,
-    ));
+    let out = on_partition_1(&["-Z", "-f", "%k|%s|%h\\n"]);
     assert_eq!(out, "k|NULL|n=NULL\nNULL|v|n=NULL\n");
-    let out = ok(&sluice(
-        &["consume", &topic, "-p", "1", "-e", "-J", "-c", "1"],
-        None,
-    ));
+    let out = on_partition_1(&["-J", "-c", "1"]);
     assert!(
         out.contains("\"headers\":[\"n\",null],\"key\":\"k\",\"payload\":null"),
         "{out}"

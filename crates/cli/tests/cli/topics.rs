@@ -5,19 +5,7 @@ use crate::common::{ok, sluice};
 
 #[test]
 fn topic_describe_alter_config_add_partitions_and_list() {
-    let topic = sluice_testkit::unique_topic("cli-topic");
-    ok(&sluice(
-        &[
-            "topic",
-            "create",
-            &topic,
-            "--partitions",
-            "1",
-            "--config",
-            "retention.ms=3600000",
-        ],
-        None,
-    ));
+    let topic = crate::new_topic("cli-topic", 1, &["retention.ms=3600000"]);
     let out = ok(&sluice(&["topic", "list"], None));
     assert!(out.lines().any(|l| l == topic), "{out}");
     assert!(out.lines().any(|l| l == "__consumer_offsets"), "{out}");
@@ -130,19 +118,7 @@ fn configs_describe_a_broker() {
 
 #[test]
 fn a_record_too_large_names_its_size_and_the_limit() {
-    let topic = sluice_testkit::unique_topic("cli-large");
-    ok(&sluice(
-        &[
-            "topic",
-            "create",
-            &topic,
-            "--partitions",
-            "1",
-            "--config",
-            "max.message.bytes=1000",
-        ],
-        None,
-    ));
+    let topic = crate::new_topic("cli-large", 1, &["max.message.bytes=1000"]);
     let line = format!("{}\n", "x".repeat(2000));
     let out = sluice(&["produce", &topic], Some(&line));
     assert!(!out.status.success());

@@ -11,7 +11,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::{DescribeConfigsRequest, IncrementalAlterConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
 
-use super::Admin;
+use super::{broker_message, Admin};
 use crate::error::{Error, Result};
 use crate::net::BrokerConnection;
 
@@ -145,7 +145,7 @@ impl Admin {
             Error::check_code(result.error_code, || {
                 format!(
                     "describing the configs of {resource}: {}",
-                    result.error_message.as_deref().unwrap_or("")
+                    broker_message(&result.error_message)
                 )
             })?;
             let mut entries: Vec<ConfigEntry> = result
@@ -197,7 +197,7 @@ impl Admin {
                 Error::check_code(r.error_code, || {
                     format!(
                         "altering the configs of {resource}: {}",
-                        r.error_message.as_deref().unwrap_or("")
+                        broker_message(&r.error_message)
                     )
                 })?;
             }
