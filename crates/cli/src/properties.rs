@@ -4,6 +4,33 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use sluice_wire::consumer::ConsumerConfig;
+use sluice_wire::producer::ProducerConfig;
+
+/// Which client a command runs, so which settings it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `produce`, `perf produce`.
+    Producer,
+    /// `consume`, `perf consume`.
+    Consumer,
+    /// The admin commands: cluster settings only.
+    Admin,
+}
+
+/// Whether a properties-file key that is not a cluster setting goes to `role`'s client:
+/// it does unless it is a setting of the other client kind only (a consumer's
+/// `group.id` for `produce`) or `role` has no producer or consumer at all. A key no
+/// client knows goes on, so the command names it in its error.
+pub(crate) fn fits(role: Role, key: &str, value: &str) -> bool {
+    let producer = || ProducerConfig::default().set(key, value).is_ok();
+    let consumer = || ConsumerConfig::new("probe").set(key, value).is_ok();
+    match role {
+        Role::Producer => producer() || !consumer(),
+        Role::Consumer => consumer() || !producer(),
+        Role::Admin => !(producer() || consumer()),
+    }
+}
 
 /// Reads a Java properties file: `key=value`, `key: value` or `key value` per line; `#`
 /// and `!` start comments; a line ending in `\` continues on the next.
@@ -62,6 +89,18 @@ pub(crate) fn from_args(args: &[String]) -> anyhow::Result<Vec<(String, String)>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_file_gives_each_command_its_keys() {
+        assert!(fits(Role::Producer, "linger.ms", "5"));
+        assert!(!fits(Role::Producer, "group.id", "g"));
+        assert!(fits(Role::Consumer, "group.id", "g"));
+        assert!(!fits(Role::Consumer, "linger.ms", "5"));
+        assert!(!fits(Role::Admin, "linger.ms", "5"));
+        // A key nobody knows goes on, to fail with its name.
+        assert!(fits(Role::Producer, "no.such.key", "1"));
+        assert!(fits(Role::Admin, "no.such.key", "1"));
+    }
 
     #[test]
     fn java_properties() {

@@ -4,8 +4,36 @@
 
 mod common;
 mod lag;
+#[path = "cli/groups.rs"]
+mod groups;
+#[path = "cli/perf.rs"]
+mod perf;
+#[path = "cli/properties.rs"]
+mod properties;
+#[path = "cli/records.rs"]
+mod records;
+#[path = "cli/topics.rs"]
+mod topics;
 
 use common::{ok, sluice};
+
+/// Creates a topic named from `prefix` with `partitions` and `configs` (`key=value`).
+fn new_topic(prefix: &str, partitions: u32, configs: &[&str]) -> String {
+    let topic = sluice_testkit::unique_topic(prefix);
+    let partitions = partitions.to_string();
+    let mut args = vec![
+        "topic",
+        "create",
+        topic.as_str(),
+        "--partitions",
+        &partitions,
+    ];
+    for c in configs {
+        args.extend(["--config", c]);
+    }
+    ok(&sluice(&args, None));
+    topic
+}
 
 #[test]
 fn create_produce_consume_delete() {
@@ -175,6 +203,9 @@ fn bad_input_fails_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("connecting to 127.0.0.1:1"), "{err}");
+    // One line, the cause once (it used to be repeated: "refused ...: refused ...").
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
 }
 
 #[test]

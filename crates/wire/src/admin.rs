@@ -1,12 +1,16 @@
-//! Cluster administration: create and delete topics, list offsets, describe the cluster;
-//! consumer groups (`admin/groups.rs`) and their lag (`admin/lag.rs`).
+//! Cluster administration: create and delete topics, add partitions, list offsets,
+//! describe the cluster; consumer groups (`admin/groups.rs`) and their lag
+//! (`admin/lag.rs`); topic and broker configs (`admin/configs.rs`).
 
 use crate::config::wire_ms;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
@@ -153,11 +157,7 @@ impl Admin {
                 format!(
                     "creating topic {}: {}",
                     result.name.0.as_str(),
-                    result
-                        .error_message
-                        .as_ref()
-                        .map(|m| m.as_str())
-                        .unwrap_or("")
+                    broker_message(&result.error_message)
                 )
             })?;
         }
@@ -165,9 +165,48 @@ impl Admin {
         self.wait_for_leaders(&names, timeout).await
     }
 
+    /// Raises the partition count of `topic` to `total` and waits, up to `timeout`,
+    /// until the metadata shows a leader for each. Fails with INVALID_PARTITIONS when
+    /// `total` is not above the current count (Kafka never removes partitions).
+    pub async fn create_partitions(
+        &self,
+        topic: &str,
+        total: i32,
+        timeout: Duration,
+    ) -> Result<()> {
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(wire_ms(timeout))
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(total)
+                .with_assignments(None)]);
+        let response = self.controller().await?.send(&request).await?;
+        for result in &response.results {
+            Error::check_code(result.error_code, || {
+                format!(
+                    "adding partitions to {topic}: {}",
+                    broker_message(&result.error_message)
+                )
+            })?;
+        }
+        self.wait_for_partitions(&[topic], Some(total), timeout)
+            .await
+    }
+
     /// Waits until the metadata lists every topic in `names` with a leader for each
     /// partition.
     async fn wait_for_leaders(&self, names: &[&str], timeout: Duration) -> Result<()> {
+        self.wait_for_partitions(names, None, timeout).await
+    }
+
+    /// Waits until the metadata lists every topic in `names` with `count` partitions
+    /// (any number, when `None`), each with a leader.
+    async fn wait_for_partitions(
+        &self,
+        names: &[&str],
+        count: Option<i32>,
+        timeout: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let md = self.cluster.refresh(names, false).await?;
@@ -175,6 +214,7 @@ impl Admin {
                 md.topic(name).is_some_and(|t| {
                     t.error.is_none()
                         && !t.partitions.is_empty()
+                        && count.is_none_or(|n| usize::try_from(n) == Ok(t.partitions.len()))
                         && t.partitions.iter().all(|p| p.leader.is_some())
                 })
             });
@@ -258,11 +298,7 @@ impl Admin {
         Error::check_code(response.error_code, || {
             format!(
                 "describing the cluster: {}",
-                response
-                    .error_message
-                    .as_ref()
-                    .map(|m| m.as_str())
-                    .unwrap_or("")
+                broker_message(&response.error_message)
             )
         })?;
         Ok(ClusterDescription {
@@ -296,6 +332,12 @@ impl Admin {
     }
 }
 
+/// The message a broker sent with an error code; empty when it sent none (the error
+/// then reads the code's description, see `Error::kafka`).
+fn broker_message(message: &Option<StrBytes>) -> &str {
+    message.as_deref().unwrap_or("")
+}
+
 /// How many times admin calls retry a retriable error.
 pub const RETRIES: u32 = crate::cluster::RETRIES;
 
@@ -309,9 +351,11 @@ pub fn is_topic_already_exists(err: &Error) -> bool {
     err.kafka_code() == Some(KafkaCode::TopicAlreadyExists)
 }
 
+mod configs;
 mod coordinator;
 mod groups;
 pub mod lag;
 
+pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{GroupDescription, GroupListing, MemberDescription};
 pub use lag::{GroupLag, PartitionLag, UncommittedFrom};

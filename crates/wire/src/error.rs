@@ -3,6 +3,11 @@
 //! Callers branch on [`Error::kind`], [`Error::kafka_code`] and [`Error::is_retriable`],
 //! never on message strings. The error is cheap to clone: when a connection dies, every
 //! request waiting on it is failed with the same cause.
+//!
+//! `Display` shows this error's own message, one line; the cause (an `io::Error`, a
+//! [`LogTruncation`], a codec's complaint) is [`source`](std::error::Error::source),
+//! not repeated in the message, so printing the chain (`anyhow`'s `{:#}`, `tracing`'s
+//! error fields) says each thing once.
 
 use std::fmt;
 use std::sync::Arc;
@@ -153,13 +158,22 @@ impl Error {
         }
     }
 
-    /// A Kafka error code returned by the broker, with what it was about.
+    /// A Kafka error code returned by the broker, with what it was about. A context
+    /// that ends in an empty detail (`"producing to t-0: "`, the broker sent no error
+    /// message) gets the code's description there instead.
     pub(crate) fn kafka(code: KafkaCode, context: impl Into<String>) -> Self {
+        let mut message = context.into();
+        let trimmed = message.trim_end();
+        if let Some(head) = trimmed.strip_suffix(':') {
+            message = format!("{head}: {}", code.description());
+        } else if trimmed.is_empty() {
+            message = code.description().to_string();
+        }
         Error {
             inner: Arc::new(Inner {
                 kind: ErrorKind::Kafka,
                 code: Some(code),
-                message: context.into(),
+                message,
                 source: None,
             }),
         }
@@ -175,7 +189,7 @@ impl Error {
 
     /// A truncated log found by the consumer (see [`ErrorKind::LogTruncation`]).
     pub(crate) fn log_truncation(truncation: LogTruncation) -> Self {
-        // Displayed as "<message>: <truncation>".
+        // The chain reads "<message>: <truncation>".
         let message = "log truncation detected and auto.offset.reset is none (seek to go on)";
         Error::with_source(ErrorKind::LogTruncation, message, truncation)
     }
@@ -380,9 +394,7 @@ impl fmt::Display for Error {
             )?,
             None => f.write_str(&self.inner.message)?,
         }
-        if let Some(source) = &self.inner.source {
-            write!(f, ": {source}")?;
-        }
+        // The source is not repeated here: it is `source()`, and chain printers show it.
         Ok(())
     }
 }
@@ -484,6 +496,38 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("Kafka error 3"), "{text}");
         assert!(text.contains("metadata for topic t"), "{text}");
+    }
+
+    /// The cause is the source, once: a chain printer (as `anyhow`'s `{:#}` does) shows
+    /// each part one time.
+    #[test]
+    fn display_leaves_the_source_to_the_chain() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = Error::io("connecting to 127.0.0.1:1", refused);
+        assert_eq!(e.to_string(), "connecting to 127.0.0.1:1");
+        let source = std::error::Error::source(&e).expect("the io error is the source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        let mut chain = e.to_string();
+        let mut next = std::error::Error::source(&e);
+        while let Some(cause) = next {
+            chain = format!("{chain}: {cause}");
+            next = cause.source();
+        }
+        assert_eq!(chain.matches("refused").count(), 1, "{chain}");
+    }
+
+    #[test]
+    fn an_empty_broker_message_is_the_codes_description() {
+        let e = Error::check_code(10, || "producing to t-0: ".into()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Kafka error 10 (MessageTooLarge): producing to t-0: {}",
+                KafkaCode::MessageTooLarge.description()
+            )
+        );
+        let e = Error::check_code(10, || "producing to t-0: too big".into()).unwrap_err();
+        assert!(e.to_string().ends_with("producing to t-0: too big"), "{e}");
     }
 
     #[test]

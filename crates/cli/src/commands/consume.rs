@@ -2,15 +2,17 @@
 //! `--group`, as a member of a consumer group that commits after printing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 
 use anyhow::Context;
-use bytes::Bytes;
+use sluice_wire::admin::{Admin, OffsetSpec};
 use sluice_wire::cluster::Cluster;
 use sluice_wire::consumer::{
     Consumer, ConsumerConfig, ConsumerEvent, ConsumerRecord, OffsetAndMetadata, OffsetReset,
     TopicPartition,
 };
+
+use super::record_format::Printer;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -19,10 +21,21 @@ pub(crate) struct Args {
     /// Read only this partition (default: all).
     #[arg(long, short = 'p')]
     partition: Option<i32>,
-    /// Where to start: earliest, latest, or an offset. With --group this applies only
-    /// to partitions without a committed offset (earliest or latest).
-    #[arg(long, default_value = "earliest", value_parser = parse_from)]
-    from: From,
+    /// Where to start, as kcat's -o: `beginning` (or `earliest`), `end` (`latest`),
+    /// `stored` (the group's committed offsets, with --group), an offset `N`, `-N` (N
+    /// before the end of each partition), `s@<ms>` (the first record at or after that
+    /// timestamp); and, in a second -o, `e@<ms>` to stop each partition at the first
+    /// record at or after that timestamp (not printed). With --group only `beginning`,
+    /// `end` and `stored` apply, to partitions without a committed offset.
+    #[arg(
+        long = "from",
+        short = 'o',
+        visible_alias = "offset",
+        default_value = "beginning",
+        value_parser = parse_position,
+        allow_hyphen_values = true
+    )]
+    from: Vec<Position>,
     /// Stop after this many records (default: run until interrupted).
     #[arg(long, short = 'c')]
     count: Option<u64>,
@@ -38,28 +51,76 @@ pub(crate) struct Args {
     /// records are printed.
     #[arg(long, short = 'g')]
     group: Option<String>,
+    /// Print each record with this kcat format: `%t` topic, `%p` partition, `%o`
+    /// offset, `%k` key, `%K` key length, `%s` value, `%S` value length, `%R` value
+    /// length as a 4-byte big-endian integer, `%h` headers, `%T` timestamp (ms), `%%`;
+    /// `\n`, `\t`, `\r` escapes. No newline is added.
+    #[arg(short = 'f', long = "format", conflicts_with = "json")]
+    format: Option<String>,
+    /// Print each record as kcat's JSON envelope: topic, partition, offset, ts,
+    /// headers (`[key, value, ...]`), key and payload.
+    #[arg(short = 'J', long)]
+    json: bool,
+    /// With -f: print null keys, values and header values as `NULL` (kcat's -Z), not
+    /// as nothing.
+    #[arg(short = 'Z', long)]
+    print_null: bool,
     #[command(flatten)]
     schema: super::schema::SchemaArgs,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum From {
-    Earliest,
-    Latest,
+/// One `-o` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Beginning,
+    End,
+    Stored,
     Offset(i64),
+    BeforeEnd(i64),
+    Timestamp(i64),
+    StopAt(i64),
 }
 
-fn parse_from(s: &str) -> Result<From, String> {
+fn parse_position(s: &str) -> Result<Position, String> {
+    let ms = |v: &str| {
+        v.parse::<i64>()
+            .map_err(|_| format!("-o {s:?}: {v:?} is not a timestamp in ms"))
+    };
     match s {
-        "earliest" | "beginning" => Ok(From::Earliest),
-        "latest" | "end" => Ok(From::Latest),
-        n => n
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(From::Offset)
-            .ok_or_else(|| format!("--from {n:?}: use earliest, latest or an offset >= 0")),
+        "beginning" | "earliest" => Ok(Position::Beginning),
+        "end" | "latest" => Ok(Position::End),
+        "stored" => Ok(Position::Stored),
+        _ => {
+            if let Some(ts) = s.strip_prefix("s@") {
+                return ms(ts).map(Position::Timestamp);
+            }
+            if let Some(ts) = s.strip_prefix("e@") {
+                return ms(ts).map(Position::StopAt);
+            }
+            match s.parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(Position::Offset(n)),
+                Ok(n) => Ok(Position::BeforeEnd(n.saturating_neg())),
+                Err(_) => Err(format!(
+                    "-o {s:?}: use beginning, end, stored, N, -N, s@<ms> or e@<ms>"
+                )),
+            }
+        }
     }
+}
+
+/// The start and the optional stop timestamp of the `-o` values.
+fn start_and_stop(positions: &[Position]) -> anyhow::Result<(Position, Option<i64>)> {
+    let mut start = None;
+    let mut stop = None;
+    for &p in positions {
+        match p {
+            Position::StopAt(ts) if stop.is_none() => stop = Some(ts),
+            Position::StopAt(_) => anyhow::bail!("-o e@<ms> given twice"),
+            p if start.is_none() => start = Some(p),
+            _ => anyhow::bail!("more than one start position in -o"),
+        }
+    }
+    Ok((start.unwrap_or(Position::Beginning), stop))
 }
 
 pub(crate) async fn run(
@@ -67,54 +128,38 @@ pub(crate) async fn run(
     args: Args,
     settings: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let md = cluster.refresh(&[&args.topic], false).await?;
-    let topic = md
-        .topic(&args.topic)
-        .filter(|t| t.error.is_none())
-        .with_context(|| format!("topic {} does not exist", args.topic))?;
-    let partitions: Vec<TopicPartition> = match args.partition {
-        Some(p) if topic.partitions.iter().any(|x| x.partition == p) => {
-            vec![TopicPartition::new(&args.topic, p)]
-        }
-        Some(p) => anyhow::bail!("topic {} has no partition {p}", args.topic),
-        None => topic
-            .partitions
-            .iter()
-            .map(|p| TopicPartition::new(&args.topic, p.partition))
-            .collect(),
+    let spec = match args.partition {
+        Some(p) => format!("{}:{p}", args.topic),
+        None => args.topic.clone(),
     };
-    let mut config = ConsumerConfig::new("unused");
-    for (key, value) in settings {
-        config.set(key, value)?;
-    }
-    config.cluster = cluster.config().clone();
+    let partitions = super::topic_args::partitions_of(cluster, &[spec]).await?;
+    let mut config = consumer_config(cluster, settings)?;
     config.enable_partition_eof = args.exit;
-    config.auto_offset_reset = match args.from {
-        From::Latest => OffsetReset::Latest,
+    let (start, stop_at) = start_and_stop(&args.from)?;
+    config.auto_offset_reset = match start {
+        Position::End => OffsetReset::Latest,
         _ => OffsetReset::Earliest,
     };
     if let Some(g) = &args.group {
-        if let From::Offset(_) = args.from {
-            anyhow::bail!("--from <offset> cannot be combined with --group: the group's committed offsets decide");
+        if !matches!(
+            start,
+            Position::Beginning | Position::End | Position::Stored
+        ) {
+            anyhow::bail!("-o {start:?} cannot be combined with --group: the group's committed offsets decide");
         }
         config.group_id = Some(g.clone());
+    } else if start == Position::Stored {
+        anyhow::bail!("-o stored needs --group: it reads the group's committed offsets");
     }
     let decoder = super::schema::ValueDecoder::new(&args.schema)?;
+    let printer = Printer::new(args.format.as_deref(), args.json, args.print_null)?;
     let consumer = Consumer::with_cluster(cluster.clone(), config)?;
     match (&args.group, args.partition) {
         (Some(_), None) => consumer.subscribe([args.topic.clone()])?,
         (Some(_), Some(_)) => consumer.assign(partitions.clone())?,
         (None, _) => {
             consumer.assign(partitions.clone())?;
-            match args.from {
-                From::Earliest => consumer.seek_to_beginning(&partitions)?,
-                From::Latest => consumer.seek_to_end(&partitions)?,
-                From::Offset(o) => {
-                    for tp in &partitions {
-                        consumer.seek(tp, o)?;
-                    }
-                }
-            }
+            seek(cluster, &consumer, &partitions, start).await?;
         }
     }
 
@@ -126,6 +171,21 @@ pub(crate) async fn run(
     let mut uncommitted: BTreeMap<TopicPartition, OffsetAndMetadata> = BTreeMap::new();
     // With --exit: the partitions read to their end (and not written to since).
     let mut at_end: BTreeSet<TopicPartition> = BTreeSet::new();
+    // With -o e@<ms>: the partitions that reached a record that late (paused).
+    let mut stopped: BTreeSet<TopicPartition> = BTreeSet::new();
+    let all_done = |at_end: &BTreeSet<TopicPartition>, stopped: &BTreeSet<TopicPartition>| {
+        let assigned = consumer.assignment();
+        !assigned.is_empty()
+            && assigned
+                .iter()
+                .all(|tp| at_end.contains(tp) || stopped.contains(tp))
+    };
+    // Only while records do not go to the same terminal.
+    let mut progress = crate::progress::Progress::shown_if(
+        args.quiet || !std::io::stdout().is_terminal(),
+        "records read",
+        args.count,
+    );
     while read < limit {
         let (partition, records) = if args.exit {
             match consumer.recv_event().await? {
@@ -137,8 +197,7 @@ pub(crate) async fn run(
                     at_end.insert(partition);
                     // With --exit the group commits at each end, not after every record.
                     commit(&consumer, &mut out, &mut uncommitted).await?;
-                    let assigned = consumer.assignment();
-                    if !assigned.is_empty() && assigned.iter().all(|tp| at_end.contains(tp)) {
+                    if all_done(&at_end, &stopped) {
                         break;
                     }
                     continue;
@@ -151,13 +210,20 @@ pub(crate) async fn run(
         };
         let mut last: Option<&ConsumerRecord> = None;
         for record in &records {
-            if read >= limit {
+            if read >= limit || stopped.contains(&partition) {
+                break;
+            }
+            if stop_at.is_some_and(|ts| record.timestamp() >= ts) {
+                consumer.pause(std::slice::from_ref(&partition));
+                stopped.insert(partition.clone());
                 break;
             }
             read += 1;
+            progress.inc(1);
             last = Some(record);
             if !args.quiet {
-                print_record(&mut out, record, &decoded(&decoder, record).await)?;
+                let json = decoded(&decoder, record).await;
+                printer.print(&mut out, record, json.as_deref())?;
             }
         }
         if args.group.is_some() {
@@ -168,7 +234,11 @@ pub(crate) async fn run(
                 }
             }
         }
+        if !stopped.is_empty() && all_done(&at_end, &stopped) {
+            break;
+        }
     }
+    progress.finish();
     out.flush()?;
     drop(out);
     if !uncommitted.is_empty() {
@@ -205,51 +275,70 @@ async fn commit(
     Ok(())
 }
 
-/// The value as text: decoded JSON with a schema, else UTF-8 or hex (with a warning
-/// when it should have decoded and did not).
-async fn decoded(decoder: &super::schema::ValueDecoder, record: &ConsumerRecord) -> String {
-    let decoded = match record.value() {
-        Some(v) => decoder.decode(v).await,
-        None => None,
-    };
-    match decoded {
-        Some(Ok(json)) => json,
-        Some(Err(e)) => {
+/// A consumer config with the command's `-F` / `-X` consumer keys, on `cluster`'s
+/// connection settings; the group and offsets are the caller's to set.
+pub(crate) fn consumer_config(
+    cluster: &Cluster,
+    settings: &[(String, String)],
+) -> anyhow::Result<ConsumerConfig> {
+    let mut config = ConsumerConfig::new("unused");
+    for (key, value) in settings {
+        config.set(key, value)?;
+    }
+    config.cluster = cluster.config().clone();
+    Ok(config)
+}
+
+/// Seeks every partition to where `start` says (without a group).
+async fn seek(
+    cluster: &Cluster,
+    consumer: &Consumer,
+    partitions: &[TopicPartition],
+    start: Position,
+) -> anyhow::Result<()> {
+    match start {
+        Position::Beginning | Position::Stored | Position::StopAt(_) => {
+            consumer.seek_to_beginning(partitions)?
+        }
+        Position::End => consumer.seek_to_end(partitions)?,
+        Position::Timestamp(ts) => consumer.seek_to_timestamp(partitions, ts)?,
+        Position::Offset(o) => {
+            for tp in partitions {
+                consumer.seek(tp, o)?;
+            }
+        }
+        Position::BeforeEnd(n) => {
+            let admin = Admin::new(cluster.clone());
+            let Some(topic) = partitions.first().map(|tp| tp.topic.as_str()) else {
+                return Ok(());
+            };
+            let ids: Vec<i32> = partitions.iter().map(|tp| tp.partition).collect();
+            let starts = admin
+                .list_offsets(topic, &ids, OffsetSpec::Earliest)
+                .await?;
+            let ends = admin.list_offsets(topic, &ids, OffsetSpec::Latest).await?;
+            for tp in partitions {
+                let first = starts.get(&tp.partition).map_or(0, |o| o.offset);
+                let end = ends.get(&tp.partition).map_or(0, |o| o.offset);
+                consumer.seek(tp, end.saturating_sub(n).max(first))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value as JSON when a schema decodes it (`None` without a schema, and, with a
+/// warning, when it should have decoded and did not).
+async fn decoded(decoder: &super::schema::ValueDecoder, record: &ConsumerRecord) -> Option<String> {
+    match decoder.decode(record.value()?).await? {
+        Ok(json) => Some(json),
+        Err(e) => {
             eprintln!(
                 "warning: partition {} offset {}: value does not decode: {e}",
                 record.partition(),
                 record.offset()
             );
-            text(record.value())
+            None
         }
-        None => text(record.value()),
-    }
-}
-
-/// One line per record; `value` is the value as text, decoded JSON or hex.
-fn print_record(out: &mut impl Write, record: &ConsumerRecord, value: &str) -> std::io::Result<()> {
-    let headers: Vec<String> = record
-        .headers()
-        .map(|h| format!("{}={}", h.key(), text(h.value_bytes())))
-        .collect();
-    writeln!(
-        out,
-        "partition:{} offset:{} key:{} headers:{} value:{}",
-        record.partition(),
-        record.offset(),
-        text(record.key()),
-        headers.join(","),
-        value
-    )
-}
-
-/// Shows bytes as text when they are UTF-8, else as hex; `null` for a missing field.
-fn text(b: Option<&Bytes>) -> String {
-    match b {
-        None => "null".to_string(),
-        Some(b) => match std::str::from_utf8(b) {
-            Ok(s) => s.to_string(),
-            Err(_) => b.iter().map(|x| format!("{x:02x}")).collect(),
-        },
     }
 }

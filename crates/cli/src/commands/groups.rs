@@ -1,10 +1,12 @@
 //! `sluice groups`: list consumer groups, and describe one with its lag per partition,
-//! like `kafka-consumer-groups.sh --describe`.
+//! like `kafka-consumer-groups.sh --describe`; reset, delete (`group_offsets.rs`).
 
 use sluice_wire::admin::{Admin, GroupDescription, GroupLag};
 use sluice_wire::cluster::{BrokerInfo, Cluster};
 
 use super::lag::{offset_or_dash, print_uncommitted_note, LagSource};
+
+use super::group_offsets;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -26,11 +28,25 @@ pub(crate) enum Command {
         #[arg(long)]
         state: bool,
     },
+    /// Move a group's committed offsets (the group must have no active member). Prints
+    /// the plan; commits it only with --execute.
+    ResetOffsets(group_offsets::ResetArgs),
+    /// Delete groups (each must have no active member) with their committed offsets.
+    Delete {
+        /// The group ids.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// Delete a group's committed offsets of some topics or partitions.
+    DeleteOffsets(group_offsets::DeleteOffsetsArgs),
 }
 
 pub(crate) async fn run(cluster: &Cluster, cmd: Command) -> anyhow::Result<()> {
     let admin = Admin::new(cluster.clone());
     match cmd {
+        Command::ResetOffsets(args) => return group_offsets::reset_offsets(cluster, args).await,
+        Command::Delete { groups } => return group_offsets::delete(cluster, &groups).await,
+        Command::DeleteOffsets(args) => return group_offsets::delete_offsets(cluster, args).await,
         Command::List => {
             println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
             for g in admin.list_groups().await? {

@@ -1,6 +1,7 @@
 //! `sluice perf produce`: a load generator printing what Kafka's own
 //! `ProducerPerformance` prints (records/s, MB/s, average, percentile and max latency),
-//! so the two can be compared on the same broker with the same settings.
+//! so the two can be compared on the same broker with the same settings; `perf consume`
+//! (`perf_consume.rs`) does the same for ConsumerPerformance.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use super::produce::ProducerArgs;
 pub(crate) enum Command {
     /// Produce generated records as fast as asked and report throughput and latency.
     Produce(ProduceArgs),
+    /// Read a topic as fast as possible and report as ConsumerPerformance does.
+    Consume(super::perf_consume::ConsumeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +48,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     match cmd {
         Command::Produce(args) => produce(cluster, args, timeout, settings).await,
+        Command::Consume(args) => super::perf_consume::consume(cluster, args, settings).await,
     }
 }
 
@@ -183,7 +187,9 @@ async fn produce(
     let started = Instant::now();
     let throttle = (args.throughput > 0.0).then_some(args.throughput);
     let topic: Arc<str> = Arc::from(args.topic.as_str());
+    let mut progress = crate::progress::Progress::new("records sent", Some(args.num_records));
     for i in 0..args.num_records {
+        progress.inc(1);
         if let Some(rate) = throttle {
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             if due > Instant::now() {
@@ -197,6 +203,7 @@ async fn produce(
             anyhow::bail!("the latency collector stopped");
         }
     }
+    progress.finish();
     drop(tx);
     producer.flush().await;
     let stats = collector.await?;

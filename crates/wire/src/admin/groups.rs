@@ -1,9 +1,20 @@
 //! Consumer groups from the outside: list them, describe one (members and their
-//! assignments), read its committed offsets. Their lag is in `admin/lag.rs`.
+//! assignments), read its committed offsets; and change them: set committed offsets as
+//! an admin (no member), delete offsets, delete whole groups. Their lag is in
+//! `admin/lag.rs`.
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest,
+    OffsetDeleteRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Admin;
@@ -11,7 +22,7 @@ use crate::cluster::consumer_protocol as protocol;
 use crate::cluster::coordinator::{Coordinator, CoordinatorKey, Lane};
 use crate::cluster::offset_fetch;
 use crate::error::{Error, Result};
-use crate::types::{OffsetAndMetadata, TopicPartition};
+use crate::types::{topic_name, OffsetAndMetadata, TopicPartition};
 
 /// One group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +131,7 @@ impl Admin {
 
     async fn describe_group_once(&self, group: &str) -> Result<GroupDescription> {
         let coordinator = self.coordinator(group);
-        let request = DescribeGroupsRequest::default()
-            .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+        let request = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
         let response = coordinator.send(Lane::Offsets, &request).await?;
         let g = response
             .groups
@@ -180,4 +190,145 @@ impl Admin {
             .filter_map(|(tp, om)| Some((tp, om?)))
             .collect())
     }
+
+    /// Sets committed offsets of `group` as an administrator: an OffsetCommit with no
+    /// member and no generation, as Java's `Admin.alterConsumerGroupOffsets` sends. The
+    /// coordinator takes it only while the group has no active member (it answers
+    /// UNKNOWN_MEMBER_ID otherwise); the first partition it refuses is the error.
+    /// Retriable failures are retried for the [API timeout](Admin::api_timeout).
+    pub async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<()> {
+        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for (tp, om) in offsets {
+            topics.entry(tp.topic.as_str()).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_committed_offset(om.offset)
+                    .with_committed_leader_epoch(om.leader_epoch.unwrap_or(-1))
+                    .with_committed_metadata(Some(StrBytes::from_string(
+                        om.metadata.clone().unwrap_or_default(),
+                    ))),
+            );
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(group_id(group))
+            .with_generation_id_or_member_epoch(-1)
+            .with_retention_time_ms(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(parts)
+                    })
+                    .collect(),
+            );
+        self.retrying("altering committed offsets", || async {
+            let response = self
+                .coordinator(group)
+                .send(Lane::Offsets, &request)
+                .await?;
+            for t in &response.topics {
+                for p in &t.partitions {
+                    Error::check_code(p.error_code, || {
+                        format!(
+                            "committing the offset of {}-{} for group {group}",
+                            t.name.0.as_str(),
+                            p.partition_index
+                        )
+                    })?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes the committed offsets of `partitions` from `group` (OffsetDelete, KIP-496).
+    /// A group-level refusal (GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, ...) is the `Err`;
+    /// otherwise each partition's outcome, `Err` where the coordinator refused it
+    /// (GROUP_SUBSCRIBED_TO_TOPIC while a member is subscribed to the topic).
+    pub async fn delete_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Result<()>>> {
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for tp in partitions {
+            topics
+                .entry(tp.topic.as_str())
+                .or_default()
+                .push(tp.partition);
+        }
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        OffsetDeleteRequestTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|p| {
+                                        OffsetDeleteRequestPartition::default()
+                                            .with_partition_index(p)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        self.retrying("deleting committed offsets", || async {
+            let response = self
+                .coordinator(group)
+                .send(Lane::Offsets, &request)
+                .await?;
+            Error::check_code(response.error_code, || {
+                format!("deleting offsets of group {group}")
+            })?;
+            let mut out = BTreeMap::new();
+            for t in response.topics {
+                for p in t.partitions {
+                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                    let result = Error::check_code(p.error_code, || {
+                        format!("deleting the offset of {tp} from group {group}")
+                    });
+                    out.insert(tp, result);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes `group` with its committed offsets (DeleteGroups). The coordinator refuses
+    /// while the group has members (NON_EMPTY_GROUP) and answers GROUP_ID_NOT_FOUND for
+    /// a group it does not know. Retriable failures are retried for the
+    /// [API timeout](Admin::api_timeout).
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let request = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
+        self.retrying("deleting a group", || async {
+            let response = self
+                .coordinator(group)
+                .send(Lane::Offsets, &request)
+                .await?;
+            let result = response
+                .results
+                .iter()
+                .find(|r| r.group_id.0.as_str() == group)
+                .ok_or_else(|| Error::protocol("DeleteGroups answered no result for the group"))?;
+            Error::check_code(result.error_code, || format!("deleting group {group}"))
+        })
+        .await
+    }
+}
+
+fn group_id(group: &str) -> GroupId {
+    GroupId(StrBytes::from_string(group.to_string()))
 }

@@ -38,6 +38,12 @@ pub(crate) const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 3, 4),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
+    // Admin: deleting groups and offsets (KIP-496), configs, partitions.
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
     // v3+ carry producer id / epoch (KIP-360); we send -1/-1 (a fresh id). v5 only
     // changes transactional semantics (KIP-890) that we do not use.
     (ApiKey::InitProducerId, 0, 4),
