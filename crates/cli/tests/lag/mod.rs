@@ -301,3 +301,30 @@ fn lag_serve_exports_prometheus_metrics() {
     assert!(id.parse::<i32>().is_ok_and(|id| id >= 0), "{page}");
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
 }
+
+/// The alerts people copy (deploy/prometheus/alerts.yml) parse and have the six rules,
+/// when `promtool` is installed (Debian's `prometheus` package).
+#[test]
+fn the_alert_rules_pass_promtool() {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/prometheus/alerts.yml"
+    );
+    let out = match std::process::Command::new("promtool")
+        .args(["check", "rules", rules])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: no promtool ({e}); apt-get install prometheus");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+}
