@@ -17,6 +17,7 @@ use sluice_wire::cluster::Cluster;
 use sluice_wire::types::IsolationLevel;
 
 mod exposition;
+mod rebalances;
 mod serve;
 
 /// How lag is measured: which end offset, and where uncommitted partitions start.

@@ -272,6 +272,15 @@ fn lag_serve_exports_prometheus_metrics() {
         format!("sluice_consumergroup_partition_committed{{consumergroup=\"{g}\",topic=\"{t}\",partition=\"1\"}} 0"),
         format!("sluice_consumergroup_keda_replicas{{consumergroup=\"{g}\"}} 2"),
         format!("sluice_consumergroup_up{{consumergroup=\"{g}\"}} 1"),
+        // One broker, replication factor 1: fully replicated, led by its only replica.
+        format!("kafka_topic_partitions{{topic=\"{t}\"}} 2"),
+        format!("kafka_topic_partition_replicas{{topic=\"{t}\",partition=\"1\"}} 1"),
+        format!("kafka_topic_partition_in_sync_replica{{topic=\"{t}\",partition=\"1\"}} 1"),
+        format!("kafka_topic_partition_under_replicated_partition{{topic=\"{t}\",partition=\"0\"}} 0"),
+        format!("kafka_topic_partition_leader_is_preferred{{topic=\"{t}\",partition=\"0\"}} 1"),
+        format!("sluice_topic_offline_partitions{{topic=\"{t}\"}} 0"),
+        // Nobody joined or left while it looked.
+        format!("sluice_consumergroup_rebalances_total{{consumergroup=\"{g}\"}} 0"),
     ] {
         assert!(page.lines().any(|l| l == line), "{line} missing: {page}");
     }
@@ -280,5 +289,42 @@ fn lag_serve_exports_prometheus_metrics() {
         !page.contains(&format!("kafka_consumergroup_current_offset{{consumergroup=\"{g}\",topic=\"{t}\",partition=\"1\"}}")),
         "{page}"
     );
+    assert!(
+        page.contains("# TYPE sluice_consumergroup_rebalances_total counter\n"),
+        "{page}"
+    );
+    let leader = format!("kafka_topic_partition_leader{{topic=\"{t}\",partition=\"0\"}} ");
+    let id = page
+        .lines()
+        .find_map(|l| l.strip_prefix(leader.as_str()))
+        .unwrap_or_else(|| panic!("no leader: {page}"));
+    assert!(id.parse::<i32>().is_ok_and(|id| id >= 0), "{page}");
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+}
+
+/// The alerts people copy (deploy/prometheus/alerts.yml) parse and have the six rules,
+/// when `promtool` is installed (Debian's `prometheus` package).
+#[test]
+fn the_alert_rules_pass_promtool() {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/prometheus/alerts.yml"
+    );
+    let out = match std::process::Command::new("promtool")
+        .args(["check", "rules", rules])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: no promtool ({e}); apt-get install prometheus");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
 }

@@ -16,6 +16,12 @@
 //! | [`BREAKER_STATE`] | gauge | `breaker` | the breaker, on every transition |
 //! | [`CONSUMER_LAG`] | gauge | `consumergroup`, `topic`, `partition` | [`record_consumer_lag`] |
 //! | [`MISSING_TOPICS`] | gauge | `consumergroup` | [`record_missing_topics`]: subscribed topics the cluster does not have |
+//! | [`REBALANCES`] | counter | `consumergroup` | the runner's rebalance listener, per assignment received (every rebalance the member took part in) |
+//!
+//! The producer the pipeline writes with (outputs, dead letters) records its own
+//! `sluice_producer_*` series, among them the Produce round trip histogram
+//! `sluice_producer_request_latency_seconds{client_id}` (the p99 to watch): see
+//! `sluice_wire::producer`'s metrics.
 //!
 //! Under the [runner](crate::runner) the retries and dead letters are also counted in the
 //! pipeline's [`PipelineStats`], and the missing topics listed there.
@@ -56,6 +62,9 @@ pub const CONSUMER_LAG: &str = "kafka_consumergroup_lag";
 /// Gauge: how many of the pipeline's subscribed topics the cluster does not have (a
 /// misspelt topic, or one not created yet); alert on it being above 0.
 pub const MISSING_TOPICS: &str = "sluice_pipeline_missing_topics";
+/// Counter: rebalances the pipeline's consumer took part in (one per assignment it
+/// received, empty ones included); a steep rate is a rebalance storm.
+pub const REBALANCES: &str = "sluice_pipeline_rebalances_total";
 
 /// Registers the descriptions of every metric above with the installed recorder.
 pub fn describe() {
@@ -81,6 +90,13 @@ pub fn describe() {
         MISSING_TOPICS,
         "Subscribed topics the cluster does not have"
     );
+    describe_counter!(REBALANCES, "Rebalances the consumer took part in");
+}
+
+/// One rebalance of `group` completed for this member (an assignment received): the
+/// [`REBALANCES`] counter.
+pub(crate) fn count_rebalance(group: &str) {
+    metrics::counter!(REBALANCES, "consumergroup" => group.to_owned()).increment(1);
 }
 
 /// Publishes `sluice_pipeline_missing_topics{consumergroup}`: the runner calls it with

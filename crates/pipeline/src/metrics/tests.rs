@@ -139,6 +139,24 @@ fn publishes_the_missing_topics_per_group() {
 }
 
 #[test]
+fn counts_rebalances_per_group() {
+    let recorder = TestRecorder::default();
+    metrics::with_local_recorder(&recorder, || {
+        count_rebalance("g");
+        count_rebalance("g");
+        count_rebalance("h");
+    });
+    assert_eq!(
+        recorder.counter("sluice_pipeline_rebalances_total{consumergroup=g}"),
+        2
+    );
+    assert_eq!(
+        recorder.counter("sluice_pipeline_rebalances_total{consumergroup=h}"),
+        1
+    );
+}
+
+#[test]
 fn retries_and_dead_letters_count_into_the_pipeline_polling_them() {
     let recorder = TestRecorder::default();
     let stats = PipelineStats::default();

@@ -94,6 +94,7 @@ impl RebalanceListener for Rebalance {
         partitions: &'a [TopicPartition],
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            crate::metrics::count_rebalance(&self.shared.group);
             for (topic, partition) in keys(partitions) {
                 tracing::debug!(%topic, partition, "assigned");
                 self.shared.assign(&topic, partition);

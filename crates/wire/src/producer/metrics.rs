@@ -56,3 +56,38 @@ impl ProducerMetrics {
         metrics::gauge!("sluice_producer_buffer_available_bytes", &self.label()).set(bytes as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    /// The Produce round trip is a histogram per client, so its p99 can be read.
+    #[test]
+    fn request_latency_is_a_histogram_per_client() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[0.01, 0.1, 1.0])
+            .expect("buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let m = ProducerMetrics::new("c1");
+            m.request_latency(Duration::from_millis(5));
+            m.request_latency(Duration::from_millis(50));
+        });
+        let text = handle.render();
+        let line = |l: &str| text.lines().any(|x| x == l);
+        assert!(
+            line("sluice_producer_request_latency_seconds_bucket{client_id=\"c1\",le=\"0.01\"} 1"),
+            "{text}"
+        );
+        assert!(
+            line("sluice_producer_request_latency_seconds_bucket{client_id=\"c1\",le=\"0.1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            line("sluice_producer_request_latency_seconds_count{client_id=\"c1\"} 2"),
+            "{text}"
+        );
+    }
+}

@@ -1,12 +1,14 @@
 //! What `sluice lag serve` answers on `/metrics`: the Prometheus text format, with
 //! kafka_exporter's metric names and labels (so its dashboards and alerts work
-//! unchanged) plus Sluice's status and KEDA replica count.
+//! unchanged) plus Sluice's status, KEDA replica count, the rebalances seen and the
+//! offline partitions of the topics the groups read.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use sluice_wire::admin::lag::status::GroupStatus;
 use sluice_wire::admin::{GroupLag, PartitionLag};
+use sluice_wire::cluster::{PartitionInfo, TopicInfo};
 
 /// One group's last look.
 pub(super) struct Looked {
@@ -21,13 +23,17 @@ pub(super) struct Verdict {
     pub(super) lag: GroupLag,
     pub(super) status: GroupStatus,
     pub(super) replicas: u64,
+    /// The rebalances seen since the exporter started (see
+    /// [`RebalanceCounter`](super::rebalances::RebalanceCounter)).
+    pub(super) rebalances: u64,
 }
 
 /// One sample: its labels and value.
 type Sample = (Vec<(&'static str, String)>, i64);
 
-/// The exposition of `looked`.
-pub(super) fn render(looked: &[Looked]) -> String {
+/// The exposition of `looked`, with the replication of `topics` (the topics the groups
+/// read, as the last metadata showed them).
+pub(super) fn render(looked: &[Looked], topics: &[TopicInfo]) -> String {
     let verdicts: Vec<(&str, &Verdict)> = looked
         .iter()
         .filter_map(|l| l.outcome.as_ref().ok().map(|v| (l.group.as_str(), v)))
@@ -134,6 +140,8 @@ pub(super) fn render(looked: &[Looked]) -> String {
         per_topic_partition(|o| o.1),
     );
 
+    replication(&mut out, topics);
+
     family(
         &mut out,
         "sluice_consumergroup_status",
@@ -146,6 +154,15 @@ pub(super) fn render(looked: &[Looked]) -> String {
         "sluice_consumergroup_keda_replicas",
         "The replica count KEDA's Kafka scaler would choose for the group's lag.",
         per_group(|v| i64::try_from(v.replicas).unwrap_or(i64::MAX)),
+    );
+    family_of(
+        &mut out,
+        "sluice_consumergroup_rebalances_total",
+        "counter",
+        "Rebalances this exporter saw since it started: the group entering \
+         PreparingRebalance/CompletingRebalance, or its members or assignments changed \
+         between two looks. Several within one interval count once.",
+        per_group(|v| i64::try_from(v.rebalances).unwrap_or(i64::MAX)),
     );
     let up: Vec<Sample> = looked
         .iter()
@@ -161,6 +178,69 @@ pub(super) fn render(looked: &[Looked]) -> String {
         up,
     );
     out
+}
+
+/// kafka_exporter's per-partition replication gauges for `topics`, and Sluice's count
+/// of offline partitions (no leader) per topic.
+fn replication(out: &mut String, topics: &[TopicInfo]) {
+    let per_partition = |value: fn(&PartitionInfo) -> i64| -> Vec<Sample> {
+        topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (partition_labels(None, &t.name, p.partition), value(p)))
+            })
+            .collect()
+    };
+    let per_topic = |value: fn(&TopicInfo) -> i64| -> Vec<Sample> {
+        topics
+            .iter()
+            .map(|t| (vec![("topic", t.name.clone())], value(t)))
+            .collect()
+    };
+    family(
+        out,
+        "kafka_topic_partitions",
+        "Number of partitions for this Topic.",
+        per_topic(|t| t.partitions.len() as i64),
+    );
+    family(
+        out,
+        "kafka_topic_partition_leader",
+        "Leader Broker ID of this Topic/Partition (-1 without a leader).",
+        per_partition(|p| i64::from(p.leader.unwrap_or(-1))),
+    );
+    family(
+        out,
+        "kafka_topic_partition_leader_is_preferred",
+        "1 if Topic/Partition is using the Preferred Broker.",
+        per_partition(|p| i64::from(p.leader.is_some() && p.leader == p.replicas.first().copied())),
+    );
+    family(
+        out,
+        "kafka_topic_partition_replicas",
+        "Number of Replicas for this Topic/Partition.",
+        per_partition(|p| p.replicas.len() as i64),
+    );
+    family(
+        out,
+        "kafka_topic_partition_in_sync_replica",
+        "Number of In-Sync Replicas for this Topic/Partition.",
+        per_partition(|p| p.isr.len() as i64),
+    );
+    family(
+        out,
+        "kafka_topic_partition_under_replicated_partition",
+        "1 if Topic/Partition is under Replicated.",
+        per_partition(|p| i64::from(p.isr.len() < p.replicas.len())),
+    );
+    family(
+        out,
+        "sluice_topic_offline_partitions",
+        "Partitions of the topic without a leader (unreadable and unwritable).",
+        per_topic(|t| t.partitions.iter().filter(|p| p.leader.is_none()).count() as i64),
+    );
 }
 
 /// `consumergroup` (when given), `topic` and `partition`, as kafka_exporter labels them.
@@ -180,9 +260,14 @@ fn partition_labels(
 
 /// Writes one gauge family: HELP, TYPE and its samples.
 fn family(out: &mut String, name: &str, help: &str, samples: Vec<Sample>) {
+    family_of(out, name, "gauge", help, samples);
+}
+
+/// Writes one family of type `kind` (`gauge`, `counter`): HELP, TYPE and its samples.
+fn family_of(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<Sample>) {
     // Writing to a String cannot fail.
     let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
         out.push_str(name);
         if !labels.is_empty() {
@@ -230,10 +315,13 @@ mod tests {
 
     #[test]
     fn a_group_that_could_not_be_read_is_down_and_has_no_other_series() {
-        let out = render(&[Looked {
-            group: "g".to_string(),
-            outcome: Err("group g does not exist".to_string()),
-        }]);
+        let out = render(
+            &[Looked {
+                group: "g".to_string(),
+                outcome: Err("group g does not exist".to_string()),
+            }],
+            &[],
+        );
         assert!(
             out.contains("sluice_consumergroup_up{consumergroup=\"g\"} 0\n"),
             "{out}"

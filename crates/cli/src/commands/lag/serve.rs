@@ -19,9 +19,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use sluice_wire::admin::lag::status::LagEvaluator;
 use sluice_wire::admin::Admin;
-use sluice_wire::cluster::Cluster;
+use sluice_wire::cluster::{Cluster, TopicInfo};
 
 use super::exposition::{render, Looked, Verdict};
+use super::rebalances::RebalanceCounter;
 use super::{now_ms, parse_secs, KedaArgs, LagSource};
 
 #[derive(Debug, clap::Args)]
@@ -54,7 +55,7 @@ pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // The first line says where, so `--listen 127.0.0.1:0` can be found.
     println!("serving http://{addr}/metrics");
-    let page: Page = Arc::new(Mutex::new(render(&[])));
+    let page: Page = Arc::new(Mutex::new(render(&[], &[])));
     let admin = Admin::new(cluster.clone());
     tokio::select! {
         () = sample(&admin, &args, &page) => Ok(()),
@@ -65,6 +66,7 @@ pub(crate) async fn run(cluster: &Cluster, args: Args) -> anyhow::Result<()> {
 /// Looks at every group each interval, judges it over its window, renders the page.
 async fn sample(admin: &Admin, args: &Args, page: &Page) {
     let mut evaluators: BTreeMap<&str, LagEvaluator> = BTreeMap::new();
+    let mut rebalances: BTreeMap<&str, RebalanceCounter> = BTreeMap::new();
     let scaling = args.keda.scaling();
     let mut ticks = tokio::time::interval(args.interval);
     loop {
@@ -86,7 +88,9 @@ async fn sample(admin: &Admin, args: &Args, page: &Page) {
                         evaluator.record(tp, s);
                     }
                     let lags: Vec<i64> = lag.partitions.iter().map(|p| p.lag).collect();
+                    let counter = rebalances.entry(group.as_str()).or_default();
                     Ok(Verdict {
+                        rebalances: counter.observe(&lag.group),
                         replicas: scaling.replicas(&lags),
                         status: evaluator.status(),
                         lag,
@@ -102,8 +106,34 @@ async fn sample(admin: &Admin, args: &Args, page: &Page) {
                 outcome,
             });
         }
-        let rendered = render(&looked);
+        let topics = replication(admin, &looked).await;
+        let rendered = render(&looked, &topics);
         *page.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = rendered;
+    }
+}
+
+/// The metadata of the topics the groups read (their replicas, in-sync replicas and
+/// leaders); none when the metadata could not be read this time.
+async fn replication(admin: &Admin, looked: &[Looked]) -> Vec<TopicInfo> {
+    let mut names: Vec<&str> = looked
+        .iter()
+        .filter_map(|l| l.outcome.as_ref().ok())
+        .flat_map(|v| v.lag.partitions.iter().map(|p| p.partition.topic.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    match admin.cluster().refresh(&names, false).await {
+        Ok(md) => names
+            .iter()
+            .filter_map(|n| md.topic(n).filter(|t| t.error.is_none()).cloned())
+            .collect(),
+        Err(e) => {
+            eprintln!("error: topic metadata: {e:#}");
+            Vec::new()
+        }
     }
 }
 
