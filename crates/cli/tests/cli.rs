@@ -3,9 +3,9 @@
 //! the metrics endpoint are in `lag/`.
 
 mod common;
-mod lag;
 #[path = "cli/groups.rs"]
 mod groups;
+mod lag;
 #[path = "cli/perf.rs"]
 mod perf;
 #[path = "cli/properties.rs"]
