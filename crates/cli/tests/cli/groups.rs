@@ -23,16 +23,21 @@ fn plan(out: &str) -> Vec<(i32, i64)> {
         .collect()
 }
 
-/// The committed offset per partition, from `groups describe` output.
+/// The committed offset per partition, from `groups describe` output: partitions it
+/// lists with `-` (no committed offset, their lag counted from the reset point) are left
+/// out.
 fn committed(group: &str) -> Vec<(i32, String)> {
     let out = ok(&sluice(&["groups", "describe", group], None));
+    // Rows start with the group; the header, `TOTAL LAG` and the note on partitions
+    // without a committed offset do not.
     out.lines()
         .skip(1)
-        .filter(|l| !l.starts_with("TOTAL LAG"))
+        .filter(|l| l.split_whitespace().next() == Some(group))
         .map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             (cols[2].parse().unwrap(), cols[3].to_string())
         })
+        .filter(|(_, offset)| offset != "-")
         .collect()
 }
 
