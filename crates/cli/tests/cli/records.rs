@@ -24,19 +24,27 @@ fn consume_takes_kcat_offsets_formats_and_json() {
         &["produce", &topic, "-K", ":", "--timestamp", "2000"],
         Some("d:v3\ne:v4\n"),
     ));
-    let consume = |extra: &[&str]| {
+    // The offsets read with `extra`; on a mismatch the failure shows what sluice said
+    // on stderr (warnings, retries), not only what it printed.
+    let expect = |extra: &[&str], offsets: &str| {
         let mut args = vec!["consume", topic.as_str(), "-e", "-f", "%o "];
         args.extend_from_slice(extra);
-        ok(&sluice(&args, None))
+        let out = sluice(&args, None);
+        assert_eq!(
+            ok(&out),
+            offsets,
+            "{extra:?}; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    assert_eq!(consume(&["-o", "beginning"]), "0 1 2 3 4 ");
-    assert_eq!(consume(&["-o", "end"]), "");
-    assert_eq!(consume(&["-o", "3"]), "3 4 ");
-    assert_eq!(consume(&["-o", "-2"]), "3 4 ");
-    assert_eq!(consume(&["-o", "-20"]), "0 1 2 3 4 ");
-    assert_eq!(consume(&["-o", "s@1500"]), "3 4 ");
-    assert_eq!(consume(&["-o", "e@2000"]), "0 1 2 ");
-    assert_eq!(consume(&["-o", "1", "-o", "e@2000"]), "1 2 ");
+    expect(&["-o", "beginning"], "0 1 2 3 4 ");
+    expect(&["-o", "end"], "");
+    expect(&["-o", "3"], "3 4 ");
+    expect(&["-o", "-2"], "3 4 ");
+    expect(&["-o", "-20"], "0 1 2 3 4 ");
+    expect(&["-o", "s@1500"], "3 4 ");
+    expect(&["-o", "e@2000"], "0 1 2 ");
+    expect(&["-o", "1", "-o", "e@2000"], "1 2 ");
     let out = sluice(&["consume", &topic, "-e", "-o", "yesterday"], None);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("s@<ms>"));
