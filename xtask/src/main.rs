@@ -30,9 +30,14 @@
 //! and passes its URL as SLUICE_REGISTRY_URL, unless that is already set or
 //! `--no-registry` is given: see `registry.rs`. `demo` does the same, so the demo's
 //! output is Avro with a registered schema (JSON with `--no-registry`).
+//!
+//! On one broker, `test` finds a `prometheus` binary for the exporter's test (installing
+//! Debian's package with apt when it is missing and it runs as root) and passes it as
+//! SLUICE_PROMETHEUS: see `prometheus.rs`.
 
 mod bench;
 mod kafka;
+mod prometheus;
 mod proto;
 mod registry;
 mod tls;
@@ -334,6 +339,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             cargo_args.extend(args.iter().cloned());
             cmd.args(&cargo_args);
+            // The lag exporter's test scrapes with a real Prometheus (the 3-broker
+            // stage builds no such test).
+            if shape.brokers < 3 && std::env::var_os("SLUICE_PROMETHEUS").is_none() {
+                if let Some(binary) = prometheus::ensure() {
+                    cmd.env("SLUICE_PROMETHEUS", binary);
+                }
+            }
             let what = format!("cargo test {}", cargo_args.join(" "));
             // The security tests (testkit's, the client's TLS/SASL ones) run here too.
             if no_registry {

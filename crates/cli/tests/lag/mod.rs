@@ -4,6 +4,8 @@
 
 use crate::common::{ok, sluice};
 
+mod prometheus;
+
 /// A topic with 10 records on partition 0 and 5 on partition 1, and a group that
 /// committed 4 on partition 0 and nothing on partition 1, with no member left.
 fn group_with_an_uncommitted_partition(name: &str) -> (String, String) {
@@ -194,53 +196,75 @@ fn describe_members_and_state_of_a_live_group() {
     assert!(!row[3].is_empty() && row[3] != "-", "{state}");
 }
 
-/// `sluice lag serve` answers a scrape over HTTP with kafka_exporter's metrics, the
-/// status over its window (here a STOP: nothing moves) and KEDA's replica count.
-#[test]
-fn lag_serve_exports_prometheus_metrics() {
-    use std::io::{BufRead, BufReader, Read, Write};
+/// A `sluice lag serve --group G --listen 127.0.0.1:0` of a test's own, killed when
+/// dropped.
+pub(crate) struct LagServer {
+    child: std::process::Child,
+    /// Where it serves, `host:port`.
+    pub(crate) addr: String,
+}
 
-    let (topic, group) = group_with_an_uncommitted_partition("cli-serve");
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "lag",
-            "serve",
-            "--group",
-            &group,
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "0.2",
-            "--window",
-            "3",
-            "--lag-threshold",
-            "5",
-        ])
-        .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run sluice lag serve");
-    let mut first = String::new();
-    let stdout = server.stdout.take().expect("piped stdout");
-    BufReader::new(stdout).read_line(&mut first).unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("serving http://")
-        .and_then(|a| a.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("no address: {first:?}"))
-        .to_string();
-    let scrape = |path: &str| -> String {
-        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+impl LagServer {
+    /// Starts the exporter for `group` with `extra` arguments; returns once it said
+    /// where it listens.
+    pub(crate) fn start(group: &str, extra: &[&str]) -> LagServer {
+        use std::io::{BufRead, BufReader};
+
+        let mut args = vec!["lag", "serve", "--group", group, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&args)
+            .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run sluice lag serve");
+        let mut first = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        BufReader::new(stdout).read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("serving http://")
+            .and_then(|a| a.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("no address: {first:?}"))
+            .to_string();
+        LagServer { child, addr }
+    }
+
+    /// `GET path` over HTTP/1.1: the whole answer, head and body.
+    pub(crate) fn scrape(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+
+        let mut conn = std::net::TcpStream::connect(&self.addr).unwrap();
         write!(
             conn,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
         )
         .unwrap();
         let mut answer = String::new();
         conn.read_to_string(&mut answer).unwrap();
         answer
-    };
+    }
+}
+
+impl Drop for LagServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sluice lag serve` answers a scrape over HTTP with kafka_exporter's metrics, the
+/// status over its window (here a STOP: nothing moves) and KEDA's replica count.
+#[test]
+fn lag_serve_exports_prometheus_metrics() {
+    let (topic, group) = group_with_an_uncommitted_partition("cli-serve");
+    let server = LagServer::start(
+        &group,
+        &["--interval", "0.2", "--window", "3", "--lag-threshold", "5"],
+    );
+    let scrape = |path: &str| server.scrape(path);
     let stopped = format!("sluice_consumergroup_status{{consumergroup=\"{group}\"}} 3\n");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let page = loop {
@@ -252,8 +276,7 @@ fn lag_serve_exports_prometheus_metrics() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     let not_found = scrape("/nothing");
-    server.kill().expect("stop the server");
-    let _ = server.wait();
+    drop(server);
 
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert!(
@@ -303,7 +326,8 @@ fn lag_serve_exports_prometheus_metrics() {
 }
 
 /// The alerts people copy (deploy/prometheus/alerts.yml) parse and have the six rules,
-/// when `promtool` is installed (Debian's `prometheus` package).
+/// checked by `promtool` (Debian's `prometheus` package, which `cargo xtask test`
+/// installs).
 #[test]
 fn the_alert_rules_pass_promtool() {
     let rules = concat!(
@@ -316,6 +340,11 @@ fn the_alert_rules_pass_promtool() {
     {
         Ok(out) => out,
         Err(e) => {
+            // `cargo xtask test` installs it; only a run by hand may lack it.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no promtool in CI ({e}): cargo xtask test installs Debian's prometheus package"
+            );
             eprintln!("skipped: no promtool ({e}); apt-get install prometheus");
             return;
         }
