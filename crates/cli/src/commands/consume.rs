@@ -13,6 +13,7 @@ use sluice_wire::consumer::{
 };
 
 use super::record_format::Printer;
+use super::schema::{Decoded, Decoder, Format};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -57,14 +58,23 @@ pub(crate) struct Args {
     /// `\n`, `\t`, `\r` escapes. No newline is added.
     #[arg(short = 'f', long = "format", conflicts_with = "json")]
     format: Option<String>,
-    /// Print each record as kcat's JSON envelope: topic, partition, offset, ts,
-    /// headers (`[key, value, ...]`), key and payload.
+    /// Print each record as kcat's JSON envelope: topic, partition, offset, tstype
+    /// (`create` or `logappend`), ts, broker (the partition's leader), headers
+    /// (`[key, value, ...]`), key and payload; decoded keys and values (a schema's
+    /// JSON, a number) are embedded as JSON.
     #[arg(short = 'J', long)]
     json: bool,
     /// With -f: print null keys, values and header values as `NULL` (kcat's -Z), not
     /// as nothing.
     #[arg(short = 'Z', long)]
     print_null: bool,
+    /// The format of record keys (as --value-format); avro, json-schema and protobuf
+    /// need --registry.
+    #[arg(long, value_enum, default_value = "raw")]
+    key_format: Format,
+    /// The format of header values: raw, int32, int64 or hex.
+    #[arg(long, value_enum, default_value = "raw")]
+    header_format: Format,
     #[command(flatten)]
     schema: super::schema::SchemaArgs,
 }
@@ -151,8 +161,10 @@ pub(crate) async fn run(
     } else if start == Position::Stored {
         anyhow::bail!("-o stored needs --group: it reads the group's committed offsets");
     }
-    let decoder = super::schema::ValueDecoder::new(&args.schema)?;
-    let printer = Printer::new(args.format.as_deref(), args.json, args.print_null)?;
+    let keys = Decoder::new(args.key_format, "--key-format", &args.schema)?;
+    let values = Decoder::new(args.schema.value_format, "--value-format", &args.schema)?;
+    let printer = Printer::new(args.format.as_deref(), args.json, args.print_null)?
+        .with_header_format(args.header_format)?;
     let consumer = Consumer::with_cluster(cluster.clone(), config)?;
     match (&args.group, args.partition) {
         (Some(_), None) => consumer.subscribe([args.topic.clone()])?,
@@ -209,6 +221,8 @@ pub(crate) async fn run(
             (batch.partition, batch.records)
         };
         let mut last: Option<&ConsumerRecord> = None;
+        // For -J's `broker`: the leaders as the client last saw them.
+        let metadata = cluster.metadata();
         for record in &records {
             if read >= limit || stopped.contains(&partition) {
                 break;
@@ -222,8 +236,12 @@ pub(crate) async fn run(
             progress.inc(1);
             last = Some(record);
             if !args.quiet {
-                let json = decoded(&decoder, record).await;
-                printer.print(&mut out, record, json.as_deref())?;
+                let key = decoded(&keys, "key", record, record.key()).await;
+                let value = decoded(&values, "value", record, record.value()).await;
+                let broker = metadata
+                    .leader(record.topic(), record.partition())
+                    .map_or(-1, |b| b.node_id);
+                printer.print(&mut out, record, key.as_ref(), value.as_ref(), broker)?;
             }
         }
         if args.group.is_some() {
@@ -327,14 +345,19 @@ async fn seek(
     Ok(())
 }
 
-/// The value as JSON when a schema decodes it (`None` without a schema, and, with a
-/// warning, when it should have decoded and did not).
-async fn decoded(decoder: &super::schema::ValueDecoder, record: &ConsumerRecord) -> Option<String> {
-    match decoder.decode(record.value()?).await? {
-        Ok(json) => Some(json),
+/// The key or value (`what`, `bytes`) decoded (`None` when raw, null, or, with a
+/// warning, when it should have decoded and did not: then it prints raw).
+async fn decoded(
+    decoder: &Decoder,
+    what: &str,
+    record: &ConsumerRecord,
+    bytes: Option<&bytes::Bytes>,
+) -> Option<Decoded> {
+    match decoder.decode(bytes?).await? {
+        Ok(decoded) => Some(decoded),
         Err(e) => {
             eprintln!(
-                "warning: partition {} offset {}: value does not decode: {e}",
+                "warning: partition {} offset {}: {what} does not decode: {e:#}",
                 record.partition(),
                 record.offset()
             );

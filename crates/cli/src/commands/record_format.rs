@@ -5,6 +5,9 @@ use std::io::Write;
 
 use bytes::Bytes;
 use sluice_wire::consumer::ConsumerRecord;
+use sluice_wire::records::TimestampType;
+
+use super::schema::{plain, Decoded, Format};
 
 /// The output chosen on the command line.
 #[derive(Debug)]
@@ -12,6 +15,8 @@ pub(crate) struct Printer {
     style: Style,
     /// kcat's `-Z`: null keys and values print as `NULL` instead of nothing (`-f`).
     print_null: bool,
+    /// How header values print (`--header-format`: raw or a plain format).
+    header_format: Format,
 }
 
 #[derive(Debug)]
@@ -46,37 +51,74 @@ impl Printer {
             (None, true) => Style::Json,
             (None, false) => Style::Line,
         };
-        Ok(Printer { style, print_null })
+        Ok(Printer {
+            style,
+            print_null,
+            header_format: Format::Raw,
+        })
     }
 
-    /// Prints `record`; `decoded` is its value as JSON when a schema decoded it.
+    /// Header values print in `format`: raw, int32, int64 or hex (a registry format is
+    /// refused: headers carry no schema id).
+    pub(crate) fn with_header_format(mut self, format: Format) -> anyhow::Result<Self> {
+        if !matches!(
+            format,
+            Format::Raw | Format::Int32 | Format::Int64 | Format::Hex
+        ) {
+            anyhow::bail!("--header-format {format:?}: header values are raw, int32, int64 or hex");
+        }
+        self.header_format = format;
+        Ok(self)
+    }
+
+    /// A header value as printed (`None` when null); one that does not decode prints raw.
+    fn header_value(&self, value: Option<&Bytes>) -> Option<Decoded> {
+        let v = value?;
+        match plain(self.header_format, v) {
+            Some(Ok(d)) => Some(d),
+            _ => Some(Decoded::Text(text(Some(v)))),
+        }
+    }
+
+    /// Prints `record`; `key` and `value` are the key and value decoded (`None`:
+    /// printed as they are); `broker` is the id of the partition's leader, which `-J`
+    /// prints as kcat does (-1 when unknown).
     pub(crate) fn print(
         &self,
         out: &mut impl Write,
         record: &ConsumerRecord,
-        decoded: Option<&str>,
+        key: Option<&Decoded>,
+        value: Option<&Decoded>,
+        broker: i32,
     ) -> std::io::Result<()> {
-        let value = || decoded.map_or_else(|| text(record.value()), str::to_string);
+        let shown =
+            |decoded: Option<&Decoded>, raw: Option<&Bytes>, null: &str| match (decoded, raw) {
+                (Some(d), _) => d.as_str().to_string(),
+                (None, None) => null.to_string(),
+                (None, raw) => text(raw),
+            };
+        let header_text = |h: &sluice_wire::Header, null: &str| {
+            self.header_value(h.value_bytes())
+                .map_or_else(|| null.to_string(), |d| d.as_str().to_string())
+        };
         match &self.style {
             Style::Line => {
                 let headers: Vec<String> = record
                     .headers()
-                    .map(|h| format!("{}={}", h.key(), text(h.value_bytes())))
+                    .map(|h| format!("{}={}", h.key(), header_text(&h, "null")))
                     .collect();
                 writeln!(
                     out,
                     "partition:{} offset:{} key:{} headers:{} value:{}",
                     record.partition(),
                     record.offset(),
-                    text(record.key()),
+                    shown(key, record.key(), "null"),
                     headers.join(","),
-                    value()
+                    shown(value, record.value(), "null")
                 )
             }
             Style::Format(tokens) => {
                 let null = if self.print_null { "NULL" } else { "" };
-                let field =
-                    |b: Option<&Bytes>| b.map_or_else(|| null.to_string(), |b| text(Some(b)));
                 let len = |b: Option<&Bytes>| b.map_or(-1, |b| b.len() as i64);
                 for token in tokens {
                     match token {
@@ -85,12 +127,11 @@ impl Printer {
                         Token::Partition => write!(out, "{}", record.partition())?,
                         Token::Offset => write!(out, "{}", record.offset())?,
                         Token::Timestamp => write!(out, "{}", record.timestamp())?,
-                        Token::Key => out.write_all(field(record.key()).as_bytes())?,
+                        Token::Key => out.write_all(shown(key, record.key(), null).as_bytes())?,
                         Token::KeyLen => write!(out, "{}", len(record.key()))?,
-                        Token::Value => match (decoded, record.value()) {
-                            (Some(json), _) => out.write_all(json.as_bytes())?,
-                            (None, v) => out.write_all(field(v).as_bytes())?,
-                        },
+                        Token::Value => {
+                            out.write_all(shown(value, record.value(), null).as_bytes())?
+                        }
                         Token::ValueLen => write!(out, "{}", len(record.value()))?,
                         Token::ValueLenBinary => {
                             let n = i32::try_from(len(record.value())).unwrap_or(i32::MAX);
@@ -99,7 +140,7 @@ impl Printer {
                         Token::Headers => {
                             let headers: Vec<String> = record
                                 .headers()
-                                .map(|h| format!("{}={}", h.key(), field(h.value_bytes())))
+                                .map(|h| format!("{}={}", h.key(), header_text(&h, null)))
                                 .collect();
                             out.write_all(headers.join(",").as_bytes())?;
                         }
@@ -111,25 +152,34 @@ impl Printer {
                 // kcat's field order (serde_json's map would sort the keys).
                 let headers: Vec<serde_json::Value> = record
                     .headers()
-                    .flat_map(|h| [h.key().into(), json_text(h.value_bytes())])
+                    .flat_map(|h| {
+                        let value = self
+                            .header_value(h.value_bytes())
+                            .map_or(serde_json::Value::Null, |d| d.to_json());
+                        [h.key().into(), value]
+                    })
                     .collect();
                 let headers = if headers.is_empty() {
                     String::new()
                 } else {
                     format!("\"headers\":{},", serde_json::Value::from(headers))
                 };
-                let payload = match decoded.map(serde_json::from_str::<serde_json::Value>) {
-                    Some(Ok(v)) => v,
-                    _ => json_text(record.value()),
+                let json = |decoded: Option<&Decoded>, raw| {
+                    decoded.map_or_else(|| json_text(raw), Decoded::to_json)
+                };
+                let tstype = match record.timestamp_type() {
+                    TimestampType::LogAppendTime => "logappend",
+                    _ => "create",
                 };
                 writeln!(
                     out,
-                    "{{\"topic\":{},\"partition\":{},\"offset\":{},\"ts\":{},{headers}\"key\":{},\"payload\":{payload}}}",
+                    "{{\"topic\":{},\"partition\":{},\"offset\":{},\"tstype\":\"{tstype}\",\"ts\":{},\"broker\":{broker},{headers}\"key\":{},\"payload\":{}}}",
                     serde_json::Value::from(record.topic()),
                     record.partition(),
                     record.offset(),
                     record.timestamp(),
-                    json_text(record.key()),
+                    json(key, record.key()),
+                    json(value, record.value()),
                 )
             }
         }
@@ -196,7 +246,7 @@ pub(crate) fn text(b: Option<&Bytes>) -> String {
         None => "null".to_string(),
         Some(b) => match std::str::from_utf8(b) {
             Ok(s) => s.to_string(),
-            Err(_) => b.iter().map(|x| format!("{x:02x}")).collect(),
+            Err(_) => super::schema::hex(b),
         },
     }
 }

@@ -70,13 +70,145 @@ fn consume_takes_kcat_offsets_formats_and_json() {
         &["consume", &topic, "-e", "-o", "2", "-c", "1", "-J"],
         None,
     ));
+    // kcat's envelope: `broker` is the partition's leader (the one broker here).
+    let broker = json_field(&out, "broker");
+    assert!(broker.parse::<i32>().is_ok_and(|id| id >= 0), "{out}");
     assert_eq!(
         out,
         format!(
-            "{{\"topic\":\"{topic}\",\"partition\":0,\"offset\":2,\"ts\":1000,\
-             \"headers\":[\"h\",\"1\"],\"key\":\"c\",\"payload\":\"v2\"}}\n"
+            "{{\"topic\":\"{topic}\",\"partition\":0,\"offset\":2,\"tstype\":\"create\",\"ts\":1000,\
+             \"broker\":{broker},\"headers\":[\"h\",\"1\"],\"key\":\"c\",\"payload\":\"v2\"}}\n"
         )
     );
+}
+
+/// The text of a top-level number or string field of one line of `-J` output.
+fn json_field(line: &str, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    match &v[name] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `--key-format`, `--value-format` and `--header-format` with the plain formats (Java's
+/// big-endian integers, hex): produced and read back; a key that does not decode prints
+/// raw with a warning; a broker-timestamped topic says `logappend`.
+#[test]
+fn keys_values_and_headers_decode_as_integers_and_hex() {
+    let topic = crate::new_topic("cli-decode", 1, &["message.timestamp.type=LogAppendTime"]);
+    ok(&sluice(
+        &[
+            "produce",
+            &topic,
+            "-K",
+            ":",
+            "-H",
+            "h=1",
+            "--value-format",
+            "int64",
+        ],
+        Some("k:42\nkey:-7\n"),
+    ));
+    let out = sluice(&["produce", &topic, "--value-format", "int32"], Some("x\n"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a 32-bit integer: x"),
+        "{out:?}"
+    );
+
+    let consume = |extra: &[&str]| {
+        let mut args = vec!["consume", topic.as_str(), "-e"];
+        args.extend_from_slice(extra);
+        sluice(&args, None)
+    };
+    let f = ["-f", "%k|%s|%h\\n"];
+    let out = ok(&consume(&[&["--value-format", "int64"][..], &f].concat()));
+    assert_eq!(out, "k|42|h=1\nkey|-7|h=1\n");
+    let out = ok(&consume(
+        &[
+            &[
+                "--value-format",
+                "hex",
+                "--key-format",
+                "hex",
+                "--header-format",
+                "hex",
+            ][..],
+            &f,
+        ]
+        .concat(),
+    ));
+    assert_eq!(
+        out,
+        "6b|000000000000002a|h=31\n6b6579|fffffffffffffff9|h=31\n"
+    );
+
+    // A 1-byte key is no int32: printed raw, with a warning naming the record.
+    let out = consume(
+        &[
+            &["--key-format", "int32", "--value-format", "int64"][..],
+            &f,
+        ]
+        .concat(),
+    );
+    assert_eq!(ok(&out), "k|42|h=1\nkey|-7|h=1\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("partition 0 offset 0: key does not decode: Int32 needs 4 bytes, not 1"),
+        "{err}"
+    );
+
+    // -J embeds decoded numbers as numbers, hex as strings.
+    let out = ok(&consume(&[
+        "--value-format",
+        "int64",
+        "--header-format",
+        "hex",
+        "-J",
+        "-c",
+        "1",
+    ]));
+    assert!(
+        out.contains("\"headers\":[\"h\",\"31\"],\"key\":\"k\",\"payload\":42}"),
+        "{out}"
+    );
+    assert_eq!(json_field(&out, "tstype"), "logappend", "{out}");
+
+    let out = consume(&["--header-format", "avro"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("header values are raw, int32, int64 or hex"),
+        "{out:?}"
+    );
+}
+
+/// `sluice consume ... | head -1`: the reader going away ends the run quietly, with
+/// success, as for kcat (it used to print "error: Broken pipe").
+#[test]
+fn a_closed_pipe_ends_consume_quietly() {
+    use std::io::{BufRead, BufReader};
+
+    let topic = crate::new_topic("cli-pipe", 1, &[]);
+    let input: String = (0..20_000).map(|i| format!("v{i}\n")).collect();
+    ok(&sluice(&["produce", &topic], Some(&input)));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["consume", &topic, "-e", "-f", "%s\\n"])
+        .env("SLUICE_BOOTSTRAP", sluice_testkit::bootstrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sluice consume");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The read end is closed here, with most of the 20,000 lines still to print.
+    assert_eq!(first, "v0\n");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("error"), "{err}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::TopicPartition;
 use crate::codec::{AsyncDeserializer, CodecError, Deserializer};
 use crate::error::{Error, Result};
 use crate::header::Header;
-use crate::records::{HeaderIter, Record};
+use crate::records::{HeaderIter, Record, TimestampType};
 
 /// One record with its topic and partition. Key, value and headers share the fetch
 /// response's buffer (no copy).
@@ -43,6 +43,11 @@ impl ConsumerRecord {
     /// The timestamp in ms since the epoch.
     pub fn timestamp(&self) -> i64 {
         self.record.timestamp()
+    }
+    /// Who set the timestamp: the producer (`CreateTime`) or the broker
+    /// (`LogAppendTime`), as Java's `ConsumerRecord.timestampType()`.
+    pub fn timestamp_type(&self) -> TimestampType {
+        self.record.timestamp_type()
     }
     /// The key; `None` when null.
     pub fn key(&self) -> Option<&Bytes> {

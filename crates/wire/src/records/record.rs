@@ -8,7 +8,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::varint::{invalid_length, Cursor};
-use super::RecordsError;
+use super::{RecordsError, TimestampType};
 use crate::header::Header;
 
 /// Iterator over the records of one batch; yields `Err` once and stops if a record is
@@ -95,6 +95,10 @@ impl Records {
             // `slice` of an empty range allocates nothing and touches no refcount.
             headers: data.slice(headers_start..end),
             header_count,
+            timestamp_type: match self.log_append_time {
+                Some(_) => TimestampType::LogAppendTime,
+                None => TimestampType::CreateTime,
+            },
         };
         self.pos = end;
         self.remaining -= 1;
@@ -162,6 +166,7 @@ pub struct Record {
     value: Option<Bytes>,
     headers: Bytes,
     header_count: u32,
+    timestamp_type: TimestampType,
 }
 
 impl Record {
@@ -174,6 +179,12 @@ impl Record {
     /// log-append-time batches, as the Java client reports it).
     pub fn timestamp(&self) -> i64 {
         self.timestamp
+    }
+
+    /// Who set the timestamp: the producer (`CreateTime`) or the broker
+    /// (`LogAppendTime`, the topic's `message.timestamp.type`), from the batch.
+    pub fn timestamp_type(&self) -> TimestampType {
+        self.timestamp_type
     }
 
     /// The key; `None` for a null key.
@@ -211,6 +222,7 @@ impl fmt::Debug for Record {
         f.debug_struct("Record")
             .field("offset", &self.offset)
             .field("timestamp", &self.timestamp)
+            .field("timestamp_type", &self.timestamp_type)
             .field("key", &self.key)
             .field("value", &self.value)
             .field("headers", &self.headers().collect::<Vec<_>>())
