@@ -5,21 +5,18 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest,
-    OffsetDeleteRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::Admin;
 use crate::cluster::consumer_protocol as protocol;
 use crate::cluster::coordinator::{Coordinator, CoordinatorKey, Lane};
+use crate::cluster::offset_commit::{self, Committer};
 use crate::cluster::offset_fetch;
 use crate::error::{Error, Result};
 use crate::types::{topic_name, OffsetAndMetadata, TopicPartition};
@@ -201,49 +198,13 @@ impl Admin {
         group: &str,
         offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> Result<()> {
-        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (tp, om) in offsets {
-            topics.entry(tp.topic.as_str()).or_default().push(
-                OffsetCommitRequestPartition::default()
-                    .with_partition_index(tp.partition)
-                    .with_committed_offset(om.offset)
-                    .with_committed_leader_epoch(om.leader_epoch.unwrap_or(-1))
-                    .with_committed_metadata(Some(StrBytes::from_string(
-                        om.metadata.clone().unwrap_or_default(),
-                    ))),
-            );
-        }
-        let request = OffsetCommitRequest::default()
-            .with_group_id(group_id(group))
-            .with_generation_id_or_member_epoch(-1)
-            .with_retention_time_ms(-1)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(t, parts)| {
-                        OffsetCommitRequestTopic::default()
-                            .with_name(topic_name(t))
-                            .with_partitions(parts)
-                    })
-                    .collect(),
-            );
+        let request = offset_commit::request(group, Committer::admin(), offsets);
         self.retrying("altering committed offsets", || async {
             let response = self
                 .coordinator(group)
                 .send(Lane::Offsets, &request)
                 .await?;
-            for t in &response.topics {
-                for p in &t.partitions {
-                    Error::check_code(p.error_code, || {
-                        format!(
-                            "committing the offset of {}-{} for group {group}",
-                            t.name.0.as_str(),
-                            p.partition_index
-                        )
-                    })?;
-                }
-            }
-            Ok(())
+            offset_commit::read(group, &response)
         })
         .await
     }

@@ -9,6 +9,7 @@ pub(crate) mod consumer_protocol;
 pub(crate) mod coordinator;
 mod list_offsets;
 mod metadata;
+pub(crate) mod offset_commit;
 pub(crate) mod offset_fetch;
 mod pool;
 

@@ -6,21 +6,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::commit_queue::CommitTurn;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
-use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::config::OffsetReset;
 use super::state::{Shared, Start};
 use crate::cluster::coordinator::{Backoff, Coordinator, Lane, Retry};
+use crate::cluster::offset_commit::{self, Committer};
 use crate::cluster::offset_fetch;
 use crate::cluster::{list_offsets, OffsetSpec};
 use crate::error::{Error, Result};
-use crate::types::{topic_name, IsolationLevel, OffsetAndMetadata, TopicPartition};
+use crate::types::{IsolationLevel, OffsetAndMetadata, TopicPartition};
 
 fn coordinator(shared: &Shared) -> Result<&Coordinator> {
     shared
@@ -93,41 +89,12 @@ pub(crate) async fn commit_in_turn(
             (String::new(), -1)
         }
     };
-    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-    for (tp, om) in offsets {
-        topics.entry(tp.topic.as_str()).or_default().push(
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(tp.partition)
-                .with_committed_offset(om.offset)
-                .with_committed_leader_epoch(om.leader_epoch.unwrap_or(-1))
-                .with_committed_metadata(Some(StrBytes::from_string(
-                    om.metadata.clone().unwrap_or_default(),
-                ))),
-        );
-    }
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(coordinator.id().to_string())))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(StrBytes::from_string(member_id))
-        .with_group_instance_id(
-            shared
-                .config
-                .group_instance_id
-                .clone()
-                .filter(|_| generation >= 0)
-                .map(StrBytes::from_string),
-        )
-        .with_retention_time_ms(-1)
-        .with_topics(
-            topics
-                .into_iter()
-                .map(|(t, parts)| {
-                    OffsetCommitRequestTopic::default()
-                        .with_name(topic_name(t))
-                        .with_partitions(parts)
-                })
-                .collect(),
-        );
+    let committer = Committer {
+        member_id,
+        generation,
+        group_instance_id: shared.config.group_instance_id.clone(),
+    };
+    let request = offset_commit::request(coordinator.id(), committer, offsets);
     let retry = match attempts {
         Attempts::UntilTimeout => until_timeout(shared, coordinator),
         Attempts::Once => Retry::once(coordinator.request_timeout()),
@@ -138,21 +105,7 @@ pub(crate) async fn commit_in_turn(
             &retry,
             "commit",
             || request.clone(),
-            |response| {
-                for t in &response.topics {
-                    for p in &t.partitions {
-                        Error::check_code(p.error_code, || {
-                            format!(
-                                "committing offsets of {}-{} for group {}",
-                                t.name.0.as_str(),
-                                p.partition_index,
-                                coordinator.id()
-                            )
-                        })?;
-                    }
-                }
-                Ok(())
-            },
+            |response| offset_commit::read(coordinator.id(), &response),
         )
         .await
 }
