@@ -307,6 +307,17 @@ fn lag_serve_exports_prometheus_metrics() {
     ] {
         assert!(page.lines().any(|l| l == line), "{line} missing: {page}");
     }
+    // Behind, with nothing produced across the window: no estimate of the time lag.
+    assert!(
+        !page.contains(&format!(
+            "sluice_consumergroup_lag_seconds{{consumergroup=\"{g}\""
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("# TYPE sluice_consumergroup_lag_seconds gauge\n"),
+        "{page}"
+    );
     // Partition 1 has no committed offset: no current-offset series for it.
     assert!(
         !page.contains(&format!("kafka_consumergroup_current_offset{{consumergroup=\"{g}\",topic=\"{t}\",partition=\"1\"}}")),

@@ -228,6 +228,12 @@ fn prometheus_sees_a_group_consume_stall_and_catch_up_and_the_alerts_fire() {
             .then_some(())
     });
     assert_eq!(prometheus.query(&status), Some(0.0), "OK while caught up");
+    let seconds = format!("max(sluice_consumergroup_lag_seconds{{consumergroup=\"{g}\"}})");
+    assert_eq!(
+        prometheus.query(&seconds),
+        Some(0.0),
+        "0 s behind while caught up"
+    );
     assert_eq!(prometheus.alert("SluiceConsumerLagOverSla", g), None);
 
     // Stalls: 1,500 more records and nobody reading them. The lag crosses the rule's

@@ -28,8 +28,8 @@ pub(super) struct Verdict {
     pub(super) rebalances: u64,
 }
 
-/// One sample: its labels and value.
-type Sample = (Vec<(&'static str, String)>, i64);
+/// One sample: its labels and value (a count, or seconds as a float).
+type Sample<V = i64> = (Vec<(&'static str, String)>, V);
 
 /// The exposition of `looked`, with the replication of `topics` (the topics the groups
 /// read, as the last metadata showed them).
@@ -88,6 +88,24 @@ pub(super) fn render(looked: &[Looked], topics: &[TopicInfo]) -> String {
                 .find(|s| s.partition == p.partition)?;
             Some(i64::from(verdict.status.code()))
         }),
+    );
+    // Seconds behind: the lag over the partition's produce rate across the window.
+    let seconds: Vec<Sample<f64>> = verdicts
+        .iter()
+        .flat_map(|(g, v)| {
+            v.status.partitions.iter().filter_map(move |s| {
+                let labels = partition_labels(Some(g), &s.partition.topic, s.partition.partition);
+                s.lag_seconds().map(|secs| (labels, secs))
+            })
+        })
+        .collect();
+    family(
+        &mut out,
+        "sluice_consumergroup_lag_seconds",
+        "How far behind the group is in time: the lag divided by the partition's \
+         produce rate over the status window (no series while nothing was produced \
+         in the window and the lag is not 0).",
+        seconds,
     );
     let sums: Vec<Sample> = verdicts
         .iter()
@@ -259,12 +277,18 @@ fn partition_labels(
 }
 
 /// Writes one gauge family: HELP, TYPE and its samples.
-fn family(out: &mut String, name: &str, help: &str, samples: Vec<Sample>) {
+fn family<V: std::fmt::Display>(out: &mut String, name: &str, help: &str, samples: Vec<Sample<V>>) {
     family_of(out, name, "gauge", help, samples);
 }
 
 /// Writes one family of type `kind` (`gauge`, `counter`): HELP, TYPE and its samples.
-fn family_of(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<Sample>) {
+fn family_of<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: Vec<Sample<V>>,
+) {
     // Writing to a String cannot fail.
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");

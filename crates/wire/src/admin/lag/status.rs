@@ -142,6 +142,24 @@ impl PartitionStatus {
     pub fn lag(&self) -> i64 {
         self.window.last().map_or(0, LagSample::lag)
     }
+
+    /// How far behind in time, estimated as the newest lag over the partition's
+    /// produce rate across the window (records appended per second between the oldest
+    /// and the newest sample). `Some(0.0)` at no lag; `None` while the window cannot
+    /// tell: one sample, or no record appended across it with lag left.
+    pub fn lag_seconds(&self) -> Option<f64> {
+        let (first, last) = (self.window.first()?, self.window.last()?);
+        if last.lag() == 0 {
+            return Some(0.0);
+        }
+        let appended = last.end - first.end;
+        let elapsed_ms = last.at_ms - first.at_ms;
+        if appended <= 0 || elapsed_ms <= 0 {
+            return None;
+        }
+        let rate = appended as f64 * 1000.0 / elapsed_ms as f64;
+        Some(last.lag() as f64 / rate)
+    }
 }
 
 /// A group's verdict: its worst partition's, with every partition's evidence.
@@ -251,6 +269,27 @@ mod tests {
 
     fn status(points: &[(i64, i64)]) -> LagStatus {
         evaluate(&samples(points), points.len())
+    }
+
+    fn judged(points: &[(i64, i64)]) -> PartitionStatus {
+        PartitionStatus {
+            partition: TopicPartition::new("t", 0),
+            status: status(points),
+            complete: true,
+            window: samples(points),
+        }
+    }
+
+    #[test]
+    fn lag_seconds_is_the_lag_over_the_produce_rate_across_the_window() {
+        // 300 appended over 3 s: 100 records/s; 250 behind at the end: 2.5 s.
+        let p = judged(&[(0, 100), (50, 200), (100, 300), (150, 400)]);
+        assert_eq!(p.lag_seconds(), Some(2.5));
+        // Caught up: 0 whatever the rate.
+        assert_eq!(judged(&[(5, 5), (5, 5)]).lag_seconds(), Some(0.0));
+        // Behind with nothing appended across the window, or one sample: no estimate.
+        assert_eq!(judged(&[(4, 10), (4, 10), (5, 10)]).lag_seconds(), None);
+        assert_eq!(judged(&[(4, 10)]).lag_seconds(), None);
     }
 
     #[test]
