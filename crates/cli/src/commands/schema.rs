@@ -182,7 +182,7 @@ fn plain_bytes(format: Format, line: &str) -> anyhow::Result<Vec<u8>> {
             .to_vec()),
         _ => {
             let digits = line.as_bytes();
-            if digits.len() % 2 != 0 {
+            if !digits.len().is_multiple_of(2) {
                 anyhow::bail!("an odd number of hex digits: {line}");
             }
             digits
