@@ -9,7 +9,8 @@
 // Producer: kgo with linger 5 ms, ProducerBatchMaxBytes 64 KiB (the batch.size of the
 // others), MaxBufferedRecords 100,000 (Produce blocks when that many are buffered, as
 // the harness allows the Rust clients 100,000 pending deliveries), acks and idempotence
-// and lz4 per scenario; everything else at kgo's defaults. Every record's latency is
+// and lz4 per scenario, MetadataMinAge 100 ms (see produce); everything else at kgo's
+// defaults. Every record's latency is
 // measured from just before Produce to its promise. Consumer: direct partition
 // consumption from the start of every partition (no group), kgo's fetch defaults.
 package main

@@ -326,7 +326,6 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
             );
         }
     }
-    peers(&mut s, by_scenario);
     tls_cost(&mut s, by_scenario);
     if by_scenario.keys().any(|s| is_fixed_rate(s)) {
         s.push_str("\nSluice's delivery latency relative to the others at a fixed rate (medians; <1 means Sluice's records are acknowledged sooner):\n\n");
@@ -349,6 +348,7 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
             );
         }
     }
+    peers(&mut s, by_scenario);
     s
 }
 
