@@ -3,8 +3,10 @@
 //! Builds `benches/compare` (its own workspace: rdkafka compiles librdkafka from C), brings
 //! up one broker (reusing a running one), and for every scenario runs each client as its
 //! own process against its own fresh 6-partition topic: Sluice, rdkafka (at librdkafka's
-//! defaults and tuned for throughput) and rskafka via the `compare` binary, Java via
-//! Kafka's ProducerPerformance / ConsumerPerformance. Besides the flat-out produce and
+//! defaults and tuned for throughput), rskafka, kacrab and krafka via the `compare`
+//! binary, franz-go via the Go program in `benches/compare/go` (built here with the
+//! machine's Go toolchain, modules from the Go module proxy), Java via Kafka's
+//! ProducerPerformance / ConsumerPerformance. Besides the flat-out produce and
 //! consume scenarios, one `latency` scenario produces at a fixed rate, where delivery
 //! latency is not dominated by the client's own queue. CPU (user + sys) and peak RSS of
 //! each client process come from `wait4(2)`. Every run appends one JSON line to
@@ -49,8 +51,9 @@ pub struct BenchArgs {
     /// once built).
     #[arg(long)]
     quick: bool,
-    /// Clients to run (default: sluice,rdkafka,rdkafka-tuned,rskafka,java; with `--tls`:
-    /// sluice,sluice-ring,sluice-aws-lc,rdkafka,rdkafka-tuned,java).
+    /// Clients to run (default: sluice,rdkafka,rdkafka-tuned,rskafka,kacrab,krafka,
+    /// franz-go,java; with `--tls`: sluice,sluice-ring,sluice-aws-lc,rdkafka,rdkafka-tuned,
+    /// java).
     #[arg(long, value_delimiter = ',')]
     clients: Vec<String>,
     /// Run the TLS suite (see the module docs) instead of the default one.
@@ -61,16 +64,34 @@ pub struct BenchArgs {
     port: u16,
 }
 
-const CLIENTS: [&str; 7] = [
+const CLIENTS: [&str; 10] = [
     "sluice",
     "sluice-ring",
     "sluice-aws-lc",
     "rdkafka",
     "rdkafka-tuned",
     "rskafka",
+    "kacrab",
+    "krafka",
+    "franz-go",
     "java",
 ];
-const DEFAULT_CLIENTS: [&str; 5] = ["sluice", "rdkafka", "rdkafka-tuned", "rskafka", "java"];
+const DEFAULT_CLIENTS: [&str; 8] = [
+    "sluice",
+    "rdkafka",
+    "rdkafka-tuned",
+    "rskafka",
+    "kacrab",
+    "krafka",
+    "franz-go",
+    "java",
+];
+/// Clients the harness runs over PLAINTEXT only (no TLS set up for them).
+const PLAINTEXT_ONLY: [&str; 4] = ["rskafka", "kacrab", "krafka", "franz-go"];
+/// The Go program of the franz-go client, its module and where `go build` puts it.
+const FRANZ_GO: &str = "franz-go";
+const FRANZ_GO_DIR: &str = "benches/compare/go";
+const FRANZ_GO_BIN: &str = "benches/compare/target/go/franz-go";
 const TLS_CLIENTS: [&str; 6] = [
     "sluice",
     "sluice-ring",
@@ -145,6 +166,8 @@ impl Transport {
 /// Everything a run needs to know about where things are.
 struct Env {
     compare: PathBuf,
+    /// The franz-go program (built only when `--clients` has it).
+    franz_go: Option<PathBuf>,
     /// The PLAINTEXT listener: topics are created and deleted through it.
     plain: Transport,
     /// The SSL listener (`--tls` only).
@@ -175,8 +198,14 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
             bail!("unknown client {c} ({})", CLIENTS.join(", "));
         }
     }
-    if args.tls && args.clients.iter().any(|c| c == "rskafka") {
-        bail!("--tls: the harness's rskafka client has no TLS; leave it out of --clients");
+    if args.tls {
+        if let Some(c) = args
+            .clients
+            .iter()
+            .find(|c| PLAINTEXT_ONLY.contains(&c.as_str()))
+        {
+            bail!("--tls: the harness's {c} client has no TLS; leave it out of --clients");
+        }
     }
     if args.clients.iter().all(|c| c == "rdkafka-tuned") {
         bail!("rdkafka-tuned only consumes: add a client that produces the topics");
@@ -188,7 +217,8 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
     install_signal_flag();
     let root = kafka::workspace_root();
     let manifest = root.join("benches/compare/Cargo.toml");
-    check_build_prerequisites()?;
+    let with_go = args.clients.iter().any(|c| c == FRANZ_GO);
+    check_build_prerequisites(with_go)?;
     eprintln!("xtask: building benches/compare (release; librdkafka from source the first time)");
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(&root)
@@ -200,6 +230,11 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
         bail!("building benches/compare failed ({status})");
     }
     let compare = root.join("benches/compare/target/release/compare");
+    let franz_go = if with_go {
+        Some(build_franz_go(&root)?)
+    } else {
+        None
+    };
 
     let shape = Shape {
         version: kafka::DEFAULT_VERSION.to_string(),
@@ -212,7 +247,7 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
     if was_running {
         eprintln!("xtask: using the Kafka that was already running; it stays up afterwards");
     }
-    let result = run_all(&args, &root, compare, bootstrap, &shape);
+    let result = run_all(&args, &root, (compare, franz_go), bootstrap, &shape);
     if !was_running {
         eprintln!("xtask: stopping the Kafka started for this run");
         if let Err(e) = kafka::down() {
@@ -228,7 +263,7 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
 fn run_all(
     args: &BenchArgs,
     root: &Path,
-    compare: PathBuf,
+    (compare, franz_go): (PathBuf, Option<PathBuf>),
     bootstrap: String,
     shape: &Shape,
 ) -> Result<()> {
@@ -274,6 +309,7 @@ fn run_all(
     };
     let mut env = Env {
         compare,
+        franz_go,
         plain: Transport {
             name: "PLAINTEXT",
             bootstrap,
@@ -506,7 +542,7 @@ fn run_default(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
 /// scenarios) and, for librdkafka 2.12.1's cmake build, the libcurl headers (see
 /// BENCHMARKS.md). Checked before the build so a missing one is named, not buried in
 /// cmake output. CI does not run the bench; these are only needed here.
-fn check_build_prerequisites() -> Result<()> {
+fn check_build_prerequisites(with_go: bool) -> Result<()> {
     let ok = |cmd: &str, args: &[&str]| {
         Command::new(cmd)
             .args(args)
@@ -534,6 +570,11 @@ fn check_build_prerequisites() -> Result<()> {
             );
         }
     }
+    if with_go && !ok(&go_tool(), &["version"]) {
+        missing.push(
+            "Go (>= 1.24; or leave franz-go out of --clients), on PATH or in /usr/local/go/bin",
+        );
+    }
     if !missing.is_empty() {
         bail!(
             "building benches/compare (rdkafka = librdkafka from source) needs:\n  - {}\n\
@@ -543,6 +584,41 @@ fn check_build_prerequisites() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The machine's `go`: the one on PATH, else the official tarball's place.
+fn go_tool() -> String {
+    let on_path = Command::new("go")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if on_path {
+        "go".to_string()
+    } else {
+        "/usr/local/go/bin/go".to_string()
+    }
+}
+
+/// `go build` of the franz-go client (`benches/compare/go`, its own module; go.mod and
+/// go.sum are committed, the modules come from the Go module proxy into the Go module
+/// cache). The binary goes under the compare crate's target directory.
+fn build_franz_go(root: &Path) -> Result<PathBuf> {
+    eprintln!("xtask: building the franz-go client ({FRANZ_GO_DIR}, go build)");
+    let bin = root.join(FRANZ_GO_BIN);
+    let status = Command::new(go_tool())
+        .current_dir(root.join(FRANZ_GO_DIR))
+        .env("GOFLAGS", "-mod=mod")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .status()
+        .context("running go build for the franz-go client")?;
+    if !status.success() {
+        bail!("building the franz-go client failed ({status})");
+    }
+    Ok(bin)
 }
 
 fn check_interrupted() -> Result<()> {
@@ -618,7 +694,7 @@ fn produce(
         let line = java_producer_line(&measured.stdout, scenario, n, size)?;
         return record(env, &line, &measured, rep);
     }
-    let mut cmd = Command::new(&env.compare);
+    let mut cmd = client_command(env, client)?;
     cmd.args(["produce", "--client", client, "--bootstrap"])
         .arg(&transport.bootstrap)
         .args(["--topic", topic, "--records", &n.to_string()])
@@ -657,7 +733,7 @@ fn consume(
         let line = java_consumer_line(&run.stdout, scenario)?;
         return record(env, &line, &run, rep);
     }
-    let mut cmd = Command::new(&env.compare);
+    let mut cmd = client_command(env, client)?;
     cmd.args(["consume", "--client", client, "--bootstrap"])
         .arg(&transport.bootstrap)
         .args(["--topic", topic, "--records", &n.to_string()])
@@ -667,6 +743,20 @@ fn consume(
     let run = measure(env, cmd, &log)?;
     let line = last_json_line(&run.stdout)?;
     record(env, &line, &run, rep)
+}
+
+/// The program that runs `client`: the franz-go binary for franz-go (same arguments,
+/// same result line), else the compare binary.
+fn client_command(env: &Env, client: &str) -> Result<Command> {
+    if client == FRANZ_GO {
+        let bin = env
+            .franz_go
+            .as_ref()
+            .context("the franz-go client was not built")?;
+        Ok(Command::new(bin))
+    } else {
+        Ok(Command::new(&env.compare))
+    }
 }
 
 /// `java` with the heap Kafka's perf-test scripts use and WARN-only logging.

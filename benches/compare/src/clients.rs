@@ -536,3 +536,273 @@ pub async fn rskafka_consume(a: &ConsumeArgs) -> Result<RunResult> {
     let secs = started.elapsed().as_secs_f64();
     Ok(result(n, bytes, secs, Vec::new()))
 }
+
+// ---------------------------------------------------------------- kacrab
+
+/// kacrab producer settings beside the scenario's: [`KACRAB_NON_IDEMPOTENT`] without
+/// idempotence, then `COMPARE_KACRAB` (`k=v,k=v`, for experiments; `cargo xtask bench`
+/// never sets it).
+fn kacrab_settings(idempotence: bool) -> Vec<(String, String)> {
+    let mut kvs = if idempotence {
+        Vec::new()
+    } else {
+        owned(&KACRAB_NON_IDEMPOTENT)
+    };
+    kvs.extend(
+        std::env::var("COMPARE_KACRAB")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string())),
+    );
+    kvs
+}
+
+/// Without idempotence kacrab 0.4.0 runs one produce request per connection at a time.
+/// Its docs recommend the default depth of 5 ("Rule of thumb: keep 5", docs-book
+/// field-guide/producer.md), and with idempotence the harness keeps it. Without
+/// idempotence, at 5 (and at 4 and 2) most deliveries of a flat-out 200,000 x 100 B
+/// acks=1 run fail with `WireError::Backpressure` ("wire backpressure") from the
+/// delivery future, not from `send`, so the send loop cannot retry them: the broker I/O
+/// task refuses a produce request that arrives while another is still queued for writing
+/// (`admit` in kacrab's `wire/broker.rs`), and the non-idempotent dispatcher pipelines
+/// up to this many. At 1 every record is delivered.
+pub const KACRAB_NON_IDEMPOTENT: [(&str, &str); 1] =
+    [("max.in.flight.requests.per.connection", "1")];
+
+/// kacrab 0.4 with the scenario's settings as its Java-style keys; everything else at its
+/// defaults, which its docs recommend keeping: `max.in.flight.requests.per.connection` 5
+/// ("depth 5 (default) maximizes pipeline utilization", docs-book field-guide/producer.md;
+/// at 1 its own bench measured 28% lower throughput) except without idempotence (see
+/// [`KACRAB_NON_IDEMPOTENT`]), `buffer.memory` 32 MiB.
+///
+/// `send` is synchronous and returns `Backpressure` (the 32 MiB buffer is full) or
+/// `Wire(Backpressure)` (a broker connection's in-flight queue is full) instead of
+/// blocking. kacrab's own `producer_kafka_bench` treats both as closed-loop backpressure:
+/// it sleeps 50 µs and retries the same record, the latency clock still running from the
+/// first attempt. This does the same.
+pub async fn kacrab_produce(a: &ProduceArgs) -> Result<RunResult> {
+    use kacrab::producer::{Producer, ProducerError, ProducerRecord};
+    use kacrab::wire::WireError;
+    if a.tls.ssl() {
+        bail!("the kacrab client of this harness has no TLS (no TLS provider feature)");
+    }
+    let mut started = Instant::now();
+    let mut builder = Producer::builder()
+        .set("bootstrap.servers", a.bootstrap.as_str())
+        .set("acks", a.acks.as_str())
+        .set(
+            "enable.idempotence",
+            if a.idempotence { "true" } else { "false" },
+        )
+        .set("compression.type", a.compression.as_str())
+        .set("linger.ms", "5")
+        .set("batch.size", "65536");
+    for (k, v) in kacrab_settings(a.idempotence) {
+        builder = builder.set(k, v);
+    }
+    let producer = builder
+        .build()
+        .await
+        .context("creating the kacrab producer")?;
+    let value = bytes::Bytes::from(payload(a.size));
+    let topic: Arc<str> = a.topic.as_str().into();
+    let record = || ProducerRecord::topic_value(Arc::clone(&topic), value.clone());
+    if a.rate.is_some() {
+        producer.send(record())?.await?;
+        started = Instant::now();
+    }
+    let (tx, rx) = mpsc::channel(PENDING);
+    let collect = collector(rx);
+    let mut pacer = Pacer::new(a.rate);
+    for i in 0..a.records {
+        pacer.wait(i).await;
+        let sent = Instant::now();
+        let d = loop {
+            match producer.send(record()) {
+                Ok(d) => break d,
+                Err(ProducerError::Backpressure | ProducerError::Wire(WireError::Backpressure)) => {
+                    tokio::time::sleep(Duration::from_micros(50)).await
+                }
+                Err(e) => bail!("kacrab send: {e}"),
+            }
+        };
+        let d = d.map(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        if tx.send((sent, d)).await.is_err() {
+            bail!("the latency collector stopped");
+        }
+    }
+    drop(tx);
+    producer.flush().await.context("kacrab flush")?;
+    let (lat, errors, first) = collect.await?;
+    let secs = started.elapsed().as_secs_f64();
+    producer.close().await.context("kacrab close")?;
+    check_errors(errors, first)?;
+    Ok(result(
+        lat.len() as u64,
+        lat.len() as u64 * a.size as u64,
+        secs,
+        lat,
+    ))
+}
+
+/// kacrab's consumer at its defaults (manual assignment, no group): its docs say
+/// "Defaults here are genuinely good: the 4x consumer throughput edge in the benchmarks
+/// was measured at stock fetch settings" (docs-book field-guide/consumer.md); responses
+/// are buffered across polls and the next fetch is prefetched in the background.
+pub async fn kacrab_consume(a: &ConsumeArgs) -> Result<RunResult> {
+    use kacrab::common::TopicPartition;
+    use kacrab::consumer::Consumer;
+    if a.tls.ssl() {
+        bail!("the kacrab client of this harness has no TLS (no TLS provider feature)");
+    }
+    let started = Instant::now();
+    let mut consumer = Consumer::from_map([
+        ("bootstrap.servers", a.bootstrap.as_str()),
+        ("auto.offset.reset", "earliest"),
+        ("enable.auto.commit", "false"),
+    ])
+    .await
+    .context("creating the kacrab consumer")?;
+    let parts: Vec<TopicPartition> = (0..a.partitions)
+        .map(|p| TopicPartition::new(a.topic.clone(), p))
+        .collect();
+    consumer.assign(parts.clone())?;
+    consumer.seek_to_beginning(&parts).await?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while n < a.records {
+        let records = consumer.poll(Duration::from_millis(100)).await?;
+        for r in &records {
+            bytes += r.value.as_ref().map_or(0, |v| v.len()) as u64;
+        }
+        n += records.count() as u64;
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("kacrab consume: timed out after {n} records");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    consumer.close().await;
+    Ok(result(n, bytes, secs, Vec::new()))
+}
+
+// ---------------------------------------------------------------- krafka
+
+/// krafka 0.28: `enqueue` (returns once the record is buffered; the handle resolves to
+/// the acknowledgement), which its docs give for pipelining, rather than `send` (which
+/// awaits each acknowledgement). `batch_size` 64 KiB and `linger` 5 ms (its default) as
+/// in its performance guide's batching example; `buffer_memory` 32 MiB and at most 5
+/// requests in flight per broker at their defaults. It has no non-idempotent setting
+/// besides `idempotent(false)`, which acks=1 requires. `enqueue` waits for buffer memory
+/// itself (Java's `max.block.ms`), so there is no retry loop.
+pub async fn krafka_produce(a: &ProduceArgs) -> Result<RunResult> {
+    use krafka::producer::Acks;
+    use krafka::{Compression, Kafka, Record};
+    if a.tls.ssl() {
+        bail!("the krafka client of this harness has no TLS");
+    }
+    let mut started = Instant::now();
+    let kafka = Kafka::builder(a.bootstrap.as_str())
+        .connect()
+        .await
+        .context("connecting krafka")?;
+    let producer = kafka
+        .producer()
+        .acks(if a.acks == "all" {
+            Acks::All
+        } else {
+            Acks::Leader
+        })
+        .idempotent(a.idempotence)
+        .compression(if a.compression == "lz4" {
+            Compression::Lz4
+        } else {
+            Compression::None
+        })
+        .batch_size(64 * 1024)
+        .linger(Duration::from_millis(5))
+        .build()
+        .await
+        .context("creating the krafka producer")?;
+    let value = bytes::Bytes::from(payload(a.size));
+    let record = || Record::new(a.topic.clone(), value.clone());
+    if a.rate.is_some() {
+        let _warm_up = producer.send(record()).await?;
+        started = Instant::now();
+    }
+    let (tx, rx) = mpsc::channel(PENDING);
+    let collect = collector(rx);
+    let mut pacer = Pacer::new(a.rate);
+    for i in 0..a.records {
+        pacer.wait(i).await;
+        let sent = Instant::now();
+        let d = producer.enqueue(record()).await?;
+        let d = d.map(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        if tx.send((sent, d)).await.is_err() {
+            bail!("the latency collector stopped");
+        }
+    }
+    drop(tx);
+    producer.flush().await?;
+    let (lat, errors, first) = collect.await?;
+    let secs = started.elapsed().as_secs_f64();
+    producer.close().await?;
+    check_errors(errors, first)?;
+    Ok(result(
+        lat.len() as u64,
+        lat.len() as u64 * a.size as u64,
+        secs,
+        lat,
+    ))
+}
+
+/// krafka's read-ahead for a throughput run, as its docs recommend:
+/// `max_buffered_records` (default 500) "Raise it to pipeline deeper on high-throughput
+/// consumers" (site/content/docs/performance.md, Read-ahead); at 500 it consumed ~7x
+/// slower than at 20,000 in a first side-by-side run. `max_poll_records` 10,000 is the
+/// "High Throughput Consumer" profile of its configuration guide; the profile's larger
+/// fetch sizes (100 MiB / 10 MiB per partition) are left at the defaults every other
+/// client here uses (50 MiB / 1 MiB per partition).
+pub const KRAFKA_MAX_BUFFERED_RECORDS: i32 = 20_000;
+pub const KRAFKA_MAX_POLL_RECORDS: i32 = 10_000;
+
+pub async fn krafka_consume(a: &ConsumeArgs) -> Result<RunResult> {
+    use krafka::consumer::AutoOffsetReset;
+    use krafka::Kafka;
+    if a.tls.ssl() {
+        bail!("the krafka client of this harness has no TLS");
+    }
+    let started = Instant::now();
+    let kafka = Kafka::builder(a.bootstrap.as_str())
+        .connect()
+        .await
+        .context("connecting krafka")?;
+    let consumer = kafka
+        .consumer_without_group()
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .enable_auto_commit(false)
+        .max_poll_records(KRAFKA_MAX_POLL_RECORDS)
+        .max_buffered_records(KRAFKA_MAX_BUFFERED_RECORDS)
+        .build()
+        .await
+        .context("creating the krafka consumer")?;
+    consumer
+        .assign(&a.topic, (0..a.partitions).collect())
+        .await?;
+    for p in 0..a.partitions {
+        consumer.seek_to_beginning(&a.topic, p).await?;
+    }
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while n < a.records {
+        let records = consumer.poll(Duration::from_millis(100)).await?;
+        for r in &records {
+            bytes += r.value.as_ref().map_or(0, |v| v.len()) as u64;
+        }
+        n += records.len() as u64;
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("krafka consume: timed out after {n} records");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    consumer.close().await?;
+    Ok(result(n, bytes, secs, Vec::new()))
+}

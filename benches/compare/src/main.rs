@@ -4,17 +4,20 @@
 //! ```text
 //! compare create-topic --bootstrap B --topic T [--partitions 6]
 //! compare delete-topic --bootstrap B --topic T
-//! compare produce --client sluice|sluice-ring|sluice-aws-lc|rdkafka|rskafka
+//! compare produce --client sluice|sluice-ring|sluice-aws-lc|rdkafka|rskafka|kacrab|krafka
 //!                 --bootstrap B --topic T
 //!                 --records N --size S --acks all|1 --compression lz4|none
 //!                 --idempotence true|false [--rate R] [--security-protocol SSL --ca CA.pem]
-//! compare consume --client sluice|sluice-ring|sluice-aws-lc|rdkafka|rdkafka-tuned|rskafka
+//! compare consume --client sluice|sluice-ring|sluice-aws-lc|rdkafka|rdkafka-tuned|rskafka|kacrab|krafka
 //!                 --bootstrap B --topic T --records N [--security-protocol SSL --ca CA.pem]
 //! compare report --input results.jsonl --out-dir target/bench
 //! ```
 //!
 //! `produce` and `consume` print ONE JSON line on stdout at the end:
 //! `{"client","scenario","records","bytes","secs","p50_ms","p99_ms"}`.
+//!
+//! franz-go is not in this binary: it is the Go program in `go/` (its own module), which
+//! takes the same produce/consume arguments and prints the same line.
 
 mod clients;
 mod report;
@@ -48,6 +51,10 @@ pub enum Client {
     /// `clients::RDKAFKA_TUNED_CONSUMER` (consume only).
     RdkafkaTuned,
     Rskafka,
+    /// kacrab 0.4 (pure Rust; see `clients::kacrab_produce` for its settings).
+    Kacrab,
+    /// krafka 0.28 (pure Rust; see `clients::krafka_consume` for its read-ahead).
+    Krafka,
 }
 
 impl Client {
@@ -59,6 +66,8 @@ impl Client {
             Client::Rdkafka => "rdkafka",
             Client::RdkafkaTuned => "rdkafka-tuned",
             Client::Rskafka => "rskafka",
+            Client::Kacrab => "kacrab",
+            Client::Krafka => "krafka",
         }
     }
 }
@@ -292,6 +301,8 @@ fn main() -> Result<()> {
                         bail!("rdkafka-tuned only consumes (see clients::RDKAFKA_TUNED_CONSUMER)")
                     }
                     Client::Rskafka => clients::rskafka_produce(&args).await?,
+                    Client::Kacrab => clients::kacrab_produce(&args).await?,
+                    Client::Krafka => clients::krafka_produce(&args).await?,
                 };
                 r.client = args.client.name().into();
                 r.scenario = scenario;
@@ -312,6 +323,8 @@ fn main() -> Result<()> {
                     Client::Rdkafka => clients::rdkafka_consume(&args, false).await?,
                     Client::RdkafkaTuned => clients::rdkafka_consume(&args, true).await?,
                     Client::Rskafka => clients::rskafka_consume(&args).await?,
+                    Client::Kacrab => clients::kacrab_consume(&args).await?,
+                    Client::Krafka => clients::krafka_consume(&args).await?,
                 };
                 r.client = args.client.name().into();
                 r.scenario = scenario;

@@ -61,15 +61,21 @@ fn median_opt(v: Vec<Option<f64>>) -> Option<f64> {
     (!v.is_empty()).then(|| median(v))
 }
 
-const CLIENT_ORDER: [&str; 7] = [
+const CLIENT_ORDER: [&str; 10] = [
     "sluice",
     "sluice-ring",
     "sluice-aws-lc",
     "rdkafka",
     "rdkafka-tuned",
     "rskafka",
+    "kacrab",
+    "krafka",
+    "franz-go",
     "java",
 ];
+
+/// The peers added for issue 18, compared with Sluice in tables of their own.
+const PEERS: [&str; 3] = ["kacrab", "krafka", "franz-go"];
 
 fn is_fixed_rate(scenario: &str) -> bool {
     scenario.starts_with("latency ")
@@ -91,6 +97,9 @@ fn color(c: &str) -> RGBColor {
         "rdkafka-tuned" => RGBColor(0xff, 0x98, 0x96),
         "rskafka" => RGBColor(0x2c, 0xa0, 0x2c),
         "java" => RGBColor(0xff, 0x7f, 0x0e),
+        "kacrab" => RGBColor(0x8c, 0x56, 0x4b),
+        "krafka" => RGBColor(0xe3, 0x77, 0xc2),
+        "franz-go" => RGBColor(0xbc, 0xbd, 0x22),
         _ => RGBColor(0x7f, 0x7f, 0x7f),
     }
 }
@@ -339,7 +348,81 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
             );
         }
     }
+    peers(&mut s, by_scenario);
     s
+}
+
+/// Sluice ÷ kacrab, krafka and franz-go (the peers of issue 18), throughput and CPU per
+/// record in the flat-out scenarios and p50 / p99 at the fixed rate; nothing when none
+/// of them ran.
+fn peers(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
+    let ran: Vec<&str> = PEERS
+        .iter()
+        .copied()
+        .filter(|c| by_scenario.values().flatten().any(|(x, _)| x == c))
+        .collect();
+    if ran.is_empty() {
+        return;
+    }
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", a / b),
+        _ => "n/a".to_string(),
+    };
+    let get = |clients: &Vec<(String, Med)>, name: &str| {
+        clients
+            .iter()
+            .find(|(c, _)| c == name)
+            .map(|(_, m)| m.clone())
+    };
+    s.push_str("\nSluice relative to kacrab, krafka and franz-go, flat-out scenarios (medians; throughput: >1 means Sluice is faster; CPU: <1 means Sluice uses less CPU per record):\n\n| scenario |");
+    for label in &ran {
+        let _ = write!(s, " throughput / {label} | CPU per record / {label} |");
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---:|---:|".repeat(ran.len()));
+    s.push('\n');
+    for (scenario, clients) in by_scenario.iter().filter(|(s, _)| !is_fixed_rate(s)) {
+        let Some(sl) = get(clients, "sluice") else {
+            continue;
+        };
+        let _ = write!(s, "| {scenario} |");
+        for c in &ran {
+            let p = get(clients, c);
+            let _ = write!(
+                s,
+                " {} | {} |",
+                ratio(Some(sl.rps), p.as_ref().map(|m| m.rps)),
+                ratio(Some(sl.cpu_per_m), p.as_ref().map(|m| m.cpu_per_m)),
+            );
+        }
+        s.push('\n');
+    }
+    if !by_scenario.keys().any(|s| is_fixed_rate(s)) {
+        return;
+    }
+    s.push_str("\nSluice's delivery latency relative to kacrab, krafka and franz-go at a fixed rate (medians; <1 means Sluice's records are acknowledged sooner):\n\n| scenario |");
+    for label in &ran {
+        let _ = write!(s, " p50 / {label} | p99 / {label} |");
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---:|---:|".repeat(ran.len()));
+    s.push('\n');
+    for (scenario, clients) in by_scenario.iter().filter(|(s, _)| is_fixed_rate(s)) {
+        let Some(sl) = get(clients, "sluice") else {
+            continue;
+        };
+        let _ = write!(s, "| {scenario} |");
+        for c in &ran {
+            let p = get(clients, c);
+            let _ = write!(
+                s,
+                " {} | {} |",
+                ratio(sl.p50, p.as_ref().and_then(|m| m.p50)),
+                ratio(sl.p99, p.as_ref().and_then(|m| m.p99)),
+            );
+        }
+        s.push('\n');
+    }
 }
 
 /// Registers a TTF for plotters' pure-Rust (ab_glyph) text. Without one the charts have
