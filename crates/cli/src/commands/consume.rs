@@ -238,10 +238,7 @@ pub(crate) async fn run(
             if !args.quiet {
                 let key = decoded(&keys, "key", record, record.key()).await;
                 let value = decoded(&values, "value", record, record.value()).await;
-                let broker = metadata
-                    .leader(record.topic(), record.partition())
-                    .map_or(-1, |b| b.node_id);
-                printer.print(&mut out, record, key.as_ref(), value.as_ref(), broker)?;
+                printer.print(&mut out, record, key.as_ref(), value.as_ref(), &metadata)?;
             }
         }
         if args.group.is_some() {

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use bytes::Bytes;
+use sluice_wire::cluster::Metadata;
 use sluice_wire::consumer::ConsumerRecord;
 use sluice_wire::records::TimestampType;
 
@@ -81,15 +82,15 @@ impl Printer {
     }
 
     /// Prints `record`; `key` and `value` are the key and value decoded (`None`:
-    /// printed as they are); `broker` is the id of the partition's leader, which `-J`
-    /// prints as kcat does (-1 when unknown).
+    /// printed as they are); `metadata` is the client's last view of the cluster, where
+    /// `-J` looks up the partition's leader to print as kcat's `broker` (-1 when unknown).
     pub(crate) fn print(
         &self,
         out: &mut impl Write,
         record: &ConsumerRecord,
         key: Option<&Decoded>,
         value: Option<&Decoded>,
-        broker: i32,
+        metadata: &Metadata,
     ) -> std::io::Result<()> {
         let shown =
             |decoded: Option<&Decoded>, raw: Option<&Bytes>, null: &str| match (decoded, raw) {
@@ -167,6 +168,9 @@ impl Printer {
                 let json = |decoded: Option<&Decoded>, raw| {
                     decoded.map_or_else(|| json_text(raw), Decoded::to_json)
                 };
+                let broker = metadata
+                    .leader(record.topic(), record.partition())
+                    .map_or(-1, |b| b.node_id);
                 let tstype = match record.timestamp_type() {
                     TimestampType::LogAppendTime => "logappend",
                     _ => "create",

@@ -298,25 +298,26 @@ impl ValueEncoder {
     /// One line as a value for `topic`: framed bytes of a JSON line, or the bytes of a
     /// plain line.
     pub(crate) async fn encode(&self, topic: &str, line: &str) -> anyhow::Result<Vec<u8>> {
-        if let ValueEncoder::Plain(format) = self {
-            return plain_bytes(*format, line);
-        }
-        let json: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
+        let json = || -> anyhow::Result<serde_json::Value> {
+            serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))
+        };
         let misfit = || format!("does not fit the schema: {line}");
         match self {
             ValueEncoder::Avro { id, schema } => {
-                let value = AvroValue::from(json).resolve(schema).with_context(misfit)?;
+                let value = AvroValue::from(json()?)
+                    .resolve(schema)
+                    .with_context(misfit)?;
                 let datum = sluice_schema::apache_avro::to_avro_datum(schema, value)?;
                 let mut out = Vec::with_capacity(framing::HEADER_LEN + datum.len());
                 framing::write_header(*id, &mut out);
                 out.extend_from_slice(&datum);
                 Ok(out)
             }
-            ValueEncoder::Json(ser) => ser.serialize(topic, &json).await.with_context(misfit),
-            ValueEncoder::Protobuf(ser) => {
-                ser.serialize_json(topic, &json).await.with_context(misfit)
-            }
+            ValueEncoder::Json(ser) => ser.serialize(topic, &json()?).await.with_context(misfit),
+            ValueEncoder::Protobuf(ser) => ser
+                .serialize_json(topic, &json()?)
+                .await
+                .with_context(misfit),
             ValueEncoder::Plain(format) => plain_bytes(*format, line),
         }
     }
