@@ -383,9 +383,12 @@ impl BrokerConnection {
         let (reply, rx) = oneshot::channel();
         self.enqueue(request, version, Some(reply), splice).await?;
         let timeout = self.config.request_timeout;
+        // The deadline runs from the write, not from the first poll: a caller that awaits
+        // its responses one after the other still times each out on its own clock.
+        let deadline = tokio::time::Instant::now() + timeout;
         let shared = Arc::clone(&self.shared);
         Ok(async move {
-            let payload = match tokio::time::timeout(timeout, rx).await {
+            let payload = match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(result)) => result?,
                 Ok(Err(_)) => return Err(shared.closed_error()),
                 Err(_) => {
