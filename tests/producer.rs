@@ -235,3 +235,128 @@ async fn java_console_consumer_reads_what_the_producer_wrote() {
         assert_eq!(**line, format!("n:{i}\tk{i}\tv{i}"));
     }
 }
+
+/// `send_with`: every buffered record's callback runs once, with the offset the record
+/// has in the log, in offset order per partition, and before `flush` returns; a record
+/// `send_with` refuses gets no callback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_calls_back_once_per_record_before_flush_returns() {
+    use std::sync::{Arc, Mutex};
+    let bootstrap = sluice_testkit::bootstrap();
+    let cluster = cluster(&bootstrap).await;
+    let topic = sluice_testkit::unique_topic("producer-callback");
+    create_topic(&cluster, &topic, 3).await;
+    let producer = Producer::new(ProducerConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    let seen: Arc<Mutex<Vec<(usize, i32, i64)>>> = Arc::default();
+    const N: usize = 30_000;
+    for i in 0..N {
+        let seen = Arc::clone(&seen);
+        let record = ProducerRecord::new(&topic, value(i)).key(key(i));
+        producer
+            .send_with(record, move |outcome| {
+                let written = outcome.expect("delivered");
+                seen.lock()
+                    .unwrap()
+                    .push((i, written.partition, written.offset));
+            })
+            .await
+            .unwrap();
+    }
+    let refused = ProducerRecord::new(&topic, "nowhere").partition(99);
+    let calls_before = Arc::clone(&seen);
+    assert!(producer
+        .send_with(refused, move |_| calls_before
+            .lock()
+            .unwrap()
+            .push((N, -1, -1)))
+        .await
+        .is_err());
+    producer.flush().await;
+    // No wait: flush returned after the callbacks ran.
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(
+        seen.len(),
+        N,
+        "one callback per buffered record, none for the refused one"
+    );
+    let mut by_offset = std::collections::HashMap::new();
+    let mut last: [Option<i64>; 3] = [None; 3];
+    for &(i, p, offset) in &seen {
+        let p_index = usize::try_from(p).unwrap();
+        assert!(
+            last[p_index] < Some(offset),
+            "callbacks out of order in {p}"
+        );
+        last[p_index] = Some(offset);
+        assert!(
+            by_offset.insert((p, offset), i).is_none(),
+            "offset reported twice"
+        );
+    }
+    let mut read = 0;
+    for p in 0..3 {
+        for r in read_partition(&cluster, &topic, p).await {
+            let i = seq_of(r.value.as_ref().unwrap());
+            assert_eq!(
+                by_offset.get(&(p, r.offset)),
+                Some(&i),
+                "callback offset of record {i}"
+            );
+            read += 1;
+        }
+    }
+    assert_eq!(read, N);
+    producer.close(Duration::from_secs(30)).await.unwrap();
+}
+
+/// Records still buffered when `close` gives up are not forgotten: every callback runs,
+/// delivered (the sender may have sent a batch before the give-up) or PRODUCER_CLOSED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_reports_records_abandoned_at_close() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let bootstrap = sluice_testkit::bootstrap();
+    let cluster = cluster(&bootstrap).await;
+    let topic = sluice_testkit::unique_topic("producer-callback-close");
+    create_topic(&cluster, &topic, 1).await;
+    // A linger nothing outlives: the records are still buffered at close.
+    let config = ProducerConfig::new(&bootstrap).linger(Duration::from_secs(60));
+    let producer = Producer::new(config).await.unwrap();
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    for i in 0..100 {
+        let (delivered, closed) = (Arc::clone(&delivered), Arc::clone(&closed));
+        producer
+            .send_with(ProducerRecord::new(&topic, value(i)), move |outcome| {
+                match outcome {
+                    Ok(_) => delivered.fetch_add(1, Ordering::SeqCst),
+                    Err(e) if e.kind() == sluice::wire::ErrorKind::ProducerClosed => {
+                        closed.fetch_add(1, Ordering::SeqCst)
+                    }
+                    Err(e) => panic!("unexpected outcome {e}"),
+                };
+            })
+            .await
+            .unwrap();
+    }
+    let gave_up = producer.close(Duration::ZERO).await.is_err();
+    // What was in flight at the give-up still completes, a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while delivered.load(Ordering::SeqCst) + closed.load(Ordering::SeqCst) < 100
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (ok, lost) = (
+        delivered.load(Ordering::SeqCst),
+        closed.load(Ordering::SeqCst),
+    );
+    assert_eq!(ok + lost, 100, "{ok} delivered + {lost} closed");
+    assert_eq!(
+        gave_up,
+        lost > 0,
+        "close fails exactly when records were abandoned"
+    );
+}

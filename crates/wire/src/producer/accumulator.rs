@@ -10,19 +10,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::ack::Ack;
 use super::batch::Batch;
 pub(crate) use super::batch::RecordParts;
 use super::partition_queue::PartitionQueue;
-use super::record::RecordMetadata;
 use crate::error::Result;
 use crate::records::{BatchOptions, Compression, BATCH_HEADER_LEN};
 
 /// What an append did, for the sender's wake-up and the partitioner.
 #[derive(Debug)]
 pub(crate) struct Appended {
-    pub(crate) rx: oneshot::Receiver<Result<RecordMetadata>>,
     /// A new batch was opened (the sender should time its linger).
     pub(crate) new_batch: bool,
     /// A batch was closed (it is ready; sticky partitioners move on): the new record's
@@ -77,28 +76,30 @@ impl Accumulator {
         &mut queues[index]
     }
 
-    /// Appends to the open batch of the partition if the record fits there; `None` when
-    /// a new batch (and memory for it) is needed.
+    /// Appends to the open batch of the partition if the record fits there, its outcome
+    /// going to `ack`; `Err(ack)` when a new batch (and memory for it) is needed.
     pub(crate) fn try_append(
         &mut self,
         topic: &str,
         partition: i32,
         record: &RecordParts<'_>,
-    ) -> Result<Option<Appended>> {
-        let appended = self.queue_mut(topic, partition).try_append(record)?;
-        Ok(appended.map(|(rx, full)| Appended {
-            rx,
+        ack: Ack,
+    ) -> Result<std::result::Result<Appended, Ack>> {
+        let appended = self.queue_mut(topic, partition).try_append(record, ack)?;
+        Ok(appended.map(|full| Appended {
             new_batch: false,
             batch_closed: full,
         }))
     }
 
-    /// Opens a new batch holding `memory` and appends the record to it.
+    /// Opens a new batch holding `memory` and appends the record to it, its outcome going
+    /// to `ack`.
     pub(crate) fn append_new(
         &mut self,
         topic: &str,
         partition: i32,
         record: &RecordParts<'_>,
+        ack: Ack,
         memory: OwnedSemaphorePermit,
     ) -> Result<Appended> {
         let id = self.next_batch_id;
@@ -107,12 +108,11 @@ impl Accumulator {
             transactional: self.transactional,
             ..BatchOptions::default()
         };
-        let (batch, rx, full) = Batch::open(id, topic, partition, options, record, memory)?;
+        let (batch, full) = Batch::open(id, topic, partition, options, record, ack, memory)?;
         self.next_batch_id += 1;
         self.incomplete.insert(id, 1);
         let closed_previous = self.queue_mut(topic, partition).push_new(batch);
         Ok(Appended {
-            rx,
             new_batch: true,
             batch_closed: full || closed_previous,
         })
@@ -160,7 +160,8 @@ mod tests {
     use super::*;
     use crate::error::Error;
     use crate::producer::partition_queue::OnError;
-    use crate::producer::ProducerConfig;
+    use crate::producer::{Delivery, ProducerConfig};
+    use futures::FutureExt;
 
     fn parts(value: &[u8]) -> RecordParts<'_> {
         RecordParts {
@@ -177,14 +178,19 @@ mod tests {
         memory: &Arc<Semaphore>,
         p: i32,
         value: &[u8],
-    ) -> Option<Appended> {
+    ) -> Option<(Appended, Delivery)> {
         let record = parts(value);
-        if let Some(a) = acc.try_append("t", p, &record).unwrap() {
-            return Some(a);
-        }
+        let (ack, delivery) = Ack::channel();
+        let ack = match acc.try_append("t", p, &record, ack).unwrap() {
+            Ok(a) => return Some((a, delivery)),
+            Err(ack) => ack,
+        };
         let need = u32::try_from(acc.batch_reservation(&record)).unwrap();
         let permit = Arc::clone(memory).try_acquire_many_owned(need).ok()?;
-        Some(acc.append_new("t", p, &record, permit).unwrap())
+        Some((
+            acc.append_new("t", p, &record, ack, permit).unwrap(),
+            delivery,
+        ))
     }
 
     #[test]
@@ -192,11 +198,11 @@ mod tests {
         let memory = Arc::new(Semaphore::new(1 << 20));
         let mut acc = Accumulator::new(1024, Compression::None);
         let value = [7u8; 100];
-        let first = append(&mut acc, &memory, 0, &value).unwrap();
+        let (first, _) = append(&mut acc, &memory, 0, &value).unwrap();
         assert!(first.new_batch && !first.batch_closed);
         let mut closed = 0;
         for _ in 0..20 {
-            let a = append(&mut acc, &memory, 0, &value).unwrap();
+            let (a, _) = append(&mut acc, &memory, 0, &value).unwrap();
             closed += usize::from(a.batch_closed);
         }
         let queue = acc.queue_mut("t", 0);
@@ -239,7 +245,7 @@ mod tests {
         let memory = Arc::new(Semaphore::new(1 << 20));
         let mut acc = Accumulator::new(200, Compression::None);
         for _ in 0..6 {
-            append(&mut acc, &memory, 0, &[0u8; 150]).unwrap();
+            let _delivery = append(&mut acc, &memory, 0, &[0u8; 150]).unwrap();
         }
         let queue = acc.queue_mut("t", 0);
         let first = queue.drain_ready(None).unwrap().unwrap();
@@ -267,9 +273,8 @@ mod tests {
         let b = append(&mut acc, &memory, 3, b"b").unwrap();
         let batch = acc.queue_mut("t", 3).drain_ready(None).unwrap().unwrap();
         batch.complete(40, -1);
-        let (mut a, mut b) = (a.rx, b.rx);
-        let a = a.try_recv().unwrap().unwrap();
-        let b = b.try_recv().unwrap().unwrap();
+        let a = a.1.now_or_never().unwrap().unwrap();
+        let b = b.1.now_or_never().unwrap().unwrap();
         assert_eq!(
             (a.partition, a.offset, a.timestamp),
             (3, 40, 1_700_000_000_000)

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::ack::{Ack, Pending};
 use super::record::RecordMetadata;
 use crate::error::{Error, Result};
 use crate::records::{
@@ -56,10 +57,10 @@ pub(crate) struct Stamp {
     pub(crate) sequence: i32,
 }
 
-/// A record's outcome channel and where it sits in its batch.
+/// Where a record's outcome goes and where the record sits in its batch.
 #[derive(Debug)]
 pub(crate) struct Waiter {
-    pub(crate) tx: oneshot::Sender<Result<RecordMetadata>>,
+    pub(crate) ack: Pending,
     pub(crate) offset_delta: u32,
     pub(crate) timestamp: i64,
 }
@@ -96,21 +97,20 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// A new open batch `id` of `topic`-`partition` holding `memory` (its capacity), with
-    /// `record` in it; with the record's outcome channel and whether the batch is full
-    /// already.
+    /// `record` in it, its outcome going to `ack`; with whether the batch is full already.
     pub(crate) fn open(
         id: u64,
         topic: &str,
         partition: i32,
         options: BatchOptions,
         record: &RecordParts<'_>,
+        ack: Ack,
         memory: OwnedSemaphorePermit,
-    ) -> Result<(Batch, oneshot::Receiver<Result<RecordMetadata>>, bool)> {
+    ) -> Result<(Batch, bool)> {
         let capacity = memory.num_permits();
         let mut builder = RecordBatchBuilder::with_capacity(options, capacity);
         let offset_delta =
             builder.append(record.timestamp, record.key, record.value, record.headers)?;
-        let (tx, rx) = oneshot::channel();
         let full = builder.estimated_size() + RECORD_OVERHEAD >= capacity;
         let batch = Batch {
             id,
@@ -120,7 +120,7 @@ impl Batch {
             builder: Some(builder),
             payload: None,
             waiters: vec![Waiter {
-                tx,
+                ack: Pending::new(ack),
                 offset_delta,
                 timestamp: record.timestamp,
             }],
@@ -133,33 +133,33 @@ impl Batch {
             capacity,
             _memory: memory,
         };
-        Ok((batch, rx, full))
+        Ok((batch, full))
     }
 
-    /// Appends `record` if the batch is open and it fits; with the record's outcome
-    /// channel and whether the batch is full now. A record that does not fit closes the
-    /// batch.
+    /// Appends `record` if the batch is open and it fits, its outcome going to `ack`;
+    /// `Ok(full)` says whether the batch is full now, `Err(ack)` gives the ack back when
+    /// the record was not appended. A record that does not fit closes the batch.
     pub(crate) fn try_append(
         &mut self,
         record: &RecordParts<'_>,
-    ) -> Result<Option<(oneshot::Receiver<Result<RecordMetadata>>, bool)>> {
+        ack: Ack,
+    ) -> Result<std::result::Result<bool, Ack>> {
         if self.closed || self.payload.is_some() {
-            return Ok(None);
+            return Ok(Err(ack));
         }
         let Some(builder) = self.builder.as_mut() else {
-            return Ok(None);
+            return Ok(Err(ack));
         };
         let size =
             builder.record_size(record.timestamp, record.key, record.value, record.headers)?;
         if builder.estimated_size() + size > self.capacity {
             self.closed = true;
-            return Ok(None);
+            return Ok(Err(ack));
         }
         let offset_delta =
             builder.append(record.timestamp, record.key, record.value, record.headers)?;
-        let (tx, rx) = oneshot::channel();
         self.waiters.push(Waiter {
-            tx,
+            ack: Pending::new(ack),
             offset_delta,
             timestamp: record.timestamp,
         });
@@ -168,7 +168,7 @@ impl Batch {
         if full {
             self.closed = true;
         }
-        Ok(Some((rx, full)))
+        Ok(Ok(full))
     }
 
     pub(crate) fn record_count(&self) -> usize {
@@ -214,7 +214,7 @@ impl Batch {
             } else {
                 base_offset + i64::from(w.offset_delta)
             };
-            let _ = w.tx.send(Ok(RecordMetadata {
+            w.ack.resolve(Ok(RecordMetadata {
                 topic: Arc::clone(&topic),
                 partition,
                 offset,
@@ -234,7 +234,7 @@ impl Batch {
         } = self;
         drop(_memory);
         for w in waiters {
-            let _ = w.tx.send(Err(err.clone()));
+            w.ack.resolve(Err(err.clone()));
         }
     }
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::accumulator::{Accumulator, RecordParts};
+use super::ack::Ack;
 use crate::error::{Error, Result};
 
 /// An accumulator with `buffer.memory`-style accounting but no sender: batches are
@@ -40,12 +41,15 @@ impl AccumulatorBench {
             value: Some(value),
             headers: &[],
         };
-        if self.acc.try_append("bench", partition, &parts)?.is_none() {
+        // A callback that does nothing (no allocation): the cost of the append itself.
+        let ack = Ack::Callback(Box::new(|_| {}));
+        if let Err(ack) = self.acc.try_append("bench", partition, &parts, ack)? {
             let need = u32::try_from(self.acc.batch_reservation(&parts)).unwrap_or(u32::MAX);
             let permit = Arc::clone(&self.memory)
                 .try_acquire_many_owned(need)
                 .map_err(|_| Error::buffer_exhausted("bench memory"))?;
-            self.acc.append_new("bench", partition, &parts, permit)?;
+            self.acc
+                .append_new("bench", partition, &parts, ack, permit)?;
         }
         let queue = self.acc.queue_mut("bench", partition);
         let closed = queue.take_closed();

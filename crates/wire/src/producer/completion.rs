@@ -4,6 +4,8 @@
 //! the producer-wide state follows (epoch bump wanted, metadata refresh, transaction
 //! lost), and the deliveries are resolved outside the lock.
 
+use std::sync::atomic::Ordering;
+
 use super::batch::Batch;
 use super::partition_queue::OnError;
 use super::Shared;
@@ -104,7 +106,9 @@ pub(crate) fn complete_job(
                 },
             }
         }
+        shared.resolving.fetch_add(done.len(), Ordering::SeqCst);
     }
+    let resolving = done.len();
     for (batch, outcome) in done {
         match outcome {
             Ok((base_offset, log_append_time)) => {
@@ -119,6 +123,7 @@ pub(crate) fn complete_job(
             }
         }
     }
+    shared.resolving.fetch_sub(resolving, Ordering::SeqCst);
     shared.notify_completed();
     shared.wake.notify_one();
 }
@@ -137,6 +142,7 @@ pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
         for b in &failed {
             st.acc.untrack(b.id);
         }
+        shared.resolving.fetch_add(failed.len(), Ordering::SeqCst);
         // A stamped batch that is never written leaves a gap in its partition's
         // sequences: a transactional abort then asks the coordinator for a new epoch;
         // an idempotent producer (closing) has no use for the partition any more.
@@ -147,9 +153,11 @@ pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
         }
     }
     let records = failed.iter().map(Batch::record_count).sum();
+    let resolving = failed.len();
     for b in failed {
         b.fail(err);
     }
+    shared.resolving.fetch_sub(resolving, Ordering::SeqCst);
     shared.notify_completed();
     records
 }

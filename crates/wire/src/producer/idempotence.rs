@@ -132,6 +132,7 @@ mod tests {
     use super::*;
     use crate::error::KafkaCode;
     use crate::producer::accumulator::RecordParts;
+    use crate::producer::ack::Ack;
     use crate::producer::batch::{Batch, Stamp};
     use crate::producer::partition_queue::{OnError, PartitionQueue};
     use crate::producer::ProducerConfig;
@@ -146,7 +147,8 @@ mod tests {
             headers: &[],
         };
         let permit = Arc::clone(memory).try_acquire_many_owned(1024).unwrap();
-        acc.append_new("t", p, &record, permit).unwrap();
+        acc.append_new("t", p, &record, Ack::channel().0, permit)
+            .unwrap();
     }
 
     /// Drains the head batch as the sender does, stamped with `producer`.
@@ -325,9 +327,13 @@ mod tests {
         let permit = Arc::clone(&memory)
             .try_acquire_many_owned(64 * 1024)
             .unwrap();
-        acc.append_new("t", 0, &record, permit).unwrap();
+        acc.append_new("t", 0, &record, Ack::channel().0, permit)
+            .unwrap();
         for _ in 0..5 {
-            assert!(acc.try_append("t", 0, &record).unwrap().is_some());
+            assert!(acc
+                .try_append("t", 0, &record, Ack::channel().0)
+                .unwrap()
+                .is_ok());
         }
         let q = acc.queue_mut("t", 0);
         let _first = drain(q, producer);

@@ -23,6 +23,9 @@
 //! - `record.rs`: [`ProducerRecord`], [`RecordMetadata`], [`Delivery`].
 //! - `partition_counts.rs`: the partition counts `send` places records with, waited
 //!   for up to `max.block.ms`.
+//! - `append.rs`: the body of `send` and `send_with`: size checks, partitioning, the
+//!   append under the state lock, the wait for `buffer.memory`.
+//! - `ack.rs`: where a record's outcome goes: a [`Delivery`] or a `send_with` callback.
 //! - `accumulator.rs`: the partition queues of the producer, `buffer.memory`
 //!   reservations, the ids `flush` waits for.
 //! - `batch.rs`: one batch: records encoded in place, finished, stamped, split when
@@ -133,6 +136,8 @@
 //! transaction) is not used even where the broker offers it.
 
 mod accumulator;
+mod ack;
+mod append;
 mod batch;
 mod completion;
 mod config;
@@ -154,13 +159,13 @@ use std::time::Duration;
 
 use sluice_partition::Partitioner;
 use tokio::sync::{watch, Notify, Semaphore};
-use tokio::time::Instant;
 
 pub use config::{PartitionerChoice, PartitionerFactory, ProducerConfig};
 pub use record::{Delivery, IntoTopic, ProducerRecord, RecordMetadata};
 pub use typed::TypedProducer;
 
-use accumulator::{Accumulator, RecordParts};
+use accumulator::Accumulator;
+use ack::Ack;
 use idempotence::Idempotence;
 use metrics::ProducerMetrics;
 use partition_counts::PartitionCounts;
@@ -168,7 +173,6 @@ use transaction::{TxnContext, TxnState};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{Error, Result};
-use crate::records::{HeaderRef, BATCH_HEADER_LEN};
 
 /// A Kafka producer. Clones share one producer; it stops once every clone is dropped
 /// (after delivering what is buffered) or [`close`](Producer::close) is called.
@@ -204,6 +208,10 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     /// Bumped whenever batches complete; `flush` waits on it.
     pub(crate) completed: watch::Sender<u64>,
+    /// Batches no longer tracked by the accumulator whose records' outcomes are still
+    /// being handed over (raised under the state lock when they are untracked, lowered
+    /// once their deliveries and callbacks ran): `flush` returns only after them.
+    pub(crate) resolving: AtomicUsize,
     /// Set when the sender loop has ended; helper tasks stop.
     pub(crate) stopped: AtomicBool,
     pub(crate) metrics: ProducerMetrics,
@@ -306,6 +314,7 @@ impl Producer {
             blocked_senders: AtomicUsize::new(0),
             wake: Notify::new(),
             completed: watch::channel(0).0,
+            resolving: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             partition_counts: PartitionCounts::default(),
         });
@@ -362,112 +371,60 @@ impl Producer {
     /// [`ErrorKind::UnknownTopicOrPartition`]: crate::ErrorKind::UnknownTopicOrPartition
     /// [`ErrorKind::ProducerClosed`]: crate::ErrorKind::ProducerClosed
     pub async fn send(&self, record: ProducerRecord) -> Result<Delivery> {
-        let shared = &self.handle.shared;
-        let config = &shared.config;
-        if shared.state().closed {
-            return Err(Error::producer_closed("send after the producer was closed"));
-        }
-        let deadline = Instant::now() + config.max_block;
-        let headers: Vec<HeaderRef<'_>> = record.headers.iter().map(HeaderRef::from).collect();
-        let parts = RecordParts {
-            timestamp: record.timestamp.unwrap_or_else(now_ms),
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            headers: &headers,
-        };
-        let size = BATCH_HEADER_LEN + parts.size_bound();
-        if size > config.max_request_size || size > config.buffer_memory {
-            return Err(Error::record_too_large(format!(
-                "a record of about {size} bytes is larger than max.request.size ({}) or \
-                 buffer.memory ({})",
-                config.max_request_size, config.buffer_memory
-            )));
-        }
-        let partitions = shared
-            .partition_counts
-            .get(&shared.cluster, config, &record.topic, deadline)
-            .await?;
-        let partition = shared
-            .partitioner()
-            .choose(
-                record.partition,
-                &record.topic,
-                parts.key,
-                record.sub_key.as_deref(),
-                parts.value.map_or(0, <[u8]>::len),
-                partitions,
-            )
-            .map_err(|e| Error::unknown_topic(format!("topic {}: {e}", record.topic)))?;
+        let (ack, delivery) = Ack::channel();
+        self.append(record, ack).await?;
+        Ok(delivery)
+    }
 
-        let appended = {
-            let mut st = shared.state();
-            if st.closed {
-                return Err(Error::producer_closed("send after the producer was closed"));
-            }
-            check_transaction(&mut st, &record.topic, partition)?;
-            st.acc.try_append(&record.topic, partition, &parts)?
-        };
-        let appended = match appended {
-            Some(a) => a,
-            None => {
-                // Never more than the whole buffer (batch.size may exceed it); the
-                // record itself fits, checked above.
-                let reservation = shared
-                    .state()
-                    .acc
-                    .batch_reservation(&parts)
-                    .min(config.buffer_memory);
-                let permits = u32::try_from(reservation).unwrap_or(u32::MAX);
-                // A guard, not a pair of calls: a send cancelled while it waits must not
-                // leave the count raised (the sender would think memory is short for good
-                // and stop lingering).
-                let blocked = BlockedSender::new(&shared.blocked_senders);
-                shared.wake.notify_one();
-                let acquired = tokio::time::timeout_at(
-                    deadline,
-                    Arc::clone(&shared.memory).acquire_many_owned(permits),
-                )
-                .await;
-                drop(blocked);
-                let permit = match acquired {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(_)) => return Err(Error::producer_closed("the producer is closed")),
-                    Err(_) => {
-                        return Err(Error::buffer_exhausted(format!(
-                            "failed to allocate {reservation} bytes within max.block.ms ({} ms); \
-                             buffer.memory is {} bytes",
-                            config.max_block.as_millis(),
-                            config.buffer_memory
-                        )))
-                    }
-                };
-                let mut st = shared.state();
-                if st.closed {
-                    return Err(Error::producer_closed("send after the producer was closed"));
-                }
-                check_transaction(&mut st, &record.topic, partition)?;
-                // Someone may have opened a batch meanwhile: use it, give the memory back.
-                match st.acc.try_append(&record.topic, partition, &parts)? {
-                    Some(a) => a,
-                    None => st
-                        .acc
-                        .append_new(&record.topic, partition, &parts, permit)?,
-                }
-            }
-        };
-        if appended.batch_closed {
-            shared
-                .partitioner()
-                .on_batch_complete(&record.topic, partition);
-        }
-        if appended.new_batch || appended.batch_closed {
-            shared.wake.notify_one();
-        }
-        Ok(Delivery::new(appended.rx))
+    /// Buffers `record` like [`send`](Self::send), and calls `on_delivery` with its
+    /// outcome instead of returning a [`Delivery`] (Java: `send(record, callback)`): no
+    /// future and no channel per record, for callers that do not await each record.
+    ///
+    /// `on_delivery` runs exactly once per buffered record, with its metadata or its
+    /// error (including [`ErrorKind::ProducerClosed`] when the producer stops first),
+    /// on the producer's task that read the broker's response, in record order within a
+    /// partition, and before [`flush`](Self::flush) returns. Keep it short: until it
+    /// returns, no other outcome is handed over. A panic in it is caught and logged.
+    /// When `send_with` itself returns an error the record was not buffered and
+    /// `on_delivery` is not called.
+    ///
+    /// ```no_run
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use sluice_wire::producer::{Producer, ProducerConfig, ProducerRecord};
+    ///
+    /// # async fn run() -> Result<(), sluice_wire::Error> {
+    /// let producer = Producer::new(ProducerConfig::new("127.0.0.1:19092")).await?;
+    /// let failed = Arc::new(AtomicU64::new(0));
+    /// for i in 0..1_000 {
+    ///     let failed = Arc::clone(&failed);
+    ///     let record = ProducerRecord::new("events", format!("event {i}"));
+    ///     producer
+    ///         .send_with(record, move |outcome| {
+    ///             if outcome.is_err() {
+    ///                 failed.fetch_add(1, Ordering::Relaxed);
+    ///             }
+    ///         })
+    ///         .await?;
+    /// }
+    /// producer.flush().await;
+    /// assert_eq!(failed.load(Ordering::Relaxed), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`ErrorKind::ProducerClosed`]: crate::ErrorKind::ProducerClosed
+    pub async fn send_with<F>(&self, record: ProducerRecord, on_delivery: F) -> Result<()>
+    where
+        F: FnOnce(Result<RecordMetadata>) + Send + 'static,
+    {
+        self.append(record, Ack::Callback(Box::new(on_delivery)))
+            .await
     }
 
     /// Sends everything buffered now (ignoring `linger.ms`) and waits until every record
-    /// buffered before this call is delivered or failed.
+    /// buffered before this call is delivered or failed, and its
+    /// [`send_with`](Self::send_with) callback ran.
     pub async fn flush(&self) {
         let shared = &self.handle.shared;
         let mut completed = shared.completed.subscribe();
@@ -479,7 +436,12 @@ impl Producer {
         };
         shared.wake.notify_one();
         loop {
-            if shared.state().acc.done_before(upto) {
+            // Under the lock: a batch is untracked and counted as resolving at once.
+            let done = {
+                let st = shared.state();
+                st.acc.done_before(upto) && shared.resolving.load(Ordering::SeqCst) == 0
+            };
+            if done {
                 return;
             }
             if completed.changed().await.is_err() {
@@ -508,39 +470,9 @@ impl Producer {
     }
 }
 
-/// For a transactional producer: a send is allowed in a transaction only, and its
-/// partition joins the transaction (queued for the sender's next AddPartitionsToTxn).
-fn check_transaction(st: &mut State, topic: &str, partition: i32) -> Result<()> {
-    st.txn
-        .as_mut()
-        .map_or(Ok(()), |txn| txn.on_send(topic, partition))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Micro-benchmark access to the accumulator (no network). Not a stable API.
 #[doc(hidden)]
 pub mod bench;
-
-/// Counts a `send` waiting for buffer memory while it lives (see `blocked_senders`).
-struct BlockedSender<'a>(&'a AtomicUsize);
-
-impl<'a> BlockedSender<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        BlockedSender(count)
-    }
-}
-
-impl Drop for BlockedSender<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,21 +1,24 @@
 //! The sender: one loop that drains ready batches (under the state lock, no I/O) into
 //! one Produce request per broker, and one task per broker that writes that broker's
-//! requests in order on its connection. Responses are handled by a task per request,
-//! which resolves deliveries, or puts batches back for a retry.
+//! requests in order on its connection. Responses are handled, in that order, by a
+//! completion task per broker, which resolves deliveries, or puts batches back for a
+//! retry.
 //!
 //! Why one writer task per broker: the connection pipelines requests, and with
 //! idempotence the requests of a partition must reach the broker in sequence order. A
-//! single task that queues them one after the other (then awaits the responses
-//! concurrently) guarantees it; separate tasks racing to the socket would not.
+//! single task that queues them one after the other (the responses are awaited by
+//! another) guarantees it; separate tasks racing to the socket would not.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, TransactionalId};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -27,7 +30,7 @@ use super::idempotence::{self, ProducerIdState};
 use super::partition_queue::{DrainRules, Head};
 use super::{Shared, State};
 use crate::config::wire_ms;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::net::versions::TV1_PRODUCE_MAX;
 use crate::types::{topic_name, Acks};
 
@@ -56,14 +59,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let now = Instant::now();
         let plan = {
             let mut st = shared.state();
-            drain(&shared, &mut st, now)
+            let plan = drain(&shared, &mut st, now);
+            // Untracked in `drain`: `flush` waits for their outcomes too.
+            shared
+                .resolving
+                .fetch_add(plan.failed.len(), Ordering::SeqCst);
+            plan
         };
         if !plan.failed.is_empty() {
+            let resolving = plan.failed.len();
             for (batch, err) in plan.failed {
                 shared.metrics.errors(batch.record_count());
                 shared.txn_batch_failed(&err);
                 batch.fail(&err);
             }
+            shared.resolving.fetch_sub(resolving, Ordering::SeqCst);
             shared.notify_completed();
         }
         if plan.init_producer_id {
@@ -304,8 +314,14 @@ fn expired_error(topic: &str, batch: &Batch, timeout: Duration) -> Error {
     }
 }
 
-/// Writes this broker's requests in drain order; responses are awaited concurrently.
+/// A request's outcome, awaited by the broker's [`completion_task`].
+type Outcome = Pin<Box<dyn Future<Output = Result<Option<ProduceResponse>>> + Send>>;
+
+/// Writes this broker's requests in drain order and hands each one's response, in the
+/// same order, to the broker's [`completion_task`].
 async fn broker_task(shared: Arc<Shared>, node: i32, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let (completions, rx) = mpsc::unbounded_channel();
+    tokio::spawn(completion_task(Arc::clone(&shared), rx));
     while let Some(job) = jobs.recv().await {
         let request = build_request(&shared, &job.batches);
         let started = Instant::now();
@@ -316,51 +332,62 @@ async fn broker_task(shared: Arc<Shared>, node: i32, mut jobs: mpsc::UnboundedRe
             batches = job.batches.len(),
             records
         );
-        let conn = match shared.cluster.broker(node).instrument(span.clone()).await {
-            Ok(c) => c,
-            Err(e) => {
-                complete_job(&shared, job, Err(e), None);
-                continue;
-            }
-        };
-        if shared.config.acks == Acks::None {
-            let result = conn.send_no_response(&request).await.map(|()| None);
-            complete_job(&shared, job, result, Some(started));
-            continue;
-        }
-        // Transaction version 1 on the wire: a transactional Produce v12+ would ask a
-        // broker with transaction version 2 to add partitions implicitly (KIP-890).
-        let cap = if shared.txn.is_some() {
-            TV1_PRODUCE_MAX
-        } else {
-            i16::MAX
-        };
-        let dispatched = match conn.api_versions().version_for(ApiKey::Produce) {
-            Ok(v) => {
-                let batches: Vec<Bytes> = job
-                    .batches
-                    .iter()
-                    .filter_map(|b| b.payload.clone())
-                    .collect();
-                conn.dispatch_versioned(&request, v.min(cap), &batches)
-                    .instrument(span.clone())
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        match dispatched {
-            Ok(response) => {
-                let shared = Arc::clone(&shared);
-                tokio::spawn(
-                    async move {
-                        let result = response.await.map(Some);
-                        complete_job(&shared, job, result, Some(started));
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(e) => complete_job(&shared, job, Err(e), None),
-        }
+        let payloads: Vec<Bytes> = job
+            .batches
+            .iter()
+            .filter_map(|b| b.payload.clone())
+            .collect();
+        let outcome = write_request(&shared, node, &request, &payloads)
+            .instrument(span.clone())
+            .await;
+        // The completion task outlives this loop: it ends when `completions` is dropped.
+        let _ = completions.send((job, started, outcome, span));
+    }
+}
+
+/// Writes one request; its outcome is the response still to come (or already known).
+async fn write_request(
+    shared: &Shared,
+    node: i32,
+    request: &ProduceRequest,
+    payloads: &[Bytes],
+) -> Outcome {
+    let conn = match shared.cluster.broker(node).await {
+        Ok(c) => c,
+        Err(e) => return Box::pin(std::future::ready(Err(e))),
+    };
+    if shared.config.acks == Acks::None {
+        let sent = conn.send_no_response(request).await.map(|()| None);
+        return Box::pin(std::future::ready(sent));
+    }
+    // Transaction version 1 on the wire: a transactional Produce v12+ would ask a
+    // broker with transaction version 2 to add partitions implicitly (KIP-890).
+    let cap = if shared.txn.is_some() {
+        TV1_PRODUCE_MAX
+    } else {
+        i16::MAX
+    };
+    let version = match conn.api_versions().version_for(ApiKey::Produce) {
+        Ok(v) => v.min(cap),
+        Err(e) => return Box::pin(std::future::ready(Err(e))),
+    };
+    match conn.dispatch_versioned(request, version, payloads).await {
+        Ok(response) => Box::pin(async move { response.await.map(Some) }),
+        Err(e) => Box::pin(std::future::ready(Err(e))),
+    }
+}
+
+/// Completes one broker's requests in the order they were written. The connection
+/// answers in that order anyway, so awaiting one response at a time costs nothing, and
+/// it keeps the promise `send_with` makes: the callbacks of a partition run in order.
+async fn completion_task(
+    shared: Arc<Shared>,
+    mut outcomes: mpsc::UnboundedReceiver<(Job, Instant, Outcome, tracing::Span)>,
+) {
+    while let Some((job, started, outcome, span)) = outcomes.recv().await {
+        let result = outcome.instrument(span.clone()).await;
+        let _entered = span.enter();
+        complete_job(&shared, job, result, Some(started));
     }
 }
 

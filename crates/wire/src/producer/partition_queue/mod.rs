@@ -21,12 +21,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use super::ack::Ack;
 use super::batch::{Batch, ProducerIdEpoch, RecordParts, Stamp};
 use super::config::ProducerConfig;
-use super::record::RecordMetadata;
 use crate::error::{Error, KafkaCode, Result};
 use crate::records::rewrite_producer_state;
 
@@ -128,15 +127,17 @@ impl PartitionQueue {
         self.batches.insert(at, batch);
     }
 
-    /// Appends `record` to the open (last) batch if it fits there; with its outcome
-    /// channel and whether the batch is full now. `None`: a new batch is needed.
+    /// Appends `record` to the open (last) batch if it fits there, its outcome going to
+    /// `ack`; `Ok(full)`: whether the batch is full now; `Err(ack)`: a new batch is
+    /// needed.
     pub(crate) fn try_append(
         &mut self,
         record: &RecordParts<'_>,
-    ) -> Result<Option<(oneshot::Receiver<Result<RecordMetadata>>, bool)>> {
+        ack: Ack,
+    ) -> Result<std::result::Result<bool, Ack>> {
         match self.batches.back_mut() {
-            Some(batch) => batch.try_append(record),
-            None => Ok(None),
+            Some(batch) => batch.try_append(record, ack),
+            None => Ok(Err(ack)),
         }
     }
 

@@ -29,10 +29,11 @@ fn queue(n: u64, records: usize) -> PartitionQueue {
             compression: Compression::None,
             ..BatchOptions::default()
         };
-        let (batch, _rx, _) = Batch::open(id, "t", 0, options, &record, permit).unwrap();
+        let (batch, _) =
+            Batch::open(id, "t", 0, options, &record, Ack::channel().0, permit).unwrap();
         q.push_new(batch);
         for _ in 1..records {
-            assert!(q.try_append(&record).unwrap().is_some());
+            assert!(q.try_append(&record, Ack::channel().0).unwrap().is_ok());
         }
     }
     q

@@ -1,0 +1,153 @@
+//! The body of [`Producer::send`] and [`Producer::send_with`]: the checks a record
+//! passes before it is buffered, its partition, the append under the state lock, and the
+//! wait for `buffer.memory` when the record needs a new batch.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::accumulator::RecordParts;
+use super::ack::Ack;
+use super::{Producer, ProducerRecord, State};
+use crate::error::{Error, Result};
+use crate::records::{HeaderRef, BATCH_HEADER_LEN};
+
+impl Producer {
+    /// Buffers `record` with its outcome going to `ack` (the body of `send` and
+    /// `send_with`).
+    pub(super) async fn append(&self, record: ProducerRecord, ack: Ack) -> Result<()> {
+        let shared = &self.handle.shared;
+        let config = &shared.config;
+        if shared.state().closed {
+            return Err(Error::producer_closed("send after the producer was closed"));
+        }
+        let deadline = Instant::now() + config.max_block;
+        let headers: Vec<HeaderRef<'_>> = record.headers.iter().map(HeaderRef::from).collect();
+        let parts = RecordParts {
+            timestamp: record.timestamp.unwrap_or_else(now_ms),
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+        };
+        let size = BATCH_HEADER_LEN + parts.size_bound();
+        if size > config.max_request_size || size > config.buffer_memory {
+            return Err(Error::record_too_large(format!(
+                "a record of about {size} bytes is larger than max.request.size ({}) or \
+                 buffer.memory ({})",
+                config.max_request_size, config.buffer_memory
+            )));
+        }
+        let partitions = shared
+            .partition_counts
+            .get(&shared.cluster, config, &record.topic, deadline)
+            .await?;
+        let partition = shared
+            .partitioner()
+            .choose(
+                record.partition,
+                &record.topic,
+                parts.key,
+                record.sub_key.as_deref(),
+                parts.value.map_or(0, <[u8]>::len),
+                partitions,
+            )
+            .map_err(|e| Error::unknown_topic(format!("topic {}: {e}", record.topic)))?;
+
+        let appended = {
+            let mut st = shared.state();
+            if st.closed {
+                return Err(Error::producer_closed("send after the producer was closed"));
+            }
+            check_transaction(&mut st, &record.topic, partition)?;
+            st.acc.try_append(&record.topic, partition, &parts, ack)?
+        };
+        let appended = match appended {
+            Ok(a) => a,
+            Err(ack) => {
+                // Never more than the whole buffer (batch.size may exceed it); the
+                // record itself fits, checked above.
+                let reservation = shared
+                    .state()
+                    .acc
+                    .batch_reservation(&parts)
+                    .min(config.buffer_memory);
+                let permits = u32::try_from(reservation).unwrap_or(u32::MAX);
+                // A guard, not a pair of calls: a send cancelled while it waits must not
+                // leave the count raised (the sender would think memory is short for good
+                // and stop lingering).
+                let blocked = BlockedSender::new(&shared.blocked_senders);
+                shared.wake.notify_one();
+                let acquired = tokio::time::timeout_at(
+                    deadline,
+                    Arc::clone(&shared.memory).acquire_many_owned(permits),
+                )
+                .await;
+                drop(blocked);
+                let permit = match acquired {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(Error::producer_closed("the producer is closed")),
+                    Err(_) => {
+                        return Err(Error::buffer_exhausted(format!(
+                            "failed to allocate {reservation} bytes within max.block.ms ({} ms); \
+                             buffer.memory is {} bytes",
+                            config.max_block.as_millis(),
+                            config.buffer_memory
+                        )))
+                    }
+                };
+                let mut st = shared.state();
+                if st.closed {
+                    return Err(Error::producer_closed("send after the producer was closed"));
+                }
+                check_transaction(&mut st, &record.topic, partition)?;
+                // Someone may have opened a batch meanwhile: use it, give the memory back.
+                match st.acc.try_append(&record.topic, partition, &parts, ack)? {
+                    Ok(a) => a,
+                    Err(ack) => st
+                        .acc
+                        .append_new(&record.topic, partition, &parts, ack, permit)?,
+                }
+            }
+        };
+        if appended.batch_closed {
+            shared
+                .partitioner()
+                .on_batch_complete(&record.topic, partition);
+        }
+        if appended.new_batch || appended.batch_closed {
+            shared.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// For a transactional producer: a send is allowed in a transaction only, and its
+/// partition joins the transaction (queued for the sender's next AddPartitionsToTxn).
+fn check_transaction(st: &mut State, topic: &str, partition: i32) -> Result<()> {
+    st.txn
+        .as_mut()
+        .map_or(Ok(()), |txn| txn.on_send(topic, partition))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Counts a `send` waiting for buffer memory while it lives (see `blocked_senders`).
+struct BlockedSender<'a>(&'a AtomicUsize);
+
+impl<'a> BlockedSender<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        BlockedSender(count)
+    }
+}
+
+impl Drop for BlockedSender<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
