@@ -90,7 +90,8 @@
 //!   (brokers, topics, partitions, leaders, leader epochs) refreshed on demand and on a
 //!   timer, one pooled connection per broker; the services every client needs:
 //!   ListOffsets and the coordinator lookup.
-//! - [`producer`]: the batching producer: `send` returns a delivery future; linger,
+//! - [`producer`]: the batching producer: `send` returns a delivery future,
+//!   `send_with` calls a callback instead (no future per record); linger,
 //!   `batch.size`, bounded `buffer.memory`, acks, retries in order, idempotence,
 //!   transactions (with consumer offsets in the transaction, KIP-447).
 //! - [`consumer`]: the consumer: manual assignment or group membership (classic

@@ -1,5 +1,7 @@
-//! The batching producer: `send` buffers a record and hands back a [`Delivery`] future;
-//! a background sender batches records per partition, sends them to each partition's
+//! The batching producer: `send` buffers a record and hands back a [`Delivery`] future
+//! (or, with [`send_with`](Producer::send_with), calls a callback when it is done: no
+//! future per record, for high-volume callers that do not await each record); a
+//! background sender batches records per partition, sends them to each partition's
 //! leader, retries, and resolves the futures.
 //!
 //! # Example
@@ -34,7 +36,7 @@
 //!   one owner of that state: appends, expiry, the drain of its head, and what an
 //!   acknowledgement, an error (retry, split, fail) or an epoch bump does to it.
 //! - `sender.rs`: drains ready batches into one Produce request per broker; one task per
-//!   broker writes them in order.
+//!   broker writes them in order, another completes their responses in that order.
 //! - `completion.rs`: responses resolve deliveries, or hand the batch to its queue's
 //!   `on_error`; the producer-wide consequences (epoch bump, refresh, lost transaction).
 //! - `idempotence.rs`: producer id and epoch, the KIP-360 epoch bump.
