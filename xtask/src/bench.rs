@@ -7,7 +7,7 @@
 //! binary, franz-go via the Go program in `benches/compare/go` (built here with the
 //! machine's Go toolchain, modules from the Go module proxy), Java via Kafka's
 //! ProducerPerformance / ConsumerPerformance. Besides the flat-out produce and
-//! consume scenarios, one `latency` scenario produces at a fixed rate, where delivery
+//! consume scenarios, `latency` scenarios produce at fixed rates (1k, 10k, 100k records/s), where delivery
 //! latency is not dominated by the client's own queue. CPU (user + sys) and peak RSS of
 //! each client process come from `wait4(2)`. Every run appends one JSON line to
 //! `target/bench/results.jsonl`; `compare report` then writes the medians to
@@ -41,13 +41,18 @@ pub struct BenchArgs {
     /// Runs of every (scenario, client); the report shows medians.
     #[arg(long, default_value_t = 5)]
     repeat: u32,
-    /// Records per second of the fixed-rate latency scenario.
-    #[arg(long, default_value_t = 10_000)]
-    latency_rate: u64,
-    /// Seconds of the fixed-rate latency scenario.
-    #[arg(long, default_value_t = 10)]
+    /// Records per second of the fixed-rate latency scenarios, one scenario per rate.
+    #[arg(
+        long = "latency-rates",
+        alias = "latency-rate",
+        value_delimiter = ',',
+        default_value = "1000,10000,100000"
+    )]
+    latency_rates: Vec<u64>,
+    /// Seconds of each fixed-rate latency scenario.
+    #[arg(long, default_value_t = 5)]
     latency_secs: u64,
-    /// Iteration run: 20,000 records, 1 repeat, 2 s at the fixed rate (about a minute
+    /// Iteration run: 20,000 records, 1 repeat, 2 s at each fixed rate (a few minutes
     /// once built).
     #[arg(long)]
     quick: bool,
@@ -210,8 +215,8 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
     if args.clients.iter().all(|c| c == "rdkafka-tuned") {
         bail!("rdkafka-tuned only consumes: add a client that produces the topics");
     }
-    if args.latency_rate == 0 {
-        bail!("--latency-rate must be at least 1");
+    if args.latency_rates.contains(&0) {
+        bail!("--latency-rates must be at least 1");
     }
     let started = Instant::now();
     install_signal_flag();
@@ -504,25 +509,22 @@ fn run_default(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
         // Fixed rate: delivery latency when the client's buffer is not full.
         let mode = &MODES[0];
         let size = SIZES[0];
-        let scenario = format!(
-            "latency {} {}/s {}",
-            size_label(size),
-            args.latency_rate,
-            mode.label
-        );
-        let fixed_rate = Produce {
-            n: args.latency_rate * args.latency_secs,
-            size,
-            mode,
-            rate: Some(args.latency_rate),
-        };
-        for client in &producers {
-            check_interrupted()?;
-            let topic = format!("bench-{stamp}-r{rep}-latency-{client}");
-            create_topic(env, &topic)?;
-            topics.push(topic.clone());
-            eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-            produce(env, Net::Plain, client, &scenario, &topic, &fixed_rate, rep)?;
+        for &rate in &args.latency_rates {
+            let scenario = format!("latency {} {rate}/s {}", size_label(size), mode.label);
+            let fixed_rate = Produce {
+                n: rate * args.latency_secs,
+                size,
+                mode,
+                rate: Some(rate),
+            };
+            for client in &producers {
+                check_interrupted()?;
+                let topic = format!("bench-{stamp}-r{rep}-latency{rate}-{client}");
+                create_topic(env, &topic)?;
+                topics.push(topic.clone());
+                eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+                produce(env, Net::Plain, client, &scenario, &topic, &fixed_rate, rep)?;
+            }
         }
         for (size, topic) in &consume_topics {
             let scenario = format!("consume {}", size_label(*size));
@@ -870,11 +872,12 @@ fn java_producer_line(stdout: &str, scenario: &str, n: u64, size: usize) -> Resu
     let rps = num_before(" records/sec")?;
     let secs = records as f64 / rps;
     Ok(format!(
-        "{{\"client\":\"java\",\"scenario\":{},\"records\":{records},\"bytes\":{},\"secs\":{secs},\"p50_ms\":{},\"p99_ms\":{}}}",
+        "{{\"client\":\"java\",\"scenario\":{},\"records\":{records},\"bytes\":{},\"secs\":{secs},\"p50_ms\":{},\"p99_ms\":{},\"p999_ms\":{}}}",
         json_str(scenario),
         records * size as u64,
         num_before(" ms 50th")?,
         num_before(" ms 99th")?,
+        num_before(" ms 99.9th")?,
     ))
 }
 

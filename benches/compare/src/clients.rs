@@ -31,15 +31,16 @@ fn payload(size: usize) -> Vec<u8> {
 }
 
 fn result(records: u64, bytes: u64, secs: f64, lat: Vec<f32>) -> RunResult {
-    let (p50_ms, p99_ms) = percentiles(lat);
+    let p = percentiles(lat);
     RunResult {
         client: String::new(),
         scenario: String::new(),
         records,
         bytes,
         secs,
-        p50_ms,
-        p99_ms,
+        p50_ms: p.p50,
+        p99_ms: p.p99,
+        p999_ms: p.p999,
     }
 }
 
@@ -150,31 +151,68 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
         producer.send(record).await?.await?;
         started = Instant::now();
     }
-    let (tx, rx) = mpsc::channel(PENDING);
-    let collect = collector(rx);
+    // `send_with`: a callback per record, as franz-go's promise, not a `Delivery`
+    // future per record and a channel to a collector. Buffering is bounded by the
+    // producer's own `buffer.memory` (32 MiB), which `send_with` waits on.
+    let outcomes = Arc::new(std::sync::Mutex::new(Outcomes::with_capacity(a.records)));
     let mut pacer = Pacer::new(a.rate);
     for i in 0..a.records {
         pacer.wait(i).await;
         let record = ProducerRecord::new(&topic, value.clone());
         let sent = Instant::now();
-        let d = producer.send(record).await?;
-        let d = d.map(|r| r.map(|_| ()).map_err(|e| e.to_string()));
-        if tx.send((sent, d)).await.is_err() {
-            bail!("the latency collector stopped");
-        }
+        let outcomes = Arc::clone(&outcomes);
+        producer
+            .send_with(record, move |r| {
+                let ms = (sent.elapsed().as_secs_f64() * 1000.0) as f32;
+                if let Ok(mut o) = outcomes.lock() {
+                    o.record(r.map(|_| ms).map_err(|e| e.to_string()));
+                }
+            })
+            .await?;
     }
-    drop(tx);
+    // Returns once every callback has run.
     producer.flush().await;
-    let (lat, errors, first) = collect.await?;
     let secs = started.elapsed().as_secs_f64();
     producer.close(Duration::from_secs(30)).await?;
-    check_errors(errors, first)?;
+    let Outcomes {
+        lat,
+        errors,
+        first_error,
+    } = std::mem::take(&mut *outcomes.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    check_errors(errors, first_error)?;
     Ok(result(
         lat.len() as u64,
         lat.len() as u64 * a.size as u64,
         secs,
         lat,
     ))
+}
+
+/// What delivery callbacks collect: latencies of the delivered records, and the failures.
+#[derive(Default)]
+struct Outcomes {
+    lat: Vec<f32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Outcomes {
+    fn with_capacity(records: u64) -> Self {
+        Outcomes {
+            lat: Vec::with_capacity(usize::try_from(records).unwrap_or(0)),
+            ..Outcomes::default()
+        }
+    }
+
+    fn record(&mut self, outcome: Result<f32, String>) {
+        match outcome {
+            Ok(ms) => self.lat.push(ms),
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
 }
 
 pub async fn sluice_consume(a: &ConsumeArgs) -> Result<RunResult> {

@@ -41,6 +41,7 @@ struct Med {
     rss_mb: f64,
     p50: Option<f64>,
     p99: Option<f64>,
+    p999: Option<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -138,6 +139,7 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
             rss_mb: median(rows.iter().map(|r| r.max_rss_kb as f64 / 1024.0).collect()),
             p50: median_opt(rows.iter().map(|r| r.r.p50_ms).collect()),
             p99: median_opt(rows.iter().map(|r| r.r.p99_ms).collect()),
+            p999: median_opt(rows.iter().map(|r| r.r.p999_ms).collect()),
         };
         by_scenario.entry(scenario).or_default().push((client, m));
     }
@@ -188,7 +190,7 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
         eprintln!("compare: wrote {}", path.display());
     }
 
-    // Fixed-rate scenarios: a "p50 ..." and a "p99 ..." group each.
+    // Fixed-rate scenarios: a "p50 ...", a "p99 ..." and a "p99.9 ..." group each.
     let mut groups = Vec::new();
     let mut series = Vec::new();
     for s in all.iter().filter(|s| is_fixed_rate(s)) {
@@ -196,6 +198,7 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
         for (name, pick) in [
             ("p50", (|m: &Med| m.p50) as fn(&Med) -> Option<f64>),
             ("p99", |m: &Med| m.p99),
+            ("p99.9", |m: &Med| m.p999),
         ] {
             groups.push(format!("{name} {rest}"));
             series.push(
@@ -275,20 +278,21 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
     let mut s = String::new();
-    s.push_str("| scenario | client | runs | records/s | MB/s | CPU s / M records | peak RSS MiB | p50 ms | p99 ms |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| scenario | client | runs | records/s | MB/s | CPU s / M records | peak RSS MiB | p50 ms | p99 ms | p99.9 ms |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (scenario, clients) in by_scenario {
         for (c, m) in clients {
             let _ = writeln!(
                 s,
-                "| {scenario} | {c} | {} | {:.0} | {:.1} | {:.2} | {:.0} | {} | {} |",
+                "| {scenario} | {c} | {} | {:.0} | {:.1} | {:.2} | {:.0} | {} | {} | {} |",
                 m.runs,
                 m.rps,
                 m.mbps,
                 m.cpu_per_m,
                 m.rss_mb,
                 fmt_opt(m.p50),
-                fmt_opt(m.p99)
+                fmt_opt(m.p99),
+                fmt_opt(m.p999)
             );
         }
     }
@@ -353,7 +357,7 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
 }
 
 /// Sluice ÷ kacrab, krafka and franz-go (the peers of issue 18), throughput and CPU per
-/// record in the flat-out scenarios and p50 / p99 at the fixed rate; nothing when none
+/// record in the flat-out scenarios and p50 / p99 / p99.9 at the fixed rate; nothing when none
 /// of them ran.
 fn peers(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
     let ran: Vec<&str> = PEERS
@@ -402,10 +406,10 @@ fn peers(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
     }
     s.push_str("\nSluice's delivery latency relative to kacrab, krafka and franz-go at a fixed rate (medians; <1 means Sluice's records are acknowledged sooner):\n\n| scenario |");
     for label in &ran {
-        let _ = write!(s, " p50 / {label} | p99 / {label} |");
+        let _ = write!(s, " p50 / {label} | p99 / {label} | p99.9 / {label} |");
     }
     s.push_str("\n|---|");
-    s.push_str(&"---:|---:|".repeat(ran.len()));
+    s.push_str(&"---:|---:|---:|".repeat(ran.len()));
     s.push('\n');
     for (scenario, clients) in by_scenario.iter().filter(|(s, _)| is_fixed_rate(s)) {
         let Some(sl) = get(clients, "sluice") else {
@@ -416,9 +420,10 @@ fn peers(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
             let p = get(clients, c);
             let _ = write!(
                 s,
-                " {} | {} |",
+                " {} | {} | {} |",
                 ratio(sl.p50, p.as_ref().and_then(|m| m.p50)),
                 ratio(sl.p99, p.as_ref().and_then(|m| m.p99)),
+                ratio(sl.p999, p.as_ref().and_then(|m| m.p999)),
             );
         }
         s.push('\n');
