@@ -111,8 +111,13 @@ pub struct PartitionClient {
     partition: i32,
 }
 
-const ATTEMPTS: usize = 5;
+/// Tries per call. With [`BACKOFF`] growing to [`BACKOFF_MAX`] (Java's `retry.backoff.ms`
+/// and `retry.backoff.max.ms`), 10 tries wait about 6.5 s in all: long enough for a
+/// just-created topic on a busy broker to get its leader, which 5 tries of 100 ms
+/// (0.4 s) were not on a loaded CI machine.
+const ATTEMPTS: u32 = 10;
 const BACKOFF: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl PartitionClient {
     /// A client for `topic`/`partition` of `cluster`.
@@ -181,7 +186,7 @@ impl PartitionClient {
                 }
                 Err(e) if attempt < ATTEMPTS && not_appended(&e) => {
                     debug!(topic = %self.topic, partition = self.partition, error = %e, "produce retried");
-                    self.backoff().await?;
+                    self.backoff(attempt).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -243,15 +248,15 @@ impl PartitionClient {
                 Ok(f) => return Ok(f),
                 Err(e) if attempt < ATTEMPTS && e.is_retriable() => {
                     debug!(topic = %self.topic, partition = self.partition, error = %e, "fetch retried");
-                    self.backoff().await?;
+                    self.backoff(attempt).await?;
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
-    async fn backoff(&self) -> Result<()> {
-        tokio::time::sleep(BACKOFF).await;
+    async fn backoff(&self, attempt: u32) -> Result<()> {
+        tokio::time::sleep(crate::backoff::exponential(BACKOFF, BACKOFF_MAX, attempt)).await;
         self.cluster.refresh(&[&self.topic], false).await.map(drop)
     }
 
