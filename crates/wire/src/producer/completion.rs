@@ -4,8 +4,6 @@
 //! the producer-wide state follows (epoch bump wanted, metadata refresh, transaction
 //! lost), and the deliveries are resolved outside the lock.
 
-use std::sync::atomic::Ordering;
-
 use super::batch::Batch;
 use super::partition_queue::OnError;
 use super::Shared;
@@ -63,7 +61,7 @@ pub(crate) fn complete_job(
     let config = &shared.config;
     let now = std::time::Instant::now();
     let mut done: Vec<(Batch, Result<(i64, i64)>)> = Vec::new();
-    {
+    let resolving = {
         let mut guard = shared.state();
         let st = &mut *guard;
         if let Some(n) = st.broker_in_flight.get_mut(&job.node) {
@@ -106,9 +104,8 @@ pub(crate) fn complete_job(
                 },
             }
         }
-        shared.resolving.fetch_add(done.len(), Ordering::SeqCst);
-    }
-    let resolving = done.len();
+        shared.resolving(done.len())
+    };
     for (batch, outcome) in done {
         match outcome {
             Ok((base_offset, log_append_time)) => {
@@ -123,15 +120,14 @@ pub(crate) fn complete_job(
             }
         }
     }
-    shared.resolving.fetch_sub(resolving, Ordering::SeqCst);
-    shared.notify_completed();
+    drop(resolving);
     shared.wake.notify_one();
 }
 
 /// Fails every queued (not in-flight) batch with `err`; returns how many records.
 pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
     let mut failed = Vec::new();
-    {
+    let resolving = {
         let mut st = shared.state();
         let st = &mut *st;
         for queues in st.acc.topics.values_mut() {
@@ -142,7 +138,6 @@ pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
         for b in &failed {
             st.acc.untrack(b.id);
         }
-        shared.resolving.fetch_add(failed.len(), Ordering::SeqCst);
         // A stamped batch that is never written leaves a gap in its partition's
         // sequences: a transactional abort then asks the coordinator for a new epoch;
         // an idempotent producer (closing) has no use for the partition any more.
@@ -151,13 +146,12 @@ pub(crate) fn abort_queued(shared: &Shared, err: &Error) -> usize {
                 idem.bump_required = true;
             }
         }
-    }
+        shared.resolving(failed.len())
+    };
     let records = failed.iter().map(Batch::record_count).sum();
-    let resolving = failed.len();
     for b in failed {
         b.fail(err);
     }
-    shared.resolving.fetch_sub(resolving, Ordering::SeqCst);
-    shared.notify_completed();
+    drop(resolving);
     records
 }

@@ -255,6 +255,34 @@ impl Shared {
         self.metrics
             .buffer_available(self.memory.available_permits());
     }
+
+    /// Counts `batches` as resolving (see [`Shared::resolving`]) until the guard drops:
+    /// take it under the state lock, where they are untracked, and drop it once their
+    /// outcomes have been handed over. Dropping it wakes flushers (if it counted any).
+    pub(crate) fn resolving(&self, batches: usize) -> Resolving<'_> {
+        self.resolving.fetch_add(batches, Ordering::SeqCst);
+        Resolving {
+            shared: self,
+            batches,
+        }
+    }
+}
+
+/// Batches whose outcomes are being handed over; see [`Shared::resolving`].
+pub(crate) struct Resolving<'a> {
+    shared: &'a Shared,
+    batches: usize,
+}
+
+impl Drop for Resolving<'_> {
+    fn drop(&mut self) {
+        if self.batches > 0 {
+            self.shared
+                .resolving
+                .fetch_sub(self.batches, Ordering::SeqCst);
+            self.shared.notify_completed();
+        }
+    }
 }
 
 impl fmt::Debug for Producer {

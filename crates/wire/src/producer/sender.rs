@@ -57,25 +57,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let refreshing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         let now = Instant::now();
-        let plan = {
+        let (plan, resolving) = {
             let mut st = shared.state();
             let plan = drain(&shared, &mut st, now);
             // Untracked in `drain`: `flush` waits for their outcomes too.
-            shared
-                .resolving
-                .fetch_add(plan.failed.len(), Ordering::SeqCst);
-            plan
+            let resolving = shared.resolving(plan.failed.len());
+            (plan, resolving)
         };
         if !plan.failed.is_empty() {
-            let resolving = plan.failed.len();
             for (batch, err) in plan.failed {
                 shared.metrics.errors(batch.record_count());
                 shared.txn_batch_failed(&err);
                 batch.fail(&err);
             }
-            shared.resolving.fetch_sub(resolving, Ordering::SeqCst);
-            shared.notify_completed();
         }
+        drop(resolving);
         if plan.init_producer_id {
             tokio::spawn(init_producer_id(Arc::clone(&shared)));
         }
