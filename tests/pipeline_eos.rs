@@ -546,14 +546,27 @@ async fn refused_outputs_are_dead_lettered_and_transactions_commit() {
         }
     }
     assert_eq!(duplicates, 0);
-    assert!(stats.commits() > stats.aborts(), "most transactions commit");
+    // Every abort starts at a refused output, and a refused input is in at most two
+    // aborted transactions (the one it shared, then its own; see below). How many
+    // transactions commit beside them depends on the machine's speed (one commit per
+    // 100 ms of work: 71 commits to 78 aborts in one loaded CI rehearsal), so the bound
+    // is on aborts, not a ratio; it allows a third abort per refused input for one that
+    // ran into an unrelated abort on a slow machine (a pipeline that loops on a refused
+    // output aborts without end and never gets here).
+    let refused = (0..N).filter(|&i| is_rejected(i)).count() as u64;
+    assert!(
+        stats.aborts() <= 3 * refused,
+        "{} aborts for {refused} refused inputs: more than three each",
+        stats.aborts()
+    );
+    assert!(stats.commits() > 0, "transactions commit");
     // An input runs again only when a transaction it was in aborts, and every abort
     // starts at a refused output: once in the transaction it shared (after which the
     // records that saw the error run alone) and once alone (then it is dead-lettered).
     // So an input shares at most one abort per refused input, and runs at most once
     // more alone: the bound is the refused count + 2 (runs observed 7 to 10 calls; a
     // pipeline that loops on a refused output never gets here: `finished` fails first).
-    let refused = (0..N).filter(|&i| is_rejected(i)).count() as u32;
+    let refused = refused as u32;
     assert!(
         max_calls <= refused + 2,
         "an input was called {max_calls} times, more than the {refused} refused inputs + 2"
