@@ -7,8 +7,12 @@
 //! binary, franz-go via the Go program in `benches/compare/go` (built here with the
 //! machine's Go toolchain, modules from the Go module proxy), Java via Kafka's
 //! ProducerPerformance / ConsumerPerformance. Besides the flat-out produce and
-//! consume scenarios, `latency` scenarios produce at fixed rates (1k, 10k, 100k records/s), where delivery
-//! latency is not dominated by the client's own queue. CPU (user + sys) and peak RSS of
+//! consume scenarios, `keyed` scenarios write keyed records to a topic of 1,000
+//! partitions and consume it (fetch sessions and the accumulator grow with partitions),
+//! and `latency` scenarios produce at fixed rates (1k, 10k, 100k records/s), where
+//! delivery latency is not dominated by the client's own queue, and `pipeline`
+//! scenarios copy a topic consume -> service -> produce (Sluice's runner with its full
+//! stack beside a loop written by hand on rdkafka); `--only` picks groups. CPU (user + sys) and peak RSS of
 //! each client process come from `wait4(2)`. Every run appends one JSON line to
 //! `target/bench/results.jsonl`; `compare report` then writes the medians to
 //! `target/bench/results.md` and charts to `target/bench/*.png`.
@@ -19,6 +23,10 @@
 //! provider (`sluice` = sluice-wire's default, graviola; `sluice-ring`; `sluice-aws-lc`),
 //! rdkafka (librdkafka with OpenSSL; `rdkafka-tuned` consumes too) and Java. The providers only differ under TLS, so
 //! `sluice-ring` and `sluice-aws-lc` skip the PLAINTEXT twins.
+//!
+//! `--brokers 3` runs the replicated suite instead, on a three-broker cluster (replication
+//! factor 3, `min.insync.replicas=2`): produce 100 B and 1 KiB with acks=all, idempotence
+//! and lz4, the settings recommended for production.
 //!
 //! The defaults are the full run behind BENCHMARKS.md; `--quick` is for iteration.
 
@@ -64,6 +72,18 @@ pub struct BenchArgs {
     /// Run the TLS suite (see the module docs) instead of the default one.
     #[arg(long)]
     tls: bool,
+    /// Brokers of the benchmark cluster. 3 runs the replicated suite instead of the
+    /// default one: replication factor 3, `min.insync.replicas=2`, acks=all +
+    /// idempotence + lz4 at 100 B and 1 KiB.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=3))]
+    brokers: u16,
+    /// Scenario groups of the default suite to run (default: all): `produce`
+    /// (flat out, 6 partitions), `keyed` (keyed records to 1,000 partitions, and
+    /// consuming them), `latency` (fixed rates), `consume` (6 partitions), `pipeline`
+    /// (consume -> service -> produce, at-least-once and exactly-once). `consume` and
+    /// `pipeline` read topics of `produce`: they run the writer's runs even without it.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// PLAINTEXT port of the benchmark broker (its controller listens on port + 1).
     #[arg(long, env = "SLUICE_KAFKA_PORT", default_value_t = kafka::DEFAULT_PORT)]
     port: u16,
@@ -136,6 +156,17 @@ const MODES: [Mode; 2] = [
 ];
 const SIZES: [usize; 2] = [100, 1024];
 const PARTITIONS: u32 = 6;
+/// The many-partitions scenario: one topic of this many partitions, records keyed with
+/// [`KEYS`] distinct keys (10 per partition on average, so every partition gets some).
+const MANY_PARTITIONS: u32 = 1000;
+const KEYS: u64 = 10_000;
+/// Scenario groups of `--only`.
+const GROUPS: [&str; 5] = ["produce", "keyed", "latency", "consume", "pipeline"];
+/// Clients of the end-to-end pipeline scenario (`compare pipeline`).
+const PIPELINE_CLIENTS: [&str; 2] = ["sluice", "rdkafka"];
+/// Producers the keyed scenario leaves out: Java's ProducerPerformance sends no keys,
+/// rskafka has no partitioner.
+const KEYLESS: [&str; 2] = ["java", "rskafka"];
 
 fn size_label(size: usize) -> String {
     if size.is_multiple_of(1024) {
@@ -218,6 +249,15 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
     if args.latency_rates.contains(&0) {
         bail!("--latency-rates must be at least 1");
     }
+    if let Some(g) = args.only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+        bail!("unknown scenario group {g} ({})", GROUPS.join(", "));
+    }
+    if args.brokers == 2 {
+        bail!("--brokers must be 1 (the default suite) or 3 (the replicated suite)");
+    }
+    if args.brokers == 3 && args.tls {
+        bail!("--tls runs on one broker; leave out --brokers 3");
+    }
     let started = Instant::now();
     install_signal_flag();
     let root = kafka::workspace_root();
@@ -243,7 +283,7 @@ pub fn run(mut args: BenchArgs) -> Result<ExitCode> {
 
     let shape = Shape {
         version: kafka::DEFAULT_VERSION.to_string(),
-        brokers: 1,
+        brokers: args.brokers,
         port: args.port,
         security: args.tls,
     };
@@ -331,6 +371,8 @@ fn run_all(
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     if args.tls {
         run_tls(args, &mut env, stamp)?;
+    } else if args.brokers == 3 {
+        run_replicated(args, &mut env, stamp)?;
     } else {
         run_default(args, &mut env, stamp)?;
     }
@@ -403,20 +445,15 @@ fn run_tls(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
                 }
                 check_interrupted()?;
                 let topic = format!("bench-{stamp}-r{rep}-tls-{}-{client}", name.to_lowercase());
-                create_topic(env, &topic)?;
+                create_topic(env, &topic, PARTITIONS)?;
                 topics.push(topic.clone());
                 eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-                let run = Produce {
-                    n,
-                    size,
-                    mode,
-                    rate: None,
-                };
+                let run = Produce::flat_out(n, size, mode);
                 produce(env, net, client, &scenario, &topic, &run, rep)?;
             }
         }
         let topic = format!("bench-{stamp}-r{rep}-tls-consume");
-        create_topic(env, &topic)?;
+        create_topic(env, &topic, PARTITIONS)?;
         topics.push(topic.clone());
         eprintln!(
             "xtask: [{}/{}] writing {n} x {} for the consume scenarios ({writer}, PLAINTEXT, not measured)",
@@ -440,7 +477,7 @@ fn run_tls(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
                 }
                 check_interrupted()?;
                 eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-                consume(env, net, client, &scenario, &topic, n, rep)?;
+                consume(env, net, client, &scenario, &topic, n, PARTITIONS, rep)?;
             }
         }
         delete_topics(env, &topics);
@@ -476,62 +513,238 @@ impl Env {
     }
 }
 
-/// The default suite: produce (2 sizes x 2 modes), the fixed-rate latency scenario and
-/// consume (2 sizes), all over PLAINTEXT.
+/// The default suite, all over PLAINTEXT, by `--only` group: `produce` (2 sizes x 2
+/// modes, 6 partitions), `keyed` (100 B keyed records to 1,000 partitions, then every
+/// consumer reads the writer's topic), `latency` (fixed rates) and `consume` (2 sizes,
+/// the writer's uncompressed acks=1 topics of `produce`) and `pipeline` (see
+/// [`run_pipeline`]).
 fn run_default(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
     let n = args.records;
+    let group = |g: &str| args.only.is_empty() || args.only.iter().any(|o| o == g);
     for rep in 0..args.repeat {
         let (clients, producers, writer) = rotation(args, rep);
         let mut topics = Vec::new();
         let mut consume_topics = Vec::new();
-        for size in SIZES {
-            for (mi, mode) in MODES.iter().enumerate() {
-                let scenario = format!("produce {} {}", size_label(size), mode.label);
-                for client in &producers {
-                    check_interrupted()?;
-                    let topic = format!("bench-{stamp}-r{rep}-{size}-m{mi}-{client}");
-                    create_topic(env, &topic)?;
-                    topics.push(topic.clone());
-                    eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-                    let run = Produce {
-                        n,
-                        size,
-                        mode,
-                        rate: None,
-                    };
-                    produce(env, Net::Plain, client, &scenario, &topic, &run, rep)?;
-                    if mi == 1 && *client == writer {
-                        consume_topics.push((size, topic.clone()));
+        // `consume` and `pipeline` read what `produce` wrote: its writer topics.
+        if group("produce") || group("consume") || group("pipeline") {
+            for size in SIZES {
+                for (mi, mode) in MODES.iter().enumerate() {
+                    let scenario = format!("produce {} {}", size_label(size), mode.label);
+                    for client in &producers {
+                        let writes_consume_topic = mi == 1 && *client == writer;
+                        if !group("produce") && !writes_consume_topic {
+                            continue;
+                        }
+                        check_interrupted()?;
+                        let topic = format!("bench-{stamp}-r{rep}-{size}-m{mi}-{client}");
+                        create_topic(env, &topic, PARTITIONS)?;
+                        topics.push(topic.clone());
+                        eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+                        let run = Produce::flat_out(n, size, mode);
+                        produce(env, Net::Plain, client, &scenario, &topic, &run, rep)?;
+                        if writes_consume_topic {
+                            consume_topics.push((size, topic.clone()));
+                        }
                     }
                 }
             }
         }
+        if group("keyed") {
+            run_keyed(args, env, (stamp, rep), (&clients, &producers, &writer))?;
+        }
         // Fixed rate: delivery latency when the client's buffer is not full.
         let mode = &MODES[0];
         let size = SIZES[0];
-        for &rate in &args.latency_rates {
+        for &rate in args.latency_rates.iter().filter(|_| group("latency")) {
             let scenario = format!("latency {} {rate}/s {}", size_label(size), mode.label);
             let fixed_rate = Produce {
-                n: rate * args.latency_secs,
-                size,
-                mode,
                 rate: Some(rate),
+                ..Produce::flat_out(rate * args.latency_secs, size, mode)
             };
             for client in &producers {
                 check_interrupted()?;
                 let topic = format!("bench-{stamp}-r{rep}-latency{rate}-{client}");
-                create_topic(env, &topic)?;
+                create_topic(env, &topic, PARTITIONS)?;
                 topics.push(topic.clone());
                 eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
                 produce(env, Net::Plain, client, &scenario, &topic, &fixed_rate, rep)?;
             }
         }
-        for (size, topic) in &consume_topics {
+        for (size, topic) in consume_topics.iter().filter(|_| group("consume")) {
             let scenario = format!("consume {}", size_label(*size));
             for client in &clients {
                 check_interrupted()?;
                 eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-                consume(env, Net::Plain, client, &scenario, topic, n, rep)?;
+                consume(
+                    env,
+                    Net::Plain,
+                    client,
+                    &scenario,
+                    topic,
+                    n,
+                    PARTITIONS,
+                    rep,
+                )?;
+            }
+        }
+        let input = consume_topics.iter().find(|(size, _)| *size == SIZES[0]);
+        if let (true, Some((size, input))) = (group("pipeline"), input) {
+            run_pipeline(
+                args,
+                env,
+                (stamp, rep),
+                &clients,
+                (*size, input),
+                &mut topics,
+            )?;
+        }
+        delete_topics(env, &topics);
+    }
+    Ok(())
+}
+
+/// The end-to-end scenarios of one repeat: [`PIPELINE_CLIENTS`] copy `input` (`size`
+/// records, the writer's topic) to a fresh output topic, at-least-once and exactly-once,
+/// each with a fresh consumer group; `compare pipeline` checks what was committed and
+/// written.
+fn run_pipeline(
+    args: &BenchArgs,
+    env: &mut Env,
+    (stamp, rep): (u64, u32),
+    clients: &[String],
+    (size, input): (usize, &str),
+    topics: &mut Vec<String>,
+) -> Result<()> {
+    for exactly_once in [false, true] {
+        let label = if exactly_once {
+            "exactly-once"
+        } else {
+            "at-least-once"
+        };
+        let scenario = format!("pipeline {} {label}", size_label(size));
+        for client in clients
+            .iter()
+            .filter(|c| PIPELINE_CLIENTS.contains(&c.as_str()))
+        {
+            check_interrupted()?;
+            let name = format!("bench-{stamp}-r{rep}-pipeline-{label}-{client}");
+            create_topic(env, &name, PARTITIONS)?;
+            topics.push(name.clone());
+            eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+            let mut cmd = Command::new(&env.compare);
+            cmd.args(["pipeline", "--client", client, "--bootstrap"])
+                .arg(&env.plain.bootstrap)
+                .args(["--input", input, "--output", &name, "--group", &name])
+                .args(["--records", &args.records.to_string()])
+                .args(["--partitions", &PARTITIONS.to_string()])
+                .args(["--exactly-once", &exactly_once.to_string()])
+                .args(["--scenario", &scenario]);
+            let measured = measure(env, cmd, &name)?;
+            let line = last_json_line(&measured.stdout)?;
+            record(env, &line, &measured, rep)?;
+        }
+    }
+    Ok(())
+}
+
+/// The many-partitions scenarios of one repeat: every producer that sends keys (not
+/// [`KEYLESS`]) writes `records` keyed 100 B records, acks=all + idempotence + lz4, to
+/// its own topic of [`MANY_PARTITIONS`] partitions, placed by its own murmur2
+/// partitioner; then every consumer reads the whole topic of one of them (rdkafka's when
+/// it runs). Each topic is deleted as soon as it is no longer needed: thousands of
+/// partitions left on the broker would slow every later run.
+fn run_keyed(
+    args: &BenchArgs,
+    env: &mut Env,
+    (stamp, rep): (u64, u32),
+    (clients, producers, writer): (&[String], &[String], &str),
+) -> Result<()> {
+    let n = args.records;
+    let mode = &MODES[0];
+    let size = SIZES[0];
+    let keyed: Vec<&String> = producers
+        .iter()
+        .filter(|c| !KEYLESS.contains(&c.as_str()))
+        .collect();
+    let Some(first) = keyed.first() else {
+        eprintln!("xtask: keyed scenarios skipped: no client of --clients sends keys");
+        return Ok(());
+    };
+    let writer = if keyed.iter().any(|c| *c == writer) {
+        writer.to_string()
+    } else {
+        first.to_string()
+    };
+    let scenario = format!(
+        "produce {} keyed {MANY_PARTITIONS}p {}",
+        size_label(size),
+        mode.label
+    );
+    let mut kept = None;
+    for client in keyed {
+        check_interrupted()?;
+        let topic = format!("bench-{stamp}-r{rep}-keyed-{client}");
+        create_topic(env, &topic, MANY_PARTITIONS)?;
+        eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+        let run = Produce {
+            keys: KEYS,
+            ..Produce::flat_out(n, size, mode)
+        };
+        let result = produce(env, Net::Plain, client, &scenario, &topic, &run, rep);
+        if *client == writer && result.is_ok() {
+            kept = Some(topic);
+        } else {
+            delete_topics(env, std::slice::from_ref(&topic));
+        }
+        result?;
+    }
+    let Some(topic) = kept else {
+        return Ok(());
+    };
+    let scenario = format!("consume {} {MANY_PARTITIONS}p", size_label(size));
+    let mut result = Ok(());
+    for client in clients {
+        if let Err(e) = check_interrupted() {
+            result = Err(e);
+            break;
+        }
+        eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+        result = consume(
+            env,
+            Net::Plain,
+            client,
+            &scenario,
+            &topic,
+            n,
+            MANY_PARTITIONS,
+            rep,
+        );
+        if result.is_err() {
+            break;
+        }
+    }
+    delete_topics(env, std::slice::from_ref(&topic));
+    result
+}
+
+/// The replicated suite (`--brokers 3`): every producer writes 100 B and 1 KiB records,
+/// acks=all + idempotence + lz4, to its own fresh 6-partition topic of replication
+/// factor 3 (the cluster's default) with `min.insync.replicas=2`: what production runs.
+fn run_replicated(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
+    let mode = &MODES[0];
+    for rep in 0..args.repeat {
+        let (_, producers, _) = rotation(args, rep);
+        let mut topics = Vec::new();
+        for size in SIZES {
+            let scenario = format!("produce {} {} RF3", size_label(size), mode.label);
+            for client in &producers {
+                check_interrupted()?;
+                let topic = format!("bench-{stamp}-r{rep}-rf3-{size}-{client}");
+                create_topic(env, &topic, PARTITIONS)?;
+                topics.push(topic.clone());
+                eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+                let run = Produce::flat_out(args.records, size, mode);
+                produce(env, Net::Plain, client, &scenario, &topic, &run, rep)?;
             }
         }
         delete_topics(env, &topics);
@@ -630,7 +843,7 @@ fn check_interrupted() -> Result<()> {
     Ok(())
 }
 
-fn create_topic(env: &Env, topic: &str) -> Result<()> {
+fn create_topic(env: &Env, topic: &str, partitions: u32) -> Result<()> {
     let status = Command::new(&env.compare)
         .args([
             "create-topic",
@@ -639,7 +852,7 @@ fn create_topic(env: &Env, topic: &str) -> Result<()> {
             "--topic",
             topic,
         ])
-        .args(["--partitions", &PARTITIONS.to_string()])
+        .args(["--partitions", &partitions.to_string()])
         .status()?;
     if !status.success() {
         bail!("creating topic {topic} failed");
@@ -648,12 +861,26 @@ fn create_topic(env: &Env, topic: &str) -> Result<()> {
 }
 
 /// What one produce run sends: `n` records of `size` bytes with `mode`'s settings, flat
-/// out or at `rate` records per second.
+/// out or at `rate` records per second, keyless or with `keys` distinct keys.
 struct Produce<'a> {
     n: u64,
     size: usize,
     mode: &'a Mode,
     rate: Option<u64>,
+    keys: u64,
+}
+
+impl<'a> Produce<'a> {
+    /// Keyless records as fast as the client takes them.
+    fn flat_out(n: u64, size: usize, mode: &'a Mode) -> Self {
+        Produce {
+            n,
+            size,
+            mode,
+            rate: None,
+            keys: 0,
+        }
+    }
 }
 
 fn produce(
@@ -670,9 +897,13 @@ fn produce(
         size,
         mode,
         rate,
+        keys,
     } = *run;
     let transport = env.transport(net);
     if client == "java" {
+        if keys > 0 {
+            bail!("Java's ProducerPerformance sends no keys (see KEYLESS)");
+        }
         // ProducerPerformance's --throughput: -1 is flat out, else records per second.
         let throughput = rate.map_or("-1".to_string(), |r| r.to_string());
         let mut cmd = java(env, "org.apache.kafka.tools.ProducerPerformance");
@@ -708,11 +939,15 @@ fn produce(
     if let Some(r) = rate {
         cmd.args(["--rate", &r.to_string()]);
     }
+    if keys > 0 {
+        cmd.args(["--keys", &keys.to_string()]);
+    }
     let measured = measure(env, cmd, &format!("{topic}-{client}"))?;
     let line = last_json_line(&measured.stdout)?;
     record(env, &line, &measured, rep)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn consume(
     env: &mut Env,
     net: Net,
@@ -720,6 +955,7 @@ fn consume(
     scenario: &str,
     topic: &str,
     n: u64,
+    partitions: u32,
     rep: u32,
 ) -> Result<()> {
     let transport = env.transport(net);
@@ -739,7 +975,7 @@ fn consume(
     cmd.args(["consume", "--client", client, "--bootstrap"])
         .arg(&transport.bootstrap)
         .args(["--topic", topic, "--records", &n.to_string()])
-        .args(["--partitions", &PARTITIONS.to_string()])
+        .args(["--partitions", &partitions.to_string()])
         .args(["--scenario", scenario]);
     transport.compare_args(&mut cmd);
     let run = measure(env, cmd, &log)?;

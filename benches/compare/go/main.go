@@ -3,7 +3,8 @@
 // run it as one more client (one process per run, CPU and peak RSS from wait4).
 //
 //	franz-go produce --bootstrap B --topic T --records N --size S --acks all|1
-//	                 --compression lz4|none --idempotence true|false [--rate R] [--scenario L]
+//	                 --compression lz4|none --idempotence true|false [--rate R] [--keys K]
+//	                 [--scenario L]
 //	franz-go consume --bootstrap B --topic T --records N [--partitions 6] [--scenario L]
 //
 // Producer: kgo with linger 5 ms, ProducerBatchMaxBytes 64 KiB (the batch.size of the
@@ -41,7 +42,7 @@ type result struct {
 
 type opts struct {
 	bootstrap, topic, acks, compression, idempotence, scenario, client, security string
-	records, rate                                                                uint64
+	records, rate, keys                                                          uint64
 	size, partitions                                                             int
 }
 
@@ -58,6 +59,7 @@ func parse(cmd string, args []string) opts {
 	// A string, not a bool: the harness passes `--idempotence true` as two arguments.
 	fs.StringVar(&o.idempotence, "idempotence", "true", "true or false")
 	fs.Uint64Var(&o.rate, "rate", 0, "records per second (0: flat out)")
+	fs.Uint64Var(&o.keys, "keys", 0, "record i gets key i%K of K distinct keys (0: no keys)")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions to consume")
 	fs.StringVar(&o.scenario, "scenario", "", "label of the result line")
 	fs.StringVar(&o.security, "security-protocol", "PLAINTEXT", "only PLAINTEXT")
@@ -83,6 +85,16 @@ func payload(size int) []byte {
 		v[i] = byte('A' + (i*7919)%26)
 	}
 	return v
+}
+
+// The Rust clients' keys: K distinct 10-byte keys k000000000, k000000001, ...; record
+// i gets keys[i%K]. kgo's default partitioner hashes keys with murmur2, as Java does.
+func keys(k uint64) [][]byte {
+	out := make([][]byte, k)
+	for j := range out {
+		out[j] = []byte(fmt.Sprintf("k%09d", j))
+	}
+	return out
 }
 
 // p50, p99 and p99.9 as the Rust clients take them: the value at index floor(p*n).
@@ -149,6 +161,13 @@ func produce(o opts) result {
 	defer cl.Close()
 	ctx := context.Background()
 	value := payload(o.size)
+	ks := keys(o.keys)
+	keyOf := func(i uint64) []byte {
+		if len(ks) == 0 {
+			return nil
+		}
+		return ks[i%uint64(len(ks))]
+	}
 	if o.rate > 0 {
 		// Warm-up (connection, metadata, producer id), not counted; the clock restarts.
 		if err := cl.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
@@ -176,7 +195,7 @@ func produce(o opts) result {
 			}
 		}
 		sent := time.Now()
-		cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+		cl.Produce(ctx, &kgo.Record{Key: keyOf(i), Value: value}, func(_ *kgo.Record, err error) {
 			ms := float32(time.Since(sent).Seconds() * 1000)
 			mu.Lock()
 			if err != nil {

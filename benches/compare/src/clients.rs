@@ -1,5 +1,6 @@
 //! The same workload for each client. Producers send `records` values of `size` bytes
-//! without keys, as fast as the client accepts them (or paced at `--rate` records per
+//! without keys (or with `--keys K`: record i has the key [`keys`]`[i % K]`, the same
+//! sequence for every client, placed by the client's own murmur2 partitioner), as fast as the client accepts them (or paced at `--rate` records per
 //! second), and the clock stops when the last delivery is acknowledged. Consumers read
 //! `records` records from the beginning of every partition (manual assignment, no group
 //! join) and stop when they have them all.
@@ -28,6 +29,23 @@ fn payload(size: usize) -> Vec<u8> {
     (0..size)
         .map(|i| b'A' + (i.wrapping_mul(7919) % 26) as u8)
         .collect()
+}
+
+/// K distinct 10-byte keys (`k000000000`, ...), built before the clock starts; the
+/// Go client builds the same ones.
+fn keys(k: u64) -> Vec<bytes::Bytes> {
+    (0..k)
+        .map(|j| bytes::Bytes::from(format!("k{j:09}")))
+        .collect()
+}
+
+/// The key of record `i` (None without `--keys`).
+fn key_of(keys: &[bytes::Bytes], i: u64) -> Option<&bytes::Bytes> {
+    if keys.is_empty() {
+        None
+    } else {
+        keys.get((i % keys.len() as u64) as usize)
+    }
 }
 
 fn result(records: u64, bytes: u64, secs: f64, lat: Vec<f32>) -> RunResult {
@@ -144,6 +162,7 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
     }
     let producer = Producer::new(config).await?;
     let value = bytes::Bytes::from(payload(a.size));
+    let keys = keys(a.keys);
     // One shared name: each record clones a reference count (rdkafka borrows a `&str`).
     let topic: std::sync::Arc<str> = a.topic.as_str().into();
     if a.rate.is_some() {
@@ -158,7 +177,7 @@ pub async fn sluice_produce(a: &ProduceArgs) -> Result<RunResult> {
     let mut pacer = Pacer::new(a.rate);
     for i in 0..a.records {
         pacer.wait(i).await;
-        let record = ProducerRecord::new(&topic, value.clone());
+        let record = ProducerRecord::new(&topic, value.clone()).key_opt(key_of(&keys, i).cloned());
         let sent = Instant::now();
         let outcomes = Arc::clone(&outcomes);
         producer
@@ -340,6 +359,7 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         .create()
         .context("creating the rdkafka producer")?;
     let value = payload(a.size);
+    let keys = keys(a.keys);
     if a.rate.is_some() {
         let record = FutureRecord::<(), [u8]>::to(&a.topic).payload(&value);
         if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
@@ -354,7 +374,12 @@ pub async fn rdkafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         pacer.wait(i).await;
         let sent = Instant::now();
         let d = loop {
-            match producer.send_result(FutureRecord::<(), [u8]>::to(&a.topic).payload(&value)) {
+            let record = FutureRecord::<[u8], [u8]>::to(&a.topic).payload(&value);
+            let record = match key_of(&keys, i) {
+                Some(k) => record.key(&k[..]),
+                None => record,
+            };
+            match producer.send_result(record) {
                 Ok(d) => break d,
                 // librdkafka's queue is full: wait for deliveries (as Java's send blocks).
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -439,6 +464,9 @@ pub async fn rdkafka_consume(a: &ConsumeArgs, tuned: bool) -> Result<RunResult> 
 pub async fn rskafka_produce(a: &ProduceArgs) -> Result<RunResult> {
     if a.tls.ssl() {
         bail!("the rskafka client of this harness has no TLS (its `transport-tls` feature is off)");
+    }
+    if a.keys > 0 {
+        bail!("rskafka has no partitioner: the harness does not run it with --keys");
     }
     use rskafka::client::partition::{Compression, UnknownTopicHandling};
     use rskafka::client::producer::aggregator::RecordAggregator;
@@ -645,9 +673,13 @@ pub async fn kacrab_produce(a: &ProduceArgs) -> Result<RunResult> {
         .context("creating the kacrab producer")?;
     let value = bytes::Bytes::from(payload(a.size));
     let topic: Arc<str> = a.topic.as_str().into();
-    let record = || ProducerRecord::topic_value(Arc::clone(&topic), value.clone());
+    let keys = keys(a.keys);
+    let record = |i| match key_of(&keys, i) {
+        Some(k) => ProducerRecord::topic_key_value(Arc::clone(&topic), k.clone(), value.clone()),
+        None => ProducerRecord::topic_value(Arc::clone(&topic), value.clone()),
+    };
     if a.rate.is_some() {
-        producer.send(record())?.await?;
+        producer.send(record(0))?.await?;
         started = Instant::now();
     }
     let (tx, rx) = mpsc::channel(PENDING);
@@ -657,7 +689,7 @@ pub async fn kacrab_produce(a: &ProduceArgs) -> Result<RunResult> {
         pacer.wait(i).await;
         let sent = Instant::now();
         let d = loop {
-            match producer.send(record()) {
+            match producer.send(record(i)) {
                 Ok(d) => break d,
                 Err(ProducerError::Backpressure | ProducerError::Wire(WireError::Backpressure)) => {
                     tokio::time::sleep(Duration::from_micros(50)).await
@@ -762,9 +794,13 @@ pub async fn krafka_produce(a: &ProduceArgs) -> Result<RunResult> {
         .await
         .context("creating the krafka producer")?;
     let value = bytes::Bytes::from(payload(a.size));
-    let record = || Record::new(a.topic.clone(), value.clone());
+    let keys = keys(a.keys);
+    let record = |i| match key_of(&keys, i) {
+        Some(k) => Record::new(a.topic.clone(), value.clone()).key(k.clone()),
+        None => Record::new(a.topic.clone(), value.clone()),
+    };
     if a.rate.is_some() {
-        let _warm_up = producer.send(record()).await?;
+        let _warm_up = producer.send(record(0)).await?;
         started = Instant::now();
     }
     let (tx, rx) = mpsc::channel(PENDING);
@@ -773,7 +809,7 @@ pub async fn krafka_produce(a: &ProduceArgs) -> Result<RunResult> {
     for i in 0..a.records {
         pacer.wait(i).await;
         let sent = Instant::now();
-        let d = producer.enqueue(record()).await?;
+        let d = producer.enqueue(record(i)).await?;
         let d = d.map(|r| r.map(|_| ()).map_err(|e| e.to_string()));
         if tx.send((sent, d)).await.is_err() {
             bail!("the latency collector stopped");

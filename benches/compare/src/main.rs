@@ -7,9 +7,12 @@
 //! compare produce --client sluice|sluice-ring|sluice-aws-lc|rdkafka|rskafka|kacrab|krafka
 //!                 --bootstrap B --topic T
 //!                 --records N --size S --acks all|1 --compression lz4|none
-//!                 --idempotence true|false [--rate R] [--security-protocol SSL --ca CA.pem]
+//!                 --idempotence true|false [--rate R] [--keys K]
+//!                 [--security-protocol SSL --ca CA.pem]
 //! compare consume --client sluice|sluice-ring|sluice-aws-lc|rdkafka|rdkafka-tuned|rskafka|kacrab|krafka
 //!                 --bootstrap B --topic T --records N [--security-protocol SSL --ca CA.pem]
+//! compare pipeline --client sluice|rdkafka --bootstrap B --input T --output T2
+//!                  --records N --group G --exactly-once true|false
 //! compare report --input results.jsonl --out-dir target/bench
 //! ```
 //!
@@ -20,6 +23,7 @@
 //! takes the same produce/consume arguments and prints the same line.
 
 mod clients;
+mod pipeline;
 mod report;
 
 use std::path::PathBuf;
@@ -90,10 +94,14 @@ enum Cmd {
         #[arg(long)]
         topic: String,
     },
-    /// Produce N records of S bytes (no key) as fast as the client goes, or at `--rate`.
+    /// Produce N records of S bytes (keyless, or with `--keys`) as fast as the client
+    /// goes, or at `--rate`.
     Produce(ProduceArgs),
     /// Consume N records of a topic from the beginning of all its partitions.
     Consume(ConsumeArgs),
+    /// Copy an input topic of N records to an output topic through a consume ->
+    /// service -> produce pipeline, committing as it goes (see `pipeline.rs`).
+    Pipeline(pipeline::PipelineArgs),
     /// Medians of a results.jsonl: results.md and PNG charts.
     Report {
         #[arg(long)]
@@ -128,6 +136,10 @@ pub struct ProduceArgs {
     /// first) instead of as fast as the client takes them.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// Give record `i` the key `keys[i % K]` of K distinct 10-byte keys (0: no keys), so
+    /// the client's own partitioner (murmur2 for every client here) spreads them.
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
     /// Label for the result line (defaults to one derived from the settings).
     #[arg(long)]
     pub scenario: Option<String>,
@@ -348,6 +360,11 @@ fn main() -> Result<()> {
                 };
                 r.client = args.client.name().into();
                 r.scenario = scenario;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            Cmd::Pipeline(args) => {
+                let r = pipeline::run(&args).await?;
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }

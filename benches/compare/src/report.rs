@@ -1,5 +1,8 @@
 //! `compare report`: medians per (scenario, client) of the runs in a results.jsonl
-//! written by `cargo xtask bench`, as `results.md` and PNG bar charts.
+//! written by `cargo xtask bench`, as `results.md` and PNG bar charts: records/s, CPU
+//! per record and peak RSS per family of scenarios (`<family>-throughput.png`,
+//! `-cpu.png`, `-rss.png`; families: produce, consume, partitions, pipeline,
+//! replicated, tls) and `latency.png` for the fixed-rate ones.
 //!
 //! Scenarios named `latency ...` run at a fixed rate: their records/s is the rate, not a
 //! throughput, so they are left out of the throughput chart and the throughput ratios and
@@ -82,6 +85,24 @@ fn is_fixed_rate(scenario: &str) -> bool {
     scenario.starts_with("latency ")
 }
 
+/// The chart family of a flat-out scenario: `tls` (SSL and PLAINTEXT twins),
+/// `replicated` (RF3), `partitions` (1,000 partitions), `pipeline`, `produce`, `consume`.
+fn family(scenario: &str) -> &'static str {
+    if scenario.ends_with(" SSL") || scenario.ends_with(" PLAINTEXT") {
+        "tls"
+    } else if scenario.ends_with(" RF3") {
+        "replicated"
+    } else if scenario.contains(" 1000p") {
+        "partitions"
+    } else if scenario.starts_with("pipeline ") {
+        "pipeline"
+    } else if scenario.starts_with("consume ") {
+        "consume"
+    } else {
+        "produce"
+    }
+}
+
 fn client_rank(c: &str) -> usize {
     CLIENT_ORDER
         .iter()
@@ -154,40 +175,44 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
 
     let font = load_font();
     let all: Vec<&String> = by_scenario.keys().collect();
-    let flat_out: Vec<&String> = all.iter().copied().filter(|s| !is_fixed_rate(s)).collect();
-    for (file, title, scenarios, pick) in [
-        (
-            "throughput.png",
-            "records/s (median, higher is better)",
-            &flat_out,
-            (|m: &Med| m.rps) as fn(&Med) -> f64,
-        ),
-        (
-            "cpu.png",
-            "client CPU s per million records (median, lower is better)",
-            &all,
-            |m: &Med| m.cpu_per_m,
-        ),
-        (
-            "rss.png",
-            "client peak RSS MiB (median, lower is better)",
-            &all,
-            |m: &Med| m.rss_mb,
-        ),
-    ] {
-        let series: Vec<Vec<(String, f64)>> = scenarios
-            .iter()
-            .map(|s| {
-                by_scenario[*s]
-                    .iter()
-                    .map(|(c, m)| (c.clone(), pick(m)))
-                    .collect()
-            })
-            .collect();
-        let path = out_dir.join(file);
-        bar_chart(&path, title, scenarios, &series, font)
-            .with_context(|| format!("drawing {}", path.display()))?;
-        eprintln!("compare: wrote {}", path.display());
+    // One set of charts per family of flat-out scenarios: their scales differ by 10x
+    // (consume vs produce), so one chart for all would flatten the smaller bars.
+    let mut families: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for s in all.iter().copied().filter(|s| !is_fixed_rate(s)) {
+        families.entry(family(s)).or_default().push(s);
+    }
+    for (family, scenarios) in &families {
+        for (what, title, pick) in [
+            (
+                "throughput",
+                "records/s (median, higher is better)",
+                (|m: &Med| m.rps) as fn(&Med) -> f64,
+            ),
+            (
+                "cpu",
+                "client CPU s per million records (median, lower is better)",
+                |m: &Med| m.cpu_per_m,
+            ),
+            (
+                "rss",
+                "client peak RSS MiB (median, lower is better)",
+                |m: &Med| m.rss_mb,
+            ),
+        ] {
+            let series: Vec<Vec<(String, f64)>> = scenarios
+                .iter()
+                .map(|s| {
+                    by_scenario[*s]
+                        .iter()
+                        .map(|(c, m)| (c.clone(), pick(m)))
+                        .collect()
+                })
+                .collect();
+            let path = out_dir.join(format!("{family}-{what}.png"));
+            bar_chart(&path, title, scenarios, &series, font)
+                .with_context(|| format!("drawing {}", path.display()))?;
+            eprintln!("compare: wrote {}", path.display());
+        }
     }
 
     // Fixed-rate scenarios: a "p50 ...", a "p99 ..." and a "p99.9 ..." group each.
