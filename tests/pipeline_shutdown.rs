@@ -82,13 +82,17 @@ async fn stuck_run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_shutdown_ends_a_stuck_drain_at_once_with_interrupted() {
     let (group, input, run, stats, stop) = stuck_run("pipe-force").await;
-    // The interval commits offset 6 (everything before the stuck record).
-    wait_until(
-        "the commit of the finished prefix",
-        Duration::from_secs(10),
-        || stats.commits() >= 1,
-    )
-    .await;
+    // The interval commits offset 6 (everything before the stuck record). Waiting for
+    // the offset itself, not for a first commit: an earlier commit may hold less (a CI
+    // rehearsal saw 0 committed when the test went on after the first commit).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while committed(&group, &input, 1).await != BTreeMap::from([(0, 6)]) {
+        assert!(
+            Instant::now() < deadline,
+            "the finished prefix was not committed within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!run.is_finished(), "a cancel waits for the stuck record");
