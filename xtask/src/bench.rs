@@ -681,22 +681,32 @@ fn run_keyed(
         mode.label
     );
     let mut kept = None;
-    for client in keyed {
-        check_interrupted()?;
-        let topic = format!("bench-{stamp}-r{rep}-keyed-{client}");
-        create_topic(env, &topic, MANY_PARTITIONS)?;
-        eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-        let run = Produce {
-            keys: KEYS,
-            ..Produce::flat_out(n, size, mode)
-        };
-        let result = produce(env, Net::Plain, client, &scenario, &topic, &run, rep);
-        if *client == writer && result.is_ok() {
-            kept = Some(topic);
-        } else {
+    // On a failure the writer's topic goes too: it is only kept for the consumers.
+    let produced = (|| -> Result<()> {
+        for client in keyed {
+            check_interrupted()?;
+            let topic = format!("bench-{stamp}-r{rep}-keyed-{client}");
+            create_topic(env, &topic, MANY_PARTITIONS)?;
+            eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
+            let run = Produce {
+                keys: KEYS,
+                ..Produce::flat_out(n, size, mode)
+            };
+            let result = produce(env, Net::Plain, client, &scenario, &topic, &run, rep);
+            if *client == writer && result.is_ok() {
+                kept = Some(topic);
+            } else {
+                delete_topics(env, std::slice::from_ref(&topic));
+            }
+            result?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = produced {
+        if let Some(topic) = kept {
             delete_topics(env, std::slice::from_ref(&topic));
         }
-        result?;
+        return Err(e);
     }
     let Some(topic) = kept else {
         return Ok(());
