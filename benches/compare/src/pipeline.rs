@@ -226,6 +226,17 @@ fn offsets_list(topic: &str, next: &BTreeMap<i32, i64>) -> Result<rdkafka::Topic
     Ok(tpl)
 }
 
+/// The next input record; an error when none comes for 120 s (after `n` records).
+async fn rdkafka_recv(
+    consumer: &rdkafka::consumer::StreamConsumer,
+    n: u64,
+) -> Result<rdkafka::message::BorrowedMessage<'_>> {
+    tokio::time::timeout(Duration::from_secs(120), consumer.recv())
+        .await
+        .with_context(|| format!("rdkafka pipeline: no record for 120 s after {n}"))?
+        .context("rdkafka pipeline: receiving")
+}
+
 /// Sends one output record, waiting while librdkafka's queue is full.
 async fn rdkafka_send(
     producer: &rdkafka::producer::FutureProducer,
@@ -262,9 +273,7 @@ async fn rdkafka_alo(a: &PipelineArgs) -> Result<u64> {
     let (mut n, mut bytes) = (0u64, 0u64);
     let mut last_commit = Instant::now();
     while n < a.records {
-        let m = tokio::time::timeout(Duration::from_secs(120), consumer.recv())
-            .await
-            .with_context(|| format!("rdkafka pipeline: no record for 120 s after {n}"))??;
+        let m = rdkafka_recv(&consumer, n).await?;
         bytes += m.payload().map_or(0, |v| v.len()) as u64;
         pending.push(rdkafka_send(&producer, &a.output, &m).await?);
         next.insert(m.partition(), m.offset() + 1);
@@ -309,9 +318,7 @@ async fn rdkafka_eos(a: &PipelineArgs) -> Result<u64> {
     let (mut n, mut bytes) = (0u64, 0u64);
     let mut last_commit = Instant::now();
     while n < a.records {
-        let m = tokio::time::timeout(Duration::from_secs(120), consumer.recv())
-            .await
-            .with_context(|| format!("rdkafka pipeline: no record for 120 s after {n}"))??;
+        let m = rdkafka_recv(&consumer, n).await?;
         bytes += m.payload().map_or(0, |v| v.len()) as u64;
         // The delivery future is not awaited: commit_transaction fails if any output did.
         drop(rdkafka_send(&producer, &a.output, &m).await?);
