@@ -541,8 +541,8 @@ fn run_default(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
                         topics.push(topic.clone());
                         eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
                         let run = Produce::flat_out(n, size, mode);
-                        produce(env, Net::Plain, client, &scenario, &topic, &run, rep)?;
-                        if writes_consume_topic {
+                        let ran = produce(env, Net::Plain, client, &scenario, &topic, &run, rep)?;
+                        if writes_consume_topic && ran {
                             consume_topics.push((size, topic.clone()));
                         }
                     }
@@ -639,9 +639,11 @@ fn run_pipeline(
                 .args(["--partitions", &PARTITIONS.to_string()])
                 .args(["--exactly-once", &exactly_once.to_string()])
                 .args(["--scenario", &scenario]);
-            let measured = measure(env, cmd, &name)?;
-            let line = last_json_line(&measured.stdout)?;
-            record(env, &line, &measured, rep)?;
+            let result = measure(env, cmd, &name).and_then(|measured| {
+                let line = last_json_line(&measured.stdout)?;
+                record(env, &line, &measured, rep)
+            });
+            peer_may_fail(env, client, &scenario, rep, result)?;
         }
     }
     Ok(())
@@ -693,7 +695,7 @@ fn run_keyed(
                 ..Produce::flat_out(n, size, mode)
             };
             let result = produce(env, Net::Plain, client, &scenario, &topic, &run, rep);
-            if *client == writer && result.is_ok() {
+            if *client == writer && matches!(result, Ok(true)) {
                 kept = Some(topic);
             } else {
                 delete_topics(env, std::slice::from_ref(&topic));
@@ -719,7 +721,7 @@ fn run_keyed(
             break;
         }
         eprintln!("xtask: [{}/{}] {scenario}: {client}", rep + 1, args.repeat);
-        result = consume(
+        if let Err(e) = consume(
             env,
             Net::Plain,
             client,
@@ -728,8 +730,8 @@ fn run_keyed(
             n,
             MANY_PARTITIONS,
             rep,
-        );
-        if result.is_err() {
+        ) {
+            result = Err(e);
             break;
         }
     }
@@ -893,7 +895,22 @@ impl<'a> Produce<'a> {
     }
 }
 
+/// Runs one produce scenario and records it; `Ok(false)` when a peer failed (recorded as
+/// such, see [`peer_may_fail`]).
 fn produce(
+    env: &mut Env,
+    net: Net,
+    client: &str,
+    scenario: &str,
+    topic: &str,
+    run: &Produce,
+    rep: u32,
+) -> Result<bool> {
+    let result = try_produce(env, net, client, scenario, topic, run, rep);
+    peer_may_fail(env, client, scenario, rep, result)
+}
+
+fn try_produce(
     env: &mut Env,
     net: Net,
     client: &str,
@@ -957,8 +974,25 @@ fn produce(
     record(env, &line, &measured, rep)
 }
 
+/// Runs one consume scenario and records it; `Ok(false)` when a peer failed (recorded as
+/// such, see [`peer_may_fail`]).
 #[allow(clippy::too_many_arguments)]
 fn consume(
+    env: &mut Env,
+    net: Net,
+    client: &str,
+    scenario: &str,
+    topic: &str,
+    n: u64,
+    partitions: u32,
+    rep: u32,
+) -> Result<bool> {
+    let result = try_consume(env, net, client, scenario, topic, n, partitions, rep);
+    peer_may_fail(env, client, scenario, rep, result)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn try_consume(
     env: &mut Env,
     net: Net,
     client: &str,
@@ -1066,6 +1100,51 @@ fn measure(env: &Env, mut cmd: Command, log: &str) -> Result<Measured> {
     })
 }
 
+/// A peer's failed run does not end the bench: it is written to results.jsonl as
+/// `{"scenario", "client", "rep", "failed"}` (the report lists it) and the run goes on,
+/// `Ok(false)`. Sluice's own failures, and an interrupt, still end it.
+fn peer_may_fail(
+    env: &mut Env,
+    client: &str,
+    scenario: &str,
+    rep: u32,
+    result: Result<()>,
+) -> Result<bool> {
+    let err = match result {
+        Ok(()) => return Ok(true),
+        Err(e) if client == "sluice" || INTERRUPTED.load(Ordering::SeqCst) => return Err(e),
+        Err(e) => e,
+    };
+    let reason = format!("{err:#}");
+    eprintln!("xtask: {client} failed {scenario:?}; recorded, going on: {reason}");
+    let line = format!(
+        "{{\"scenario\":{},\"client\":{},\"rep\":{rep},\"failed\":{}}}",
+        json_str(scenario),
+        json_str(client),
+        json_str(&failure_summary(&reason))
+    );
+    writeln!(env.results, "{line}")?;
+    Ok(false)
+}
+
+/// The lines of a failure that say what went wrong, for the report: the error and the
+/// last line of the client's stderr, without the stdout dump.
+fn failure_summary(reason: &str) -> String {
+    let mut lines = reason.lines();
+    let first = lines.next().unwrap_or_default();
+    let last_err = reason
+        .split("stdout:")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && *l != first);
+    match last_err {
+        Some(l) => format!("{first} {}", l.trim()),
+        None => first.to_string(),
+    }
+}
+
 /// Append the client's JSON object, extended with what we measured, to results.jsonl.
 fn record(env: &mut Env, line: &str, run: &Measured, rep: u32) -> Result<()> {
     let body = line
@@ -1091,7 +1170,18 @@ fn last_json_line(stdout: &str) -> Result<String> {
 }
 
 fn json_str(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// ProducerPerformance's summary: `N records sent, R records/sec (M MB/sec), A ms avg

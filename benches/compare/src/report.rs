@@ -34,6 +34,35 @@ struct Row {
     max_rss_kb: u64,
 }
 
+/// A run that failed (a peer's: xtask records it and goes on).
+#[derive(Deserialize, Debug, Clone)]
+struct Failure {
+    scenario: String,
+    client: String,
+    rep: u32,
+    failed: String,
+}
+
+/// The "Failed runs" section: which peer failed which scenario in which repeat, and why.
+fn failed_runs(s: &mut String, failures: &[Failure]) {
+    use std::fmt::Write;
+    if failures.is_empty() {
+        return;
+    }
+    s.push_str("\n## Failed runs\n\nThese runs failed; their scenario has no row for the client in that repeat.\n\n");
+    s.push_str("| scenario | client | repeat | error |\n|---|---|---|---|\n");
+    for f in failures {
+        let reason = f.failed.replace('|', "\\|");
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {reason} |",
+            f.scenario,
+            f.client,
+            f.rep + 1
+        );
+    }
+}
+
 /// Medians of one (scenario, client).
 #[derive(Debug, Clone, Default)]
 struct Med {
@@ -130,12 +159,18 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
     let text =
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let mut groups: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
+    let mut failures: Vec<Failure> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let row: Row = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: {line}", input.display(), i + 1))?;
+        let at = || format!("{}:{}: {line}", input.display(), i + 1);
+        let value: serde_json::Value = serde_json::from_str(line).with_context(at)?;
+        if value.get("failed").is_some() {
+            failures.push(serde_json::from_value(value).with_context(at)?);
+            continue;
+        }
+        let row: Row = serde_json::from_value(value).with_context(at)?;
         groups
             .entry((row.r.scenario.clone(), row.r.client.clone()))
             .or_default()
@@ -169,7 +204,8 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
     }
 
     std::fs::create_dir_all(out_dir)?;
-    let md = markdown(&by_scenario);
+    let mut md = markdown(&by_scenario);
+    failed_runs(&mut md, &failures);
     std::fs::write(out_dir.join("results.md"), &md)?;
     print!("{md}");
 
