@@ -3,10 +3,17 @@
 //! closed when the next record does not fit in `batch.size`.
 //!
 //! Memory: every batch holds a permit of the producer's `buffer.memory` semaphore for the
-//! bytes it reserved (`max(batch.size, record)`), released when the batch is dropped
-//! (delivered or failed). So the bytes of buffered batches never exceed
-//! `buffer.memory`, and `send` waits (up to `max.block.ms`) for permits: that is the
-//! backpressure. Sizes are counted before compression, an upper bound.
+//! bytes its buffer has room for, released when the batch is dropped (delivered or
+//! failed). A new batch takes [`INITIAL_RESERVATION`] (or its first record, if larger)
+//! and grows as records are appended, doubling up to `batch.size`, while memory is
+//! free; when it is not, the batch closes. So the bytes of buffered batches never exceed
+//! `buffer.memory`, and `send` waits (up to `max.block.ms`) for a new batch's permits:
+//! that is the backpressure. Sizes are counted before compression, an upper bound.
+//!
+//! Java's producer takes all of `batch.size` for every batch. With many partitions that
+//! caps how many can have a batch open (32 MiB holds 512 batches of 64 KiB), and beyond
+//! it every send waits for a delivery; growing instead lets the memory go where the
+//! records are.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,6 +25,10 @@ pub(crate) use super::batch::RecordParts;
 use super::partition_queue::PartitionQueue;
 use crate::error::Result;
 use crate::records::{BatchOptions, Compression, BATCH_HEADER_LEN};
+
+/// The `buffer.memory` a new batch takes at first (unless `batch.size` or its first
+/// record says otherwise); it grows from there.
+pub(crate) const INITIAL_RESERVATION: usize = 4096;
 
 /// What an append did, for the sender's wake-up and the partitioner.
 #[derive(Debug)]
@@ -56,9 +67,16 @@ impl Accumulator {
         }
     }
 
-    /// The memory a new batch for this record reserves.
+    /// The memory a new batch for this record reserves at first.
     pub(crate) fn batch_reservation(&self, record: &RecordParts<'_>) -> usize {
-        self.batch_size.max(BATCH_HEADER_LEN + record.size_bound())
+        let record = BATCH_HEADER_LEN + record.size_bound();
+        self.batch_limit(record)
+            .min(record.max(INITIAL_RESERVATION))
+    }
+
+    /// The most a batch whose first record takes `record` bytes may hold.
+    fn batch_limit(&self, record: usize) -> usize {
+        self.batch_size.max(record)
     }
 
     pub(crate) fn queue_mut(&mut self, topic: &str, partition: i32) -> &mut PartitionQueue {
@@ -108,7 +126,8 @@ impl Accumulator {
             transactional: self.transactional,
             ..BatchOptions::default()
         };
-        let (batch, full) = Batch::open(id, topic, partition, options, record, ack, memory)?;
+        let limit = self.batch_limit(BATCH_HEADER_LEN + record.size_bound());
+        let (batch, full) = Batch::open(id, topic, partition, options, record, ack, memory, limit)?;
         self.next_batch_id += 1;
         self.incomplete.insert(id, 1);
         let closed_previous = self.queue_mut(topic, partition).push_new(batch);
@@ -238,6 +257,45 @@ mod tests {
         let batch = acc.queue_mut("t", 0).drain_ready(None).unwrap().unwrap();
         batch.fail(&Error::producer_closed("test"));
         assert_eq!(memory.available_permits(), 1024);
+    }
+
+    #[test]
+    fn batches_take_memory_as_they_grow_and_close_when_it_runs_out() {
+        // Room for one whole batch: at batch.size apiece only one partition could have
+        // a batch; growing, ten can.
+        let memory = Arc::new(Semaphore::new(64 * 1024));
+        let mut acc = Accumulator::new(64 * 1024, Compression::None);
+        let value = [3u8; 100];
+        for p in 0..10 {
+            let (a, _) = append(&mut acc, &memory, p, &value).unwrap();
+            assert!(a.new_batch);
+        }
+        assert_eq!(
+            memory.available_permits(),
+            64 * 1024 - 10 * INITIAL_RESERVATION
+        );
+        // Partition 0 grows until the memory is gone, then its batch closes.
+        let mut records = 1;
+        while acc
+            .try_append("t", 0, &parts(&value), Ack::channel().0)
+            .unwrap()
+            .is_ok()
+        {
+            records += 1;
+        }
+        let queue = acc.queue_mut("t", 0);
+        let batch = queue.batches().next().unwrap();
+        assert!(batch.closed);
+        let held = batch._memory.num_permits();
+        assert!(batch.size() <= held, "{} bytes in {held}", batch.size());
+        assert!(records * 100 > 24 * 1024, "grew to {records} records");
+        assert_eq!(
+            held + 9 * INITIAL_RESERVATION + memory.available_permits(),
+            64 * 1024
+        );
+        // The next record needs a new batch's memory, and there is not enough free.
+        assert!(memory.available_permits() < INITIAL_RESERVATION);
+        assert!(append(&mut acc, &memory, 0, &value).is_none());
     }
 
     #[test]

@@ -91,13 +91,51 @@ pub(crate) struct Batch {
     /// resend, so the broker recognises a batch it already has.
     pub(crate) stamp: Option<Stamp>,
     pub(crate) last_error: Option<Error>,
+    /// The most bytes the batch may hold (`batch.size`, or its one record when larger).
     pub(super) capacity: usize,
+    /// The `buffer.memory` the batch holds: what its buffer has room for, at most
+    /// `capacity`.
     pub(super) _memory: OwnedSemaphorePermit,
 }
 
+/// Makes sure `memory` (and the builder's buffer) covers `needed` bytes, taking more
+/// permits from its semaphore if need be: twice what it holds (as a buffer grows), at
+/// most `limit`, or just `needed` when that much is not free. False when even that is
+/// not free (or the producer is closed): the batch closes and the record waits for a new
+/// batch's memory, so growing never takes memory a waiting `send` queued for first
+/// (tokio's semaphore hands released permits to waiters before `try_acquire`).
+fn grow(
+    memory: &mut OwnedSemaphorePermit,
+    builder: &mut RecordBatchBuilder,
+    needed: usize,
+    limit: usize,
+) -> bool {
+    let held = memory.num_permits();
+    if needed <= held {
+        return true;
+    }
+    let semaphore = Arc::clone(memory.semaphore());
+    let doubled = needed.max(held.saturating_mul(2)).min(limit);
+    let more = [doubled, needed].into_iter().find_map(|target| {
+        let extra = u32::try_from(target - held).ok()?;
+        Arc::clone(&semaphore).try_acquire_many_owned(extra).ok()
+    });
+    match more {
+        Some(more) => {
+            memory.merge(more);
+            builder.reserve_total(memory.num_permits());
+            true
+        }
+        None => false,
+    }
+}
+
 impl Batch {
-    /// A new open batch `id` of `topic`-`partition` holding `memory` (its capacity), with
-    /// `record` in it, its outcome going to `ack`; with whether the batch is full already.
+    /// A new open batch `id` of `topic`-`partition` holding `memory` and growing it (from
+    /// the same semaphore) as records are appended, up to `limit` bytes (`batch.size`, or
+    /// the record when it is larger), with `record` in it, its outcome going to `ack`;
+    /// with whether the batch is full already.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         id: u64,
         topic: &str,
@@ -106,9 +144,10 @@ impl Batch {
         record: &RecordParts<'_>,
         ack: Ack,
         memory: OwnedSemaphorePermit,
+        limit: usize,
     ) -> Result<(Batch, bool)> {
-        let capacity = memory.num_permits();
-        let mut builder = RecordBatchBuilder::with_capacity(options, capacity);
+        let capacity = limit.max(memory.num_permits());
+        let mut builder = RecordBatchBuilder::with_capacity(options, memory.num_permits());
         let offset_delta =
             builder.append(record.timestamp, record.key, record.value, record.headers)?;
         let full = builder.estimated_size() + RECORD_OVERHEAD >= capacity;
@@ -152,7 +191,8 @@ impl Batch {
         };
         let size =
             builder.record_size(record.timestamp, record.key, record.value, record.headers)?;
-        if builder.estimated_size() + size > self.capacity {
+        let needed = builder.estimated_size() + size;
+        if needed > self.capacity || !grow(&mut self._memory, builder, needed, self.capacity) {
             self.closed = true;
             return Ok(Err(ack));
         }

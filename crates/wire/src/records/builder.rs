@@ -84,6 +84,12 @@ impl RecordBatchBuilder {
         }
     }
 
+    /// Makes room for `total` bytes of batch in all (header included) without
+    /// reallocating again; nothing when there is room already.
+    pub fn reserve_total(&mut self, total: usize) {
+        self.buf.reserve(total.saturating_sub(self.buf.len()));
+    }
+
     /// The options this batch was started with.
     pub fn options(&self) -> &BatchOptions {
         &self.options

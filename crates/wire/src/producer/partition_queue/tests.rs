@@ -29,8 +29,17 @@ fn queue(n: u64, records: usize) -> PartitionQueue {
             compression: Compression::None,
             ..BatchOptions::default()
         };
-        let (batch, _) =
-            Batch::open(id, "t", 0, options, &record, Ack::channel().0, permit).unwrap();
+        let (batch, _) = Batch::open(
+            id,
+            "t",
+            0,
+            options,
+            &record,
+            Ack::channel().0,
+            permit,
+            64 * 1024,
+        )
+        .unwrap();
         q.push_new(batch);
         for _ in 1..records {
             assert!(q.try_append(&record, Ack::channel().0).unwrap().is_ok());
