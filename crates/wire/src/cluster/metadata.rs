@@ -64,6 +64,23 @@ pub struct TopicInfo {
     pub error: Option<KafkaCode>,
 }
 
+impl TopicInfo {
+    /// The partition `partition`, if known. Looked up per partition on every fetch and
+    /// produce plan, so not a scan: its place when the indexes have no gaps (they never
+    /// have in a snapshot of ours), else a binary search.
+    pub fn partition(&self, partition: i32) -> Option<&PartitionInfo> {
+        let at = usize::try_from(partition).ok()?;
+        match self.partitions.get(at) {
+            Some(p) if p.partition == partition => Some(p),
+            _ => self
+                .partitions
+                .binary_search_by_key(&partition, |p| p.partition)
+                .ok()
+                .and_then(|i| self.partitions.get(i)),
+        }
+    }
+}
+
 /// An immutable snapshot of what the cluster told us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,10 +103,7 @@ impl Metadata {
 
     /// The partition `partition` of `topic`, if known.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionInfo> {
-        self.topic(topic)?
-            .partitions
-            .iter()
-            .find(|p| p.partition == partition)
+        self.topic(topic)?.partition(partition)
     }
 
     /// The leader of `topic`/`partition`, if the partition is known and has one.
@@ -150,9 +164,7 @@ impl Metadata {
             if let Some(known) = previous.topics.get(&name) {
                 if known.topic_id == *t.topic_id.as_bytes() {
                     for p in &mut partitions {
-                        if let Some(old) =
-                            known.partitions.iter().find(|o| o.partition == p.partition)
-                        {
+                        if let Some(old) = known.partition(p.partition) {
                             if old.leader_epoch > p.leader_epoch && p.leader_epoch >= 0 {
                                 *p = old.clone();
                             }
