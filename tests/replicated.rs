@@ -3,12 +3,12 @@
 //! `cargo xtask test --brokers 3` turns on; CI runs this file alone:
 //!
 //! ```text
-//! cargo build --example group_member --example orders_pipeline
 //! cargo xtask test --brokers 3 --no-security -- --test replicated
 //! ```
 //!
-//! (the examples are the worker processes some tests SIGKILL; `--test` does not build
-//! them).
+//! after a `cargo xtask test` (the examples are the worker processes some tests SIGKILL;
+//! `--test` does not build them, a full `cargo test` does; alone, run
+//! `cargo build --example group_member --example orders_pipeline` first).
 //!
 //! Every test takes the cluster's [`sluice_testkit::Brokers`] first (through
 //! [`three_brokers`]): that makes the tests of this file run one at a time, and dropping
@@ -1072,7 +1072,7 @@ impl Member {
         batch: usize,
         log: &Arc<std::sync::Mutex<MemberLog>>,
     ) -> Member {
-        // `--test replicated` alone builds no examples: .ci/run builds this one first.
+        // `--test replicated` alone builds no examples: the full `cargo test` before it does.
         let mut child = std::process::Command::new(pipeline_common::example("group_member"))
             .env("SLUICE_BOOTSTRAP", bootstrap)
             .env("MEMBER_TOPIC", topic)
