@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::accumulator::RecordParts;
+use super::accumulator::{Appended, RecordParts};
 use super::ack::Ack;
 use super::{Producer, ProducerRecord, State};
 use crate::error::{Error, Result};
@@ -22,7 +22,8 @@ impl Producer {
         if shared.state().closed {
             return Err(Error::producer_closed("send after the producer was closed"));
         }
-        let deadline = Instant::now() + config.max_block;
+        let now = Instant::now();
+        let deadline = now + config.max_block;
         let headers: Vec<HeaderRef<'_>> = record.headers.iter().map(HeaderRef::from).collect();
         let parts = RecordParts {
             timestamp: record.timestamp.unwrap_or_else(now_ms),
@@ -60,9 +61,14 @@ impl Producer {
                 return Err(Error::producer_closed("send after the producer was closed"));
             }
             check_transaction(&mut st, &record.topic, partition)?;
-            st.acc.try_append(&record.topic, partition, &parts, ack)?
+            st.acc
+                .try_append(&record.topic, partition, &parts, ack)?
+                .map(|a| {
+                    let wake = st.wakes_sender(&a, now + config.linger);
+                    (a, wake)
+                })
         };
-        let appended = match appended {
+        let (appended, wake) = match appended {
             Ok(a) => a,
             Err(ack) => {
                 // Never more than the whole buffer (batch.size may exceed it); the
@@ -102,12 +108,14 @@ impl Producer {
                 }
                 check_transaction(&mut st, &record.topic, partition)?;
                 // Someone may have opened a batch meanwhile: use it, give the memory back.
-                match st.acc.try_append(&record.topic, partition, &parts, ack)? {
+                let appended = match st.acc.try_append(&record.topic, partition, &parts, ack)? {
                     Ok(a) => a,
                     Err(ack) => st
                         .acc
                         .append_new(&record.topic, partition, &parts, ack, permit)?,
-                }
+                };
+                let wake = st.wakes_sender(&appended, Instant::now() + config.linger);
+                (appended, wake)
             }
         };
         if appended.batch_closed {
@@ -115,10 +123,21 @@ impl Producer {
                 .partitioner()
                 .on_batch_complete(&record.topic, partition);
         }
-        if appended.new_batch || appended.batch_closed {
+        if wake {
             shared.wake.notify_one();
         }
         Ok(())
+    }
+}
+
+impl State {
+    /// Whether an append must wake the sender: a batch closed (ready now), or a new one
+    /// ready at `ready_at` (its linger) before the sender's next drain. A new batch needs
+    /// no wake when the sender drains by then anyway: with many partitions, waking it
+    /// for every new batch had it scan every partition per batch.
+    fn wakes_sender(&self, appended: &Appended, ready_at: Instant) -> bool {
+        appended.batch_closed
+            || (appended.new_batch && self.sender_wake.is_none_or(|at| at > ready_at))
     }
 }
 

@@ -238,6 +238,9 @@ pub(crate) struct State {
     pub(crate) refresh_wanted: bool,
     /// `Some` for a transactional producer.
     pub(crate) txn: Option<TxnState>,
+    /// When the sender will drain next at the latest (it may wake earlier), as it
+    /// decided after its last drain; `None` before the first.
+    pub(crate) sender_wake: Option<tokio::time::Instant>,
 }
 
 impl Shared {
@@ -334,6 +337,7 @@ impl Producer {
                 closed: false,
                 refresh_wanted: false,
                 txn: config.transactional().then(TxnState::new),
+                sender_wake: None,
             }),
             txn,
             partitioner: Mutex::new(config.partitioner.build()),

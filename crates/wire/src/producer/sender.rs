@@ -57,12 +57,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let refreshing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         let now = Instant::now();
-        let (plan, resolving) = {
+        let (plan, resolving, wake_at) = {
             let mut st = shared.state();
             let plan = drain(&shared, &mut st, now);
             // Untracked in `drain`: `flush` waits for their outcomes too.
             let resolving = shared.resolving(plan.failed.len());
-            (plan, resolving)
+            let wake_at = plan
+                .next_wake
+                .unwrap_or(now + IDLE_WAKE)
+                .min(now + IDLE_WAKE);
+            // Under the lock: a send that opens a batch after this sees it, and one
+            // before it was drained (see `State::wakes_sender`).
+            st.sender_wake = Some(wake_at);
+            (plan, resolving, wake_at)
         };
         if !plan.failed.is_empty() {
             for (batch, err) in plan.failed {
@@ -108,10 +115,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if plan.exit {
             break;
         }
-        let wake_at = plan
-            .next_wake
-            .unwrap_or(now + IDLE_WAKE)
-            .min(now + IDLE_WAKE);
         tokio::select! {
             () = shared.wake.notified() => {}
             () = tokio::time::sleep_until(wake_at) => {}
@@ -133,6 +136,7 @@ fn drain(shared: &Shared, st: &mut State, now: Instant) -> Plan {
         closed,
         refresh_wanted,
         txn,
+        sender_wake: _,
     } = st;
     plan.refresh = std::mem::take(refresh_wanted);
     let wake = |plan: &mut Plan, at: Instant| {

@@ -170,6 +170,15 @@ impl PartitionQueue {
     ) -> (Vec<Batch>, Option<Instant>) {
         let mut expired = Vec::new();
         let mut next: Option<Instant> = None;
+        // Batches are queued in creation order (ids are given as they are created, and
+        // a retried or split batch goes back in its place): when the oldest has not
+        // expired, none has. The sender asks every partition on every drain.
+        if let Some(front) = self.batches.front() {
+            let deadline = front.created + timeout;
+            if deadline > now {
+                return (expired, Some(deadline));
+            }
+        }
         let mut i = 0;
         while i < self.batches.len() {
             let deadline = self.batches[i].created + timeout;
