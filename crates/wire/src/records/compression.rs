@@ -20,6 +20,7 @@ use std::io::{self, Read, Write};
 
 use bytes::{BufMut, BytesMut};
 
+use super::varint::Cursor;
 use super::{Compression, RecordsError};
 
 const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\0";
@@ -108,18 +109,18 @@ const LZ4_WINDOW: usize = 64 * 1024;
 /// reader refuses them), with matches reaching back into the frame's earlier output.
 fn lz4_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> {
     let mut out = Vec::with_capacity(input.len().saturating_mul(4).min(limit));
-    let mut rest = Input(input);
-    while !rest.0.is_empty() {
-        let magic = rest.u32_le()?;
+    let mut rest = Cursor::new(input);
+    while !rest.is_empty() {
+        let magic = lz4_u32(&mut rest)?;
         if LZ4_SKIPPABLE.contains(&magic) {
-            let len = rest.u32_le()?;
-            rest.take(usize::try_from(len).unwrap_or(usize::MAX))?;
+            let len = lz4_u32(&mut rest)?;
+            lz4_take(&mut rest, usize::try_from(len).unwrap_or(usize::MAX))?;
             continue;
         }
         if magic != LZ4_MAGIC {
             return Err(lz4_error("not an LZ4 frame (bad magic)"));
         }
-        let [flg, bd] = [rest.u8()?, rest.u8()?];
+        let [flg, bd] = [lz4_u8(&mut rest)?, lz4_u8(&mut rest)?];
         if flg >> 6 != 1 {
             return Err(lz4_error("unsupported LZ4 frame version"));
         }
@@ -139,12 +140,12 @@ fn lz4_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> {
             _ => return Err(lz4_error("bad LZ4 block size in the frame descriptor")),
         };
         if flg & 0x08 != 0 {
-            rest.take(8)?; // content size
+            lz4_take(&mut rest, 8)?; // content size
         }
-        rest.take(1)?; // header checksum
+        lz4_take(&mut rest, 1)?; // header checksum
         let frame_start = out.len();
         loop {
-            let word = rest.u32_le()?;
+            let word = lz4_u32(&mut rest)?;
             if word == 0 {
                 break; // end mark
             }
@@ -152,9 +153,9 @@ fn lz4_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> {
             if len > block_size {
                 return Err(lz4_error("an LZ4 block larger than the frame's block size"));
             }
-            let block = rest.take(len)?;
+            let block = lz4_take(&mut rest, len)?;
             if block_checksums {
-                rest.take(4)?;
+                lz4_take(&mut rest, 4)?;
             }
             if word & 0x8000_0000 != 0 {
                 if out.len() + len > limit {
@@ -167,7 +168,7 @@ fn lz4_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> {
             }
         }
         if content_checksum {
-            rest.take(4)?;
+            lz4_take(&mut rest, 4)?;
         }
     }
     Ok(out)
@@ -219,27 +220,21 @@ fn lz4_error(message: &'static str) -> RecordsError {
     RecordsError::codec(Compression::Lz4, message)
 }
 
-/// The unread part of a compressed input.
-struct Input<'a>(&'a [u8]);
+/// The next `n` bytes of an LZ4 input (`Cursor::take`, as the frame's error).
+fn lz4_take<'a>(rest: &mut Cursor<'a>, n: usize) -> Result<&'a [u8], RecordsError> {
+    i32::try_from(n)
+        .ok()
+        .and_then(|n| rest.take(n))
+        .ok_or_else(|| lz4_error("LZ4 frame cut short"))
+}
 
-impl<'a> Input<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordsError> {
-        if n > self.0.len() {
-            return Err(lz4_error("LZ4 frame cut short"));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
+fn lz4_u32(rest: &mut Cursor<'_>) -> Result<u32, RecordsError> {
+    let b = lz4_take(rest, 4)?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
 
-    fn u8(&mut self) -> Result<u8, RecordsError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32_le(&mut self) -> Result<u32, RecordsError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
+fn lz4_u8(rest: &mut Cursor<'_>) -> Result<u8, RecordsError> {
+    rest.byte().map_err(|_| lz4_error("LZ4 frame cut short"))
 }
 
 /// Reads `reader` to the end into a vector, never growing past `limit` (+1 byte to tell
