@@ -168,33 +168,24 @@ impl PartitionQueue {
         now: Instant,
         timeout: Duration,
     ) -> (Vec<Batch>, Option<Instant>) {
-        let mut expired = Vec::new();
-        let mut next: Option<Instant> = None;
         // Batches are queued in creation order (ids are given as they are created, and
-        // a retried or split batch goes back in its place): when the oldest has not
-        // expired, none has. The sender asks every partition on every drain.
-        if let Some(front) = self.batches.front() {
+        // a retried or split batch goes back in its place): they expire from the front,
+        // and the first that has not expired says when the next will. The sender asks
+        // every partition on every drain, so this looks no further than that.
+        let mut expired = Vec::new();
+        while let Some(front) = self.batches.front() {
             let deadline = front.created + timeout;
             if deadline > now {
                 return (expired, Some(deadline));
             }
-        }
-        let mut i = 0;
-        while i < self.batches.len() {
-            let deadline = self.batches[i].created + timeout;
-            if deadline <= now {
-                if let Some(b) = self.batches.remove(i) {
-                    if b.stamp.is_some() {
-                        self.rewrite = true;
-                    }
-                    expired.push(b);
+            if let Some(b) = self.batches.pop_front() {
+                if b.stamp.is_some() {
+                    self.rewrite = true;
                 }
-            } else {
-                next = Some(next.map_or(deadline, |n| n.min(deadline)));
-                i += 1;
+                expired.push(b);
             }
         }
-        (expired, next)
+        (expired, None)
     }
 
     /// Where the head batch stands under `rules`: waiting for its backoff or linger,
