@@ -461,13 +461,8 @@ fn run_tls(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
             args.repeat,
             size_label(size)
         );
-        let mut cmd = Command::new(&env.compare);
-        cmd.args(["produce", "--client", &writer, "--bootstrap"])
-            .arg(&env.plain.bootstrap)
-            .args(["--topic", &topic, "--records", &n.to_string()])
-            .args(["--size", &size.to_string(), "--acks", MODES[1].acks])
-            .args(["--compression", MODES[1].compression])
-            .args(["--idempotence", &MODES[1].idempotence.to_string()]);
+        let setup = Produce::flat_out(n, size, &MODES[1]);
+        let cmd = produce_command(env, Net::Plain, &writer, &topic, &setup)?;
         measure(env, cmd, &format!("{topic}-write"))?;
         for net in nets {
             let scenario = format!("consume {} {}", size_label(size), env.transport(net).name);
@@ -701,14 +696,8 @@ fn keyed_runs(
         rep + 1,
         args.repeat
     );
-    let mut cmd = Command::new(&env.compare);
-    cmd.args(["produce", "--client", "sluice", "--bootstrap"])
-        .arg(&env.plain.bootstrap)
-        .args(["--topic", topic, "--records", &warm.to_string()])
-        .args(["--size", &size.to_string(), "--acks", mode.acks])
-        .args(["--compression", mode.compression])
-        .args(["--idempotence", &mode.idempotence.to_string()])
-        .args(["--keys", &KEYS.to_string()]);
+    let warm_up = Produce { n: warm, ..run };
+    let cmd = produce_command(env, Net::Plain, "sluice", topic, &warm_up)?;
     measure(env, cmd, &format!("{topic}-warm"))?;
     let scenario = format!(
         "produce {} keyed {MANY_PARTITIONS}p {}",
@@ -953,24 +942,38 @@ fn try_produce(
         let line = java_producer_line(&measured.stdout, scenario, n, size)?;
         return record(env, &line, &measured, rep);
     }
-    let mut cmd = client_command(env, client)?;
-    cmd.args(["produce", "--client", client, "--bootstrap"])
-        .arg(&transport.bootstrap)
-        .args(["--topic", topic, "--records", &n.to_string()])
-        .args(["--size", &size.to_string(), "--acks", mode.acks])
-        .args(["--compression", mode.compression])
-        .args(["--idempotence", &mode.idempotence.to_string()])
-        .args(["--scenario", scenario]);
-    transport.compare_args(&mut cmd);
-    if let Some(r) = rate {
-        cmd.args(["--rate", &r.to_string()]);
-    }
-    if keys > 0 {
-        cmd.args(["--keys", &keys.to_string()]);
-    }
+    let mut cmd = produce_command(env, net, client, topic, run)?;
+    cmd.args(["--scenario", scenario]);
     let measured = measure(env, cmd, &format!("{topic}-{client}"))?;
     let line = last_json_line(&measured.stdout)?;
     record(env, &line, &measured, rep)
+}
+
+/// The `produce` command of `client` (a compare client or franz-go) writing `run` to
+/// `topic`, without a scenario label: the measured runs add theirs.
+fn produce_command(
+    env: &Env,
+    net: Net,
+    client: &str,
+    topic: &str,
+    run: &Produce,
+) -> Result<Command> {
+    let transport = env.transport(net);
+    let mut cmd = client_command(env, client)?;
+    cmd.args(["produce", "--client", client, "--bootstrap"])
+        .arg(&transport.bootstrap)
+        .args(["--topic", topic, "--records", &run.n.to_string()])
+        .args(["--size", &run.size.to_string(), "--acks", run.mode.acks])
+        .args(["--compression", run.mode.compression])
+        .args(["--idempotence", &run.mode.idempotence.to_string()]);
+    transport.compare_args(&mut cmd);
+    if let Some(r) = run.rate {
+        cmd.args(["--rate", &r.to_string()]);
+    }
+    if run.keys > 0 {
+        cmd.args(["--keys", &run.keys.to_string()]);
+    }
+    Ok(cmd)
 }
 
 /// Runs one consume scenario and records it; `Ok(false)` when a peer failed (recorded as
