@@ -1171,19 +1171,9 @@ fn last_json_line(stdout: &str) -> Result<String> {
         .with_context(|| format!("no result line in:\n{stdout}"))
 }
 
+/// `s` as a JSON string literal.
 fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::from(s).to_string()
 }
 
 /// ProducerPerformance's summary: `N records sent, R records/sec (M MB/sec), A ms avg
