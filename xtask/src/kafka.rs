@@ -404,6 +404,15 @@ log.cleaner.dedupe.buffer.size=8388608
 ",
         data = dir.join("data").display(),
     );
+    if n > 1 {
+        // A SIGKILLed node is fenced, and its partitions get new leaders, after
+        // broker.session.timeout.ms without a heartbeat (9 s, heartbeats every 2 s, by
+        // default; twice that when it was the active controller, whose successor waits a
+        // whole timeout again). The failover tests kill nodes dozens of times: 4 s with
+        // heartbeats every 500 ms still allows 7 missed heartbeats. A single node keeps the
+        // defaults: a loaded machine must never fence the only broker.
+        p += "broker.session.timeout.ms=4000\nbroker.heartbeat.interval.ms=500\n";
+    }
     if shape.major() >= 4 {
         let _ = write!(
             p,
