@@ -16,6 +16,7 @@
 //! - zstd: one frame at ruzstd's fastest level (about zstd level 1); reading accepts any
 //!   sequence of frames.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 
 use bytes::{BufMut, BytesMut};
@@ -47,18 +48,7 @@ pub(crate) fn compress(
             encoder.finish().map_err(err)?;
         }
         Compression::Snappy => snappy_compress_xerial(input, out)?,
-        Compression::Lz4 => {
-            let info = lz4_flex::frame::FrameInfo::new()
-                .block_size(lz4_flex::frame::BlockSize::Max64KB)
-                .block_mode(lz4_flex::frame::BlockMode::Independent)
-                .block_checksums(false)
-                .content_checksum(false);
-            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, out.writer());
-            encoder.write_all(input).map_err(err)?;
-            encoder
-                .finish()
-                .map_err(|e| RecordsError::codec(codec, e))?;
-        }
+        Compression::Lz4 => lz4_compress(input, out)?,
         Compression::Zstd => zstd_compress(input, out)?,
     }
     Ok(())
@@ -87,6 +77,81 @@ pub(crate) fn decompress(
         Compression::Snappy => snappy_decompress(input, limit),
         Compression::Lz4 => lz4_decompress(input, limit),
         Compression::Zstd => zstd_decompress(input, limit),
+    }
+}
+
+/// The LZ4 frame header Java's `Lz4BlockOutputStream` writes: the magic, FLG `0x60`
+/// (version 01, independent blocks, no checksums, no content size, no dictionary), BD
+/// `0x40` (64 KiB blocks) and the header checksum, `(xxh32(FLG BD) >> 8) & 0xFF`.
+const LZ4_HEADER: [u8; 7] = [0x04, 0x22, 0x4d, 0x18, 0x60, 0x40, 0x82];
+/// The block size `LZ4_HEADER` declares.
+const LZ4_BLOCK: usize = 64 * 1024;
+/// A block's length word with this bit set: the block is stored as is.
+const LZ4_UNCOMPRESSED: u32 = 0x8000_0000;
+
+/// Writes `input` as one LZ4 frame laid out like Java's (see [`LZ4_HEADER`]), each
+/// 64 KiB block compressed by `lz4_flex::block` straight from `input`, through one
+/// scratch block and hash table per thread. Not `lz4_flex::frame::FrameEncoder`: it
+/// copies the input into a buffer of its own, compresses into another and copies that
+/// out, and a new encoder per batch allocated and zeroed both (producing 500,000 1 KiB
+/// records with lz4 took 1.9 CPU seconds through it, 1.3 this way). A block that does
+/// not shrink is stored as is, as Java does.
+fn lz4_compress(input: &[u8], out: &mut BytesMut) -> Result<(), RecordsError> {
+    thread_local! {
+        static SCRATCH: RefCell<Lz4Scratch> = RefCell::new(Lz4Scratch::default());
+    }
+    out.reserve(LZ4_HEADER.len() + 4 * (input.len() / LZ4_BLOCK + 2) + input.len());
+    out.extend_from_slice(&LZ4_HEADER);
+    // A thread being torn down has no scratch left, and a reentrant call (there is
+    // none) would find it borrowed: both compress through a scratch of their own.
+    SCRATCH
+        .try_with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => scratch.blocks(input, out),
+            Err(_) => Lz4Scratch::default().blocks(input, out),
+        })
+        .unwrap_or_else(|_| Lz4Scratch::default().blocks(input, out))?;
+    out.put_u32_le(0); // end mark
+    Ok(())
+}
+
+/// What [`lz4_compress`] reuses from batch to batch: the output of one block and the
+/// compressor's hash table.
+struct Lz4Scratch {
+    block: Vec<u8>,
+    table: lz4_flex::block::CompressTable,
+}
+
+impl Default for Lz4Scratch {
+    fn default() -> Self {
+        Self {
+            block: Vec::new(),
+            table: lz4_flex::block::CompressTable::large(),
+        }
+    }
+}
+
+impl Lz4Scratch {
+    /// Appends `input`'s blocks, each its length word and bytes, to `out`.
+    fn blocks(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), RecordsError> {
+        for chunk in input.chunks(LZ4_BLOCK) {
+            let max = lz4_flex::block::get_maximum_output_size(chunk.len());
+            if self.block.len() < max {
+                self.block.resize(max, 0);
+            }
+            let n =
+                lz4_flex::block::compress_into_with_table(chunk, &mut self.block, &mut self.table)
+                    .map_err(|e| RecordsError::codec(Compression::Lz4, e))?;
+            // Both at most 64 KiB + a little: a chunk is at most LZ4_BLOCK.
+            let word = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+            if n < chunk.len() {
+                out.put_u32_le(word(n));
+                out.extend_from_slice(&self.block[..n]);
+            } else {
+                out.put_u32_le(word(chunk.len()) | LZ4_UNCOMPRESSED);
+                out.extend_from_slice(chunk);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -157,7 +222,7 @@ fn lz4_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> {
             if block_checksums {
                 lz4_take(&mut rest, 4)?;
             }
-            if word & 0x8000_0000 != 0 {
+            if word & LZ4_UNCOMPRESSED != 0 {
                 if out.len() + len > limit {
                     return Err(RecordsError::DecompressedTooLarge { limit });
                 }
@@ -465,6 +530,45 @@ mod tests {
         assert_eq!(flg & 0b0001_1111, 0, "no checksums, size, or dict id");
         assert_eq!(out[5], 4 << 4, "64 KiB blocks");
         assert_eq!(out[6], 0x82, "correct header checksum (xxh32 >> 8)");
+    }
+
+    /// Our frames read back by lz4_flex's own frame decoder (which checks the header
+    /// checksum), at block boundaries, empty, and incompressible (blocks stored as is).
+    #[test]
+    fn lz4_frames_are_read_by_another_decoder() {
+        let mut noise = Vec::with_capacity(200_000);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.push((x >> 24) as u8);
+        }
+        let block = LZ4_BLOCK;
+        for input in [
+            Vec::new(),
+            sample(1),
+            sample(block - 1),
+            sample(block),
+            sample(block + 1),
+            sample(3 * block + 17),
+            noise,
+        ] {
+            let mut out = BytesMut::new();
+            compress(Compression::Lz4, &input, &mut out).unwrap();
+            let mut back = Vec::new();
+            lz4_flex::frame::FrameDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == input, "{} bytes", input.len());
+            assert_eq!(decompress(Compression::Lz4, &out, 1 << 20).unwrap(), input);
+        }
+        // Incompressible blocks are stored as is: the frame is the input plus framing.
+        let mut out = BytesMut::new();
+        let input: Vec<u8> = (0..=255u8).collect();
+        compress(Compression::Lz4, &input, &mut out).unwrap();
+        assert_eq!(out.len(), LZ4_HEADER.len() + 4 + input.len() + 4);
+        assert_eq!(&out[7..11], &(256 | LZ4_UNCOMPRESSED).to_le_bytes());
     }
 
     #[test]
