@@ -58,6 +58,7 @@ mod builder;
 mod compression;
 mod decoder;
 mod layout;
+mod lz4;
 mod record;
 mod varint;
 
