@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -22,8 +23,8 @@ impl Producer {
         if shared.state().closed {
             return Err(Error::producer_closed("send after the producer was closed"));
         }
-        let now = Instant::now();
-        let deadline = now + config.max_block;
+        // max.block.ms counts from the first wait (no clock read for a send that has none).
+        let mut deadline = WaitDeadline::new(config.max_block);
         let headers: Vec<HeaderRef<'_>> = record.headers.iter().map(HeaderRef::from).collect();
         let parts = RecordParts {
             timestamp: record.timestamp.unwrap_or_else(now_ms),
@@ -41,7 +42,7 @@ impl Producer {
         }
         let partitions = shared
             .partition_counts
-            .get(&shared.cluster, config, &record.topic, deadline)
+            .get(&shared.cluster, config, &record.topic, &mut deadline)
             .await?;
         let partition = shared
             .partitioner()
@@ -64,7 +65,7 @@ impl Producer {
             st.acc
                 .try_append(&record.topic, partition, &parts, ack)?
                 .map(|a| {
-                    let wake = st.wakes_sender(&a, now + config.linger);
+                    let wake = st.wakes_sender(&a, config.linger);
                     (a, wake)
                 })
         };
@@ -85,7 +86,7 @@ impl Producer {
                 let blocked = BlockedSender::new(&shared.blocked_senders);
                 shared.wake.notify_one();
                 let acquired = tokio::time::timeout_at(
-                    deadline,
+                    deadline.at(),
                     Arc::clone(&shared.memory).acquire_many_owned(permits),
                 )
                 .await;
@@ -114,7 +115,7 @@ impl Producer {
                         .acc
                         .append_new(&record.topic, partition, &parts, ack, permit)?,
                 };
-                let wake = st.wakes_sender(&appended, Instant::now() + config.linger);
+                let wake = st.wakes_sender(&appended, config.linger);
                 (appended, wake)
             }
         };
@@ -132,12 +133,15 @@ impl Producer {
 
 impl State {
     /// Whether an append must wake the sender: a batch closed (ready now), or a new one
-    /// ready at `ready_at` (its linger) before the sender's next drain. A new batch needs
+    /// ready after `linger` from now, before the sender's next drain. A new batch needs
     /// no wake when the sender drains by then anyway: with many partitions, waking it
     /// for every new batch had it scan every partition per batch.
-    fn wakes_sender(&self, appended: &Appended, ready_at: Instant) -> bool {
+    fn wakes_sender(&self, appended: &Appended, linger: Duration) -> bool {
         appended.batch_closed
-            || (appended.new_batch && self.sender_wake.is_none_or(|at| at > ready_at))
+            || (appended.new_batch
+                && self
+                    .sender_wake
+                    .is_none_or(|at| at > Instant::now() + linger))
     }
 }
 
@@ -153,6 +157,29 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// When a `send` stops waiting (for metadata, then for buffer memory): `max.block.ms`
+/// after its first wait. Read from the clock only when a wait begins.
+pub(super) struct WaitDeadline {
+    max_block: Duration,
+    at: Option<Instant>,
+}
+
+impl WaitDeadline {
+    fn new(max_block: Duration) -> Self {
+        WaitDeadline {
+            max_block,
+            at: None,
+        }
+    }
+
+    /// The deadline, set now if no wait has begun before.
+    pub(super) fn at(&mut self) -> Instant {
+        *self
+            .at
+            .get_or_insert_with(|| Instant::now() + self.max_block)
+    }
 }
 
 /// Counts a `send` waiting for buffer memory while it lives (see `blocked_senders`).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use super::append::WaitDeadline;
 
 use super::ProducerConfig;
 use crate::cluster::{Cluster, Metadata};
@@ -36,7 +36,7 @@ impl PartitionCounts {
         cluster: &Cluster,
         config: &ProducerConfig,
         topic: &str,
-        deadline: Instant,
+        deadline: &mut WaitDeadline,
     ) -> Result<i32> {
         let metadata = cluster.metadata();
         {
@@ -93,7 +93,7 @@ impl PartitionCounts {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             };
-            if tokio::time::timeout_at(deadline, wait).await.is_err() {
+            if tokio::time::timeout_at(deadline.at(), wait).await.is_err() {
                 let why = last_error
                     .map(|e| format!(" (last error: {e})"))
                     .unwrap_or_default();
