@@ -516,6 +516,9 @@ impl Env {
 fn run_default(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
     let n = args.records;
     let group = |g: &str| args.only.is_empty() || args.only.iter().any(|o| o == g);
+    if group("produce") {
+        warm_broker(env, stamp, n)?;
+    }
     for rep in 0..args.repeat {
         let (clients, producers, writer) = rotation(args, rep);
         let mut topics = Vec::new();
@@ -641,6 +644,28 @@ fn run_pipeline(
             peer_may_fail(env, client, &scenario, rep, result)?;
         }
     }
+    Ok(())
+}
+
+/// Before the first measured run: `records` (at most 500,000) of each size, written by
+/// Sluice with the first mode (acks=all + idempotence + lz4) to a topic of their own, not
+/// measured. A freshly started broker is slow to take its first writes (its JIT is
+/// cold): in one run the first client took 3.3 s for what the next took 1.7 s, whichever
+/// client went first.
+fn warm_broker(env: &mut Env, stamp: u64, records: u64) -> Result<()> {
+    let topic = format!("bench-{stamp}-warm");
+    create_topic(env, &topic, PARTITIONS)?;
+    for size in SIZES {
+        let n = records.min(500_000);
+        eprintln!(
+            "xtask: warming the broker: {n} x {} (sluice, not measured)",
+            size_label(size)
+        );
+        let run = Produce::flat_out(n, size, &MODES[0]);
+        let cmd = produce_command(env, Net::Plain, "sluice", &topic, &run)?;
+        measure(env, cmd, &format!("{topic}-{size}"))?;
+    }
+    delete_topics(env, std::slice::from_ref(&topic));
     Ok(())
 }
 
