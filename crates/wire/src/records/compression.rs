@@ -225,7 +225,7 @@ fn zstd_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const ALL: [Compression; 5] = [
@@ -236,7 +236,8 @@ mod tests {
         Compression::Zstd,
     ];
 
-    fn sample(len: usize) -> Vec<u8> {
+    /// Compressible test input of `len` bytes (the LZ4 tests use it too).
+    pub(in crate::records) fn sample(len: usize) -> Vec<u8> {
         (0..len)
             .map(|i| (i % 251) as u8 ^ (i / 1000) as u8)
             .collect()

@@ -234,12 +234,7 @@ mod tests {
     use std::io::{Read, Write};
 
     use super::*;
-
-    fn sample(len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i % 251) as u8 ^ (i / 1000) as u8)
-            .collect()
-    }
+    use crate::records::compression::tests::sample;
 
     #[test]
     fn lz4_frame_header_is_what_java_accepts() {
