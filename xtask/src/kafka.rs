@@ -25,9 +25,10 @@
 //! # Restarting nodes
 //!
 //! `kafka kill <i>` (SIGKILL: no controlled shutdown, the controller fences the node after
-//! `broker.session.timeout.ms`), `kafka stop <i>` (SIGTERM: controlled shutdown, leaders
-//! move away first) and `kafka start <i>` (the same node id, properties and log dir; waits
-//! until it answers ApiVersions and every running node lists it in Metadata again).
+//! `broker.session.timeout.ms`, 4 s here with more than one node), `kafka stop <i>`
+//! (SIGTERM: controlled shutdown, leaders move away first) and `kafka start <i>` (the
+//! same node id, properties and log dir; waits until it answers ApiVersions and every
+//! running node lists it in Metadata again).
 //!
 //! # Listeners
 //!

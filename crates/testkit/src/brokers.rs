@@ -181,7 +181,8 @@ impl Brokers {
 
     /// SIGKILLs `node`: no controlled shutdown, as in a crash or a power cut. Returns
     /// once the process is gone; the controller fences the node (and moves its leaders)
-    /// only after `broker.session.timeout.ms` (9 s).
+    /// only after `broker.session.timeout.ms` (4 s in the clusters `cargo xtask kafka up
+    /// --brokers 3` starts; 9 s at Kafka's default).
     pub fn kill(&self, node: i32) -> Result<()> {
         if !self.signal(node, libc::SIGKILL, KILL_TIMEOUT)? {
             bail!("node {node} is still alive {KILL_TIMEOUT:?} after SIGKILL");
