@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use consumer_common::{cluster, topic, T};
+use sluice::wire::admin::{Admin, OffsetSpec};
 use sluice::wire::consumer::{
     Consumer, ConsumerConfig, OffsetAndMetadata, OffsetReset, TopicPartition,
 };
@@ -47,6 +48,71 @@ async fn read_all(
     }
     c.close().await.expect("close");
     out
+}
+
+/// Every record of `topic` (partitions `0..partitions`) from the beginning, as
+/// `(partition, value)`, read until the consumer's position in each partition reaches
+/// the end offset it had when the read began. Unlike [`read_all`] no pause decides
+/// where the end is, so a slow machine cannot cut the read short; it fails after
+/// `within`, naming where each partition stopped.
+async fn read_to_end(
+    cluster: &sluice::wire::cluster::Cluster,
+    topic: &str,
+    partitions: i32,
+    isolation: IsolationLevel,
+    within: Duration,
+) -> Vec<(i32, String)> {
+    let ids: Vec<i32> = (0..partitions).collect();
+    let ends = end_offsets(cluster, topic, &ids).await;
+    let config = ConsumerConfig::new(sluice_testkit::bootstrap())
+        .auto_offset_reset(OffsetReset::Earliest)
+        .isolation_level(isolation)
+        .fetch_max_wait(Duration::from_millis(100));
+    let c = Consumer::new(config).await.expect("consumer");
+    let tps: Vec<TopicPartition> = ids.iter().map(|&p| TopicPartition::new(topic, p)).collect();
+    c.assign(tps.clone()).expect("assign");
+    let deadline = tokio::time::Instant::now() + within;
+    let mut out = Vec::new();
+    loop {
+        let at_end = tps
+            .iter()
+            .all(|tp| c.position(tp).is_some_and(|at| at >= ends[&tp.partition]));
+        if at_end {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let positions: Vec<Option<i64>> = tps.iter().map(|tp| c.position(tp)).collect();
+            panic!(
+                "{topic} not read to its end {ends:?} within {within:?}: positions {positions:?}, {} records read",
+                out.len()
+            );
+        }
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(250), c.recv()).await {
+            let r = r.expect("recv");
+            let v = r
+                .value()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            out.push((r.partition(), v));
+        }
+    }
+    c.close().await.expect("close");
+    out
+}
+
+/// The high watermark of each of `partitions` of `topic`.
+async fn end_offsets(
+    cluster: &sluice::wire::cluster::Cluster,
+    topic: &str,
+    partitions: &[i32],
+) -> BTreeMap<i32, i64> {
+    Admin::new(cluster.clone())
+        .list_offsets(topic, partitions, OffsetSpec::Latest)
+        .await
+        .expect("list offsets")
+        .into_iter()
+        .map(|(p, o)| (p, o.offset))
+        .collect()
 }
 
 fn values(records: &[(i32, String)]) -> Vec<String> {
@@ -363,11 +429,30 @@ async fn exactly_once_example_survives_sigkill_at_random_moments() {
     assert!(out.status.success(), "final run failed: {stderr}");
     println!("killed after {kills:?} ms; final run: {stderr}");
 
-    let seen = read_all(
+    // The last instance stops after 10 s without a record. Before the output is read,
+    // check it stopped because the input was used up: the group's committed offsets
+    // are the input's end offsets. Otherwise a shortfall below would look like loss.
+    let ids: Vec<i32> = (0..PARTITIONS).collect();
+    let input_ends = end_offsets(&cluster, &input, &ids).await;
+    let committed: BTreeMap<i32, i64> = Admin::new(cluster.clone())
+        .group_offsets(&group)
+        .await
+        .expect("the group's committed offsets")
+        .into_iter()
+        .filter(|(tp, _)| tp.topic == input)
+        .map(|(tp, o)| (tp.partition, o.offset))
+        .collect();
+    assert_eq!(
+        committed, input_ends,
+        "the last instance exited idle before the end of the input (committed offsets, input end offsets)"
+    );
+
+    let seen = read_to_end(
+        &cluster,
         &output,
         PARTITIONS,
         IsolationLevel::ReadCommitted,
-        Duration::from_millis(2000),
+        Duration::from_secs(60),
     )
     .await;
     println!(
@@ -378,11 +463,12 @@ async fn exactly_once_example_survives_sigkill_at_random_moments() {
     assert_eq!(seen.len(), RECORDS, "every input exactly once (count)");
     // For the log: how much the killed instances wrote in transactions that were
     // aborted (by their successor's init_transactions).
-    let everything = read_all(
+    let everything = read_to_end(
+        &cluster,
         &output,
         PARTITIONS,
         IsolationLevel::ReadUncommitted,
-        Duration::from_millis(2000),
+        Duration::from_secs(60),
     )
     .await;
     println!(
