@@ -9,7 +9,7 @@ use std::time::Duration;
 use consumer_common::{cluster, topic, T};
 use sluice::wire::admin::{Admin, OffsetSpec};
 use sluice::wire::consumer::{
-    Consumer, ConsumerConfig, OffsetAndMetadata, OffsetReset, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset, TopicPartition,
 };
 use sluice::wire::partition_client::{Acks, IsolationLevel, PartitionClient};
 use sluice::wire::producer::{Producer, ProducerConfig, ProducerRecord};
@@ -22,6 +22,27 @@ fn txn_producer_config(id: &str) -> ProducerConfig {
         .max_block(Duration::from_secs(30))
 }
 
+/// A consumer without a group, assigned `partitions` of `topic` from the beginning.
+async fn reader(topic: &str, partitions: &[i32], isolation: IsolationLevel) -> Consumer {
+    let config = ConsumerConfig::new(sluice_testkit::bootstrap())
+        .auto_offset_reset(OffsetReset::Earliest)
+        .isolation_level(isolation)
+        .fetch_max_wait(Duration::from_millis(100));
+    let c = Consumer::new(config).await.expect("consumer");
+    c.assign(partitions.iter().map(|&p| TopicPartition::new(topic, p)))
+        .expect("assign");
+    c
+}
+
+/// A record as `(partition, value)`.
+fn entry(r: &ConsumerRecord) -> (i32, String) {
+    let v = r
+        .value()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    (r.partition(), v)
+}
+
 /// Every record of `topic` (partitions `0..partitions`) from the beginning, as
 /// `(partition, value)`, read until nothing arrives for `idle`.
 async fn read_all(
@@ -30,21 +51,11 @@ async fn read_all(
     isolation: IsolationLevel,
     idle: Duration,
 ) -> Vec<(i32, String)> {
-    let config = ConsumerConfig::new(sluice_testkit::bootstrap())
-        .auto_offset_reset(OffsetReset::Earliest)
-        .isolation_level(isolation)
-        .fetch_max_wait(Duration::from_millis(100));
-    let c = Consumer::new(config).await.expect("consumer");
-    c.assign((0..partitions).map(|p| TopicPartition::new(topic, p)))
-        .expect("assign");
+    let ids: Vec<i32> = (0..partitions).collect();
+    let c = reader(topic, &ids, isolation).await;
     let mut out = Vec::new();
     while let Ok(r) = tokio::time::timeout(idle, c.recv()).await {
-        let r = r.expect("recv");
-        let v = r
-            .value()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        out.push((r.partition(), v));
+        out.push(entry(&r.expect("recv")));
     }
     c.close().await.expect("close");
     out
@@ -64,13 +75,8 @@ async fn read_to_end(
 ) -> Vec<(i32, String)> {
     let ids: Vec<i32> = (0..partitions).collect();
     let ends = end_offsets(cluster, topic, &ids).await;
-    let config = ConsumerConfig::new(sluice_testkit::bootstrap())
-        .auto_offset_reset(OffsetReset::Earliest)
-        .isolation_level(isolation)
-        .fetch_max_wait(Duration::from_millis(100));
-    let c = Consumer::new(config).await.expect("consumer");
+    let c = reader(topic, &ids, isolation).await;
     let tps: Vec<TopicPartition> = ids.iter().map(|&p| TopicPartition::new(topic, p)).collect();
-    c.assign(tps.clone()).expect("assign");
     let deadline = tokio::time::Instant::now() + within;
     let mut out = Vec::new();
     loop {
@@ -88,12 +94,7 @@ async fn read_to_end(
             );
         }
         if let Ok(r) = tokio::time::timeout(Duration::from_millis(250), c.recv()).await {
-            let r = r.expect("recv");
-            let v = r
-                .value()
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            out.push((r.partition(), v));
+            out.push(entry(&r.expect("recv")));
         }
     }
     c.close().await.expect("close");
