@@ -485,9 +485,11 @@ impl Producer {
     }
 
     /// Stops accepting records, delivers what is buffered (waiting at most `timeout`),
-    /// then stops the sender. Records still buffered when `timeout` passes fail with
-    /// [`ErrorKind::ProducerClosed`](crate::ErrorKind::ProducerClosed), and so does this
-    /// call.
+    /// then stops the sender. If `timeout` passes before every record is delivered, this
+    /// call fails with [`ErrorKind::ProducerClosed`](crate::ErrorKind::ProducerClosed)
+    /// saying how many records it abandoned: those still buffered fail with it too, and
+    /// those already sent complete a moment later through their [`Delivery`] or
+    /// callback.
     pub async fn close(&self, timeout: Duration) -> Result<()> {
         let shared = &self.handle.shared;
         shared.state().closed = true;
