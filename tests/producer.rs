@@ -341,8 +341,8 @@ async fn send_with_reports_records_abandoned_at_close() {
             .await
             .unwrap();
     }
-    // Fails: nothing is delivered at once. Whether the sender took the batch before the
-    // give-up (it was woken by the close) decides how many records are abandoned.
+    // Usually fails, saying how many records it abandoned: whether the sender took the
+    // batch before the give-up (it was woken by the close) decides how many.
     let closed_with = producer.close(Duration::ZERO).await;
     // What was in flight at the give-up still completes, a moment later.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -356,11 +356,19 @@ async fn send_with_reports_records_abandoned_at_close() {
         closed.load(Ordering::SeqCst),
     );
     assert_eq!(ok + lost, 100, "{ok} delivered + {lost} closed");
-    let err = closed_with.expect_err("close gave up before anything was delivered");
-    assert_eq!(err.kind(), sluice::wire::ErrorKind::ProducerClosed);
-    assert!(
-        err.to_string()
-            .contains(&format!("{lost} records abandoned")),
-        "close counts the records it abandoned ({lost}, {ok} delivered): {err}"
-    );
+    match closed_with {
+        // Everything was delivered by the time close looked (a loaded machine).
+        Ok(()) => assert_eq!(
+            lost, 0,
+            "close succeeded, yet {lost} records were abandoned"
+        ),
+        Err(err) => {
+            assert_eq!(err.kind(), sluice::wire::ErrorKind::ProducerClosed);
+            assert!(
+                err.to_string()
+                    .contains(&format!("{lost} records abandoned")),
+                "close counts the records it abandoned ({lost}, {ok} delivered): {err}"
+            );
+        }
+    }
 }
