@@ -76,7 +76,7 @@ async fn read_to_end(
     let ids: Vec<i32> = (0..partitions).collect();
     let ends = end_offsets(cluster, topic, &ids).await;
     let c = reader(topic, &ids, isolation).await;
-    let tps: Vec<TopicPartition> = ids.iter().map(|&p| TopicPartition::new(topic, p)).collect();
+    let tps = c.assignment();
     let deadline = tokio::time::Instant::now() + within;
     let mut out = Vec::new();
     loop {
@@ -435,14 +435,28 @@ async fn exactly_once_example_survives_sigkill_at_random_moments() {
     // are the input's end offsets. Otherwise a shortfall below would look like loss.
     let ids: Vec<i32> = (0..PARTITIONS).collect();
     let input_ends = end_offsets(&cluster, &input, &ids).await;
-    let committed: BTreeMap<i32, i64> = Admin::new(cluster.clone())
-        .group_offsets(&group)
+    // Read as a read_committed consumer does (require_stable): the last transaction's
+    // offsets become visible to a plain OffsetFetch only once its markers are written,
+    // which may be after the instance exited.
+    let probe = Consumer::new(
+        ConsumerConfig::new(sluice_testkit::bootstrap())
+            .group_id(&group)
+            .isolation_level(IsolationLevel::ReadCommitted),
+    )
+    .await
+    .expect("consumer");
+    let inputs: Vec<TopicPartition> = ids
+        .iter()
+        .map(|&p| TopicPartition::new(&input, p))
+        .collect();
+    let committed: BTreeMap<i32, i64> = probe
+        .committed(&inputs)
         .await
         .expect("the group's committed offsets")
         .into_iter()
-        .filter(|(tp, _)| tp.topic == input)
-        .map(|(tp, o)| (tp.partition, o.offset))
+        .map(|(tp, o)| (tp.partition, o.map_or(-1, |o| o.offset)))
         .collect();
+    probe.close().await.expect("close");
     assert_eq!(
         committed, input_ends,
         "the last instance exited idle before the end of the input (committed offsets, input end offsets)"

@@ -56,8 +56,6 @@ pub struct PipelineArgs {
     pub scenario: Option<String>,
 }
 
-/// How often offsets are committed (at-least-once) or transactions committed
-/// (exactly-once), for both clients: Sluice's runner default.
 /// Sluice's records in flight (admitted and not yet committed), in the runner and in the
 /// concurrency layer. At the runner's default, 1,000, a round of 1,000 records waits for
 /// its outputs' acknowledgements (acks=all, linger 5 ms) and their commit before the next
@@ -66,6 +64,8 @@ pub struct PipelineArgs {
 /// delivered every 100 ms. 10,000 is what 100 B records at full speed need; it is also
 /// the most records a crash can make the next run process again.
 const IN_FLIGHT: usize = 10_000;
+/// How often offsets are committed (at-least-once) or transactions committed
+/// (exactly-once), for both clients: Sluice's runner default.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 pub async fn run(a: &PipelineArgs) -> Result<RunResult> {

@@ -151,7 +151,7 @@ where
     /// It also bounds throughput: at most `n` records per round trip of produce
     /// acknowledgement and commit. With acks=all and a 5 ms linger, the default of 1,000
     /// let 100 B records through at ~23,000/s on one local broker, and 10,000 at
-    /// ~120,000/s (the `pipeline` scenario of `cargo xtask bench`).
+    /// ~100,000/s (the `pipeline` scenario of `cargo xtask bench`).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
         self
