@@ -12,7 +12,9 @@
 //! and `latency` scenarios produce at fixed rates (1k, 10k, 100k records/s), where
 //! delivery latency is not dominated by the client's own queue, and `pipeline`
 //! scenarios copy a topic consume -> service -> produce (Sluice's runner with its full
-//! stack beside a loop written by hand on rdkafka); `--only` picks groups. CPU (user + sys) and peak RSS of
+//! stack beside a loop written by hand on rdkafka), and the `stall` scenario, once per
+//! run, stops the broker (SIGSTOP) while each producer keeps sending, to see its peak RSS
+//! against its 32 MiB bound; `--only` picks groups. CPU (user + sys) and peak RSS of
 //! each client process come from `wait4(2)`. Every run appends one JSON line to
 //! `target/bench/results.jsonl`; `compare report` then writes the medians to
 //! `target/bench/results.md` and charts to `target/bench/*.png`.
@@ -31,7 +33,7 @@
 //! The defaults are the full run behind BENCHMARKS.md; `--quick` is for iteration.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::Ordering;
@@ -80,7 +82,8 @@ pub struct BenchArgs {
     /// Scenario groups of the default suite to run (default: all): `produce`
     /// (flat out, 6 partitions), `keyed` (keyed records to 1,000 partitions, and
     /// consuming them), `latency` (fixed rates), `consume` (6 partitions), `pipeline`
-    /// (consume -> service -> produce, at-least-once and exactly-once). `consume` and
+    /// (consume -> service -> produce, at-least-once and exactly-once), `stall` (peak
+    /// RSS of a producer sending while the broker is stopped, first repeat only). `consume` and
     /// `pipeline` read topics of `produce`: they run the writer's runs even without it.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -161,7 +164,17 @@ const PARTITIONS: u32 = 6;
 const MANY_PARTITIONS: u32 = 1000;
 const KEYS: u64 = 10_000;
 /// Scenario groups of `--only`.
-const GROUPS: [&str; 5] = ["produce", "keyed", "latency", "consume", "pipeline"];
+const GROUPS: [&str; 6] = [
+    "produce", "keyed", "latency", "consume", "pipeline", "stall",
+];
+/// Clients of the stalled-broker scenario (`compare stall`, franz-go's `stall`): those
+/// with a bound on what they buffer. Java's ProducerPerformance cannot wait for the
+/// broker to be stopped; rskafka has no such bound (its batch producer holds what it is
+/// given).
+const STALL_CLIENTS: [&str; 5] = ["sluice", "rdkafka", "kacrab", "krafka", FRANZ_GO];
+/// Seconds the stalled-broker scenario keeps sending with the broker stopped: below the
+/// broker's session timeout (9 s), so the stopped node is not fenced.
+const STALL_SECS: u64 = 4;
 /// Clients of the end-to-end pipeline scenario (`compare pipeline`).
 const PIPELINE_CLIENTS: [&str; 2] = ["sluice", "rdkafka"];
 /// Producers the keyed scenario leaves out: Java's ProducerPerformance sends no keys,
@@ -596,9 +609,113 @@ fn run_default(args: &BenchArgs, env: &mut Env, stamp: u64) -> Result<()> {
                 &mut topics,
             )?;
         }
+        if group("stall") && rep == 0 {
+            run_stall(env, (stamp, rep), &producers, &mut topics)?;
+        }
         delete_topics(env, &topics);
     }
     Ok(())
+}
+
+/// The stalled-broker scenario (`--only stall`; once per run, a bound is not a speed):
+/// each of [`STALL_CLIENTS`] connects to a fresh topic and says `ready`; the broker is
+/// stopped (SIGSTOP), the client sends 1 KiB records for [`STALL_SECS`] and exits with
+/// them buffered, and the broker is continued. Its peak RSS should stay under its 32 MiB
+/// bound plus a fixed overhead.
+fn run_stall(
+    env: &mut Env,
+    (stamp, rep): (u64, u32),
+    producers: &[String],
+    topics: &mut Vec<String>,
+) -> Result<()> {
+    let size = 1024;
+    let scenario = format!("stalled broker {} 32MiB bound", size_label(size));
+    for client in producers
+        .iter()
+        .filter(|c| STALL_CLIENTS.contains(&c.as_str()))
+    {
+        check_interrupted()?;
+        let topic = format!("bench-{stamp}-r{rep}-stall-{client}");
+        create_topic(env, &topic, PARTITIONS)?;
+        topics.push(topic.clone());
+        eprintln!("xtask: [{}/1] {scenario}: {client}", rep + 1);
+        let mut cmd = client_command(env, client)?;
+        cmd.args(["stall", "--client", client, "--bootstrap"])
+            .arg(&env.plain.bootstrap)
+            .args(["--topic", &topic, "--size", &size.to_string()])
+            .args(["--seconds", &STALL_SECS.to_string()])
+            .args(["--scenario", &scenario]);
+        let result = measure_stalled(env, cmd, &topic).and_then(|measured| {
+            let line = last_json_line(&measured.stdout)?;
+            record(env, &line, &measured, rep)
+        });
+        peer_may_fail(env, client, &scenario, rep, result)?;
+    }
+    Ok(())
+}
+
+/// Continues the broker when dropped: however a stalled run ends, the broker runs again.
+struct Stopped;
+
+impl Stopped {
+    fn broker() -> Result<Stopped> {
+        if kafka::signal_nodes(libc::SIGSTOP) == 0 {
+            bail!("no broker of ours to stop");
+        }
+        Ok(Stopped)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        kafka::signal_nodes(libc::SIGCONT);
+    }
+}
+
+/// [`measure`] with the stalled-broker handshake (see `stall.rs` in the compare crate):
+/// the broker is stopped once the client prints `ready`, and continued after it exits.
+fn measure_stalled(env: &Env, mut cmd: Command, log: &str) -> Result<Measured> {
+    let err_path = env.out.join("logs").join(format!("{log}.err"));
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(File::create(&err_path)?)
+        .spawn()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let handshake = (|| -> Result<(Option<Stopped>, String)> {
+        let mut stdin = child.stdin.take().context("the client's stdin")?;
+        let stdout = child.stdout.take().context("the client's stdout")?;
+        let mut stdout = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let stopped = loop {
+            line.clear();
+            if stdout.read_line(&mut line)? == 0 {
+                break None;
+            }
+            if line.trim() == "ready" {
+                let stopped = Stopped::broker()?;
+                writeln!(stdin, "go")?;
+                break Some(stopped);
+            }
+        };
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest)?;
+        Ok((stopped, rest))
+    })();
+    match handshake {
+        Ok((stopped, rest)) => {
+            let measured = reap(pid, &err_path, rest, log);
+            drop(stopped);
+            measured
+        }
+        Err(e) => {
+            // The broker is continued already (the guard is dropped); end the client.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
 }
 
 /// The end-to-end scenarios of one repeat: [`PIPELINE_CLIENTS`] copy `input` (`size`
@@ -1102,6 +1219,11 @@ fn measure(env: &Env, mut cmd: Command, log: &str) -> Result<Measured> {
         .expect("piped")
         .read_to_string(&mut stdout)
         .context("reading the client's stdout")?;
+    reap(pid, &err_path, stdout, log)
+}
+
+/// Waits for the client `pid` (its stdout read to the end), with its CPU and peak RSS.
+fn reap(pid: libc::pid_t, err_path: &Path, stdout: String, log: &str) -> Result<Measured> {
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value; wait4 fills it for our own child `pid`
     // (std's Child is dropped without waiting, so the pid is reaped exactly once, here).
@@ -1111,7 +1233,7 @@ fn measure(env: &Env, mut cmd: Command, log: &str) -> Result<Measured> {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let err = std::fs::read_to_string(err_path).unwrap_or_default();
         let tail: Vec<&str> = err.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!(

@@ -616,6 +616,16 @@ fn signal(pid: i32, sig: i32) {
     }
 }
 
+/// Sends `sig` to every running node we started (the bench's stalled-broker scenario
+/// stops and continues them); returns how many there were.
+pub fn signal_nodes(sig: i32) -> usize {
+    let nodes = running_nodes();
+    for &(_, pid) in &nodes {
+        signal(pid, sig);
+    }
+    nodes.len()
+}
+
 /// Pids of running nodes we started, from the pid files under target/kafka/run.
 fn running_nodes() -> Vec<(u16, i32)> {
     let Ok(entries) = fs::read_dir(run_dir()) else {

@@ -6,6 +6,7 @@
 //	                 --compression lz4|none --idempotence true|false [--rate R] [--keys K]
 //	                 [--scenario L]
 //	franz-go consume --bootstrap B --topic T --records N [--partitions 6] [--scenario L]
+//	franz-go stall --bootstrap B --topic T [--size 1024] [--seconds 4] [--scenario L]
 //
 // Producer: kgo with linger 5 ms, ProducerBatchMaxBytes 64 KiB (the batch.size of the
 // others), MaxBufferedRecords 100,000 (Produce blocks when that many are buffered, as
@@ -14,9 +15,12 @@
 // defaults. Every record's latency is
 // measured from just before Produce to its promise. Consumer: direct partition
 // consumption from the start of every partition (no group), kgo's fetch defaults.
+// Stall: the stalled-broker scenario of the Rust clients (their `stall.rs`: the same
+// handshake on stdin / stdout), with MaxBufferedBytes 32 MiB as the bound.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -42,7 +46,7 @@ type result struct {
 
 type opts struct {
 	bootstrap, topic, acks, compression, idempotence, scenario, client, security string
-	records, rate, keys                                                          uint64
+	records, rate, keys, seconds                                                 uint64
 	size, partitions                                                             int
 }
 
@@ -63,7 +67,11 @@ func parse(cmd string, args []string) opts {
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions to consume")
 	fs.StringVar(&o.scenario, "scenario", "", "label of the result line")
 	fs.StringVar(&o.security, "security-protocol", "PLAINTEXT", "only PLAINTEXT")
+	fs.Uint64Var(&o.seconds, "seconds", 4, "stall: how long to send with the broker stopped")
 	_ = fs.Parse(args)
+	if cmd == "stall" {
+		o.records = 1
+	}
 	if o.topic == "" || o.records == 0 {
 		die("--topic and --records are required")
 	}
@@ -257,6 +265,55 @@ func consume(o opts) result {
 	return result{Records: n, Bytes: bytes, Secs: secs}
 }
 
+// The stalled-broker scenario (see the Rust clients' stall.rs): one acknowledged record,
+// `ready` on stdout, then, once the harness has stopped the broker and written a line
+// to stdin, acks=all idempotent uncompressed records for --seconds. Produce blocks while
+// MaxBufferedBytes are buffered; a call still blocked at the end is not counted. main
+// returns without closing the client (that would wait for the stopped broker).
+func stall(o opts) result {
+	const bound = 32 * 1024 * 1024
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(o.bootstrap),
+		kgo.DefaultProduceTopic(o.topic),
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(64*1024),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.MaxBufferedBytes(bound),
+		// The count bound (default 10,000) raised so the bytes bind, as for the others.
+		kgo.MaxBufferedRecords(1<<30),
+	)
+	if err != nil {
+		die("creating the client: %v", err)
+	}
+	// A value of its own for every record, as the Rust clients' stall runs give theirs.
+	value := func() []byte {
+		v := make([]byte, o.size)
+		for i := range v {
+			v[i] = 'v'
+		}
+		return v
+	}
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: value()}).FirstErr(); err != nil {
+		die("first record: %v", err)
+	}
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		die("waiting for the harness on stdin: %v", err)
+	}
+	end := time.Now().Add(time.Duration(o.seconds) * time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), end)
+	defer cancel()
+	var n uint64
+	for time.Now().Before(end) {
+		cl.Produce(ctx, &kgo.Record{Value: value()}, func(*kgo.Record, error) {})
+		if time.Now().Before(end) {
+			n++
+		}
+	}
+	return result{Records: n, Bytes: n * uint64(o.size), Secs: float64(o.seconds)}
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		die("usage: franz-go produce|consume --bootstrap B --topic T --records N ...")
@@ -270,8 +327,11 @@ func main() {
 	case "consume":
 		o = parse("consume", os.Args[2:])
 		r = consume(o)
+	case "stall":
+		o = parse("stall", os.Args[2:])
+		r = stall(o)
 	default:
-		die("unknown command %q (produce or consume)", os.Args[1])
+		die("unknown command %q (produce, consume or stall)", os.Args[1])
 	}
 	r.Client = "franz-go"
 	r.Scenario = o.scenario

@@ -13,6 +13,8 @@
 //!                 --bootstrap B --topic T --records N [--security-protocol SSL --ca CA.pem]
 //! compare pipeline --client sluice|rdkafka --bootstrap B --input T --output T2
 //!                  --records N --group G --exactly-once true|false
+//! compare stall --client sluice|rdkafka|kacrab|krafka --bootstrap B --topic T
+//!               [--size 1024] [--seconds 4]      (see `stall.rs`)
 //! compare report --input results.jsonl --out-dir target/bench
 //! ```
 //!
@@ -25,6 +27,7 @@
 mod clients;
 mod pipeline;
 mod report;
+mod stall;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -102,6 +105,9 @@ enum Cmd {
     /// Copy an input topic of N records to an output topic through a consume ->
     /// service -> produce pipeline, committing as it goes (see `pipeline.rs`).
     Pipeline(pipeline::PipelineArgs),
+    /// Keep sending while `cargo xtask bench` holds the broker stopped: what the client
+    /// buffers (its peak RSS) against its 32 MiB bound (see `stall.rs`).
+    Stall(stall::StallArgs),
     /// Medians of a results.jsonl: results.md and PNG charts.
     Report {
         #[arg(long)]
@@ -368,6 +374,7 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }
+            Cmd::Stall(args) => stall::run(&args).await,
             Cmd::Report { .. } => unreachable!(),
         }
     })

@@ -2,7 +2,8 @@
 //! written by `cargo xtask bench`, as `results.md` and PNG bar charts: records/s, CPU
 //! per record and peak RSS per family of scenarios (`<family>-throughput.png`,
 //! `-cpu.png`, `-rss.png`; families: produce, consume, partitions, pipeline,
-//! replicated, tls) and `latency.png` for the fixed-rate ones.
+//! replicated, tls; `stalled-rss.png` only for the stalled broker) and `latency.png` for
+//! the fixed-rate ones.
 //!
 //! Scenarios named `latency ...` run at a fixed rate: their records/s is the rate, not a
 //! throughput, so they are left out of the throughput chart and the throughput ratios and
@@ -69,6 +70,8 @@ struct Med {
     runs: usize,
     rps: f64,
     mbps: f64,
+    /// MiB of the records (the stalled-broker scenario: accepted while stopped).
+    mib: f64,
     cpu_per_m: f64,
     rss_mb: f64,
     p50: Option<f64>,
@@ -114,6 +117,18 @@ fn is_fixed_rate(scenario: &str) -> bool {
     scenario.starts_with("latency ")
 }
 
+/// The stalled-broker scenario (`stall.rs`): its records are sends accepted while the
+/// broker was stopped and its figure is the peak RSS, so it has no throughput or CPU
+/// ratios, only a table and an RSS chart of its own.
+fn is_stalled(scenario: &str) -> bool {
+    scenario.starts_with("stalled broker")
+}
+
+/// A scenario whose records/s and CPU per record compare clients' speed.
+fn is_flat_out(scenario: &str) -> bool {
+    !is_fixed_rate(scenario) && !is_stalled(scenario)
+}
+
 /// The chart family of a flat-out scenario: `tls` (SSL and PLAINTEXT twins),
 /// `replicated` (RF3), `partitions` (1,000 partitions), `pipeline`, `produce`, `consume`.
 fn family(scenario: &str) -> &'static str {
@@ -125,6 +140,8 @@ fn family(scenario: &str) -> &'static str {
         "partitions"
     } else if scenario.starts_with("pipeline ") {
         "pipeline"
+    } else if is_stalled(scenario) {
+        "stalled"
     } else if scenario.starts_with("consume ") {
         "consume"
     } else {
@@ -187,6 +204,11 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
                     .map(|r| r.r.bytes as f64 / r.r.secs / 1e6)
                     .collect(),
             ),
+            mib: median(
+                rows.iter()
+                    .map(|r| r.r.bytes as f64 / (1024.0 * 1024.0))
+                    .collect(),
+            ),
             cpu_per_m: median(
                 rows.iter()
                     .map(|r| r.cpu_secs / (r.r.records as f64 / 1e6))
@@ -235,6 +257,9 @@ pub fn run(input: &Path, out_dir: &Path) -> Result<()> {
                 |m: &Med| m.rss_mb,
             ),
         ] {
+            if *family == "stalled" && what != "rss" {
+                continue;
+            }
             let series: Vec<Vec<(String, f64)>> = scenarios
                 .iter()
                 .map(|s| {
@@ -333,6 +358,27 @@ The cost of TLS for each client: SSL ÷ PLAINTEXT on the same broker (medians; t
     }
 }
 
+/// The stalled-broker table: what each client took while the broker was stopped, and
+/// its peak RSS against the 32 MiB bound.
+fn stalled(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
+    for (scenario, clients) in by_scenario.iter().filter(|(s, _)| is_stalled(s)) {
+        let _ = write!(
+            s,
+            "\n{scenario}: sends accepted while the broker was stopped, and the client's peak RSS (above the 32 MiB bound: its fixed overhead, and what it holds besides the records):\n\n| client | runs | accepted MiB | peak RSS MiB | RSS - 32 MiB |\n|---|---:|---:|---:|---:|\n"
+        );
+        for (c, m) in clients {
+            let _ = writeln!(
+                s,
+                "| {c} | {} | {:.1} | {:.0} | {:.0} |",
+                m.runs,
+                m.mib,
+                m.rss_mb,
+                m.rss_mb - 32.0
+            );
+        }
+    }
+}
+
 fn fmt_opt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.1}"))
 }
@@ -357,9 +403,12 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
             );
         }
     }
-    s.push_str("\nSluice relative to the others, flat-out scenarios (medians; throughput: >1 means Sluice is faster; CPU: <1 means Sluice uses less CPU per record):\n\n");
-    s.push_str("| scenario | throughput / rdkafka | CPU per record / rdkafka | throughput / rdkafka-tuned | CPU per record / rdkafka-tuned | throughput / Java | CPU per record / Java | throughput / rskafka |\n");
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let flat_out = by_scenario.keys().any(|s| is_flat_out(s));
+    if flat_out {
+        s.push_str("\nSluice relative to the others, flat-out scenarios (medians; throughput: >1 means Sluice is faster; CPU: <1 means Sluice uses less CPU per record):\n\n");
+        s.push_str("| scenario | throughput / rdkafka | CPU per record / rdkafka | throughput / rdkafka-tuned | CPU per record / rdkafka-tuned | throughput / Java | CPU per record / Java | throughput / rskafka |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
     let ratio = |sl: &Med, other: Option<&Med>, f: fn(&Med) -> Option<f64>| match (
         f(sl),
         other.and_then(f),
@@ -367,7 +416,7 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
         (Some(a), Some(b)) => format!("{:.2}", a / b),
         _ => "n/a".to_string(),
     };
-    for (scenario, clients) in by_scenario.iter().filter(|(s, _)| !is_fixed_rate(s)) {
+    for (scenario, clients) in by_scenario.iter().filter(|(s, _)| is_flat_out(s)) {
         let get = |name: &str| clients.iter().find(|(c, _)| c == name).map(|(_, m)| m);
         let rps: fn(&Med) -> Option<f64> = |m| Some(m.rps);
         let cpu: fn(&Med) -> Option<f64> = |m| Some(m.cpu_per_m);
@@ -392,6 +441,7 @@ fn markdown(by_scenario: &BTreeMap<String, Vec<(String, Med)>>) -> String {
         }
     }
     tls_cost(&mut s, by_scenario);
+    stalled(&mut s, by_scenario);
     if by_scenario.keys().any(|s| is_fixed_rate(s)) {
         s.push_str("\nSluice's delivery latency relative to the others at a fixed rate (medians; <1 means Sluice's records are acknowledged sooner):\n\n");
         s.push_str("| scenario | p50 / rdkafka | p99 / rdkafka | p50 / Java | p99 / Java | p50 / rskafka | p99 / rskafka |\n");
@@ -439,28 +489,30 @@ fn peers(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
             .find(|(c, _)| c == name)
             .map(|(_, m)| m.clone())
     };
-    s.push_str("\nSluice relative to kacrab, krafka and franz-go, flat-out scenarios (medians; throughput: >1 means Sluice is faster; CPU: <1 means Sluice uses less CPU per record):\n\n| scenario |");
-    for label in &ran {
-        let _ = write!(s, " throughput / {label} | CPU per record / {label} |");
-    }
-    s.push_str("\n|---|");
-    s.push_str(&"---:|---:|".repeat(ran.len()));
-    s.push('\n');
-    for (scenario, clients) in by_scenario.iter().filter(|(s, _)| !is_fixed_rate(s)) {
-        let Some(sl) = get(clients, "sluice") else {
-            continue;
-        };
-        let _ = write!(s, "| {scenario} |");
-        for c in &ran {
-            let p = get(clients, c);
-            let _ = write!(
-                s,
-                " {} | {} |",
-                ratio(Some(sl.rps), p.as_ref().map(|m| m.rps)),
-                ratio(Some(sl.cpu_per_m), p.as_ref().map(|m| m.cpu_per_m)),
-            );
+    if by_scenario.keys().any(|s| is_flat_out(s)) {
+        s.push_str("\nSluice relative to kacrab, krafka and franz-go, flat-out scenarios (medians; throughput: >1 means Sluice is faster; CPU: <1 means Sluice uses less CPU per record):\n\n| scenario |");
+        for label in &ran {
+            let _ = write!(s, " throughput / {label} | CPU per record / {label} |");
         }
+        s.push_str("\n|---|");
+        s.push_str(&"---:|---:|".repeat(ran.len()));
         s.push('\n');
+        for (scenario, clients) in by_scenario.iter().filter(|(s, _)| is_flat_out(s)) {
+            let Some(sl) = get(clients, "sluice") else {
+                continue;
+            };
+            let _ = write!(s, "| {scenario} |");
+            for c in &ran {
+                let p = get(clients, c);
+                let _ = write!(
+                    s,
+                    " {} | {} |",
+                    ratio(Some(sl.rps), p.as_ref().map(|m| m.rps)),
+                    ratio(Some(sl.cpu_per_m), p.as_ref().map(|m| m.cpu_per_m)),
+                );
+            }
+            s.push('\n');
+        }
     }
     if !by_scenario.keys().any(|s| is_fixed_rate(s)) {
         return;
