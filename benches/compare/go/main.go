@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +55,7 @@ func parse(cmd string, args []string) opts {
 	var o opts
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	fs.StringVar(&o.client, "client", "franz-go", "ignored (always franz-go)")
-	fs.StringVar(&o.bootstrap, "bootstrap", "127.0.0.1:9092", "bootstrap broker")
+	fs.StringVar(&o.bootstrap, "bootstrap", "127.0.0.1:9092", "bootstrap brokers, comma-separated")
 	fs.StringVar(&o.topic, "topic", "", "topic")
 	fs.Uint64Var(&o.records, "records", 0, "records to produce or consume")
 	fs.IntVar(&o.size, "size", 100, "value size in bytes")
@@ -128,7 +129,7 @@ func percentiles(lat []float32) (*float64, *float64, *float64) {
 func produce(o opts) result {
 	started := time.Now()
 	kopts := []kgo.Opt{
-		kgo.SeedBrokers(o.bootstrap),
+		kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...),
 		kgo.DefaultProduceTopic(o.topic),
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.ProducerBatchMaxBytes(64 * 1024),
@@ -238,7 +239,7 @@ func consume(o opts) result {
 		parts[int32(p)] = kgo.NewOffset().AtStart()
 	}
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(o.bootstrap),
+		kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.topic: parts}),
 	)
 	if err != nil {
@@ -273,7 +274,7 @@ func consume(o opts) result {
 func stall(o opts) result {
 	const bound = 32 * 1024 * 1024
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(o.bootstrap),
+		kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...),
 		kgo.DefaultProduceTopic(o.topic),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(64*1024),
