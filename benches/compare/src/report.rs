@@ -361,10 +361,11 @@ The cost of TLS for each client: SSL ÷ PLAINTEXT on the same broker (medians; t
 /// The stalled-broker table: what each client took while the broker was stopped, and
 /// its peak RSS against the 32 MiB bound.
 fn stalled(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
+    let bound_mib = crate::stall::BUFFER_BYTES as f64 / (1024.0 * 1024.0);
     for (scenario, clients) in by_scenario.iter().filter(|(s, _)| is_stalled(s)) {
         let _ = write!(
             s,
-            "\n{scenario}: sends accepted while the broker was stopped, and the client's peak RSS (above the 32 MiB bound: its fixed overhead, and what it holds besides the records):\n\n| client | runs | accepted MiB | peak RSS MiB | RSS - 32 MiB |\n|---|---:|---:|---:|---:|\n"
+            "\n{scenario}: sends accepted while the broker was stopped, and the client's peak RSS (above the {bound_mib:.0} MiB bound: its fixed overhead, and what it holds besides the records):\n\n| client | runs | accepted MiB | peak RSS MiB | RSS - {bound_mib:.0} MiB |\n|---|---:|---:|---:|---:|\n"
         );
         for (c, m) in clients {
             let _ = writeln!(
@@ -373,7 +374,7 @@ fn stalled(s: &mut String, by_scenario: &BTreeMap<String, Vec<(String, Med)>>) {
                 m.runs,
                 m.mib,
                 m.rss_mb,
-                m.rss_mb - 32.0
+                m.rss_mb - bound_mib
             );
         }
     }
