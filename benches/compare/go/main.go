@@ -126,10 +126,16 @@ func percentiles(lat []float32) (*float64, *float64, *float64) {
 	return at(0.5), at(0.99), at(0.999)
 }
 
+// seedBrokers is kgo's seed list from --bootstrap: one address per comma-separated entry
+// (kgo takes the whole string as one address otherwise).
+func (o opts) seedBrokers() kgo.Opt {
+	return kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...)
+}
+
 func produce(o opts) result {
 	started := time.Now()
 	kopts := []kgo.Opt{
-		kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...),
+		o.seedBrokers(),
 		kgo.DefaultProduceTopic(o.topic),
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.ProducerBatchMaxBytes(64 * 1024),
@@ -239,7 +245,7 @@ func consume(o opts) result {
 		parts[int32(p)] = kgo.NewOffset().AtStart()
 	}
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...),
+		o.seedBrokers(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.topic: parts}),
 	)
 	if err != nil {
@@ -274,7 +280,7 @@ func consume(o opts) result {
 func stall(o opts) result {
 	const bound = 32 * 1024 * 1024
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...),
+		o.seedBrokers(),
 		kgo.DefaultProduceTopic(o.topic),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(64*1024),
