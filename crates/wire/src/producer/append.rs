@@ -85,10 +85,12 @@ impl Producer {
                 // and stop lingering).
                 let blocked = BlockedSender::new(&shared.blocked_senders);
                 shared.wake.notify_one();
-                let acquired = tokio::time::timeout_at(
+                // Boxed, like the metadata wait: held inline, this rare wait made every
+                // send's future several times larger.
+                let acquired = Box::pin(tokio::time::timeout_at(
                     deadline.at(),
                     Arc::clone(&shared.memory).acquire_many_owned(permits),
-                )
+                ))
                 .await;
                 drop(blocked);
                 let permit = match acquired {

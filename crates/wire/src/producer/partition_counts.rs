@@ -38,31 +38,46 @@ impl PartitionCounts {
         topic: &str,
         deadline: &mut WaitDeadline,
     ) -> Result<i32> {
-        let metadata = cluster.metadata();
-        {
-            let mut cache = crate::sync::lock(&self.cache);
-            if cache
-                .snapshot
-                .as_ref()
-                .is_some_and(|s| Arc::ptr_eq(s, &metadata))
-            {
-                if let Some(&n) = cache.counts.get(topic) {
-                    return Ok(n);
-                }
-            } else {
-                cache.snapshot = Some(Arc::clone(&metadata));
-                cache.counts.clear();
-            }
-            if let Some(t) = metadata.topic(topic) {
-                if t.error.is_none() && !t.partitions.is_empty() {
-                    if let Ok(n) = i32::try_from(t.partitions.len()) {
-                        cache.counts.insert(topic.to_string(), n);
-                        return Ok(n);
-                    }
-                }
-            }
+        match self.known(cluster, topic) {
+            Some(n) => Ok(n),
+            // Boxed: the wait's future (a refresh under a timeout) is most of a send's
+            // future, which callers hold for every record, and it is rarely needed.
+            None => Box::pin(Self::wait(cluster, config, topic, deadline)).await,
         }
-        drop(metadata);
+    }
+
+    /// The partition count of `topic` when the current snapshot has the topic.
+    fn known(&self, cluster: &Cluster, topic: &str) -> Option<i32> {
+        let metadata = cluster.metadata();
+        let mut cache = crate::sync::lock(&self.cache);
+        if cache
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &metadata))
+        {
+            if let Some(&n) = cache.counts.get(topic) {
+                return Some(n);
+            }
+        } else {
+            cache.snapshot = Some(Arc::clone(&metadata));
+            cache.counts.clear();
+        }
+        let t = metadata.topic(topic)?;
+        if t.error.is_some() || t.partitions.is_empty() {
+            return None;
+        }
+        let n = i32::try_from(t.partitions.len()).ok()?;
+        cache.counts.insert(topic.to_string(), n);
+        Some(n)
+    }
+
+    /// Refreshes metadata until the topic is known or `deadline` passes.
+    async fn wait(
+        cluster: &Cluster,
+        config: &ProducerConfig,
+        topic: &str,
+        deadline: &mut WaitDeadline,
+    ) -> Result<i32> {
         let mut last_error: Option<Error> = None;
         loop {
             if let Some(t) = cluster.metadata().topic(topic) {
