@@ -63,11 +63,12 @@ pub(super) fn spawn<S>(
     };
     // The stats in scope while the answer is polled: the layers inside count their
     // retries and dead letters into this pipeline's stats.
-    // Boxed: the task's future is large (the whole stack's future and the produce path,
-    // ~8 KB with the full stack), and tokio moves what it is given into the task, then
-    // moves its stage (future, then output) on completion and on join: a fifth of the
-    // runner's CPU was those copies. The box is allocated once and moved as a pointer.
-    tasks.spawn(Box::pin(shared.stats.scope(task.run(answer))));
+    // Boxed: tokio moves what it is given into the task, then moves its stage (future,
+    // then output) on completion and on join; the box is allocated once and moved as a
+    // pointer. The answer has a box of its own: passed by value, the stack's future
+    // (0.7-1 KB with the full stack) was held three times over in the task's future
+    // and copied on each move.
+    tasks.spawn(Box::pin(shared.stats.scope(task.run(Box::pin(answer)))));
 }
 
 pin_project! {
@@ -136,7 +137,7 @@ impl RecordTask {
     /// still queued inside that future, so dropping it means its inner service is never
     /// called (no second dead letter), and it releases the records queued behind it, which
     /// are superseded too.
-    async fn run<F>(mut self, answer: F)
+    async fn run<F>(mut self, answer: Pin<Box<F>>)
     where
         F: Future<Output = Result<Processed, PipelineError>>,
     {
@@ -212,20 +213,20 @@ impl RecordTask {
     /// The answer, then its outputs produced; `None` when superseded meanwhile.
     async fn process<F>(
         &self,
-        answer: F,
+        answer: Pin<Box<F>>,
         after: Option<oneshot::Receiver<()>>,
         handed_over: &mut Option<oneshot::Sender<()>>,
     ) -> Option<Outcome>
     where
         F: Future<Output = Result<Processed, PipelineError>>,
     {
-        // Pinned in an `Option` so it can be dropped at a chosen point: the concurrency
-        // layer starts the partition's next record when this answer is dropped, so after
-        // a retriable failure the rewind is marked first and the records queued behind
+        // In an `Option` so it can be dropped at a chosen point: the concurrency layer
+        // starts the partition's next record when this answer is dropped, so after a
+        // retriable failure the rewind is marked first and the records queued behind
         // find themselves superseded before their inner service is called.
-        let mut answer = std::pin::pin!(Some(answer));
-        let result = std::future::poll_fn(|cx| match answer.as_mut().as_pin_mut() {
-            Some(future) => future.poll(cx),
+        let mut answer = Some(answer);
+        let result = std::future::poll_fn(|cx| match answer.as_mut() {
+            Some(future) => future.as_mut().poll(cx),
             None => std::task::Poll::Ready(Err(PipelineError::fatal(
                 "record answer polled after completion",
             ))),
@@ -233,7 +234,7 @@ impl RecordTask {
         .await;
         match result {
             Ok(outputs) => {
-                answer.set(None);
+                drop(answer.take());
                 // The concurrency layer let the partition's next record run as soon as
                 // this answer was dropped; its outputs must still wait for ours, or a
                 // worker thread descheduled right here (a busy machine) lets dozens of
@@ -249,12 +250,16 @@ impl RecordTask {
                 {
                     return None;
                 }
+                // The paths after a refusal or a failure are boxed: held inline, their
+                // futures (a resend, a dead letter) made every record's task future ten
+                // times the size of the common path's, and the task was copied whole
+                // when spawned.
                 let outcome = match self.refused.clone() {
-                    Some(refused) => self.dead_letter(refused).await,
-                    None => {
-                        let (n, failures) = self.produce(outputs, handed_over).await;
-                        self.settle(n, failures).await
-                    }
+                    Some(refused) => Box::pin(self.dead_letter(refused)).await,
+                    None => match self.produce(outputs, handed_over).await {
+                        (n, failures) if failures.is_empty() => Outcome::Done(n),
+                        (n, failures) => Box::pin(self.settle(n, failures)).await,
+                    },
                 };
                 if let Outcome::Failed(e) = &outcome {
                     if e.disposition() == Disposition::Retriable {
@@ -267,7 +272,7 @@ impl RecordTask {
                 if e.disposition() == Disposition::Retriable {
                     self.rewind();
                 }
-                answer.set(None);
+                drop(answer.take());
                 Some(Outcome::Failed(e))
             }
         }
