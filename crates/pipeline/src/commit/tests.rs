@@ -319,3 +319,29 @@ fn the_commit_layer_s_tracker_keeps_no_window() {
     );
     assert_eq!(tracker.committable(), vec![(topic, 0, 1000)]);
 }
+
+proptest! {
+    /// The tracker agrees with the plainest model of it, a set of unfinished offsets and
+    /// the highest started, under starts (in order, and again after finishing: a
+    /// redelivery) and finishes in any order.
+    #[test]
+    fn the_tracker_agrees_with_a_set_of_unfinished_offsets(
+        ops in proptest::collection::vec((any::<bool>(), 0i64..40), 1..300)
+    ) {
+        let mut t = OffsetTracker::new();
+        let mut unfinished = std::collections::BTreeSet::new();
+        let mut highest: Option<i64> = None;
+        for (start, offset) in ops {
+            if start {
+                t.mark_started(offset);
+                unfinished.insert(offset);
+                highest = Some(highest.map_or(offset, |h| h.max(offset)));
+            } else {
+                prop_assert_eq!(t.mark_done(offset), unfinished.remove(&offset));
+            }
+            let expected = unfinished.first().copied().or(highest.map(|h| h + 1));
+            prop_assert_eq!(t.committable(), expected);
+            prop_assert_eq!(t.unfinished(), unfinished.len());
+        }
+    }
+}
