@@ -312,7 +312,7 @@ where
             tasks: JoinSet::new(),
             events: mpsc::unbounded_channel(),
             paused: false,
-            topics: HashMap::new(),
+            topics: HashMap::default(),
             strategy,
             stop_at_end,
         };

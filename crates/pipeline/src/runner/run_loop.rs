@@ -42,7 +42,7 @@ pub(super) struct Runner<S> {
     /// Whether the runner paused the partitions (the stack stayed not ready).
     pub(super) paused: bool,
     /// Interned topic names.
-    pub(super) topics: HashMap<String, Arc<str>>,
+    pub(super) topics: HashMap<String, Arc<str>, foldhash::fast::RandomState>,
     /// At-least-once or exactly-once.
     pub(super) strategy: CommitStrategy,
     /// Return once every assigned partition is read to its end and committed.
@@ -103,8 +103,6 @@ where
             let admitting = self.strategy.admitting();
             let gate_open = !bound_reached && admitting;
             let drain_deadline = self.strategy.drain_deadline();
-            let backing_off = !self.backoff.is_empty();
-
             let backoff_end = self.next_backoff_end();
             tokio::select! {
                 biased;
@@ -112,10 +110,12 @@ where
                 Some(event) = self.events.1.recv() => {
                     self.on_event(event, &mut held)?;
                 }
-                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    // Every task that ended meanwhile, in this one turn of the loop.
+                    while self.tasks.try_join_next().is_some() {}
+                }
                 signal = self.strategy.signal() => self.strategy.on_signal(signal, &self.shared),
-                _ = tokio::time::sleep_until(drain_deadline.unwrap_or_else(Instant::now)),
-                    if drain_deadline.is_some() =>
+                () = sleep_until_some(drain_deadline), if drain_deadline.is_some() =>
                 {
                     self.strategy.drain_timed_out(self.tasks.len(), &self.shared);
                 }
@@ -126,7 +126,7 @@ where
                     self.strategy.on_progress(&self.consumer, &self.shared)
                 }
                 _ = lag_tick.tick() => self.publish_lag(),
-                _ = tokio::time::sleep_until(backoff_end), if backing_off => {
+                () = sleep_until_some(backoff_end), if backoff_end.is_some() => {
                     self.end_backoffs();
                 }
                 // Not taking records (the stack is not ready, the in-flight bound is
@@ -172,7 +172,7 @@ where
                             "partition not ours any more, or to be fetched again: record dropped");
                     }
                 }
-                _ = tokio::time::sleep_until(pause_at), if held.is_some() && admitting && !self.paused => {
+                () = sleep_until_some(Some(pause_at)), if held.is_some() && admitting && !self.paused => {
                     self.consumer.pause(&self.consumer.assignment());
                     self.paused = true;
                     self.shared.stats.set_paused(true);
@@ -247,13 +247,9 @@ where
         *end = (*end).max(until);
     }
 
-    /// The earliest end of a redelivery backoff (now when there is none).
-    fn next_backoff_end(&self) -> Instant {
-        self.backoff
-            .values()
-            .min()
-            .copied()
-            .unwrap_or_else(Instant::now)
+    /// The earliest end of a redelivery backoff, if any.
+    fn next_backoff_end(&self) -> Option<Instant> {
+        self.backoff.values().min().copied()
     }
 
     /// Resumes the partitions whose backoff ended (unless the runner's pause holds them).
@@ -426,6 +422,16 @@ where
             timestamp: r.timestamp(),
             attempt: 1,
         }
+    }
+}
+
+/// Sleeps until `deadline`; never without one. For the run loop's timers: `select!`
+/// builds every branch's future on each turn, disabled ones too, and this one costs
+/// nothing until polled (a `Sleep` looks up the runtime's timer when made).
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

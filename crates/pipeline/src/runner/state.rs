@@ -96,7 +96,9 @@ pub(crate) struct Shared {
     /// how many records are admitted and not committed (the in-flight bound).
     pub(crate) commits: CommitHandle,
     pub(crate) stats: PipelineStats,
-    partitions: Mutex<HashMap<Key, PartitionState>>,
+    /// Looked up several times per record: a fast hasher, not SipHash (the keys are our
+    /// own assignment, not attacker-chosen).
+    partitions: Mutex<HashMap<Key, PartitionState, foldhash::fast::RandomState>>,
     /// Signalled whenever a record task ends (drains wait on it).
     pub(crate) progress: Notify,
     /// Exactly-once mode: records count as completed when their transaction commits.
@@ -119,7 +121,7 @@ impl Shared {
         Shared {
             commits: CommitHandle::counting(),
             stats,
-            partitions: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(HashMap::default()),
             progress: Notify::new(),
             exactly_once,
             in_transaction: Mutex::new((0, 0)),
@@ -188,7 +190,7 @@ impl Shared {
             .and_then(|p| p.refused.get(&offset).cloned())
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, PartitionState>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, PartitionState, foldhash::fast::RandomState>> {
         // Every method leaves the map consistent before anything could panic.
         sync::lock(&self.partitions)
     }
