@@ -343,5 +343,16 @@ proptest! {
             prop_assert_eq!(t.committable(), expected);
             prop_assert_eq!(t.unfinished(), unfinished.len());
         }
+        // Equal to a tracker built from the model alone: what was finished and flagged is
+        // no part of the state.
+        let mut fresh = OffsetTracker::new();
+        if let Some(h) = highest.filter(|h| !unfinished.contains(h)) {
+            fresh.mark_started(h);
+            fresh.mark_done(h);
+        }
+        for &o in &unfinished {
+            fresh.mark_started(o);
+        }
+        prop_assert_eq!(&t, &fresh);
     }
 }

@@ -31,14 +31,7 @@ impl PartialEq for OffsetTracker {
     /// Equal when the same offsets are unfinished and the same one is the highest
     /// started (finished offsets not yet popped are no part of the state).
     fn eq(&self, other: &Self) -> bool {
-        let unfinished = |t: &Self| {
-            t.pending
-                .iter()
-                .filter(|(_, done)| !done)
-                .map(|&(o, _)| o)
-                .collect::<Vec<_>>()
-        };
-        self.highest == other.highest && unfinished(self) == unfinished(other)
+        self.highest == other.highest && self.unfinished_offsets().eq(other.unfinished_offsets())
     }
 }
 
@@ -102,6 +95,14 @@ impl OffsetTracker {
             Some(&(low, _)) => Some(low),
             None => self.highest.map(|h| h + 1),
         }
+    }
+
+    /// The unfinished offsets, in order.
+    fn unfinished_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.pending
+            .iter()
+            .filter(|(_, done)| !done)
+            .map(|&(o, _)| o)
     }
 
     /// How many offsets are started and unfinished (in flight, or failed and awaiting
