@@ -251,9 +251,8 @@ impl RecordTask {
                     return None;
                 }
                 // The paths after a refusal or a failure are boxed: held inline, their
-                // futures (a resend, a dead letter) made every record's task future ten
-                // times the size of the common path's, and the task was copied whole
-                // when spawned.
+                // futures (a resend, a dead letter, each with a send of its own) were
+                // part of every record's task future, which is copied when spawned.
                 let outcome = match self.refused.clone() {
                     Some(refused) => Box::pin(self.dead_letter(refused)).await,
                     None => match self.produce(outputs, handed_over).await {
